@@ -1,0 +1,1 @@
+"""Measurements: benchmarks, device profiles, QoS planner, plots and reports (`hi-bench`)."""

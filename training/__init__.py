@@ -1,0 +1,1 @@
+"""Training pipeline: data loaders, models, INT8 export, deciders and early exits (`hi-train`)."""

@@ -1,0 +1,266 @@
+"""`hi-train`: train models, export them for devices and the server, and write their cards.
+
+Subcommands live in small modules that expose ``register_cli(subparsers)``; they are imported lazily so
+``hi-train --help`` answers without loading TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+# Modules that add subcommands (each exposes register_cli(subparsers)); missing ones are skipped.
+SUBCOMMAND_MODULES = (
+    "training.decider_cli",
+    "training.early_exit_cli",
+    "training.thresholds_cli",
+)
+
+DEVICE_EXPORTS = "int8,float"
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist", "folder", "imagenet"],
+                   help="dataset kind (default: cifar10)")
+    p.add_argument("--data", required=True, help="dataset path, e.g. ../shared/datasets/cifar10-jpeg")
+    p.add_argument("--val-size", type=int, default=None,
+                   help="validation images carved from the training split (default 5000 for CIFAR-10)")
+    p.add_argument("--image-size", type=int, default=None, help="resize+center-crop size (folder/imagenet)")
+    p.add_argument("--limit-train", type=int, default=None,
+                   help="use only the first N training images (a random but fixed subset): for smoke runs")
+    p.add_argument("--limit-test", type=int, default=None, help="evaluate on only N test images")
+
+
+def _load_splits(args):
+    import numpy as np
+
+    from training.data import load_dataset
+
+    kw = dict(val_size=args.val_size, seed=args.seed, image_size=args.image_size)
+    train = load_dataset(args.dataset, args.data, "train", **kw)
+    val = load_dataset(args.dataset, args.data, "val", **kw)
+    test = load_dataset(args.dataset, args.data, "test", **kw)
+    rng = np.random.default_rng(args.seed)
+    if args.limit_train:
+        train = train.subset(np.sort(rng.permutation(len(train))[: args.limit_train]))
+        val = val.subset(np.sort(rng.permutation(len(val))[: max(1, args.limit_train // 5)]))
+    if args.limit_test:
+        test = test.subset(np.sort(rng.permutation(len(test))[: args.limit_test]))
+    return train, val, test
+
+
+def cmd_model(args) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from training.train import TrainConfig, TrainingError, threads_hint, train_model
+
+    threads_hint()
+    out = Path(args.out)
+    ckpt = args.ckpt_dir or str(out.parent / f".{out.name}.ckpt")
+    cfg = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+                      label_smoothing=args.label_smoothing, augment=not args.no_augment, seed=args.seed,
+                      ckpt_dir=ckpt)
+    train, val, test = _load_splits(args)
+    print(f"data: train {len(train)}, val {len(val)}, test {len(test)} images from {args.data}", flush=True)
+    t0 = time.time()
+    try:
+        model = train_model(cfg, train, val, resume=args.resume)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    seconds = time.time() - t0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    keras_path = out.with_suffix(".keras")
+    model.save(keras_path)
+    print(f"saved {keras_path} after {seconds / 60:.1f} min", flush=True)
+    command = "hi-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    card = export_and_card(model, out, args.export.split(","), train, val, test, args,
+                           training={"config": cfg.to_dict(), "epochs": cfg.epochs, "seconds": round(seconds),
+                                     "command": command})
+    print(json.dumps({a["file"]: a.get("test_accuracy") for a in card["artifacts"]}, indent=2))
+    return 0
+
+
+def cmd_export(args) -> int:
+    """Re-export a saved Keras model and rewrite its card (e.g. after changing the exporter)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    out = Path(args.out)
+    model = keras.models.load_model(args.keras)
+    train, val, test = _load_splits(args)
+    old = {}
+    card_path = out.with_suffix(".json")
+    if card_path.exists():
+        old = json.loads(card_path.read_text()).get("training", {})
+    export_and_card(model, out, args.export.split(","), train, val, test, args, training=old)
+    return 0
+
+
+def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, args, training: dict) -> dict:
+    import numpy as np
+
+    from training.cards import JPEG_NOTE, git_commit, update_models_readme, write_card
+    from training.export import (OnnxModel, TFLiteModel, accuracy, export_float_tflite, export_int8_tflite,
+                                 export_onnx, representative_subset, tflm_arena_bytes)
+    from training.models import count_params_and_macs
+
+    stats = count_params_and_macs(model)
+    artifacts = []
+    keras_path = out.with_suffix(".keras")
+    float_probs = model.predict(test.images.astype(np.float32), batch_size=500, verbose=0)
+    float_acc = accuracy(float_probs, test.labels)
+    if keras_path.exists():
+        artifacts.append({"file": keras_path.name, "kind": "keras (float32, training form)",
+                          "bytes": keras_path.stat().st_size, "test_accuracy": float_acc,
+                          "evaluated_with": f"keras {__import__('keras').__version__}"})
+    for kind in exports:
+        kind = kind.strip()
+        if not kind:
+            continue
+        if kind == "int8":
+            path = export_int8_tflite(model, representative_subset(train.images, 500, args.seed),
+                                      out.parent / f"{out.name}_int8.tflite")
+            tm = TFLiteModel(path)
+            acc = accuracy(tm.predict_proba(test.images), test.labels)
+            s_in, z_in = tm.input_quant
+            s_out, z_out = tm.output_quant()
+            print("measuring the TFLite Micro arena ...", flush=True)
+            arena = tflm_arena_bytes(path, test.images[:1])
+            artifacts.append({
+                "file": path.name, "kind": "tflite int8 (device)", "bytes": path.stat().st_size,
+                "test_accuracy": acc,
+                "evaluated_with": "ai-edge-litert default kernels (XNNPACK); the reference kernels and "
+                                  "TFLite Micro may differ by a few int8 steps on rare samples",
+                "ops": tm.op_names(),
+                "tflm_arena_bytes": arena,
+                "tflm_arena_note": "smallest arena the tflite-micro Python interpreter (x86-64, 64-bit "
+                                   "pointers) runs with; a 32-bit Cortex-M needs somewhat less",
+                "input": {"dtype": "int8", "shape": [int(v) for v in tm.input["shape"]], "layout": "NHWC",
+                          "scale": s_in, "zero_point": z_in,
+                          "meaning": "q = round(pixel / scale) + zero_point; for scale 1, zp -128: pixel - 128"},
+                "output": {"dtype": "int8", "scale": s_out, "zero_point": z_out,
+                           "meaning": "softmax probabilities: p = (q - zero_point) * scale"},
+            })
+        elif kind == "float":
+            path = export_float_tflite(model, out.parent / f"{out.name}_float.tflite")
+            tm = TFLiteModel(path)
+            acc = accuracy(tm.predict_proba(test.images), test.labels)
+            artifacts.append({"file": path.name, "kind": "tflite float32", "bytes": path.stat().st_size,
+                              "test_accuracy": acc, "evaluated_with": "ai-edge-litert", "ops": tm.op_names(),
+                              "input": {"dtype": "float32", "layout": "NHWC", "meaning": "raw pixels 0..255"}})
+        elif kind == "onnx":
+            path = out.parent / f"{out.name}.onnx"
+            export_onnx(model, path, validate_images=val.images[:256])
+            acc = accuracy(OnnxModel(path).predict(test.images), test.labels)
+            artifacts.append({"file": path.name, "kind": "onnx float32 (server)", "bytes": path.stat().st_size,
+                              "test_accuracy": acc, "evaluated_with": "onnxruntime CPUExecutionProvider",
+                              "input": {"dtype": "float32", "shape": ["N", *test.images.shape[1:]],
+                                        "layout": "NHWC", "meaning": "raw pixels 0..255"},
+                              "output": {"meaning": "softmax probabilities [N, classes]"}})
+        else:
+            raise SystemExit(f"error: unknown export kind {kind!r}; use int8, float, onnx")
+    card = {
+        "card_version": 1,
+        "name": out.name,
+        "architecture": model.name,
+        "params": stats.params,
+        "macs": stats.macs,
+        "dataset": {"name": args.dataset, "path": str(args.data), "train_images": len(train),
+                    "val_images": len(val), "test_images": len(test),
+                    "val_split": f"class-stratified, seed {args.seed}, carved from the training split",
+                    "note": JPEG_NOTE if args.dataset == "cifar10" else ""},
+        "training": training,
+        "git_commit": git_commit(),
+        "float_test_accuracy": float_acc,
+        "artifacts": artifacts,
+    }
+    card_path = write_card(out.with_suffix(".json"), card)
+    print(f"wrote card {card_path}", flush=True)
+    models_root = _models_root(out)
+    if models_root is not None:
+        update_models_readme(models_root)
+    return card
+
+
+def _models_root(out: Path) -> Path | None:
+    for parent in [out.parent, *out.parent.parents]:
+        if parent.name == "models":
+            return parent
+    return None
+
+
+def cmd_cards(args) -> int:
+    from training.cards import update_models_readme
+
+    print(f"updated {update_models_readme(Path(args.models))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hi-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    m = sub.add_parser("model", help="train a model, export it and write its card",
+                       description="Train ARCH on a dataset with flip/crop augmentation, SGD with warm-up and "
+                                   "cosine decay; checkpoint every epoch (resume with --resume); export INT8/"
+                                   "float TFLite and/or ONNX and write a model card.")
+    m.add_argument("--arch", default="resnet8", help="resnet8, resnet20, resnet56, resnet9, resnet9_w32, "
+                                                     "resnet18, tiny_cnn (default resnet8)")
+    _add_data_args(m)
+    m.add_argument("--epochs", type=int, default=30)
+    m.add_argument("--batch-size", type=int, default=64)
+    m.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default 0.1)")
+    m.add_argument("--weight-decay", type=float, default=1e-4, help="L2 on kernels (default 1e-4)")
+    m.add_argument("--warmup-epochs", type=float, default=1.0)
+    m.add_argument("--label-smoothing", type=float, default=0.0)
+    m.add_argument("--no-augment", action="store_true", help="disable flip and pad-and-crop")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
+    m.add_argument("--export", default=DEVICE_EXPORTS,
+                   help="comma list of int8, float, onnx (default int8,float)")
+    m.add_argument("--ckpt-dir", default=None, help="checkpoint directory (default: <out dir>/.<name>.ckpt)")
+    m.add_argument("--resume", action="store_true", help="continue the run checkpointed in --ckpt-dir")
+    m.set_defaults(func=cmd_model)
+
+    e = sub.add_parser("export", help="export a saved .keras model again and rewrite its card")
+    e.add_argument("--keras", required=True, help="the saved model, e.g. models/cifar10/resnet8.keras")
+    _add_data_args(e)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
+    e.add_argument("--export", default=DEVICE_EXPORTS, help="comma list of int8, float, onnx")
+    e.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("cards", help="regenerate the table in models/README.md from the cards")
+    c.add_argument("--models", default="models")
+    c.set_defaults(func=cmd_cards)
+
+    for modname in SUBCOMMAND_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name == modname:
+                continue
+            raise
+        mod.register_cli(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Supervised training of the image models, resumable across sessions.
+
+Why the pieces look the way they do:
+
+* augmentation (random flip, 4-pixel pad-and-crop) runs batched inside the tf.data pipeline with integer
+  gathers, so two CPU cores spend their time on the model rather than on per-image Python;
+* the learning rate is a warm-up plus cosine decay that is a pure function of the optimizer's step, so a
+  resumed run continues the exact schedule;
+* ``keras.callbacks.BackupAndRestore`` checkpoints weights, optimizer state and the epoch counter after
+  every epoch: a stopped run resumes where it stopped (``--resume``) instead of starting over;
+* the best model by validation accuracy is kept; the test split is never looked at during training.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from training.data import Dataset
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "resnet8"
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    augment: bool = True
+    seed: int = 0
+    ckpt_dir: str = ""
+    extra_model_kwargs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TrainingError(Exception):
+    pass
+
+
+def augment_batch(images, pad: int = 4):
+    """Random horizontal flip and pad-and-crop for a uint8 NHWC batch (a tf.Tensor), per image."""
+    import tensorflow as tf
+
+    b = tf.shape(images)[0]
+    h, w = images.shape[1], images.shape[2]
+    x = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    oy = tf.random.uniform([b], 0, 2 * pad + 1, dtype=tf.int32)
+    ox = tf.random.uniform([b], 0, 2 * pad + 1, dtype=tf.int32)
+    rows = oy[:, None] + tf.range(h)[None, :]
+    cols = ox[:, None] + tf.range(w)[None, :]
+    x = tf.gather(x, rows, axis=1, batch_dims=1)
+    x = tf.gather(x, cols, axis=2, batch_dims=1)
+    flip = tf.random.uniform([b]) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
+
+
+def make_dataset(ds: Dataset, batch_size: int, *, training: bool, augment: bool, seed: int):
+    import tensorflow as tf
+
+    d = tf.data.Dataset.from_tensor_slices((ds.images, ds.labels))
+    if training:
+        d = d.shuffle(len(ds), seed=seed, reshuffle_each_iteration=True)
+    d = d.batch(batch_size, drop_remainder=training)
+    if training and augment:
+        d = d.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    d = d.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return d.prefetch(tf.data.AUTOTUNE)
+
+
+def lr_schedule(cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.lr * 0.1 if warm else cfg.lr,
+        decay_steps=max(1, total - warm), alpha=0.0,
+        warmup_target=cfg.lr if warm else None, warmup_steps=warm)
+
+
+class _EpochLog:
+    """A compact per-epoch progress line (for logs of background runs) plus a JSONL history."""
+
+    def __init__(self, path: Path | None, total_epochs: int):
+        import keras
+
+        outer = self
+
+        class CB(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                outer.t0 = time.time()
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = dict(logs or {})
+                rec = {"epoch": epoch + 1, "seconds": round(time.time() - outer.t0, 1),
+                       **{k: float(v) for k, v in logs.items()}}
+                print(f"epoch {epoch + 1}/{total_epochs} " + " ".join(
+                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
+                    if k != "epoch"), flush=True)
+                if path is not None:
+                    with open(path, "a") as fh:
+                        fh.write(json.dumps(rec) + "\n")
+
+        self.t0 = time.time()
+        self.callback = CB()
+
+
+def train_model(cfg: TrainConfig, train: Dataset, val: Dataset, *, resume: bool = False,
+                verbose: int | None = None):
+    """Train ``cfg.arch`` on ``train``; returns the model with the best validation accuracy.
+
+    With ``cfg.ckpt_dir`` set, every epoch is checkpointed there; ``resume=True`` continues a stopped
+    run, and a leftover checkpoint without ``resume`` is an error rather than a silent restart.
+    """
+    import keras
+    import tensorflow as tf
+
+    from training.models import build_model
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(cfg.arch, num_classes=train.num_classes, input_shape=train.images.shape[1:],
+                        weight_decay=cfg.weight_decay, **cfg.extra_model_kwargs)
+    steps = len(train) // cfg.batch_size
+    if steps == 0:
+        raise TrainingError(f"training split has {len(train)} images, fewer than one batch of {cfg.batch_size}")
+    opt = keras.optimizers.SGD(learning_rate=lr_schedule(cfg, steps), momentum=cfg.momentum,
+                               nesterov=cfg.nesterov)
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    if cfg.label_smoothing:
+        n = train.num_classes
+
+        def loss(y_true, y_pred):  # noqa: F811 - label smoothing for sparse labels
+            y = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), n)
+            return keras.losses.categorical_crossentropy(y, y_pred, label_smoothing=cfg.label_smoothing)
+
+    model.compile(optimizer=opt, loss=loss, metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
+
+    callbacks = []
+    history_path = None
+    best_path = None
+    if cfg.ckpt_dir:
+        ck = Path(cfg.ckpt_dir)
+        backup = ck / "backup"
+        if backup.exists() and not resume:
+            raise TrainingError(f"a checkpoint of an earlier run exists in {ck}; pass --resume to continue "
+                                f"it, or delete {ck} to start over")
+        if resume and not backup.exists():
+            print(f"note: --resume given but no checkpoint in {ck}; starting a new run", file=sys.stderr)
+        ck.mkdir(parents=True, exist_ok=True)
+        (ck / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch",
+                                                          delete_checkpoint=False))
+        best_path = ck / "best.weights.h5"
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_acc", mode="max",
+                                                         save_best_only=True, save_weights_only=True))
+        history_path = ck / "history.jsonl"
+    callbacks.append(_EpochLog(history_path, cfg.epochs).callback)
+
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 0
+    model.fit(make_dataset(train, cfg.batch_size, training=True, augment=cfg.augment, seed=cfg.seed),
+              validation_data=make_dataset(val, 256, training=False, augment=False, seed=0),
+              epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
+    if best_path is not None and best_path.exists():
+        model.load_weights(str(best_path))
+    return model
+
+
+def evaluate_keras(model, ds: Dataset, batch_size: int = 500) -> float:
+    probs = model.predict(ds.images.astype(np.float32), batch_size=batch_size, verbose=0)
+    return float((probs.argmax(1) == ds.labels).mean())
+
+
+def remove_checkpoints(ckpt_dir: str | Path) -> None:
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+def steps_to_epochs(steps: int, n: int, batch: int) -> float:
+    return steps / max(1, math.floor(n / batch))
+
+
+def threads_hint() -> None:
+    """Use every core for one training process (TensorFlow's default on some images is fewer)."""
+    n = os.cpu_count() or 1
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(2)
+    except RuntimeError:
+        pass

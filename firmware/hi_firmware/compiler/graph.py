@@ -1,0 +1,281 @@
+"""Read a TFLite flatbuffer into a small, explicit graph IR.
+
+WHY an IR of our own: the emitter and the memory planner need tensors with shapes, quantization and constant
+data as numpy arrays, and operators with their options as plain Python values. The `tflite` package gives
+the generated flatbuffer accessors; this module is the only place that touches them, so the rest of the
+compiler never deals with flatbuffer tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+SUPPORTED_OPS = (
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "ADD",
+    "AVERAGE_POOL_2D",
+    "MAX_POOL_2D",
+    "MEAN",
+    "PAD",
+    "PADV2",
+    "RESHAPE",
+    "SOFTMAX",
+    "QUANTIZE",
+    "DEQUANTIZE",
+)
+
+# TFLite TensorType enum values -> (name, numpy dtype).
+_TENSOR_TYPES = {
+    0: ("float32", np.float32),
+    1: ("float16", np.float16),
+    2: ("int32", np.int32),
+    3: ("uint8", np.uint8),
+    4: ("int64", np.int64),
+    6: ("bool", np.bool_),
+    7: ("int16", np.int16),
+    9: ("int8", np.int8),
+}
+
+_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+_PADDING = {0: "SAME", 1: "VALID"}
+
+
+class CompileError(Exception):
+    """A model the compiler cannot translate; the message names the model and what to change."""
+
+
+@dataclass
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scales: np.ndarray  # float32, empty when not quantized
+    zero_points: np.ndarray  # int64, empty when not quantized
+    quantized_dimension: int
+    data: Optional[np.ndarray] = None  # constant contents (weights, bias, shapes), None for activations
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+    @property
+    def scale(self) -> float:
+        """The per-tensor scale (first entry); raises for unquantized tensors."""
+        if self.scales.size == 0:
+            raise CompileError(f"tensor '{self.name}' has no quantization parameters")
+        return float(self.scales[0])
+
+    @property
+    def zero_point(self) -> int:
+        return int(self.zero_points[0]) if self.zero_points.size else 0
+
+    @property
+    def num_elements(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def itemsize(self) -> int:
+        return int(np.dtype(_dtype_of(self.dtype)).itemsize)
+
+    @property
+    def nbytes(self) -> int:
+        return self.num_elements * self.itemsize
+
+
+@dataclass
+class Operator:
+    index: int
+    opcode: str
+    inputs: list[int]  # tensor indices, -1 for an omitted optional input
+    outputs: list[int]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    model_name: str  # for error messages: the file the graph came from
+    tensors: list[Tensor]
+    operators: list[Operator]
+    inputs: list[int]
+    outputs: list[int]
+
+    def producer(self, tensor_index: int) -> Optional[Operator]:
+        for op in self.operators:
+            if tensor_index in op.outputs:
+                return op
+        return None
+
+    def consumers(self, tensor_index: int) -> list[Operator]:
+        return [op for op in self.operators if tensor_index in op.inputs]
+
+
+def _dtype_of(name: str) -> Any:
+    for type_name, dtype in _TENSOR_TYPES.values():
+        if type_name == name:
+            return dtype
+    raise CompileError(f"unknown tensor type {name}")
+
+
+def _opcode_name(model: Any, opcode_index: int) -> str:
+    import tflite
+
+    code = model.OperatorCodes(opcode_index)
+    builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
+    if builtin == 32:  # CUSTOM
+        custom = code.CustomCode()
+        return f"CUSTOM:{custom.decode() if custom else '?'}"
+    return tflite.opcode2name(builtin)
+
+
+def _options(op: Any, opcode: str) -> dict[str, Any]:
+    """Decode the builtin options the supported kernels need, as plain values."""
+    import tflite
+
+    table = op.BuiltinOptions()
+    if table is None:
+        return {}
+
+    def init(cls: Any) -> Any:
+        obj = cls()
+        obj.Init(table.Bytes, table.Pos)
+        return obj
+
+    if opcode == "CONV_2D":
+        o = init(tflite.Conv2DOptions)
+        return {
+            "padding": _PADDING[o.Padding()],
+            "stride_h": o.StrideH(),
+            "stride_w": o.StrideW(),
+            "dilation_h": o.DilationHFactor(),
+            "dilation_w": o.DilationWFactor(),
+            "activation": _ACTIVATIONS[o.FusedActivationFunction()],
+        }
+    if opcode == "DEPTHWISE_CONV_2D":
+        o = init(tflite.DepthwiseConv2DOptions)
+        return {
+            "padding": _PADDING[o.Padding()],
+            "stride_h": o.StrideH(),
+            "stride_w": o.StrideW(),
+            "dilation_h": o.DilationHFactor(),
+            "dilation_w": o.DilationWFactor(),
+            "depth_multiplier": o.DepthMultiplier(),
+            "activation": _ACTIVATIONS[o.FusedActivationFunction()],
+        }
+    if opcode in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        o = init(tflite.Pool2DOptions)
+        return {
+            "padding": _PADDING[o.Padding()],
+            "stride_h": o.StrideH(),
+            "stride_w": o.StrideW(),
+            "filter_h": o.FilterHeight(),
+            "filter_w": o.FilterWidth(),
+            "activation": _ACTIVATIONS[o.FusedActivationFunction()],
+        }
+    if opcode == "FULLY_CONNECTED":
+        o = init(tflite.FullyConnectedOptions)
+        return {
+            "activation": _ACTIVATIONS[o.FusedActivationFunction()],
+            "keep_num_dims": bool(o.KeepNumDims()),
+            "weights_format": int(o.WeightsFormat()),
+        }
+    if opcode == "ADD":
+        o = init(tflite.AddOptions)
+        return {"activation": _ACTIVATIONS[o.FusedActivationFunction()]}
+    if opcode == "SOFTMAX":
+        o = init(tflite.SoftmaxOptions)
+        return {"beta": float(o.Beta())}
+    if opcode == "MEAN":
+        o = init(tflite.ReducerOptions)
+        return {"keep_dims": bool(o.KeepDims())}
+    return {}
+
+
+def read_tflite(path: str | Path) -> Graph:
+    """Parse the first subgraph of a .tflite file; multi-subgraph models are rejected with a reason."""
+    import tflite
+
+    path = Path(path)
+    if not path.exists():
+        raise CompileError(f"model file {path} does not exist")
+    buf = path.read_bytes()
+    return read_tflite_bytes(buf, model_name=path.name)
+
+
+def read_tflite_bytes(buf: bytes, model_name: str = "<bytes>") -> Graph:
+    import tflite
+
+    try:
+        model = tflite.Model.GetRootAsModel(buf, 0)
+        n_subgraphs = model.SubgraphsLength()
+    except Exception as exc:  # flatbuffers raises assorted errors on garbage
+        raise CompileError(f"{model_name} is not a valid TFLite flatbuffer: {exc}") from exc
+    if n_subgraphs != 1:
+        raise CompileError(
+            f"{model_name} has {n_subgraphs} subgraphs; only single-subgraph models (no control flow) are supported"
+        )
+    sg = model.Subgraphs(0)
+
+    tensors: list[Tensor] = []
+    for i in range(sg.TensorsLength()):
+        t = sg.Tensors(i)
+        if t.Type() not in _TENSOR_TYPES:
+            raise CompileError(f"{model_name}: tensor {i} has unsupported TFLite type id {t.Type()}")
+        type_name, np_dtype = _TENSOR_TYPES[t.Type()]
+        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        q = t.Quantization()
+        if q is not None and q.ScaleLength():
+            scales = np.asarray(q.ScaleAsNumpy(), dtype=np.float32)
+            zps = np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64)
+            qdim = int(q.QuantizedDimension())
+        else:
+            scales = np.zeros(0, np.float32)
+            zps = np.zeros(0, np.int64)
+            qdim = 0
+        data = None
+        buffer = model.Buffers(t.Buffer())
+        if buffer is not None:
+            raw: Optional[bytes] = None
+            if buffer.DataLength():
+                raw = buffer.DataAsNumpy().tobytes()
+            elif buffer.Offset() > 1:  # large models store data after the flatbuffer
+                raw = buf[buffer.Offset(): buffer.Offset() + buffer.Size()]
+            if raw is not None:
+                data = np.frombuffer(raw, dtype=np_dtype).reshape(shape if shape else ()).copy()
+        name = t.Name().decode() if t.Name() else f"tensor_{i}"
+        tensors.append(Tensor(i, name, shape, type_name, scales, zps, qdim, data))
+
+    operators: list[Operator] = []
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        opcode = _opcode_name(model, op.OpcodeIndex())
+        inputs = [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else []
+        outputs = [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        options = _options(op, opcode) if opcode in SUPPORTED_OPS else {}
+        operators.append(Operator(i, opcode, inputs, outputs, options))
+
+    graph = Graph(
+        model_name=model_name,
+        tensors=tensors,
+        operators=operators,
+        inputs=[int(x) for x in sg.InputsAsNumpy()],
+        outputs=[int(x) for x in sg.OutputsAsNumpy()],
+    )
+    check_supported(graph)
+    return graph
+
+
+def check_supported(graph: Graph) -> None:
+    """Reject unsupported operators up front with one message naming every offending op and the model."""
+    bad = sorted({op.opcode for op in graph.operators if op.opcode not in SUPPORTED_OPS})
+    if bad:
+        raise CompileError(
+            f"model {graph.model_name} uses unsupported operator(s) {', '.join(bad)}; "
+            f"hi-firmware compile supports {', '.join(SUPPORTED_OPS)}. "
+            "Replace the layer(s) or add a kernel in firmware/lib/hi_nn/."
+        )

@@ -1,0 +1,380 @@
+"""Lower graph operators to kernel steps with every model-constant parameter precomputed.
+
+WHY: a step is exactly one call into firmware/lib/hi_nn with its constant parameters (multipliers, shifts,
+activation bounds, folded biases) already computed the way TFLite Micro's Prepare() computes them. The
+emitter only prints steps and the planner only looks at which tensors a step reads and writes.
+This is also where the residual ADD is fused into the convolution that produces one of its operands.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from . import quant
+from .graph import CompileError, Graph, Operator, Tensor
+
+
+@dataclass
+class Step:
+    kind: str
+    op_index: int  # index of the (last) TFLite operator this step implements, for comments and errors
+    inputs: list[int]  # activation tensors read (no constants)
+    output: int
+    params: dict[str, Any] = field(default_factory=dict)
+    consts: dict[str, np.ndarray] = field(default_factory=dict)  # arrays the emitter puts in flash
+    # Inputs the output may share a buffer with when their lifetime ends here (elementwise / row-wise ops).
+    inplace_candidates: list[int] = field(default_factory=list)
+    # Inputs that must never share a buffer with the output (read at other positions than written).
+    inplace_forbidden: list[int] = field(default_factory=list)
+    alias_of: Optional[int] = None  # RESHAPE: the output is the same bytes as this input
+
+
+def _err(graph: Graph, op: Operator, msg: str) -> CompileError:
+    return CompileError(f"model {graph.model_name}, operator #{op.index} {op.opcode}: {msg}")
+
+
+def _expect_types(graph: Graph, op: Operator, tensors: list[Tensor], allowed: tuple[str, ...]) -> None:
+    for t in tensors:
+        if t.dtype not in allowed:
+            raise _err(
+                graph,
+                op,
+                f"tensor '{t.name}' has type {t.dtype}; only {', '.join(allowed)} is supported "
+                "(convert the model with full-integer INT8 quantization)",
+            )
+
+
+def _same_padding(stride: int, dilation: int, in_size: int, filter_size: int, out_size: int) -> int:
+    """TFLite ComputePaddingWithOffset: the leading padding (trailing gets the extra odd pixel)."""
+    effective = (filter_size - 1) * dilation + 1
+    total = (out_size - 1) * stride + effective - in_size
+    return max(total, 0) // 2
+
+
+def _nhwc(graph: Graph, op: Operator, t: Tensor) -> tuple[int, int, int, int]:
+    if len(t.shape) != 4:
+        raise _err(graph, op, f"tensor '{t.name}' must be 4-D NHWC, has shape {t.shape}")
+    n, h, w, c = t.shape
+    return int(n), int(h), int(w), int(c)
+
+
+def _bias(graph: Graph, op: Operator, channels: int) -> Optional[np.ndarray]:
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        b = graph.tensors[op.inputs[2]]
+        if b.data is None:
+            raise _err(graph, op, "the bias must be a constant tensor")
+        if b.dtype != "int32":
+            raise _err(graph, op, f"bias '{b.name}' is {b.dtype}; int8 kernels need int32 bias")
+        return b.data.astype(np.int64).reshape(channels)
+    return None
+
+
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    """int32 two's-complement wrap, as the C accumulator would."""
+    return ((x.astype(np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
+def lower_conv(graph: Graph, op: Operator) -> Step:
+    x, w, y = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
+    _expect_types(graph, op, [x, w, y], ("int8",))
+    if w.data is None:
+        raise _err(graph, op, "the filter must be a constant tensor")
+    n, ih, iw, ic = _nhwc(graph, op, x)
+    _, oh, ow, oc = _nhwc(graph, op, y)
+    kc, kh, kw, kic = w.shape
+    if kc != oc:
+        raise _err(graph, op, f"filter has {kc} output channels, output tensor has {oc}")
+    if kic != ic:
+        raise _err(graph, op, f"grouped convolution (filter in-channels {kic} != input channels {ic}) is not supported")
+    if np.any(w.zero_points != 0):
+        raise _err(graph, op, "filter zero points must be 0 (symmetric int8 weights)")
+    o = op.options
+    pad_h = _same_padding(o["stride_h"], o["dilation_h"], ih, kh, oh) if o["padding"] == "SAME" else 0
+    pad_w = _same_padding(o["stride_w"], o["dilation_w"], iw, kw, ow) if o["padding"] == "SAME" else 0
+    mults, shifts = quant.per_channel_multipliers(x.scale, w.scales, y.scale, oc)
+    act_min, act_max = quant.activation_range(o["activation"], y.scale, y.zero_point)
+    bias = _bias(graph, op, oc)
+    input_offset = -x.zero_point
+    wsum = w.data.reshape(oc, -1).astype(np.int64).sum(axis=1)
+    bias0 = bias if bias is not None else np.zeros(oc, np.int64)
+    params = dict(
+        batches=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
+        stride_h=o["stride_h"], stride_w=o["stride_w"], dil_h=o["dilation_h"], dil_w=o["dilation_w"],
+        pad_h=pad_h, pad_w=pad_w, input_offset=input_offset, output_offset=y.zero_point,
+        act_min=act_min, act_max=act_max, has_bias=bias is not None,
+    )
+    consts = {
+        "filter": w.data.astype(np.int8),  # OHWI, the layout the kernel's contiguous row dot products need
+        "bias_folded": _wrap32(bias0 + input_offset * wsum),
+        "mult": np.asarray(mults, np.int32),
+        "shift": np.asarray(shifts, np.int32),
+    }
+    if bias is not None:
+        consts["bias"] = _wrap32(bias)
+    return Step("conv", op.index, [x.index], y.index, params, consts, inplace_forbidden=[x.index])
+
+
+def lower_depthwise(graph: Graph, op: Operator) -> Step:
+    x, w, y = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
+    _expect_types(graph, op, [x, w, y], ("int8",))
+    if w.data is None:
+        raise _err(graph, op, "the filter must be a constant tensor")
+    n, ih, iw, ic = _nhwc(graph, op, x)
+    _, oh, ow, oc = _nhwc(graph, op, y)
+    _, kh, kw, kc = w.shape
+    if kc != oc or oc % ic != 0:
+        raise _err(graph, op, f"filter channels {kc} / output {oc} / input {ic} are inconsistent")
+    if np.any(w.zero_points != 0):
+        raise _err(graph, op, "filter zero points must be 0 (symmetric int8 weights)")
+    o = op.options
+    pad_h = _same_padding(o["stride_h"], o["dilation_h"], ih, kh, oh) if o["padding"] == "SAME" else 0
+    pad_w = _same_padding(o["stride_w"], o["dilation_w"], iw, kw, ow) if o["padding"] == "SAME" else 0
+    mults, shifts = quant.per_channel_multipliers(x.scale, w.scales, y.scale, oc)
+    act_min, act_max = quant.activation_range(o["activation"], y.scale, y.zero_point)
+    bias = _bias(graph, op, oc)
+    input_offset = -x.zero_point
+    wsum = w.data.reshape(kh * kw, oc).astype(np.int64).sum(axis=0)
+    bias0 = bias if bias is not None else np.zeros(oc, np.int64)
+    params = dict(
+        batches=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, depth_multiplier=oc // ic,
+        k_h=kh, k_w=kw, stride_h=o["stride_h"], stride_w=o["stride_w"], dil_h=o["dilation_h"],
+        dil_w=o["dilation_w"], pad_h=pad_h, pad_w=pad_w, input_offset=input_offset,
+        output_offset=y.zero_point, act_min=act_min, act_max=act_max, has_bias=bias is not None,
+    )
+    consts = {
+        "filter": w.data.astype(np.int8).reshape(kh, kw, oc),
+        "bias_folded": _wrap32(bias0 + input_offset * wsum),
+        "mult": np.asarray(mults, np.int32),
+        "shift": np.asarray(shifts, np.int32),
+    }
+    if bias is not None:
+        consts["bias"] = _wrap32(bias)
+    return Step("dwconv", op.index, [x.index], y.index, params, consts, inplace_forbidden=[x.index])
+
+
+def lower_fc(graph: Graph, op: Operator) -> Step:
+    x, w, y = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
+    _expect_types(graph, op, [x, w, y], ("int8",))
+    if w.data is None:
+        raise _err(graph, op, "the weights must be a constant tensor")
+    if op.options.get("weights_format", 0) != 0:
+        raise _err(graph, op, "shuffled FC weights are not supported")
+    if np.any(w.zero_points != 0):
+        raise _err(graph, op, "weight zero points must be 0 (symmetric int8 weights)")
+    out_depth, in_depth = int(w.shape[0]), int(w.shape[1])
+    if x.num_elements % in_depth:
+        raise _err(graph, op, f"input of {x.num_elements} elements is not a multiple of the weights' depth {in_depth}")
+    batches = x.num_elements // in_depth
+    per_channel = w.scales.size > 1
+    if per_channel:
+        mults, shifts = quant.per_channel_multipliers(x.scale, w.scales, y.scale, out_depth)
+    else:
+        m, s = quant.fc_per_tensor_multiplier(x.scale, float(w.scales[0]), y.scale)
+        mults, shifts = [m], [s]
+    act_min, act_max = quant.activation_range(op.options["activation"], y.scale, y.zero_point)
+    bias = _bias(graph, op, out_depth)
+    bias0 = bias if bias is not None else np.zeros(out_depth, np.int64)
+    wsum = w.data.astype(np.int64).sum(axis=1)
+    params = dict(batches=batches, in_depth=in_depth, out_depth=out_depth, output_offset=y.zero_point,
+                  act_min=act_min, act_max=act_max, per_channel=int(per_channel))
+    consts = {
+        "weights": w.data.astype(np.int8),
+        "bias_folded": _wrap32(bias0 + (-x.zero_point) * wsum),
+        "mult": np.asarray(mults, np.int32),
+        "shift": np.asarray(shifts, np.int32),
+    }
+    return Step("fc", op.index, [x.index], y.index, params, consts, inplace_forbidden=[x.index])
+
+
+def _right_align(shape: tuple[int, ...], dims: int = 6) -> list[int]:
+    return [1] * (dims - len(shape)) + [int(d) for d in shape]
+
+
+def lower_add(graph: Graph, op: Operator) -> Step:
+    a, b, y = (graph.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    _expect_types(graph, op, [a, b, y], ("int8",))
+    for t in (a, b):
+        if t.data is not None:
+            raise _err(graph, op, f"constant operand '{t.name}' is not supported; only activation + activation")
+    params: dict[str, Any] = dict(input1_offset=-a.zero_point, input2_offset=-b.zero_point,
+                                  output_offset=y.zero_point)
+    params.update(quant.add_params(a.scale, b.scale, y.scale))
+    params["act_min"], params["act_max"] = quant.activation_range(op.options["activation"], y.scale, y.zero_point)
+    if a.shape == b.shape == y.shape:
+        return Step("add", op.index, [a.index, b.index], y.index, params, inplace_candidates=[a.index, b.index])
+    if len(a.shape) > 6 or len(b.shape) > 6:
+        raise _err(graph, op, "broadcast ADD supports at most 6 dimensions")
+    params["in1_shape"] = _right_align(a.shape)
+    params["in2_shape"] = _right_align(b.shape)
+    params["out_shape"] = _right_align(y.shape)
+    full = [t.index for t in (a, b) if t.shape == y.shape]
+    other = [t.index for t in (a, b) if t.shape != y.shape]
+    return Step("add_broadcast", op.index, [a.index, b.index], y.index, params,
+                inplace_candidates=full, inplace_forbidden=other)
+
+
+def lower_pool(graph: Graph, op: Operator) -> Step:
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    _expect_types(graph, op, [x, y], ("int8",))
+    n, ih, iw, c = _nhwc(graph, op, x)
+    _, oh, ow, _ = _nhwc(graph, op, y)
+    o = op.options
+    pad_h = _same_padding(o["stride_h"], 1, ih, o["filter_h"], oh) if o["padding"] == "SAME" else 0
+    pad_w = _same_padding(o["stride_w"], 1, iw, o["filter_w"], ow) if o["padding"] == "SAME" else 0
+    act_min, act_max = quant.activation_range(o["activation"], y.scale, y.zero_point)
+    params = dict(batches=n, in_h=ih, in_w=iw, channels=c, out_h=oh, out_w=ow, filter_h=o["filter_h"],
+                  filter_w=o["filter_w"], stride_h=o["stride_h"], stride_w=o["stride_w"], pad_h=pad_h,
+                  pad_w=pad_w, act_min=act_min, act_max=act_max)
+    kind = "avg_pool" if op.opcode == "AVERAGE_POOL_2D" else "max_pool"
+    return Step(kind, op.index, [x.index], y.index, params, inplace_forbidden=[x.index])
+
+
+def lower_mean(graph: Graph, op: Operator) -> Step:
+    x, axis_t, y = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
+    _expect_types(graph, op, [x, y], ("int8",))
+    if axis_t.data is None:
+        raise _err(graph, op, "the axis must be a constant tensor")
+    nd = len(x.shape)
+    if nd < 1 or nd > 6:
+        raise _err(graph, op, f"input rank {nd} not supported (1..6)")
+    reduce = [0] * nd
+    for ax in np.asarray(axis_t.data).reshape(-1):
+        ax = int(ax) + nd if int(ax) < 0 else int(ax)
+        if not 0 <= ax < nd:
+            raise _err(graph, op, f"axis {ax} out of range for rank {nd}")
+        reduce[ax] = 1
+    params = dict(num_dims=nd, in_shape=list(x.shape) + [1] * (6 - nd), reduce=reduce + [0] * (6 - nd),
+                  input_zero_point=x.zero_point, output_zero_point=y.zero_point,
+                  input_scale=float(np.float32(x.scale)), output_scale=float(np.float32(y.scale)))
+    return Step("mean", op.index, [x.index], y.index, params, inplace_forbidden=[x.index])
+
+
+def lower_pad(graph: Graph, op: Operator) -> Step:
+    x, pads_t, y = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
+    _expect_types(graph, op, [x, y], ("int8", "uint8"))
+    if pads_t.data is None:
+        raise _err(graph, op, "the paddings must be a constant tensor")
+    pads = np.asarray(pads_t.data).reshape(-1, 2).astype(int)
+    nd = len(x.shape)
+    if nd > 6 or pads.shape[0] != nd:
+        raise _err(graph, op, f"paddings {pads.tolist()} do not match input rank {nd} (max 6)")
+    pad_value = y.zero_point
+    if op.opcode == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        cv = graph.tensors[op.inputs[2]]
+        if cv.data is None:
+            raise _err(graph, op, "the constant value must be a constant tensor")
+        pad_value = int(np.asarray(cv.data).reshape(-1)[0])
+    params = dict(in_shape=_right_align(x.shape), before=[0] * (6 - nd) + pads[:, 0].tolist(),
+                  after=[0] * (6 - nd) + pads[:, 1].tolist(), pad_value=pad_value)
+    return Step("pad", op.index, [x.index], y.index, params, inplace_forbidden=[x.index])
+
+
+def lower_softmax(graph: Graph, op: Operator) -> Step:
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    _expect_types(graph, op, [x, y], ("int8",))
+    if abs(y.scale - 1.0 / 256) > 1e-9 or y.zero_point != -128:
+        raise _err(graph, op, f"int8 softmax output must have scale 1/256 and zero point -128, got {y.scale}, {y.zero_point}")
+    depth = int(x.shape[-1])
+    params = dict(outer=x.num_elements // depth, depth=depth)
+    params.update(quant.softmax_params(op.options.get("beta", 1.0), x.scale))
+    return Step("softmax", op.index, [x.index], y.index, params, inplace_candidates=[x.index])
+
+
+def lower_quantize(graph: Graph, op: Operator) -> Step:
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    _expect_types(graph, op, [y], ("int8", "uint8"))
+    out_type = "HI_NN_TYPE_UINT8" if y.dtype == "uint8" else "HI_NN_TYPE_INT8"
+    if x.dtype == "float32":
+        params = dict(n=x.num_elements, out_type=out_type, scale=float(np.float32(y.scale)), zero_point=y.zero_point)
+        return Step("quantize_f32", op.index, [x.index], y.index, params)
+    _expect_types(graph, op, [x], ("int8", "uint8", "float32"))
+    m, s = quant.requantize_params(x.scale, y.scale)
+    params = dict(n=x.num_elements, in_type="HI_NN_TYPE_UINT8" if x.dtype == "uint8" else "HI_NN_TYPE_INT8",
+                  out_type=out_type, in_zero_point=x.zero_point, out_zero_point=y.zero_point,
+                  multiplier=m, shift=s)
+    return Step("requantize", op.index, [x.index], y.index, params, inplace_candidates=[x.index])
+
+
+def lower_dequantize(graph: Graph, op: Operator) -> Step:
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    _expect_types(graph, op, [x], ("int8", "uint8"))
+    _expect_types(graph, op, [y], ("float32",))
+    params = dict(n=x.num_elements, in_type="HI_NN_TYPE_UINT8" if x.dtype == "uint8" else "HI_NN_TYPE_INT8",
+                  scale=float(np.float32(x.scale)), zero_point=x.zero_point)
+    return Step("dequantize", op.index, [x.index], y.index, params, inplace_forbidden=[x.index])
+
+
+def lower_reshape(graph: Graph, op: Operator) -> Step:
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    if x.nbytes != y.nbytes:
+        raise _err(graph, op, f"reshape changes the size ({x.nbytes} -> {y.nbytes} bytes)")
+    return Step("reshape", op.index, [x.index], y.index, dict(nbytes=x.nbytes), alias_of=x.index)
+
+
+_LOWER = {
+    "CONV_2D": lower_conv,
+    "DEPTHWISE_CONV_2D": lower_depthwise,
+    "FULLY_CONNECTED": lower_fc,
+    "ADD": lower_add,
+    "AVERAGE_POOL_2D": lower_pool,
+    "MAX_POOL_2D": lower_pool,
+    "MEAN": lower_mean,
+    "PAD": lower_pad,
+    "PADV2": lower_pad,
+    "RESHAPE": lower_reshape,
+    "SOFTMAX": lower_softmax,
+    "QUANTIZE": lower_quantize,
+    "DEQUANTIZE": lower_dequantize,
+}
+
+
+def lower_graph(graph: Graph, fuse_residual_add: bool = True) -> list[Step]:
+    steps = []
+    for op in graph.operators:
+        if len(op.outputs) != 1:
+            raise _err(graph, op, f"expected one output, got {len(op.outputs)}")
+        steps.append(_LOWER[op.opcode](graph, op))
+    if fuse_residual_add:
+        steps = fuse_residual_adds(graph, steps)
+    return steps
+
+
+def fuse_residual_adds(graph: Graph, steps: list[Step]) -> list[Step]:
+    """Fold ADD(conv_out, r) into the conv's output stage when conv_out has no other reader.
+
+    Requirements that keep this exact and safe: same-shape ADD, conv_out is neither a model output nor read
+    by anything else, and r is already computed when the conv runs (so the fused step can run at the conv's
+    position). The output may then overwrite r in place if r dies there (decided by the planner)."""
+    producer = {s.output: i for i, s in enumerate(steps)}
+    removed: set[int] = set()
+    for ai, add in enumerate(steps):
+        if add.kind != "add":
+            continue
+        best: Optional[tuple[int, int, int]] = None  # (conv step index, conv operand slot, residual tensor)
+        for slot in (0, 1):
+            t, r = add.inputs[slot], add.inputs[1 - slot]
+            ci = producer.get(t)
+            if ci is None or ci in removed or steps[ci].kind != "conv" or "residual" in steps[ci].params:
+                continue
+            if t in graph.outputs or len(graph.consumers(t)) != 1 or t == r:
+                continue
+            ri = producer.get(r)
+            if ri is not None and ri >= ci:
+                continue  # the residual is computed after the conv: cannot run fused at the conv's position
+            if best is None or ci > best[0]:
+                best = (ci, slot, r)
+        if best is None:
+            continue
+        ci, slot, r = best
+        conv = steps[ci]
+        conv.params["residual"] = dict(add.params)
+        conv.params["residual_conv_is_input2"] = int(slot == 1)
+        conv.params["residual_tensor"] = r
+        conv.inputs = conv.inputs + [r]
+        conv.output = add.output
+        conv.op_index = add.op_index
+        conv.inplace_candidates = [r]
+        removed.add(ai)
+    return [s for i, s in enumerate(steps) if i not in removed]

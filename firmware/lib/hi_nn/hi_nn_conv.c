@@ -1,0 +1,125 @@
+/* hi_nn_conv.c - int8 CONV_2D; see hi_nn_conv.h for the design. */
+#include "hi_nn_conv.h"
+
+/* Output stage shared by all paths: requantize, clamp, then (optionally) the fused residual ADD. */
+HI_NN_INLINE int8_t conv_output(const hi_nn_conv_params_t *p, int32_t acc, int32_t mult, int32_t shift,
+                                const hi_nn_residual_t *res, int32_t out_index) {
+  const int8_t c = hi_nn_requant_s8(acc, mult, shift, p->output_offset, p->act_min, p->act_max);
+  if (res == NULL) return c;
+  {
+    const int8_t r = res->data[out_index];
+    return res->conv_is_input2 ? hi_nn_add_elem_s8(r, c, &res->add) : hi_nn_add_elem_s8(c, r, &res->add);
+  }
+}
+
+/* Border pixel: TFLM semantics, taps outside the image are skipped. */
+static void conv_pixel_border(const hi_nn_conv_params_t *p, const int8_t *in_b, const int8_t *filter,
+                              const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out_px,
+                              const hi_nn_residual_t *res, int32_t out_index, int32_t in_y0, int32_t in_x0) {
+  const int32_t in_c = p->in_c;
+  int32_t oc;
+  for (oc = 0; oc < p->out_c; ++oc) {
+    const int8_t *w_oc = filter + (int32_t)oc * p->k_h * p->k_w * in_c;
+    int32_t acc = bias ? bias[oc] : 0;
+    int32_t ky, kx, ic;
+    for (ky = 0; ky < p->k_h; ++ky) {
+      const int32_t iy = in_y0 + p->dil_h * ky;
+      if (iy < 0 || iy >= p->in_h) continue;
+      for (kx = 0; kx < p->k_w; ++kx) {
+        const int32_t ix = in_x0 + p->dil_w * kx;
+        const int8_t *x;
+        const int8_t *w;
+        if (ix < 0 || ix >= p->in_w) continue;
+        x = in_b + ((int32_t)iy * p->in_w + ix) * in_c;
+        w = w_oc + (ky * p->k_w + kx) * in_c;
+        for (ic = 0; ic < in_c; ++ic) {
+          acc += (int32_t)w[ic] * ((int32_t)x[ic] + p->input_offset);
+        }
+      }
+    }
+    out_px[oc] = conv_output(p, acc, mult[oc], shift[oc], res, out_index + oc);
+  }
+}
+
+/* Interior pixel: every tap is inside the image, so the folded bias applies and each filter row is one
+ * contiguous dot product (dilation_w == 1) of length k_w*in_c. Two output channels share activation loads. */
+static void conv_pixel_interior(const hi_nn_conv_params_t *p, const int8_t *in_b, const int8_t *filter,
+                                const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
+                                int8_t *out_px, const hi_nn_residual_t *res, int32_t out_index, int32_t in_y0,
+                                int32_t in_x0) {
+  const int32_t in_c = p->in_c;
+  const int32_t row_len = p->k_w * in_c;
+  const int32_t w_per_oc = p->k_h * row_len;
+  const int32_t in_row_stride = p->in_w * in_c * p->dil_h;
+  const int8_t *x0 = in_b + ((int32_t)in_y0 * p->in_w + in_x0) * in_c;
+  int32_t oc = 0;
+  if (p->dil_w == 1) {
+    for (; oc + 2 <= p->out_c; oc += 2) {
+      const int8_t *w0 = filter + oc * w_per_oc;
+      const int8_t *w1 = w0 + w_per_oc;
+      int32_t a0 = bias_folded[oc], a1 = bias_folded[oc + 1];
+      const int8_t *x = x0;
+      int32_t ky;
+      for (ky = 0; ky < p->k_h; ++ky) {
+        hi_nn_dot2_s8(x, w0 + ky * row_len, w1 + ky * row_len, row_len, &a0, &a1);
+        x += in_row_stride;
+      }
+      out_px[oc] = conv_output(p, a0, mult[oc], shift[oc], res, out_index + oc);
+      out_px[oc + 1] = conv_output(p, a1, mult[oc + 1], shift[oc + 1], res, out_index + oc + 1);
+    }
+    for (; oc < p->out_c; ++oc) {
+      const int8_t *w0 = filter + oc * w_per_oc;
+      int32_t a0 = bias_folded[oc];
+      const int8_t *x = x0;
+      int32_t ky;
+      for (ky = 0; ky < p->k_h; ++ky) {
+        a0 = hi_nn_dot_s8(x, w0 + ky * row_len, row_len, a0);
+        x += in_row_stride;
+      }
+      out_px[oc] = conv_output(p, a0, mult[oc], shift[oc], res, out_index + oc);
+    }
+  } else {
+    for (; oc < p->out_c; ++oc) {
+      const int8_t *w0 = filter + oc * w_per_oc;
+      int32_t a0 = bias_folded[oc];
+      int32_t ky, kx;
+      for (ky = 0; ky < p->k_h; ++ky) {
+        for (kx = 0; kx < p->k_w; ++kx) {
+          const int8_t *x = x0 + ky * in_row_stride + kx * p->dil_w * in_c;
+          a0 = hi_nn_dot_s8(x, w0 + ky * row_len + kx * in_c, in_c, a0);
+        }
+      }
+      out_px[oc] = conv_output(p, a0, mult[oc], shift[oc], res, out_index + oc);
+    }
+  }
+}
+
+int hi_nn_conv_s8(const hi_nn_conv_params_t *p, const int8_t *in, const int8_t *filter, const int32_t *bias,
+                  const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *out,
+                  const hi_nn_residual_t *residual) {
+  const int32_t in_batch = p->in_h * p->in_w * p->in_c;
+  const int32_t out_batch = p->out_h * p->out_w * p->out_c;
+  const int32_t span_h = (p->k_h - 1) * p->dil_h;
+  const int32_t span_w = (p->k_w - 1) * p->dil_w;
+  int32_t b, oy, ox;
+  if (p->in_c <= 0 || p->out_c <= 0 || p->k_h <= 0 || p->k_w <= 0) return HI_NN_ERROR_BAD_PARAMS;
+  for (b = 0; b < p->batches; ++b) {
+    const int8_t *in_b = in + b * in_batch;
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t in_y0 = oy * p->stride_h - p->pad_h;
+      const int y_inside = in_y0 >= 0 && in_y0 + span_h < p->in_h;
+      for (ox = 0; ox < p->out_w; ++ox) {
+        const int32_t in_x0 = ox * p->stride_w - p->pad_w;
+        const int32_t out_index = b * out_batch + (oy * p->out_w + ox) * p->out_c;
+        int8_t *out_px = out + out_index;
+        if (y_inside && in_x0 >= 0 && in_x0 + span_w < p->in_w) {
+          conv_pixel_interior(p, in_b, filter, bias_folded, mult, shift, out_px, residual, out_index, in_y0,
+                              in_x0);
+        } else {
+          conv_pixel_border(p, in_b, filter, bias, mult, shift, out_px, residual, out_index, in_y0, in_x0);
+        }
+      }
+    }
+  }
+  return HI_NN_OK;
+}

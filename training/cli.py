@@ -79,7 +79,7 @@ def cmd_model(args) -> int:
     keras_path = out.with_suffix(".keras")
     model.save(keras_path)
     print(f"saved {keras_path} after {seconds / 60:.1f} min", flush=True)
-    command = "hi-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
     card = export_and_card(model, out, args.export.split(","), train, val, test, args,
                            training={"config": cfg.to_dict(), "epochs": cfg.epochs, "seconds": round(seconds),
                                      "command": command})
@@ -255,11 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from training.data import DatasetError
+
+    try:
+        return int(args.func(args) or 0)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

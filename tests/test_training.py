@@ -1,0 +1,179 @@
+"""Models, training, export and the hi-train CLI, on tiny models and generated data."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [128, 128, 0], [0, 0, 128]], np.float32)
+
+
+def color_dataset(n: int, seed: int = 0, size: int = 32):
+    """A learnable generated dataset: class k is colour k of a palette under heavy pixel noise."""
+    from training.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    imgs = PALETTE[labels][:, None, None, :] + rng.normal(0, 60, (n, size, size, 3))
+    return Dataset(np.clip(imgs, 0, 255).astype(np.uint8), labels, [f"c{i}" for i in range(10)])
+
+
+@pytest.fixture(scope="module")
+def trained_tiny():
+    from training.train import TrainConfig, train_model
+
+    # 375 steps: enough for BatchNorm's moving averages (momentum 0.99) to forget their initial values
+    train, val = color_dataset(6000, 0), color_dataset(300, 1)
+    model = train_model(TrainConfig(arch="tiny_cnn", epochs=1, batch_size=16, lr=0.05, warmup_epochs=0),
+                        train, val, verbose=0)
+    return model, train
+
+
+def test_resnet8_matches_mlperf_tiny_reference_counts():
+    from training.models import build_model, count_params_and_macs
+
+    stats = count_params_and_macs(build_model("resnet8"))
+    # MLPerf Tiny's reference ResNet-8: 78,666 parameters (BN statistics included), 12.5 M MACs
+    assert abs(stats.params - 78_666) / 78_666 < 0.01
+    assert abs(stats.macs - 12.5e6) / 12.5e6 < 0.01
+
+
+def test_other_architectures_have_expected_sizes():
+    from training.models import build_model, count_params_and_macs
+
+    r56 = count_params_and_macs(build_model("resnet56"))
+    assert 0.84e6 < r56.params < 0.87e6  # He et al.: 0.85 M
+    assert 120e6 < r56.macs < 130e6
+    r18 = count_params_and_macs(build_model("resnet18", 1000, (224, 224, 3)))
+    assert abs(r18.params - 11.69e6) / 11.69e6 < 0.01  # torchvision's ResNet-18: 11.69 M
+    assert abs(r18.macs - 1.82e9) / 1.82e9 < 0.02
+
+
+def test_unknown_architecture_is_a_clear_error():
+    from training.models import build_model
+
+    with pytest.raises(ValueError, match="unknown architecture 'resnet7'"):
+        build_model("resnet7")
+
+
+def test_fold_input_scaling_is_exact_and_removes_rescaling():
+    import keras
+
+    from training.models import build_model, fold_input_scaling
+
+    model = build_model("resnet8")
+    x = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
+    folded = fold_input_scaling(model)
+    assert not any(isinstance(l, keras.layers.Rescaling) for l in folded.layers)
+    np.testing.assert_allclose(model.predict(x, verbose=0), folded.predict(x, verbose=0), atol=1e-5)
+
+
+def test_augmentation_keeps_content_and_shape():
+    import tensorflow as tf
+
+    from training.train import augment_batch
+
+    imgs = np.random.default_rng(0).integers(1, 256, (16, 32, 32, 3), dtype=np.uint8)
+    out = augment_batch(tf.constant(imgs)).numpy()
+    assert out.shape == imgs.shape and out.dtype == np.uint8
+    # every output is a shifted (and maybe flipped) crop of its input: padding zeros plus original pixels
+    for a, b in zip(imgs, out):
+        assert set(np.unique(b)) <= set(np.unique(a)) | {0}
+    assert not np.array_equal(out, imgs)
+
+
+def test_tiny_model_learns_and_int8_export_agrees_with_keras(trained_tiny, tmp_path):
+    from training.export import TFLiteModel, export_int8_tflite
+
+    model, train = trained_tiny
+    test = color_dataset(200, 2)
+    keras_probs = model.predict(test.images.astype(np.float32), verbose=0)
+    assert (keras_probs.argmax(1) == test.labels).mean() > 0.5  # it did learn something in one epoch
+    path = export_int8_tflite(model, train.images[:300], tmp_path / "tiny_int8.tflite")
+    tm = TFLiteModel(path)
+    assert tm.input["dtype"] == np.int8 and tm.outputs[0]["dtype"] == np.int8
+    assert tm.input_quant == (1.0, -128)  # pixel - 128, as MLPerf Tiny feeds its models
+    assert tm.output_quant() == (1 / 256, -128)
+    assert "MUL" not in tm.op_names()  # the input scaling was folded, not exported as an operator
+    agree = (tm.predict_proba(test.images).argmax(1) == keras_probs.argmax(1)).mean()
+    assert agree >= 0.95
+
+
+def test_float_tflite_and_onnx_match_keras(trained_tiny, tmp_path):
+    from training.export import OnnxModel, TFLiteModel, export_float_tflite, export_onnx
+
+    model, _ = trained_tiny
+    x = color_dataset(64, 3).images
+    ref = model.predict(x.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(TFLiteModel(export_float_tflite(model, tmp_path / "f.tflite")).predict_proba(x),
+                               ref, atol=1e-4)
+    onnx_path = export_onnx(model, tmp_path / "m.onnx", validate_images=x)
+    got = OnnxModel(onnx_path).predict(x)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def _write_color_folder(root: Path, n_per_class: int, split: str, seed: int):
+    ds = color_dataset(n_per_class * 10, seed)
+    from training.data import CIFAR10_CLASSES
+
+    for i, (img, lab) in enumerate(zip(ds.images, ds.labels)):
+        d = root / split / CIFAR10_CLASSES[lab]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i:05d}.png")
+
+
+def test_cli_trains_checkpoints_resumes_exports_and_writes_card(tmp_path, monkeypatch):
+    from training.cli import main
+
+    monkeypatch.setenv("HI_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    _write_color_folder(data, 40, "train", 0)
+    _write_color_folder(data, 10, "test", 1)
+    out = tmp_path / "models" / "cifar10" / "tiny"
+    ckpt = tmp_path / "ckpt"
+    base = ["model", "--arch", "tiny_cnn", "--data", str(data), "--val-size", "50", "--batch-size", "32",
+            "--out", str(out), "--ckpt-dir", str(ckpt), "--export", "int8"]
+    assert main(base + ["--epochs", "1"]) == 0
+    history = [json.loads(l) for l in (ckpt / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1]
+    # a leftover checkpoint without --resume is refused rather than silently overwritten
+    assert main(base + ["--epochs", "2"]) == 2
+    assert main(base + ["--epochs", "2", "--resume"]) == 0
+    history = [json.loads(l) for l in (ckpt / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]  # continued at epoch 2, did not restart
+
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["architecture"] == "tiny_cnn" and card["dataset"]["train_images"] == 350
+    assert card["dataset"]["val_images"] == 50 and card["dataset"]["test_images"] == 100
+    art = {a["file"]: a for a in card["artifacts"]}
+    int8 = art["tiny_int8.tflite"]
+    assert int8["input"]["zero_point"] == -128 and int8["tflm_arena_bytes"] > 1000
+    assert set(int8["ops"]) >= {"CONV_2D", "SOFTMAX"}
+    assert 0 <= int8["test_accuracy"] <= 1 and "--resume" in card["training"]["command"]
+    table = (tmp_path / "models" / "README.md").read_text()
+    assert "tiny_int8.tflite" in table
+
+
+def test_cli_help_does_not_need_tensorflow(capsys):
+    from training.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "model" in capsys.readouterr().out
+
+
+def test_cli_reports_missing_dataset(tmp_path, capsys):
+    from training.cli import main
+
+    rc = main(["model", "--arch", "tiny_cnn", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing" in err and "does not exist" in err

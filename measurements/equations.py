@@ -1,0 +1,120 @@
+"""The hierarchical-inference performance equations (Eq. 1-4 of Behera et al.), in one place.
+
+Both the run metrics (``measurements.metrics``, computed from per-sample logs) and the planner
+(``measurements.planner``, computed from device profiles) use these functions, so a strategy's
+predicted and measured numbers can only differ by their inputs, never by their formula.
+
+Notation: N samples; the decider accepts the local answer for some and offloads the rest; the
+offloaded fraction is rho. Energy unit is mJ, time unit is ms (1 W x 1 ms = 1 mJ).
+
+Note on sources: the paper's PDF/HTML text was not readable from this environment (see
+docs/measurements.md), so the equations follow the definitions given in the project issue:
+Eq. 1 accuracy over all samples = local-correct among accepted + server-correct among offloaded;
+Eq. 2 the same through the decider's confusion counts; Eq. 3/4 cost per inference = the local cost,
+paid by every sample, plus the offload cost, paid by the offloaded fraction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class DeciderConfusion:
+    """Confusion counts of the offload decider, with "local answer is correct" as the positive truth
+    and "accept locally" as the positive decision.
+
+    * ``tp``: accepted and the local answer was right (the good case),
+    * ``fp``: accepted but the local answer was wrong (HI's only unrecoverable error),
+    * ``fn``: offloaded although the local answer was right (wasted offload),
+    * ``tn``: offloaded and the local answer was wrong (the offload HI exists for).
+    """
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+    @property
+    def n(self) -> int:
+        return self.tp + self.fp + self.fn + self.tn
+
+    @property
+    def offloaded(self) -> int:
+        return self.fn + self.tn
+
+    @property
+    def offload_fraction(self) -> float:
+        return self.offloaded / self.n if self.n else 0.0
+
+    @staticmethod
+    def _f1(tp: int, fp: int, fn: int) -> Optional[float]:
+        denominator = 2 * tp + fp + fn
+        return (2 * tp / denominator) if denominator else None
+
+    @property
+    def f1_accept(self) -> Optional[float]:
+        """F1 with "local answer correct, accept" as the positive class."""
+        return self._f1(self.tp, self.fp, self.fn)
+
+    @property
+    def f1_offload(self) -> Optional[float]:
+        """F1 with "local answer wrong, offload" as the positive class (the roles of the cells swap:
+        tn are the true positives, fn the false positives, fp the false negatives)."""
+        return self._f1(self.tn, self.fn, self.fp)
+
+    @property
+    def decider_accuracy(self) -> Optional[float]:
+        return (self.tp + self.tn) / self.n if self.n else None
+
+
+def hi_accuracy(local_correct_accepted: int, server_correct_offloaded: int, n: int) -> float:
+    """Eq. 1: HI accuracy over all ``n`` samples.
+
+    ``local_correct_accepted`` counts samples kept on the device whose local answer was right,
+    ``server_correct_offloaded`` counts offloaded samples the server answered right."""
+    if n <= 0:
+        raise ValueError("HI accuracy needs at least one labeled sample (n > 0)")
+    if local_correct_accepted < 0 or server_correct_offloaded < 0:
+        raise ValueError("correct counts cannot be negative")
+    if local_correct_accepted + server_correct_offloaded > n:
+        raise ValueError(
+            f"{local_correct_accepted} + {server_correct_offloaded} correct answers exceed the {n} samples"
+        )
+    return (local_correct_accepted + server_correct_offloaded) / n
+
+
+def hi_accuracy_from_confusion(confusion: DeciderConfusion, server_accuracy_offloaded: float) -> float:
+    """Eq. 2: HI accuracy from the decider's confusion counts.
+
+    Accepted samples are right exactly when they are true positives; the offloaded samples (fn + tn)
+    are right with the server's accuracy on them. With a perfect server this is 1 - fp / N: only
+    confidently wrong local answers hurt."""
+    if confusion.n <= 0:
+        raise ValueError("HI accuracy needs a non-empty confusion matrix")
+    if not 0.0 <= server_accuracy_offloaded <= 1.0:
+        raise ValueError(f"server accuracy must be in [0, 1], got {server_accuracy_offloaded}")
+    return (confusion.tp + server_accuracy_offloaded * confusion.offloaded) / confusion.n
+
+
+def expected_latency_ms(local_ms: float, offload_ms: float, offload_fraction: float) -> float:
+    """Eq. 3: mean latency per inference = local latency (every sample: preprocessing, local model or
+    its early exits, decider) + offload fraction x offload latency (transfer, server, reply)."""
+    _check_fraction(offload_fraction)
+    return local_ms + offload_fraction * offload_ms
+
+
+def expected_energy_mj(local_mj: float, offload_mj: float, offload_fraction: float) -> float:
+    """Eq. 4: mean device energy per inference, with the same split as Eq. 3."""
+    _check_fraction(offload_fraction)
+    return local_mj + offload_fraction * offload_mj
+
+
+def energy_mj(power_w: float, time_ms: float) -> float:
+    """Energy is power times time; W x ms = mJ."""
+    return power_w * time_ms
+
+
+def _check_fraction(fraction: float) -> None:
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"offload fraction must be in [0, 1], got {fraction}")

@@ -1,0 +1,325 @@
+"""Tolerant reader for the per-sample run logs written by ``hi-agent`` and by the firmware bridges.
+
+The schema is agreed with the agent helper (JSON lines, or CSV with the same columns)::
+
+    sample_id, strategy ("local"|"remote"|"hi"|"ee-hi"), local_class, local_confidence,
+    exit_index (int|null), decider_score (float|null), offloaded (bool), server_class (int|null),
+    final_class, degraded (bool), label (int|null),
+    t_preprocess_ms, t_local_ms, t_decide_ms, t_offload_ms, t_total_ms
+
+A JSONL log may start with a header object ``{"type": "header", "device": ..., "model": ...,
+"strategy": ..., ...}``; sample lines carry ``"type": "sample"`` (a line without ``type`` is taken as a
+sample, so older or hand-written logs still load).
+
+Why tolerant: logs come from several writers (Python agent, C firmware over a serial bridge, CSV
+exports edited by hand). A benchmark must not die on one truncated last line or on a field the writer
+added later, but it must also never silently invent data, so unknown fields are kept in ``extra``,
+missing numbers stay ``None`` and every skipped line is counted and reported in ``problems``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Union
+
+STRATEGIES = ("local", "remote", "hi", "ee-hi")
+TIMING_FIELDS = ("t_preprocess_ms", "t_local_ms", "t_decide_ms", "t_offload_ms", "t_total_ms")
+SAMPLE_FIELDS = (
+    "sample_id",
+    "strategy",
+    "local_class",
+    "local_confidence",
+    "exit_index",
+    "decider_score",
+    "offloaded",
+    "server_class",
+    "final_class",
+    "degraded",
+    "label",
+) + TIMING_FIELDS
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f", ""}
+_NULL = {"", "null", "none", "nan", "na", "n/a"}
+
+
+class LogFormatError(ValueError):
+    """A log could not be read at all (unknown format, no sample lines)."""
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """One inference as logged. Optional fields are ``None`` when the writer did not know them."""
+
+    sample_id: Optional[Union[int, str]]
+    strategy: Optional[str]
+    local_class: Optional[int]
+    local_confidence: Optional[float]
+    exit_index: Optional[int]
+    decider_score: Optional[float]
+    offloaded: bool
+    server_class: Optional[int]
+    final_class: Optional[int]
+    degraded: bool
+    label: Optional[int]
+    t_preprocess_ms: Optional[float]
+    t_local_ms: Optional[float]
+    t_decide_ms: Optional[float]
+    t_offload_ms: Optional[float]
+    t_total_ms: Optional[float]
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def on_device_ms(self) -> Optional[float]:
+        """Time spent on the device before any offload: preprocessing + local model + decider.
+
+        ``None`` only if all three parts are missing; a missing part counts as zero otherwise (a
+        ``remote`` run has no local model, a ``local`` run no decider)."""
+        parts = [self.t_preprocess_ms, self.t_local_ms, self.t_decide_ms]
+        if all(p is None for p in parts):
+            return None
+        return float(sum(p for p in parts if p is not None))
+
+    @property
+    def total_ms(self) -> Optional[float]:
+        """Logged end-to-end time, or the sum of the parts when the writer left ``t_total_ms`` out."""
+        if self.t_total_ms is not None:
+            return self.t_total_ms
+        parts = [self.t_preprocess_ms, self.t_local_ms, self.t_decide_ms, self.t_offload_ms]
+        if all(p is None for p in parts):
+            return None
+        return float(sum(p for p in parts if p is not None))
+
+
+@dataclass
+class RunLog:
+    """A whole log: the optional header, the sample records and what could not be read."""
+
+    path: Optional[Path]
+    header: dict
+    records: list[SampleRecord]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def device(self) -> Optional[str]:
+        return self.header.get("device")
+
+    @property
+    def model(self) -> Optional[str]:
+        return self.header.get("model")
+
+    @property
+    def strategy(self) -> Optional[str]:
+        """The header's strategy, else the single strategy all records agree on, else ``None``."""
+        if self.header.get("strategy"):
+            return str(self.header["strategy"])
+        found = {r.strategy for r in self.records if r.strategy}
+        return found.pop() if len(found) == 1 else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+# --- field coercion ------------------------------------------------------------------------------
+
+
+def _is_null(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in _NULL
+
+
+def _to_int(value: Any) -> Optional[int]:
+    if _is_null(value):
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    number = float(str(value).strip())
+    if not number.is_integer():
+        raise ValueError(f"expected an integer, got {value!r}")
+    return int(number)
+
+
+def _to_float(value: Any) -> Optional[float]:
+    if _is_null(value):
+        return None
+    number = float(value if not isinstance(value, str) else value.strip())
+    return None if math.isnan(number) else number
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, (int, float)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE or text in _NULL:
+        return False
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+def _sample_id(value: Any) -> Optional[Union[int, str]]:
+    if _is_null(value):
+        return None
+    try:
+        return _to_int(value)
+    except ValueError:
+        return str(value)
+
+
+def record_from_mapping(row: dict) -> SampleRecord:
+    """Build a record from one parsed JSON object or CSV row; raises ``ValueError`` on a bad value."""
+    strategy = row.get("strategy")
+    strategy = None if _is_null(strategy) else str(strategy).strip().lower()
+    known = set(SAMPLE_FIELDS) | {"type"}
+    return SampleRecord(
+        sample_id=_sample_id(row.get("sample_id")),
+        strategy=strategy,
+        local_class=_to_int(row.get("local_class")),
+        local_confidence=_to_float(row.get("local_confidence")),
+        exit_index=_to_int(row.get("exit_index")),
+        decider_score=_to_float(row.get("decider_score")),
+        offloaded=_to_bool(row.get("offloaded")),
+        server_class=_to_int(row.get("server_class")),
+        final_class=_to_int(row.get("final_class")),
+        degraded=_to_bool(row.get("degraded")),
+        label=_to_int(row.get("label")),
+        t_preprocess_ms=_to_float(row.get("t_preprocess_ms")),
+        t_local_ms=_to_float(row.get("t_local_ms")),
+        t_decide_ms=_to_float(row.get("t_decide_ms")),
+        t_offload_ms=_to_float(row.get("t_offload_ms")),
+        t_total_ms=_to_float(row.get("t_total_ms")),
+        extra={k: v for k, v in row.items() if k not in known and k is not None},
+    )
+
+
+# --- readers -------------------------------------------------------------------------------------
+
+
+def _iter_jsonl(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            yield number, json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield number, exc
+
+
+def parse_jsonl(text: str, path: Optional[Path] = None) -> RunLog:
+    """Parse JSON-lines text. Header lines are merged (a later header key overrides an earlier one)."""
+    header: dict = {}
+    records: list[SampleRecord] = []
+    problems: list[str] = []
+    for number, obj in _iter_jsonl(text.splitlines()):
+        if isinstance(obj, json.JSONDecodeError):
+            problems.append(f"line {number}: not valid JSON ({obj.msg})")
+            continue
+        if not isinstance(obj, dict):
+            problems.append(f"line {number}: expected a JSON object, got {type(obj).__name__}")
+            continue
+        kind = str(obj.get("type", "sample")).lower()
+        if kind == "header":
+            header.update({k: v for k, v in obj.items() if k != "type"})
+            continue
+        if kind != "sample":
+            problems.append(f"line {number}: ignored line of type {kind!r}")
+            continue
+        try:
+            records.append(record_from_mapping(obj))
+        except (TypeError, ValueError) as exc:
+            problems.append(f"line {number}: {exc}")
+    return RunLog(path=path, header=header, records=records, problems=problems)
+
+
+def parse_csv(text: str, path: Optional[Path] = None) -> RunLog:
+    """Parse CSV text with a column header row. Comment lines starting with ``#`` are skipped, except
+    ``# key: value`` / ``# key=value`` lines before the column row, which become header fields (a CSV
+    has no JSON header line, so writers may put device and model there)."""
+    header: dict = {}
+    body: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            if not body:
+                meta = stripped.lstrip("#").strip()
+                for sep in (":", "="):
+                    if sep in meta:
+                        key, value = meta.split(sep, 1)
+                        if key.strip():
+                            header[key.strip()] = value.strip()
+                        break
+            continue
+        body.append(line)
+    records: list[SampleRecord] = []
+    problems: list[str] = []
+    reader = csv.DictReader(io.StringIO("\n".join(body)))
+    if reader.fieldnames is None:
+        raise LogFormatError(f"{path or 'CSV text'}: no column header row found")
+    missing = [f for f in ("final_class", "offloaded") if f not in reader.fieldnames]
+    if missing:
+        raise LogFormatError(
+            f"{path or 'CSV text'}: columns {missing} are missing; expected the hi-agent log columns "
+            f"{', '.join(SAMPLE_FIELDS)}"
+        )
+    for number, row in enumerate(reader, start=2):
+        if None in row:  # more cells than columns
+            problems.append(f"row {number}: {len(row[None])} extra cell(s) ignored")
+            row = {k: v for k, v in row.items() if k is not None}
+        if all(_is_null(v) for v in row.values()):
+            continue
+        try:
+            records.append(record_from_mapping(row))
+        except (TypeError, ValueError) as exc:
+            problems.append(f"row {number}: {exc}")
+    return RunLog(path=path, header=header, records=records, problems=problems)
+
+
+def read_run_log(path: Union[str, Path]) -> RunLog:
+    """Read a ``.jsonl``/``.json``/``.ndjson`` or ``.csv`` run log.
+
+    The format is chosen by extension, or by sniffing the first non-blank character when the
+    extension is unknown. Raises :class:`LogFormatError` when nothing usable is in the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"run log {path} does not exist; pass a log written by hi-agent --log")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        log = parse_jsonl(text, path)
+    elif suffix == ".csv":
+        log = parse_csv(text, path)
+    else:
+        first = next((c for c in text if not c.isspace()), "")
+        log = parse_jsonl(text, path) if first == "{" else parse_csv(text, path)
+    if not log.records:
+        detail = f" ({log.problems[0]})" if log.problems else ""
+        raise LogFormatError(f"{path}: no sample records could be read{detail}")
+    return log
+
+
+def write_jsonl(path: Union[str, Path], records: Iterable[SampleRecord], header: Optional[dict] = None) -> Path:
+    """Write records in the agreed schema. Used by tests and by tools that convert firmware output;
+    hi-agent has its own writer."""
+    path = Path(path)
+    with path.open("w", encoding="utf-8") as out:
+        if header is not None:
+            out.write(json.dumps({"type": "header", **header}) + "\n")
+        for record in records:
+            row = {"type": "sample", **{name: getattr(record, name) for name in SAMPLE_FIELDS}}
+            row.update(record.extra)
+            out.write(json.dumps(row) + "\n")
+    return path

@@ -261,7 +261,7 @@ def emit(graph: Graph, steps: list[Step], plan: MemoryPlan, name: str, source_la
             )
         elif s.kind == "mean":
             fields = [(k, p[k]) for k in ("num_dims", "in_shape", "reduce", "input_zero_point", "output_zero_point",
-                                          "input_scale", "output_scale")]
+                                          "multiplier", "shift")]
             consts.append(f"static const hi_nn_mean_params_t {tag}_p = {_struct(fields)};\n")
             body.append(f"  rc = hi_nn_mean_s8(&{tag}_p, {ptr(s.inputs[0], 'int8_t', True)}, {ptr(s.output, 'int8_t', False)});")
         elif s.kind == "pad":

@@ -266,8 +266,50 @@ def read_tflite_bytes(buf: bytes, model_name: str = "<bytes>") -> Graph:
         inputs=[int(x) for x in sg.InputsAsNumpy()],
         outputs=[int(x) for x in sg.OutputsAsNumpy()],
     )
+    prune_shape_computations(graph)
     check_supported(graph)
     return graph
+
+
+def prune_shape_computations(graph: Graph) -> None:
+    """Drop operators that only compute the target shape of RESHAPEs.
+
+    WHY: Keras models exported with a dynamic batch dimension compute Flatten's target shape at run time
+    (SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE). Every tensor shape is static on the device, so the reshape's
+    output shape recorded in the flatbuffer is all we need and that side chain is dead code."""
+    shape_only: set[int] = set()  # operator indices that can go
+    changed = True
+    while changed:
+        changed = False
+        for op in reversed(graph.operators):
+            if op.index in shape_only or op.opcode == "RESHAPE" or not op.outputs:
+                continue
+            ok = True
+            for t in op.outputs:
+                if t in graph.outputs:
+                    ok = False
+                    break
+                for c in graph.consumers(t):
+                    if c.index in shape_only:
+                        continue
+                    if c.opcode == "RESHAPE" and t in c.inputs[1:] and t != c.inputs[0]:
+                        continue
+                    ok = False
+                    break
+                if not ok:
+                    break
+            if ok and any(graph.consumers(t) for t in op.outputs):
+                shape_only.add(op.index)
+                changed = True
+    if not shape_only:
+        return
+    for op in graph.operators:
+        if op.opcode == "RESHAPE" and len(op.inputs) > 1 and graph.tensors[op.inputs[1]].data is None:
+            op.inputs = op.inputs[:1]
+    kept = [op for op in graph.operators if op.index not in shape_only]
+    for i, op in enumerate(kept):
+        op.index = i
+    graph.operators = kept
 
 
 def check_supported(graph: Graph) -> None:

@@ -245,9 +245,10 @@ def lower_mean(graph: Graph, op: Operator) -> Step:
         if not 0 <= ax < nd:
             raise _err(graph, op, f"axis {ax} out of range for rank {nd}")
         reduce[ax] = 1
+    count = int(np.prod([d for d, r in zip(x.shape, reduce) if r], dtype=np.int64))
+    mult, shift = quant.mean_multiplier(x.scale, y.scale, count)
     params = dict(num_dims=nd, in_shape=list(x.shape) + [1] * (6 - nd), reduce=reduce + [0] * (6 - nd),
-                  input_zero_point=x.zero_point, output_zero_point=y.zero_point,
-                  input_scale=float(np.float32(x.scale)), output_scale=float(np.float32(y.scale)))
+                  input_zero_point=x.zero_point, output_zero_point=y.zero_point, multiplier=mult, shift=shift)
     return Step("mean", op.index, [x.index], y.index, params, inplace_forbidden=[x.index])
 
 
@@ -309,7 +310,8 @@ def lower_dequantize(graph: Graph, op: Operator) -> Step:
 def lower_reshape(graph: Graph, op: Operator) -> Step:
     x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     if x.nbytes != y.nbytes:
-        raise _err(graph, op, f"reshape changes the size ({x.nbytes} -> {y.nbytes} bytes)")
+        raise _err(graph, op, f"reshape changes the size ({x.nbytes} -> {y.nbytes} bytes); the model computes "
+                   "shapes at run time: convert it with a fixed batch size (keras.Input(..., batch_size=1))")
     return Step("reshape", op.index, [x.index], y.index, dict(nbytes=x.nbytes), alias_of=x.index)
 
 

@@ -108,3 +108,14 @@ def softmax_params(beta: float, input_scale: float) -> dict[str, int]:
 def requantize_params(in_scale: float, out_scale: float) -> tuple[int, int]:
     """QUANTIZE between integer types: double(in) / double(out)."""
     return quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+
+
+def mean_multiplier(in_scale: float, out_scale: float, count: int) -> tuple[int, int]:
+    """MEAN: QuantizeMultiplier(in/out) with 1/count folded in as TFLite's QuantizedMeanOrSum does it.
+
+    The fold shift is floor(log2(count)) capped at 32 and at 31 + shift, and the division truncates."""
+    mult, shift = quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+    if count <= 0:
+        return mult, shift
+    fold = min(count.bit_length() - 1, 32, 31 + shift)
+    return int((mult << fold) // count) if mult >= 0 else int(-((-mult << fold) // count)), shift - fold

@@ -1,10 +1,9 @@
 /*
- * hi_nn_mean.h - int8 MEAN over any set of axes, bit-exact with TFLM's reference path
- * (reference_ops::QuantizedMeanOrSum): an int32 sum per output element, then
- * round(float(sum) / float(n) * (in_scale / out_scale) + (-in_zp * scale)) + out_zp in single-precision float,
- * clamped. WHY float: that is what TFLM's reference kernel does; the generated code must be built with
- * -ffp-contract=off (no fused multiply-add) so the float rounding steps match.
- *
+ * hi_nn_mean.h - int8 MEAN over any set of axes, bit-exact with TFLM's reference_ops::QuantizedMeanOrSum
+ * (integer version): per output an int32 sum over the reduced elements, then
+ *   out = clamp(MultiplyByQuantizedMultiplier(sum - in_zp * count, m, s) + out_zp)
+ * where (m, s) is QuantizeMultiplier(in_scale / out_scale) with 1/count folded in exactly as TFLM does
+ * (the compiler precomputes the folded pair).
  * When the reduced axes form one contiguous block (every MEAN Keras emits) a fast [outer][reduced][inner]
  * loop runs; any other axis set takes a generic index walk.
  */
@@ -24,7 +23,7 @@ typedef struct {
   int32_t in_shape[HI_NN_MEAN_MAX_DIMS];
   int32_t reduce[HI_NN_MEAN_MAX_DIMS]; /* 1 if the axis is reduced */
   int32_t input_zero_point, output_zero_point;
-  float input_scale, output_scale;
+  int32_t multiplier, shift; /* already folded with 1/count */
 } hi_nn_mean_params_t;
 
 /* out must have room for the product of the kept dims. */

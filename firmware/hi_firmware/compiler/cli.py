@@ -1,0 +1,54 @@
+"""`hi-firmware compile MODEL.tflite --out DIR [--name NAME]`: the compiler's command line."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from . import CompileError, CompileOptions, compile_model
+
+
+def _default_name(out_dir: Path, model: Path) -> str:
+    base = out_dir.name or model.stem
+    return re.sub(r"[^0-9a-zA-Z_]", "_", base)
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    model = Path(args.model)
+    out_dir = Path(args.out)
+    name = args.name or _default_name(out_dir, model)
+    options = CompileOptions(fuse_residual_add=not args.no_fuse, inplace=not args.no_inplace)
+    try:
+        result = compile_model(model, out_dir, name=name, options=options)
+    except CompileError as exc:
+        print(f"hi-firmware compile: error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"hi-firmware compile: error in {model}: {exc}", file=sys.stderr)
+        return 1
+    gen = result.generated
+    print(f"compiled {model} -> {', '.join(str(f) for f in result.files)}")
+    print(f"  model name      : {gen.name} (call hi_model_{gen.name}_invoke)")
+    print(f"  inputs          : {', '.join(gen.input_names)}")
+    print(f"  outputs         : {', '.join(gen.output_names)}")
+    print(f"  arena (RAM)     : {gen.arena_size} bytes (+ caller-owned input/output buffers)")
+    print(f"  constants (ROM) : {gen.flash_bytes} bytes of weights/biases/multipliers")
+    return 0
+
+
+def register_cli(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = subparsers.add_parser(
+        "compile",
+        help="compile an INT8 .tflite model to C99 (weights in flash, one static arena)",
+        description=(
+            "Compile a full-integer INT8 TFLite model ahead of time into hi_model_NAME.h/.c that call the "
+            "hi_nn kernels in firmware/lib/hi_nn. Outputs are byte-identical to TFLite Micro's reference kernels."
+        ),
+    )
+    p.add_argument("model", help="path to the .tflite flatbuffer")
+    p.add_argument("--out", required=True, help="output directory, e.g. firmware/generated/resnet8")
+    p.add_argument("--name", help="C name of the model (default: the output directory's name)")
+    p.add_argument("--no-fuse", action="store_true", help="do not fuse residual ADDs into convolutions")
+    p.add_argument("--no-inplace", action="store_true", help="do not let elementwise ops overwrite their inputs")
+    p.set_defaults(func=run_compile)

@@ -1,0 +1,1 @@
+"""hi-bench subcommands; each module exposes ``register_cli(subparsers)``."""

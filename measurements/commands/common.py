@@ -1,0 +1,76 @@
+"""Arguments and loaders shared by several hi-bench subcommands."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
+
+from measurements.profiles import PROFILES_DIR, list_profiles, load_profile
+
+
+def add_profile_args(parser: argparse.ArgumentParser, multiple: bool = False, required: bool = False) -> None:
+    if multiple:
+        parser.add_argument("--device", action="append", default=None, metavar="ID",
+                            help="device profile id (repeatable; default: every profile)")
+    else:
+        parser.add_argument("--device", required=required, metavar="ID",
+                            help="device profile id, e.g. rpi4 (see `hi-bench plan --list`)")
+    parser.add_argument("--profiles-dir", action="append", type=Path, default=None, metavar="DIR",
+                        help=f"folder(s) with profile YAML files (default: {PROFILES_DIR})")
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", nargs="+", type=Path, default=[], metavar="LOG",
+                        help="hi-agent run logs (JSONL/CSV) whose measured accuracy, decider operating "
+                             "point and EE-HI sweep fill what the profiles lack")
+    parser.add_argument("--run-model", default=None, metavar="NAME",
+                        help="model name for logs whose header names none (e.g. resnet8)")
+
+
+def add_qos_args(parser: argparse.ArgumentParser, default: str = "") -> None:
+    parser.add_argument("--qos", default=default, metavar="SPEC",
+                        help="requirements, e.g. accuracy=0.9,latency=half-offload,energy=none "
+                             "(latency/energy default to the paper's rule: at most half of offloading "
+                             "every sample; numbers are ms and mJ)")
+    parser.add_argument("--objective", choices=("latency", "energy"), default="latency",
+                        help="what the recommendation minimizes among configurations that pass")
+
+
+def load_profiles(devices: Optional[Sequence[str]], dirs: Optional[Sequence[Path]]):
+    search = list(dirs) if dirs else None
+    if devices:
+        return [load_profile(d, search) for d in devices]
+    return list_profiles(search)
+
+
+def load_runs(paths: Sequence[Path], energy_model=None, measured_energy_j=None):
+    from measurements.logs import read_run_log
+    from measurements.metrics import compute_metrics
+
+    runs = []
+    for path in paths:
+        log = read_run_log(path)
+        runs.append((log, compute_metrics(log, energy_model, measured_energy_j)))
+    return runs
+
+
+def run_stats(paths: Sequence[Path], model: Optional[str]):
+    from measurements.planner import RunStats
+
+    if not paths:
+        return RunStats(), []
+    runs = load_runs(paths)
+    return RunStats.from_runs(runs, model_override=model), runs
+
+
+def parse_targets(text: str) -> list:
+    targets = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        value = float(part.rstrip("%"))
+        targets.append(value / 100.0 if (part.endswith("%") or value > 1.0) else value)
+    if not targets:
+        raise ValueError("--targets needs at least one accuracy, e.g. 0.8,0.85,0.9")
+    for t in targets:
+        if not 0.0 <= t <= 1.0:
+            raise ValueError(f"accuracy target {t} is outside [0, 1]")
+    return targets

@@ -1,0 +1,46 @@
+"""``hi-bench report``: Markdown or HTML report with tables and figures."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from measurements.commands.common import add_profile_args, add_qos_args, add_run_args
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report", help="write a Markdown/HTML report with figures",
+        description="Write report.md (or report.html) and figures/ into --out: our runs, every "
+                    "device's configurations, accuracy-vs-latency/energy figures, and the Table 5/6 forms.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--format", choices=("md", "html"), default="md")
+    p.add_argument("--targets", default="0.8,0.85,0.9", help="accuracy targets (fractions or %%)")
+    p.add_argument("--run-device", default=None,
+                   help="device name for the runs' points (default: the logs' header 'device')")
+    p.add_argument("--energy-profile", default=None, metavar="ID",
+                   help="profile whose power models the runs' energy (labeled modeled)")
+    add_profile_args(p, multiple=True)
+    add_qos_args(p, default="")
+    add_run_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from measurements.commands.common import load_profiles, load_runs, parse_targets
+    from measurements.metrics import EnergyModel
+    from measurements.planner import QoS, RunStats, parse_qos
+    from measurements.profiles import load_profile
+    from measurements.report import build_report
+
+    targets = parse_targets(args.targets)
+    profiles = load_profiles(args.device, args.profiles_dir)
+    energy_model = None
+    if args.energy_profile:
+        energy_model = EnergyModel.from_profile(load_profile(args.energy_profile, args.profiles_dir))
+    runs = load_runs(args.runs, energy_model) if args.runs else []
+    stats = RunStats.from_runs(runs, model_override=args.run_model) if runs else RunStats()
+    path = build_report(args.out, profiles, runs, stats, targets, parse_qos(args.qos) if args.qos else QoS(),
+                        fmt=args.format, run_device=args.run_device)
+    print(f"report written to {path}")
+    return 0

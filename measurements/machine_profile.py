@@ -1,0 +1,216 @@
+"""Measure this machine and write a device profile in the same format as the paper's profiles.
+
+What is measured, and how:
+
+* model latency: wall time of ``Interpreter.invoke()`` on a TFLite model (LiteRT), after warm-up,
+  over random inputs of the model's own input type (the time of an INT8 model does not depend on the
+  pixel values);
+* model energy: only when a RAPL energy counter is readable (CPU package energy over the timed loop,
+  divided by the number of invokes) or when the user gives the machine's power (then labeled
+  modeled: power x measured time);
+* from hi-agent run logs (optional): offload latency (mean ``t_offload_ms`` of a remote run), the
+  decider's operating point and run time (HI run), the local model's accuracy.
+
+Every value written carries a citation naming the machine, the date and the method.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import socket
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from measurements.profiles import (
+    SCHEMA,
+    Cited,
+    DeciderStats,
+    DeviceProfile,
+    LinkCosts,
+    ModelCosts,
+    PowerDraw,
+)
+
+
+class ProfilingError(RuntimeError):
+    pass
+
+
+def _sig(x: float, digits: int = 6) -> float:
+    """Round to significant digits (sub-microsecond latencies must not round to zero)."""
+    return float(f"{x:.{digits}g}")
+
+
+@dataclass
+class InvokeTiming:
+    """Latency statistics of ``invoke()`` in milliseconds."""
+
+    runs: int
+    mean_ms: float
+    p50_ms: float
+    p95_ms: float
+    min_ms: float
+    energy_j: Optional[float] = None
+    samples_ms: list = field(default_factory=list, repr=False)
+
+
+def _load_interpreter(model_path: Path, threads: Optional[int]):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - depends on the installed runtime
+        try:
+            from tflite_runtime.interpreter import Interpreter  # type: ignore
+        except ImportError:
+            import tensorflow as tf
+
+            Interpreter = tf.lite.Interpreter
+    try:
+        interpreter = Interpreter(model_path=str(model_path), num_threads=threads)
+    except (ValueError, RuntimeError) as exc:
+        raise ProfilingError(f"cannot load TFLite model {model_path}: {exc}") from exc
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
+    shape = [int(d) if int(d) > 0 else 1 for d in detail["shape"]]
+    dtype = np.dtype(detail["dtype"])
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dtype)
+    return (rng.random(size=shape) * 255.0).astype(dtype)
+
+
+def time_tflite_invoke(model_path: Path, runs: int = 200, warmup: int = 20, threads: Optional[int] = 1,
+                       energy_counter=None, clock: Callable[[], float] = time.perf_counter,
+                       progress: bool = False) -> InvokeTiming:
+    """Time ``invoke()``; with ``energy_counter`` (``read_energy_j()``) also the energy of the loop."""
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise ProfilingError(f"model {model_path} does not exist; pass a .tflite file (e.g. models/cifar10/resnet8_int8.tflite)")
+    if runs < 1:
+        raise ProfilingError("--runs must be at least 1")
+    interpreter = _load_interpreter(model_path, threads)
+    rng = np.random.default_rng(0)
+    details = interpreter.get_input_details()
+    inputs = [[_random_input(d, rng) for d in details] for _ in range(min(runs, 16))]
+    for i in range(warmup):
+        for d, x in zip(details, inputs[i % len(inputs)]):
+            interpreter.set_tensor(d["index"], x)
+        interpreter.invoke()
+    iterator = range(runs)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc=f"timing {model_path.name}", unit="invoke")
+    samples = []
+    energy_start = energy_counter.read_energy_j() if energy_counter is not None else None
+    for i in iterator:
+        for d, x in zip(details, inputs[i % len(inputs)]):
+            interpreter.set_tensor(d["index"], x)
+        start = clock()
+        interpreter.invoke()
+        samples.append((clock() - start) * 1000.0)
+    energy = None
+    if energy_counter is not None:
+        energy = energy_counter.read_energy_j() - energy_start
+    ordered = sorted(samples)
+
+    def pct(q: float) -> float:
+        pos = (len(ordered) - 1) * q
+        lo = int(pos)
+        hi = min(lo + 1, len(ordered) - 1)
+        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+    return InvokeTiming(runs, statistics.fmean(samples), pct(0.5), pct(0.95), ordered[0], energy, samples)
+
+
+def describe_machine() -> dict:
+    return {
+        "hostname": socket.gethostname(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def build_measured_profile(
+    profile_id: str,
+    model_name: str,
+    timing: Optional[InvokeTiming],
+    *,
+    dataset: Optional[str] = "cifar10",
+    model_path: Optional[Path] = None,
+    threads: Optional[int] = 1,
+    power_w: Optional[float] = None,
+    energy_source: str = "",
+    runs: Sequence = (),
+    link: str = "wifi",
+    name: Optional[str] = None,
+    today: Optional[str] = None,
+) -> DeviceProfile:
+    """Assemble a ``kind: measured`` profile. ``runs`` are ``(RunLog, RunMetrics)`` pairs."""
+    today = today or _dt.date.today().isoformat()
+    machine = describe_machine()
+    where = f"hi-bench profile on {machine['hostname']} ({machine['machine']}), {today}"
+    latency = energy = Cited(None, "not measured")
+    if timing is not None:
+        method = f"{where}: mean of {timing.runs} invoke() calls, {threads} thread(s), model {model_path}"
+        mean_ms = _sig(timing.mean_ms)
+        latency = Cited(mean_ms, method, "ms",
+                        f"p50 {timing.p50_ms:.4f} ms, p95 {timing.p95_ms:.4f} ms, min {timing.min_ms:.4f} ms")
+        if timing.energy_j is not None:
+            energy = Cited(_sig(timing.energy_j * 1000.0 / timing.runs),
+                           f"{where}: measured ({energy_source or 'energy counter'}) over the timed loop", "mJ")
+        elif power_w is not None:
+            energy = Cited(_sig(power_w * mean_ms),
+                           f"{where}: modeled = {power_w:g} W (user-given) x measured latency", "mJ")
+    compute_w = Cited(None, "not measured")
+    if timing is not None and timing.energy_j is not None and timing.samples_ms:
+        busy_s = sum(timing.samples_ms) / 1000.0
+        compute_w = Cited(_sig(timing.energy_j / busy_s),
+                          f"{where}: measured ({energy_source or 'energy counter'}) energy / invoke time", "W")
+    elif power_w is not None:
+        compute_w = Cited(power_w, "user-given (--power-w), not measured", "W")
+
+    decider = DeciderStats()
+    accuracy = Cited(None, "not measured")
+    links = {}
+    for log, metrics in runs:
+        run_name = log.path.name if log.path else "run"
+        cite = f"{where}: from run log {run_name} ({metrics.n} samples)"
+        if metrics.strategy == "remote" and metrics.offload_ms is not None:
+            links[link] = LinkCosts(latency_ms=Cited(_sig(metrics.offload_ms), cite, "ms"))
+        if metrics.local_accuracy is not None and not accuracy.known:
+            accuracy = Cited(_sig(metrics.local_accuracy), cite)
+        if metrics.strategy == "hi" and metrics.accuracy is not None:
+            decide = [r.t_decide_ms for r in log.records if r.t_decide_ms is not None]
+            f1 = metrics.confusion.f1_offload if metrics.confusion is not None else None
+            decider = DeciderStats(
+                f1=Cited(None if f1 is None else _sig(f1), cite + "; F1 with offload as the positive class"),
+                offload_fraction=Cited(_sig(metrics.offload_fraction), cite),
+                hi_accuracy=Cited(_sig(metrics.accuracy), cite),
+                latency_ms=Cited(_sig(statistics.fmean(decide)), cite, "ms") if decide else Cited(None, "not logged"),
+            )
+    model = ModelCosts(name=model_name, dataset=dataset, latency_ms=latency, energy_mj=energy,
+                       accuracy=accuracy, decider=decider)
+    hardware = {k: v for k, v in machine.items() if v}
+    hardware["threads"] = threads
+    return DeviceProfile(
+        id=profile_id,
+        name=name or f"{machine['hostname']} ({machine['machine']})",
+        kind="measured",
+        source=where,
+        notes=(f"schema {SCHEMA}; written by hi-bench profile",),
+        power=PowerDraw(compute_w=compute_w),
+        links=links,
+        default_link=link,
+        models={model_name: model},
+        hardware=hardware,
+    )

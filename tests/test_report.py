@@ -1,0 +1,105 @@
+"""Report and figure generation on a small constructed run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from measurements.logs import RunLog, SampleRecord, write_jsonl
+from measurements.metrics import EnergyModel, compute_metrics
+from measurements.planner import EEPoint, RunStats
+from measurements.plots import TradeoffPoint, plot_device_tradeoffs
+from measurements.profiles import profile_from_dict
+from measurements.report import build_report
+
+
+def c(value):
+    return {"value": value, "cite": "constructed"}
+
+
+PROFILE = {
+    "id": "dev", "kind": "measured", "source": "constructed",
+    "power": {"compute_w": c(1.0), "offload_w": c(0.5)},
+    "links": {"wifi": {"latency_ms": c(10.0), "energy_mj": c(20.0)}},
+    "servers": {"big": {"dataset": "cifar10", "latency_ms": c(2.0), "accuracy": c(0.98)}},
+    "models": {"resnet8": {"dataset": "cifar10", "latency_ms": c(1.0), "energy_mj": c(1.0),
+                           "exits": [{"latency_ms": c(0.4), "energy_mj": c(0.4)}]}},
+}
+
+
+def sample(i, offloaded, local, label, server=None, exit_index=None, strategy="hi"):
+    t_off = 10.0 if offloaded else 0.0
+    return SampleRecord(i, strategy, local, 0.5, exit_index, 0.5, offloaded, server,
+                        server if offloaded else local, False, label, 0.1, 0.8, 0.1, t_off, 1.0 + t_off)
+
+
+def write_runs(folder: Path) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    hi = [sample(i, i >= 7, local=1 if i < 6 else 0, label=1, server=1 if i >= 7 else None) for i in range(10)]
+    local = [sample(i, False, local=1 if i < 6 else 0, label=1, strategy="local") for i in range(10)]
+    paths = [
+        write_jsonl(folder / "hi.jsonl", hi, {"device": "dev", "model": "resnet8", "strategy": "hi"}),
+        write_jsonl(folder / "local.jsonl", local, {"device": "dev", "model": "resnet8", "strategy": "local"}),
+    ]
+    for threshold, n_early in ((0.6, 8), (0.9, 5)):
+        ee = [sample(i, i >= 9, local=1, label=1, server=1 if i >= 9 else None,
+                     exit_index=0 if i < n_early else 1, strategy="ee-hi") for i in range(10)]
+        paths.append(write_jsonl(folder / f"ee_{threshold}.jsonl", ee,
+                                 {"device": "dev", "model": "resnet8", "strategy": "ee-hi", "ee_threshold": threshold}))
+    return paths
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_report_on_a_constructed_run(tmp_path: Path, fmt: str):
+    from measurements.logs import read_run_log
+
+    paths = write_runs(tmp_path / "logs")
+    profile = profile_from_dict(PROFILE)
+    energy = EnergyModel.from_profile(profile)
+    runs = [(log, compute_metrics(log, energy)) for log in map(read_run_log, paths)]
+    stats = RunStats.from_runs(runs)
+    assert [p.threshold for p in stats.models["resnet8"].ee] == [0.6, 0.9]
+    assert stats.models["resnet8"].hi.offload_fraction == pytest.approx(0.3)
+
+    out = build_report(tmp_path / "report", [profile], runs, stats, targets=[0.6, 0.9], fmt=fmt, today="2025-01-01")
+    text = out.read_text()
+    assert out.name == f"report.{fmt}"
+    figure = tmp_path / "report" / "figures" / "dev.png"
+    assert figure.exists() and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for expected in ("hi.jsonl", "Table 5 form", "Table 6 form", "ee-hi resnet8 via wifi threshold 0.6",
+                     "modeled", "JPEG", "2025-01-01"):
+        assert expected in text, expected
+    # the HI run: accuracy (6 local right + 3 server right) / 10
+    assert "90.00%" in text
+    if fmt == "md":
+        assert "![dev accuracy vs latency and energy](figures/dev.png)" in text
+    else:
+        assert text.startswith("<!DOCTYPE html>") and "<img src='figures/dev.png'" in text
+
+
+def test_plot_handles_missing_energy_and_log_scale(tmp_path: Path):
+    points = [
+        TradeoffPoint("nano", "on-device", "on-device resnet8", 0.85, 1230.0, None),
+        TradeoffPoint("nano", "remote", "remote via ble", 0.98, 5.0, 2.0, energy_modeled=True),
+        TradeoffPoint("other", "hi", "ignored", 0.9, 1.0, 1.0),
+    ]
+    out = plot_device_tradeoffs(points, "nano", tmp_path / "nano.png")
+    assert out.stat().st_size > 1000
+    empty = plot_device_tradeoffs([], "ghost", tmp_path / "ghost.png")
+    assert empty.exists()
+
+
+def test_report_rejects_unknown_format(tmp_path: Path):
+    with pytest.raises(ValueError, match="md or html"):
+        build_report(tmp_path, [], fmt="pdf")
+
+
+def test_ee_stats_need_a_threshold(tmp_path: Path):
+    from measurements.logs import read_run_log
+
+    path = write_jsonl(tmp_path / "ee.jsonl", [sample(0, False, 1, 1, exit_index=0, strategy="ee-hi")],
+                       {"model": "resnet8", "strategy": "ee-hi"})
+    log = read_run_log(path)
+    with pytest.raises(ValueError, match="ee_threshold"):
+        RunStats.from_runs([(log, compute_metrics(log))])
+    assert isinstance(EEPoint(0.5, {}, 0.0, 1.0, "x"), EEPoint)

@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: tuple = (
     "measurements.commands.compare",
     "measurements.commands.report",
     "measurements.commands.profile",
+    "measurements.commands.power",
     # Written by other helpers; skipped until they exist.
     "measurements.bench_server",
     "measurements.bench_agent",

@@ -47,7 +47,7 @@ def test_registry_skips_missing_modules_and_rejects_broken_ones(monkeypatch):
 
 
 def test_every_subcommand_has_help(capsys):
-    for command in ("metrics", "plan", "compare", "report", "profile"):
+    for command in ("metrics", "plan", "compare", "report", "profile", "power"):
         with pytest.raises(SystemExit) as exit_info:
             cli.main([command, "--help"])
         assert exit_info.value.code == 0

@@ -184,3 +184,16 @@ def test_trace_trapezoid():
 @pytest.mark.parametrize("text,value", [("1.5", 1.5), ("+2.0E-03 W", 0.002), ("P=-3 W", -3.0), (" .5 ", 0.5)])
 def test_parse_number(text, value):
     assert parse_number(text) == pytest.approx(value)
+
+
+def test_metered_block_with_a_simulated_pm1000(sim_backend):
+    from measurements.power.factory import MeteredBlock
+
+    ticks = itertools.count(0.0, 0.5)
+    with MeteredBlock("pm1000:GPIB0::8::INSTR", sim_backend, interval_s=0.001, settle_s=0,
+                      clock=lambda: next(ticks)) as block:
+        pass
+    result = block.result
+    assert result.source == "measured (Voltech PM1000+ GPIB0::8::INSTR)"
+    assert result.mean_power_w == pytest.approx(2.512)
+    assert result.energy_j == pytest.approx(2.512 * result.duration_s)

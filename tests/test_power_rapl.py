@@ -71,3 +71,33 @@ def test_unreadable_counter_says_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_text", deny)
     with pytest.raises(MeterError, match="run as root"):
         RaplReader(tmp_path)
+
+
+def test_metered_block_and_power_command_on_fake_rapl(tmp_path, capsys):
+    import json
+    import sys
+
+    from measurements import cli
+    from measurements.logs import SampleRecord, write_jsonl
+    from measurements.power.factory import MeteredBlock, parse_meter_spec
+
+    zone = make_zone(tmp_path / "powercap", "intel-rapl:0", "package-0", 1_000_000, max_uj=10**12)
+    with MeteredBlock(f"rapl:{tmp_path / 'powercap'}") as block:
+        set_energy(zone, 1_500_000)
+    assert block.result.energy_j == pytest.approx(0.5)
+    assert block.result.source == "measured (RAPL package package-0)"
+
+    log = write_jsonl(tmp_path / "run.jsonl", [SampleRecord(i, "local", 1, 0.9, None, None, False, None, 1, False, 1,
+                                                            0.1, 1.0, 0.0, 0.0, 1.1) for i in range(4)])
+    script = f"open({str(zone / 'energy_uj')!r}, 'w').write('3500000')"
+    code = cli.main(["power", "--meter", f"rapl:{tmp_path / 'powercap'}", "--log", str(log), "--json",
+                     "--", sys.executable, "-c", script])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["energy_j"] == pytest.approx(2.0) and out["energy_mj_per_inference"] == pytest.approx(500.0)
+    assert parse_meter_spec("scpi:GPIB0::1::INSTR|READ:POW?").query == "READ:POW?"
+    for bad in ("pm1000", "pm1000:GPIB0::1::INSTR|X?", "thermometer:1"):
+        with pytest.raises(MeterError):
+            parse_meter_spec(bad)
+    assert cli.main(["power", "--meter", "rapl"]) == 1
+    assert "--seconds" in capsys.readouterr().err

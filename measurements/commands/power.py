@@ -1,0 +1,60 @@
+"""``hi-bench power``: energy and mean power over a time window or around a command."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from pathlib import Path
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "power", help="measure energy with a meter (PM1000+, SCPI, RAPL) over a window or a command",
+        description="Measure energy and mean power with a meter, either for --seconds or while a command "
+                    "runs (give it after --). With --log, also divide by the log's sample count and print "
+                    "the measured energy per inference. Example: hi-bench power --meter "
+                    "pm1000:GPIB0::8::INSTR --log run.jsonl -- hi-agent run ... --log run.jsonl",
+    )
+    p.add_argument("--meter", required=True, help="rapl | pm1000:<VISA address> | scpi:<VISA address>[|query]")
+    p.add_argument("--visa-backend", default="", help="PyVISA backend (@py, file.yaml@sim; default: system VISA)")
+    p.add_argument("--seconds", type=float, default=None, help="measure for this long (when no command is given)")
+    p.add_argument("--interval", type=float, default=0.5, help="meter polling interval in s (default 0.5)")
+    p.add_argument("--log", type=Path, default=None, help="run log whose samples share the energy")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command to run while measuring (after --)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from measurements.power.factory import MeteredBlock
+
+    command = [c for c in args.command if c != "--"] if args.command else []
+    if not command and args.seconds is None:
+        raise ValueError("give --seconds or a command after -- to measure")
+    if command and args.seconds is not None:
+        raise ValueError("give either --seconds or a command, not both")
+    rc = 0
+    with MeteredBlock(args.meter, args.visa_backend, args.interval) as block:
+        if command:
+            rc = subprocess.call(command)
+        else:
+            time.sleep(args.seconds)
+    m = block.result
+    out = {"energy_j": m.energy_j, "duration_s": m.duration_s, "mean_power_w": m.mean_power_w, "source": m.source,
+           "command_exit_code": rc if command else None}
+    if args.log is not None:
+        from measurements.logs import read_run_log
+
+        n = len(read_run_log(args.log))
+        out["samples"] = n
+        out["energy_mj_per_inference"] = m.energy_j * 1000.0 / n
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        mean = "n/a" if m.mean_power_w is None else f"{m.mean_power_w:.4f} W"
+        print(f"{m.source}: {m.energy_j:.6f} J over {m.duration_s:.3f} s (mean {mean})")
+        if "samples" in out:
+            print(f"per inference: {out['energy_mj_per_inference']:.4f} mJ over {out['samples']} samples "
+                  f"(includes idle and logging overhead of the whole run)")
+    return rc

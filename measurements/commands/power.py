@@ -14,7 +14,7 @@ def register_cli(subparsers) -> None:
         description="Measure energy and mean power with a meter, either for --seconds or while a command "
                     "runs (give it after --). With --log, also divide by the log's sample count and print "
                     "the measured energy per inference. Example: hi-bench power --meter "
-                    "pm1000:GPIB0::8::INSTR --log run.jsonl -- hi-agent run ... --log run.jsonl",
+                    "pm1000:GPIB0::8::INSTR --log run.jsonl -- <command that writes run.jsonl>",
     )
     p.add_argument("--meter", required=True, help="rapl | pm1000:<VISA address> | scpi:<VISA address>[|query]")
     p.add_argument("--visa-backend", default="", help="PyVISA backend (@py, file.yaml@sim; default: system VISA)")

@@ -40,9 +40,15 @@ def compile_bytes(buf: bytes, name: str, source_label: str = "<bytes>",
                   options: Optional[CompileOptions] = None) -> tuple[GeneratedModel, Graph, MemoryPlan]:
     options = options or CompileOptions()
     graph = read_tflite_bytes(buf, model_name=source_label)
-    steps = lower_graph(graph, fuse_residual_add=options.fuse_residual_add)
-    plan = plan_memory(graph, steps, allow_inplace=options.inplace)
-    gen = emit(graph, steps, plan, name, source_label, sha256_of(buf))
+    try:
+        steps = lower_graph(graph, fuse_residual_add=options.fuse_residual_add)
+        plan = plan_memory(graph, steps, allow_inplace=options.inplace)
+        gen = emit(graph, steps, plan, name, source_label, sha256_of(buf))
+    except CompileError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, ZeroDivisionError) as exc:
+        # Inconsistent shapes/quantization in a (possibly hand-edited) model: report, never crash.
+        raise CompileError(f"model {source_label} cannot be compiled: {type(exc).__name__}: {exc}") from exc
     return gen, graph, plan
 
 

@@ -208,6 +208,18 @@ def read_tflite(path: str | Path) -> Graph:
 
 
 def read_tflite_bytes(buf: bytes, model_name: str = "<bytes>") -> Graph:
+    """Parse flatbuffer bytes; any malformed input becomes a CompileError naming the model."""
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise CompileError(f"{model_name} is not a valid TFLite flatbuffer (no 'TFL3' file identifier)")
+    try:
+        return _read(buf, model_name)
+    except CompileError:
+        raise
+    except Exception as exc:  # corrupted offsets surface as assorted struct/index/unicode errors
+        raise CompileError(f"{model_name} is not a valid TFLite flatbuffer: {type(exc).__name__}: {exc}") from exc
+
+
+def _read(buf: bytes, model_name: str) -> Graph:
     import tflite
 
     try:
@@ -215,9 +227,19 @@ def read_tflite_bytes(buf: bytes, model_name: str = "<bytes>") -> Graph:
         n_subgraphs = model.SubgraphsLength()
     except Exception as exc:  # flatbuffers raises assorted errors on garbage
         raise CompileError(f"{model_name} is not a valid TFLite flatbuffer: {exc}") from exc
+    if n_subgraphs == 0:
+        raise CompileError(f"{model_name} is not a valid TFLite flatbuffer (no subgraphs)")
     if n_subgraphs != 1:
+        names: set[str] = set()
+        for k in range(n_subgraphs):
+            sub = model.Subgraphs(k)
+            for i in range(sub.OperatorsLength()):
+                names.add(_opcode_name(model, sub.Operators(i).OpcodeIndex()))
+        bad = sorted(n for n in names if n not in SUPPORTED_OPS)
         raise CompileError(
-            f"{model_name} has {n_subgraphs} subgraphs; only single-subgraph models (no control flow) are supported"
+            f"model {model_name} has {n_subgraphs} subgraphs (control flow) and uses unsupported operator(s) "
+            f"{', '.join(bad) or 'none'}; only single-subgraph models built from {', '.join(SUPPORTED_OPS)} "
+            "can be compiled"
         )
     sg = model.Subgraphs(0)
 

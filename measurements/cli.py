@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 SUBCOMMAND_MODULES: tuple = (
     "measurements.commands.metrics",
@@ -55,7 +55,7 @@ def build_parser(names: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.Argument
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

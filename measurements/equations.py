@@ -16,7 +16,6 @@ paid by every sample, plus the offload cost, paid by the offloaded fraction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -48,23 +47,23 @@ class DeciderConfusion:
         return self.offloaded / self.n if self.n else 0.0
 
     @staticmethod
-    def _f1(tp: int, fp: int, fn: int) -> Optional[float]:
+    def _f1(tp: int, fp: int, fn: int) -> float | None:
         denominator = 2 * tp + fp + fn
         return (2 * tp / denominator) if denominator else None
 
     @property
-    def f1_accept(self) -> Optional[float]:
+    def f1_accept(self) -> float | None:
         """F1 with "local answer correct, accept" as the positive class."""
         return self._f1(self.tp, self.fp, self.fn)
 
     @property
-    def f1_offload(self) -> Optional[float]:
+    def f1_offload(self) -> float | None:
         """F1 with "local answer wrong, offload" as the positive class (the roles of the cells swap:
         tn are the true positives, fn the false positives, fp the false negatives)."""
         return self._f1(self.tn, self.fn, self.fp)
 
     @property
-    def decider_accuracy(self) -> Optional[float]:
+    def decider_accuracy(self) -> float | None:
         return (self.tp + self.tn) / self.n if self.n else None
 
 

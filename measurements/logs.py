@@ -22,9 +22,10 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any
 
 STRATEGIES = ("local", "remote", "hi", "ee-hi")
 TIMING_FIELDS = ("t_preprocess_ms", "t_local_ms", "t_decide_ms", "t_offload_ms", "t_total_ms")
@@ -55,26 +56,26 @@ class LogFormatError(ValueError):
 class SampleRecord:
     """One inference as logged. Optional fields are ``None`` when the writer did not know them."""
 
-    sample_id: Optional[Union[int, str]]
-    strategy: Optional[str]
-    local_class: Optional[int]
-    local_confidence: Optional[float]
-    exit_index: Optional[int]
-    decider_score: Optional[float]
+    sample_id: int | str | None
+    strategy: str | None
+    local_class: int | None
+    local_confidence: float | None
+    exit_index: int | None
+    decider_score: float | None
     offloaded: bool
-    server_class: Optional[int]
-    final_class: Optional[int]
+    server_class: int | None
+    final_class: int | None
     degraded: bool
-    label: Optional[int]
-    t_preprocess_ms: Optional[float]
-    t_local_ms: Optional[float]
-    t_decide_ms: Optional[float]
-    t_offload_ms: Optional[float]
-    t_total_ms: Optional[float]
+    label: int | None
+    t_preprocess_ms: float | None
+    t_local_ms: float | None
+    t_decide_ms: float | None
+    t_offload_ms: float | None
+    t_total_ms: float | None
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
-    def on_device_ms(self) -> Optional[float]:
+    def on_device_ms(self) -> float | None:
         """Time spent on the device before any offload: preprocessing + local model + decider.
 
         ``None`` only if all three parts are missing; a missing part counts as zero otherwise (a
@@ -85,7 +86,7 @@ class SampleRecord:
         return float(sum(p for p in parts if p is not None))
 
     @property
-    def total_ms(self) -> Optional[float]:
+    def total_ms(self) -> float | None:
         """Logged end-to-end time, or the sum of the parts when the writer left ``t_total_ms`` out."""
         if self.t_total_ms is not None:
             return self.t_total_ms
@@ -99,21 +100,21 @@ class SampleRecord:
 class RunLog:
     """A whole log: the optional header, the sample records and what could not be read."""
 
-    path: Optional[Path]
+    path: Path | None
     header: dict
     records: list[SampleRecord]
     problems: list[str] = field(default_factory=list)
 
     @property
-    def device(self) -> Optional[str]:
+    def device(self) -> str | None:
         return self.header.get("device")
 
     @property
-    def model(self) -> Optional[str]:
+    def model(self) -> str | None:
         return self.header.get("model")
 
     @property
-    def strategy(self) -> Optional[str]:
+    def strategy(self) -> str | None:
         """The header's strategy, else the single strategy all records agree on, else ``None``."""
         if self.header.get("strategy"):
             return str(self.header["strategy"])
@@ -135,7 +136,7 @@ def _is_null(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in _NULL
 
 
-def _to_int(value: Any) -> Optional[int]:
+def _to_int(value: Any) -> int | None:
     if _is_null(value):
         return None
     if isinstance(value, bool):
@@ -148,7 +149,7 @@ def _to_int(value: Any) -> Optional[int]:
     return int(number)
 
 
-def _to_float(value: Any) -> Optional[float]:
+def _to_float(value: Any) -> float | None:
     if _is_null(value):
         return None
     number = float(value if not isinstance(value, str) else value.strip())
@@ -170,7 +171,7 @@ def _to_bool(value: Any) -> bool:
     raise ValueError(f"expected a boolean, got {value!r}")
 
 
-def _sample_id(value: Any) -> Optional[Union[int, str]]:
+def _sample_id(value: Any) -> int | str | None:
     if _is_null(value):
         return None
     try:
@@ -219,7 +220,7 @@ def _iter_jsonl(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
             yield number, exc
 
 
-def parse_jsonl(text: str, path: Optional[Path] = None) -> RunLog:
+def parse_jsonl(text: str, path: Path | None = None) -> RunLog:
     """Parse JSON-lines text. Header lines are merged (a later header key overrides an earlier one)."""
     header: dict = {}
     records: list[SampleRecord] = []
@@ -245,7 +246,7 @@ def parse_jsonl(text: str, path: Optional[Path] = None) -> RunLog:
     return RunLog(path=path, header=header, records=records, problems=problems)
 
 
-def parse_csv(text: str, path: Optional[Path] = None) -> RunLog:
+def parse_csv(text: str, path: Path | None = None) -> RunLog:
     """Parse CSV text with a column header row. Comment lines starting with ``#`` are skipped, except
     ``# key: value`` / ``# key=value`` lines before the column row, which become header fields (a CSV
     has no JSON header line, so writers may put device and model there)."""
@@ -288,7 +289,7 @@ def parse_csv(text: str, path: Optional[Path] = None) -> RunLog:
     return RunLog(path=path, header=header, records=records, problems=problems)
 
 
-def read_run_log(path: Union[str, Path]) -> RunLog:
+def read_run_log(path: str | Path) -> RunLog:
     """Read a ``.jsonl``/``.json``/``.ndjson`` or ``.csv`` run log.
 
     The format is chosen by extension, or by sniffing the first non-blank character when the
@@ -311,7 +312,7 @@ def read_run_log(path: Union[str, Path]) -> RunLog:
     return log
 
 
-def write_jsonl(path: Union[str, Path], records: Iterable[SampleRecord], header: Optional[dict] = None) -> Path:
+def write_jsonl(path: str | Path, records: Iterable[SampleRecord], header: dict | None = None) -> Path:
     """Write records in the agreed schema. Used by tests and by tools that convert firmware output;
     hi-agent has its own writer."""
     path = Path(path)

@@ -20,9 +20,9 @@ import platform
 import socket
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -55,11 +55,11 @@ class InvokeTiming:
     p50_ms: float
     p95_ms: float
     min_ms: float
-    energy_j: Optional[float] = None
+    energy_j: float | None = None
     samples_ms: list = field(default_factory=list, repr=False)
 
 
-def _load_interpreter(model_path: Path, threads: Optional[int]):
+def _load_interpreter(model_path: Path, threads: int | None):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - depends on the installed runtime
@@ -86,7 +86,7 @@ def _random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
     return (rng.random(size=shape) * 255.0).astype(dtype)
 
 
-def time_tflite_invoke(model_path: Path, runs: int = 200, warmup: int = 20, threads: Optional[int] = 1,
+def time_tflite_invoke(model_path: Path, runs: int = 200, warmup: int = 20, threads: int | None = 1,
                        energy_counter=None, clock: Callable[[], float] = time.perf_counter,
                        progress: bool = False) -> InvokeTiming:
     """Time ``invoke()``; with ``energy_counter`` (``read_energy_j()``) also the energy of the loop."""
@@ -143,17 +143,17 @@ def describe_machine() -> dict:
 def build_measured_profile(
     profile_id: str,
     model_name: str,
-    timing: Optional[InvokeTiming],
+    timing: InvokeTiming | None,
     *,
-    dataset: Optional[str] = "cifar10",
-    model_path: Optional[Path] = None,
-    threads: Optional[int] = 1,
-    power_w: Optional[float] = None,
+    dataset: str | None = "cifar10",
+    model_path: Path | None = None,
+    threads: int | None = 1,
+    power_w: float | None = None,
     energy_source: str = "",
     runs: Sequence = (),
     link: str = "wifi",
-    name: Optional[str] = None,
-    today: Optional[str] = None,
+    name: str | None = None,
+    today: str | None = None,
 ) -> DeviceProfile:
     """Assemble a ``kind: measured`` profile. ``runs`` are ``(RunLog, RunMetrics)`` pairs."""
     today = today or _dt.date.today().isoformat()

@@ -12,8 +12,8 @@ When neither is available the energy is ``None``, never a guess.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Optional, Sequence
 
 from measurements.equations import (
     DeciderConfusion,
@@ -36,8 +36,8 @@ class EnergyModel:
     ``source`` is carried into every output so a reader can see where the watts came from."""
 
     compute_w: float
-    offload_w: Optional[float] = None
-    offload_mj: Optional[float] = None
+    offload_w: float | None = None
+    offload_mj: float | None = None
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -47,7 +47,7 @@ class EnergyModel:
             raise ValueError("an energy model needs offload_w (power while offloading) or offload_mj")
 
     @classmethod
-    def from_profile(cls, profile, link: Optional[str] = None) -> "EnergyModel":
+    def from_profile(cls, profile, link: str | None = None) -> EnergyModel:
         """Build from a :class:`measurements.profiles.DeviceProfile`; raises when the profile lacks power."""
         from measurements.profiles import ProfileError
 
@@ -75,25 +75,25 @@ class RunMetrics:
 
     n: int
     n_labeled: int
-    device: Optional[str]
-    model: Optional[str]
-    strategy: Optional[str]
-    accuracy: Optional[float]  # Eq. 1 (over labeled samples)
-    accuracy_eq2: Optional[float]  # Eq. 2, must equal Eq. 1
-    final_accuracy: Optional[float]  # final_class vs label, as the agent reported it
-    local_accuracy: Optional[float]  # local model alone, all labeled samples
-    server_accuracy_offloaded: Optional[float]
+    device: str | None
+    model: str | None
+    strategy: str | None
+    accuracy: float | None  # Eq. 1 (over labeled samples)
+    accuracy_eq2: float | None  # Eq. 2, must equal Eq. 1
+    final_accuracy: float | None  # final_class vs label, as the agent reported it
+    local_accuracy: float | None  # local model alone, all labeled samples
+    server_accuracy_offloaded: float | None
     offload_fraction: float
     degraded_fraction: float
-    confusion: Optional[DeciderConfusion]
-    latency_ms: Optional[float]  # Eq. 3 from the logged phases
-    latency_ms_measured: Optional[float]  # mean of the logged end-to-end time
-    latency_ms_p50: Optional[float]
-    latency_ms_p95: Optional[float]
-    local_ms: Optional[float]  # mean on-device time per sample (all samples)
-    offload_ms: Optional[float]  # mean offload time per offloaded sample
-    energy_mj: Optional[float]  # Eq. 4
-    energy_source: Optional[str]  # "measured" | "modeled" | None
+    confusion: DeciderConfusion | None
+    latency_ms: float | None  # Eq. 3 from the logged phases
+    latency_ms_measured: float | None  # mean of the logged end-to-end time
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    local_ms: float | None  # mean on-device time per sample (all samples)
+    offload_ms: float | None  # mean offload time per offloaded sample
+    energy_mj: float | None  # Eq. 4
+    energy_source: str | None  # "measured" | "modeled" | None
     energy_note: str = ""
     exit_fractions: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
@@ -107,11 +107,11 @@ class RunMetrics:
         return out
 
 
-def _mean(values: Sequence[float]) -> Optional[float]:
+def _mean(values: Sequence[float]) -> float | None:
     return float(statistics.fmean(values)) if values else None
 
 
-def _percentile(values: Sequence[float], q: float) -> Optional[float]:
+def _percentile(values: Sequence[float], q: float) -> float | None:
     """Linear-interpolated percentile (same as numpy's default) without importing numpy."""
     if not values:
         return None
@@ -128,7 +128,7 @@ def _answered_by_server(record: SampleRecord) -> bool:
     return record.offloaded and not record.degraded and record.server_class is not None
 
 
-def confusion_counts(records: Iterable[SampleRecord]) -> Optional[DeciderConfusion]:
+def confusion_counts(records: Iterable[SampleRecord]) -> DeciderConfusion | None:
     """Decider confusion over labeled records that have a local answer (``None`` if there are none)."""
     tp = fp = fn = tn = 0
     for r in records:
@@ -147,8 +147,8 @@ def confusion_counts(records: Iterable[SampleRecord]) -> Optional[DeciderConfusi
 
 def compute_metrics(
     log: RunLog,
-    energy_model: Optional[EnergyModel] = None,
-    measured_energy_j: Optional[float] = None,
+    energy_model: EnergyModel | None = None,
+    measured_energy_j: float | None = None,
 ) -> RunMetrics:
     """Summarize one run.
 
@@ -258,10 +258,10 @@ def compute_metrics(
 def format_metrics(m: RunMetrics) -> str:
     """A short human summary; energy always shows whether it was measured or modeled."""
 
-    def pct(x: Optional[float]) -> str:
+    def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{100 * x:.2f}%"
 
-    def ms(x: Optional[float]) -> str:
+    def ms(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.3f} ms"
 
     lines = [

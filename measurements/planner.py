@@ -20,8 +20,9 @@ profile has no offload energy) is reported as unchecked on every candidate.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence, Union
+from typing import Union
 
 from measurements.equations import energy_mj, expected_energy_mj, expected_latency_ms
 from measurements.profiles import Cited, DeviceProfile, ModelCosts, ProfileError
@@ -44,7 +45,7 @@ class QoS:
     """Requirements. Latency and energy limits are a number (ms, mJ), ``"half-offload"`` (the
     paper's rule) or ``None`` (no limit)."""
 
-    min_accuracy: Optional[float] = None
+    min_accuracy: float | None = None
     max_latency: Limit = HALF_OFFLOAD
     max_energy: Limit = HALF_OFFLOAD
 
@@ -132,9 +133,9 @@ class EEPoint:
 
 @dataclass
 class ModelStats:
-    local_accuracy: Optional[float] = None
-    server_accuracy: Optional[float] = None
-    hi: Optional[HIPoint] = None
+    local_accuracy: float | None = None
+    server_accuracy: float | None = None
+    hi: HIPoint | None = None
     ee: list = field(default_factory=list)
     source: str = ""
 
@@ -150,7 +151,7 @@ class RunStats:
         return self.models.setdefault(name, ModelStats())
 
     @classmethod
-    def from_runs(cls, runs: Iterable, model_override: Optional[str] = None) -> "RunStats":
+    def from_runs(cls, runs: Iterable, model_override: str | None = None) -> RunStats:
         """Collect statistics from ``(RunLog, RunMetrics)`` pairs. HI runs give the HI point, EE-HI
         runs (one per threshold, ``ee_threshold`` in the log header) give sweep points, and any run
         with local answers gives the local model's accuracy."""
@@ -192,12 +193,12 @@ class RunStats:
 class Candidate:
     device: str
     strategy: str
-    model: Optional[str] = None
-    link: Optional[str] = None
-    threshold: Optional[float] = None
-    accuracy: Optional[float] = None
-    latency_ms: Optional[float] = None
-    energy_mj: Optional[float] = None
+    model: str | None = None
+    link: str | None = None
+    threshold: float | None = None
+    accuracy: float | None = None
+    latency_ms: float | None = None
+    energy_mj: float | None = None
     energy_modeled: bool = False
     inputs: list = field(default_factory=list)  # where each input came from
     missing: list = field(default_factory=list)  # inputs the profile/stats lack
@@ -224,7 +225,7 @@ class Candidate:
         return self.verdict == "ok"
 
 
-def _take(c: Candidate, cited: Cited, path: str) -> Optional[float]:
+def _take(c: Candidate, cited: Cited, path: str) -> float | None:
     if cited.known:
         c.inputs.append(f"{path} = {cited.value:g} ({cited.cite})")
         return cited.value
@@ -232,8 +233,8 @@ def _take(c: Candidate, cited: Cited, path: str) -> Optional[float]:
     return None
 
 
-def _modeled_energy(c: Candidate, profile: DeviceProfile, cited: Cited, time_ms: Optional[float], path: str,
-                    power: Cited) -> Optional[float]:
+def _modeled_energy(c: Candidate, profile: DeviceProfile, cited: Cited, time_ms: float | None, path: str,
+                    power: Cited) -> float | None:
     """Energy from the profile, or power x time labeled modeled when only power is known."""
     if cited.known:
         c.inputs.append(f"{path} = {cited.value:g} mJ ({cited.cite})")
@@ -248,12 +249,12 @@ def _modeled_energy(c: Candidate, profile: DeviceProfile, cited: Cited, time_ms:
 
 @dataclass(frozen=True)
 class OffloadCost:
-    latency_ms: Optional[float]
-    energy_mj: Optional[float]
+    latency_ms: float | None
+    energy_mj: float | None
     notes: tuple
 
 
-def offload_cost(profile: DeviceProfile, link: str, dataset: Optional[str]) -> OffloadCost:
+def offload_cost(profile: DeviceProfile, link: str, dataset: str | None) -> OffloadCost:
     """Cost of offloading one sample: link round trip plus server run time (the device waits for it;
     the paper's offload latency was measured against a server that answers at once)."""
     probe = Candidate(profile.id, STRATEGY_REMOTE, link=link)
@@ -274,8 +275,8 @@ def offload_cost(profile: DeviceProfile, link: str, dataset: Optional[str]) -> O
     return OffloadCost(latency, energy, tuple(notes + probe.inputs))
 
 
-def _server_accuracy(profile: DeviceProfile, model: ModelCosts, stats: Optional[ModelStats],
-                     c: Candidate) -> Optional[float]:
+def _server_accuracy(profile: DeviceProfile, model: ModelCosts, stats: ModelStats | None,
+                     c: Candidate) -> float | None:
     server = profile.server_for(model.dataset)
     if server is not None and server.accuracy.known:
         return _take(c, server.accuracy, f"servers.{server.name}.accuracy")
@@ -286,8 +287,8 @@ def _server_accuracy(profile: DeviceProfile, model: ModelCosts, stats: Optional[
     return None
 
 
-def candidates_for(profile: DeviceProfile, stats: Optional[RunStats] = None,
-                   links: Optional[Sequence[str]] = None) -> list[Candidate]:
+def candidates_for(profile: DeviceProfile, stats: RunStats | None = None,
+                   links: Sequence[str] | None = None) -> list[Candidate]:
     """Every strategy the profile (and the run statistics) can describe, with its predicted
     accuracy, latency (Eq. 3) and energy (Eq. 4)."""
     stats = stats or RunStats()
@@ -362,7 +363,7 @@ def candidates_for(profile: DeviceProfile, stats: Optional[RunStats] = None,
     return out
 
 
-def _hi_point(model: ModelCosts, mstats: Optional[ModelStats], c: Candidate) -> Optional[HIPoint]:
+def _hi_point(model: ModelCosts, mstats: ModelStats | None, c: Candidate) -> HIPoint | None:
     dec = model.decider
     if dec.hi_accuracy.known and dec.offload_fraction.known:
         _take(c, dec.hi_accuracy, f"models.{model.name}.decider.hi_accuracy")
@@ -384,7 +385,7 @@ def _ee_candidate(profile: DeviceProfile, model: ModelCosts, ee: EEPoint, link: 
     c.inputs.append(f"EE sweep point threshold {ee.threshold:g} ({ee.source})")
     c.inputs.extend(cost.notes)
     local_ms = 0.0
-    local_mj: Optional[float] = 0.0
+    local_mj: float | None = 0.0
     for index, fraction in sorted(ee.exit_fractions.items()):
         index = int(index)
         if index < len(model.exits):
@@ -423,7 +424,7 @@ def _ee_candidate(profile: DeviceProfile, model: ModelCosts, ee: EEPoint, link: 
 # --- QoS evaluation ----------------------------------------------------------------------------
 
 
-def _limit_value(limit: Limit, offload_value: Optional[float]) -> tuple[Optional[float], bool]:
+def _limit_value(limit: Limit, offload_value: float | None) -> tuple[float | None, bool]:
     """Resolve a limit to a number; the bool says whether the rule can be checked at all."""
     if limit is None:
         return None, True
@@ -433,7 +434,7 @@ def _limit_value(limit: Limit, offload_value: Optional[float]) -> tuple[Optional
 
 
 def evaluate(candidates: Sequence[Candidate], profile: DeviceProfile, qos: QoS,
-             link: Optional[str] = None) -> None:
+             link: str | None = None) -> None:
     """Set ``verdict`` and ``unchecked`` on each candidate (in place).
 
     The half-offload rules compare against offloading every sample over the candidate's own link
@@ -479,7 +480,7 @@ class Plan:
     device: str
     qos: QoS
     objective: str
-    best: Optional[Candidate]
+    best: Candidate | None
     candidates: list
     reason: str
 
@@ -494,8 +495,8 @@ def _key(objective: str):
     return key
 
 
-def plan(profile: DeviceProfile, qos: QoS, stats: Optional[RunStats] = None, objective: str = "latency",
-         links: Optional[Sequence[str]] = None, model: Optional[str] = None) -> Plan:
+def plan(profile: DeviceProfile, qos: QoS, stats: RunStats | None = None, objective: str = "latency",
+         links: Sequence[str] | None = None, model: str | None = None) -> Plan:
     """Recommend a configuration for ``profile`` under ``qos``.
 
     Remote-only is always the fallback the half-offload rules are measured against: it is chosen only
@@ -544,13 +545,13 @@ def plan(profile: DeviceProfile, qos: QoS, stats: Optional[RunStats] = None, obj
 class TableRow:
     device: str
     target: float
-    best: Optional[Candidate]
+    best: Candidate | None
     reason: str
 
 
 def best_strategy_table(profiles: Sequence[DeviceProfile], targets: Sequence[float],
-                        stats: Optional[RunStats] = None, objective: str = "latency",
-                        base_qos: Optional[QoS] = None) -> list[TableRow]:
+                        stats: RunStats | None = None, objective: str = "latency",
+                        base_qos: QoS | None = None) -> list[TableRow]:
     """Table 5 style: the best configuration per device and accuracy target."""
     base_qos = base_qos or QoS()
     rows = []
@@ -563,7 +564,7 @@ def best_strategy_table(profiles: Sequence[DeviceProfile], targets: Sequence[flo
 
 
 def ee_threshold_table(profiles: Sequence[DeviceProfile], targets: Sequence[float], stats: RunStats,
-                       objective: str = "latency", base_qos: Optional[QoS] = None) -> list[dict]:
+                       objective: str = "latency", base_qos: QoS | None = None) -> list[dict]:
     """Table 6 style: for each device, EE model and accuracy target, the EE-HI threshold that meets
     the QoS at the lowest cost (``None`` when no threshold does)."""
     base_qos = base_qos or QoS()

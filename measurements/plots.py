@@ -5,9 +5,9 @@ is drawn with hollow markers and says so in the legend, so it is never mistaken 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 STRATEGY_STYLE = {
     "on-device": ("o", "tab:blue"),
@@ -24,8 +24,8 @@ class TradeoffPoint:
     strategy: str
     label: str
     accuracy: float
-    latency_ms: Optional[float] = None
-    energy_mj: Optional[float] = None
+    latency_ms: float | None = None
+    energy_mj: float | None = None
     energy_modeled: bool = False
     measured: bool = False  # from our own runs (True) or predicted from a profile (False)
 
@@ -41,7 +41,7 @@ def points_from_candidates(candidates: Iterable) -> list[TradeoffPoint]:
     return out
 
 
-def points_from_metrics(runs: Iterable, device: Optional[str] = None) -> list[TradeoffPoint]:
+def points_from_metrics(runs: Iterable, device: str | None = None) -> list[TradeoffPoint]:
     """``(RunLog, RunMetrics)`` pairs become measured points (strategy ``local`` drawn as on-device)."""
     out = []
     for log, m in runs:
@@ -82,7 +82,7 @@ def _axis(ax, points: Sequence[TradeoffPoint], attr: str, xlabel: str) -> bool:
 
 
 def plot_device_tradeoffs(points: Sequence[TradeoffPoint], device: str, out_path: Path,
-                          title: Optional[str] = None) -> Path:
+                          title: str | None = None) -> Path:
     """One PNG per device: accuracy vs latency (left) and vs energy (right)."""
     import matplotlib
 

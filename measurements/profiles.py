@@ -33,9 +33,10 @@ Layout (all sections optional except ``id``)::
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any
 
 import yaml
 
@@ -52,10 +53,10 @@ class ProfileError(ValueError):
 class Cited:
     """A number and where it came from. ``value`` is ``None`` when the source did not give it."""
 
-    value: Optional[float]
+    value: float | None
     cite: str = ""
-    unit: Optional[str] = None
-    note: Optional[str] = None
+    unit: str | None = None
+    note: str | None = None
 
     @property
     def known(self) -> bool:
@@ -125,7 +126,7 @@ class ExitCosts:
 @dataclass(frozen=True)
 class ModelCosts:
     name: str
-    dataset: Optional[str] = None
+    dataset: str | None = None
     latency_ms: Cited = MISSING
     energy_mj: Cited = MISSING
     accuracy: Cited = MISSING
@@ -136,7 +137,7 @@ class ModelCosts:
 @dataclass(frozen=True)
 class ServerModel:
     name: str
-    dataset: Optional[str] = None
+    dataset: str | None = None
     latency_ms: Cited = MISSING
     accuracy: Cited = MISSING
 
@@ -164,9 +165,9 @@ class DeviceProfile:
     servers: dict = field(default_factory=dict)
     claims: dict = field(default_factory=dict)
     hardware: dict = field(default_factory=dict)
-    path: Optional[Path] = None
+    path: Path | None = None
 
-    def link(self, name: Optional[str] = None) -> LinkCosts:
+    def link(self, name: str | None = None) -> LinkCosts:
         name = name or self.default_link
         if name not in self.links:
             raise ProfileError(
@@ -181,7 +182,7 @@ class DeviceProfile:
             )
         return self.models[name]
 
-    def server_for(self, dataset: Optional[str]) -> Optional[ServerModel]:
+    def server_for(self, dataset: str | None) -> ServerModel | None:
         """The server model for a dataset (the first one listed for it), or ``None``."""
         for server in self.servers.values():
             if dataset is None or server.dataset in (None, dataset):
@@ -240,7 +241,7 @@ def _section(raw: dict, key: str, where: str) -> dict:
     return value
 
 
-def profile_from_dict(raw: dict, path: Optional[Path] = None) -> DeviceProfile:
+def profile_from_dict(raw: dict, path: Path | None = None) -> DeviceProfile:
     where = str(path or "profile")
     if not isinstance(raw, dict):
         raise ProfileError(f"{where}: top level must be a mapping")
@@ -338,7 +339,7 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def load_profile(name_or_path: Union[str, Path], search_dirs: Optional[Iterable[Path]] = None) -> DeviceProfile:
+def load_profile(name_or_path: str | Path, search_dirs: Iterable[Path] | None = None) -> DeviceProfile:
     """Load a profile by file path or by id (``rpi4`` finds ``rpi4.yaml`` in the profile folders).
 
     ``inherit`` is resolved relative to the profile's own folder: the inherited file supplies values
@@ -356,7 +357,7 @@ def load_profile(name_or_path: Union[str, Path], search_dirs: Optional[Iterable[
     return profile_from_dict(raw, path)
 
 
-def _resolve(name_or_path: Union[str, Path], search_dirs: Optional[Iterable[Path]]) -> Path:
+def _resolve(name_or_path: str | Path, search_dirs: Iterable[Path] | None) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") and candidate.exists():
         return candidate
@@ -370,7 +371,7 @@ def _resolve(name_or_path: Union[str, Path], search_dirs: Optional[Iterable[Path
     raise ProfileError(f"no profile {str(name_or_path)!r}; known profiles: {known}")
 
 
-def list_profiles(search_dirs: Optional[Iterable[Path]] = None, kind: Optional[str] = None) -> list[DeviceProfile]:
+def list_profiles(search_dirs: Iterable[Path] | None = None, kind: str | None = None) -> list[DeviceProfile]:
     """All device profiles (files starting with ``_`` hold shared data and are not devices)."""
     out = []
     for folder in list(search_dirs) if search_dirs is not None else [PROFILES_DIR]:
@@ -423,7 +424,7 @@ def profile_to_dict(profile: DeviceProfile) -> dict:
     return data
 
 
-def save_profile(profile: DeviceProfile, path: Union[str, Path]) -> Path:
+def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(profile_to_dict(profile), sort_keys=False, allow_unicode=True), encoding="utf-8")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
 
 from measurements.planner import (
     QoS,
@@ -93,25 +93,25 @@ class Report:
         return "\n".join(out)
 
 
-def _pct(x: Optional[float]) -> str:
+def _pct(x: float | None) -> str:
     return "?" if x is None else f"{100 * x:.2f}%"
 
 
-def _num(x: Optional[float], digits: int = 3) -> str:
+def _num(x: float | None, digits: int = 3) -> str:
     return "?" if x is None else f"{x:.{digits}f}"
 
 
-def _energy(value: Optional[float], modeled: bool, source: Optional[str] = None) -> str:
+def _energy(value: float | None, modeled: bool, source: str | None = None) -> str:
     if value is None:
         return "?"
     tag = source or ("modeled" if modeled else "")
     return f"{value:.4f}" + (f" ({tag})" if tag else "")
 
 
-def build_report(out_dir: Path, profiles: Sequence, runs: Sequence = (), stats: Optional[RunStats] = None,
-                 targets: Sequence[float] = (0.8, 0.85, 0.9), base_qos: Optional[QoS] = None,
+def build_report(out_dir: Path, profiles: Sequence, runs: Sequence = (), stats: RunStats | None = None,
+                 targets: Sequence[float] = (0.8, 0.85, 0.9), base_qos: QoS | None = None,
                  fmt: str = "md", title: str = "Hierarchical inference measurements",
-                 run_device: Optional[str] = None, today: Optional[str] = None) -> Path:
+                 run_device: str | None = None, today: str | None = None) -> Path:
     """Write ``report.md`` or ``report.html`` and its figures into ``out_dir``; return the report path.
 
     ``runs`` are ``(RunLog, RunMetrics)`` pairs from our own runs; ``stats`` are the statistics the

@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("pyvisa")
 pytest.importorskip("pyvisa_sim")
 
-from measurements.power.base import MeterError, PowerSampler, PowerTrace  # noqa: E402
-from measurements.power.scpi import ScpiPowerMeter, open_meter, parse_number  # noqa: E402
-from measurements.power.voltech import VoltechPM1000  # noqa: E402
+from measurements.power.base import MeterError, PowerSampler, PowerTrace
+from measurements.power.scpi import ScpiPowerMeter, open_meter, parse_number
+from measurements.power.voltech import VoltechPM1000
 
 # A PM1000+ as its manual describes it: selection commands without reply, :DSR? with the new-data bit
 # (2) set, :FRD? answering the selected results in order (here power, voltage, current).

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from measurements.logs import RunLog, SampleRecord, write_jsonl
+from measurements.logs import SampleRecord, write_jsonl
 from measurements.metrics import EnergyModel, compute_metrics
 from measurements.planner import EEPoint, RunStats
 from measurements.plots import TradeoffPoint, plot_device_tradeoffs

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from measurements.profiles import PROFILES_DIR, list_profiles, load_profile
 
@@ -36,7 +36,7 @@ def add_qos_args(parser: argparse.ArgumentParser, default: str = "") -> None:
                         help="what the recommendation minimizes among configurations that pass")
 
 
-def load_profiles(devices: Optional[Sequence[str]], dirs: Optional[Sequence[Path]]):
+def load_profiles(devices: Sequence[str] | None, dirs: Sequence[Path] | None):
     search = list(dirs) if dirs else None
     if devices:
         return [load_profile(d, search) for d in devices]
@@ -54,7 +54,7 @@ def load_runs(paths: Sequence[Path], energy_model=None, measured_energy_j=None):
     return runs
 
 
-def run_stats(paths: Sequence[Path], model: Optional[str]):
+def run_stats(paths: Sequence[Path], model: str | None):
     from measurements.planner import RunStats
 
     if not paths:

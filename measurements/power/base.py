@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 
 class MeterError(RuntimeError):
@@ -57,7 +58,7 @@ class PowerTrace:
             total += 0.5 * (self.watts[i] + self.watts[i - 1]) * (self.times_s[i] - self.times_s[i - 1])
         return total
 
-    def mean_power_w(self) -> Optional[float]:
+    def mean_power_w(self) -> float | None:
         """Time-weighted mean power; the plain mean when all readings share one instant."""
         if not self.watts:
             return None
@@ -81,8 +82,8 @@ class PowerSampler:
         self.clock = clock
         self.trace = PowerTrace()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._error: Optional[BaseException] = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def _run(self) -> None:
         try:
@@ -94,7 +95,7 @@ class PowerSampler:
         except BaseException as exc:  # re-raised in stop()
             self._error = exc
 
-    def start(self) -> "PowerSampler":
+    def start(self) -> PowerSampler:
         if self._thread is not None:
             raise RuntimeError("sampler already started")
         self._thread = threading.Thread(target=self._run, name="power-sampler", daemon=True)
@@ -110,7 +111,7 @@ class PowerSampler:
             raise MeterError(f"power meter failed while sampling: {self._error}") from self._error
         return self.trace
 
-    def __enter__(self) -> "PowerSampler":
+    def __enter__(self) -> PowerSampler:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -124,11 +125,11 @@ class EnergyWindow:
     def __init__(self, counter: EnergyCounter, clock: Callable[[], float] = time.monotonic) -> None:
         self.counter = counter
         self.clock = clock
-        self._start: Optional[tuple] = None
-        self.energy_j: Optional[float] = None
-        self.duration_s: Optional[float] = None
+        self._start: tuple | None = None
+        self.energy_j: float | None = None
+        self.duration_s: float | None = None
 
-    def start(self) -> "EnergyWindow":
+    def start(self) -> EnergyWindow:
         self._start = (self.clock(), self.counter.read_energy_j())
         return self
 
@@ -140,7 +141,7 @@ class EnergyWindow:
         self.energy_j = e1 - self._start[1]
         return self.energy_j
 
-    def __enter__(self) -> "EnergyWindow":
+    def __enter__(self) -> EnergyWindow:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -12,9 +12,9 @@ for simulation).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 from measurements.power.base import EnergyWindow, MeterError, PowerSampler
 
@@ -23,7 +23,7 @@ from measurements.power.base import EnergyWindow, MeterError, PowerSampler
 class MeterSpec:
     kind: str  # "rapl" | "pm1000" | "scpi"
     address: str = ""
-    query: Optional[str] = None
+    query: str | None = None
 
 
 def parse_meter_spec(spec: str) -> MeterSpec:
@@ -46,7 +46,7 @@ def parse_meter_spec(spec: str) -> MeterSpec:
 class EnergyMeasurement:
     energy_j: float
     duration_s: float
-    mean_power_w: Optional[float]
+    mean_power_w: float | None
     source: str  # e.g. "measured (Voltech PM1000+ GPIB0::8::INSTR)"
 
 
@@ -60,11 +60,11 @@ class MeteredBlock:
         self.interval_s = interval_s
         self.settle_s = settle_s
         self.clock = clock
-        self.result: Optional[EnergyMeasurement] = None
+        self.result: EnergyMeasurement | None = None
         self._meter = None
         self._runner = None
 
-    def __enter__(self) -> "MeteredBlock":
+    def __enter__(self) -> MeteredBlock:
         s = self.spec
         if s.kind == "rapl":
             from measurements.power.rapl import POWERCAP_ROOT, RaplReader

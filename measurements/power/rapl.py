@@ -11,9 +11,9 @@ are labeled "measured (RAPL package)". Containers and VMs usually have no powerc
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 from measurements.power.base import MeterError
 
@@ -39,7 +39,7 @@ class RaplZone:
 
 
 def find_zones(root: Path = POWERCAP_ROOT, include_subzones: bool = False,
-               names: Optional[Sequence[str]] = None) -> list[RaplZone]:
+               names: Sequence[str] | None = None) -> list[RaplZone]:
     """RAPL zones under ``root``. By default only top-level packages, since sub-zones are already
     included in their package's counter (summing both would count energy twice)."""
     if not root.exists():
@@ -72,7 +72,7 @@ class RaplReader:
     period (minutes at typical package power) for correct totals."""
 
     def __init__(self, root: Path = POWERCAP_ROOT, include_subzones: bool = False,
-                 names: Optional[Sequence[str]] = None) -> None:
+                 names: Sequence[str] | None = None) -> None:
         self.zones = find_zones(Path(root), include_subzones, names)
         if not self.zones:
             raise MeterError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Optional
+from typing import Any
 
 from measurements.power.base import MeterError
 
@@ -55,7 +55,7 @@ class ScpiPowerMeter:
         self.settle_s = settle_s
 
     @classmethod
-    def open(cls, address: str, backend: str = "", **kwargs) -> "ScpiPowerMeter":
+    def open(cls, address: str, backend: str = "", **kwargs) -> ScpiPowerMeter:
         timeout_ms = kwargs.pop("timeout_ms", 5000)
         return cls(open_visa_resource(address, backend, timeout_ms=timeout_ms), **kwargs)
 
@@ -94,7 +94,7 @@ class ScpiPowerMeter:
         except Exception:
             pass
 
-    def __enter__(self) -> "ScpiPowerMeter":
+    def __enter__(self) -> ScpiPowerMeter:
         return self
 
     def __exit__(self, *exc) -> None:

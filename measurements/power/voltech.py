@@ -17,7 +17,8 @@ from the commands above (tests/test_power_meters.py).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from measurements.power.base import MeterError
 from measurements.power.scpi import ScpiPowerMeter, open_visa_resource, parse_number
@@ -44,7 +45,7 @@ class VoltechPM1000(ScpiPowerMeter):
             self.configure()
 
     @classmethod
-    def open(cls, address: str, backend: str = "", **kwargs) -> "VoltechPM1000":
+    def open(cls, address: str, backend: str = "", **kwargs) -> VoltechPM1000:
         timeout_ms = kwargs.pop("timeout_ms", 5000)
         return cls(open_visa_resource(address, backend, timeout_ms=timeout_ms), **kwargs)
 

@@ -343,7 +343,8 @@ def load_profile(name_or_path: str | Path, search_dirs: Iterable[Path] | None = 
     """Load a profile by file path or by id (``rpi4`` finds ``rpi4.yaml`` in the profile folders).
 
     ``inherit`` is resolved relative to the profile's own folder: the inherited file supplies values
-    the device leaves out or sets to null (model accuracy, decider F1, server models)."""
+    the device leaves out or sets to null (model accuracy, decider F1, server models), for the models
+    the device lists."""
     path = _resolve(name_or_path, search_dirs)
     raw = _read_yaml(path)
     parent = raw.get("inherit")
@@ -353,6 +354,10 @@ def load_profile(name_or_path: str | Path, search_dirs: Iterable[Path] | None = 
             raise ProfileError(f"{path}: inherited file {parent} not found next to it")
         base = _read_yaml(parent_path)
         base = {k: v for k, v in base.items() if k in ("models", "servers", "claims", "links", "power")}
+        # Shared model constants complete the models the device lists; they never add a model the
+        # device did not run (a microcontroller profile must not gain ResNet-56).
+        device_models = raw.get("models") or {}
+        base["models"] = {k: v for k, v in (base.get("models") or {}).items() if k in device_models}
         raw = _merge(base, raw)
     return profile_from_dict(raw, path)
 

@@ -108,4 +108,10 @@ def test_inherit_lets_the_device_override(tmp_path: Path):
     assert profile.model("m").accuracy.value == 0.8 and profile.model("m").accuracy.cite == "shared"
     assert profile.model("m").latency_ms.value == 2.0
     assert [p.id for p in list_profiles([tmp_path])] == ["dev"]
+    assert set(profile.models) == {"m"}
+
+
+def test_shared_models_do_not_add_models_to_a_device():
+    assert set(load_profile("arduino_nano33ble").models) == {"resnet8"}
+    assert set(load_profile("rpi4").models) == {"resnet8", "resnet56"}
     assert PROFILES_DIR.exists()

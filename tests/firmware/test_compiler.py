@@ -280,3 +280,18 @@ def test_kernels_and_generated_model_cross_compile_for_cortex_m4(resnet8_mlperf:
         objs.append(obj)
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(tmp_path / "hi_nn_conv.o")], capture_output=True, text=True).stdout
     assert "smlad" in dis and "sxtb16" in dis
+
+
+def test_memory_bench_reports_our_arena_next_to_tflite_micro(resnet8_mlperf: bytes, tmp_path: Path) -> None:
+    from measurements.bench_firmware_memory import main, measure, render
+
+    row = measure(resnet8_mlperf, "mlperf_resnet8", "mlperf_resnet8")
+    assert row.arena == 32768 and row.io == 32 * 32 * 3 + 10
+    assert row.tflm_arena is not None and row.arena + row.io < row.tflm_arena
+    assert row.const > 78_000  # ResNet-8 has ~78k int8 weights
+    table = render([row])
+    assert "mlperf_resnet8" in table and str(row.tflm_arena) in table
+    model = tmp_path / "r8_int8.tflite"
+    model.write_bytes(resnet8_mlperf)
+    assert main([str(model), "--json", str(tmp_path / "mem.json")]) == 0
+    assert '"arena": 32768' in (tmp_path / "mem.json").read_text()

@@ -7,8 +7,9 @@ predicted and measured numbers can only differ by their inputs, never by their f
 Notation: N samples; the decider accepts the local answer for some and offloads the rest; the
 offloaded fraction is rho. Energy unit is mJ, time unit is ms (1 W x 1 ms = 1 mJ).
 
-Note on sources: the paper's PDF/HTML text was not readable from this environment (see
-docs/measurements.md), so the equations follow the definitions given in the project issue:
+Note on sources: the stored copies of the paper (arXiv:2407.11061 v1 and v2 HTML) hold only the
+title and abstract, so Eq. 1-4 as printed in the paper could not be read (see docs/measurements.md,
+"Sources found"); the equations follow the definitions given in the project issue:
 Eq. 1 accuracy over all samples = local-correct among accepted + server-correct among offloaded;
 Eq. 2 the same through the decider's confusion counts; Eq. 3/4 cost per inference = the local cost,
 paid by every sample, plus the offload cost, paid by the offloaded fraction.

@@ -1,0 +1,306 @@
+"""``hi-agent``: the device-side HI runtime.
+
+Subcommands:
+  run      answer samples with a strategy (local, remote, hi, ee-hi) and log every sample
+  demo     offline demo on the shipped models with a loopback server in this process
+  gateway  BLE gateway: forward microcontrollers' images to the server (--ble)
+  serial   microcontroller sample stream over a serial port (registered by hi_runtime.serial_bridge)
+
+Only numpy is needed to start; backends, the server client, tqdm/rich and BLE import when used.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from hi_runtime.records import LOG_FORMATS, STRATEGIES
+
+#: Modules of other parts that add subcommands when present (each exposes register_cli(subparsers)).
+OPTIONAL_SUBCOMMANDS = ("hi_runtime.serial_bridge",)
+KEY_ENV = "HI_AGENT_KEY"
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def shipped_models_dir() -> Path:
+    """``models/cifar10`` of the source tree this package runs from (editable install / checkout)."""
+    return Path(__file__).resolve().parents[1] / "models" / "cifar10"
+
+
+def _default(name: str) -> Optional[str]:
+    path = shipped_models_dir() / name
+    return str(path) if path.exists() else None
+
+
+def read_key(key_file: Optional[str]) -> Optional[bytes]:
+    """The pre-shared key from --key-file or $HI_AGENT_KEY (stripped), as the server reads its own."""
+    if key_file:
+        try:
+            return Path(key_file).read_bytes().strip()
+        except OSError as exc:
+            raise SystemExit(f"hi-agent: cannot read --key-file {key_file}: {exc}")
+    env = os.environ.get(KEY_ENV)
+    return env.encode("utf-8") if env else None
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    from hi_runtime.backends import BACKEND_CHOICES
+
+    g = p.add_argument_group("local inference")
+    g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="interpreter for local models (auto: ai-edge-litert, tflite-runtime, tf.lite for .tflite; "
+                        "onnxruntime for .onnx)")
+    g.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
+    g.add_argument("--reference-kernels", action="store_true",
+                   help="TFLite reference kernels: bit-exact with TFLite Micro on the boards, slower")
+
+
+def add_server_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("offloading")
+    g.add_argument("--server", action="append", default=[], metavar="HOST:PORT",
+                   help="offload server; repeat for failover (first = primary)")
+    g.add_argument("--model-id", default="", help="server model id (default: the server's default model)")
+    g.add_argument("--key-file", help=f"pre-shared key file (or ${KEY_ENV}); needed when the server requires it")
+    g.add_argument("--tls", action="store_true", help="connect with TLS")
+    g.add_argument("--tls-ca", help="CA bundle / server certificate to trust with --tls (default: system CAs)")
+    g.add_argument("--latency-budget-ms", type=float, default=None,
+                   help="per-sample latency budget; every offload's timeout is what is left of it (default 100, "
+                        "or the QoS config's)")
+    g.add_argument("--connect-timeout", type=float, default=1.0, help="TCP connect + handshake timeout (s)")
+    g.add_argument("--max-inflight", type=int, default=4,
+                   help="offloads queued or in flight while local inference continues (default 4)")
+    g.add_argument("--max-attempts", type=int, default=3, help="offload attempts per sample, across servers")
+
+
+def _ssl_context(args):
+    if not args.tls:
+        return None
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=args.tls_ca) if args.tls_ca else ssl.create_default_context()
+    return ctx
+
+
+def build_offloader(args, budget_ms: float):
+    """A ResilientOffloader from the shared server flags, or None without --server."""
+    if not args.server:
+        return None
+    from hi_runtime.offloader import Endpoint, OffloadConfig, ResilientOffloader
+
+    try:
+        endpoints = [Endpoint.parse(s) for s in args.server]
+    except ValueError as exc:
+        raise SystemExit(f"hi-agent: {exc}")
+    cfg = OffloadConfig(endpoints=endpoints, model_id=args.model_id, key=read_key(args.key_file),
+                        ssl_context=_ssl_context(args), latency_budget_ms=budget_ms,
+                        connect_timeout=args.connect_timeout, max_attempts=args.max_attempts)
+    return ResilientOffloader(cfg)
+
+
+# ---------------------------------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------------------------------
+
+def register_run(sub) -> None:
+    from hi_runtime.inputs import INPUT_FORMS
+
+    p = sub.add_parser("run", help="answer samples with a strategy and log every sample",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run the HI runtime over an input source.\n\ninput forms:\n  " +
+                                   "\n  ".join(INPUT_FORMS),
+                       epilog="example:\n  hi-agent run --strategy hi --server 192.168.1.10:8555 "
+                              "--input cifar10:../shared/datasets/cifar10-jpeg:test --limit 1000 --log runs/hi.jsonl")
+    p.add_argument("--strategy", choices=STRATEGIES, help="local, remote, hi or ee-hi (or take it from --qos)")
+    p.add_argument("--qos", help="QoS YAML: strategy (or auto + min_accuracy + measured candidates), "
+                                 "latency_budget_ms, decider_threshold")
+    p.add_argument("--input", required=True, help="where samples come from (forms above)")
+    p.add_argument("--limit", type=int, default=None, help="answer at most this many samples")
+    p.add_argument("--offset", type=int, default=0, help="skip this many samples first")
+    p.add_argument("--model", default=_default("resnet8_int8.tflite"),
+                   help="local model (.tflite or .onnx); default: the shipped resnet8_int8.tflite")
+    p.add_argument("--decider", default=_default("decider_resnet8.json"),
+                   help="decider JSON (hi-train decider); default: the shipped decider_resnet8.json")
+    p.add_argument("--threshold", type=float, default=None, help="override the decider's threshold")
+    p.add_argument("--ee-chain", default=_default("ee_resnet8.json"),
+                   help="early-exit chain JSON for ee-hi; default: the shipped ee_resnet8.json")
+    p.add_argument("--log", help="per-sample log (.jsonl or .csv)")
+    p.add_argument("--log-format", choices=LOG_FORMATS, help="force the log format (default: by extension)")
+    p.add_argument("--summary-json", help="also write the summary as JSON here")
+    p.add_argument("--device", help="device name for the log header (default: host name and machine)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_backend_args(p)
+    add_server_args(p)
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    from hi_runtime.backends import BackendError, Classifier, open_backend
+    from hi_runtime.inputs import InputError, open_input
+    from hi_runtime.records import RecordWriter, default_header, summary_text
+    from hi_runtime.strategies import NEEDS_SERVER, Agent, AgentConfig, ChainRunner, QosConfig, StrategyError
+
+    def say(msg: str) -> None:
+        print(f"hi-agent: {msg}", file=sys.stderr)
+
+    try:
+        qos = QosConfig.load(args.qos) if args.qos else None
+        budget = args.latency_budget_ms or (qos.latency_budget_ms if qos else 100.0)
+        available = ["remote"] if args.server else []
+        if args.model:
+            available.append("local")
+            if args.decider and args.server:
+                available.append("hi")
+        if args.ee_chain and args.server:
+            available.append("ee-hi")
+        if args.strategy:
+            strategy = args.strategy
+        elif qos:
+            strategy = qos.choose(available)
+            say(f"QoS {args.qos} -> strategy {strategy}")
+        else:
+            say("give --strategy (local, remote, hi, ee-hi) or --qos FILE")
+            return EXIT_USAGE
+        if strategy in NEEDS_SERVER and not args.server:
+            say(f"strategy {strategy} offloads: give --server HOST:PORT (repeat for failover)")
+            return EXIT_USAGE
+        bk = dict(num_threads=args.threads, reference=args.reference_kernels, announce=say)
+        classifier = chain = decider = None
+        if strategy in ("local", "hi", "remote") and args.model:
+            classifier = Classifier(open_backend(args.model, args.backend, **bk))
+        elif strategy in ("local", "hi"):
+            say(f"strategy {strategy} needs a local model: --model PATH (the shipped one is made by "
+                "`hi-train model --arch resnet8 ...`, see docs/training.md)")
+            return EXIT_USAGE
+        if strategy == "ee-hi":
+            if not args.ee_chain:
+                say("strategy ee-hi needs --ee-chain (made by `hi-train early-exit`)")
+                return EXIT_USAGE
+            chain = ChainRunner(args.ee_chain, args.backend, **bk)
+        threshold = args.threshold if args.threshold is not None else (qos.decider_threshold if qos else None)
+        if strategy in ("hi", "local") and args.decider:
+            from hi_runtime.decider import Decider
+
+            decider = Decider.load(args.decider)
+            if threshold is not None:
+                decider = decider.with_threshold(threshold)
+        elif strategy == "hi":
+            say("strategy hi needs --decider (the JSON written by `hi-train decider`)")
+            return EXIT_USAGE
+        size = (classifier.image_shape[:2] if classifier else chain.image_shape[:2] if chain else (32, 32))
+        source = open_input(args.input, size=tuple(size), limit=args.limit, offset=args.offset)
+        offloader = build_offloader(args, budget) if strategy in NEEDS_SERVER else None
+        agent = Agent(AgentConfig(strategy=strategy, latency_budget_ms=budget, max_inflight=args.max_inflight,
+                                  progress=not args.no_progress),
+                      classifier=classifier, decider=decider, chain=chain, offloader=offloader)
+    except (BackendError, InputError, StrategyError, ValueError) as exc:
+        say(str(exc))
+        return EXIT_USAGE
+
+    model_name = Path(args.ee_chain).name if strategy == "ee-hi" else (Path(args.model).name if args.model else None)
+    header = default_header(
+        model=model_name, strategy=strategy, server=",".join(args.server) or None, device=args.device,
+        input=source.name,
+        backend=classifier.backend.describe() if classifier else (chain.backends[0].describe() if chain else None),
+        decider=args.decider if decider is not None else None,
+        decider_threshold=decider.threshold if decider is not None else None,
+        latency_budget_ms=budget, max_inflight=args.max_inflight, server_model_id=args.model_id or None)
+    writer = RecordWriter(args.log, header, args.log_format) if args.log else None
+    try:
+        summary = agent.run(source, writer)
+    except KeyboardInterrupt:
+        say(f"interrupted after {len(agent.records)} samples")
+        from hi_runtime.records import summarize
+
+        summary = summarize(agent.records, strategy)
+    finally:
+        agent.close()
+        source.close()
+        if writer is not None:
+            writer.close()
+    print(summary_text([summary]))
+    if summary.degraded:
+        say(f"{summary.degraded} samples answered locally (degraded); last offload error: {agent.last_error}")
+    if args.log:
+        say(f"per-sample log: {args.log}")
+    if args.summary_json:
+        import json
+
+        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary_json).write_text(json.dumps({**summary.as_dict(), "header": header}, indent=2) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# demo and gateway (their modules register the arguments)
+# ---------------------------------------------------------------------------------------------------
+
+def register_demo(sub) -> None:
+    p = sub.add_parser("demo", help="offline demo: local vs HI vs remote on the shipped models and samples",
+                       description="Starts an offload server in this process on 127.0.0.1, runs every strategy "
+                                   "over the shipped CIFAR-10 sample and writes a report. Needs no network.")
+    p.add_argument("--models-dir", default=str(shipped_models_dir()),
+                   help="directory with resnet8_int8.tflite, decider_resnet8.json, server.onnx "
+                        "(and ee_resnet8.json for EE-HI)")
+    p.add_argument("--samples", default=None, help="npz of samples (default: MODELS_DIR/demo_samples.npz)")
+    p.add_argument("--out", default="runs/demo", help="report directory (default runs/demo)")
+    p.add_argument("--limit", type=int, default=None, help="use only this many samples")
+    p.add_argument("--latency-budget-ms", type=float, default=200.0, help="per-sample budget for offloads")
+    p.add_argument("--no-ee", action="store_true", help="skip EE-HI even if its chain exists")
+    p.add_argument("--no-progress", action="store_true")
+    add_backend_args(p)
+    p.set_defaults(func=lambda a: importlib.import_module("hi_runtime.demo").cmd_demo(a))
+
+
+def register_gateway(sub) -> None:
+    p = sub.add_parser("gateway", help="BLE gateway between microcontrollers and the offload server",
+                       description="Connects as a BLE central to devices exposing the HI offload GATT service "
+                                   "(docs/ble.md), reassembles their images, offloads them and writes the class "
+                                   "back. Needs bleak (pip install 'hi-runtime[ble]').")
+    p.add_argument("--ble", action="store_true", required=True, help="use Bluetooth Low Energy (the only transport)")
+    p.add_argument("--address", action="append", default=[],
+                   help="device address to connect to (repeatable); default: scan for the HI service")
+    p.add_argument("--scan-seconds", type=float, default=10.0, help="scan time when no --address is given")
+    p.add_argument("--max-devices", type=int, default=4, help="devices served at once when scanning")
+    p.add_argument("--log", help="per-sample log of what the gateway forwarded (.jsonl or .csv)")
+    add_server_args(p)
+    p.set_defaults(func=lambda a: importlib.import_module("hi_runtime.ble.bleak_gateway").cmd_gateway(a))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hi-agent", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="see docs/agent.md; `hi-agent SUBCOMMAND --help` for each")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    register_run(sub)
+    register_demo(sub)
+    register_gateway(sub)
+    for name in OPTIONAL_SUBCOMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register_cli(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Where the agent's samples come from: datasets, image folders, the shipped demo sample, a camera.
+
+Every source yields :class:`Sample` (uint8 HWC RGB image, optional label) and is opened from one
+``--input`` spec (see :func:`open_input`). Heavy or optional imports (the training loaders with Pillow,
+OpenCV) happen only when that source is used: a Pi that reads a camera never imports Pillow, and one that
+reads a folder never needs OpenCV. A microcontroller's sample stream is the serial bridge's job
+(``hi-agent serial``), not a source here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+INPUT_FORMS = (
+    "cifar10:PATH[:SPLIT]   a dataset the training loaders read (also mnist:, folder:, imagenet:; split "
+    "test by default)",
+    "images:DIR             every image under DIR (recursively); labels from class-named folders",
+    "npz:FILE               arrays 'images' (uint8 NHWC) and optional 'labels'/'class_names'",
+    "camera[:INDEX]         frames from an OpenCV camera (pip install 'hi-runtime[camera]')",
+)
+DATASET_NAMES = ("cifar10", "mnist", "folder", "imagenet")
+DEFAULT_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+class InputError(ValueError):
+    """An input spec is malformed, or its source is missing or unreadable."""
+
+
+@dataclass
+class Sample:
+    sample_id: int | str
+    image: np.ndarray  # uint8 HWC RGB
+    label: Optional[int] = None
+
+
+class InputSource:
+    """Iterable of samples with a name; ``total`` is known for finite sources (for the progress bar)."""
+
+    name: str = "?"
+    class_names: Optional[list[str]] = None
+    total: Optional[int] = None
+
+    def __iter__(self) -> Iterator[Sample]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class ArraySource(InputSource):
+    """In-memory images (and labels); what datasets, npz files and tests become."""
+
+    def __init__(self, images: np.ndarray, labels: Optional[np.ndarray] = None, *, name: str = "arrays",
+                 class_names: Optional[Sequence[str]] = None, ids: Optional[Sequence] = None) -> None:
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise InputError(f"{name}: images must be uint8 NHWC, got {images.dtype} {images.shape}")
+        if labels is not None and len(labels) != len(images):
+            raise InputError(f"{name}: {len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = None if labels is None else np.asarray(labels).astype(np.int64)
+        self.ids = list(ids) if ids is not None else None
+        self.name = name
+        self.class_names = list(class_names) if class_names is not None else None
+        self.total = len(images)
+
+    def limit(self, count: Optional[int], offset: int = 0) -> "ArraySource":
+        end = None if count is None else offset + count
+        return ArraySource(self.images[offset:end], None if self.labels is None else self.labels[offset:end],
+                           name=self.name, class_names=self.class_names,
+                           ids=None if self.ids is None else self.ids[offset:end])
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self.images)):
+            label = None if self.labels is None else int(self.labels[i])
+            yield Sample(self.ids[i] if self.ids is not None else i, self.images[i], label)
+
+
+def load_npz(path: str | Path) -> ArraySource:
+    """An ``.npz`` with ``images`` (uint8 NHWC) and optional ``labels``, ``class_names`` and ``ids``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"npz file {path} does not exist")
+    with np.load(path, allow_pickle=False) as data:
+        if "images" not in data:
+            raise InputError(f"{path} has no 'images' array (it has {sorted(data.files)})")
+        images = data["images"]
+        labels = data["labels"] if "labels" in data else None
+        names = [str(c) for c in data["class_names"]] if "class_names" in data else None
+        ids = [int(i) for i in data["ids"]] if "ids" in data else None
+    return ArraySource(images, labels, name=path.name, class_names=names, ids=ids)
+
+
+def load_dataset_source(name: str, path: str | Path, split: str = "test") -> ArraySource:
+    """A split of a dataset through the training loaders (imported here: they need numpy and Pillow)."""
+    try:
+        from training.data import DatasetError, load_dataset
+    except ImportError as exc:
+        raise InputError(f"reading dataset {name!r} needs the training loaders (package 'training' and "
+                         f"Pillow): {exc}; or use npz:/images: inputs") from exc
+    try:
+        ds = load_dataset(name, path, split, progress=False)
+    except (DatasetError, FileNotFoundError) as exc:
+        raise InputError(str(exc)) from exc
+    return ArraySource(ds.images, ds.labels, name=f"{name}:{split}", class_names=ds.class_names)
+
+
+class ImageFolderSource(InputSource):
+    """Every image file under a directory, sorted by path, decoded with Pillow and resized to the model's
+    input (shorter side, then center crop). A parent folder named like a class gives the label."""
+
+    SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".gif")
+
+    def __init__(self, root: str | Path, size: tuple[int, int] = (32, 32),
+                 class_names: Optional[Sequence[str]] = DEFAULT_CLASS_NAMES) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"image folder {self.root} does not exist or is not a directory")
+        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.SUFFIXES)
+        if not self.files:
+            raise InputError(f"no images ({', '.join(self.SUFFIXES)}) under {self.root}")
+        self.size = size
+        self.class_names = list(class_names) if class_names else None
+        self.name = f"images:{self.root}"
+        self.total = len(self.files)
+
+    def _label(self, path: Path) -> Optional[int]:
+        if self.class_names and path.parent.name in self.class_names:
+            return self.class_names.index(path.parent.name)
+        return None
+
+    def __iter__(self) -> Iterator[Sample]:
+        try:
+            from PIL import Image
+        except ImportError as exc:
+            raise InputError("reading an image folder needs Pillow: pip install pillow") from exc
+        for path in self.files:
+            try:
+                with Image.open(path) as img:
+                    rgb = fit_image(np.asarray(img.convert("RGB")), self.size)
+            except OSError as exc:
+                raise InputError(f"cannot decode image {path}: {exc}") from exc
+            yield Sample(str(path.relative_to(self.root)), rgb, self._label(path))
+
+
+def fit_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Center-crop to the target aspect ratio, then resize (Pillow, bilinear) to ``size`` = (H, W)."""
+    h, w = rgb.shape[:2]
+    th, tw = size
+    if (h, w) == (th, tw):
+        return np.ascontiguousarray(rgb, dtype=np.uint8)
+    scale = min(h / th, w / tw)
+    ch, cw = int(round(th * scale)), int(round(tw * scale))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = rgb[top:top + ch, left:left + cw]
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(crop).resize((tw, th), Image.BILINEAR), dtype=np.uint8)
+
+
+class CameraSource(InputSource):
+    """Frames from an OpenCV camera (BGR converted to RGB), center-cropped and resized with OpenCV.
+    ``max_frames`` bounds the run (None: until interrupted)."""
+
+    def __init__(self, index: int = 0, size: tuple[int, int] = (32, 32), max_frames: Optional[int] = None):
+        try:
+            import cv2
+        except ImportError as exc:
+            raise InputError("camera input needs OpenCV: pip install 'hi-runtime[camera]' "
+                             "(opencv-python-headless)") from exc
+        self.cv2 = cv2
+        self.cap = cv2.VideoCapture(index)
+        if not self.cap.isOpened():
+            raise InputError(f"camera {index} could not be opened (is it connected, and is this user allowed "
+                             "to read /dev/video*?)")
+        self.size = size
+        self.name = f"camera:{index}"
+        self.total = max_frames
+
+    def __iter__(self) -> Iterator[Sample]:
+        i = 0
+        while self.total is None or i < self.total:
+            ok, frame = self.cap.read()
+            if not ok:
+                return
+            h, w = frame.shape[:2]
+            side = min(h, w)
+            crop = frame[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+            small = self.cv2.resize(crop, (self.size[1], self.size[0]), interpolation=self.cv2.INTER_AREA)
+            yield Sample(i, np.ascontiguousarray(small[:, :, ::-1]), None)
+            i += 1
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def open_input(spec: str, *, size: tuple[int, int] = (32, 32), limit: Optional[int] = None,
+               offset: int = 0) -> InputSource:
+    """Open one ``--input`` spec (forms in ``INPUT_FORMS``). A bare path is a ``.npz`` file or an image
+    folder. ``limit``/``offset`` select a slice of finite array sources (camera: ``limit`` frames)."""
+    kind, _, rest = spec.partition(":")
+    if kind in DATASET_NAMES and rest:
+        path, split = rest, "test"
+        head, _, tail = rest.rpartition(":")
+        if head and tail in ("train", "val", "test", "trainval"):
+            path, split = head, tail
+        return load_dataset_source(kind, path, split).limit(limit, offset)
+    if kind == "npz" and rest:
+        return load_npz(rest).limit(limit, offset)
+    if kind == "images" and rest:
+        src = ImageFolderSource(rest, size)
+        src.files = src.files[offset:None if limit is None else offset + limit]
+        src.total = len(src.files)
+        return src
+    if kind == "camera":
+        try:
+            index = int(rest) if rest else 0
+        except ValueError:
+            raise InputError(f"camera index must be an integer, got {rest!r}") from None
+        return CameraSource(index, size, max_frames=limit)
+    path = Path(spec)
+    if path.suffix.lower() == ".npz":
+        return load_npz(path).limit(limit, offset)
+    if path.is_dir():
+        return open_input(f"images:{spec}", size=size, limit=limit, offset=offset)
+    raise InputError(f"cannot read input {spec!r}; use one of:\n  " + "\n  ".join(INPUT_FORMS))

@@ -1,0 +1,236 @@
+"""Per-sample run logs (JSONL or CSV) and the run summary.
+
+The log schema is a contract with ``measurements/logs.py`` (hi-bench reads these files), so the column
+list lives in one tuple here and every writer uses it:
+
+* JSONL: first line ``{"type": "header", "device", "model", "strategy", "server", "started", ...}``, then one
+  ``{"type": "sample", <SAMPLE_FIELDS>}`` object per sample.
+* CSV: the header fields as ``# key: value`` comment lines, then a column row with exactly
+  ``SAMPLE_FIELDS`` and one row per sample (null written as an empty cell).
+
+Timings are milliseconds. ``t_total_ms`` is the wall time from the start of the sample's preprocessing to
+the moment its final answer was known, so with pipelined offloads it includes the time the sample waited
+for the offload worker; the other four are the time spent in each stage.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import platform
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Iterable, Optional, Sequence
+
+import numpy as np
+
+STRATEGIES = ("local", "remote", "hi", "ee-hi")
+SAMPLE_FIELDS: tuple[str, ...] = (
+    "sample_id", "strategy", "local_class", "local_confidence", "exit_index", "decider_score", "offloaded",
+    "server_class", "final_class", "degraded", "label",
+    "t_preprocess_ms", "t_local_ms", "t_decide_ms", "t_offload_ms", "t_total_ms",
+)
+LOG_FORMATS = ("jsonl", "csv")
+
+
+@dataclass
+class SampleRecord:
+    """One answered sample, exactly the logged schema (field order = column order)."""
+
+    sample_id: int | str
+    strategy: str
+    local_class: Optional[int]
+    local_confidence: Optional[float]
+    exit_index: Optional[int]
+    decider_score: Optional[float]
+    offloaded: bool
+    server_class: Optional[int]
+    final_class: Optional[int]
+    degraded: bool
+    label: Optional[int]
+    t_preprocess_ms: float = 0.0
+    t_local_ms: float = 0.0
+    t_decide_ms: float = 0.0
+    t_offload_ms: float = 0.0
+    t_total_ms: float = 0.0
+
+    def as_row(self) -> dict:
+        return {name: _plain(getattr(self, name)) for name in SAMPLE_FIELDS}
+
+    @property
+    def correct(self) -> Optional[bool]:
+        if self.label is None or self.final_class is None:
+            return None if self.label is None else False
+        return int(self.final_class) == int(self.label)
+
+
+def _plain(value):
+    """numpy scalars to Python ones, and rounded floats, so the log stays small and valid JSON."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return None if math.isnan(value) else round(value, 4)
+    return value
+
+
+def default_header(*, model: str, strategy: str, server: Optional[str], device: Optional[str] = None,
+                   **extra) -> dict:
+    """The header every log starts with; ``extra`` carries backend, decider, thresholds, budget..."""
+    return {
+        "type": "header",
+        "device": device or f"{socket.gethostname()} ({platform.machine()}, {platform.system()})",
+        "model": model,
+        "strategy": strategy,
+        "server": server,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+class RecordWriter:
+    """Writes the header then one record per sample, flushing every ``flush_every`` records (a crashed run
+    keeps what it answered). Use as a context manager."""
+
+    def __init__(self, path: str | Path, header: dict, fmt: Optional[str] = None, *, flush_every: int = 64):
+        self.path = Path(path)
+        self.fmt = fmt or ("csv" if self.path.suffix.lower() == ".csv" else "jsonl")
+        if self.fmt not in LOG_FORMATS:
+            raise ValueError(f"log format {self.fmt!r} unknown; use one of {LOG_FORMATS}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._out: IO[str] = self.path.open("w", encoding="utf-8", newline="")
+        self._flush_every = max(1, flush_every)
+        self._count = 0
+        header = {"type": "header", **{k: v for k, v in header.items() if k != "type"}}
+        if self.fmt == "jsonl":
+            self._out.write(json.dumps(header, default=str) + "\n")
+            self._csv = None
+        else:
+            for key, value in header.items():
+                if key != "type":
+                    text = value if isinstance(value, str) else json.dumps(value, default=str)
+                    self._out.write(f"# {key}: {text}\n")
+            self._csv = csv.DictWriter(self._out, fieldnames=list(SAMPLE_FIELDS), lineterminator="\n")
+            self._csv.writeheader()
+
+    def write(self, record: SampleRecord) -> None:
+        row = record.as_row()
+        if self._csv is None:
+            self._out.write(json.dumps({"type": "sample", **row}) + "\n")
+        else:
+            self._csv.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        self._count += 1
+        if self._count % self._flush_every == 0:
+            self._out.flush()
+
+    def close(self) -> None:
+        if not self._out.closed:
+            self._out.close()
+
+    def __enter__(self) -> "RecordWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Summary
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Summary:
+    """What a run achieved. Accuracy counts only labelled samples (``labelled``); a degraded sample with
+    no local answer (remote strategy without a local model) counts as wrong."""
+
+    strategy: str
+    samples: int
+    labelled: int
+    accuracy: Optional[float]
+    offload_ratio: float
+    degraded: int
+    latency_mean_ms: Optional[float]
+    latency_p50_ms: Optional[float]
+    latency_p99_ms: Optional[float]
+    local_accuracy: Optional[float] = None
+    exits: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(records: Sequence[SampleRecord], strategy: Optional[str] = None) -> Summary:
+    n = len(records)
+    strategy = strategy or (records[0].strategy if records else "?")
+    lab = [r for r in records if r.label is not None]
+    acc = float(np.mean([r.correct for r in lab])) if lab else None
+    local_lab = [r for r in lab if r.local_class is not None]
+    local_acc = (float(np.mean([int(r.local_class) == int(r.label) for r in local_lab]))  # type: ignore[arg-type]
+                 if local_lab and len(local_lab) == len(lab) else None)
+    lat = np.array([r.t_total_ms for r in records], dtype=np.float64)
+    exits: dict = {}
+    for r in records:
+        if r.exit_index is not None:
+            exits[int(r.exit_index)] = exits.get(int(r.exit_index), 0) + 1
+    return Summary(
+        strategy=strategy,
+        samples=n,
+        labelled=len(lab),
+        accuracy=acc,
+        offload_ratio=float(np.mean([r.offloaded for r in records])) if n else 0.0,
+        degraded=int(sum(r.degraded for r in records)),
+        latency_mean_ms=float(lat.mean()) if n else None,
+        latency_p50_ms=float(np.percentile(lat, 50)) if n else None,
+        latency_p99_ms=float(np.percentile(lat, 99)) if n else None,
+        local_accuracy=local_acc,
+        exits=dict(sorted(exits.items())),
+    )
+
+
+def _pct(v: Optional[float]) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _ms(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+SUMMARY_COLUMNS = ("strategy", "samples", "accuracy", "offloaded", "degraded", "mean ms", "p50 ms", "p99 ms")
+
+
+def summary_rows(summaries: Iterable[Summary]) -> list[list[str]]:
+    return [[s.strategy, str(s.samples), _pct(s.accuracy), _pct(s.offload_ratio), str(s.degraded),
+             _ms(s.latency_mean_ms), _ms(s.latency_p50_ms), _ms(s.latency_p99_ms)] for s in summaries]
+
+
+def summary_markdown(summaries: Iterable[Summary]) -> str:
+    rows = summary_rows(summaries)
+    head = "| " + " | ".join(SUMMARY_COLUMNS) + " |\n|" + "|".join([" --- "] + [" ---: "] * 7) + "|\n"
+    return head + "".join("| " + " | ".join(r) + " |\n" for r in rows)
+
+
+def summary_text(summaries: Iterable[Summary], title: str = "hi-agent summary") -> str:
+    """The summary as a table: rich when installed (a Pi may not have it), plain text otherwise."""
+    summaries = list(summaries)
+    rows = summary_rows(summaries)
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(SUMMARY_COLUMNS)]
+        lines = [title, "  ".join(c.ljust(w) for c, w in zip(SUMMARY_COLUMNS, widths))]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+        return "\n".join(lines)
+    table = Table(title=title)
+    for i, col in enumerate(SUMMARY_COLUMNS):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for r in rows:
+        table.add_row(*r)
+    buf = io.StringIO()
+    Console(file=buf, width=110, force_terminal=False, color_system=None).print(table)
+    return buf.getvalue().rstrip()

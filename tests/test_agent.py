@@ -1,0 +1,375 @@
+"""hi-agent strategies end to end on tiny models with a loopback offload server (127.0.0.1, ephemeral
+ports): every strategy, logs in the agreed schema, degradation when the server stops and recovery when it
+returns, failover, latency budget, QoS choice, and the CLI."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hi_runtime.backends import Classifier, open_backend
+from hi_runtime.decider import Decider
+from hi_runtime.inputs import ArraySource, Sample
+from hi_runtime.offloader import Endpoint, OffloadConfig, ResilientOffloader
+from hi_runtime.records import SAMPLE_FIELDS, RecordWriter, default_header, summarize
+from hi_runtime.strategies import Agent, AgentConfig, ChainRunner, QosConfig, StrategyError
+from test_agent_kit import color_images, server_config, tiny_kit  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return color_images(120, seed=11)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_kit):
+    from offload_server.server import run_server_in_thread
+
+    with run_server_in_thread(server_config(tiny_kit / "server.onnx")) as handle:
+        yield handle
+
+
+def server_predictions(kit: Path, images: np.ndarray) -> np.ndarray:
+    b = open_backend(kit / "server.onnx")
+    return Classifier(b).predict(images).classes
+
+
+def offloader_for(*ports: int, **kw) -> ResilientOffloader:
+    kw.setdefault("latency_budget_ms", 500.0)
+    return ResilientOffloader(OffloadConfig(endpoints=[Endpoint("127.0.0.1", p) for p in ports], **kw))
+
+
+def make_agent(kit: Path, strategy: str, *ports: int, off_kw=None, **cfg) -> Agent:
+    classifier = Classifier(open_backend(kit / "local_int8.tflite"))
+    decider = Decider.load(kit / "decider.json")
+    chain = ChainRunner(kit / "ee.json") if strategy == "ee-hi" else None
+    off = offloader_for(*ports, **(off_kw or {})) if ports else None
+    cfg.setdefault("progress", False)
+    return Agent(AgentConfig(strategy=strategy, **cfg), classifier=classifier, decider=decider, chain=chain,
+                 offloader=off)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_local_strategy_answers_like_the_model_and_logs_the_schema(tiny_kit, data, tmp_path):
+    from measurements.logs import read_run_log
+
+    x, y = data
+    agent = make_agent(tiny_kit, "local")
+    path = tmp_path / "local.jsonl"
+    with RecordWriter(path, default_header(model="local_int8.tflite", strategy="local", server=None)) as w:
+        summary = agent.run(ArraySource(x, y), w)
+    direct = Classifier(open_backend(tiny_kit / "local_int8.tflite")).predict(x)
+    recs = agent.records
+    assert [r.sample_id for r in recs] == list(range(len(x)))
+    assert [r.final_class for r in recs] == direct.classes.tolist() == [r.local_class for r in recs]
+    assert not any(r.offloaded or r.degraded for r in recs)
+    assert summary.accuracy == pytest.approx(float((direct.classes == y).mean()))
+    assert summary.offload_ratio == 0 and summary.degraded == 0
+    lines = path.read_text().splitlines()
+    head = json.loads(lines[0])
+    assert head["type"] == "header" and {"device", "model", "strategy", "server", "started"} <= set(head)
+    first = json.loads(lines[1])
+    assert list(first) == ["type", *SAMPLE_FIELDS] and first["type"] == "sample"
+    log = read_run_log(path)
+    assert len(log) == len(x) and not log.problems and log.strategy == "local"
+    assert all(r.t_total_ms >= r.t_local_ms > 0 for r in log.records)
+
+
+def test_hi_offloads_exactly_what_the_int8_decider_rejects(tiny_kit, data, server):
+    x, y = data
+    agent = make_agent(tiny_kit, "hi", server.port)
+    try:
+        summary = agent.run(ArraySource(x, y))
+    finally:
+        agent.close()
+    clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"))
+    pred = clf.predict(x)
+    dec = Decider.load(tiny_kit / "decider.json")
+    accept = dec.accept_int8(pred.raw, *clf.output_spec.quant)
+    srv = server_predictions(tiny_kit, x)
+    recs = agent.records
+    assert 0 < (~accept).sum() < len(x), "tiny kit should offload some but not all samples"
+    assert [r.offloaded for r in recs] == (~accept).tolist()
+    for r, a, s, lc in zip(recs, accept, srv, pred.classes):
+        assert r.local_class == lc and r.decider_score is not None
+        assert not r.degraded
+        assert r.final_class == (lc if a else s)
+        assert r.server_class == (None if a else s)
+        if r.offloaded:
+            assert r.t_offload_ms > 0 and r.t_total_ms >= r.t_offload_ms
+    assert summary.offload_ratio == pytest.approx(float((~accept).mean()))
+    assert summary.accuracy > summarize(recs).local_accuracy  # the server is the stronger model here
+
+
+def test_remote_offloads_everything(tiny_kit, data, server):
+    x, y = data
+    agent = make_agent(tiny_kit, "remote", server.port)
+    try:
+        agent.run(ArraySource(x[:40], y[:40]))
+    finally:
+        agent.close()
+    srv = server_predictions(tiny_kit, x[:40])
+    assert all(r.offloaded and not r.degraded for r in agent.records)
+    assert [r.final_class for r in agent.records] == srv.tolist()
+    assert all(r.local_class is None and r.t_local_ms == 0 for r in agent.records)
+
+
+def test_ee_hi_follows_the_chain_policy(tiny_kit, data, server):
+    from hi_runtime.early_exit import run_chain
+
+    x, y = data
+    agent = make_agent(tiny_kit, "ee-hi", server.port)
+    try:
+        agent.run(ArraySource(x, y))
+    finally:
+        agent.close()
+    ref = ChainRunner(tiny_kit / "ee.json")
+    srv = server_predictions(tiny_kit, x)
+    exits = set()
+    for i, r in enumerate(agent.records):
+        res = run_chain(ref.chain, ref.run_segment, ref.preprocess(x[i]))
+        exits.add(r.exit_index)
+        assert r.exit_index == res.exit_index and r.local_class == res.predicted_class
+        assert r.offloaded == res.offload and not r.degraded
+        assert r.final_class == (srv[i] if res.offload else res.predicted_class)
+        assert (r.decider_score is None) == (res.exit_index == 0)
+    assert exits == {0, 1}, "tiny chain should use both exits"
+
+
+class ScriptedSource:
+    """Samples with hooks: ``actions[i]`` runs before sample i is yielded; ``pause`` slows the stream so
+    breaker cool-downs elapse in a bounded number of samples."""
+
+    def __init__(self, x, y, actions, pause=0.0):
+        self.x, self.y, self.actions, self.pause = x, y, actions, pause
+        self.total = len(x)
+
+    def __iter__(self):
+        for i in range(len(self.x)):
+            if i in self.actions:
+                self.actions[i]()
+            if self.pause:
+                time.sleep(self.pause)
+            yield Sample(i, self.x[i], int(self.y[i]))
+
+
+def test_server_stopped_mid_run_degrades_then_recovers(tiny_kit, data):
+    from offload_server.server import run_server_in_thread
+
+    x, y = data
+    cfg = server_config(tiny_kit / "server.onnx")
+    state = {}
+
+    def start(port=0):
+        cfg.port = port
+        state["cm"] = run_server_in_thread(cfg)
+        state["handle"] = state["cm"].__enter__()
+
+    def stop():
+        state["cm"].__exit__(None, None, None)
+
+    start()
+    port = state["handle"].port
+    n = 90
+    actions = {30: stop, 60: lambda: start(port)}
+    agent = make_agent(tiny_kit, "remote", port, off_kw=dict(latency_budget_ms=300.0, cooldown_s=0.05,
+                                                             failure_threshold=1), max_inflight=2)
+    try:
+        agent.run(ScriptedSource(x[:n], y[:n], actions, pause=0.01))
+    finally:
+        agent.close()
+        stop()
+    recs = agent.records
+    assert [r.sample_id for r in recs] == list(range(n))  # nothing dropped, order kept
+    srv = server_predictions(tiny_kit, x[:n])
+    local = Classifier(open_backend(tiny_kit / "local_int8.tflite")).predict(x[:n]).classes
+    for r in recs:
+        assert r.final_class is not None
+        if r.degraded:  # answered by the local model, flagged
+            assert r.final_class == local[r.sample_id] and r.server_class is None
+        else:
+            assert r.final_class == r.server_class == srv[r.sample_id]
+    down = [r for r in recs if 33 <= r.sample_id < 60]
+    assert down and all(r.degraded for r in down)
+    assert not any(r.degraded for r in recs[:28])
+    tail = recs[-15:]
+    assert all(not r.degraded for r in tail), "offloading must resume once the server is back"
+    assert agent.offloader.stats.connects >= 2  # reconnected automatically
+
+
+def test_failover_to_secondary_when_primary_is_down_or_stops(tiny_kit, data, server):
+    from offload_server.server import run_server_in_thread
+
+    x, y = data
+    dead = free_port()
+    agent = make_agent(tiny_kit, "remote", dead, server.port)
+    try:
+        agent.run(ArraySource(x[:30], y[:30]))
+    finally:
+        agent.close()
+    assert all(not r.degraded for r in agent.records)
+    assert agent.offloader.stats.failovers >= 1
+
+    with run_server_in_thread(server_config(tiny_kit / "server.onnx")) as primary:
+        holder = {"h": primary}
+        agent = make_agent(tiny_kit, "remote", primary.port, server.port)
+        try:
+            agent.run(ScriptedSource(x[:40], y[:40], {20: lambda: holder["h"].stop()}))
+        finally:
+            agent.close()
+    assert all(not r.degraded for r in agent.records), "secondary must answer what the primary cannot"
+    assert agent.offloader.stats.failovers >= 1
+
+
+def test_unresponsive_server_costs_at_most_the_latency_budget(tiny_kit, data):
+    x, y = data
+    sink = socket.socket()
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(8)  # accepts TCP but never speaks: the handshake times out
+    conns = []
+    stop = threading.Event()
+
+    def accept_loop():
+        sink.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conns.append(sink.accept()[0])
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept_loop, daemon=True)
+    t.start()
+    budget = 60.0
+    agent = make_agent(tiny_kit, "hi", sink.getsockname()[1],
+                       off_kw=dict(latency_budget_ms=budget, failure_threshold=1000), latency_budget_ms=budget,
+                       max_inflight=1)
+    try:
+        agent.run(ArraySource(x[:40], y[:40]))
+    finally:
+        agent.close()
+        stop.set()
+        t.join(2)
+        for c in conns:
+            c.close()
+        sink.close()
+    off = [r for r in agent.records if r.offloaded]
+    assert off and all(r.degraded and r.final_class == r.local_class for r in off)
+    assert max(r.t_offload_ms for r in off) <= budget + 30  # timer slack on a shared 2-core machine
+
+
+def test_strategy_requirements_are_checked(tiny_kit):
+    clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"))
+    with pytest.raises(StrategyError, match="decider"):
+        Agent(AgentConfig(strategy="hi"), classifier=clf, offloader=offloader_for(1))
+    with pytest.raises(StrategyError, match="--server"):
+        Agent(AgentConfig(strategy="hi"), classifier=clf, decider=Decider.load(tiny_kit / "decider.json"))
+    with pytest.raises(StrategyError, match="chain"):
+        Agent(AgentConfig(strategy="ee-hi"), offloader=offloader_for(1))
+    with pytest.raises(StrategyError, match="unknown strategy"):
+        Agent(AgentConfig(strategy="cloud"))
+
+
+def test_qos_picks_the_cheapest_strategy_that_meets_accuracy(tmp_path):
+    path = tmp_path / "qos.yaml"
+    path.write_text("strategy: auto\nmin_accuracy: 0.85\nlatency_budget_ms: 20\n"
+                    "candidates:\n  local: {accuracy: 0.80, latency_ms: 1.6}\n"
+                    "  hi: {accuracy: 0.88, latency_ms: 4.5}\n  ee-hi: {accuracy: 0.87, latency_ms: 3.2}\n"
+                    "  remote: {accuracy: 0.92, latency_ms: 25}\n")
+    qos = QosConfig.load(path)
+    assert qos.choose(["local", "hi", "ee-hi", "remote"]) == "ee-hi"
+    assert qos.choose(["local", "hi", "remote"]) == "hi"
+    with pytest.raises(StrategyError, match="no strategy meets"):
+        qos.choose(["local", "remote"])
+    assert QosConfig(strategy="local").choose([]) == "local"
+    path.write_text("strategy: auto\nmin_acc: 0.9\n")
+    with pytest.raises(StrategyError, match="unknown keys"):
+        QosConfig.load(path)
+
+
+def test_csv_log_round_trips_through_the_measurements_reader(tiny_kit, data, tmp_path):
+    from measurements.logs import read_run_log
+
+    x, y = data
+    agent = make_agent(tiny_kit, "local")
+    path = tmp_path / "run.csv"
+    with RecordWriter(path, default_header(model="m", strategy="local", server=None, device="test-box")) as w:
+        agent.run(ArraySource(x[:20], y[:20]), w)
+    text = path.read_text().splitlines()
+    assert text[0].startswith("# device: test-box")
+    col_row = next(line for line in text if not line.startswith("#"))
+    assert col_row.split(",") == list(SAMPLE_FIELDS)
+    log = read_run_log(path)
+    assert log.device == "test-box" and len(log) == 20 and not log.problems
+    assert [r.final_class for r in log.records] == [r.final_class for r in agent.records]
+    assert all(r.exit_index is None and r.server_class is None for r in log.records)
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------
+
+def test_cli_run_hi_end_to_end(tiny_kit, server, tmp_path, capsys):
+    from hi_runtime.cli import main
+    from measurements.logs import read_run_log
+
+    log = tmp_path / "hi.csv"
+    summary = tmp_path / "summary.json"
+    rc = main(["run", "--strategy", "hi", "--model", str(tiny_kit / "local_int8.tflite"),
+               "--decider", str(tiny_kit / "decider.json"), "--server", f"127.0.0.1:{server.port}",
+               "--input", f"npz:{tiny_kit / 'samples.npz'}", "--limit", "50", "--log", str(log),
+               "--summary-json", str(summary), "--no-progress"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "hi" in out.out and "accuracy" in out.out and "litert" in out.err
+    run = read_run_log(log)
+    assert len(run) == 50 and run.strategy == "hi" and run.header["server"] == f"127.0.0.1:{server.port}"
+    s = json.loads(summary.read_text())
+    assert s["samples"] == 50 and s["degraded"] == 0 and 0 < s["offload_ratio"] < 1
+
+
+def test_cli_threshold_override_changes_the_offload_ratio(tiny_kit, server, tmp_path):
+    from hi_runtime.cli import main
+
+    ratios = []
+    for t in ("0.01", "0.999"):
+        out = tmp_path / f"s{t}.json"
+        rc = main(["run", "--strategy", "hi", "--model", str(tiny_kit / "local_int8.tflite"),
+                   "--decider", str(tiny_kit / "decider.json"), "--threshold", t,
+                   "--server", f"127.0.0.1:{server.port}", "--input", str(tiny_kit / "samples.npz"),
+                   "--limit", "40", "--summary-json", str(out), "--no-progress"])
+        assert rc == 0
+        ratios.append(json.loads(out.read_text())["offload_ratio"])
+    assert ratios[0] < ratios[1] and ratios[1] > 0.9
+
+
+def test_cli_errors_say_what_is_missing(tiny_kit, tmp_path, capsys):
+    from hi_runtime.cli import main
+
+    base = ["run", "--model", str(tiny_kit / "local_int8.tflite"), "--input", str(tiny_kit / "samples.npz")]
+    assert main(base + ["--strategy", "hi", "--decider", str(tiny_kit / "decider.json")]) == 2
+    assert "--server" in capsys.readouterr().err
+    assert main(base) == 2
+    assert "--strategy" in capsys.readouterr().err
+    assert main(["run", "--strategy", "local", "--model", str(tmp_path / "none.tflite"),
+                 "--input", str(tiny_kit / "samples.npz")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(base + ["--strategy", "local", "--input", "nowhere:x"]) == 2
+    assert "cannot read input" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "camera" in capsys.readouterr().out

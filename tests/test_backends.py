@@ -1,0 +1,131 @@
+"""Local model backends: automatic choice with fallback, identical results across TFLite runtimes,
+ONNX Runtime, quantization read from the model, and errors that say what to do."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from hi_runtime.backends import BackendError, Classifier, TensorSpec, open_backend
+from test_agent_kit import PALETTE, color_images, tiny_kit  # noqa: F401 - fixture
+
+
+def test_auto_picks_litert_and_announces_it(tiny_kit):
+    said = []
+    b = open_backend(tiny_kit / "local_int8.tflite", announce=said.append)
+    assert b.kind == "litert"
+    assert said and "litert" in said[0] and "local_int8.tflite" in said[0]
+    spec = b.input
+    assert spec.dtype == np.int8 and spec.quant == (1.0, -128)  # read from the model
+    out = b.output()
+    assert out.dtype == np.int8 and out.quant == (1 / 256, -128)
+
+
+def test_auto_falls_back_to_tf_lite_when_litert_and_tflite_runtime_are_missing(tiny_kit, monkeypatch):
+    x, _ = color_images(16, seed=3)
+    ref = Classifier(open_backend(tiny_kit / "local_int8.tflite")).predict(x)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    b = open_backend(tiny_kit / "local_int8.tflite")
+    assert b.kind == "tf"
+    got = Classifier(b).predict(x)
+    # same kernels (XNNPACK/builtin int8): identical raw scores
+    np.testing.assert_array_equal(got.raw, ref.raw)
+
+
+def test_no_tflite_runtime_at_all_names_every_backend_and_how_to_install(tiny_kit, monkeypatch):
+    for mod in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tensorflow"):
+        monkeypatch.setitem(sys.modules, mod, None)
+    with pytest.raises(BackendError) as err:
+        open_backend(tiny_kit / "local_int8.tflite")
+    msg = str(err.value)
+    for hint in ("litert", "tflite-runtime", "tf:", "pip install"):
+        assert hint in msg
+
+
+def test_explicit_backend_choice_and_mismatches(tiny_kit, tmp_path):
+    with pytest.raises(BackendError, match="ONNX model"):
+        open_backend(tiny_kit / "server.onnx", "litert")
+    with pytest.raises(BackendError, match="TFLite model"):
+        open_backend(tiny_kit / "local_int8.tflite", "onnxruntime")
+    with pytest.raises(BackendError, match="does not exist"):
+        open_backend(tmp_path / "nope.tflite")
+    (tmp_path / "m.pt").write_bytes(b"x")
+    with pytest.raises(BackendError, match="unknown model format"):
+        open_backend(tmp_path / "m.pt")
+    (tmp_path / "junk.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(BackendError, match="could not load"):
+        open_backend(tmp_path / "junk.tflite", "litert")
+    with pytest.raises(BackendError, match="unknown backend"):
+        open_backend(tiny_kit / "local_int8.tflite", "coreml")
+
+
+def test_reference_kernels_run_and_stay_close_to_default(tiny_kit):
+    x, _ = color_images(32, seed=4)
+    fast = Classifier(open_backend(tiny_kit / "local_int8.tflite")).predict(x)
+    ref_b = open_backend(tiny_kit / "local_int8.tflite", reference=True)
+    assert "reference" in ref_b.detail
+    ref = Classifier(ref_b).predict(x)
+    assert np.abs(fast.raw.astype(int) - ref.raw.astype(int)).max() <= 3
+
+
+def test_onnx_backend_matches_numpy_reference(tiny_kit):
+    b = open_backend(tiny_kit / "server.onnx")
+    assert b.kind == "onnxruntime" and "CPUExecutionProvider" in b.detail
+    assert b.input.dtype == np.float32 and not b.input.quantized
+    x, y = color_images(64, seed=6)
+    clf = Classifier(b)
+    pred = clf.predict(x)
+    m = x.reshape(len(x), -1, 3).mean(1)
+    expected = (-((m[:, None, :] - PALETTE[None]) ** 2).sum(-1)).argmax(1)
+    np.testing.assert_array_equal(pred.classes, expected)
+    np.testing.assert_allclose(pred.probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_batches_of_any_size_match_single_invokes(tiny_kit):
+    clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"))
+    x, _ = color_images(7, seed=8)
+    batch = clf.predict(x).raw
+    singles = np.concatenate([clf.predict(x[i]).raw for i in range(7)])
+    np.testing.assert_array_equal(batch, singles)
+
+
+def test_classifier_rejects_wrong_image_size(tiny_kit):
+    clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"))
+    with pytest.raises(BackendError, match="does not match the model input"):
+        clf.predict(np.zeros((1, 28, 28, 3), np.uint8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.uint8, (2, 4, 4, 3)), st.sampled_from([(1.0, -128), (0.5, 0), (2.0, -3), (1 / 3, 7)]))
+def test_quantize_matches_the_affine_formula_and_round_trips(pixels, quant):
+    scale, zp = quant
+    spec = TensorSpec("x", 0, (1, 4, 4, 3), np.dtype(np.int8), scale, zp)
+    q = spec.quantize(pixels)
+    expected = np.clip(np.round(pixels.astype(np.float32) / np.float32(scale)) + zp, -128, 127).astype(np.int8)
+    np.testing.assert_array_equal(q, expected)
+    back = spec.dequantize(q)
+    inside = (expected.astype(int) > -128) & (expected.astype(int) < 127)
+    assert np.all(np.abs(back - pixels)[inside] <= scale / 2 + 1e-4)
+
+
+def test_float_tensor_spec_passes_pixels_through():
+    spec = TensorSpec("x", 0, (1, 2, 2, 3), np.dtype(np.float32))
+    px = np.arange(12, dtype=np.uint8).reshape(1, 2, 2, 3)
+    np.testing.assert_array_equal(spec.quantize(px), px.astype(np.float32))
+    assert spec.quant is None
+
+
+def test_runtime_modules_import_without_tensorflow_or_training():
+    code = ("import sys; import hi_runtime.backends, hi_runtime.strategies, hi_runtime.offloader, "
+            "hi_runtime.records, hi_runtime.inputs, hi_runtime.cli; "
+            "bad = [m for m in ('tensorflow', 'training', 'keras', 'onnxruntime', 'ai_edge_litert', 'cv2', "
+            "'bleak', 'bumble', 'PIL') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -158,6 +158,9 @@ def test_cli_trains_checkpoints_resumes_exports_and_writes_card(tmp_path, monkey
     assert int8["input"]["zero_point"] == -128 and int8["tflm_arena_bytes"] > 1000
     assert set(int8["ops"]) >= {"CONV_2D", "SOFTMAX"}
     assert 0 <= int8["test_accuracy"] <= 1 and "--resume" in card["training"]["command"]
+    runs = card["training"]["runs"]  # the refused start in between is not a run
+    assert [r["started_at_epoch"] for r in runs] == [1, 2] and "--resume" not in runs[0]["command"]
+    assert [h["epoch"] for h in card["training"]["history"]] == [1, 2]
     table = (tmp_path / "models" / "README.md").read_text()
     assert "tiny_int8.tflite" in table
 

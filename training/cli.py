@@ -68,6 +68,12 @@ def cmd_model(args) -> int:
                       ckpt_dir=ckpt)
     train, val, test = _load_splits(args)
     print(f"data: train {len(train)}, val {len(val)}, test {len(test)} images from {args.data}", flush=True)
+    command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
+    if (Path(ckpt) / "backup").exists() and not args.resume:
+        print(f"error: a checkpoint of an earlier run exists in {ckpt}; pass --resume to continue it, or "
+              f"delete {ckpt} to start over", file=sys.stderr)
+        return 2
+    runs = _record_command(Path(ckpt), command, args.resume)
     t0 = time.time()
     try:
         model = train_model(cfg, train, val, resume=args.resume)
@@ -79,12 +85,33 @@ def cmd_model(args) -> int:
     keras_path = out.with_suffix(".keras")
     model.save(keras_path)
     print(f"saved {keras_path} after {seconds / 60:.1f} min", flush=True)
-    command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
-    card = export_and_card(model, out, args.export.split(","), train, val, test, args,
-                           training={"config": cfg.to_dict(), "epochs": cfg.epochs, "seconds": round(seconds),
-                                     "command": command})
+    training = {"config": cfg.to_dict(), "epochs": cfg.epochs, "seconds": round(seconds), "command": command}
+    if len(runs) > 1:
+        training["runs"] = runs
+        training["note"] = ("the run was stopped and resumed; each entry of 'runs' is one (re)start with the "
+                            "epoch it started from. The learning-rate schedule is a function of the optimizer "
+                            "step and of --epochs, so a resume with a different --epochs changes the cosine "
+                            "horizon from that epoch on.")
+    history = Path(ckpt) / "history.jsonl"
+    if history.exists():
+        training["history"] = [json.loads(l) for l in history.read_text().splitlines() if l.strip()]
+    card = export_and_card(model, out, args.export.split(","), train, val, test, args, training=training)
     print(json.dumps({a["file"]: a.get("test_accuracy") for a in card["artifacts"]}, indent=2))
     return 0
+
+
+def _record_command(ckpt: Path, command: str, resume: bool) -> list[dict]:
+    """Append this (re)start to <ckpt>/runs.jsonl so the card can say exactly how the model was made."""
+    ckpt.mkdir(parents=True, exist_ok=True)
+    runs_file = ckpt / "runs.jsonl"
+    history = ckpt / "history.jsonl"
+    done = len(history.read_text().splitlines()) if (resume and history.exists()) else 0
+    if not resume and runs_file.exists():
+        runs_file.unlink()
+    with open(runs_file, "a") as fh:
+        fh.write(json.dumps({"command": command, "started_at_epoch": done + 1,
+                             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+    return [json.loads(l) for l in runs_file.read_text().splitlines() if l.strip()]
 
 
 def cmd_export(args) -> int:

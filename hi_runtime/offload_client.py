@@ -107,6 +107,7 @@ class OffloadClient:
         self._inbox = _Inbox()
         self._pongs: Dict[int, float] = {}
         self._frames: List[p.Message] = []
+        self._fatal: Optional[OffloadError] = None  # connection-level ERROR, raised after queued answers
 
     # ---- connection ---------------------------------------------------------------------------------
 
@@ -128,6 +129,8 @@ class OffloadClient:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
             self._sock = sock
             self._decoder.reset()
+            self._fatal = None
+            self._inbox.items.clear()
             self._handshake()
         except ssl.SSLError as exc:
             self._drop()
@@ -229,6 +232,8 @@ class OffloadClient:
         """Next answer to any submitted request; raises OffloadServerError if that answer is an ERROR."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._inbox.items:
+            if self._fatal is not None:
+                raise self._fatal
             if not self._pending:
                 raise OffloadError("receive() called with no request in flight")
             self._pump(deadline)
@@ -280,6 +285,8 @@ class OffloadClient:
 
     def _require_connected(self) -> None:
         if self._sock is None:
+            if self._fatal is not None:  # the server ended the connection; say why
+                raise self._fatal
             raise OffloadConnectionError("not connected: call connect() first")
 
     def _send(self, msg: p.Message) -> None:
@@ -329,6 +336,8 @@ class OffloadClient:
 
     def _pump(self, deadline: Optional[float]) -> None:
         """Read at least one chunk and sort every complete frame into answers."""
+        if self._fatal is not None:
+            raise self._fatal
         if not self._frames:
             self._read_some(deadline, "answer")
         frames, self._frames = self._frames, []
@@ -352,9 +361,10 @@ class OffloadClient:
                     round_trip_s=now - pending.sent_at,
                 )
             elif isinstance(msg, p.Error):
-                if msg.request_id == 0:
+                if msg.request_id == 0:  # the server closes the connection after this
+                    self._fatal = OffloadServerError(msg.code, msg.message)
                     self._drop()
-                    raise OffloadServerError(msg.code, msg.message)
+                    return
                 if self._pending.pop(msg.request_id, None) is None:
                     self._abandoned.discard(msg.request_id)
                     continue

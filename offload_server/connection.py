@@ -1,0 +1,331 @@
+"""One device connection speaking the HI protocol (docs/protocol.md), and one on the paper's raw port.
+
+Limits that keep one bad client from hurting the others: the handshake and each frame body have time
+limits, a silent connection with nothing in flight is closed after the idle timeout, frames above
+max_frame are refused from their header, and at most max_inflight requests per connection are in the
+server at once (beyond that the connection is simply not read: TCP back-pressure, bounded memory).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Optional, Set
+
+import numpy as np
+
+from hi_runtime import protocol as p
+from offload_server.batcher import ModelStopped
+from offload_server.logs import event
+from offload_server.preprocess import BadTensor, top_k
+
+if TYPE_CHECKING:
+    from offload_server.server import OffloadServer, ServedModel
+
+log = logging.getLogger("offload_server.connection")
+
+COMPAT_IMAGE_BYTES = 32 * 32 * 3
+
+
+class CloseConnection(Exception):
+    """Send a connection-level ERROR, then close."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _ConnectionBase:
+    def __init__(self, server: "OffloadServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 port_label: str) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.port_label = port_label
+        self._reading = False
+        self._stop_reading = False
+        self._read_task: Optional[asyncio.Task] = None
+
+    def stop_reading(self) -> None:
+        """Shutdown: accept no more requests; requests already read are still answered."""
+        self._stop_reading = True
+        if self._reading and self._read_task is not None:
+            self._read_task.cancel()
+
+    async def _close(self) -> None:
+        try:
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+        except (OSError, RuntimeError):
+            pass
+        self.writer.close()
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), 2.0)
+        except (OSError, asyncio.TimeoutError, ConnectionError):
+            pass
+
+
+class HiConnection(_ConnectionBase):
+    def __init__(self, server: "OffloadServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__(server, reader, writer, "protocol")
+        cfg = server.config
+        self.max_frame = cfg.max_frame
+        self.version = p.PROTOCOL_VERSION
+        self._write_lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(cfg.max_inflight)
+        self._pending: Set[asyncio.Task] = set()
+        self.client_name = ""
+
+    # ---- writing ------------------------------------------------------------------------------------
+
+    async def send(self, msg: p.Message) -> None:
+        if isinstance(msg, p.Error):
+            self.server.metrics.errors.labels(_code_name(msg.code)).inc()
+        async with self._write_lock:
+            self.writer.write(p.encode(msg, version=self.version))
+            await self.writer.drain()
+
+    async def _send_quietly(self, msg: p.Message) -> None:
+        try:
+            await asyncio.wait_for(self.send(msg), 2.0)
+        except (OSError, ConnectionError, asyncio.TimeoutError):
+            pass
+
+    # ---- reading ------------------------------------------------------------------------------------
+
+    async def _read(self, timeout: Optional[float]) -> Optional[p.Message]:
+        """Next frame: the header may take ``timeout``, the body must follow within frame_timeout_s."""
+        head = await asyncio.wait_for(self.reader.readexactly(p.HEADER_SIZE), timeout)
+        header = p.decode_header(head, self.max_frame)
+        body = b""
+        if header.body_length:
+            try:
+                body = await asyncio.wait_for(self.reader.readexactly(header.body_length),
+                                              self.server.config.frame_timeout_s)
+            except asyncio.TimeoutError:
+                raise CloseConnection(p.ErrorCode.TIMEOUT, f"{header.type.name} body not received within "
+                                      f"{self.server.config.frame_timeout_s} s") from None
+        return p.decode_body(header, body)
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        event(log, "connection_open", peer=self.peer)
+        reason = "closed by peer"
+        self._read_task = asyncio.current_task()
+        try:
+            self._reading = True  # nothing is accepted during the handshake: shutdown may interrupt it
+            await self._handshake()
+            await self._serve_requests()
+        except CloseConnection as exc:
+            reason = exc.message
+            await self._send_quietly(p.error_message(exc.code, exc.message))
+        except p.ProtocolError as exc:
+            reason = f"invalid frame: {exc}"
+            await self._send_quietly(p.error_message(exc.code, str(exc)))
+        except asyncio.IncompleteReadError:
+            reason = "closed by peer" if not self._pending else "closed by peer with requests in flight"
+        except asyncio.CancelledError:
+            if not self._stop_reading:
+                raise
+            _uncancel()
+            reason = "server shutdown"
+        except (ConnectionError, OSError) as exc:
+            reason = f"connection error: {exc}"
+        finally:
+            self._reading = False
+        # answer everything accepted (also on shutdown), then close
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._stop_reading:
+            await self._send_quietly(p.Error(p.ErrorCode.SHUTTING_DOWN, "server is shutting down"))
+        await self._close()
+        event(log, "connection_closed", peer=self.peer, client=self.client_name, reason=reason,
+              seconds=round(time.monotonic() - started, 3))
+
+    async def _handshake(self) -> None:
+        cfg = self.server.config
+        timeout = cfg.handshake_timeout_s
+        try:
+            hello = await self._read(timeout)
+        except asyncio.TimeoutError:
+            raise CloseConnection(p.ErrorCode.TIMEOUT, f"no HELLO within {timeout} s") from None
+        if hello is None:
+            raise asyncio.IncompleteReadError(b"", None)
+        if not isinstance(hello, p.Hello):
+            raise CloseConnection(p.ErrorCode.UNEXPECTED_MESSAGE,
+                                  f"expected HELLO first, got {type(hello).__name__}")
+        try:
+            self.version = p.choose_version(hello.min_version, hello.max_version)
+        except p.UnsupportedVersionError as exc:
+            raise CloseConnection(p.ErrorCode.UNSUPPORTED_VERSION, str(exc)) from None
+        self.client_name = hello.client_name
+        key = self.server.key
+        server_nonce = p.new_nonce()
+        await self.send(p.Welcome(version=self.version, server_nonce=server_nonce, auth_required=key is not None,
+                                  max_frame=self.max_frame, max_inflight=cfg.max_inflight,
+                                  server_name=cfg.server_name))
+        if key is None:
+            return
+        try:
+            auth = await self._read(timeout)
+        except asyncio.TimeoutError:
+            raise CloseConnection(p.ErrorCode.TIMEOUT, f"no AUTH within {timeout} s") from None
+        if not isinstance(auth, p.Auth):
+            raise CloseConnection(p.ErrorCode.AUTH_REQUIRED,
+                                  f"this server requires AUTH after WELCOME, got {type(auth).__name__}")
+        args = (server_nonce, hello.client_nonce, self.version, hello.client_name)
+        if not p.verify(p.client_proof(key, *args), auth.mac):
+            self.server.metrics.auth_failures.inc()
+            event(log, "auth_failed", logging.WARNING, peer=self.peer, client=self.client_name)
+            raise CloseConnection(p.ErrorCode.AUTH_FAILED, "authentication failed: wrong pre-shared key")
+        await self.send(p.AuthOk(mac=p.server_proof(key, *args)))
+
+    async def _serve_requests(self) -> None:
+        cfg = self.server.config
+        while not self._stop_reading:
+            self._reading = True
+            await self._slots.acquire()  # back-pressure: no reading while max_inflight requests are open
+            try:
+                try:
+                    msg = await self._read(cfg.idle_timeout_s)
+                except asyncio.TimeoutError:
+                    if self._pending:
+                        self._slots.release()
+                        continue  # waiting for answers is not idling
+                    raise CloseConnection(p.ErrorCode.TIMEOUT,
+                                          f"idle for {cfg.idle_timeout_s} s with nothing in flight") from None
+            except BaseException:
+                self._slots.release()
+                raise
+            self._reading = False
+            if isinstance(msg, p.Infer):
+                # accepted from here on: no await before the task exists, so shutdown cannot lose it
+                task = asyncio.get_running_loop().create_task(self._answer(msg, time.perf_counter()))
+                self._pending.add(task)
+                task.add_done_callback(self._request_done)
+                continue
+            self._slots.release()
+            if isinstance(msg, p.Ping):
+                await self.send(p.Pong(token=msg.token, request_id=msg.request_id))
+            elif isinstance(msg, p.Pong):
+                pass
+            else:
+                raise CloseConnection(p.ErrorCode.UNEXPECTED_MESSAGE,
+                                      f"{type(msg).__name__} is not allowed after the handshake")
+
+    def _request_done(self, task: asyncio.Task) -> None:
+        self._pending.discard(task)
+        self._slots.release()
+
+    async def _answer(self, msg: p.Infer, received: float) -> None:
+        server = self.server
+        server.metrics.inflight.inc()
+        model_id = msg.model_id or server.config.default_model_id
+        try:
+            model = server.models.get(model_id)
+            if model is None:
+                reply: p.Message = p.error_message(p.ErrorCode.UNKNOWN_MODEL,
+                                                   f"unknown model {model_id!r}; served: {sorted(server.models)}",
+                                                   msg.request_id)
+            else:
+                reply = await self._infer(model, msg, received)
+            server.metrics.requests.labels(model_id if model else "?",
+                                           "ok" if isinstance(reply, p.Result) else "error").inc()
+            await self.send(reply)
+            if model is not None:
+                server.metrics.request_seconds.labels(model_id).observe(time.perf_counter() - received)
+        except (ConnectionError, OSError):
+            pass  # the client went away; nothing to answer to
+        finally:
+            server.metrics.inflight.dec()
+
+    async def _infer(self, model: "ServedModel", msg: p.Infer, received: float) -> p.Message:
+        return await infer_request(model, msg, received)
+
+
+async def infer_request(model: "ServedModel", msg: p.Infer, received: float) -> p.Message:
+    """Run one INFER through its model's batcher; every failure becomes an ERROR for this request only."""
+    try:
+        pixels = model.preprocessor.to_pixels(msg)
+    except BadTensor as exc:
+        return p.error_message(p.ErrorCode.BAD_TENSOR, str(exc), msg.request_id)
+    try:
+        outcome = await model.batcher.submit(pixels)
+    except ModelStopped as exc:
+        return p.error_message(p.ErrorCode.SHUTTING_DOWN, str(exc), msg.request_id)
+    except Exception as exc:
+        return p.error_message(p.ErrorCode.INTERNAL, f"inference failed: {exc!r}", msg.request_id)
+    probs = outcome.probs
+    total_s = time.perf_counter() - received
+    return p.Result(
+        request_id=msg.request_id,
+        class_id=int(np.argmax(probs)),
+        top_k=top_k(probs, msg.top_k),
+        batch_size=min(outcome.batch_size, 0xFFFF),
+        queue_us=_us(outcome.queue_s),
+        infer_us=_us(outcome.infer_s),
+        total_us=_us(total_s),
+    )
+
+
+class CompatConnection(_ConnectionBase):
+    """The paper's raw protocol: 3,072 bytes (R plane, G plane, B plane, uint8) in, one class byte out,
+    repeated. There is no framing to check, so a short read at the end is just a closing client."""
+
+    def __init__(self, server: "OffloadServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__(server, reader, writer, "compat")
+
+    async def run(self) -> None:
+        event(log, "compat_connection_open", peer=self.peer)
+        model = self.server.models[self.server.compat_model_id]
+        self._read_task = asyncio.current_task()
+        served = 0
+        try:
+            while not self._stop_reading:
+                self._reading = True
+                try:
+                    raw = await asyncio.wait_for(self.reader.readexactly(COMPAT_IMAGE_BYTES),
+                                                 self.server.config.idle_timeout_s)
+                finally:
+                    self._reading = False
+                received = time.perf_counter()
+                # channel-planar bytes are exactly an NCHW uint8 tensor
+                msg = p.Infer(0, model.config.id, p.DType.UINT8, p.Layout.NCHW, (1, 3, 32, 32), raw)
+                reply = await infer_request(model, msg, received)
+                ok = isinstance(reply, p.Result)
+                self.server.metrics.requests.labels(model.config.id + ":compat", "ok" if ok else "error").inc()
+                if not ok:
+                    event(log, "compat_request_failed", logging.WARNING, peer=self.peer, error=reply.message)
+                    break  # the raw protocol has no way to report an error: close
+                self.writer.write(bytes([reply.class_id & 0xFF]))
+                await self.writer.drain()
+                served += 1
+        except asyncio.CancelledError:
+            if not self._stop_reading:
+                raise
+            _uncancel()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        await self._close()
+        event(log, "compat_connection_closed", peer=self.peer, requests=served)
+
+
+def _uncancel() -> None:
+    """After a shutdown cancellation was handled, let the task await normally again (Python 3.11+)."""
+    task = asyncio.current_task()
+    if task is not None and hasattr(task, "uncancel"):
+        task.uncancel()
+
+
+def _us(seconds: float) -> int:
+    return max(0, min(int(seconds * 1e6), 0xFFFFFFFF))
+
+
+def _code_name(code: int) -> str:
+    try:
+        return p.ErrorCode(code).name
+    except ValueError:
+        return str(code)

@@ -1,0 +1,403 @@
+"""hi-server end to end on loopback: concurrency, batching, limits, shutdown, compat port, metrics, TLS.
+
+Every server binds 127.0.0.1 on an ephemeral port and serves a stand-in ONNX model built in a temp dir.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+import ssl
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+import pytest
+
+from hi_runtime import protocol as p
+from hi_runtime.offload_client import (
+    OffloadAuthError,
+    OffloadClient,
+    OffloadConnectionError,
+    OffloadServerError,
+)
+from offload_server.config import ConfigError, ModelConfig, ServerConfig
+from offload_server.server import OffloadServer, run_server_in_thread
+from offload_server.standin import build_standin_onnx
+
+pytestmark = pytest.mark.timeout(120)
+KEY = b"test-pre-shared-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_standin_onnx(tmp_path_factory.mktemp("models") / "tiny.onnx", kind="linear")
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(7).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def direct_classes(model_path: Path, images: np.ndarray) -> np.ndarray:
+    """Classes by running the model file directly (one image at a time), the reference for the server."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return np.array([int(np.argmax(sess.run(None, {"image": img[None].astype(np.float32)})[0]))
+                     for img in images])
+
+
+def make_config(model_path: Path, **kw) -> ServerConfig:
+    model_kw = {k: kw.pop(k) for k in ("max_batch_size", "max_queue_delay_us") if k in kw}
+    return ServerConfig(models=[ModelConfig(id="tiny", path=str(model_path), **model_kw)], host="127.0.0.1",
+                        port=0, **kw)
+
+
+# ---- an asyncio client for the load test -----------------------------------------------------------------
+
+
+async def _async_session(port: int, images: np.ndarray, order: np.ndarray, pipeline: int) -> List[Tuple[int, int]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await p.write_frame(writer, p.Hello(client_nonce=p.new_nonce(), client_name="load"))
+        welcome = await p.read_frame(reader)
+        assert isinstance(welcome, p.Welcome) and not welcome.auth_required
+        answers: List[Tuple[int, int]] = []
+        sent = 0
+        while len(answers) < len(order):
+            while sent < len(order) and sent - len(answers) < pipeline:
+                idx = int(order[sent])
+                await p.write_frame(writer, p.Infer.from_array(images[idx], "tiny", request_id=sent + 1))
+                sent += 1
+            msg = await p.read_frame(reader)
+            assert isinstance(msg, p.Result), msg
+            answers.append((int(order[msg.request_id - 1]), msg.class_id))
+        return answers
+    finally:
+        writer.close()
+
+
+def test_200_clients_x_50_requests_match_direct_inference(model_path, images, direct_classes) -> None:
+    config = make_config(model_path, max_batch_size=64, max_queue_delay_us=2000, max_connections=512)
+    rng = np.random.default_rng(0)
+    orders = [rng.integers(0, len(images), 50) for _ in range(200)]
+
+    async def load(port: int) -> List[List[Tuple[int, int]]]:
+        return await asyncio.gather(*[_async_session(port, images, o, pipeline=1 + i % 3)
+                                      for i, o in enumerate(orders)])
+
+    with run_server_in_thread(config) as handle:
+        start = time.perf_counter()
+        results = asyncio.run(load(handle.port))
+        elapsed = time.perf_counter() - start
+        batch_hist = handle.server.metrics.registry.get_sample_value("hi_server_batch_size_sum", {"model": "tiny"})
+        batches = handle.server.metrics.registry.get_sample_value("hi_server_batch_size_count", {"model": "tiny"})
+    answers = [a for session in results for a in session]
+    assert len(answers) == 200 * 50
+    for idx, cls in answers:
+        assert cls == direct_classes[idx]
+    # requests really were batched (10,000 requests in far fewer model calls)
+    assert batch_hist == 10_000 and batches < 5_000, (batch_hist, batches)
+    assert elapsed < 90
+
+
+def test_pipelined_client_and_server_timings(model_path, images, direct_classes) -> None:
+    config = make_config(model_path, max_batch_size=8, max_queue_delay_us=50_000)
+    with run_server_in_thread(config) as handle, OffloadClient("127.0.0.1", handle.port) as client:
+        ids = [client.submit(images[i], "tiny") for i in range(8)]
+        got = {}
+        for _ in ids:
+            r = client.receive(timeout=10)
+            got[r.request_id] = r
+        assert sorted(got) == sorted(ids)
+        for i, rid in enumerate(ids):
+            assert got[rid].class_id == direct_classes[i]
+        # all 8 arrived within the 50 ms window, so they ran as one batch of 8
+        assert max(r.server_timings["batch_size"] for r in got.values()) == 8
+        r = client.infer(images[3], "tiny", top_k=3, timeout=10)
+        assert r.class_id == direct_classes[3] == r.top_k[0][0]
+        assert len(r.top_k) == 3 and r.top_k[0][1] >= r.top_k[1][1] >= r.top_k[2][1]
+        assert r.server_timings["total_us"] >= r.server_timings["infer_us"] > 0
+        assert client.ping(timeout=5) < 1.0
+
+
+def test_layouts_dtypes_and_request_errors(model_path, images, direct_classes) -> None:
+    config = make_config(model_path, max_queue_delay_us=0)
+    with run_server_in_thread(config) as handle, OffloadClient("127.0.0.1", handle.port) as client:
+        img = images[5]
+        want = direct_classes[5]
+        assert client.infer(img.transpose(2, 0, 1), "tiny", layout="NCHW", timeout=10).class_id == want
+        q = (img.astype(np.int16) - 128).astype(np.int8)  # the INT8 device model's input tensor
+        assert client.infer(q, "tiny", quant=(1.0, -128), timeout=10).class_id == want
+        assert client.infer(img.astype(np.float32), "tiny", timeout=10).class_id == want
+        assert client.infer(img, "", timeout=10).class_id == want  # empty id = default model
+        with pytest.raises(OffloadServerError) as exc:
+            client.infer(img, "nope", timeout=10)
+        assert exc.value.code == p.ErrorCode.UNKNOWN_MODEL and "tiny" in exc.value.message
+        with pytest.raises(OffloadServerError) as exc:
+            client.infer(q, "tiny", timeout=10)  # int8 without quant params
+        assert exc.value.code == p.ErrorCode.BAD_TENSOR
+        with pytest.raises(OffloadServerError) as exc:
+            client.infer(np.zeros((32, 32, 4), np.uint8), "tiny", timeout=10)
+        assert exc.value.code == p.ErrorCode.BAD_TENSOR and "channels" in exc.value.message
+        # a 16x16 image is resized (bilinear) to the model's 32x32; the connection is still fine afterwards
+        small = client.infer(img[::2, ::2], "tiny", timeout=10)
+        assert 0 <= small.class_id < 10
+        assert client.infer(img, "tiny", timeout=10).class_id == want
+
+
+def test_authentication(model_path, images) -> None:
+    config = make_config(model_path, auth_key=KEY.decode())
+    with run_server_in_thread(config) as handle:
+        with OffloadClient("127.0.0.1", handle.port, key=KEY) as client:
+            assert 0 <= client.infer(images[0], "tiny", timeout=10).class_id < 10
+        with pytest.raises(OffloadAuthError, match="wrong pre-shared key"):
+            OffloadClient("127.0.0.1", handle.port, key=b"wrong-key-wrong-key-wrong").connect()
+        with pytest.raises(OffloadAuthError, match="requires a pre-shared key"):
+            OffloadClient("127.0.0.1", handle.port).connect()
+        # a raw client skipping AUTH gets AUTH_REQUIRED and is disconnected
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock:
+            p.send_frame(sock, p.Hello(client_nonce=p.new_nonce()))
+            assert p.recv_frame(sock).auth_required
+            p.send_frame(sock, p.Infer.from_array(images[0], "tiny", 1))
+            err = p.recv_frame(sock)
+            assert isinstance(err, p.Error) and err.code == p.ErrorCode.AUTH_REQUIRED
+            assert p.recv_frame(sock) is None
+        assert handle.server.metrics.registry.get_sample_value("hi_server_auth_failures_total") == 1
+    # a client with a key refuses a server that does not authenticate itself
+    with run_server_in_thread(make_config(model_path)) as handle:
+        with pytest.raises(OffloadAuthError, match="does not require authentication"):
+            OffloadClient("127.0.0.1", handle.port, key=KEY).connect()
+
+
+def test_oversized_frame_closes_only_that_connection(model_path, images, direct_classes) -> None:
+    config = make_config(model_path, max_frame=8192)
+    with run_server_in_thread(config) as handle, OffloadClient("127.0.0.1", handle.port) as good:
+        assert good.infer(images[1], "tiny", timeout=10).class_id == direct_classes[1]
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock:
+            p.send_frame(sock, p.Hello(client_nonce=p.new_nonce()))
+            assert p.recv_frame(sock).max_frame == 8192
+            # a float32 64x64x3 image is 49 KB: over the limit; the server refuses it from the header
+            p.send_frame(sock, p.Infer.from_array(np.zeros((64, 64, 3), np.float32), "tiny", 1))
+            err = p.recv_frame(sock)
+            assert isinstance(err, p.Error) and err.code == p.ErrorCode.FRAME_TOO_LARGE
+            assert err.request_id == 0
+            sock.settimeout(5)
+            try:
+                tail = sock.recv(1 << 16)
+            except ConnectionResetError:  # a reset also means the server closed the connection
+                tail = b""
+            assert tail == b""  # closed
+        assert good.infer(images[2], "tiny", timeout=10).class_id == direct_classes[2]
+        assert handle.server.metrics.registry.get_sample_value(
+            "hi_server_errors_total", {"code": "FRAME_TOO_LARGE"}) == 1
+
+
+def test_garbage_and_unexpected_messages_get_errors(model_path, images) -> None:
+    with run_server_in_thread(make_config(model_path)) as handle:
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            err = p.recv_frame(sock)
+            assert isinstance(err, p.Error) and err.code == p.ErrorCode.BAD_FRAME and "magic" in err.message
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock:
+            p.send_frame(sock, p.Hello(client_nonce=p.new_nonce(), min_version=2, max_version=3))
+            err = p.recv_frame(sock)
+            assert err.code == p.ErrorCode.UNSUPPORTED_VERSION
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock:
+            p.send_frame(sock, p.Hello(client_nonce=p.new_nonce()))
+            p.recv_frame(sock)
+            p.send_frame(sock, p.Ping(token=77))
+            assert p.recv_frame(sock) == p.Pong(token=77)
+            p.send_frame(sock, p.Result(request_id=1, class_id=0))
+            assert p.recv_frame(sock).code == p.ErrorCode.UNEXPECTED_MESSAGE
+        with OffloadClient("127.0.0.1", handle.port) as client:  # the server is unharmed
+            assert 0 <= client.infer(images[0], "tiny", timeout=10).class_id < 10
+
+
+def test_idle_and_slow_clients_are_dropped(model_path, images) -> None:
+    config = make_config(model_path, idle_timeout_s=0.3, handshake_timeout_s=0.3, frame_timeout_s=0.3)
+    with run_server_in_thread(config) as handle:
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=5) as silent:
+            err = p.recv_frame(silent)  # never sends HELLO
+            assert err.code == p.ErrorCode.TIMEOUT
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=5) as slow:
+            p.send_frame(slow, p.Hello(client_nonce=p.new_nonce()))
+            p.recv_frame(slow)
+            frame = p.encode(p.Infer.from_array(images[0], "tiny", 1))
+            slow.sendall(frame[:100])  # header and a little body, then stall (slowloris)
+            err = p.recv_frame(slow)
+            assert err.code == p.ErrorCode.TIMEOUT and "body" in err.message
+        with OffloadClient("127.0.0.1", handle.port) as client:
+            time.sleep(0.6)
+            with pytest.raises((OffloadServerError, OffloadConnectionError)):
+                client.infer(images[0], "tiny", timeout=5)
+
+
+def test_max_inflight_applies_backpressure_without_losing_requests(model_path, images, direct_classes) -> None:
+    config = make_config(model_path, max_inflight=2, max_batch_size=64, max_queue_delay_us=20_000)
+    with run_server_in_thread(config) as handle, OffloadClient("127.0.0.1", handle.port) as client:
+        assert client.server_max_inflight == 2
+        ids = [client.submit(images[i], "tiny") for i in range(20)]
+        results = [client.receive(timeout=10) for _ in ids]
+        assert sorted(r.request_id for r in results) == sorted(ids)
+        assert max(r.server_timings["batch_size"] for r in results) <= 2  # never more than 2 in the server
+        by_id = {r.request_id: r.class_id for r in results}
+        assert [by_id[i] for i in ids] == list(direct_classes[:20])
+
+
+def test_graceful_shutdown_answers_accepted_requests(model_path, images, direct_classes) -> None:
+    # a long queue delay keeps the requests waiting in the batcher when stop() begins
+    config = make_config(model_path, max_batch_size=64, max_queue_delay_us=400_000, max_inflight=64)
+    with run_server_in_thread(config) as handle:
+        client = OffloadClient("127.0.0.1", handle.port)
+        client.connect()
+        ids = [client.submit(images[i], "tiny") for i in range(30)]
+        inflight = handle.server.metrics.inflight
+        deadline = time.monotonic() + 5
+        while inflight._value.get() < 30 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert inflight._value.get() == 30  # all accepted, none answered yet
+        stopper = threading.Thread(target=handle.stop)
+        stopper.start()
+        results = [client.receive(timeout=10) for _ in ids]
+        with pytest.raises(OffloadServerError) as exc:  # then the server says goodbye
+            client.ping(timeout=10)
+        assert exc.value.code == p.ErrorCode.SHUTTING_DOWN
+        stopper.join(10)
+        client.close()
+        assert not stopper.is_alive()
+    assert sorted(r.request_id for r in results) == sorted(ids)
+    assert {r.request_id: r.class_id for r in results} == {i: direct_classes[k] for k, i in enumerate(ids)}
+    with pytest.raises(OffloadConnectionError):
+        OffloadClient("127.0.0.1", handle.port, connect_timeout=1).connect()
+
+
+def test_compat_port_speaks_the_papers_raw_protocol(model_path, images, direct_classes) -> None:
+    config = make_config(model_path, compat_port=0)
+    with run_server_in_thread(config) as handle:
+        assert handle.compat_port and handle.compat_port != handle.port
+        with socket.create_connection(("127.0.0.1", handle.compat_port), timeout=10) as sock:
+            for i in range(10):  # repeated on one connection
+                sock.sendall(images[i].transpose(2, 0, 1).tobytes())  # R plane, G plane, B plane
+                answer = sock.recv(1)
+                assert answer == bytes([direct_classes[i]])
+    assert make_config(model_path).compat_port is None  # off by default
+
+
+def test_metrics_and_health_endpoints(model_path, images) -> None:
+    config = make_config(model_path, metrics_port=0)
+    with run_server_in_thread(config) as handle:
+        base = f"http://127.0.0.1:{handle.metrics_port}"
+        health = urllib.request.urlopen(base + "/healthz", timeout=5)
+        assert health.status == 200 and b'"ok"' in health.read()
+        with OffloadClient("127.0.0.1", handle.port) as client:
+            for i in range(7):
+                client.infer(images[i], "tiny", timeout=10)
+            with pytest.raises(OffloadServerError):
+                client.infer(images[0], "missing", timeout=10)
+        text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+    assert 'hi_server_requests_total{model="tiny",outcome="ok"} 7.0' in text
+    assert 'hi_server_errors_total{code="UNKNOWN_MODEL"} 1.0' in text
+    assert 'hi_server_batch_size_count{model="tiny"} 7.0' in text
+    assert 'hi_server_inference_seconds_count{model="tiny"}' in text
+    assert 'hi_server_queue_seconds_count{model="tiny"} 7.0' in text
+
+
+def _self_signed(tmp: Path) -> Tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_with_python_client(model_path, images, direct_classes, tmp_path) -> None:
+    cert, key = _self_signed(tmp_path)
+    config = make_config(model_path, tls_cert=str(cert), tls_key=str(key), auth_key=KEY.decode())
+    with run_server_in_thread(config) as handle:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        with OffloadClient("127.0.0.1", handle.port, key=KEY, ssl_context=ctx) as client:
+            assert client.infer(images[4], "tiny", timeout=10).class_id == direct_classes[4]
+        # a plain-TCP client cannot talk to the TLS port
+        with pytest.raises(OffloadConnectionError):
+            OffloadClient("127.0.0.1", handle.port, key=KEY, connect_timeout=2).connect()
+        # and a client that does not trust the certificate refuses it
+        with pytest.raises(OffloadConnectionError, match="TLS"):
+            OffloadClient("127.0.0.1", handle.port, key=KEY, ssl_context=ssl.create_default_context()).connect()
+
+
+def test_security_checks_at_start(model_path, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("HI_SERVER_KEY", raising=False)
+    with pytest.raises(ConfigError, match="non-loopback.*without a pre-shared key"):
+        OffloadServer(ServerConfig(models=[ModelConfig("tiny", str(model_path))], host="0.0.0.0", port=0))
+    with pytest.raises(ConfigError, match="at least 16"):
+        OffloadServer(ServerConfig(models=[ModelConfig("tiny", str(model_path))], auth_key="short"))
+    with pytest.raises(ConfigError, match="compat_allow_unauthenticated"):
+        OffloadServer(ServerConfig(models=[ModelConfig("tiny", str(model_path))], host="0.0.0.0",
+                                   auth_key=KEY.decode(), compat_port=0))
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY.decode() + "\n")
+    cfg = ServerConfig(models=[ModelConfig("tiny", str(model_path))], host="0.0.0.0", auth_key_file=str(key_file))
+    cfg.validate()
+    assert cfg.load_key() == KEY
+    monkeypatch.setenv("HI_SERVER_KEY", KEY.decode())
+    ServerConfig(models=[ModelConfig("tiny", str(model_path))], host="0.0.0.0").validate()
+
+
+def test_config_errors_name_the_problem(model_path, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        ServerConfig(models=[ModelConfig("m", str(tmp_path / "missing.onnx"))]).validate()
+    with pytest.raises(ConfigError, match="unknown setting.*max_batch"):
+        ServerConfig.from_dict({"models": [{"id": "m", "path": str(model_path), "max_batch": 3}]})
+    with pytest.raises(ConfigError, match="no 'models'"):
+        ServerConfig.from_dict({"port": 1})
+    with pytest.raises(ConfigError, match="input_layout"):
+        ServerConfig(models=[ModelConfig("m", str(model_path), input_layout="HWC")]).validate()
+    with pytest.raises(ConfigError, match="input_dtype"):
+        with run_server_in_thread(ServerConfig(models=[ModelConfig("m", str(model_path), input_dtype="uint8")],
+                                               port=0)):
+            pass
+    yaml_path = tmp_path / "sub" / "server.yaml"
+    yaml_path.parent.mkdir()
+    yaml_path.write_text(f"port: 0\nmodels:\n  - id: m\n    path: ../{model_path.name}\n"
+                         "    max_batch_size: 4\n    input_size: [32, 32]\n")
+    (tmp_path / model_path.name).write_bytes(model_path.read_bytes())
+    cfg = ServerConfig.from_yaml(yaml_path)
+    cfg.validate()
+    assert cfg.models[0].max_batch_size == 4 and Path(cfg.models[0].path) == (tmp_path / model_path.name).resolve()
+
+
+def test_several_models_and_model_layouts(tmp_path, images) -> None:
+    """NCHW and uint8-input models, served side by side, answer like the files run directly."""
+    import onnxruntime as ort
+
+    nchw = build_standin_onnx(tmp_path / "nchw.onnx", kind="cnn", layout="NCHW", width=8, seed=3)
+    u8 = build_standin_onnx(tmp_path / "u8.onnx", kind="linear", input_dtype="uint8", seed=4)
+    config = ServerConfig(port=0, models=[ModelConfig("planar", str(nchw), input_layout="NCHW"),
+                                          ModelConfig("bytes", str(u8), max_queue_delay_us=0)])
+    want_nchw = ort.InferenceSession(str(nchw)).run(None, {"image": images[:8].transpose(0, 3, 1, 2)
+                                                          .astype(np.float32)})[0].argmax(1)
+    want_u8 = ort.InferenceSession(str(u8)).run(None, {"image": images[:8]})[0].argmax(1)
+    with run_server_in_thread(config) as handle, OffloadClient("127.0.0.1", handle.port) as client:
+        assert [client.infer(images[i], "planar", timeout=10).class_id for i in range(8)] == list(want_nchw)
+        assert [client.infer(images[i], "bytes", timeout=10).class_id for i in range(8)] == list(want_u8)

@@ -43,6 +43,8 @@ class OnnxBackend:
         if config.num_threads:
             options.intra_op_num_threads = config.num_threads
         options.inter_op_num_threads = 1
+        # Idle worker threads must not spin: they share the cores with the event loop that feeds them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = ort.get_available_providers()
         if config.providers:
             missing = [p for p in config.providers if p not in available]

@@ -251,6 +251,9 @@ def register_demo(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only this many samples")
     p.add_argument("--latency-budget-ms", type=float, default=200.0, help="per-sample budget for offloads")
     p.add_argument("--no-ee", action="store_true", help="skip EE-HI even if its chain exists")
+    p.add_argument("--make-samples", metavar="CIFAR10_DIR",
+                   help="instead of running: write the demo sample (50 test images per class) from this "
+                        "CIFAR-10 directory to --samples or MODELS_DIR/demo_samples.npz")
     p.add_argument("--no-progress", action="store_true")
     add_backend_args(p)
     p.set_defaults(func=lambda a: importlib.import_module("hi_runtime.demo").cmd_demo(a))

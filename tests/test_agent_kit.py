@@ -190,10 +190,10 @@ def build_kit(out: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_kit(request) -> Path:
     """Directory with the tiny models (built once, cached across runs)."""
-    pytest.importorskip("tensorflow")
     base = Path(request.config.cache.mkdir("hi_agent_models"))
     if (base / "VERSION").exists() and (base / "VERSION").read_text() == KIT_VERSION:
         return base
+    pytest.importorskip("tensorflow", reason="building the tiny test models needs TensorFlow")
     shutil.rmtree(base, ignore_errors=True)
     tmp = base.with_name(base.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -69,6 +69,13 @@ def _residual(x: Any) -> Any:
     return _layers().ReLU()(_layers().Add()([a, b]))
 
 
+def _residual_wide(x: Any) -> Any:
+    """Receptive field 3*3*72 = 648 bytes > HI_NN_CONV_GATHER_MAX: exercises the in-place (unpacked) conv path."""
+    a = _conv(72, 1, activation="relu")(x)
+    b = _conv(72, 3, padding="same")(a)
+    return _layers().Add()([b, a])
+
+
 def _two_branch_add(x: Any) -> Any:
     a = _conv(6, 1)(x)
     b = _conv(6, 3, padding="same")(x)
@@ -97,6 +104,8 @@ CASES: dict[str, tuple[tuple[int, ...], Callable, str, bool]] = {
     "conv5x5_s2_valid_rect": ((9, 7, 4), _conv(6, 5, strides=2), "int8", True),
     "conv3x3_dilation2": ((10, 10, 4), _conv(6, 3, padding="same", dilation_rate=2), "int8", True),
     "conv3x1_s12_nobias": ((8, 8, 4), _conv(5, (3, 1), strides=(1, 2), padding="same", use_bias=False), "int8", True),
+    "conv3x3_wide_unpacked_oddc": ((7, 7, 80), _conv(5, 3, padding="same", activation="relu"), "int8", True),
+    "add_residual_wide_unpacked": ((5, 7, 8), _residual_wide, "int8", True),
     "conv3x3_per_tensor": ((8, 8, 3), _conv(8, 3, padding="same", activation="relu"), "int8", False),
     "dw3x3_m1_same_relu": ((8, 8, 6), _dw(3, padding="same", activation="relu"), "int8", True),
     "dw3x3_m2_s2_valid": ((9, 9, 4), _dw(3, strides=2, depth_multiplier=2), "int8", True),
@@ -199,8 +208,13 @@ def test_cases_cover_every_supported_operator(work_dir: Path) -> None:
     from hi_firmware.compiler.graph import SUPPORTED_OPS
 
     seen: set[str] = set()
+    sources = []
     for case in sorted(CASES):
         _, (hm, (gen, graph, plan)) = _compiled(case, work_dir)
         seen |= {op.opcode for op in graph.operators}
+        sources.append(gen.source)
+    # Both conv code paths (packed two-pixel gather and in-place OHWI) and the fused residual are covered.
+    assert any(".packed = 1" in src for src in sources) and any(".packed = 0" in src for src in sources)
+    assert any("hi_nn_residual_t res;" in src and ".packed = 0" in src for src in sources)
     missing = set(SUPPORTED_OPS) - seen - {"PADV2"}  # the converter emits PAD, never PADV2, for zero padding
     assert not missing, f"no test case produces {sorted(missing)}"

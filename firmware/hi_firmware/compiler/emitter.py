@@ -90,7 +90,7 @@ def _struct(fields: list[tuple[str, object]]) -> str:
 
 _CONV_FIELDS = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h",
                 "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "input_offset", "output_offset", "act_min",
-                "act_max")
+                "act_max", "packed")
 _DW_FIELDS = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "depth_multiplier", "k_h", "k_w",
               "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "input_offset", "output_offset",
               "act_min", "act_max")
@@ -299,6 +299,7 @@ def emit(graph: Graph, steps: list[Step], plan: MemoryPlan, name: str, source_la
         else:
             raise ValueError(f"no emitter for step kind {s.kind}")
         body.append("  if (rc != HI_NN_OK) return rc;")
+        body.append(f"  HI_MODEL_STEP_HOOK({si});")
 
     # Model outputs that are model inputs directly (identity models) need a copy.
     for oi, t in enumerate(graph.outputs):
@@ -311,6 +312,8 @@ def emit(graph: Graph, steps: list[Step], plan: MemoryPlan, name: str, source_la
     c.append(f" * {len(steps)} kernel steps, arena {plan.arena_size} bytes, constant data {flash} bytes. */")
     c.append(f'#include "hi_model_{name}.h"\n\n#include <stddef.h>\n#include <string.h>\n\n#include "hi_nn.h"\n')
     c.append("#if defined(__GNUC__)\n#define HI_MODEL_ALIGN __attribute__((aligned(4)))\n#define HI_MODEL_ARENA_ALIGN __attribute__((aligned(16)))\n#else\n#define HI_MODEL_ALIGN\n#define HI_MODEL_ARENA_ALIGN\n#endif")
+    c.append("/* Profiling: define HI_MODEL_STEP_HOOK(step) to run code after every kernel step (e.g. read a cycle counter). */")
+    c.append("#ifndef HI_MODEL_STEP_HOOK\n#define HI_MODEL_STEP_HOOK(step) ((void)0)\n#endif")
     c.append("/* Boards may place the arena in a specific RAM section by defining HI_MODEL_ARENA_SECTION. */")
     c.append("#ifndef HI_MODEL_ARENA_SECTION\n#define HI_MODEL_ARENA_SECTION\n#endif\n")
     c.append(f"static int8_t {arena}[{max(plan.arena_size, 4)}] HI_MODEL_ARENA_ALIGN HI_MODEL_ARENA_SECTION;\n")

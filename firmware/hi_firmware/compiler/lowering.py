@@ -76,6 +76,26 @@ def _wrap32(x: np.ndarray) -> np.ndarray:
     return ((x.astype(np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
 
 
+# Must equal HI_NN_CONV_GATHER_MAX in firmware/lib/hi_nn/hi_nn_conv.h: receptive fields up to this many
+# bytes use the two-pixel gathered path with a packed filter; larger ones read OHWI weights in place.
+CONV_GATHER_MAX = 640
+
+
+def pack_conv_filter(filter_ohwi: np.ndarray) -> np.ndarray:
+    """Rearrange OHWI int8 weights for hi_nn_conv's packed path (layout documented in hi_nn_conv.h):
+    rows padded with zeros to a multiple of 4, channel pairs interleaved in 4-byte groups."""
+    oc = filter_ohwi.shape[0]
+    rows = filter_ohwi.reshape(oc, -1).astype(np.int8)
+    k = rows.shape[1]
+    k4 = (k + 3) // 4 * 4
+    rows = np.pad(rows, ((0, 0), (0, k4 - k)))
+    parts = [np.stack([rows[2 * i].reshape(-1, 4), rows[2 * i + 1].reshape(-1, 4)], axis=1).reshape(-1)
+             for i in range(oc // 2)]
+    if oc % 2:
+        parts.append(rows[-1])
+    return np.concatenate(parts).astype(np.int8)
+
+
 def lower_conv(graph: Graph, op: Operator) -> Step:
     x, w, y = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
     _expect_types(graph, op, [x, w, y], ("int8",))
@@ -105,8 +125,11 @@ def lower_conv(graph: Graph, op: Operator) -> Step:
         pad_h=pad_h, pad_w=pad_w, input_offset=input_offset, output_offset=y.zero_point,
         act_min=act_min, act_max=act_max, has_bias=bias is not None,
     )
+    k4 = (kh * kw * ic + 3) // 4 * 4
+    params["packed"] = int(k4 <= CONV_GATHER_MAX)
     consts = {
-        "filter": w.data.astype(np.int8),  # OHWI, the layout the kernel's contiguous row dot products need
+        # Packed for the gathered two-pixel path, or OHWI for in-place contiguous row dot products.
+        "filter": pack_conv_filter(w.data) if params["packed"] else w.data.astype(np.int8),
         "bias_folded": _wrap32(bias0 + input_offset * wsum),
         "mult": np.asarray(mults, np.int32),
         "shift": np.asarray(shifts, np.int32),

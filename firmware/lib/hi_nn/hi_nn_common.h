@@ -25,9 +25,11 @@
 #if defined(__GNUC__)
 #define HI_NN_INLINE static inline __attribute__((always_inline))
 #define HI_NN_RESTRICT __restrict__
+#define HI_NN_ALIGN8 __attribute__((aligned(8)))
 #else
 #define HI_NN_INLINE static inline
 #define HI_NN_RESTRICT
+#define HI_NN_ALIGN8
 #endif
 
 #ifdef __cplusplus
@@ -46,17 +48,17 @@ HI_NN_INLINE int32_t hi_nn_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-/* gemmlowp SaturatingRoundingDoublingHighMul: (a*b*2 + round) >> 32 with the single overflow case
- * (INT32_MIN * INT32_MIN) saturated. The division truncates toward zero, as in C and C++. */
+/* gemmlowp SaturatingRoundingDoublingHighMul: trunc((a*b + nudge) / 2^31) with nudge = 2^30 for a*b >= 0 and
+ * 1 - 2^30 otherwise, and the single overflow case (INT32_MIN * INT32_MIN) saturated.
+ * WHY the shift form: for a*b < 0 the numerator is <= -2^30, and truncating it toward zero equals
+ * floor((a*b + 2^30) / 2^31); for a*b >= 0 both are floor too. So one arithmetic shift of a*b + 2^30 gives
+ * exactly gemmlowp's result (checked against a big-integer model in tests/firmware/test_kernels_fixedpoint.py)
+ * in ~4 instructions on Cortex-M4 instead of a sign-dependent nudge and a 64-bit division. */
 HI_NN_INLINE int32_t hi_nn_srdhm(int32_t a, int32_t b) {
-  if (a == b && a == INT32_MIN) {
+  if (a == INT32_MIN && b == INT32_MIN) {
     return INT32_MAX;
   }
-  {
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = ab >= 0 ? (int64_t)(1 << 30) : (int64_t)(1 - (1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
-  }
+  return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: arithmetic shift right with round-half-away-from-zero. */
@@ -81,8 +83,22 @@ HI_NN_INLINE uint32_t hi_nn_load32(const int8_t *p) {
   return v;
 }
 
-/* Rotate right by 8; GCC folds it into SXTB16's built-in rotation (arm_acle.h has no __ror in GCC). */
+/* Rotate right by 8 (arm_acle.h has no __ror in GCC). */
 HI_NN_INLINE uint32_t hi_nn_ror8(uint32_t x) { return (x >> 8) | (x << 24); }
+
+#if HI_NN_USE_DSP
+/* SXTB16 with its built-in ROR #8 operand: bytes 1 and 3 sign-extended to two halfwords in ONE instruction
+ * (GCC does not fold a separate rotate into SXTB16, which would cost an extra MOV per word). */
+HI_NN_INLINE uint32_t hi_nn_sxtb16_ror8(uint32_t x) {
+#if defined(__GNUC__)
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+#else
+  return __sxtb16(hi_nn_ror8(x));
+#endif
+}
+#endif
 
 /* Exact int8 dot product sum(a[i] * b[i]) added to acc. */
 HI_NN_INLINE int32_t hi_nn_dot_s8(const int8_t *HI_NN_RESTRICT a, const int8_t *HI_NN_RESTRICT b, int32_t n,
@@ -93,7 +109,7 @@ HI_NN_INLINE int32_t hi_nn_dot_s8(const int8_t *HI_NN_RESTRICT a, const int8_t *
     const uint32_t va = hi_nn_load32(a + i);
     const uint32_t vb = hi_nn_load32(b + i);
     acc = (int32_t)__smlad(__sxtb16(va), __sxtb16(vb), (uint32_t)acc);
-    acc = (int32_t)__smlad(__sxtb16(hi_nn_ror8(va)), __sxtb16(hi_nn_ror8(vb)), (uint32_t)acc);
+    acc = (int32_t)__smlad(hi_nn_sxtb16_ror8(va), hi_nn_sxtb16_ror8(vb), (uint32_t)acc);
   }
 #endif
   for (; i < n; ++i) {
@@ -111,13 +127,13 @@ HI_NN_INLINE void hi_nn_dot2_s8(const int8_t *HI_NN_RESTRICT x, const int8_t *HI
   for (; i + 4 <= n; i += 4) {
     const uint32_t vx = hi_nn_load32(x + i);
     const uint32_t x02 = __sxtb16(vx);
-    const uint32_t x13 = __sxtb16(hi_nn_ror8(vx));
+    const uint32_t x13 = hi_nn_sxtb16_ror8(vx);
     const uint32_t v0 = hi_nn_load32(w0 + i);
     const uint32_t v1 = hi_nn_load32(w1 + i);
     a0 = (int32_t)__smlad(__sxtb16(v0), x02, (uint32_t)a0);
-    a0 = (int32_t)__smlad(__sxtb16(hi_nn_ror8(v0)), x13, (uint32_t)a0);
+    a0 = (int32_t)__smlad(hi_nn_sxtb16_ror8(v0), x13, (uint32_t)a0);
     a1 = (int32_t)__smlad(__sxtb16(v1), x02, (uint32_t)a1);
-    a1 = (int32_t)__smlad(__sxtb16(hi_nn_ror8(v1)), x13, (uint32_t)a1);
+    a1 = (int32_t)__smlad(hi_nn_sxtb16_ror8(v1), x13, (uint32_t)a1);
   }
 #endif
   for (; i < n; ++i) {
@@ -127,6 +143,114 @@ HI_NN_INLINE void hi_nn_dot2_s8(const int8_t *HI_NN_RESTRICT x, const int8_t *HI
   }
   *acc0 = a0;
   *acc1 = a1;
+}
+
+/* 2 pixels x 2 output channels over the same n-long run: each activation word is unpacked once for two
+ * channels and each weight word once for two pixels (4 accumulators: a[pixel][channel]). */
+HI_NN_INLINE void hi_nn_dot2x2_s8(const int8_t *HI_NN_RESTRICT xa, const int8_t *HI_NN_RESTRICT xb,
+                                  const int8_t *HI_NN_RESTRICT w0, const int8_t *HI_NN_RESTRICT w1, int32_t n,
+                                  int32_t acc[4]) {
+  int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+  int32_t i = 0;
+#if HI_NN_USE_DSP
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t va = hi_nn_load32(xa + i);
+    const uint32_t vb = hi_nn_load32(xb + i);
+    const uint32_t a02 = __sxtb16(va), a13 = hi_nn_sxtb16_ror8(va);
+    const uint32_t b02 = __sxtb16(vb), b13 = hi_nn_sxtb16_ror8(vb);
+    uint32_t v = hi_nn_load32(w0 + i);
+    uint32_t w02 = __sxtb16(v), w13 = hi_nn_sxtb16_ror8(v);
+    a00 = (int32_t)__smlad(w02, a02, (uint32_t)a00);
+    a00 = (int32_t)__smlad(w13, a13, (uint32_t)a00);
+    a10 = (int32_t)__smlad(w02, b02, (uint32_t)a10);
+    a10 = (int32_t)__smlad(w13, b13, (uint32_t)a10);
+    v = hi_nn_load32(w1 + i);
+    w02 = __sxtb16(v);
+    w13 = hi_nn_sxtb16_ror8(v);
+    a01 = (int32_t)__smlad(w02, a02, (uint32_t)a01);
+    a01 = (int32_t)__smlad(w13, a13, (uint32_t)a01);
+    a11 = (int32_t)__smlad(w02, b02, (uint32_t)a11);
+    a11 = (int32_t)__smlad(w13, b13, (uint32_t)a11);
+  }
+#endif
+  for (; i < n; ++i) {
+    const int32_t x0 = xa[i], x1 = xb[i], k0 = w0[i], k1 = w1[i];
+    a00 += x0 * k0;
+    a01 += x0 * k1;
+    a10 += x1 * k0;
+    a11 += x1 * k1;
+  }
+  acc[0] = a00;
+  acc[1] = a01;
+  acc[2] = a10;
+  acc[3] = a11;
+}
+
+/* Packed variants for the gathered conv path: x holds two pixels' windows interleaved in 4-byte groups,
+ * w two channels' weights interleaved the same way; k4 is a multiple of 4. acc = a[pixel][channel]. */
+HI_NN_INLINE void hi_nn_dot2x2_packed_s8(const int8_t *HI_NN_RESTRICT x, const int8_t *HI_NN_RESTRICT w, int32_t k4,
+                                         int32_t acc[4]) {
+  int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+  int32_t n = k4 >> 2; /* a down-counter keeps the loop to one SUBS+BNE and frees the end-pointer register */
+#if HI_NN_USE_DSP
+  do {
+    uint64_t xv, wv;
+    uint32_t va, vb, v0, v1, a02, a13, b02, b13, p02, p13;
+    memcpy(&xv, x, 8); /* LDRD */
+    memcpy(&wv, w, 8);
+    x += 8;
+    w += 8;
+    va = (uint32_t)xv;
+    vb = (uint32_t)(xv >> 32);
+    v0 = (uint32_t)wv;
+    v1 = (uint32_t)(wv >> 32);
+    a02 = __sxtb16(va);
+    a13 = hi_nn_sxtb16_ror8(va);
+    b02 = __sxtb16(vb);
+    b13 = hi_nn_sxtb16_ror8(vb);
+    p02 = __sxtb16(v0);
+    p13 = hi_nn_sxtb16_ror8(v0);
+    a00 = (int32_t)__smlad(p02, a02, (uint32_t)a00);
+    a00 = (int32_t)__smlad(p13, a13, (uint32_t)a00);
+    a10 = (int32_t)__smlad(p02, b02, (uint32_t)a10);
+    a10 = (int32_t)__smlad(p13, b13, (uint32_t)a10);
+    p02 = __sxtb16(v1);
+    p13 = hi_nn_sxtb16_ror8(v1);
+    a01 = (int32_t)__smlad(p02, a02, (uint32_t)a01);
+    a01 = (int32_t)__smlad(p13, a13, (uint32_t)a01);
+    a11 = (int32_t)__smlad(p02, b02, (uint32_t)a11);
+    a11 = (int32_t)__smlad(p13, b13, (uint32_t)a11);
+  } while (--n > 0);
+#else
+  for (; n > 0; --n, x += 8, w += 8) {
+    int j;
+    for (j = 0; j < 4; ++j) {
+      const int32_t xa = x[j], xb = x[4 + j], w0 = w[j], w1 = w[4 + j];
+      a00 += xa * w0;
+      a01 += xa * w1;
+      a10 += xb * w0;
+      a11 += xb * w1;
+    }
+  }
+#endif
+  acc[0] = a00;
+  acc[1] = a01;
+  acc[2] = a10;
+  acc[3] = a11;
+}
+
+/* One channel (weights packed alone, k4 bytes) against the interleaved two-pixel window. */
+HI_NN_INLINE void hi_nn_dot1x2_packed_s8(const int8_t *HI_NN_RESTRICT x, const int8_t *HI_NN_RESTRICT w, int32_t k4,
+                                         int32_t *acc_a, int32_t *acc_b) {
+  int32_t aa = *acc_a, ab = *acc_b, g, j;
+  for (g = 0; g < k4; g += 4) {
+    for (j = 0; j < 4; ++j) {
+      aa += (int32_t)x[2 * g + j] * w[g + j];
+      ab += (int32_t)x[2 * g + 4 + j] * w[g + j];
+    }
+  }
+  *acc_a = aa;
+  *acc_b = ab;
 }
 
 /* Requantize an int32 accumulator to int8 exactly like TFLM's conv/FC output stage. */

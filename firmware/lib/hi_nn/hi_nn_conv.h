@@ -20,6 +20,12 @@
 extern "C" {
 #endif
 
+/* Largest receptive field (k_h*k_w*in_c bytes) run through the two-pixel gathered path; the stack holds
+ * 2 * HI_NN_CONV_GATHER_MAX bytes of windows. Must match the compiler's value (it decides the filter layout). */
+#ifndef HI_NN_CONV_GATHER_MAX
+#define HI_NN_CONV_GATHER_MAX 640
+#endif
+
 typedef struct {
   int32_t batches;
   int32_t in_h, in_w, in_c;
@@ -31,6 +37,9 @@ typedef struct {
   int32_t input_offset;  /* -input zero point */
   int32_t output_offset; /* output zero point */
   int32_t act_min, act_max;
+  /* 1: the compiler packed the filter for the two-pixel gathered path (see hi_nn_conv_packed_filter_size);
+   * 0: TFLite's OHWI layout, read in place (receptive fields larger than HI_NN_CONV_GATHER_MAX bytes). */
+  int32_t packed;
 } hi_nn_conv_params_t;
 
 /* Optional residual ADD fused into the output stage: out = ADD(conv, residual) (or ADD(residual, conv)
@@ -41,7 +50,12 @@ typedef struct {
   int32_t conv_is_input2;
 } hi_nn_residual_t;
 
-/* filter: OHWI int8; bias: int32 per out channel or NULL; bias_folded: bias + input_offset*sum(filter[oc]);
+/* Packed filter layout (packed == 1), prepared at compile time. K = k_h*k_w*in_c rounded up to a multiple of
+ * 4 (zero weights in the padding). For each pair of output channels (2p, 2p+1) and each 4-byte group g:
+ * the 4 weights of channel 2p, then the 4 weights of channel 2p+1; an odd last channel follows alone.
+ * The two gathered input windows use the same interleaving, so one 8-byte load fetches both operands. */
+
+/* filter: OHWI int8 (or packed, see above); bias: int32 per out channel or NULL; bias_folded: bias + input_offset*sum(filter[oc]);
  * mult/shift: per out channel. residual may be NULL. */
 int hi_nn_conv_s8(const hi_nn_conv_params_t *p, const int8_t *in, const int8_t *filter, const int32_t *bias,
                   const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *out,

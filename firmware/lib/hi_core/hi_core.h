@@ -1,0 +1,20 @@
+/*
+ * hi_core.h - the portable HI core of the firmware (C99, no dynamic allocation):
+ *   hi_frame.h        offload protocol frame codec (bytes identical to hi_runtime/protocol.py)
+ *   hi_auth.h         SHA-256 / HMAC-SHA256 and the protocol's pre-shared-key proofs
+ *   hi_decider.h      exact integer offload decider (hi_runtime/decider.py)
+ *   hi_exit_policy.h  early-exit policy over chained segments + final decision (hi_runtime/early_exit.py)
+ *   hi_serial.h       MLPerf Tiny runner + HI serial commands (docs/serial.md)
+ */
+#ifndef HI_CORE_H
+#define HI_CORE_H
+
+#include "hi_auth.h"
+#include "hi_decider.h"
+#include "hi_exit_policy.h"
+#include "hi_frame.h"
+#include "hi_serial.h"
+
+#define HI_CORE_VERSION "1.0.0"
+
+#endif /* HI_CORE_H */

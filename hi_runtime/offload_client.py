@@ -14,9 +14,9 @@ import ssl
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Set, Tuple, Union
 
 import numpy as np
+from typing_extensions import Self
 
 from hi_runtime import protocol as p
 
@@ -57,8 +57,8 @@ class OffloadServerError(OffloadError):
 class InferResult:
     request_id: int
     class_id: int
-    top_k: List[Tuple[int, float]]
-    server_timings: Dict[str, float]  # queue_us, infer_us, total_us, batch_size
+    top_k: list[tuple[int, float]]
+    server_timings: dict[str, float]  # queue_us, infer_us, total_us, batch_size
     round_trip_s: float = 0.0  # submit -> answer, measured by this client
 
 
@@ -72,7 +72,7 @@ class _Pending:
 class _Inbox:
     """Answers received but not yet handed out, in arrival order."""
 
-    items: "OrderedDict[int, Union[InferResult, OffloadServerError]]" = field(default_factory=OrderedDict)
+    items: OrderedDict[int, InferResult | OffloadServerError] = field(default_factory=OrderedDict)
 
 
 class OffloadClient:
@@ -81,8 +81,8 @@ class OffloadClient:
         host: str,
         port: int,
         *,
-        key: Optional[bytes] = None,
-        ssl_context: Optional[ssl.SSLContext] = None,
+        key: bytes | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 2.0,
         client_name: str = "hi-agent",
         max_frame: int = p.DEFAULT_MAX_FRAME,
@@ -96,18 +96,18 @@ class OffloadClient:
         self.client_name = client_name
         self.max_frame = max_frame
         self.send_timeout = send_timeout
-        self.version: Optional[int] = None
+        self.version: int | None = None
         self.server_name = ""
         self.server_max_inflight = 0
-        self._sock: Optional[socket.socket] = None
+        self._sock: socket.socket | None = None
         self._decoder = p.FrameDecoder(max_frame)
         self._ids = itertools.count(0)
-        self._pending: Dict[int, _Pending] = {}
-        self._abandoned: Set[int] = set()
+        self._pending: dict[int, _Pending] = {}
+        self._abandoned: set[int] = set()
         self._inbox = _Inbox()
-        self._pongs: Dict[int, float] = {}
-        self._frames: List[p.Message] = []
-        self._fatal: Optional[OffloadError] = None  # connection-level ERROR, raised after queued answers
+        self._pongs: dict[int, float] = {}
+        self._frames: list[p.Message] = []
+        self._fatal: OffloadError | None = None  # connection-level ERROR, raised after queued answers
 
     # ---- connection ---------------------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ class OffloadClient:
             except OSError:
                 pass
 
-    def __enter__(self) -> "OffloadClient":
+    def __enter__(self) -> Self:
         self.connect()
         return self
 
@@ -214,7 +214,7 @@ class OffloadClient:
         model_id: str,
         *,
         layout: str = "NHWC",
-        quant: Optional[Tuple[float, int]] = None,
+        quant: tuple[float, int] | None = None,
         top_k: int = 0,
     ) -> int:
         """Send one INFER without waiting; returns its request id (answers come from :meth:`receive`)."""
@@ -228,7 +228,7 @@ class OffloadClient:
         self._pending[request_id] = _Pending(sent_at=time.monotonic())
         return request_id
 
-    def receive(self, timeout: Optional[float] = None) -> InferResult:
+    def receive(self, timeout: float | None = None) -> InferResult:
         """Next answer to any submitted request; raises OffloadServerError if that answer is an ERROR."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._inbox.items:
@@ -248,9 +248,9 @@ class OffloadClient:
         model_id: str,
         *,
         layout: str = "NHWC",
-        quant: Optional[Tuple[float, int]] = None,
+        quant: tuple[float, int] | None = None,
         top_k: int = 0,
-        timeout: Optional[float] = None,
+        timeout: float | None = None,
     ) -> InferResult:
         """Classify one tensor and wait for its answer (answers to other pipelined requests are kept)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -266,7 +266,7 @@ class OffloadClient:
             raise item
         return item
 
-    def ping(self, timeout: Optional[float] = None) -> float:
+    def ping(self, timeout: float | None = None) -> float:
         """Round trip of a PING in seconds."""
         self._require_connected()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -301,13 +301,13 @@ class OffloadClient:
             self._drop()
             raise OffloadConnectionError(f"sending to {self.host}:{self.port} failed: {exc}") from exc
 
-    def _next_frame(self, deadline: Optional[float], what: str) -> p.Message:
+    def _next_frame(self, deadline: float | None, what: str) -> p.Message:
         """Next decoded frame (used during the handshake, before answers are sorted)."""
         while not self._frames:
             self._read_some(deadline, what)
         return self._frames.pop(0)
 
-    def _read_some(self, deadline: Optional[float], what: str) -> None:
+    def _read_some(self, deadline: float | None, what: str) -> None:
         sock = self._sock
         if sock is None:
             raise OffloadConnectionError("connection is closed")
@@ -334,7 +334,7 @@ class OffloadClient:
             self._drop()
             raise OffloadConnectionError(f"server sent an invalid frame: {exc}") from exc
 
-    def _pump(self, deadline: Optional[float]) -> None:
+    def _pump(self, deadline: float | None) -> None:
         """Read at least one chunk and sort every complete frame into answers."""
         if self._fatal is not None:
             raise self._fatal

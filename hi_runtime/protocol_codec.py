@@ -12,15 +12,16 @@ from __future__ import annotations
 import enum
 import math
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Union
 
 import numpy as np
 
 MAGIC = b"HI"
 #: Protocol versions this implementation speaks. The header layout and the HELLO/WELCOME/ERROR bodies are
 #: frozen across versions, so any peer can parse a handshake; handshake frames always carry version 1.
-SUPPORTED_VERSIONS: Tuple[int, ...] = (1,)
+SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 PROTOCOL_VERSION = max(SUPPORTED_VERSIONS)
 HANDSHAKE_VERSION = 1
 
@@ -186,9 +187,9 @@ class Infer:
     model_id: str
     dtype: DType
     layout: Layout
-    shape: Tuple[int, int, int, int]
+    shape: tuple[int, int, int, int]
     data: bytes
-    quant: Optional[Tuple[float, int]] = None  # (scale, zero_point): pixel = (q - zero_point) * scale
+    quant: tuple[float, int] | None = None  # (scale, zero_point): pixel = (q - zero_point) * scale
     top_k: int = 0
 
     type = MsgType.INFER
@@ -200,10 +201,10 @@ class Infer:
         model_id: str,
         request_id: int,
         *,
-        layout: Union[str, Layout] = Layout.NHWC,
-        quant: Optional[Tuple[float, int]] = None,
+        layout: str | Layout = Layout.NHWC,
+        quant: tuple[float, int] | None = None,
         top_k: int = 0,
-    ) -> "Infer":
+    ) -> Infer:
         """Build an INFER from a uint8/int8/float32 array; a 3-D array is taken as one image (batch 1)."""
         arr = np.asarray(array)
         if arr.ndim == 3:
@@ -234,7 +235,7 @@ class Result:
 
     request_id: int
     class_id: int
-    top_k: Tuple[Tuple[int, float], ...] = ()
+    top_k: tuple[tuple[int, float], ...] = ()
     batch_size: int = 1
     queue_us: int = 0  # time waiting for a batch
     infer_us: int = 0  # time of the batched model call
@@ -286,7 +287,7 @@ def numpy_dtype(dtype: DType) -> np.dtype:
     return _NP_DTYPES[DType(dtype)]
 
 
-def parse_layout(layout: Union[str, Layout, int]) -> Layout:
+def parse_layout(layout: str | Layout | int) -> Layout:
     if isinstance(layout, str):
         try:
             return Layout[layout.upper()]
@@ -427,7 +428,7 @@ def _encode_body(msg: Message) -> bytes:
     raise TypeError(f"cannot encode {type(msg).__name__}: not a protocol message")
 
 
-def encode(msg: Message, *, version: Optional[int] = None) -> bytes:
+def encode(msg: Message, *, version: int | None = None) -> bytes:
     """Serialize one message to a complete frame (header + body).
 
     ``version`` defaults to the protocol version (handshake messages always use HANDSHAKE_VERSION).
@@ -589,7 +590,7 @@ def decode_body(header: FrameHeader, body: bytes) -> Message:
         _need(body, _RESULT.size, "RESULT")
         class_id, k, _flags, batch, _res, queue_us, infer_us, total_us = _RESULT.unpack_from(body, 0)
         _exact(body, _RESULT.size + k * _TOPK.size, "RESULT")
-        top: List[Tuple[int, float]] = [
+        top: list[tuple[int, float]] = [
             _TOPK.unpack_from(body, _RESULT.size + i * _TOPK.size) for i in range(k)
         ]
         return Result(
@@ -638,8 +639,8 @@ class FrameDecoder:
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.max_frame = max_frame
         self._buf = bytearray()
-        self._header: Optional[FrameHeader] = None
-        self._failed: Optional[ProtocolError] = None
+        self._header: FrameHeader | None = None
+        self._failed: ProtocolError | None = None
 
     @property
     def buffered(self) -> int:
@@ -651,7 +652,7 @@ class FrameDecoder:
         self._header = None
         self._failed = None
 
-    def feed(self, data: bytes) -> List[Message]:
+    def feed(self, data: bytes) -> list[Message]:
         """Append bytes and return every frame completed by them (possibly none)."""
         return list(self.iter_feed(data))
 

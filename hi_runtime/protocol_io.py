@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Optional
 
 from hi_runtime.protocol_codec import (
     DEFAULT_MAX_FRAME,
@@ -23,7 +22,7 @@ class ConnectionClosedError(ConnectionError):
     """The peer closed the stream in the middle of a frame."""
 
 
-async def read_frame(reader: asyncio.StreamReader, max_frame: int = DEFAULT_MAX_FRAME) -> Optional[Message]:
+async def read_frame(reader: asyncio.StreamReader, max_frame: int = DEFAULT_MAX_FRAME) -> Message | None:
     """Read one frame; None on a clean end of stream between frames.
 
     Raises ProtocolError subclasses for invalid frames (FrameTooLargeError before reading the body) and
@@ -45,13 +44,13 @@ async def read_frame(reader: asyncio.StreamReader, max_frame: int = DEFAULT_MAX_
     return decode_body(header, body)
 
 
-async def write_frame(writer: asyncio.StreamWriter, msg: Message, *, version: Optional[int] = None) -> None:
+async def write_frame(writer: asyncio.StreamWriter, msg: Message, *, version: int | None = None) -> None:
     """Encode and send one frame, waiting for the transport buffer to drain (back-pressure)."""
     writer.write(encode(msg, version=version))
     await writer.drain()
 
 
-def _recv_exactly(sock: socket.socket, size: int, what: str) -> Optional[bytes]:
+def _recv_exactly(sock: socket.socket, size: int, what: str) -> bytes | None:
     chunks = bytearray()
     while len(chunks) < size:
         chunk = sock.recv(size - len(chunks))
@@ -63,7 +62,7 @@ def _recv_exactly(sock: socket.socket, size: int, what: str) -> Optional[bytes]:
     return bytes(chunks)
 
 
-def recv_frame(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME) -> Optional[Message]:
+def recv_frame(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME) -> Message | None:
     """Blocking equivalent of :func:`read_frame` (socket timeouts propagate as socket.timeout).
 
     A timeout inside a frame leaves the stream out of sync; callers that need to survive timeouts should
@@ -77,6 +76,6 @@ def recv_frame(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME) -> Optio
     return decode_body(header, body or b"")
 
 
-def send_frame(sock: socket.socket, msg: Message, *, version: Optional[int] = None) -> None:
+def send_frame(sock: socket.socket, msg: Message, *, version: int | None = None) -> None:
     """Blocking equivalent of :func:`write_frame`."""
     sock.sendall(encode(msg, version=version))

@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "cifar10" / "server.onnx"
@@ -60,7 +59,7 @@ def _load_worker(port: int, clients: int, requests: int, warmup: int, model_id: 
     images = np.random.default_rng(0).integers(0, 256, (256, 32, 32, 3), dtype=np.uint8)
     frames = [p.Infer.from_array(img, model_id, 0) for img in images]
 
-    async def client(idx: int, start: asyncio.Event, latencies: List[float], errors: List[str]) -> None:
+    async def client(idx: int, start: asyncio.Event, latencies: list[float], errors: list[str]) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await p.write_frame(writer, p.Hello(client_nonce=p.new_nonce(), client_name=f"bench{idx}"))
         welcome = await p.read_frame(reader)
@@ -80,9 +79,9 @@ def _load_worker(port: int, clients: int, requests: int, warmup: int, model_id: 
                 errors.append(repr(answer))
         writer.close()
 
-    async def main() -> Dict[str, object]:
-        latencies: List[float] = []
-        errors: List[str] = []
+    async def main() -> dict[str, object]:
+        latencies: list[float] = []
+        errors: list[str] = []
         start = asyncio.Event()
         tasks = [asyncio.create_task(client(i, start, latencies, errors)) for i in range(clients)]
         await asyncio.sleep(0.5 + 0.01 * clients)  # everyone connected and warmed up
@@ -100,13 +99,13 @@ def _load_worker(port: int, clients: int, requests: int, warmup: int, model_id: 
         conn.close()
 
 
-def _percentile(values: List[float], q: float) -> float:
+def _percentile(values: list[float], q: float) -> float:
     import numpy as np
 
     return float(np.percentile(np.asarray(values), q))
 
 
-def bench_mode(model_path: Path, mode: str, args: argparse.Namespace) -> Dict[str, object]:
+def bench_mode(model_path: Path, mode: str, args: argparse.Namespace) -> dict[str, object]:
     from offload_server.config import ModelConfig, ServerConfig
     from offload_server.server import run_server_in_thread
 
@@ -175,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {mode:8s} batch<={row['max_batch_size']:<4d} throughput {row['throughput_rps']:9.1f} req/s  "
                   f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  mean batch {row['mean_batch_size']:6.2f}"
                   f"  errors {row['errors']}", flush=True)
-    summary: Dict[str, object] = {"model": model_name, "clients": args.clients, "requests_per_client": args.requests,
+    summary: dict[str, object] = {"model": model_name, "clients": args.clients, "requests_per_client": args.requests,
                                   "machine": platform.platform(), "processor": platform.processor(),
                                   "python": sys.version.split()[0], "results": rows}
     by_mode = {r["mode"]: r for r in rows}
@@ -190,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench_server.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(ap)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Protocol, Tuple
+from typing import Protocol
 
 import numpy as np
 
@@ -22,9 +22,9 @@ PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CP
 
 @dataclass(frozen=True)
 class InputSpec:
-    shape: Tuple[int, ...]  # per sample, in the model's layout (no batch axis); -1 = dynamic
+    shape: tuple[int, ...]  # per sample, in the model's layout (no batch axis); -1 = dynamic
     dtype: np.dtype
-    quant: Optional[Tuple[float, int]]  # (scale, zero_point) for quantized inputs
+    quant: tuple[float, int] | None  # (scale, zero_point) for quantized inputs
 
 
 class Backend(Protocol):
@@ -113,7 +113,7 @@ class LiteRTBackend:
         oscale, ozp = out["quantization"]
         self._out_quant = (float(oscale), int(ozp)) if oscale else None
         self._base_batch = int(inp["shape"][0])
-        self._interpreters: Dict[int, object] = {self._base_batch: base}
+        self._interpreters: dict[int, object] = {self._base_batch: base}
         self._resizable = True
         self.description = "ai-edge-litert (TFLite)"
         log.info("model %s: LiteRT interpreter, input %s %s quant=%s", config.id, inp["shape"], inp["dtype"], quant)
@@ -154,7 +154,7 @@ class LiteRTBackend:
                     batch = np.concatenate([batch, pad])
                 return self._run(interp, batch)[:n]
         interp = self._interpreters[self._base_batch]
-        outs: List[np.ndarray] = [self._run(interp, batch[i : i + 1]) for i in range(n)]
+        outs: list[np.ndarray] = [self._run(interp, batch[i : i + 1]) for i in range(n)]
         return np.concatenate(outs)
 
 

@@ -13,7 +13,6 @@ import time
 from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Deque, List, Optional
 
 import numpy as np
 
@@ -36,7 +35,7 @@ class BatchOutcome:
 @dataclass
 class _Item:
     pixels: np.ndarray
-    future: "asyncio.Future[BatchOutcome]"
+    future: asyncio.Future[BatchOutcome]
     enqueued: float
 
 
@@ -65,10 +64,10 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_delay = max_queue_delay_us / 1e6
         self.logits = logits
-        self._items: Deque[_Item] = deque()
+        self._items: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._stopping = False
-        self._task: Optional[asyncio.Task] = None
+        self._task: asyncio.Task | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.model_id}")
@@ -113,13 +112,13 @@ class DynamicBatcher:
             batch = [self._items.popleft() for _ in range(n)]
             await self._execute(batch)
 
-    def _infer(self, pixels: np.ndarray) -> "tuple[np.ndarray, float]":
+    def _infer(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
         start = time.perf_counter()
         out = self.backend.predict(self.pre.to_model_input(pixels))
         probs = softmax(out) if self.logits else out
         return probs, time.perf_counter() - start
 
-    async def _execute(self, batch: List[_Item]) -> None:
+    async def _execute(self, batch: list[_Item]) -> None:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import signal
 import sys
-from typing import List, Optional
 
 from offload_server.config import KEY_ENV, ConfigError, ModelConfig, ServerConfig
 
@@ -104,7 +103,7 @@ async def _check(config: ServerConfig) -> None:
     print(json.dumps({"ok": True, "models": summary, "default_model": config.default_model_id}, indent=1))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from offload_server import logs
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any
 
 from hi_runtime.protocol import ABSOLUTE_MAX_FRAME, HEADER_SIZE, MAX_MODEL_ID_LEN
 
@@ -37,16 +38,16 @@ class ModelConfig:
     backend: str = "auto"  # "onnx", "tflite" or "auto" (by file extension)
     input_layout: str = "NHWC"  # the model's input layout: "NHWC" or "NCHW"
     input_dtype: str = "auto"  # expected model input dtype ("float32", "uint8", "int8"); auto = from the model
-    input_size: Optional[Tuple[int, int]] = None  # (H, W); None = from the model
+    input_size: tuple[int, int] | None = None  # (H, W); None = from the model
     resize: str = "bilinear"  # how other image sizes are fitted: "bilinear", "nearest" or "none" (reject)
     pixel_scale: float = 1.0
-    mean: Optional[List[float]] = None  # per channel, after pixel_scale
-    std: Optional[List[float]] = None
+    mean: list[float] | None = None  # per channel, after pixel_scale
+    std: list[float] | None = None
     output: str = "probabilities"  # "probabilities" or "logits" (softmax applied by the server)
     max_batch_size: int = 32
     max_queue_delay_us: int = 2000
     num_threads: int = 0  # backend intra-op threads; 0 = backend default
-    providers: Optional[List[str]] = None  # ONNX Runtime execution providers; None = best available
+    providers: list[str] | None = None  # ONNX Runtime execution providers; None = best available
 
     def validate(self) -> None:
         where = f"model {self.id!r}"
@@ -97,16 +98,16 @@ class ModelConfig:
 
 @dataclass
 class ServerConfig:
-    models: List[ModelConfig] = field(default_factory=list)
+    models: list[ModelConfig] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 8555  # 0 = ephemeral (tests)
-    default_model: Optional[str] = None  # model for INFERs with an empty model id; None = the first model
+    default_model: str | None = None  # model for INFERs with an empty model id; None = the first model
     server_name: str = "hi-server"
     # security
-    auth_key: Optional[str] = None  # pre-shared key as text (prefer auth_key_file or $HI_SERVER_KEY)
-    auth_key_file: Optional[str] = None
-    tls_cert: Optional[str] = None
-    tls_key: Optional[str] = None
+    auth_key: str | None = None  # pre-shared key as text (prefer auth_key_file or $HI_SERVER_KEY)
+    auth_key_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     # per-connection limits
     max_frame: int = 256 * 1024
     max_inflight: int = 32
@@ -115,14 +116,14 @@ class ServerConfig:
     handshake_timeout_s: float = 5.0
     frame_timeout_s: float = 10.0  # a frame's body must arrive this long after its header
     # observability
-    metrics_port: Optional[int] = None  # Prometheus /metrics and /healthz; None = off, 0 = ephemeral
+    metrics_port: int | None = None  # Prometheus /metrics and /healthz; None = off, 0 = ephemeral
     metrics_host: str = "127.0.0.1"
     log_format: str = "json"  # "json" lines or "kv" (key=value)
     log_level: str = "INFO"
     # the paper's raw protocol (3072 planar bytes in, 1 class byte out); None = off
-    compat_port: Optional[int] = None
-    compat_host: Optional[str] = None  # None = same as host
-    compat_model: Optional[str] = None  # None = the default model
+    compat_port: int | None = None
+    compat_host: str | None = None  # None = same as host
+    compat_model: str | None = None  # None = the default model
     compat_allow_unauthenticated: bool = False  # needed to expose the (key-less) compat port off loopback
     shutdown_grace_s: float = 10.0
     executor_threads: int = 0  # 0 = one per model (each model runs one batch at a time)
@@ -130,7 +131,7 @@ class ServerConfig:
     # ---- construction ---------------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base_dir: Optional[Path] = None) -> "ServerConfig":
+    def from_dict(cls, data: Mapping[str, Any], base_dir: Path | None = None) -> ServerConfig:
         data = dict(data)
         models_raw = data.pop("models", None)
         if not models_raw:
@@ -154,7 +155,7 @@ class ServerConfig:
         return config
 
     @classmethod
-    def from_yaml(cls, path: "str | os.PathLike[str]") -> "ServerConfig":
+    def from_yaml(cls, path: str | os.PathLike[str]) -> ServerConfig:
         import yaml
 
         path = Path(path)
@@ -211,7 +212,7 @@ class ServerConfig:
                 "or set compat_host: 127.0.0.1"
             )
 
-    def load_key(self) -> Optional[bytes]:
+    def load_key(self) -> bytes | None:
         """The pre-shared key from auth_key, auth_key_file or $HI_SERVER_KEY (first set wins)."""
         if self.auth_key:
             key = self.auth_key.encode("utf-8")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Optional, Set
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class CloseConnection(Exception):
 
 
 class _ConnectionBase:
-    def __init__(self, server: "OffloadServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    def __init__(self, server: OffloadServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  port_label: str) -> None:
         self.server = server
         self.reader = reader
@@ -47,7 +47,7 @@ class _ConnectionBase:
         self.port_label = port_label
         self._reading = False
         self._stop_reading = False
-        self._read_task: Optional[asyncio.Task] = None
+        self._read_task: asyncio.Task | None = None
 
     def stop_reading(self) -> None:
         """Shutdown: accept no more requests; requests already read are still answered."""
@@ -69,14 +69,14 @@ class _ConnectionBase:
 
 
 class HiConnection(_ConnectionBase):
-    def __init__(self, server: "OffloadServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: OffloadServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__(server, reader, writer, "protocol")
         cfg = server.config
         self.max_frame = cfg.max_frame
         self.version = p.PROTOCOL_VERSION
         self._write_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(cfg.max_inflight)
-        self._pending: Set[asyncio.Task] = set()
+        self._pending: set[asyncio.Task] = set()
         self.client_name = ""
 
     # ---- writing ------------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ class HiConnection(_ConnectionBase):
 
     # ---- reading ------------------------------------------------------------------------------------
 
-    async def _read(self, timeout: Optional[float]) -> Optional[p.Message]:
+    async def _read(self, timeout: float | None) -> p.Message | None:
         """Next frame: the header may take ``timeout``, the body must follow within frame_timeout_s."""
         head = await asyncio.wait_for(self.reader.readexactly(p.HEADER_SIZE), timeout)
         header = p.decode_header(head, self.max_frame)
@@ -242,11 +242,11 @@ class HiConnection(_ConnectionBase):
         finally:
             server.metrics.inflight.dec()
 
-    async def _infer(self, model: "ServedModel", msg: p.Infer, received: float) -> p.Message:
+    async def _infer(self, model: ServedModel, msg: p.Infer, received: float) -> p.Message:
         return await infer_request(model, msg, received)
 
 
-async def infer_request(model: "ServedModel", msg: p.Infer, received: float) -> p.Message:
+async def infer_request(model: ServedModel, msg: p.Infer, received: float) -> p.Message:
     """Run one INFER through its model's batcher; every failure becomes an ERROR for this request only."""
     try:
         pixels = model.preprocessor.to_pixels(msg)
@@ -275,7 +275,7 @@ class CompatConnection(_ConnectionBase):
     """The paper's raw protocol: 3,072 bytes (R plane, G plane, B plane, uint8) in, one class byte out,
     repeated. There is no framing to check, so a short read at the end is just a closing client."""
 
-    def __init__(self, server: "OffloadServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: OffloadServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__(server, reader, writer, "compat")
 
     async def run(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from socketserver import ThreadingMixIn
-from typing import Callable, Dict, Optional
+from typing import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
@@ -51,7 +51,7 @@ class _QuietHandler(WSGIRequestHandler):
 class MetricsHttpServer:
     """Serves /metrics (Prometheus text format) and /healthz (JSON; 503 while not serving) in a thread."""
 
-    def __init__(self, metrics: ServerMetrics, health: Callable[[], Dict[str, object]], host: str, port: int) -> None:
+    def __init__(self, metrics: ServerMetrics, health: Callable[[], dict[str, object]], host: str, port: int) -> None:
         metrics_app = make_wsgi_app(metrics.registry)
 
         def app(environ, start_response):
@@ -70,7 +70,7 @@ class MetricsHttpServer:
         self._httpd = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
         self.host = host
         self.port = self._httpd.server_port
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="hi-server-metrics", daemon=True)

@@ -8,7 +8,6 @@ lay out), keeping the event loop free.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 import numpy as np
 
@@ -31,11 +30,11 @@ class Preprocessor:
     resize: str
     spec: InputSpec
     pixel_scale: float
-    mean: Optional[np.ndarray]
-    std: Optional[np.ndarray]
+    mean: np.ndarray | None
+    std: np.ndarray | None
 
     @classmethod
-    def build(cls, config: ModelConfig, spec: InputSpec) -> "Preprocessor":
+    def build(cls, config: ModelConfig, spec: InputSpec) -> Preprocessor:
         shape = spec.shape
         if len(shape) != 3:
             raise ConfigError(f"model {config.id!r}: expected an image input [N,H,W,C] or [N,C,H,W], "
@@ -124,7 +123,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def top_k(probs: np.ndarray, k: int) -> Tuple[Tuple[int, float], ...]:
+def top_k(probs: np.ndarray, k: int) -> tuple[tuple[int, float], ...]:
     k = min(k, probs.shape[0])
     if k <= 0:
         return ()

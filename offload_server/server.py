@@ -11,9 +11,9 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional
 
 from offload_server.backends import Backend, load_backend
 from offload_server.batcher import DynamicBatcher
@@ -38,20 +38,20 @@ class OffloadServer:
     def __init__(self, config: ServerConfig) -> None:
         config.validate()
         self.config = config
-        self.key: Optional[bytes] = config.load_key()
+        self.key: bytes | None = config.load_key()
         self.metrics = ServerMetrics()
-        self.models: Dict[str, ServedModel] = {}
+        self.models: dict[str, ServedModel] = {}
         self.compat_model_id = config.compat_model or config.default_model_id
         self.state = "new"  # new -> serving -> stopping -> stopped
-        self._servers: List[asyncio.base_events.Server] = []
-        self._connections: Dict[asyncio.Task, _ConnectionBase] = {}
-        self._executor: Optional[ThreadPoolExecutor] = None
-        self._http: Optional[MetricsHttpServer] = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self._connections: dict[asyncio.Task, _ConnectionBase] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._http: MetricsHttpServer | None = None
         self.port: int = 0
-        self.compat_port: Optional[int] = None
-        self.metrics_port: Optional[int] = None
+        self.compat_port: int | None = None
+        self.metrics_port: int | None = None
         self._started_at = 0.0
-        self._stopped: Optional[asyncio.Event] = None  # created in start(), on the serving loop
+        self._stopped: asyncio.Event | None = None  # created in start(), on the serving loop
 
     # ---- lifecycle ----------------------------------------------------------------------------------
 
@@ -101,7 +101,7 @@ class OffloadServer:
         await asyncio.get_running_loop().run_in_executor(self._executor, backend.predict, pre.to_model_input(pixels))
         event(log, "model_warm", model=model_id, seconds=round(time.perf_counter() - start, 4))
 
-    def _tls_context(self) -> Optional[ssl.SSLContext]:
+    def _tls_context(self) -> ssl.SSLContext | None:
         if not self.config.tls_cert:
             return None
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -122,7 +122,7 @@ class OffloadServer:
             conn.stop_reading()
         tasks = list(self._connections)
         if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_grace_s)
+            _done, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_grace_s)
             for task in pending:  # past the grace period: stop waiting for slow clients
                 task.cancel()
             if pending:
@@ -181,7 +181,7 @@ class OffloadServer:
 
     # ---- status -------------------------------------------------------------------------------------
 
-    def health(self) -> Dict[str, object]:
+    def health(self) -> dict[str, object]:
         return {
             "status": "ok" if self.state == "serving" else self.state,
             "models": sorted(self.models),
@@ -197,12 +197,12 @@ class ServerHandle:
     server: OffloadServer
     host: str
     port: int
-    compat_port: Optional[int]
-    metrics_port: Optional[int]
+    compat_port: int | None
+    metrics_port: int | None
     _loop: asyncio.AbstractEventLoop
     _thread: threading.Thread
 
-    def stop(self, timeout: Optional[float] = None) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Graceful stop (answers accepted requests); idempotent."""
         if not self._thread.is_alive():
             return
@@ -221,7 +221,7 @@ def run_server_in_thread(config: ServerConfig) -> Iterator[ServerHandle]:
     server = OffloadServer(config)
     loop = asyncio.new_event_loop()
     started = threading.Event()
-    failure: List[BaseException] = []
+    failure: list[BaseException] = []
 
     def run() -> None:
         asyncio.set_event_loop(loop)

@@ -7,13 +7,12 @@ have the shipped model's interface: float32 [N,32,32,3] pixels 0..255 in, [N,10]
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
 
 def build_standin_onnx(
-    path: Union[str, Path],
+    path: str | Path,
     *,
     kind: str = "linear",
     layout: str = "NHWC",

@@ -8,8 +8,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -171,9 +172,8 @@ def test_connect_failures_are_clear() -> None:
             OffloadClient("127.0.0.1", listener.getsockname()[1], connect_timeout=0.3).connect()
     finally:
         listener.close()
-    with fake_server(mute) as port2:
-        with pytest.raises(OffloadAuthError, match="does not require"):
-            OffloadClient("127.0.0.1", port2, key=b"k" * 16).connect()
+    with fake_server(mute) as port2, pytest.raises(OffloadAuthError, match="does not require"):
+        OffloadClient("127.0.0.1", port2, key=b"k" * 16).connect()
 
 
 def test_invalid_tensor_is_a_value_error_before_sending() -> None:

@@ -134,7 +134,6 @@ def test_oversize_rejected_from_header_alone() -> None:
 
 def test_encode_rejects_bad_fields() -> None:
     with pytest.raises(p.BadFieldError, match="model_id"):
-        p.Infer.from_array(np.zeros((2, 2, 3), np.uint8), "x" * 33, 1).__class__  # built fine
         p.encode(p.Infer.from_array(np.zeros((2, 2, 3), np.uint8), "x" * 33, 1))
     with pytest.raises(p.BadFieldError, match="ASCII"):
         p.encode(p.Infer.from_array(np.zeros((2, 2, 3), np.uint8), "modèle", 1))

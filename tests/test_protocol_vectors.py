@@ -9,7 +9,7 @@ import json
 import struct
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,8 +22,8 @@ NONCE_S = bytes(range(0xA0, 0xB0))
 KEY = b"example-pre-shared-key-32-bytes!"
 
 
-def _tensor_fields(msg: p.Infer) -> Dict[str, Any]:
-    fields: Dict[str, Any] = {
+def _tensor_fields(msg: p.Infer) -> dict[str, Any]:
+    fields: dict[str, Any] = {
         "model_id": msg.model_id,
         "dtype": msg.dtype.name.lower(),
         "layout": msg.layout.name,
@@ -35,11 +35,11 @@ def _tensor_fields(msg: p.Infer) -> Dict[str, Any]:
     return fields
 
 
-def message_to_fields(msg: p.Message) -> Dict[str, Any]:
+def message_to_fields(msg: p.Message) -> dict[str, Any]:
     """JSON-friendly fields of a message (bytes as hex)."""
     if isinstance(msg, p.Infer):
         return _tensor_fields(msg)
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for name in msg.__dataclass_fields__:
         if name == "request_id":
             continue
@@ -52,7 +52,7 @@ def message_to_fields(msg: p.Message) -> Dict[str, Any]:
     return out
 
 
-def fields_to_message(mtype: str, request_id: int, fields: Dict[str, Any]) -> p.Message:
+def fields_to_message(mtype: str, request_id: int, fields: dict[str, Any]) -> p.Message:
     """Build the message a vector describes from its fields alone (independent of its hex)."""
     if mtype == "INFER":
         dtype = p.DType[fields["dtype"].upper()]
@@ -82,7 +82,7 @@ def fields_to_message(mtype: str, request_id: int, fields: Dict[str, Any]) -> p.
     return cls(request_id=request_id, **kwargs)
 
 
-def _valid(name: str, description: str, msg: p.Message) -> Dict[str, Any]:
+def _valid(name: str, description: str, msg: p.Message) -> dict[str, Any]:
     return {
         "name": name,
         "description": description,
@@ -99,7 +99,7 @@ def _invalid(name: str, description: str, frame: bytes, error: str, max_frame: i
             "max_frame": max_frame, "hex": frame.hex()}
 
 
-def build_vectors() -> List[Dict[str, Any]]:
+def build_vectors() -> list[dict[str, Any]]:
     img_u8 = np.arange(12, dtype=np.uint8).reshape(2, 2, 3) * 20  # pixel values 0..220, R,G,B per pixel
     img_i8 = (img_u8.astype(np.int16) - 128).astype(np.int8)  # what the INT8 ResNet-8 input holds
     img_f32 = img_u8.astype(np.float32) / 4.0
@@ -165,7 +165,7 @@ def build_vectors() -> List[Dict[str, Any]]:
     return vectors
 
 
-def load_vectors() -> List[Dict[str, Any]]:
+def load_vectors() -> list[dict[str, Any]]:
     return json.loads(VECTORS.read_text())
 
 
@@ -175,7 +175,7 @@ def test_vectors_file_is_current() -> None:
 
 
 @pytest.mark.parametrize("vector", load_vectors() if VECTORS.exists() else [], ids=lambda v: v["name"])
-def test_vector(vector: Dict[str, Any]) -> None:
+def test_vector(vector: dict[str, Any]) -> None:
     frame = bytes.fromhex(vector["hex"])
     if not vector["valid"]:
         with pytest.raises(getattr(p, vector["error"])):

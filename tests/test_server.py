@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -61,13 +60,13 @@ def make_config(model_path: Path, **kw) -> ServerConfig:
 # ---- an asyncio client for the load test -----------------------------------------------------------------
 
 
-async def _async_session(port: int, images: np.ndarray, order: np.ndarray, pipeline: int) -> List[Tuple[int, int]]:
+async def _async_session(port: int, images: np.ndarray, order: np.ndarray, pipeline: int) -> list[tuple[int, int]]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         await p.write_frame(writer, p.Hello(client_nonce=p.new_nonce(), client_name="load"))
         welcome = await p.read_frame(reader)
         assert isinstance(welcome, p.Welcome) and not welcome.auth_required
-        answers: List[Tuple[int, int]] = []
+        answers: list[tuple[int, int]] = []
         sent = 0
         while len(answers) < len(order):
             while sent < len(order) and sent - len(answers) < pipeline:
@@ -87,7 +86,7 @@ def test_200_clients_x_50_requests_match_direct_inference(model_path, images, di
     rng = np.random.default_rng(0)
     orders = [rng.integers(0, len(images), 50) for _ in range(200)]
 
-    async def load(port: int) -> List[List[Tuple[int, int]]]:
+    async def load(port: int) -> list[list[tuple[int, int]]]:
         return await asyncio.gather(*[_async_session(port, images, o, pipeline=1 + i % 3)
                                       for i, o in enumerate(orders)])
 
@@ -308,12 +307,13 @@ def test_metrics_and_health_endpoints(model_path, images) -> None:
     assert 'hi_server_queue_seconds_count{model="tiny"} 7.0' in text
 
 
-def _self_signed(tmp: Path) -> Tuple[Path, Path]:
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_agent_kit import color_images, tiny_kit  # noqa: F401 - fixture
 
 from hi_runtime import protocol as p
 from hi_runtime.offload_client import OffloadClient
@@ -13,7 +14,6 @@ from offload_server.backends import InputSpec
 from offload_server.config import ModelConfig, ServerConfig
 from offload_server.preprocess import BadTensor, Preprocessor
 from offload_server.server import run_server_in_thread
-from test_agent_kit import color_images, tiny_kit  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -34,7 +34,7 @@ def _direct_litert(path: Path, images: np.ndarray) -> np.ndarray:
     return np.array(classes)
 
 
-def test_litert_int8_model_batched_matches_direct(tiny_kit: Path) -> None:
+def test_litert_int8_model_batched_matches_direct(tiny_kit: Path) -> None:  # noqa: F811 - fixture
     model = tiny_kit / "local_int8.tflite"
     images, _ = color_images(24, seed=5)
     want = _direct_litert(model, images)

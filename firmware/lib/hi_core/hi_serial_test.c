@@ -147,11 +147,11 @@ int main(void) {
   send(&s, "hi status%");
   CHECK(strstr(out, "pending=1,pending_id=1") != NULL);
   /* wrong request id, then the right RESULT (class 3) */
-  send(&s, "hi result 484901110200000014000000030000000100000000000000000000000000000000%");
+  send(&s, "hi result 4849011102000000140000000300000001000000000000000000000000000000%");
   CHECK(strstr(out, "e-[hi result: answer for request 2 but request 1 is pending]") != NULL);
-  send(&s, "hi result 484901110100000014000000030000000100000000000000000000000000000000%");
+  send(&s, "hi result 4849011101000000140000000300000001000000000000000000000000000000%");
   CHECK(strstr(out, "m-hi-final-[id=1,class=3,source=server]") != NULL);
-  send(&s, "hi result 484901110100000014000000030000000100000000000000000000000000000000%");
+  send(&s, "hi result 4849011101000000140000000300000001000000000000000000000000000000%");
   CHECK(strstr(out, "e-[hi result: no offload is pending]") != NULL);
   /* an ERROR answer degrades to the local class */
   send(&s, "hi run 9%");

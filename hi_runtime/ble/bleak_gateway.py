@@ -1,0 +1,146 @@
+"""``hi-agent gateway --ble``: the gateway on real radios through bleak (thin: all logic is in gateway.py).
+
+Scans for devices advertising the HI offload service (or connects to ``--address``), serves each with a
+:class:`~hi_runtime.ble.gateway.DeviceSession`, and reconnects with backoff when a device drops. Offloads
+go through the same resilient offloader as ``hi-agent run`` (timeouts from the latency budget, breaker,
+failover): when the server is down every device promptly gets RESULT status=degraded.
+
+Not verifiable in this repository's CI (no radio): the bleak layer is kept to connect/subscribe/write;
+the session logic it drives is tested over bumble's in-process link (tests/test_ble.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Callable, Optional
+
+from hi_runtime.ble import spec
+from hi_runtime.ble.gateway import DeviceSession, GatewayConfig, GatewayRecord, GattLink, worker_forward
+
+log = logging.getLogger(__name__)
+
+
+class BleakLink(GattLink):
+    def __init__(self, client) -> None:
+        self.client = client
+        self.address = str(client.address)
+        self._mtu = spec.DEFAULT_ATT_MTU
+
+    @classmethod
+    async def open(cls, address: str, timeout: float = 20.0,
+                   on_disconnect: Optional[Callable[[], None]] = None) -> "BleakLink":
+        from bleak import BleakClient
+
+        client = BleakClient(address, timeout=timeout,
+                             disconnected_callback=(lambda _c: on_disconnect()) if on_disconnect else None)
+        await client.connect()
+        link = cls(client)
+        if client.services.get_service(spec.SERVICE_UUID) is None:
+            await client.disconnect()
+            raise ConnectionError(f"{address} does not expose the HI offload service {spec.SERVICE_UUID}")
+        acquire = getattr(client._backend, "_acquire_mtu", None)  # BlueZ reports 23 until asked (bleak docs)
+        if acquire is not None:
+            try:
+                await acquire()
+            except Exception as exc:  # noqa: BLE001 - fall back to the always-safe default MTU
+                log.info("%s: could not acquire the MTU (%s); using %d", address, exc, spec.DEFAULT_ATT_MTU)
+        link._mtu = max(spec.DEFAULT_ATT_MTU, int(client.mtu_size or spec.DEFAULT_ATT_MTU))
+        return link
+
+    @property
+    def mtu(self) -> int:
+        return self._mtu
+
+    async def start_notify(self, uuid: str, callback: Callable[[bytes], None]) -> None:
+        await self.client.start_notify(uuid, lambda _char, data: callback(bytes(data)))
+
+    async def write(self, uuid: str, data: bytes, response: bool = True) -> None:
+        await self.client.write_gatt_char(uuid, data, response=response)
+
+    async def disconnect(self) -> None:
+        await self.client.disconnect()
+
+
+async def scan(seconds: float) -> list[str]:
+    from bleak import BleakScanner
+
+    found = await BleakScanner.discover(timeout=seconds, service_uuids=[spec.SERVICE_UUID])
+    return [d.address for d in found]
+
+
+async def serve_device(address: str, forward, config: GatewayConfig, on_record, stop: asyncio.Event) -> None:
+    """Keep one device served: connect, run its session, reconnect with backoff after a drop."""
+    backoff = 1.0
+    while not stop.is_set():
+        session: Optional[DeviceSession] = None
+        try:
+            link = await BleakLink.open(address, on_disconnect=lambda: session and session.stop())
+            log.info("%s connected (ATT MTU %d)", address, link.mtu)
+            session = DeviceSession(link, forward, config, on_record)
+            backoff = 1.0
+            stats = await session.run()
+            log.info("%s disconnected: %s", address, stats)
+        except Exception as exc:  # noqa: BLE001 - radios fail in many ways; retry them all
+            log.warning("%s: %s; retrying in %.0f s", address, exc, backoff)
+        try:
+            await asyncio.wait_for(stop.wait(), backoff)
+        except asyncio.TimeoutError:
+            pass
+        backoff = min(backoff * 2, 30.0)
+
+
+def _record_writer(path: Optional[str], args):
+    if not path:
+        return None, None
+    from hi_runtime.records import RecordWriter, SampleRecord, default_header
+
+    writer = RecordWriter(path, default_header(model=None, strategy="hi", server=",".join(args.server),
+                                               gateway="ble", note="one record per sample a device offloaded"))
+
+    def on_record(r: GatewayRecord) -> None:
+        writer.write(SampleRecord(
+            sample_id=f"{r.address}#{r.sample_id}", strategy="hi", local_class=None, local_confidence=None,
+            exit_index=None, decider_score=None, offloaded=True, server_class=r.class_id, final_class=r.class_id,
+            degraded=r.status != spec.STATUS_OK, label=None, t_offload_ms=r.t_offload_ms, t_total_ms=r.t_total_ms))
+
+    return writer, on_record
+
+
+def cmd_gateway(args) -> int:
+    try:
+        import bleak  # noqa: F401
+    except ImportError:
+        print("hi-agent gateway: bleak is not installed: pip install 'hi-runtime[ble]'", file=sys.stderr)
+        return 2
+    from hi_runtime.cli import build_offloader
+    from hi_runtime.offloader import OffloadWorker
+
+    if not args.server:
+        print("hi-agent gateway: give the offload server with --server HOST:PORT", file=sys.stderr)
+        return 2
+    budget = args.latency_budget_ms or 100.0
+    worker = OffloadWorker(build_offloader(args, budget), max_inflight=max(8, args.max_inflight))
+    writer, on_record = _record_writer(args.log, args)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        addresses = list(args.address)
+        if not addresses:
+            print(f"scanning {args.scan_seconds:.0f} s for HI devices ({spec.SERVICE_UUID}) ...", file=sys.stderr)
+            addresses = (await scan(args.scan_seconds))[:args.max_devices]
+            if not addresses:
+                raise SystemExit("hi-agent gateway: no device advertises the HI offload service; pass --address")
+        print(f"serving {', '.join(addresses)}", file=sys.stderr)
+        forward = worker_forward(worker, budget)
+        await asyncio.gather(*(serve_device(a, forward, GatewayConfig(), on_record, stop) for a in addresses))
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.close()
+        if writer is not None:
+            writer.close()
+    return 0

@@ -1,0 +1,273 @@
+"""The offload decider: fitting, JSON round trip, exact int8 form, metrics (Eq. 1 = Eq. 2), goals."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hi_runtime.decider import (
+    Decider,
+    DeciderError,
+    Int8UnsupportedError,
+    compute_features,
+    logit,
+    round_half_away,
+)
+from training.decider import (
+    DeciderTrainingError,
+    choose_operating_point,
+    evaluate,
+    export_decider,
+    fit_decider,
+    operating_curve,
+    sklearn_reference,
+    write_decider_vectors,
+)
+
+VECTORS = Path(__file__).parent / "vectors" / "decider_vectors.json"
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def synthetic_local(n: int = 3000, c: int = 10, seed: int = 0):
+    """Probabilities of a fake local model that is right more often when confident, with labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, c, n)
+    logits = rng.normal(0, 1, (n, c))
+    strength = rng.gamma(2.0, 1.5, n)
+    right = rng.random(n) < 0.3 + 0.6 * (strength / (strength + 2))
+    target = np.where(right, labels, (labels + rng.integers(1, c, n)) % c)
+    logits[np.arange(n), target] += strength
+    return softmax(logits), labels
+
+
+def quantize_probs(p: np.ndarray, scale: float = 1 / 256, zp: int = -128) -> np.ndarray:
+    return np.clip(np.round(p / scale) + zp, -128, 127).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    probs, labels = synthetic_local()
+    return probs, labels, fit_decider(probs[:2000], labels[:2000])
+
+
+def test_json_round_trip_matches_sklearn(fitted, tmp_path):
+    probs, labels, dec = fitted
+    ref = sklearn_reference(probs[:2000], labels[:2000], ("p1", "p2"))
+    path = dec.save(tmp_path / "d.json")
+    loaded = Decider.load(path)
+    test = probs[2000:]
+    x = compute_features(test, ("p1", "p2"))
+    np.testing.assert_allclose(loaded.score(test), ref.predict_proba(x)[:, 1], rtol=1e-9, atol=1e-12)
+    assert np.array_equal(loaded.accept(test), ref.predict(x) == 1)
+    assert Decider.from_dict(json.loads(loaded.to_json())).to_dict() == loaded.to_dict()
+
+
+def test_int8_form_agrees_with_float_form(fitted):
+    probs, _, dec = fitted
+    q = quantize_probs(probs)
+    d8 = dec.with_int8(1 / 256, -128)
+    deq = (q.astype(np.float64) + 128) / 256
+    assert np.array_equal(d8.accept_int8(q, 1 / 256, -128), d8.accept(deq))
+    assert d8.int8.grid_disagreements == 0
+    # the accumulator can never overflow int32
+    assert sum(abs(a) for a in d8.int8.coef) * 255 + abs(d8.int8.bias) < 2**31
+    # without a stored form, accept_int8 compiles one for the given quantization
+    assert np.array_equal(dec.accept_int8(q, 1 / 256, -128), d8.accept(deq))
+
+
+@settings(max_examples=40, deadline=None)
+@given(w1=st.floats(0.1, 30), w2=st.floats(-30, 30), b=st.floats(-20, 20), t=st.floats(0.02, 0.98),
+       scale=st.sampled_from([1 / 256, 0.0039, 0.00412, 1 / 255]), zp=st.integers(-128, -100))
+def test_int8_form_property(w1, w2, b, t, scale, zp):
+    """For any coefficients, the integer form matches the float form on every int8 grid point except
+    (rarely) where the float decision value is within rounding distance of the threshold."""
+    dec = Decider(features=("p1", "p2"), coefficients=[w1, w2], intercept=b, threshold=t)
+    form = dec.compile_int8(scale, zp)
+    assert form.grid_disagreements is not None
+    rng = np.random.default_rng(0)
+    q = rng.integers(-128, 128, (500, 10))
+    deq = (q.astype(np.float64) - zp) * scale
+    mismatch = dec.accept(deq) != form.accept(q)
+    if mismatch.any():  # only allowed right at the boundary
+        z = dec.decision_value(deq[mismatch]) - dec.z_threshold
+        assert np.all(np.abs(z) < 1e-5)
+    assert sum(abs(a) for a in form.coef) * max(abs(-128 - zp), abs(127 - zp)) + abs(form.bias) <= 2**31 - 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(t=st.floats(0.0, 1.2), scale=st.floats(0.001, 0.01), zp=st.integers(-128, 0))
+def test_max_softmax_int8_is_exact(t, scale, zp):
+    dec = Decider.max_softmax(t)
+    form = dec.compile_int8(scale, zp)
+    assert form.exact and form.grid_disagreements == 0
+    q = np.arange(-128, 128).reshape(-1, 1)
+    assert np.array_equal(form.accept(q), dec.accept((q - zp) * scale))
+
+
+def test_thresholds_zero_and_one_accept_all_or_none(fitted):
+    probs, _, dec = fitted
+    q = quantize_probs(probs)
+    assert dec.with_threshold(0.0).accept(probs).all()
+    assert not dec.with_threshold(1.0).accept(probs).any()
+    assert dec.with_threshold(0.0).accept_int8(q, 1 / 256, -128).all()
+    assert not dec.with_threshold(1.0).accept_int8(q, 1 / 256, -128).any()
+
+
+def test_entropy_refused_for_int8_and_c(fitted, tmp_path):
+    probs, labels, _ = fitted
+    dec = fit_decider(probs, labels, ("p1", "p2", "margin", "entropy"))
+    assert dec.accept(probs).dtype == bool  # the float form works
+    with pytest.raises(Int8UnsupportedError, match="entropy"):
+        dec.compile_int8(1 / 256, -128)
+    with pytest.raises(DeciderError, match="entropy"):
+        export_decider(dec, tmp_path / "d", scale=1 / 256, zero_point=-128, header=True)
+    # JSON alone is fine
+    _, files = export_decider(dec, tmp_path / "d", scale=1 / 256, zero_point=-128, header=False)
+    assert Decider.load(files[0]).int8 is None
+
+
+def test_richer_features_and_margin():
+    p = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]])
+    f = compute_features(p, ("p1", "p2", "p3", "margin", "entropy"))
+    np.testing.assert_allclose(f[:, 3], [0.5, 0.05])
+    np.testing.assert_allclose(f[0, 4], -(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1)))
+    with pytest.raises(DeciderError, match="unknown decider feature"):
+        compute_features(p, ("p9",))
+
+
+def test_eq1_equals_eq2_and_hand_counts():
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    local = np.array([0, 1, 9, 9, 4, 9])  # right on 0,1,4
+    server = np.array([0, 9, 2, 3, 9, 9])  # right on 0,2,3
+    accept = np.array([True, True, True, False, False, False])
+    r = evaluate(accept, local, labels, server)
+    assert (r.tp, r.fp, r.fn, r.tn) == (2, 1, 1, 2)
+    # Eq. 1: accepted&local right (0,1) + offloaded&server right (3) = 3 of 6
+    assert r.hi_accuracy == pytest.approx(3 / 6)
+    assert r.hi_accuracy_eq2 == pytest.approx(r.hi_accuracy)
+    assert r.precision == pytest.approx(2 / 3) and r.recall == pytest.approx(2 / 3)
+    assert r.offload_ratio == pytest.approx(0.5) and r.false_negative_ratio == pytest.approx(1 / 6)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        n = 200
+        y = rng.integers(0, 10, n)
+        rr = evaluate(rng.random(n) < 0.7, np.where(rng.random(n) < 0.8, y, 0), y, np.where(rng.random(n) < 0.9, y, 1))
+        assert rr.hi_accuracy == pytest.approx(rr.hi_accuracy_eq2, abs=1e-12)
+
+
+def test_operating_point_goals(fitted):
+    probs, labels, dec = fitted
+    rng = np.random.default_rng(1)
+    server_ok = rng.random(len(labels)) < 0.95
+    op = choose_operating_point(dec, probs, labels, server_ok, max_offload=0.2)
+    d = dec.with_threshold(op.threshold)
+    off = 1 - d.accept(probs).mean()
+    assert off <= 0.2 + 1e-12 and off == pytest.approx(op.offload_ratio)
+    # no point with at most 20% offload does better on this data
+    curve = operating_curve(dec, probs, labels, server_ok)
+    feasible = curve["offload_ratio"] <= 0.2
+    assert op.hi_accuracy == pytest.approx(curve["hi_accuracy"][feasible].max())
+    local_ok = probs.argmax(1) == labels
+    hi = np.where(d.accept(probs), local_ok, server_ok).mean()
+    assert hi == pytest.approx(op.hi_accuracy)
+    op2 = choose_operating_point(dec, probs, labels, server_ok, min_hi_accuracy=op.hi_accuracy)
+    assert op2.offload_ratio <= op.offload_ratio
+    d2 = dec.with_threshold(op2.threshold)
+    assert np.where(d2.accept(probs), local_ok, server_ok).mean() >= op.hi_accuracy - 1e-12
+    with pytest.raises(DeciderTrainingError, match="lower the target"):
+        choose_operating_point(dec, probs, labels, server_ok, min_hi_accuracy=1.01)
+    with pytest.raises(DeciderTrainingError, match="server"):
+        choose_operating_point(dec, probs, labels, None, min_hi_accuracy=0.9)
+
+
+def test_fit_refuses_degenerate_targets():
+    p = np.tile(np.array([[0.9, 0.1]]), (10, 1))
+    with pytest.raises(DeciderTrainingError, match="always"):
+        fit_decider(p, np.zeros(10, dtype=int))
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"format": "other/9", "features": ["p1"], "coefficients": [1], "threshold": 0.5}, "unsupported"),
+    ({"features": ["p1", "p2"], "coefficients": [1], "threshold": 0.5}, "coefficients has 1"),
+    ({"features": ["p1"], "coefficients": [1]}, "threshold"),
+    ({"features": ["p1"], "coefficients": [1], "threshold": 1.5}, "threshold must be in"),
+    ({"features": ["x"], "coefficients": [1], "threshold": 0.5}, "unknown decider feature"),
+    ({"features": ["p1"], "coefficients": [1], "threshold": 0.5, "int8": {"A": [1]}}, "int8 block"),
+])
+def test_invalid_json_is_rejected_with_a_reason(bad, match):
+    with pytest.raises(DeciderError, match=match):
+        Decider.from_dict(bad)
+
+
+def test_load_missing_file_names_the_fix(tmp_path):
+    with pytest.raises(DeciderError, match="hi-train decider"):
+        Decider.load(tmp_path / "nope.json")
+
+
+def test_round_half_away_from_zero():
+    assert [round_half_away(v) for v in (0.5, 1.5, -0.5, -1.5, 2.4999, -2.5)] == [1, 2, -1, -2, 2, -3]
+    assert logit(0.5) == 0.0 and logit(0.0) == -math.inf and logit(1.0) == math.inf
+
+
+def _compile_and_run(header: Path, rows: np.ndarray, tmp_path: Path, prefix: str) -> np.ndarray:
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler on PATH")
+    src = tmp_path / "main.c"
+    src.write_text(f"""#include <stdio.h>
+#include "{header.name}"
+int main(void) {{
+    int n, c; if (scanf("%d %d", &n, &c) != 2) return 2;
+    for (int i = 0; i < n; ++i) {{
+        int8_t q[64]; for (int j = 0; j < c; ++j) {{ int v; if (scanf("%d", &v) != 1) return 3; q[j] = (int8_t)v; }}
+        printf("%d\\n", {prefix.lower()}_accept(q, c));
+    }}
+    return 0;
+}}
+""")
+    exe = tmp_path / "dec"
+    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-O2", "-I", str(header.parent), str(src), "-o", str(exe)],
+                   check=True)
+    inp = f"{len(rows)} {rows.shape[1]}\n" + "\n".join(" ".join(str(int(v)) for v in r) for r in rows) + "\n"
+    out = subprocess.run([str(exe)], input=inp, capture_output=True, text=True, check=True).stdout.split()
+    return np.array([int(v) for v in out], dtype=bool)
+
+
+def test_c_header_matches_python_bit_for_bit(fitted, tmp_path):
+    probs, _labels, dec = fitted
+    d8, files = export_decider(dec, tmp_path / "decider_tiny", scale=1 / 256, zero_point=-128, header=True)
+    header = next(f for f in files if f.suffix == ".h")
+    vec = write_decider_vectors(d8, quantize_probs(probs[:300]), tmp_path / "v.json")
+    cases = json.loads(vec.read_text())["cases"]
+    rows = np.array([c["q"] for c in cases])
+    got = _compile_and_run(header, rows, tmp_path, "HI_DECIDER_TINY")
+    expected = np.array([c["accept"] for c in cases])
+    assert np.array_equal(got, expected)
+    assert np.array_equal(d8.accept_int8(rows, 1 / 256, -128), expected)
+    accs = np.array([c["acc"] for c in cases])
+    assert (accs == 0).any() or ((accs >= -d8.int8.coef[0]) & (accs < 0)).any()  # boundary rows present
+
+
+def test_shipped_vectors_match_runtime():
+    """tests/vectors/decider_vectors.json (for the C firmware) agrees with this runtime."""
+    if not VECTORS.exists():
+        pytest.skip(f"{VECTORS} not generated yet")
+    data = json.loads(VECTORS.read_text())
+    dec = Decider.from_dict(data["decider"])
+    rows = np.array([c["q"] for c in data["cases"]])
+    f = dec.int8
+    assert np.array_equal(f.accumulate(rows), np.array([c["acc"] for c in data["cases"]]))
+    assert np.array_equal(dec.accept_int8(rows, f.scale, f.zero_point), np.array([c["accept"] for c in data["cases"]]))
+    deq = (rows.astype(np.float64) - f.zero_point) * f.scale
+    assert np.array_equal(dec.accept(deq), dec.accept_int8(rows, f.scale, f.zero_point))

@@ -1,0 +1,247 @@
+"""Early exits: the runtime policy (exact int8 form), the chain JSON, and tiny BranchyNet models exported
+as INT8 segment chains that reproduce the single-model form exactly."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hi_runtime.decider import Decider
+from hi_runtime.early_exit import (
+    NEVER,
+    EarlyExitError,
+    ExitPolicy,
+    Quant,
+    SegmentChain,
+    SegmentSpec,
+    exit_threshold_int8,
+    requantize,
+    run_chain,
+)
+
+VECTORS = Path(__file__).parent / "vectors" / "ee_vectors.json"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Runtime policy (numpy only)
+# ----------------------------------------------------------------------------------------------------
+
+@settings(max_examples=80, deadline=None)
+@given(t=st.one_of(st.floats(0.0, 1.1), st.just(NEVER)), scale=st.floats(0.001, 0.02), zp=st.integers(-128, 10))
+def test_exit_threshold_int8_is_exact(t, scale, zp):
+    bound = exit_threshold_int8(t, scale, zp)
+    q = np.arange(-128, 128)
+    assert np.array_equal(q - zp >= bound, (q - zp) * scale >= t)
+
+
+def _fake_chain(tmp_path: Path, thresholds, decider=None) -> SegmentChain:
+    q = Quant(1 / 256, -128)
+    segs = [SegmentSpec(tmp_path / f"s{k}.tflite", "image" if k == 0 else f"features{k}",
+                        "final_scores" if k == len(thresholds) else f"exit{k + 1}_scores",
+                        None if k == len(thresholds) else f"features{k + 1}", q, q, q, macs=100)
+            for k in range(len(thresholds) + 1)]
+    return SegmentChain(segs, ExitPolicy(thresholds, decider), path=tmp_path / "c.json")
+
+
+def test_run_chain_matches_vectorized_policy(tmp_path):
+    """run_chain (one sample, segment by segment) and ExitPolicy.decide (all exits at once) agree, in
+    int8 and in float, and stop running segments after the exit."""
+    rng = np.random.default_rng(0)
+    n, c = 300, 10
+    scores = [rng.integers(-128, 60, (n, c)).astype(np.int8) for _ in range(3)]
+    for s in scores:  # make some rows confident
+        s[rng.random(n) < 0.4, rng.integers(0, c)] = 120
+    dec = Decider(features=("p1", "p2"), coefficients=[6.0, -4.0], intercept=-1.0, threshold=0.7)
+    chain = _fake_chain(tmp_path, [0.8, 0.6], dec)
+    q = chain.scores_quants()
+    vec = chain.policy.decide(scores, q)
+    vec_f = chain.policy.decide([qq.dequantize(s) for qq, s in zip(q, scores)])
+    for i in range(n):
+        calls = []
+
+        def run_segment(k, x, i=i, calls=calls):
+            calls.append(k)
+            return (np.full((1, 4), k, dtype=np.int8) if k < 2 else None), scores[k][i:i + 1]
+
+        r = run_chain(chain, run_segment, np.zeros((1, 4), dtype=np.int8))
+        assert (r.exit_index, r.predicted_class, r.offload) == (vec.exit_index[i], vec.predicted[i], vec.offload[i])
+        assert calls == list(range(r.exit_index + 1)) and r.segments_run == r.exit_index + 1
+    assert np.array_equal(vec.exit_index, vec_f.exit_index) and np.array_equal(vec.offload, vec_f.offload)
+    assert set(np.unique(vec.exit_index)) == {0, 1, 2} and vec.offload.any() and not vec.offload.all()
+
+
+def test_offload_only_at_final_exit_and_never_threshold(tmp_path):
+    chain = _fake_chain(tmp_path, [NEVER], Decider.max_softmax(0.99))
+    s = [np.full((1, 10), 127, dtype=np.int8), np.full((1, 10), -100, dtype=np.int8)]
+    out = chain.policy.decide(s, chain.scores_quants())
+    assert out.exit_index[0] == 1 and out.offload[0]
+    chain.policy.thresholds = [0.0]
+    out = chain.policy.decide(s, chain.scores_quants())
+    assert out.exit_index[0] == 0 and not out.offload[0]
+
+
+def test_chain_json_round_trip_and_errors(tmp_path):
+    dec = Decider.max_softmax(0.7)
+    dec.save(tmp_path / "dec.json")
+    chain = _fake_chain(tmp_path, [0.85])
+    chain.decider_file = "dec.json"
+    chain.save()
+    loaded = SegmentChain.load(tmp_path / "c.json")
+    assert loaded.policy.thresholds == [0.85]
+    assert loaded.policy.decider.threshold == 0.7
+    assert loaded.segments[1].input == "features1" and loaded.segments[0].features == "features1"
+    assert loaded.segments[0].file == tmp_path / "s0.tflite"
+    d = json.loads((tmp_path / "c.json").read_text())
+    assert d["segments"][0]["file"] == "s0.tflite"  # relative to the JSON
+    assert d["policy"]["exit_bounds_int8"] == [exit_threshold_int8(0.85, 1 / 256, -128)]
+    bad = dict(d, segments=[{"file": "x"}])
+    with pytest.raises(EarlyExitError, match="missing"):
+        SegmentChain.from_dict(bad, tmp_path / "c.json")
+    with pytest.raises(EarlyExitError, match="need 1 exit thresholds"):
+        SegmentChain.from_dict(dict(d, policy={"exit_thresholds": []}), tmp_path / "c.json")
+    with pytest.raises(EarlyExitError, match="does not exist"):
+        SegmentChain.load(tmp_path / "missing.json")
+    (tmp_path / "dec.json").unlink()
+    with pytest.raises(EarlyExitError, match="final decider"):
+        SegmentChain.load(tmp_path / "c.json")
+
+
+def test_requantize():
+    a, b = Quant(0.1, -10), Quant(0.2, 0)
+    q = np.array([-10, -9, -8, 0, 127], dtype=np.int8)
+    assert np.array_equal(requantize(q, a, a), q)
+    assert requantize(q, a, b).tolist() == [0, 1, 1, 5, 69]
+
+
+def test_shipped_ee_vectors_match_runtime():
+    """tests/vectors/ee_vectors.json (for the C firmware) agrees with this runtime."""
+    if not VECTORS.exists():
+        pytest.skip(f"{VECTORS} not generated yet")
+    data = json.loads(VECTORS.read_text())
+    quants = [Quant(q["scale"], q["zero_point"]) for q in data["scores_quant"]]
+    dec = Decider.from_dict(data["final_decider"]) if data.get("final_decider") else None
+    pol = ExitPolicy([NEVER if t is None else t for t in data["exit_thresholds"]], dec)
+    assert pol.exit_bounds_int8(quants[:-1]) == data["exit_bounds_int8"]
+    for case in data["cases"]:
+        scores = [np.array([s], dtype=np.int8) for s in case["scores"]]
+        out = pol.decide(scores, quants)
+        assert (int(out.exit_index[0]), int(out.predicted[0]), bool(out.offload[0])) == \
+            (case["exit"], case["class"], case["offload"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tiny BranchyNet models (TensorFlow)
+# ----------------------------------------------------------------------------------------------------
+
+def colored_images(n: int, seed: int):
+    """Images whose class is their dominant color plus noise: learnable in one epoch by a tiny CNN."""
+    from training.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    base = np.random.default_rng(99).integers(30, 226, (10, 3))
+    labels = rng.integers(0, 10, n)
+    noise = rng.normal(0, 45, (n, 32, 32, 3))
+    imgs = np.clip(base[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+    return Dataset(imgs, labels, [str(i) for i in range(10)], "synthetic")
+
+
+@pytest.fixture(scope="module")
+def tiny_chain(tmp_path_factory):
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from training.early_exit import EETrainConfig, export_early_exit, train_early_exit
+
+    train, val = colored_images(2400, 1), colored_images(200, 2)
+    # ~300 steps, so BatchNorm's moving statistics settle (inference mode uses them)
+    cfg = EETrainConfig(arch="tiny_cnn", branch_width=16, epochs_branch=0, epochs_joint=2, lr_joint=0.05,
+                        batch_size=16, augment=False, loss_weights=[0.5, 1.0])
+    model, history = train_early_exit(cfg, train, val, verbose=0, log=lambda *_: None)
+    out = tmp_path_factory.mktemp("ee") / "ee_tiny"
+    exp = export_early_exit(model, train.images[:200], out, class_names=train.class_names,
+                            check_images=val.images[:1])
+    return model, exp, history, colored_images(150, 3)
+
+
+@pytest.mark.slow
+def test_tiny_chain_segments_equal_single_model(tiny_chain):
+    from training.early_exit import FIRMWARE_OPS, SegmentRunner, exit_probabilities, tflite_ops_and_macs
+    from training.models import count_params_and_macs
+
+    model, exp, history, test = tiny_chain
+    assert [h["phase"] for h in history] == ["joint", "joint"]
+    chain = SegmentChain.load(exp.chain.path)
+    assert chain.num_exits == 2 and chain.segments[1].input == "features1"
+    assert chain.check_feature_quantization() == []
+    assert set(exp.ops) <= FIRMWARE_OPS
+    assert sum(exp.macs_per_segment) == count_params_and_macs(model).macs
+    for f in exp.segment_files:
+        ops, _ = tflite_ops_and_macs(f.read_bytes())
+        assert set(ops) <= FIRMWARE_OPS, ops
+    names = [s.scores for s in chain.segments]
+    raw, probs = exit_probabilities(exp.single_model, test.images, names, reference=True)
+    # both exits learned something
+    assert all((p.argmax(1) == test.labels).mean() > 0.3 for p in probs)
+    conf1 = probs[0].max(1)
+    chain.policy = ExitPolicy([float(np.median(conf1))], Decider.max_softmax(float(np.median(probs[1].max(1)))))
+    vec = chain.policy.decide(raw, chain.scores_quants())
+    assert 0 < (vec.exit_index == 0).sum() < len(test.labels)
+    runner = SegmentRunner(chain, reference=True)
+    s_in = chain.segments[0].input_quant
+    for i in range(len(test.labels)):
+        x = np.clip(test.images[i:i + 1].astype(np.int32) + s_in.zero_point, -128, 127).astype(np.int8)
+        r = run_chain(chain, runner, x)
+        assert (r.exit_index, r.predicted_class, r.offload) == (vec.exit_index[i], vec.predicted[i], vec.offload[i])
+        np.testing.assert_array_equal(r.scores, raw[r.exit_index][i])
+
+
+@pytest.mark.slow
+def test_tiny_chain_segments_run_on_tflite_micro(tiny_chain):
+    """The segments load and run in the TFLite Micro interpreter (what the firmware embeds)."""
+    from tflite_micro import runtime
+
+    _, exp, _, test = tiny_chain
+    chain = SegmentChain.load(exp.chain.path)
+    x = np.clip(test.images[:1].astype(np.int32) - 128, -128, 127).astype(np.int8)
+    raw, _ = __import__("training.early_exit", fromlist=["x"]).exit_probabilities(
+        exp.single_model, test.images[:1], [s.scores for s in chain.segments], reference=True)
+    feats = None
+    for k, f in enumerate(exp.segment_files):
+        interp = runtime.Interpreter.from_bytes(f.read_bytes(), arena_size=200_000)
+        interp.set_input(x if k == 0 else feats, 0)
+        interp.invoke()
+        n_out = 2 if k < chain.num_exits - 1 else 1
+        outs = [interp.get_output(i) for i in range(n_out)]  # TFLM reports no names: tell them by rank
+        scores = next(o for o in outs if o.ndim == 2)
+        np.testing.assert_array_equal(scores[0], raw[k][0])
+        feats = next((o for o in outs if o.ndim == 4), None)
+
+
+def test_branch_presets_and_cut_points():
+    pytest.importorskip("keras")
+    from training.early_exit import EXIT_PRESETS, build_early_exit_model
+
+    assert EXIT_PRESETS["resnet8"] == ("s2_out",)
+    assert EXIT_PRESETS["resnet56"] == ("s1b2_out", "s3b1_out")
+    m = build_early_exit_model("resnet8")
+    assert [o.name for o in m.outputs] != [] and len(m.outputs) == 2
+    m56 = build_early_exit_model("resnet56")
+    assert len(m56.outputs) == 3
+    with pytest.raises(ValueError, match="no layer"):
+        build_early_exit_model("tiny_cnn", exits=["nope"])
+
+
+@pytest.mark.slow
+def test_exit_inside_a_residual_block_is_refused(tmp_path):
+    """A tap whose tensor does not cut the graph (a skip connection crosses it) cannot be a segment
+    boundary; the exporter says so instead of writing a broken chain."""
+    from training.early_exit import EarlyExitExportError, build_early_exit_model, export_early_exit
+
+    m = build_early_exit_model("tiny_cnn", exits=["conv1"], branch_width=8)  # the add also reads relu0
+    imgs = colored_images(16, 0).images
+    with pytest.raises(EarlyExitExportError, match="cut point"):
+        export_early_exit(m, imgs, tmp_path / "ee_bad")

@@ -1,0 +1,437 @@
+"""Fit, evaluate and export the offload decider (the math itself lives in ``hi_runtime.decider``).
+
+* :func:`fit_decider`: the paper's binary logistic regression (scikit-learn) on the validation split:
+  features of the local model's softmax (default the two highest probabilities), target "the local answer
+  is correct". Features are standardized (mean/scale stored in the JSON) so the L2 penalty treats them
+  alike; the max-softmax threshold and richer features sit behind the same :class:`Decider`.
+* :func:`choose_operating_point`: the threshold for a goal instead of p = 0.5: at most a given offload
+  ratio, or at least a given HI accuracy, on the validation split. It scans every distinct operating
+  point exactly (sort + cumulative sums), not a coarse grid.
+* :func:`evaluate`: F1/precision/recall of both classes (positive = accept = the local answer is correct,
+  the paper's convention), offload ratio, false-negative ratio, and HI accuracy by the paper's Eq. 1
+  (per sample) and Eq. 2 (from the confusion counts; ``measurements.equations`` holds both), which must
+  agree.
+* Predictions of the local and server models are cached on disk (keyed by file content and images), so
+  the decider, the early-exit decider and the threshold search do not re-run the server model.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hi_runtime.decider import PAPER_FEATURES, Decider, DeciderError, compute_features
+
+JSON_SUFFIX = ".json"
+
+
+class DeciderTrainingError(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fitting
+# ----------------------------------------------------------------------------------------------------
+
+def fit_decider(probs: np.ndarray, labels: np.ndarray, features: Sequence[str] = PAPER_FEATURES, *,
+                kind: str = "logistic", C: float = 1.0, threshold: float = 0.5,
+                max_iter: int = 1000) -> Decider:
+    """Fit a decider on validation probabilities [N, C] and labels [N]."""
+    if kind == "max_softmax":
+        return Decider.max_softmax(threshold)
+    if kind != "logistic":
+        raise DeciderTrainingError(f"unknown decider kind {kind!r}; choose logistic or max_softmax")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    probs = np.asarray(probs, dtype=np.float64)
+    y = (probs.argmax(axis=1) == np.asarray(labels)).astype(np.int64)
+    if y.min() == y.max():
+        raise DeciderTrainingError(
+            f"the local model is {'always' if y[0] else 'never'} right on these {len(y)} samples, so there is "
+            "nothing to learn; use more (or harder) validation data")
+    x = compute_features(probs, features)
+    scaler = StandardScaler().fit(x)
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    lr = LogisticRegression(C=C, max_iter=max_iter).fit((x - scaler.mean_) / scale, y)
+    return Decider(features=tuple(features), coefficients=lr.coef_[0], intercept=float(lr.intercept_[0]),
+                   threshold=threshold, kind="logistic", mean=scaler.mean_, scale=scale,
+                   meta={"fit": {"estimator": "sklearn.linear_model.LogisticRegression", "C": C,
+                                 "samples": len(y), "positives": int(y.sum()),
+                                 "target": "1 = local answer correct (accept), 0 = wrong (offload)"}})
+
+
+def sklearn_reference(probs: np.ndarray, labels: np.ndarray, features: Sequence[str], C: float = 1.0):
+    """The scikit-learn pipeline the decider is fitted with, for checking the JSON round trip."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = (np.asarray(probs).argmax(1) == np.asarray(labels)).astype(int)
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=1000)).fit(
+        compute_features(probs, features), y)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Operating points
+# ----------------------------------------------------------------------------------------------------
+
+def _z_to_threshold(decider: Decider, z: float) -> float:
+    if decider.kind == "logistic":
+        if z == -math.inf:
+            return 0.0
+        if z == math.inf:
+            return 1.0
+        return float(1.0 / (1.0 + math.exp(-z)))
+    return float(z)
+
+
+@dataclass
+class OperatingPoint:
+    threshold: float
+    offload_ratio: float
+    hi_accuracy: float | None
+    goal: str
+
+
+def operating_curve(decider: Decider, probs: np.ndarray, labels: np.ndarray,
+                    server_correct: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every distinct operating point: offloading the k lowest-scored samples, k = 0..N at value ties'
+    boundaries. Returns thresholds (score space), offload ratio, and HI accuracy (if server known)."""
+    z = decider.decision_value(probs)
+    order = np.argsort(z, kind="stable")
+    zs = z[order]
+    n = len(z)
+    local_ok = (np.asarray(probs).argmax(1) == labels)[order]
+    ks = np.concatenate([[0], np.flatnonzero(np.diff(zs) > 0) + 1, [n]])
+    ks = np.unique(ks)
+    zt = np.empty(len(ks))
+    for i, k in enumerate(ks):  # a threshold between z[k-1] and z[k]: offloads exactly the first k
+        if k == 0:
+            zt[i] = -math.inf
+        elif k == n:
+            zt[i] = math.inf
+        else:
+            zt[i] = 0.5 * (zs[k - 1] + zs[k])
+    thr = np.array([_z_to_threshold(decider, v) for v in zt])
+    out = {"threshold": thr, "offloaded": ks, "offload_ratio": ks / n}
+    if server_correct is not None:
+        srv = np.asarray(server_correct)[order]
+        srv_cum = np.concatenate([[0], np.cumsum(srv)])
+        loc_cum = np.concatenate([[0], np.cumsum(local_ok)])
+        out["hi_accuracy"] = (srv_cum[ks] + (loc_cum[-1] - loc_cum[ks])) / n
+    return out
+
+
+def choose_operating_point(decider: Decider, probs: np.ndarray, labels: np.ndarray,
+                           server_correct: np.ndarray | None = None, *, max_offload: float | None = None,
+                           min_hi_accuracy: float | None = None) -> OperatingPoint:
+    """The threshold that meets the goal on the given (validation) data.
+
+    * ``max_offload``: among thresholds offloading at most that fraction, the one with the highest HI
+      accuracy (with server predictions) or else the most offloads (the paper's intent: use the budget);
+    * ``min_hi_accuracy``: the fewest offloads that reach that HI accuracy (needs server predictions).
+    """
+    if (max_offload is None) == (min_hi_accuracy is None):
+        raise DeciderTrainingError("give exactly one goal: max_offload or min_hi_accuracy")
+    curve = operating_curve(decider, probs, labels, server_correct)
+    if max_offload is not None:
+        if not 0.0 <= max_offload <= 1.0:
+            raise DeciderTrainingError(f"max offload ratio must be in [0, 1], got {max_offload}")
+        ok = np.flatnonzero(curve["offload_ratio"] <= max_offload + 1e-12)
+        if "hi_accuracy" in curve:
+            best = ok[np.argmax(curve["hi_accuracy"][ok])]  # first maximum = fewest offloads
+        else:
+            best = ok[-1]
+        goal = f"max offload ratio {max_offload}"
+    else:
+        if "hi_accuracy" not in curve:
+            raise DeciderTrainingError("a minimum HI accuracy needs the server model's predictions (--server)")
+        ok = np.flatnonzero(curve["hi_accuracy"] >= min_hi_accuracy - 1e-12)
+        if len(ok) == 0:
+            raise DeciderTrainingError(
+                f"no threshold reaches HI accuracy {min_hi_accuracy} on the validation split (best "
+                f"{curve['hi_accuracy'].max():.4f}); lower the target")
+        best = ok[0]
+        goal = f"min HI accuracy {min_hi_accuracy}"
+    return OperatingPoint(float(curve["threshold"][best]), float(curve["offload_ratio"][best]),
+                          float(curve["hi_accuracy"][best]) if "hi_accuracy" in curve else None, goal)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class DeciderReport:
+    n: int
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+    precision: float
+    recall: float
+    f1: float
+    offload_precision: float
+    offload_recall: float
+    offload_f1: float
+    offload_ratio: float
+    false_negative_ratio: float
+    local_accuracy: float
+    server_accuracy: float | None = None
+    server_accuracy_offloaded: float | None = None
+    hi_accuracy: float | None = None
+    hi_accuracy_eq2: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        s = (f"F1 {self.f1:.4f} (precision {self.precision:.4f}, recall {self.recall:.4f}); offload class F1 "
+             f"{self.offload_f1:.4f}; offload {100 * self.offload_ratio:.2f}%; false negatives "
+             f"{100 * self.false_negative_ratio:.2f}%; local accuracy {100 * self.local_accuracy:.2f}%")
+        if self.hi_accuracy is not None:
+            s += f"; HI accuracy {100 * self.hi_accuracy:.2f}% (server alone {100 * self.server_accuracy:.2f}%)"
+        return s
+
+
+def evaluate(accept: np.ndarray, local_pred: np.ndarray, labels: np.ndarray,
+             server_pred: np.ndarray | None = None) -> DeciderReport:
+    """Decider metrics with "accept (local answer correct)" as the positive class.
+
+    The false-negative ratio is FN / N: the fraction of all samples offloaded although the device was
+    right (wasted offloads). HI accuracy: Eq. 1 counts per sample (accepted and local right, or
+    offloaded and server right); Eq. 2 uses the confusion counts, (TP + server accuracy on the offloaded
+    x offloaded) / N. They are computed independently and must agree."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from measurements.equations import DeciderConfusion, hi_accuracy, hi_accuracy_from_confusion
+
+    accept = np.asarray(accept, dtype=bool)
+    labels = np.asarray(labels)
+    local_ok = np.asarray(local_pred) == labels
+    n = len(labels)
+    tp = int(np.sum(accept & local_ok))
+    fp = int(np.sum(accept & ~local_ok))
+    fn = int(np.sum(~accept & local_ok))
+    tn = int(np.sum(~accept & ~local_ok))
+    p, r, f, _ = precision_recall_fscore_support(local_ok.astype(int), accept.astype(int), labels=[1, 0],
+                                                 zero_division=0)
+    rep = DeciderReport(n=n, tp=tp, fp=fp, fn=fn, tn=tn, precision=float(p[0]), recall=float(r[0]),
+                        f1=float(f[0]), offload_precision=float(p[1]), offload_recall=float(r[1]),
+                        offload_f1=float(f[1]), offload_ratio=float((~accept).mean()),
+                        false_negative_ratio=fn / n, local_accuracy=float(local_ok.mean()))
+    if server_pred is not None:
+        server_ok = np.asarray(server_pred) == labels
+        off = ~accept
+        eq1 = hi_accuracy(int(np.sum(accept & local_ok)), int(np.sum(off & server_ok)), n)
+        srv_off = float(server_ok[off].mean()) if off.any() else 0.0
+        eq2 = hi_accuracy_from_confusion(DeciderConfusion(tp=tp, fp=fp, fn=fn, tn=tn), srv_off)
+        if abs(eq1 - eq2) > 1e-9:
+            raise AssertionError(f"Eq. 1 ({eq1}) and Eq. 2 ({eq2}) disagree")
+        rep.server_accuracy = float(server_ok.mean())
+        rep.server_accuracy_offloaded = srv_off if off.any() else None
+        rep.hi_accuracy = eq1
+        rep.hi_accuracy_eq2 = eq2
+    return rep
+
+
+# ----------------------------------------------------------------------------------------------------
+# Model outputs (cached)
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class LocalOutputs:
+    """A local model's raw int8 scores, their quantization, and the dequantized probabilities."""
+
+    raw: np.ndarray
+    scale: float
+    zero_point: int
+    output_name: str
+
+    @property
+    def probs(self) -> np.ndarray:
+        return (self.raw.astype(np.float64) - self.zero_point) * self.scale
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.raw.argmax(axis=1)
+
+
+def _digest(path: Path, images: np.ndarray, extra: str) -> str:
+    h = hashlib.sha256(Path(path).read_bytes())
+    h.update(hashlib.sha256(np.ascontiguousarray(images).tobytes()).digest())
+    h.update(extra.encode())
+    return h.hexdigest()[:24]
+
+
+def _cache_file(key: str) -> Path:
+    from training.data import cache_dir
+
+    return cache_dir() / "predictions" / f"{key}.npz"
+
+
+def _cached_arrays(key: str, compute, use_cache: bool) -> dict[str, np.ndarray]:
+    f = _cache_file(key)
+    if use_cache and f.exists():
+        try:
+            with np.load(f) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError):
+            pass
+    arrays = compute()
+    if use_cache:
+        try:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_suffix(".tmp.npz")
+            np.savez(tmp, **arrays)
+            tmp.replace(f)
+        except OSError:
+            pass
+    return arrays
+
+
+def local_outputs(model_path: str | Path, images: np.ndarray, output: str | None = None, *,
+                  reference: bool = False, use_cache: bool = True) -> LocalOutputs:
+    """Raw outputs of an INT8 TFLite model, output chosen by tensor name (default: the only output)."""
+    from training.export import TFLiteModel
+
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise DeciderTrainingError(f"local model {model_path} does not exist")
+    tm = TFLiteModel(model_path, reference=reference)
+    names = [o["name"] for o in tm.outputs]
+    if output is None:
+        if len(names) != 1:
+            raise DeciderTrainingError(f"{model_path} has outputs {names}; choose one with --output NAME")
+        output = names[0]
+    if output not in names:
+        raise DeciderTrainingError(f"{model_path} has no output {output!r}; its outputs are {names}")
+    det = next(o for o in tm.outputs if o["name"] == output)
+    if det["dtype"] != np.int8:
+        raise DeciderTrainingError(f"output {output!r} of {model_path} is {np.dtype(det['dtype']).name}, "
+                                   "not int8; the decider is fitted on a full-integer model's scores")
+    scale, zp = det["quantization"]
+
+    def compute():
+        raws = []
+        for i in range(0, len(images), 256):
+            raws.append(tm.invoke_raw(tm.quantize_input(images[i:i + 256]))[output])
+        return {"raw": np.concatenate(raws)}
+
+    arr = _cached_arrays(_digest(model_path, images, f"local|{output}|{reference}"), compute, use_cache)
+    return LocalOutputs(arr["raw"], float(scale), int(zp), output)
+
+
+def server_probabilities(model_path: str | Path, images: np.ndarray, *, use_cache: bool = True) -> np.ndarray:
+    """Softmax probabilities of the server model (.onnx with ONNX Runtime, or a float/int8 .tflite)."""
+    from tqdm import tqdm
+
+    from training.export import OnnxModel, TFLiteModel
+
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise DeciderTrainingError(f"server model {model_path} does not exist")
+
+    def compute():
+        if model_path.suffix == ".onnx":
+            m = OnnxModel(model_path)
+            outs = [m.predict(images[i:i + 500]) for i in
+                    tqdm(range(0, len(images), 500), desc=f"server {model_path.name}", leave=False)]
+            return {"probs": np.concatenate(outs).astype(np.float32)}
+        if model_path.suffix == ".tflite":
+            return {"probs": TFLiteModel(model_path).predict_proba(images).astype(np.float32)}
+        raise DeciderTrainingError(f"server model {model_path} must be .onnx or .tflite")
+
+    return _cached_arrays(_digest(model_path, images, "server"), compute, use_cache)["probs"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------------
+
+def export_decider(decider: Decider, out_prefix: str | Path, *, scale: float | None, zero_point: int | None,
+                   header: bool = True, source: str = "") -> tuple[Decider, list[Path]]:
+    """Write ``<prefix>.json`` (with the int8 form when the features allow it) and ``<prefix>.h``."""
+    out_prefix = Path(out_prefix)
+    files = []
+    if scale is not None and zero_point is not None and decider.supports_int8:
+        decider = decider.with_int8(scale, zero_point)
+    elif header and not decider.supports_int8:
+        raise DeciderError(f"features {list(decider.features)} have no exact int8 form (entropy); the C header "
+                           "cannot be written. Use linear features, or pass --no-header")
+    files.append(decider.save(out_prefix.with_suffix(JSON_SUFFIX)))
+    if header:
+        guard = "HI_" + "".join(c if c.isalnum() else "_" for c in out_prefix.name).upper()
+        h = out_prefix.with_suffix(".h")
+        h.write_text(decider.to_c_header(prefix=guard, source=source))
+        files.append(h)
+    return decider, files
+
+
+def _boundary_rows(f, n_classes: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Rows whose integer accumulator lies at or next to 0 (top-1 and top-2 forms)."""
+    rows = []
+
+    def row_with(top: list[int]) -> np.ndarray:
+        r = rng.integers(-128, min(top) + 1, size=n_classes)
+        idx = rng.permutation(n_classes)[:len(top)]
+        r[idx] = top
+        return r
+
+    zp = f.zero_point
+    if f.top_k == 1 and f.coef[0] != 0:
+        m = -f.bias // f.coef[0] + zp  # the smallest q with acc >= 0 when coef = 1
+        for q1 in (m - 2, m - 1, m, m + 1):
+            if -128 <= q1 <= 127:
+                rows.append(row_with([q1]))
+    elif f.top_k == 2 and f.coef[1] != 0:
+        for q1 in range(-128, 128):
+            q2_real = zp - (f.coef[0] * (q1 - zp) + f.bias) / f.coef[1]
+            for q2 in {math.floor(q2_real) - 1, math.floor(q2_real), math.ceil(q2_real), math.ceil(q2_real) + 1}:
+                if -128 <= q2 <= q1:
+                    rows.append(row_with([q1, q2]))
+    return rows
+
+
+def write_decider_vectors(decider: Decider, raw_scores: np.ndarray, path: str | Path, *, n_random: int = 200,
+                          seed: int = 0, note: str = "") -> Path:
+    """Test vectors for the C firmware: raw int8 score rows, the integer form and the expected decisions.
+
+    Rows: real model outputs (given), random rows, and rows sitting on or next to the integer decision
+    boundary (accumulator within a step of 0), so an off-by-one in C cannot pass."""
+    if decider.int8 is None:
+        raise DeciderError("the decider has no int8 form to write vectors for")
+    f = decider.int8
+    rng = np.random.default_rng(seed)
+    raw_scores = np.asarray(raw_scores)
+    c = raw_scores.shape[1] if raw_scores.ndim == 2 and len(raw_scores) else 10
+    rows = [np.asarray(r, dtype=np.int64) for r in raw_scores]
+    rows += [rng.integers(-128, 128, size=c) for _ in range(n_random)]
+    rows += _boundary_rows(f, c, rng)
+    q = np.stack(rows).astype(np.int64)
+    acc = f.accumulate(q)
+    data = {
+        "format": "hi-decider-vectors/1",
+        "note": note or "raw int8 scores -> accept (true) / offload (false) by the exact integer form",
+        "decider": decider.to_dict(),
+        "cases": [{"q": r.tolist(), "acc": int(a), "accept": bool(a >= 0)} for r, a in zip(q, acc)],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json_one_case_per_line(data))
+    return path
+
+
+def json_one_case_per_line(data: dict[str, Any]) -> str:
+    """JSON with every element of ``cases`` on its own line: readable diffs, no giant files."""
+    head = {k: v for k, v in data.items() if k != "cases"}
+    text = json.dumps(head, indent=1)[:-2]  # drop the closing "\n}"
+    cases = ",\n".join("  " + json.dumps(c) for c in data.get("cases", []))
+    return text + ',\n "cases": [\n' + cases + "\n ]\n}\n"

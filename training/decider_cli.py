@@ -1,0 +1,234 @@
+"""`hi-train decider`: fit the offload decider on the validation split, report it on the test split, and
+export it as JSON, a C header and a model card."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+FEATURE_PRESETS = {"paper": "p1,p2", "margin": "p1,margin", "rich": "p1,p2,margin,entropy"}
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist", "folder", "imagenet"],
+                   help="dataset kind (default cifar10)")
+    p.add_argument("--data", required=True, help="dataset path, e.g. ../shared/datasets/cifar10-jpeg")
+    p.add_argument("--val-size", type=int, default=None, help="validation images carved from train (default 5000)")
+    p.add_argument("--image-size", type=int, default=None, help="resize+center-crop size (folder/imagenet)")
+    p.add_argument("--seed", type=int, default=0, help="validation split seed (default 0, as hi-train model)")
+    p.add_argument("--limit-val", type=int, default=None, help="use only N validation images (smoke runs)")
+    p.add_argument("--limit-test", type=int, default=None, help="use only N test images (smoke runs)")
+
+
+def load_val_test(args):
+    from training.data import load_dataset
+
+    kw = {"val_size": args.val_size, "seed": args.seed, "image_size": args.image_size}
+    val = load_dataset(args.dataset, args.data, "val", **kw)
+    test = load_dataset(args.dataset, args.data, "test", **kw)
+    if args.limit_val:
+        val = val.take(args.limit_val)
+    if args.limit_test:
+        test = test.take(args.limit_test)
+    return val, test
+
+
+def parse_features(text: str) -> tuple[str, ...]:
+    text = FEATURE_PRESETS.get(text, text)
+    return tuple(f.strip() for f in text.split(",") if f.strip())
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser(
+        "decider", help="fit the offload decider (logistic regression on the local softmax) and export it",
+        description="Fit the decider on the validation split (target: the local model's answer is correct), "
+                    "choose its operating point (p = 0.5 by default, or a goal), report F1/precision/recall, "
+                    "offload and false-negative ratios and HI accuracy (Eq. 1 = Eq. 2) on the test split, and "
+                    "write <out>.json, <out>.h (exact int8 form) and <out>.card.json.")
+    p.add_argument("--model", required=True, help="the local INT8 model, e.g. models/cifar10/resnet8_int8.tflite")
+    p.add_argument("--output", default=None,
+                   help="output tensor name when the model has several (e.g. final_scores of an EE model)")
+    p.add_argument("--server", default=None,
+                   help="the server model (.onnx or .tflite) for HI accuracy; without it HI accuracy is not reported")
+    add_data_args(p)
+    p.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/decider_resnet8")
+    p.add_argument("--kind", default="logistic", choices=["logistic", "max_softmax"],
+                   help="logistic regression (default) or the plain max-softmax threshold")
+    p.add_argument("--features", default="paper",
+                   help="comma list of p1, p2, p3, margin, entropy, or a preset: paper (p1,p2; default), "
+                        "margin (p1,margin), rich (p1,p2,margin,entropy; no int8/C form)")
+    p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression (default 1)")
+    goal = p.add_mutually_exclusive_group()
+    goal.add_argument("--threshold", type=float, default=None,
+                      help="accept iff score >= this (default 0.5 for logistic: the paper's p = 0.5)")
+    goal.add_argument("--max-offload", type=float, default=None,
+                      help="choose the threshold offloading at most this fraction of the validation split")
+    goal.add_argument("--min-hi-accuracy", type=float, default=None,
+                      help="choose the fewest offloads reaching this HI accuracy on the validation split")
+    p.add_argument("--reference-kernels", action="store_true",
+                   help="run the local model with TFLite's reference kernels (TFLite Micro rounding; slower)")
+    p.add_argument("--no-header", action="store_true", help="do not write the C header")
+    p.add_argument("--no-compare", action="store_true", help="skip the comparison with other deciders")
+    p.add_argument("--vectors", default=None,
+                   help="also write C test vectors (raw int8 scores -> decision) to this JSON file")
+    p.set_defaults(func=cmd_decider)
+
+
+def _fmt_pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def cmd_decider(args) -> int:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from hi_runtime.decider import DeciderError
+    from training.cards import JPEG_NOTE, git_commit, write_card
+    from training.decider import (
+        DeciderTrainingError,
+        choose_operating_point,
+        evaluate,
+        export_decider,
+        fit_decider,
+        local_outputs,
+        server_probabilities,
+        write_decider_vectors,
+    )
+
+    t0 = time.time()
+    try:
+        features = parse_features(args.features)
+        val, test = load_val_test(args)
+        print(f"data: val {len(val)}, test {len(test)} images from {args.data}", flush=True)
+        lv = local_outputs(args.model, val.images, args.output, reference=args.reference_kernels)
+        lt = local_outputs(args.model, test.images, lv.output_name, reference=args.reference_kernels)
+        srv_v = srv_t = None
+        if args.server:
+            print(f"running the server model {args.server} on val and test (cached after the first run) ...",
+                  flush=True)
+            srv_v = server_probabilities(args.server, val.images).argmax(1)
+            srv_t = server_probabilities(args.server, test.images).argmax(1)
+        else:
+            print("note: no --server given; HI accuracy is not reported", file=sys.stderr)
+        threshold = args.threshold if args.threshold is not None else 0.5
+        if args.kind == "max_softmax" and args.threshold is None and args.max_offload is None \
+                and args.min_hi_accuracy is None:
+            raise DeciderTrainingError("the max-softmax decider needs --threshold, --max-offload or --min-hi-accuracy")
+        dec = fit_decider(lv.probs, val.labels, features, kind=args.kind, C=args.C, threshold=threshold)
+        op_goal = f"threshold {threshold}" if args.kind == "max_softmax" or args.threshold is not None else "p = 0.5"
+        if args.max_offload is not None or args.min_hi_accuracy is not None:
+            op = choose_operating_point(dec, lv.probs, val.labels,
+                                        None if srv_v is None else srv_v == val.labels,
+                                        max_offload=args.max_offload, min_hi_accuracy=args.min_hi_accuracy)
+            dec = dec.with_threshold(op.threshold)
+            op_goal = op.goal
+        rep_val = evaluate(dec.accept(lv.probs), lv.predicted, val.labels, srv_v)
+        rep_test = evaluate(dec.accept(lt.probs), lt.predicted, test.labels, srv_t)
+        dec.meta["operating_point"] = {"goal": op_goal, "threshold": dec.threshold,
+                                       "chosen_on": "validation split"}
+        dec.meta["source_model"] = {"file": Path(args.model).name, "output": lv.output_name,
+                                    "output_scale": lv.scale, "output_zero_point": lv.zero_point}
+        dec.meta["metrics"] = {"val": rep_val.as_dict(), "test": rep_test.as_dict()}
+        out = Path(args.out)
+        command = "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
+        dec, files = export_decider(dec, out, scale=lv.scale, zero_point=lv.zero_point,
+                                    header=not args.no_header, source=f"{Path(args.model).name} [{lv.output_name}]")
+        if dec.int8 is not None:
+            agree = np.array_equal(dec.accept_int8(lt.raw, lt.scale, lt.zero_point), dec.accept(lt.probs))
+            print(f"int8 form: A={list(dec.int8.coef)} B={dec.int8.bias} shift={dec.int8.shift}; agrees with the "
+                  f"float form on all {len(lt.raw)} test rows: {agree}; grid disagreements: "
+                  f"{dec.int8.grid_disagreements}", flush=True)
+            if not agree:
+                raise DeciderTrainingError("the int8 form disagrees with the float form on test rows")
+        comparison = {} if args.no_compare else compare_deciders(lv, lt, val.labels, test.labels, srv_v, srv_t,
+                                                                 rep_test.offload_ratio)
+        if args.vectors:
+            p = write_decider_vectors(dec, lt.raw[:100], args.vectors,
+                                      note=f"decider {out.name} for {Path(args.model).name}; first 100 rows are "
+                                           "real test-split outputs")
+            print(f"wrote {p}")
+    except (DeciderTrainingError, DeciderError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    print(f"validation: {rep_val.summary()}")
+    print(f"test:       {rep_test.summary()}")
+    if comparison:
+        print("comparison on the test split (thresholds chosen on validation to match this decider's offload):")
+        for name, r in comparison.items():
+            print(f"  {name:32s} F1 {r['f1']:.4f}  offload {_fmt_pct(r['offload_ratio'])}  "
+                  f"HI {_fmt_pct(r.get('hi_accuracy'))}")
+    hi_gain = None if rep_test.hi_accuracy is None else rep_test.hi_accuracy - rep_test.local_accuracy
+    card = {
+        "card_version": 1,
+        "name": out.name,
+        "architecture": f"offload decider: {dec.kind} on {','.join(dec.features)}",
+        "params": int(len(dec.coefficients) + 1),
+        "macs": 0,
+        "dataset": {"name": args.dataset, "path": str(args.data), "val_images": len(val), "test_images": len(test),
+                    "fit_on": "validation split", "reported_on": "test split",
+                    "note": JPEG_NOTE if args.dataset == "cifar10" else ""},
+        "training": {"command": command, "kind": dec.kind, "features": list(dec.features), "C": args.C,
+                     "operating_point": dec.meta["operating_point"], "seconds": round(time.time() - t0)},
+        "git_commit": git_commit(),
+        "local_model": {"file": str(args.model), "output": lv.output_name, "test_accuracy": rep_test.local_accuracy},
+        "server_model": {"file": str(args.server), "test_accuracy": rep_test.server_accuracy} if args.server else None,
+        "test": {"f1": rep_test.f1, "precision": rep_test.precision, "recall": rep_test.recall,
+                 "offload_f1": rep_test.offload_f1, "offload_ratio": rep_test.offload_ratio,
+                 "false_negative_ratio": rep_test.false_negative_ratio, "hi_accuracy": rep_test.hi_accuracy,
+                 "hi_accuracy_eq2": rep_test.hi_accuracy_eq2, "hi_gain_over_local": hi_gain,
+                 "paper_f1_resnet8_cifar10": 0.86},
+        "val": rep_val.as_dict(),
+        "comparison": comparison,
+        "int8": dec.int8.to_dict() if dec.int8 else None,
+        "artifacts": [{"file": f.name, "kind": "decider JSON" if f.suffix == ".json" else "decider C header",
+                       "bytes": f.stat().st_size, "test_accuracy": rep_test.hi_accuracy,
+                       "summary": f"(HI) F1 {rep_test.f1:.3f}, offload {100 * rep_test.offload_ratio:.1f}%"}
+                      for f in files],
+    }
+    card_path = write_card(out.with_name(out.name + ".card.json"), card)
+    print(f"wrote {', '.join(str(f) for f in files)} and {card_path} (run `hi-train cards` to refresh "
+          "the table in models/README.md)")
+    return 0
+
+
+def compare_deciders(lv, lt, yv, yt, srv_v, srv_t, target_offload: float) -> dict:
+    """Other deciders behind the same interface at p = 0.5 and at this decider's offload ratio."""
+    from training.decider import choose_operating_point, evaluate, fit_decider
+
+    out = {}
+    variants = [("logistic p1,p2 (paper)", "logistic", ("p1", "p2")),
+                ("logistic p1,margin", "logistic", ("p1", "margin")),
+                ("logistic p1,p2,margin,entropy", "logistic", ("p1", "p2", "margin", "entropy")),
+                ("max-softmax threshold", "max_softmax", ("p1",))]
+    for name, kind, feats in variants:
+        d = fit_decider(lv.probs, yv, feats, kind=kind, threshold=0.5)
+        if kind == "logistic":
+            r = evaluate(d.accept(lt.probs), lt.predicted, yt, srv_t)
+            out[name + " @ p=0.5"] = _short(r)
+        op = choose_operating_point(d, lv.probs, yv, None if srv_v is None else srv_v == yv,
+                                    max_offload=target_offload)
+        d = d.with_threshold(op.threshold)
+        r = evaluate(d.accept(lt.probs), lt.predicted, yt, srv_t)
+        out[name + f" @ offload<={100 * target_offload:.1f}% (val)"] = {**_short(r), "threshold": d.threshold}
+    return out
+
+
+def _short(r) -> dict:
+    return {"f1": r.f1, "precision": r.precision, "recall": r.recall, "offload_ratio": r.offload_ratio,
+            "hi_accuracy": r.hi_accuracy}
+
+
+def main(argv=None) -> int:  # pragma: no cover - convenience for `python -m training.decider_cli`
+    from training.cli import main as hi_train
+
+    return hi_train(["decider", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

@@ -1,0 +1,607 @@
+"""BranchyNet early-exit models: build, train with the joint loss, and export as a chain of INT8 segments.
+
+Branch placement (``EXIT_PRESETS``):
+
+* ResNet-8: one exit after the second residual stack (``s2_out``), as in the paper;
+* ResNet-56: two exits, after residual block 2 (``s1b2_out``) and residual block 19 (``s3b1_out``, the
+  first block of the third stage). The paper says "after layer 2 and after layer 19"; ResNet-56 has 27
+  residual blocks, and we read its layers as those blocks (a branch inside a block would cut a skip
+  connection, which a segment chain cannot do);
+* tiny_cnn (tests): one exit after its residual ``add``.
+
+A branch is small and uses only operators the firmware compiler supports: a 3x3 depthwise convolution
+(stride 2 while the map is larger than 8x8) + BN + ReLU, a 1x1 convolution + BN + ReLU, global average
+pooling (MEAN), a dense layer and softmax. BN folds into the convolutions and ReLU fuses into them, so the
+INT8 file holds DEPTHWISE_CONV_2D, CONV_2D, MEAN, FULLY_CONNECTED, SOFTMAX.
+
+Training uses the joint weighted loss over all exits (BranchyNet), ``sum_k w_k * CE(exit_k)``. To save
+CPU the trunk can start from a trained plain model (``--init``, weights copied by layer name): first the
+branches alone are trained with the trunk frozen, then everything is fine-tuned jointly at a low rate.
+
+Export: the model is converted ONCE to full-integer INT8 with every exit's scores and every cut's trunk
+features as outputs; the segments are then cut out of that one flatbuffer. So a feature tensor's
+quantization at the end of segment k is by construction the input quantization of segment k+1, and the
+chain computes bit for bit what the single model computes. Output tensors are renamed to fixed names
+(``exit{k}_scores``, ``features{k}``, ``final_scores``; segment k+1's input is ``features{k}``) and every
+reader resolves them by name.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hi_runtime.early_exit import NEVER, ExitPolicy, Quant, SegmentChain, SegmentSpec
+from training.data import Dataset
+
+EXIT_PRESETS: dict[str, tuple[str, ...]] = {
+    "resnet8": ("s2_out",),
+    "resnet56": ("s1b2_out", "s3b1_out"),
+    "resnet20": ("s2b1_out",),
+    "tiny_cnn": ("add",),
+}
+FIRMWARE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
+                          "MAX_POOL_2D", "MEAN", "PAD", "RESHAPE", "SOFTMAX"})
+FINAL = "final"
+
+
+class EarlyExitExportError(Exception):
+    pass
+
+
+def exit_names(num_exits: int) -> list[str]:
+    """Output names of the exits: exit1, exit2, ..., final."""
+    return [f"exit{k + 1}" for k in range(num_exits - 1)] + [FINAL]
+
+
+def scores_name(k: int, num_exits: int) -> str:
+    return "final_scores" if k == num_exits - 1 else f"exit{k + 1}_scores"
+
+
+def features_name(k: int) -> str:
+    return f"features{k + 1}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------
+
+def _branch(x, num_classes: int, name: str, width: int, weight_decay: float):
+    import keras
+
+    L = keras.layers
+    reg = keras.regularizers.L2(weight_decay) if weight_decay > 0 else None
+    stride = 2 if min(int(x.shape[1]), int(x.shape[2])) > 8 else 1
+    y = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, depthwise_regularizer=reg,
+                          name=f"{name}_dw")(x)
+    y = L.BatchNormalization(name=f"{name}_dw_bn")(y)
+    y = L.Activation("relu", name=f"{name}_dw_relu")(y)
+    y = L.Conv2D(width, 1, use_bias=False, kernel_initializer="he_normal", kernel_regularizer=reg,
+                 name=f"{name}_pw")(y)
+    y = L.BatchNormalization(name=f"{name}_pw_bn")(y)
+    y = L.Activation("relu", name=f"{name}_pw_relu")(y)
+    y = L.GlobalAveragePooling2D(name=f"{name}_gap")(y)
+    return L.Dense(num_classes, activation="softmax", kernel_regularizer=reg, name=name)(y)
+
+
+def build_early_exit_model(arch: str, *, exits: Sequence[str] | None = None, num_classes: int = 10,
+                           input_shape=(32, 32, 3), branch_width: int = 64, weight_decay: float = 1e-4):
+    """The base architecture with exit branches at the named layers. Outputs, in order:
+    exit1, ..., final (softmax each). The trunk keeps the base model's layer names, so weights of a
+    trained plain model load by name (:func:`copy_trunk_weights`)."""
+    import keras
+
+    from training.models import build_model
+
+    taps = tuple(exits) if exits else EXIT_PRESETS.get(arch, ())
+    if not taps:
+        raise ValueError(f"no exit preset for {arch!r}; pass exits=[layer names] (presets: {sorted(EXIT_PRESETS)})")
+    base = build_model(arch, num_classes=num_classes, input_shape=input_shape, weight_decay=weight_decay)
+    outs = []
+    for k, tap in enumerate(taps):
+        try:
+            t = base.get_layer(tap).output
+        except ValueError as exc:
+            raise ValueError(f"{arch} has no layer {tap!r} to branch from") from exc
+        outs.append(_branch(t, num_classes, f"exit{k + 1}", branch_width, weight_decay))
+    final = keras.layers.Identity(name=FINAL)(base.output)
+    model = keras.Model(base.inputs, outs + [final], name=f"ee_{arch}")
+    model._hi_exit_taps = taps
+    return model
+
+
+def exit_taps(model) -> tuple[str, ...]:
+    taps = getattr(model, "_hi_exit_taps", None)
+    if taps:
+        return tuple(taps)
+    # a reloaded model: the taps are the layers the exit branches read
+    found = []
+    for layer in model.layers:
+        if layer.name.startswith("exit") and layer.name.endswith("_dw"):
+            src = layer.input._keras_history[0]
+            found.append(src.name)
+    if not found:
+        raise ValueError(f"{model.name} has no exit branches")
+    return tuple(found)
+
+
+def export_model(model):
+    """The same network with named outputs for the converter: ``exit{k}_scores``, ``features{k}`` (the
+    trunk tensor at each cut) and ``final_scores``."""
+    import keras
+
+    taps = exit_taps(model)
+    n = len(taps) + 1
+    outs: dict[str, Any] = {}
+    for k, name in enumerate(exit_names(n)):
+        outs[scores_name(k, n)] = model.get_layer(name).output
+    for k, tap in enumerate(taps):
+        outs[features_name(k)] = model.get_layer(tap).output
+    return keras.Model(model.inputs, outs, name=model.name)
+
+
+def copy_trunk_weights(ee_model, base_model) -> list[str]:
+    """Copy weights of every layer of ``base_model`` into the same-named layer of ``ee_model``."""
+    copied = []
+    names = {layer.name for layer in ee_model.layers}
+    for layer in base_model.layers:
+        w = layer.get_weights()
+        if w and layer.name in names:
+            ee_model.get_layer(layer.name).set_weights(w)
+            copied.append(layer.name)
+    if not copied:
+        raise ValueError(f"no layer of {base_model.name} matches a layer of {ee_model.name}")
+    return copied
+
+
+def branch_layer_names(model) -> list[str]:
+    return [layer.name for layer in model.layers if layer.name.startswith("exit")]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class EETrainConfig:
+    arch: str = "resnet8"
+    exits: list[str] = field(default_factory=list)
+    loss_weights: list[float] = field(default_factory=list)  # one per exit, final last; default all 1
+    branch_width: int = 64
+    init: str = ""  # a trained plain .keras model to copy the trunk from
+    epochs_branch: int = 1  # branches only, trunk frozen
+    epochs_joint: int = 2  # everything, joint weighted loss
+    lr_branch: float = 0.05
+    lr_joint: float = 0.005
+    batch_size: int = 64
+    weight_decay: float = 1e-4
+    augment: bool = True
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _multi_target(ds: Dataset, n_out: int, batch: int, *, training: bool, augment: bool, seed: int):
+    from training.train import make_dataset
+
+    d = make_dataset(ds, batch, training=training, augment=augment, seed=seed)
+    return d.map(lambda x, y: (x, tuple([y] * n_out)))
+
+
+def train_early_exit(cfg: EETrainConfig, train: Dataset, val: Dataset, *, verbose: int | None = None,
+                     log=print):
+    """Train an early-exit model per ``cfg``; returns (model, history list)."""
+    import sys
+
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_early_exit_model(cfg.arch, exits=cfg.exits or None, num_classes=train.num_classes,
+                                   input_shape=train.images.shape[1:], branch_width=cfg.branch_width,
+                                   weight_decay=cfg.weight_decay)
+    n_out = len(model.outputs)
+    weights = list(cfg.loss_weights) if cfg.loss_weights else [1.0] * n_out
+    if len(weights) != n_out:
+        raise ValueError(f"{n_out} exits need {n_out} loss weights, got {len(weights)}")
+    if cfg.init:
+        base = keras.models.load_model(cfg.init)
+        copied = copy_trunk_weights(model, base)
+        log(f"trunk initialized from {cfg.init} ({len(copied)} layers)")
+    elif cfg.epochs_branch:
+        log("note: no --init model; the 'branch-only' phase trains branches on a random trunk")
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 0
+    branches = set(branch_layer_names(model))
+    steps = max(1, len(train) // cfg.batch_size)
+    history: list[dict] = []
+    tr = _multi_target(train, n_out, cfg.batch_size, training=True, augment=cfg.augment, seed=cfg.seed)
+    va = _multi_target(val, n_out, 256, training=False, augment=False, seed=0)
+    for phase, epochs, lr, freeze in (("branches", cfg.epochs_branch, cfg.lr_branch, True),
+                                      ("joint", cfg.epochs_joint, cfg.lr_joint, False)):
+        if epochs <= 0:
+            continue
+        for layer in model.layers:
+            layer.trainable = (layer.name in branches) if freeze else True
+        sched = keras.optimizers.schedules.CosineDecay(lr, decay_steps=epochs * steps, alpha=0.0)
+        model.compile(optimizer=keras.optimizers.SGD(sched, momentum=0.9, nesterov=True),
+                      loss=[keras.losses.SparseCategoricalCrossentropy()] * n_out, loss_weights=weights,
+                      metrics=[[keras.metrics.SparseCategoricalAccuracy(name="acc")] for _ in range(n_out)])
+        log(f"phase {phase}: {epochs} epoch(s) at lr {lr} ({'trunk frozen' if freeze else 'all layers'})")
+        h = model.fit(tr, validation_data=va, epochs=epochs, verbose=verbose)
+        for e in range(epochs):
+            rec = {"phase": phase, "epoch": e + 1, **{k: float(v[e]) for k, v in h.history.items()}}
+            history.append(rec)
+            log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+    for layer in model.layers:
+        layer.trainable = True
+    return model, history
+
+
+# ----------------------------------------------------------------------------------------------------
+# Flatbuffer surgery: cut segments out of one converted model
+# ----------------------------------------------------------------------------------------------------
+
+def _schema():
+    from tensorflow.lite.python import schema_py_generated as schema_fb
+
+    return schema_fb
+
+
+def _read_model(data: bytes):
+    fb = _schema()
+    return fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(bytearray(data), 0))
+
+
+def _write_model(model) -> bytes:
+    import flatbuffers
+
+    class AlignedBuilder(flatbuffers.Builder):
+        """Aligns every byte vector (weights, biases) to 16 bytes, as the TFLite converter does, so
+        int32 biases stay aligned on a microcontroller."""
+
+        def StartVector(self, elemSize, numElems, alignment):
+            if elemSize == 1 and numElems >= 4:
+                alignment = max(alignment, 16)
+            return super().StartVector(elemSize, numElems, alignment)
+
+    b = AlignedBuilder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _opcode_name(model, op) -> str:
+    from tensorflow.lite.python import schema_util
+
+    fb = _schema()
+    code = schema_util.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    return names.get(code, str(code))
+
+
+def _name(t) -> str:
+    n = t.name
+    return n.decode() if isinstance(n, (bytes, bytearray)) else str(n)
+
+
+def _has_data(model, t) -> bool:
+    buf = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
+    return buf is not None and buf.data is not None and len(buf.data) > 0
+
+
+def _quant_of(t) -> Quant | None:
+    q = t.quantization
+    if q is None or q.scale is None or len(q.scale) != 1:
+        return None
+    return Quant(float(q.scale[0]), int(q.zeroPoint[0]))
+
+
+def extract_subgraph(data: bytes, inputs: Sequence[int], outputs: Sequence[int],
+                     rename: dict[int, str] | None = None) -> bytes:
+    """A new flatbuffer computing tensors ``outputs`` from tensors ``inputs`` (indices in subgraph 0),
+    with only the operators, tensors, buffers and opcodes it needs."""
+    import copy
+
+    model = _read_model(data)
+    if len(model.subgraphs) != 1:
+        raise EarlyExitExportError(f"expected one subgraph, found {len(model.subgraphs)}")
+    sg = model.subgraphs[0]
+    producer = {}
+    for i, op in enumerate(sg.operators):
+        for t in op.outputs:
+            producer[int(t)] = i
+    stop = {int(i) for i in inputs}
+    needed_ops: set[int] = set()
+    stack = [int(o) for o in outputs]
+    seen: set[int] = set()
+    while stack:
+        t = stack.pop()
+        if t in seen or t < 0:
+            continue
+        seen.add(t)
+        if t in stop:
+            continue
+        if t not in producer:
+            if not _has_data(model, sg.tensors[t]):
+                raise EarlyExitExportError(
+                    f"tensor {_name(sg.tensors[t])!r} is needed but is neither computed, constant nor an input: "
+                    "the exit is not a cut point of the graph (a skip connection crosses it)")
+            continue
+        i = producer[t]
+        if i not in needed_ops:
+            needed_ops.add(i)
+            stack.extend(int(x) for x in sg.operators[i].inputs)
+    ops = [sg.operators[i] for i in sorted(needed_ops)]  # original order is a valid topological order
+    used = {int(i) for i in inputs} | {int(o) for o in outputs}
+    for op in ops:
+        used |= {int(x) for x in op.inputs if x >= 0} | {int(x) for x in op.outputs}
+        used |= {int(x) for x in (op.intermediates if op.intermediates is not None else []) if x >= 0}
+    tmap = {old: new for new, old in enumerate(sorted(used))}
+    new_tensors = []
+    buf_used = sorted({sg.tensors[t].buffer for t in used} | {0} |
+                      {m.buffer for m in (model.metadata or [])})
+    bmap = {old: new for new, old in enumerate(buf_used)}
+    for old in sorted(used):
+        t = copy.copy(sg.tensors[old])
+        t.buffer = bmap[t.buffer]
+        if rename and old in rename:
+            t.name = rename[old]
+        new_tensors.append(t)
+    code_used = sorted({op.opcodeIndex for op in ops})
+    cmap = {old: new for new, old in enumerate(code_used)}
+    new_ops = []
+    for op in ops:
+        op2 = copy.copy(op)
+        op2.inputs = [tmap[int(x)] if x >= 0 else -1 for x in op.inputs]
+        op2.outputs = [tmap[int(x)] for x in op.outputs]
+        if op.intermediates is not None:
+            op2.intermediates = [tmap[int(x)] if x >= 0 else -1 for x in op.intermediates]
+        op2.opcodeIndex = cmap[op.opcodeIndex]
+        new_ops.append(op2)
+    sg.tensors = new_tensors
+    sg.operators = new_ops
+    sg.inputs = [tmap[int(i)] for i in inputs]
+    sg.outputs = [tmap[int(o)] for o in outputs]
+    model.operatorCodes = [model.operatorCodes[i] for i in code_used]
+    model.buffers = [model.buffers[i] for i in buf_used]
+    for m in model.metadata or []:
+        m.buffer = bmap[m.buffer]
+    model.signatureDefs = []  # the single signature of the full model does not describe a segment
+    return _write_model(model)
+
+
+def tflite_ops_and_macs(data: bytes) -> tuple[list[str], int]:
+    """Operators and multiply-accumulates (conv, depthwise conv, dense; MLPerf Tiny's convention) of
+    one inference of a TFLite file, counted from its tensors' shapes."""
+    model = _read_model(data)
+    sg = model.subgraphs[0]
+    names, macs = [], 0
+    for op in sg.operators:
+        name = _opcode_name(model, op)
+        names.append(name)
+        out = [int(v) for v in sg.tensors[op.outputs[0]].shape]
+        w = [int(v) for v in sg.tensors[op.inputs[1]].shape] if len(op.inputs) > 1 and op.inputs[1] >= 0 else []
+        if name == "CONV_2D":  # weights [cout, kh, kw, cin]
+            macs += int(np.prod(out[1:])) * w[1] * w[2] * w[3]
+        elif name == "DEPTHWISE_CONV_2D":  # weights [1, kh, kw, cout]
+            macs += int(np.prod(out[1:])) * w[1] * w[2]
+        elif name == "FULLY_CONNECTED":  # weights [units, in]
+            macs += int(np.prod(out[:-1]) // max(1, out[0])) * w[0] * w[1]
+    return sorted(set(names)), int(macs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class ChainExport:
+    chain: SegmentChain
+    single_model: Path
+    segment_files: list[Path]
+    ops: list[str]
+    macs_per_segment: list[int]
+
+
+def _output_tensor_map(full: bytes, names_in_order: list[str], check_model, check_images: np.ndarray) -> dict[str, int]:
+    """Map each named output of the Keras export model to its tensor index in the converted file.
+
+    The converter names outputs Identity, Identity_1, ... in the order of the flattened (key-sorted)
+    output dict; that mapping is verified numerically against Keras so a reordering cannot go unnoticed."""
+    model = _read_model(full)
+    sg = model.subgraphs[0]
+    by_name = {_name(sg.tensors[t]): int(t) for t in sg.outputs}
+    flat = sorted(names_in_order)
+    mapping = {}
+    for i, key in enumerate(flat):
+        cand = "Identity" if i == 0 else f"Identity_{i}"
+        if cand not in by_name:
+            raise EarlyExitExportError(f"converted model has no output {cand}; outputs are {sorted(by_name)}")
+        mapping[key] = by_name[cand]
+    # numerical check against Keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=full)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    s, z = inp["quantization"]
+    x = np.clip(np.round(check_images[:1].astype(np.float32) / s) + z, -128, 127).astype(np.int8)
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    ref = check_model(check_images[:1].astype(np.float32), training=False)
+    for key, t in mapping.items():
+        det = next(o for o in interp.get_output_details() if o["index"] == t)
+        os_, oz = det["quantization"]
+        got = (interp.get_tensor(t).astype(np.float64) - oz) * os_
+        want = np.asarray(ref[key], dtype=np.float64)
+        if got.shape != want.shape:
+            raise EarlyExitExportError(f"output {key}: converted shape {got.shape} != Keras {want.shape}")
+        tol = 3 * os_ + 0.05 * float(np.abs(want).max())
+        if float(np.abs(got - want).max()) > tol:
+            raise EarlyExitExportError(f"output {key} of the converted model does not match Keras "
+                                       f"(max diff {np.abs(got - want).max():.3g}); outputs may be misordered")
+    return mapping
+
+
+def _strip_requantize(model, sg, t: int) -> int:
+    """If output ``t`` is produced by a QUANTIZE op (a requantization the converter appended for the
+    output), return the internal tensor it reads, which is what the rest of the graph consumes."""
+    for op in sg.operators:
+        if int(t) in [int(o) for o in op.outputs] and _opcode_name(model, op) == "QUANTIZE":
+            return int(op.inputs[0])
+    return int(t)
+
+
+def export_early_exit(model, representative_images: np.ndarray, out_prefix: str | Path, *,
+                      class_names: Sequence[str] = (), policy: ExitPolicy | None = None,
+                      decider_file: str | None = None, check_images: np.ndarray | None = None,
+                      allowed_ops: frozenset[str] | None = FIRMWARE_OPS) -> ChainExport:
+    """Write ``<prefix>_int8.tflite`` (single model: every exit's scores), ``<prefix>_seg{k}_int8.tflite``
+    (the chain) and ``<prefix>.json`` (the chain description)."""
+    import tempfile
+
+    from training.export import export_int8_tflite
+
+    out_prefix = Path(out_prefix)
+    out_dir, stem = out_prefix.parent, out_prefix.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emodel = export_model(model)
+    taps = exit_taps(model)
+    n = len(taps) + 1
+    with tempfile.TemporaryDirectory(prefix="hi-ee-") as tmp:
+        full = export_int8_tflite(emodel, representative_images, Path(tmp) / "full.tflite").read_bytes()
+    from training.models import fold_input_scaling
+
+    check = check_images if check_images is not None else representative_images[:1]
+    keys = [scores_name(k, n) for k in range(n)] + [features_name(k) for k in range(n - 1)]
+    omap = _output_tensor_map(full, keys, fold_input_scaling(emodel), check)
+    fm = _read_model(full)
+    sg = fm.subgraphs[0]
+    image_t = int(sg.inputs[0])
+    cut = [_strip_requantize(fm, sg, omap[features_name(k)]) for k in range(n - 1)]
+    scores_t = [omap[scores_name(k, n)] for k in range(n)]
+    ops, _ = tflite_ops_and_macs(full)
+    if allowed_ops is not None:
+        extra = sorted(set(ops) - allowed_ops - {"QUANTIZE"})
+        if extra:
+            raise EarlyExitExportError(f"the converted model uses operators the firmware does not support: {extra}")
+
+    # single model: every exit's scores, named
+    rename = {scores_t[k]: scores_name(k, n) for k in range(n)}
+    rename[image_t] = "image"
+    single = out_dir / f"{stem}_int8.tflite"
+    single.write_bytes(extract_subgraph(full, [image_t], scores_t, rename))
+
+    seg_files, specs, macs_list = [], [], []
+    for k in range(n):
+        inp_t = image_t if k == 0 else cut[k - 1]
+        outs = [scores_t[k]] + ([cut[k]] if k < n - 1 else [])
+        ren = {scores_t[k]: scores_name(k, n), inp_t: "image" if k == 0 else features_name(k - 1)}
+        if k < n - 1:
+            ren[cut[k]] = features_name(k)
+        data = extract_subgraph(full, [inp_t], outs, ren)
+        seg_ops, macs = tflite_ops_and_macs(data)
+        if "QUANTIZE" in seg_ops or "DEQUANTIZE" in seg_ops:
+            raise EarlyExitExportError(f"segment {k + 1} contains a (de)quantize operator: {seg_ops}")
+        path = out_dir / f"{stem}_seg{k + 1}_int8.tflite"
+        path.write_bytes(data)
+        seg_files.append(path)
+        macs_list.append(macs)
+        specs.append(SegmentSpec(file=path, input=ren[inp_t], scores=scores_name(k, n),
+                                 features=features_name(k) if k < n - 1 else None,
+                                 input_quant=_quant_of(sg.tensors[inp_t]),
+                                 scores_quant=_quant_of(sg.tensors[scores_t[k]]),
+                                 features_quant=_quant_of(sg.tensors[cut[k]]) if k < n - 1 else None,
+                                 macs=macs))
+    chain = SegmentChain(segments=specs, policy=policy or ExitPolicy([NEVER] * (n - 1)),
+                         path=out_dir / f"{stem}.json", decider_file=decider_file,
+                         class_names=list(class_names),
+                         single_model={"file": single.name, "input": "image",
+                                       "outputs": [scores_name(k, n) for k in range(n)],
+                                       "note": "desktop evaluation: every exit's scores from one invocation; "
+                                               "bit-identical to the chain (cut from the same converted model)"},
+                         meta={"exit_taps": list(taps), "model": model.name})
+    problems = chain.check_feature_quantization()
+    if problems:
+        raise EarlyExitExportError("feature quantization differs between segments: " + "; ".join(problems))
+    chain.save()
+    return ChainExport(chain, single, seg_files, sorted(set(ops) - {"QUANTIZE"}), macs_list)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation helpers
+# ----------------------------------------------------------------------------------------------------
+
+class SegmentRunner:
+    """Runs a chain's segment files with ai-edge-litert (``reference=True``: TFLite Micro's rounding);
+    ``__call__(k, x)`` is the ``run_segment`` callable of :func:`hi_runtime.early_exit.run_chain`."""
+
+    def __init__(self, chain: SegmentChain, *, reference: bool = True):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        self.chain = chain
+        kw = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF} if reference else {}
+        self.interps = []
+        for s in chain.segments:
+            it = Interpreter(model_path=str(s.file), **kw)
+            it.allocate_tensors()
+            self.interps.append(it)
+        self._batch = [1] * len(self.interps)
+
+    def __call__(self, k: int, x: np.ndarray):
+        it = self.interps[k]
+        spec = self.chain.segments[k]
+        inp = it.get_input_details()[0]
+        if inp["name"] != spec.input:
+            raise EarlyExitExportError(f"segment {k + 1} input is {inp['name']!r}, chain says {spec.input!r}")
+        if len(x) != self._batch[k]:
+            it.resize_tensor_input(inp["index"], [len(x), *inp["shape"][1:]])
+            it.allocate_tensors()
+            self._batch[k] = len(x)
+            inp = it.get_input_details()[0]
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        outs = {o["name"]: it.get_tensor(o["index"]).copy() for o in it.get_output_details()}
+        feats = outs[spec.features] if spec.features else None
+        return feats, outs[spec.scores]
+
+
+def exit_probabilities(single_model_path: str | Path, images: np.ndarray, names: Sequence[str], *,
+                       batch: int = 256, reference: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(raw int8 scores, dequantized probabilities) of each named output of the single-model file."""
+    from training.export import TFLiteModel
+
+    tm = TFLiteModel(single_model_path, reference=reference)
+    raw: dict[str, list[np.ndarray]] = {nm: [] for nm in names}
+    for i in range(0, len(images), batch):
+        out = tm.invoke_raw(tm.quantize_input(images[i:i + batch]))
+        for nm in names:
+            if nm not in out:
+                raise EarlyExitExportError(f"{single_model_path} has no output {nm!r}; it has {sorted(out)}")
+            raw[nm].append(out[nm])
+    raws = [np.concatenate(raw[nm]) for nm in names]
+    probs = []
+    for nm, r in zip(names, raws):
+        det = next(o for o in tm.outputs if o["name"] == nm)
+        s, z = det["quantization"]
+        probs.append((r.astype(np.float64) - z) * s if s else r.astype(np.float64))
+    return raws, probs
+
+
+def chain_macs_ms(macs: Sequence[int], full_ms: float, ref_macs: int) -> list[float]:
+    """Device time per segment, scaled by MACs from a reference model's measured time."""
+    return [full_ms * m / ref_macs for m in macs]
+
+
+def save_history(path: Path, history: list[dict]) -> None:
+    path.write_text("\n".join(json.dumps(h) for h in history) + ("\n" if history else ""))
+
+
+def env_quiet() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+

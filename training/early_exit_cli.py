@@ -1,0 +1,177 @@
+"""`hi-train early-exit`: train a BranchyNet early-exit model and export it as a chain of INT8 segments."""
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser(
+        "early-exit", help="train an early-exit (BranchyNet) model and export its INT8 segment chain",
+        description="Add exit branches to ARCH (ResNet-8: one after the second residual stack; ResNet-56: after "
+                    "residual blocks 2 and 19), train with the joint weighted loss over all exits (optionally "
+                    "starting the trunk from a trained plain model: branches first with the trunk frozen, then "
+                    "everything jointly), export one INT8 model and cut it into segments, and write "
+                    "<out>.json (the chain), <out>.keras and <out>.card.json.")
+    p.add_argument("--arch", default="resnet8", help="resnet8 (default), resnet56, resnet20, tiny_cnn")
+    p.add_argument("--exits", default=None, help="comma list of layer names to branch after (default: preset)")
+    p.add_argument("--init", default=None, help="trained plain model to copy the trunk from, e.g. "
+                                                 "models/cifar10/resnet8.keras")
+    p.add_argument("--keras", default=None, help="skip training: export this saved early-exit .keras model")
+    from training.decider_cli import add_data_args
+
+    add_data_args(p)
+    p.add_argument("--limit-train", type=int, default=None, help="train on only N images (smoke runs)")
+    p.add_argument("--epochs-branch", type=int, default=1, help="epochs training only the branches (default 1)")
+    p.add_argument("--epochs-joint", type=int, default=2, help="epochs of joint fine-tuning (default 2)")
+    p.add_argument("--lr-branch", type=float, default=0.05)
+    p.add_argument("--lr-joint", type=float, default=0.005)
+    p.add_argument("--loss-weights", default=None,
+                   help="comma list, one weight per exit with the final exit last (default all 1)")
+    p.add_argument("--branch-width", type=int, default=64, help="channels of the branch's 1x1 conv (default 64)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/ee_resnet8")
+    p.add_argument("--no-arena", action="store_true", help="skip measuring the TFLite Micro arena of each segment")
+    p.set_defaults(func=cmd_early_exit)
+
+
+def cmd_early_exit(args) -> int:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from hi_runtime.early_exit import SegmentChain
+    from training.cards import JPEG_NOTE, git_commit, write_card
+    from training.data import load_dataset
+    from training.decider_cli import load_val_test
+    from training.early_exit import (
+        EarlyExitExportError,
+        EETrainConfig,
+        SegmentRunner,
+        exit_probabilities,
+        export_early_exit,
+        save_history,
+        train_early_exit,
+    )
+    from training.export import accuracy, representative_subset, tflm_arena_bytes
+    from training.models import count_params_and_macs
+
+    t0 = time.time()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    val, test = load_val_test(args)
+    train = load_dataset(args.dataset, args.data, "train", val_size=args.val_size, seed=args.seed,
+                         image_size=args.image_size)
+    if args.limit_train:
+        rng = np.random.default_rng(args.seed)
+        train = train.subset(np.sort(rng.permutation(len(train))[: args.limit_train]))
+    print(f"data: train {len(train)}, val {len(val)}, test {len(test)}", flush=True)
+    history: list[dict] = []
+    cfg = None
+    if args.keras:
+        model = keras.models.load_model(args.keras)
+        training = {"note": f"exported from {args.keras} without training"}
+    else:
+        weights = [float(w) for w in args.loss_weights.split(",")] if args.loss_weights else []
+        cfg = EETrainConfig(arch=args.arch, exits=args.exits.split(",") if args.exits else [],
+                            loss_weights=weights, branch_width=args.branch_width, init=args.init or "",
+                            epochs_branch=args.epochs_branch, epochs_joint=args.epochs_joint,
+                            lr_branch=args.lr_branch, lr_joint=args.lr_joint, batch_size=args.batch_size,
+                            weight_decay=args.weight_decay, augment=not args.no_augment, seed=args.seed)
+        try:
+            model, history = train_early_exit(cfg, train, val)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        model.save(out.with_suffix(".keras"))
+        save_history(out.parent / f"{out.name}.history.jsonl", history)
+        training = {"config": cfg.to_dict(), "seconds": round(time.time() - t0),
+                    "init_note": (f"trunk initialized from {args.init} (the shipped plain model), branches trained "
+                                  f"{args.epochs_branch} epoch(s) with the trunk frozen, then {args.epochs_joint} "
+                                  "epoch(s) of joint fine-tuning with the weighted loss over all exits; not trained "
+                                  "from scratch, to save CPU") if args.init else "trained from scratch"}
+    try:
+        exp = export_early_exit(model, representative_subset(train.images, 500, args.seed), out,
+                                class_names=test.class_names, check_images=val.images[:1])
+    except EarlyExitExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    chain = SegmentChain.load(exp.chain.path)
+    n = chain.num_exits
+    names = [s.scores for s in chain.segments]
+    _, test_probs = exit_probabilities(exp.single_model, test.images, names)
+    exit_acc = {nm: accuracy(p, test.labels) for nm, p in zip(names, test_probs)}
+    print("test accuracy per exit (INT8 single model): " +
+          ", ".join(f"{k} {100 * v:.2f}%" for k, v in exit_acc.items()), flush=True)
+    # the chain must give the same exits and classes as the single model (reference kernels on both)
+    k_check = min(200, len(test))
+    raw_ref, _ = exit_probabilities(exp.single_model, test.images[:k_check], names, reference=True)
+    runner = SegmentRunner(chain, reference=True)
+    s_in = chain.segments[0].input_quant
+    same = 0
+    for i in range(k_check):
+        x = np.clip(np.round(test.images[i:i + 1].astype(np.float64) / s_in.scale) + s_in.zero_point,
+                    -128, 127).astype(np.int8)
+        feats = x
+        equal = True
+        for k in range(n):
+            feats, scores = runner(k, feats)
+            equal &= np.array_equal(scores[0], raw_ref[k][i])
+        same += int(equal)
+    print(f"chain vs single model: identical scores at every exit on {same}/{k_check} test images", flush=True)
+    arenas = []
+    if not args.no_arena:
+        from training.export import TFLiteModel
+
+        for s in chain.segments:
+            det = TFLiteModel(s.file).input
+            dummy = np.zeros([1, *det["shape"][1:]], dtype=np.uint8)
+            arenas.append(tflm_arena_bytes(s.file, dummy if s.input == "image" else None))
+    stats = count_params_and_macs(model)
+    command = "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
+    artifacts = [{"file": exp.single_model.name, "kind": "tflite int8, every exit's scores (desktop evaluation)",
+                  "bytes": exp.single_model.stat().st_size, "test_accuracy": exit_acc[names[-1]],
+                  "summary": "(final exit; " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in exit_acc.items()) + ")"}]
+    for k, (s, f) in enumerate(zip(chain.segments, exp.segment_files)):
+        art = {"file": f.name, "kind": f"tflite int8 segment {k + 1}/{n} (device)", "bytes": f.stat().st_size,
+               "test_accuracy": exit_acc[s.scores], "macs": s.macs, "input": s.input,
+               "outputs": {"features": s.features, "scores": s.scores},
+               "summary": f"(exit {k + 1})"}
+        if arenas:
+            art["tflm_arena_bytes"] = arenas[k]
+        artifacts.append(art)
+    ckeras = out.with_suffix(".keras")
+    if ckeras.exists():
+        artifacts.append({"file": ckeras.name, "kind": "keras (float32, training form)", "bytes": ckeras.stat().st_size,
+                          "test_accuracy": None})
+    card = {
+        "card_version": 1,
+        "name": out.name,
+        "architecture": model.name,
+        "params": stats.params,
+        "macs": int(sum(exp.macs_per_segment)),
+        "macs_per_segment": exp.macs_per_segment,
+        "exit_taps": list(chain.meta.get("exit_taps", [])),
+        "ops": exp.ops,
+        "dataset": {"name": args.dataset, "path": str(args.data), "train_images": len(train),
+                    "val_images": len(val), "test_images": len(test),
+                    "note": JPEG_NOTE if args.dataset == "cifar10" else ""},
+        "training": {**training, "command": command, "history": history},
+        "git_commit": git_commit(),
+        "test_accuracy_per_exit": exit_acc,
+        "chain_check": {"images": k_check, "identical": same,
+                        "how": "segments run one after another vs the single model, both with the reference kernels"},
+        "chain": exp.chain.path.name,
+        "artifacts": artifacts,
+        "thresholds": None,
+    }
+    card_path = write_card(out.with_name(out.name + ".card.json"), card)
+    print(f"wrote {exp.chain.path}, {card_path}; set thresholds with `hi-train thresholds --chain {exp.chain.path}`")
+    return 0 if same == k_check else 3

@@ -1,0 +1,276 @@
+"""`hi-train thresholds`: search early-exit (and EE-HI decider) thresholds on the validation split, compare
+EE, EE-HI and HI at QoS accuracy targets on the test split (the paper's Table 6), write the Pareto fronts
+(CSV + plot) and optionally the chosen thresholds into the chain."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def register_cli(sub) -> None:
+    from training.decider_cli import add_data_args
+    from training.thresholds import PI4_FULL_RESNET8_MS, PI4_OFFLOAD_MS
+
+    p = sub.add_parser(
+        "thresholds", help="brute-force exit/decider thresholds for a QoS target (EE, EE-HI vs HI)",
+        description="Evaluate every exit-threshold combination (step 0.01, plus 'never exit'; the full grid for "
+                    "two exits) and, for EE-HI, every decider threshold on the validation split; for each QoS "
+                    "accuracy target pick the cheapest combination per policy and report it on the test split. "
+                    "Costs: device time of each segment (MACs scaled to --full-ms for --ref-macs MACs, or "
+                    "--exit-ms) plus --offload-ms per offloaded sample; defaults are the paper's Raspberry Pi 4 "
+                    "constants.")
+    p.add_argument("--chain", required=True, help="the early-exit chain JSON, e.g. models/cifar10/ee_resnet8.json")
+    p.add_argument("--decider", default=None, help="decider for the final exit (default: the chain's)")
+    p.add_argument("--server", required=True, help="the server model (.onnx or .tflite)")
+    p.add_argument("--baseline-model", default=None,
+                   help="plain local model for the HI baseline, e.g. models/cifar10/resnet8_int8.tflite")
+    p.add_argument("--baseline-decider", default=None, help="its decider, e.g. models/cifar10/decider_resnet8.json")
+    add_data_args(p)
+    p.add_argument("--qos", default="hi",
+                   help="comma list of minimum system accuracies (0..1), and/or 'hi' = the validation accuracy of "
+                        "the baseline HI at its decider's own threshold (default: hi)")
+    p.add_argument("--full-ms", type=float, default=PI4_FULL_RESNET8_MS,
+                   help=f"measured device time of the reference model (default {PI4_FULL_RESNET8_MS} ms: paper, "
+                        "ResNet-8 on a Raspberry Pi 4)")
+    p.add_argument("--ref-macs", type=int, default=None,
+                   help="MACs of the model --full-ms was measured on (default: the baseline model's, else the chain's)")
+    p.add_argument("--exit-ms", default=None,
+                   help="measured cumulative device ms to each exit, comma list (overrides MAC scaling)")
+    p.add_argument("--offload-ms", type=float, default=PI4_OFFLOAD_MS,
+                   help=f"cost of one offload (default {PI4_OFFLOAD_MS} ms: paper, Raspberry Pi 4 over WiFi)")
+    p.add_argument("--decider-ms", type=float, default=0.0, help="device time of the decider (default 0)")
+    p.add_argument("--step", type=float, default=0.01, help="threshold grid step (default 0.01)")
+    p.add_argument("--out", required=True, help="output prefix for <out>.csv, <out>.png, <out>.json")
+    p.add_argument("--write-policy", default=None, metavar="QOS",
+                   help="write the EE-HI thresholds chosen for this QoS entry (e.g. 'hi' or 0.88) into the chain "
+                        "JSON and the final decider's threshold into its JSON/header")
+    p.set_defaults(func=cmd_thresholds)
+
+
+def _qos_list(text: str) -> list[str]:
+    return [q.strip() for q in text.split(",") if q.strip()]
+
+
+def cmd_thresholds(args) -> int:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from hi_runtime.decider import Decider, DeciderError
+    from hi_runtime.early_exit import NEVER, EarlyExitError, SegmentChain
+    from training.decider import DeciderTrainingError, evaluate, local_outputs, server_probabilities
+    from training.decider_cli import load_val_test
+    from training.early_exit import tflite_ops_and_macs
+    from training.thresholds import (
+        CostModel,
+        SearchData,
+        apply_point,
+        evaluate_grid,
+        plot_pareto,
+        write_pareto_csv,
+    )
+
+    t0 = time.time()
+    try:
+        chain = SegmentChain.load(args.chain)
+        if not chain.single_model:
+            raise EarlyExitError(f"{args.chain} names no single-model file")
+        single = chain.path.parent / chain.single_model["file"]
+        dec_path = Path(args.decider) if args.decider else (
+            chain.path.parent / chain.decider_file if chain.decider_file else None)
+        if dec_path is None:
+            raise EarlyExitError("no final decider: pass --decider (make one with `hi-train decider --model "
+                                 f"{single} --output {chain.segments[-1].scores} ...`)")
+        decider = Decider.load(dec_path)
+        if (args.baseline_model is None) != (args.baseline_decider is None):
+            raise EarlyExitError("give both --baseline-model and --baseline-decider (or neither)")
+        qos_entries = _qos_list(args.qos)
+        if "hi" in qos_entries and not args.baseline_model:
+            raise EarlyExitError("QoS 'hi' needs --baseline-model and --baseline-decider")
+        val, test = load_val_test(args)
+        print(f"data: val {len(val)}, test {len(test)}", flush=True)
+        names = [s.scores for s in chain.segments]
+        lv = [local_outputs(single, val.images, nm) for nm in names]
+        lt = [local_outputs(single, test.images, nm) for nm in names]
+        srv_v = server_probabilities(args.server, val.images).argmax(1)
+        srv_t = server_probabilities(args.server, test.images).argmax(1)
+        quants = chain.scores_quants()
+        seg_macs = [int(s.macs) for s in chain.segments]
+        base_macs = None
+        if args.baseline_model:
+            _, base_macs = tflite_ops_and_macs(Path(args.baseline_model).read_bytes())
+        ref = args.ref_macs or base_macs or sum(seg_macs)
+        if args.exit_ms:
+            ms = [float(v) for v in args.exit_ms.split(",")]
+            cost = CostModel(ms, args.offload_ms, args.decider_ms, "measured per-exit times (--exit-ms)")
+        else:
+            cost = CostModel.from_macs(seg_macs, args.full_ms, ref, args.offload_ms)
+            cost.decider_ms = args.decider_ms
+        data_v = SearchData.from_probs([o.probs for o in lv], val.labels, decider, srv_v)
+        grids = {"ee": evaluate_grid(data_v, cost, "ee", step=args.step),
+                 "ee-hi": evaluate_grid(data_v, cost, "ee-hi", step=args.step)}
+        base = None
+        if args.baseline_model:
+            bdec = Decider.load(args.baseline_decider)
+            bv = local_outputs(args.baseline_model, val.images)
+            bt = local_outputs(args.baseline_model, test.images)
+            bcost = CostModel([args.full_ms * base_macs / ref], args.offload_ms, args.decider_ms,
+                              f"{args.full_ms} ms per {ref} MACs")
+            grids["hi"] = evaluate_grid(SearchData.from_probs([bv.probs], val.labels, bdec, srv_v), bcost, "hi",
+                                        step=args.step)
+            own_v = evaluate(bdec.accept(bv.probs), bv.predicted, val.labels, srv_v)
+            own_t = evaluate(bdec.accept(bt.probs), bt.predicted, test.labels, srv_t)
+            base = {"decider": bdec, "val": bv, "test": bt, "cost": bcost, "own_val": own_v, "own_test": own_t}
+        print(f"grids evaluated in {time.time() - t0:.1f} s (cost model: {cost.source})", flush=True)
+
+        rows = []
+        chosen_for_plot = {}
+        policy_points = {}
+        for entry in qos_entries:
+            target = base["own_val"].hi_accuracy if entry == "hi" else float(entry)
+            label = f"HI@{base['decider'].threshold:g} ({100 * target:.2f}%)" if entry == "hi" else f"{100 * target:.2f}%"
+            for pol, g in grids.items():
+                idx = g.best(target)
+                row = {"qos": entry, "qos_accuracy_val": target, "policy": pol}
+                if idx is None:
+                    row["note"] = "no combination reaches the target on the validation split"
+                    rows.append(row)
+                    continue
+                exits, dthr = g.thresholds_at(idx)
+                row.update({"val": g.row(idx)})
+                if pol == "hi":
+                    d = base["decider"].with_threshold(dthr)
+                    ev = apply_point([base["test"].raw], [_q(base["test"])], test.labels, srv_t, base["cost"], [], d)
+                else:
+                    d = decider.with_threshold(dthr) if pol == "ee-hi" else None
+                    ev = apply_point([o.raw for o in lt], quants, test.labels, srv_t, cost, exits, d)
+                    exp_macs = float(np.dot(ev.exit_fractions, np.cumsum(seg_macs)))
+                    row["test_expected_macs"] = exp_macs
+                row["exit_thresholds"] = [None if t == NEVER else t for t in exits]
+                row["decider_threshold"] = dthr
+                row["test"] = ev.as_dict()
+                rows.append(row)
+                policy_points[(entry, pol)] = (exits, dthr)
+                chosen_for_plot[f"{pol} {label}"] = {"cost_ms": row["val"]["cost_ms"], "accuracy": row["val"]["accuracy"]}
+        if base is not None:
+            t = base["own_test"]
+            rows.append({"qos": "-", "policy": "hi (decider's own threshold)", "decider_threshold": base["decider"].threshold,
+                         "test": {"accuracy": t.hi_accuracy, "offload_ratio": t.offload_ratio,
+                                  "cost_ms": base["cost"].exit_ms[0] + t.offload_ratio * args.offload_ms,
+                                  "exit_fractions": [1.0], "n": t.n}})
+    except (EarlyExitError, DeciderError, DeciderTrainingError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    out = Path(args.out)
+    csv_path = write_pareto_csv(list(grids.values()), out.with_suffix(".csv"))
+    png_path = plot_pareto(list(grids.values()), out.with_suffix(".png"), chosen=chosen_for_plot,
+                           title=f"{chain.path.stem}: validation Pareto fronts ({cost.source})")
+    comparisons = _savings(rows)
+    summary = {
+        "format": "hi-thresholds/1",
+        "chain": str(args.chain), "decider": str(dec_path), "server": str(args.server),
+        "baseline": {"model": args.baseline_model, "decider": args.baseline_decider} if base else None,
+        "cost_model": {"exit_ms": cost.exit_ms, "offload_ms": cost.offload_ms, "decider_ms": cost.decider_ms,
+                       "segment_macs": seg_macs, "ref_macs": ref, "source": cost.source,
+                       "baseline_ms": base["cost"].exit_ms[0] if base else None},
+        "grid": {"step": args.step, "exit_thresholds": "0..1 and never", "searched_on": "validation split",
+                 "reported_on": "test split (runtime ExitPolicy, exact int8 form)"},
+        "rows": rows,
+        "ee_hi_vs_hi": comparisons,
+        "command": "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", [])),
+        "seconds": round(time.time() - t0, 1),
+        "note": "accuracies on CIFAR-10 re-encoded as JPEG (q75) when the data is ../shared/datasets/cifar10-jpeg",
+    }
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    _print_table(rows, comparisons)
+    print(f"wrote {csv_path}, {png_path}, {out.with_suffix('.json')}")
+
+    if args.write_policy is not None:
+        key = (args.write_policy, "ee-hi")
+        if key not in policy_points:
+            print(f"error: no EE-HI point for QoS {args.write_policy!r}; choose one of {_qos_list(args.qos)}",
+                  file=sys.stderr)
+            return 2
+        exits, dthr = policy_points[key]
+        _write_policy(chain, dec_path, decider, exits, dthr, summary, args)
+    return 0
+
+
+def _q(lo):
+    from hi_runtime.early_exit import Quant
+
+    return Quant(lo.scale, lo.zero_point)
+
+
+def _savings(rows: list[dict]) -> list[dict]:
+    """EE-HI vs HI on the test split at each QoS entry."""
+    out = []
+    by = {(r["qos"], r["policy"]): r for r in rows if "test" in r}
+    for (qos, pol), r in by.items():
+        if pol != "ee-hi" or (qos, "hi") not in by:
+            continue
+        h = by[(qos, "hi")]
+        out.append({"qos": qos, "hi_cost_ms": h["test"]["cost_ms"], "ee_hi_cost_ms": r["test"]["cost_ms"],
+                    "latency_saving": 1 - r["test"]["cost_ms"] / h["test"]["cost_ms"],
+                    "hi_accuracy": h["test"]["accuracy"], "ee_hi_accuracy": r["test"]["accuracy"],
+                    "accuracy_delta": r["test"]["accuracy"] - h["test"]["accuracy"]})
+    return out
+
+
+def _print_table(rows: list[dict], comparisons: list[dict]) -> None:
+    print(f"{'QoS':>14s} {'policy':>28s} {'exit thr':>12s} {'dec thr':>8s} {'val acc':>8s} {'test acc':>8s} "
+          f"{'offload':>8s} {'ms/sample':>9s}")
+    for r in rows:
+        if "test" not in r:
+            print(f"{r['qos']!s:>14s} {r['policy']:>28s}  {r.get('note', '')}")
+            continue
+        thr = ",".join("never" if t is None else f"{t:.2f}" for t in r.get("exit_thresholds", []) or []) or "-"
+        dt = r.get("decider_threshold")
+        va = r.get("val", {}).get("accuracy")
+        print(f"{r['qos']!s:>14s} {r['policy']:>28s} {thr:>12s} {('-' if dt is None else f'{dt:.2f}'):>8s} "
+              f"{('-' if va is None else f'{100 * va:.2f}'):>8s} {100 * r['test']['accuracy']:8.2f} "
+              f"{100 * r['test']['offload_ratio']:7.2f}% {r['test']['cost_ms']:9.3f}")
+    for c in comparisons:
+        print(f"QoS {c['qos']}: EE-HI {c['ee_hi_cost_ms']:.3f} ms vs HI {c['hi_cost_ms']:.3f} ms per sample: "
+              f"{100 * c['latency_saving']:.1f}% lower latency, accuracy {100 * c['ee_hi_accuracy']:.2f}% vs "
+              f"{100 * c['hi_accuracy']:.2f}%")
+
+
+def _write_policy(chain, dec_path: Path, decider, exits, dthr, summary: dict, args) -> None:
+    from training.cards import write_card
+
+    new_dec = decider.with_threshold(dthr)
+    new_dec.meta.setdefault("operating_point", {})
+    new_dec.meta["operating_point"] = {"goal": f"EE-HI threshold search, QoS {args.write_policy}",
+                                       "threshold": dthr, "chosen_on": "validation split",
+                                       "by": "hi-train thresholds"}
+    new_dec.save(dec_path)
+    h = dec_path.with_suffix(".h")
+    if h.exists() and new_dec.int8 is not None:
+        guard = "HI_" + "".join(c if c.isalnum() else "_" for c in dec_path.stem).upper()
+        h.write_text(new_dec.to_c_header(prefix=guard, source=f"{chain.single_model['file']} "
+                                                              f"[{chain.segments[-1].scores}]"))
+    chain.policy.thresholds = list(exits)
+    chain.policy.decider = new_dec
+    try:
+        chain.decider_file = str(dec_path.resolve().relative_to(chain.path.parent.resolve()))
+    except ValueError:
+        chain.decider_file = str(dec_path.resolve())
+    chain.meta["thresholds_search"] = {"qos": args.write_policy, "summary": str(Path(args.out).with_suffix(".json"))}
+    chain.save()
+    card_path = chain.path.with_name(chain.path.stem + ".card.json")
+    if card_path.exists():
+        card = json.loads(card_path.read_text())
+        row = next(r for r in summary["rows"] if r["qos"] == args.write_policy and r["policy"] == "ee-hi")
+        card["thresholds"] = {"qos": args.write_policy, "exit_thresholds": row["exit_thresholds"],
+                              "decider_threshold": dthr, "test": row["test"],
+                              "test_expected_macs": row.get("test_expected_macs"),
+                              "ee_hi_vs_hi": [c for c in summary["ee_hi_vs_hi"] if c["qos"] == args.write_policy],
+                              "cost_model": summary["cost_model"], "command": summary["command"]}
+        write_card(card_path, card)
+    print(f"wrote thresholds {exits} and decider threshold {dthr} into {chain.path} and {dec_path}")

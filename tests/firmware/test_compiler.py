@@ -295,3 +295,29 @@ def test_memory_bench_reports_our_arena_next_to_tflite_micro(resnet8_mlperf: byt
     model.write_bytes(resnet8_mlperf)
     assert main([str(model), "--json", str(tmp_path / "mem.json")]) == 0
     assert '"arena": 32768' in (tmp_path / "mem.json").read_text()
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="qemu-system-arm / arm-none-eabi-gcc not installed (make firmware-deps)")
+@pytest.mark.parametrize("extra", [[], ["-DHI_NN_NO_DSP"]], ids=["dsp", "portable"])
+def test_resnet8_on_emulated_cortex_m4_matches_host(resnet8_mlperf: bytes, resnet8_host: Any, tmp_path: Path,
+                                                   extra: list[str]) -> None:
+    """Both kernel paths, built for Cortex-M4F and run in QEMU, give the host's (= tflite-micro's) bytes."""
+    model = tmp_path / "r8.tflite"
+    model.write_bytes(resnet8_mlperf)
+    script = Path(__file__).resolve().parents[2] / "firmware" / "host" / "m4_icount" / "run.sh"
+    proc = subprocess.run(["bash", str(script), str(model), *extra], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout + proc.stderr
+    import re
+
+    m = re.search(r"rc=(-?\d+) instructions=(\d+)\s*out:([-\d ]+)", text)
+    assert m is not None, text
+    assert m.group(1) == "0"
+    instructions = int(m.group(2))
+    m4_out = np.array([int(v) for v in m.group(3).split()], dtype=np.int8)
+    hm, _ = resnet8_host
+    x = np.array([(i * 37 + 11) & 0xFF for i in range(32 * 32 * 3)], dtype=np.uint8).view(np.int8).reshape(1, 32, 32, 3)
+    assert np.array_equal(m4_out, hm.run(x)[0].reshape(-1))
+    print(f"\nResNet-8 on emulated Cortex-M4 ({'portable' if extra else 'DSP'} path): {instructions / 1e6:.1f} M instructions")
+    assert 1e6 < instructions < 80e6

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(HI_NN_NO_DSP)
 #include <arm_acle.h>
 #define HI_NN_USE_DSP 1
 #else

@@ -62,8 +62,9 @@ class TensorSpec:
         if not self.quantized:
             return np.asarray(real).astype(self.dtype, copy=False)
         if self.scale == 1.0 and real.dtype == np.uint8 and self.dtype == np.int8 and self.zero_point == -128:
-            # the shipped model's input: q = pixel - 128, done in integers (exact and ~10x cheaper)
-            return (real.astype(np.int16) - 128).astype(np.int8)
+            # the shipped model's input: q = pixel - 128, which in two's complement is the pixel with its top
+            # bit flipped, reinterpreted as int8 (exact, and the cheapest form on the per-sample path)
+            return (real ^ np.uint8(0x80)).view(np.int8)
         info = np.iinfo(self.dtype)
         q = np.round(np.asarray(real, dtype=np.float32) / np.float32(self.scale)) + int(self.zero_point or 0)
         return np.clip(q, info.min, info.max).astype(self.dtype)
@@ -103,6 +104,10 @@ class Backend:
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run one batch already in the input's dtype; raw outputs by tensor name."""
         return self._run(x)
+
+    def run_one(self, x: np.ndarray, output: TensorSpec) -> np.ndarray:
+        """Run and fetch a single output (the per-sample fast path; subclasses may avoid the dict)."""
+        return self._run(x)[output.name]
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -176,15 +181,23 @@ class TFLiteBackend(Backend):
         self.outputs = [_spec_from_tflite(d) for d in self.interp.get_output_details()]
         self._batch = self.inputs[0].shape[0] if self.inputs[0].shape else 1
         self._out_idx = [(s.name, s.index) for s in self.outputs]
+        self._in_idx = self.inputs[0].index
 
-    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def _invoke(self, x: np.ndarray) -> None:
         if x.shape[0] != self._batch:
             self.interp.resize_tensor_input(self.inputs[0].index, [x.shape[0], *self.inputs[0].shape[1:]])
             self.interp.allocate_tensors()
             self._refresh()
-        self.interp.set_tensor(self.inputs[0].index, x)
+        self.interp.set_tensor(self._in_idx, x)
         self.interp.invoke()
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        self._invoke(x)
         return {name: self.interp.get_tensor(idx) for name, idx in self._out_idx}
+
+    def run_one(self, x: np.ndarray, output: TensorSpec) -> np.ndarray:
+        self._invoke(x)
+        return self.interp.get_tensor(output.index)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -326,11 +339,21 @@ class Classifier:
         return self.input_spec.quantize(images_uint8)
 
     def predict_tensor(self, x: np.ndarray) -> LocalPrediction:
-        raw = self.backend.run(x)[self.output_spec.name]
+        raw = self.backend.run_one(x, self.output_spec)
         probs = self.output_spec.dequantize(raw)
         classes = raw.argmax(axis=1)
-        conf = probs[np.arange(len(probs)), classes]
+        conf = probs.max(axis=1)
         return LocalPrediction(raw=raw, probs=probs, classes=classes, confidence=conf, output=self.output_spec)
+
+    def classify_one(self, x: np.ndarray) -> tuple[np.ndarray, int, float]:
+        """One preprocessed sample: (raw output row [1, C], class, confidence), with no array work beyond
+        the argmax (the agent's per-sample path; probabilities are dequantized later, in batches)."""
+        raw = self.backend.run_one(x, self.output_spec)
+        cls = int(raw.argmax())
+        spec = self.output_spec
+        top = raw[0, cls]
+        conf = (int(top) - int(spec.zero_point or 0)) * spec.scale if spec.quantized else float(top)
+        return raw, cls, float(conf)
 
     def predict(self, images_uint8: np.ndarray) -> LocalPrediction:
         return self.predict_tensor(self.preprocess(images_uint8))

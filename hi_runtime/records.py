@@ -18,6 +18,8 @@ import csv
 import io
 import json
 import math
+import queue
+import threading
 import platform
 import socket
 from dataclasses import asdict, dataclass, field
@@ -58,7 +60,7 @@ class SampleRecord:
     t_total_ms: float = 0.0
 
     def as_row(self) -> dict:
-        return {name: _plain(getattr(self, name)) for name in SAMPLE_FIELDS}
+        return {name: getattr(self, name) for name in SAMPLE_FIELDS}
 
     @property
     def correct(self) -> Optional[bool]:
@@ -67,16 +69,15 @@ class SampleRecord:
         return int(self.final_class) == int(self.label)
 
 
-def _plain(value):
-    """numpy scalars to Python ones, and rounded floats, so the log stays small and valid JSON."""
-    if isinstance(value, (np.integer,)):
+def _json_default(value):
+    """numpy scalars (np.int64, np.bool_) to Python ones; called by json only for types it cannot write."""
+    if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, (np.bool_,)):
+    if isinstance(value, np.bool_):
         return bool(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return None if math.isnan(value) else round(value, 4)
-    return value
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"cannot log a {type(value).__name__}")
 
 
 def default_header(*, model: str, strategy: str, server: Optional[str], device: Optional[str] = None,
@@ -93,11 +94,37 @@ def default_header(*, model: str, strategy: str, server: Optional[str], device: 
     }
 
 
-class RecordWriter:
-    """Writes the header then one record per sample, flushing every ``flush_every`` records (a crashed run
-    keeps what it answered). Use as a context manager."""
+_FORMAT = {type(None): lambda v: "null", bool: lambda v: "true" if v else "false", int: int.__repr__,
+           float: lambda v: repr(v) if math.isfinite(v) else "null", str: json.dumps}
+_LINE = '{"type": "sample", ' + ", ".join(f'"{name}": %s' for name in SAMPLE_FIELDS) + "}\n"
 
-    def __init__(self, path: str | Path, header: dict, fmt: Optional[str] = None, *, flush_every: int = 64):
+
+def json_line(record: SampleRecord) -> str:
+    """One JSONL sample line; the same text as ``json.dumps`` of the row, built from a template because
+    this runs once per sample (numpy scalars fall back to json.dumps)."""
+    values = record.__dict__
+    out = []
+    for name in SAMPLE_FIELDS:
+        v = values[name]
+        fmt = _FORMAT.get(type(v))
+        out.append(fmt(v) if fmt is not None else json.dumps(v, default=_json_default))
+    return _LINE % tuple(out)
+
+
+class RecordWriter:
+    """Writes the header then one record per sample. Use as a context manager.
+
+    With ``background=True`` (default) records are serialized and written by a writer thread: the
+    interpreter releases the GIL while it runs the model, so logging overlaps the next sample's inference
+    instead of adding to it. Records must not be changed after ``write``. Lines are flushed every
+    ``flush_every`` records (a crashed run keeps what it answered); a write error is raised by the next
+    ``write`` or by ``close``.
+    """
+
+    _STOP = object()
+
+    def __init__(self, path: str | Path, header: dict, fmt: Optional[str] = None, *, flush_every: int = 64,
+                 background: bool = True):
         self.path = Path(path)
         self.fmt = fmt or ("csv" if self.path.suffix.lower() == ".csv" else "jsonl")
         if self.fmt not in LOG_FORMATS:
@@ -106,6 +133,7 @@ class RecordWriter:
         self._out: IO[str] = self.path.open("w", encoding="utf-8", newline="")
         self._flush_every = max(1, flush_every)
         self._count = 0
+        self._error: Optional[BaseException] = None
         header = {"type": "header", **{k: v for k, v in header.items() if k != "type"}}
         if self.fmt == "jsonl":
             self._out.write(json.dumps(header, default=str) + "\n")
@@ -117,20 +145,52 @@ class RecordWriter:
                     self._out.write(f"# {key}: {text}\n")
             self._csv = csv.DictWriter(self._out, fieldnames=list(SAMPLE_FIELDS), lineterminator="\n")
             self._csv.writeheader()
+        self._queue: Optional[queue.SimpleQueue] = None
+        self._thread: Optional[threading.Thread] = None
+        if background:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._drain, name="hi-records", daemon=True)
+            self._thread.start()
 
     def write(self, record: SampleRecord) -> None:
-        row = record.as_row()
-        if self._csv is None:
-            self._out.write(json.dumps({"type": "sample", **row}) + "\n")
+        if self._error is not None:
+            raise OSError(f"writing the log {self.path} failed: {self._error}") from self._error
+        if self._queue is not None:
+            self._queue.put(record)
         else:
-            self._csv.writerow({k: ("" if v is None else v) for k, v in row.items()})
+            self._write_now(record)
+
+    def _write_now(self, record: SampleRecord) -> None:
+        if self._csv is None:
+            self._out.write(json_line(record))
+        else:
+            self._csv.writerow({k: ("" if v is None else v) for k, v in record.as_row().items()})
         self._count += 1
         if self._count % self._flush_every == 0:
             self._out.flush()
 
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            if item is self._STOP:
+                return
+            if self._error is None:
+                try:
+                    self._write_now(item)
+                except Exception as exc:  # noqa: BLE001 - reported to the caller by write()/close()
+                    self._error = exc
+
     def close(self) -> None:
+        if self._thread is not None:
+            assert self._queue is not None
+            self._queue.put(self._STOP)
+            self._thread.join()
+            self._thread = None
         if not self._out.closed:
             self._out.close()
+        if self._error is not None:
+            raise OSError(f"writing the log {self.path} failed: {self._error}") from self._error
 
     def __enter__(self) -> "RecordWriter":
         return self

@@ -1,0 +1,209 @@
+"""hi-agent overhead per sample against a bare interpreter invoke of the same model, in the same run.
+
+What is compared (same interpreter object, same images, rounds interleaved so machine load hits both):
+
+* ``bare``: ``set_tensor`` (input already quantized) + ``invoke`` + ``get_tensor`` per image: the floor a
+  hand-written loop pays for the model itself;
+* ``agent``: ``hi_runtime.strategies.Agent.run`` with strategy ``local`` and the decider loaded, writing
+  the per-sample JSONL log: preprocessing (quantization), the same invoke, the exact int8 decider decision
+  plus its float score, timing, the record and its log line. This is everything HI does on the device for
+  a sample it keeps; an offloaded sample adds the network round trip, which is not agent overhead.
+
+Overhead = (agent - bare) / bare of the mean time per sample (medians over rounds are reported too).
+The project's goal is at most 10% on ResNet-8. Without the shipped model, ``--standin resnet8`` builds an
+*untrained* ResNet-8 (identical operators and shapes, so identical invoke cost; needs TensorFlow) and a
+max-softmax decider; the report says so. Numbers are for this machine only.
+
+Usage: ``python measurements/bench_agent.py --model models/cifar10/resnet8_int8.tflite
+--decider models/cifar10/decider_resnet8.json`` or ``hi-bench agent ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SAMPLES = REPO / "models" / "cifar10" / "demo_samples.npz"
+
+
+@dataclass
+class BenchResult:
+    model: str
+    model_note: str
+    backend: str
+    samples: int
+    rounds: int
+    bare_ms_mean: float
+    agent_ms_mean: float
+    bare_ms_median_round: float
+    agent_ms_median_round: float
+    overhead_pct: float
+    overhead_us_per_sample: float
+    stage_ms: dict
+    machine: str
+
+
+def _images(samples: Optional[Path], n: int, shape: tuple) -> tuple[np.ndarray, str]:
+    if samples is not None and samples.exists():
+        from hi_runtime.inputs import load_npz
+
+        src = load_npz(samples)
+        imgs = src.images[:n]
+        if imgs.shape[1:] == shape:
+            return imgs, f"{samples.name} ({len(imgs)} images)"
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, *shape), dtype=np.uint8), f"{n} random images"
+
+
+def build_standin_resnet8(out_dir: Path) -> Path:
+    """An untrained ResNet-8 exported as full-integer INT8 (same graph as the shipped one, random weights)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from training.export import export_int8_tflite
+    from training.models import build_model
+
+    model = build_model("resnet8")
+    rep = np.random.default_rng(1).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    return export_int8_tflite(model, rep, out_dir / "resnet8_standin_int8.tflite")
+
+
+def bench(model_path: Path, decider_path: Optional[Path], *, samples: Optional[Path] = DEFAULT_SAMPLES,
+          n: int = 500, rounds: int = 5, backend: str = "auto", threads: Optional[int] = None,
+          model_note: str = "", log_dir: Optional[Path] = None) -> BenchResult:
+    from hi_runtime.backends import Classifier, open_backend
+    from hi_runtime.decider import Decider
+    from hi_runtime.inputs import ArraySource
+    from hi_runtime.records import RecordWriter, default_header
+    from hi_runtime.strategies import Agent, AgentConfig
+
+    b = open_backend(model_path, backend, num_threads=threads)
+    clf = Classifier(b)
+    images, src_note = _images(samples, n, clf.image_shape)
+    n = len(images)
+    if decider_path is not None:
+        decider = Decider.load(decider_path)
+    else:
+        decider = Decider.max_softmax(0.5)
+        model_note = (model_note + "; " if model_note else "") + "max-softmax decider (no decider file given)"
+    q_all = clf.preprocess(images)
+    interp, in_idx, out_idx = b.interp, b.inputs[0].index, b.output().index
+    source = ArraySource(images, None, name=src_note)
+    tmp = Path(log_dir or tempfile.mkdtemp(prefix="bench-agent-"))
+
+    def bare_round() -> float:
+        t = time.perf_counter()
+        for i in range(n):
+            interp.set_tensor(in_idx, q_all[i:i + 1])
+            interp.invoke()
+            interp.get_tensor(out_idx)
+        return (time.perf_counter() - t) / n * 1e3
+
+    def agent_round(k: int) -> tuple[float, list]:
+        agent = Agent(AgentConfig(strategy="local", progress=False), classifier=clf, decider=decider)
+        with RecordWriter(tmp / f"agent_round{k}.jsonl",
+                          default_header(model=model_path.name, strategy="local", server=None, bench=True)) as w:
+            t = time.perf_counter()
+            agent.run(source, w)
+            ms = (time.perf_counter() - t) / n * 1e3
+        return ms, agent.records
+
+    bare_round()  # warm-up: first invokes allocate and JIT-pack weights
+    agent_round(-1)
+    bare, agent, records = [], [], []
+    for k in range(rounds):
+        bare.append(bare_round())
+        ms, recs = agent_round(k)
+        agent.append(ms)
+        records.extend(recs)
+    stages = {name: float(np.mean([getattr(r, name) for r in records]))
+              for name in ("t_preprocess_ms", "t_local_ms", "t_decide_ms", "t_total_ms")}
+    bare_mean, agent_mean = float(np.mean(bare)), float(np.mean(agent))
+    return BenchResult(
+        model=str(model_path), model_note=model_note or "as given", backend=b.describe(), samples=n, rounds=rounds,
+        bare_ms_mean=bare_mean, agent_ms_mean=agent_mean, bare_ms_median_round=float(np.median(bare)),
+        agent_ms_median_round=float(np.median(agent)),
+        overhead_pct=100.0 * (agent_mean - bare_mean) / bare_mean,
+        overhead_us_per_sample=1e3 * (agent_mean - bare_mean), stage_ms=stages,
+        machine=f"{platform.node()} {platform.machine()} {platform.processor() or ''} Python "
+                f"{platform.python_version()}".strip())
+
+
+def format_result(r: BenchResult) -> str:
+    lines = [
+        f"model      {r.model} ({r.model_note})",
+        f"backend    {r.backend}",
+        f"workload   {r.samples} samples x {r.rounds} rounds, interleaved, machine {r.machine}",
+        f"bare       {r.bare_ms_mean * 1e3:8.1f} us/sample (median round {r.bare_ms_median_round * 1e3:.1f})",
+        f"agent      {r.agent_ms_mean * 1e3:8.1f} us/sample (median round {r.agent_ms_median_round * 1e3:.1f})",
+        f"overhead   {r.overhead_us_per_sample:8.1f} us/sample = {r.overhead_pct:.1f}% of the bare invoke "
+        f"(goal on ResNet-8: <= 10%)",
+        "agent stages (mean ms): " + ", ".join(f"{k[2:-3]} {v:.4f}" for k, v in r.stage_ms.items()),
+    ]
+    return "\n".join(lines)
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--model", type=Path, help="INT8 .tflite (default: the shipped resnet8_int8.tflite)")
+    ap.add_argument("--decider", type=Path, help="decider JSON (default: the shipped decider_resnet8.json)")
+    ap.add_argument("--standin", choices=["resnet8"],
+                    help="no model file: build an untrained ResNet-8 (same cost per invoke; needs TensorFlow)")
+    ap.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES, help="npz of images (default: demo sample)")
+    ap.add_argument("-n", "--num-samples", type=int, default=500, help="samples per round (default 500)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved bare/agent rounds (default 5)")
+    ap.add_argument("--backend", default="auto", help="local backend (default auto)")
+    ap.add_argument("--threads", type=int, default=None, help="interpreter threads (default: runtime's)")
+    ap.add_argument("--json", type=Path, help="also write the result as JSON here")
+
+
+def run(args) -> int:
+    shipped = REPO / "models" / "cifar10"
+    model, decider, note = args.model, args.decider, ""
+    tmp = None
+    if model is None and args.standin:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-agent-"))
+        print("building an untrained ResNet-8 stand-in (TensorFlow) ...", file=sys.stderr)
+        model, note = build_standin_resnet8(tmp), "untrained ResNet-8 stand-in: same graph and invoke cost"
+    if model is None:
+        model = shipped / "resnet8_int8.tflite"
+        if decider is None and (shipped / "decider_resnet8.json").exists():
+            decider = shipped / "decider_resnet8.json"
+    if not Path(model).exists():
+        print(f"bench_agent: {model} does not exist; train it (hi-train model --arch resnet8 ...), pass --model, "
+              "or use --standin resnet8", file=sys.stderr)
+        return 2
+    res = bench(Path(model), decider, samples=args.samples, n=args.num_samples, rounds=args.rounds,
+                backend=args.backend, threads=args.threads, model_note=note)
+    print(format_result(res))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(asdict(res), indent=2) + "\n")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """``hi-bench agent``."""
+    ap = subparsers.add_parser("agent", help="hi-agent overhead per sample vs a bare interpreter invoke",
+                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    ap.set_defaults(func=run)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="bench_agent", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Per-sample log writer and summary: the fast JSON line equals json.dumps, the background writer keeps
+order and reports failures, and the summary numbers are the ones recomputed from the records."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hi_runtime.records import (SAMPLE_FIELDS, RecordWriter, SampleRecord, default_header, json_line, summarize,
+                                summary_markdown, summary_text)
+
+opt_int = st.none() | st.integers(-1, 10**6)
+opt_float = st.none() | st.floats(allow_nan=False, allow_infinity=False, width=64)
+records = st.builds(
+    SampleRecord,
+    sample_id=st.integers(0, 10**9) | st.text(max_size=20),
+    strategy=st.sampled_from(["local", "remote", "hi", "ee-hi"]),
+    local_class=opt_int, local_confidence=opt_float, exit_index=opt_int, decider_score=opt_float,
+    offloaded=st.booleans(), server_class=opt_int, final_class=opt_int, degraded=st.booleans(), label=opt_int,
+    t_preprocess_ms=st.floats(0, 1e6), t_local_ms=st.floats(0, 1e6), t_decide_ms=st.floats(0, 1e6),
+    t_offload_ms=st.floats(0, 1e6), t_total_ms=st.floats(0, 1e6))
+
+
+@settings(max_examples=200, deadline=None)
+@given(records)
+def test_json_line_is_exactly_the_row_as_json(rec):
+    line = json_line(rec)
+    assert line.endswith("\n") and "\n" not in line[:-1]
+    assert json.loads(line) == {"type": "sample", **rec.as_row()}
+    assert list(json.loads(line)) == ["type", *SAMPLE_FIELDS]
+
+
+def test_numpy_scalars_are_written_as_plain_json():
+    rec = SampleRecord(np.int64(3), "hi", np.int64(2), np.float32(0.5), None, np.float64(0.25), np.bool_(True),
+                       np.int32(4), np.int64(4), np.bool_(False), np.int64(4))
+    row = json.loads(json_line(rec))
+    assert row["sample_id"] == 3 and row["offloaded"] is True and row["local_confidence"] == 0.5
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_writer_keeps_order_and_header(tmp_path, background):
+    path = tmp_path / "log.jsonl"
+    recs = [SampleRecord(i, "local", i % 10, 0.5, None, None, False, None, i % 10, False, i % 10) for i in range(500)]
+    with RecordWriter(path, default_header(model="m", strategy="local", server=None), background=background) as w:
+        for r in recs:
+            w.write(r)
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[0])["type"] == "header" and len(lines) == 501
+    assert [json.loads(x)["sample_id"] for x in lines[1:]] == list(range(500))
+
+
+def test_background_write_failure_is_reported(tmp_path):
+    path = tmp_path / "log.jsonl"
+    w = RecordWriter(path, default_header(model="m", strategy="local", server=None))
+    w._out.close()  # the file goes away under the writer (disk full, unplugged card ...)
+    w.write(SampleRecord(0, "local", 1, 0.5, None, None, False, None, 1, False, None))
+    with pytest.raises(OSError, match="writing the log"):
+        w.close()
+
+
+def test_summary_is_recomputed_from_records():
+    recs = []
+    for i in range(100):
+        off = i % 4 == 0
+        deg = i % 20 == 0
+        recs.append(SampleRecord(i, "hi", i % 3, 0.5, None, 0.4, off, None if deg or not off else 1, 1 if off else i % 3,
+                                 deg, 1, t_total_ms=float(i)))
+    s = summarize(recs)
+    assert s.samples == 100 and s.labelled == 100
+    assert s.offload_ratio == 0.25 and s.degraded == 5
+    expected_acc = np.mean([r.final_class == 1 for r in recs])
+    assert s.accuracy == pytest.approx(expected_acc)
+    assert s.local_accuracy == pytest.approx(np.mean([i % 3 == 1 for i in range(100)]))
+    assert s.latency_mean_ms == pytest.approx(49.5) and s.latency_p50_ms == pytest.approx(49.5)
+    assert s.latency_p99_ms == pytest.approx(np.percentile(np.arange(100.0), 99))
+    md = summary_markdown([s])
+    assert "| hi | 100 |" in md and "25.00%" in md
+    assert "hi" in summary_text([s]) and "degraded" in summary_text([s])
+
+
+def test_unlabelled_runs_have_no_accuracy():
+    recs = [SampleRecord(i, "local", 1, 0.5, None, None, False, None, 1, False, None) for i in range(5)]
+    s = summarize(recs)
+    assert s.accuracy is None and s.labelled == 0
+    assert "-" in summary_markdown([s])

@@ -1,4 +1,4 @@
-"""``hi-agent``: the device-side HI runtime.
+"""hi-agent: the device-side hierarchical inference (HI) runtime.
 
 Subcommands:
   run      answer samples with a strategy (local, remote, hi, ee-hi) and log every sample

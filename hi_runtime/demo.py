@@ -29,12 +29,14 @@ SERVER_MODEL_ID = "cifar10"
 #: What the demo needs and how each file is made (the commands of docs/training.md / docs/decider.md).
 REQUIRED = {
     "resnet8_int8.tflite": "hi-train model --arch resnet8 --dataset cifar10 --data ../shared/datasets/cifar10-jpeg "
-                           "--epochs 50 --out models/cifar10/resnet8 --export int8,float",
+                           "--epochs 50 --batch-size 64 --lr 0.05 --weight-decay 2e-4 --out models/cifar10/resnet8 "
+                           "--export int8,float   (docs/training.md)",
     "decider_resnet8.json": "hi-train decider --model models/cifar10/resnet8_int8.tflite --server "
                             "models/cifar10/server.onnx --data ../shared/datasets/cifar10-jpeg "
-                            "--out models/cifar10/decider_resnet8",
+                            "--out models/cifar10/decider_resnet8   (docs/decider.md)",
     "server.onnx": "hi-train model --arch resnet9_w32 --dataset cifar10 --data ../shared/datasets/cifar10-jpeg "
-                   "--epochs 30 --out models/cifar10/server --export onnx",
+                   "--epochs 30 --batch-size 128 --lr 0.1 --weight-decay 5e-4 --warmup-epochs 2 --label-smoothing 0.1 "
+                   "--out models/cifar10/server --export onnx   (docs/training.md, the edge-server model)",
 }
 EE_CHAIN = "ee_resnet8.json"
 EE_HOW = "hi-train early-exit ... --out models/cifar10/ee_resnet8 (see docs/decider.md)"

@@ -160,7 +160,7 @@ def cmd_decider(args) -> int:
     if comparison:
         print("comparison on the test split (thresholds chosen on validation to match this decider's offload):")
         for name, r in comparison.items():
-            print(f"  {name:32s} F1 {r['f1']:.4f}  offload {_fmt_pct(r['offload_ratio'])}  "
+            print(f"  {name:48s} F1 {r['f1']:.4f}  offload {_fmt_pct(r['offload_ratio'])}  "
                   f"HI {_fmt_pct(r.get('hi_accuracy'))}")
     hi_gain = None if rep_test.hi_accuracy is None else rep_test.hi_accuracy - rep_test.local_accuracy
     card = {

@@ -605,3 +605,48 @@ def save_history(path: Path, history: list[dict]) -> None:
 def env_quiet() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+
+def write_ee_vectors(chain: SegmentChain, exit_raw: Sequence[np.ndarray], path: str | Path, *,
+                     n_boundary: int = 40, seed: int = 0, note: str = "") -> Path:
+    """Test vectors for the C firmware's early-exit policy: per case the raw int8 scores of every exit
+    and the expected exit, class and offload decision (exact int8 form). Besides the given rows, cases
+    whose exit-k maximum sits exactly on, and one step below, the integer bound are added."""
+    from training.decider import json_one_case_per_line
+
+    quants = chain.scores_quants()
+    pol = chain.policy
+    rng = np.random.default_rng(seed)
+    rows = [np.asarray(r).astype(np.int64) for r in exit_raw]  # [E] of [N, C]
+    bounds = pol.exit_bounds_int8(quants[:-1])
+    extra: list[list[np.ndarray]] = [[] for _ in rows]
+    for k, (b, q) in enumerate(zip(bounds, quants[:-1])):
+        for i in rng.choice(len(rows[0]), size=min(n_boundary, len(rows[0])), replace=False):
+            for delta in (-1, 0):
+                top = b + delta + q.zero_point
+                if not -128 <= top <= 127:
+                    continue
+                case = [r[i].copy() for r in rows]
+                s = np.minimum(case[k], top)
+                s[int(np.argmax(case[k]))] = top
+                case[k] = s
+                for m in range(len(rows)):
+                    extra[m].append(case[m])
+    allrows = [np.concatenate([r, np.array(e, dtype=np.int64).reshape(-1, r.shape[1])]) for r, e in zip(rows, extra)]
+    out = pol.decide([a.astype(np.int8) for a in allrows], quants)
+    data = {
+        "format": "hi-ee-vectors/1",
+        "note": note or "raw int8 scores of every exit -> exit taken, class, offload (exact int8 policy)",
+        "exit_thresholds": [None if t == NEVER else t for t in pol.thresholds],
+        "exit_bounds_int8": bounds,
+        "scores_quant": [q.to_dict() for q in quants],
+        "final_decider": pol.decider.to_dict() if pol.decider is not None else None,
+        "rule": "exit at the first non-final exit k with max(q_k) - zero_point_k >= exit_bounds_int8[k]; class = "
+                "first index of the maximum; at the final exit offload iff the decider's integer form rejects",
+        "cases": [{"scores": [a[i].tolist() for a in allrows], "exit": int(out.exit_index[i]),
+                   "class": int(out.predicted[i]), "offload": bool(out.offload[i])} for i in range(len(allrows[0]))],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json_one_case_per_line(data))
+    return path

@@ -1,0 +1,140 @@
+"""End to end on tiny models: `hi-train decider`, `hi-train early-exit`, `hi-train thresholds`."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_early_exit import colored_images  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A CIFAR-10-style image-folder dataset of synthetic images, a tiny INT8 local model and a tiny
+    float server model."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    from PIL import Image
+
+    from training.data import CIFAR10_CLASSES
+    from training.export import export_float_tflite, export_int8_tflite
+    from training.models import build_model
+
+    root = tmp_path_factory.mktemp("hi")
+    for split, n, seed in (("train", 1500, 1), ("test", 300, 3)):
+        ds = colored_images(n, seed)
+        for i, (img, y) in enumerate(zip(ds.images, ds.labels)):
+            d = root / "data" / split / CIFAR10_CLASSES[y]
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / f"{i:05d}.png")
+    tr = colored_images(1500, 1)
+    for name, epochs in (("local", 2), ("server", 4)):
+        keras.utils.set_random_seed(0)
+        m = build_model("tiny_cnn")
+        m.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+        m.fit(tr.images.astype("float32"), tr.labels, batch_size=16, epochs=epochs, verbose=0)
+        if name == "local":
+            export_int8_tflite(m, tr.images[:200], root / "local_int8.tflite")
+        else:
+            export_float_tflite(m, root / "server.tflite")
+    return root
+
+
+def hi_train(root: Path, monkeypatch, *argv: str) -> int:
+    from training.cli import main
+
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("HI_CACHE_DIR", str(root / "cache"))
+    return main(list(argv))
+
+
+DATA = ("--data", "data", "--val-size", "300")
+
+
+def test_pipeline(workspace, monkeypatch, capsys):
+    from hi_runtime.decider import Decider
+    from hi_runtime.early_exit import NEVER, SegmentChain
+    from training.decider import local_outputs
+    from training.early_exit import exit_probabilities
+
+    root = workspace
+    # 1. the decider of the plain local model
+    assert hi_train(root, monkeypatch, "decider", "--model", "local_int8.tflite", "--server", "server.tflite", *DATA,
+                    "--out", "out/decider_local", "--vectors", "out/vec.json") == 0
+    out = capsys.readouterr().out
+    assert "agrees with the float form on all 300 test rows: True" in out
+    card = json.loads((root / "out/decider_local.card.json").read_text())
+    assert card["card_version"] == 1 and 0 < card["test"]["f1"] <= 1
+    assert card["test"]["hi_accuracy"] == pytest.approx(card["test"]["hi_accuracy_eq2"])
+    assert "JPEG" in card["dataset"]["note"]
+    dec = Decider.load(root / "out/decider_local.json")
+    assert dec.int8 is not None and (root / "out/decider_local.h").read_text().count("HI_DECIDER_LOCAL_A") >= 2
+    from training.data import load_dataset
+
+    test = load_dataset("cifar10", root / "data", "test", use_cache=False, progress=False)
+    lo = local_outputs(root / "local_int8.tflite", test.images, use_cache=False)
+    r = dec.accept(lo.probs)
+    assert 1 - r.mean() == pytest.approx(card["test"]["offload_ratio"])
+    assert np.array_equal(r, dec.accept_int8(lo.raw, lo.scale, lo.zero_point))
+
+    # 2. an early-exit tiny CNN, trained from scratch briefly, exported as a chain
+    assert hi_train(root, monkeypatch, "early-exit", "--arch", "tiny_cnn", *DATA, "--epochs-branch", "0",
+                    "--epochs-joint", "3", "--lr-joint", "0.05", "--batch-size", "16", "--no-augment",
+                    "--branch-width", "16", "--no-arena", "--out", "out/ee_tiny") == 0
+    out = capsys.readouterr().out
+    assert "identical scores at every exit on 200/200" in out
+    chain = SegmentChain.load(root / "out/ee_tiny.json")
+    assert [s.file.name for s in chain.segments] == ["ee_tiny_seg1_int8.tflite", "ee_tiny_seg2_int8.tflite"]
+    ee_card = json.loads((root / "out/ee_tiny.card.json").read_text())
+    assert ee_card["macs"] == sum(ee_card["macs_per_segment"]) and ee_card["thresholds"] is None
+
+    # 3. the final exit's decider, then the threshold search writing the policy
+    assert hi_train(root, monkeypatch, "decider", "--model", "out/ee_tiny_int8.tflite", "--output", "final_scores",
+                    "--server", "server.tflite", *DATA, "--out", "out/decider_ee_tiny", "--no-compare") == 0
+    capsys.readouterr()
+    assert hi_train(root, monkeypatch, "thresholds", "--chain", "out/ee_tiny.json", "--decider",
+                    "out/decider_ee_tiny.json", "--server", "server.tflite", "--baseline-model", "local_int8.tflite",
+                    "--baseline-decider", "out/decider_local.json", *DATA, "--qos", "hi,0.5",
+                    "--out", "out/ee_tiny_thresholds", "--write-policy", "0.5") == 0
+    out = capsys.readouterr().out
+    assert "QoS 0.5: EE-HI" in out
+    summary = json.loads((root / "out/ee_tiny_thresholds.json").read_text())
+    row = next(r for r in summary["rows"] if r["qos"] == "0.5" and r["policy"] == "ee-hi")
+    assert row["val"]["accuracy"] >= 0.5
+    assert (root / "out/ee_tiny_thresholds.csv").read_text().startswith("policy,")
+    assert (root / "out/ee_tiny_thresholds.png").stat().st_size > 1000
+    chain = SegmentChain.load(root / "out/ee_tiny.json")
+    assert chain.policy.thresholds == [NEVER if t is None else t for t in row["exit_thresholds"]]
+    assert chain.decider_file == "decider_ee_tiny.json"
+    assert chain.policy.decider.threshold == pytest.approx(row["decider_threshold"])
+    ee_card = json.loads((root / "out/ee_tiny.card.json").read_text())
+    assert ee_card["thresholds"]["test"]["accuracy"] == pytest.approx(row["test"]["accuracy"])
+    # the runtime policy loaded from disk reproduces the reported test numbers
+    names = [s.scores for s in chain.segments]
+    raws, _ = exit_probabilities(chain.path.parent / chain.single_model["file"], test.images, names)
+    o = chain.policy.decide(raws, chain.scores_quants())
+    assert float(o.offload.mean()) == pytest.approx(row["test"]["offload_ratio"])
+    assert [float(np.mean(o.exit_index == k)) for k in range(2)] == pytest.approx(row["test"]["exit_fractions"])
+
+
+def test_cli_errors_name_the_fix(workspace, monkeypatch, capsys):
+    root = workspace
+    assert hi_train(root, monkeypatch, "decider", "--model", "local_int8.tflite", *DATA, "--features", "rich",
+                    "--out", "out/bad") == 2
+    assert "entropy" in capsys.readouterr().err
+    assert hi_train(root, monkeypatch, "decider", "--model", "missing.tflite", *DATA, "--out", "out/bad") == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert hi_train(root, monkeypatch, "decider", "--model", "local_int8.tflite", "--output", "nope", *DATA,
+                    "--out", "out/bad") == 2
+    assert "no output 'nope'" in capsys.readouterr().err
+    assert hi_train(root, monkeypatch, "thresholds", "--chain", "out/none.json", "--server", "server.tflite", *DATA,
+                    "--out", "out/t") == 2
+    assert "does not exist" in capsys.readouterr().err

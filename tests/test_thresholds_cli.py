@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_early_exit import colored_images  # noqa: E402
+from test_early_exit import colored_images
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,78 @@
+"""Input sources: npz, image folders (labels from class folders, resize), datasets through the training
+loaders, the camera's clear error without OpenCV, and spec parsing."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hi_runtime.inputs import InputError, fit_image, load_npz, open_input
+
+
+def test_npz_with_labels_ids_and_slicing(tmp_path):
+    imgs = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "s.npz", images=imgs, labels=np.arange(10) % 3, ids=np.arange(100, 110),
+             class_names=np.array(["a", "b", "c"]))
+    src = open_input(f"npz:{tmp_path / 's.npz'}", limit=4, offset=2)
+    got = list(src)
+    assert src.total == 4 and [s.sample_id for s in got] == [102, 103, 104, 105]
+    assert [s.label for s in got] == [2, 0, 1, 2] and np.array_equal(got[0].image, imgs[2])
+    assert src.class_names == ["a", "b", "c"]
+    assert open_input(str(tmp_path / "s.npz")).total == 10  # bare path
+    np.savez(tmp_path / "bad.npz", pixels=imgs)
+    with pytest.raises(InputError, match="no 'images'"):
+        load_npz(tmp_path / "bad.npz")
+    np.savez(tmp_path / "f.npz", images=imgs.astype(np.float32))
+    with pytest.raises(InputError, match="uint8 NHWC"):
+        load_npz(tmp_path / "f.npz")
+
+
+def test_image_folder_labels_resizes_and_orders(tmp_path):
+    root = tmp_path / "imgs"
+    for cls, color in (("cat", (200, 0, 0)), ("ship", (0, 0, 200))):
+        (root / cls).mkdir(parents=True)
+        Image.new("RGB", (64, 48), color).save(root / cls / "a.png")
+    (root / "other").mkdir()
+    Image.new("L", (32, 32), 128).save(root / "other" / "g.jpg")
+    src = open_input(str(root))
+    got = list(src)
+    assert src.total == 3 and [s.sample_id for s in got] == ["cat/a.png", "other/g.jpg", "ship/a.png"]
+    assert [s.label for s in got] == [3, None, 8]
+    assert all(s.image.shape == (32, 32, 3) and s.image.dtype == np.uint8 for s in got)
+    assert tuple(got[0].image[16, 16]) == (200, 0, 0) and tuple(got[1].image[0, 0]) == (128, 128, 128)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images"):
+        open_input(f"images:{tmp_path / 'empty'}")
+    with pytest.raises(InputError, match="does not exist"):
+        open_input(f"images:{tmp_path / 'nowhere'}")
+
+
+def test_fit_image_center_crops_to_aspect():
+    img = np.zeros((40, 80, 3), np.uint8)
+    img[:, 20:60] = 255  # the centre square is white
+    out = fit_image(img, (32, 32))
+    assert out.shape == (32, 32, 3) and out.min() == 255
+
+
+def test_dataset_source_reads_cifar10_test(cifar10_jpeg_dir):
+    src = open_input(f"cifar10:{cifar10_jpeg_dir}:test", limit=5, offset=10)
+    got = list(src)
+    assert len(got) == 5 and got[0].image.shape == (32, 32, 3) and got[0].label is not None
+    assert src.name == "cifar10:test" and src.class_names[0] == "airplane"
+
+
+def test_missing_dataset_and_unknown_spec_are_clear(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        open_input(f"cifar10:{tmp_path / 'nope'}")
+    with pytest.raises(InputError, match="use one of"):
+        open_input("ftp://x")
+
+
+def test_camera_without_opencv_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(InputError, match="hi-runtime\\[camera\\]"):
+        open_input("camera:0")
+    with pytest.raises(InputError, match="integer"):
+        open_input("camera:front")

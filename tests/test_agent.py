@@ -378,3 +378,26 @@ def test_cli_errors_say_what_is_missing(tiny_kit, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     assert "camera" in capsys.readouterr().out
+
+
+def test_cli_registers_the_serial_bridge_when_present(monkeypatch, capsys):
+    import importlib.util
+    import sys
+    import types
+
+    from hi_runtime.cli import build_parser, main
+
+    if importlib.util.find_spec("hi_runtime.serial_bridge") is None:  # absent: no serial subcommand
+        assert " serial " not in build_parser().format_help()
+    fake = types.ModuleType("hi_runtime.serial_bridge")
+
+    def register_cli(sub):
+        p = sub.add_parser("serial", help="fake serial bridge")
+        p.add_argument("--port")
+        p.set_defaults(func=lambda a: print(f"serial on {a.port}") or 0)
+
+    fake.register_cli = register_cli
+    monkeypatch.setitem(sys.modules, "hi_runtime.serial_bridge", fake)
+    assert "serial" in build_parser().format_help()
+    assert main(["serial", "--port", "/dev/ttyACM0"]) == 0
+    assert "serial on /dev/ttyACM0" in capsys.readouterr().out

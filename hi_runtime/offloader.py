@@ -159,6 +159,7 @@ class ResilientOffloader:
                                             clock) for ep in config.endpoints}
         self.clients: dict[Endpoint, object] = {}
         self.stats = OffloaderStats()
+        self.last_failure: dict[Endpoint, str] = {}  # why each server last failed (for messages)
 
     # ---- connections --------------------------------------------------------------------------------
 
@@ -211,7 +212,8 @@ class ResilientOffloader:
             if not candidates:
                 if attempts == 0:
                     self.stats.skipped_all_open += 1
-                errors.append("every server's circuit breaker is open")
+                why = "; ".join(f"{ep}: {msg}" for ep, msg in self.last_failure.items())
+                errors.append("every server's circuit breaker is open" + (f" (last failures: {why})" if why else ""))
                 break
             progressed = False
             for ep in candidates:
@@ -232,21 +234,21 @@ class ResilientOffloader:
                                        timeout=max(0.001, deadline - self.clock()))
                 except OffloadTimeout as exc:
                     breaker.failure()
-                    errors.append(f"{ep}: timeout ({exc})")
+                    self._note(errors, ep, f"timeout ({exc})")
                     continue
                 except (OffloadConnectionError, OSError) as exc:
                     self._drop(ep)
                     breaker.failure()
-                    errors.append(f"{ep}: {exc}")
+                    self._note(errors, ep, f"{exc}")
                     continue
                 except OffloadAuthError as exc:
                     self._drop(ep)
                     breaker.failure()
-                    errors.append(f"{ep}: authentication failed ({exc})")
+                    self._note(errors, ep, f"authentication failed ({exc})")
                     continue
                 except OffloadServerError as exc:
                     name = _error_name(exc.code)
-                    errors.append(f"{ep}: server error {name}: {exc.message}")
+                    self._note(errors, ep, f"server error {name}: {exc.message}")
                     if name in _RETRYABLE_SERVER_ERRORS or exc.request_id == 0:
                         breaker.failure()
                         if exc.request_id == 0:
@@ -257,7 +259,7 @@ class ResilientOffloader:
                 except OffloadError as exc:
                     self._drop(ep)
                     breaker.failure()
-                    errors.append(f"{ep}: {exc}")
+                    self._note(errors, ep, f"{exc}")
                     continue
                 breaker.success()
                 self.stats.answered += 1
@@ -272,6 +274,10 @@ class ResilientOffloader:
         if not errors:
             errors.append("latency budget exhausted before an attempt could start")
         return self._fail(start, attempts, errors)
+
+    def _note(self, errors: list[str], ep: Endpoint, message: str) -> None:
+        errors.append(f"{ep}: {message}")
+        self.last_failure[ep] = message
 
     def _fail(self, start: float, attempts: int, errors: list[str]) -> OffloadOutcome:
         self.stats.failed += 1

@@ -271,3 +271,14 @@ def test_shipped_vectors_match_runtime():
     assert np.array_equal(dec.accept_int8(rows, f.scale, f.zero_point), np.array([c["accept"] for c in data["cases"]]))
     deq = (rows.astype(np.float64) - f.zero_point) * f.scale
     assert np.array_equal(dec.accept(deq), dec.accept_int8(rows, f.scale, f.zero_point))
+
+
+@pytest.mark.parametrize("command,option", [("decider", "--max-offload"), ("early-exit", "--loss-weights"),
+                                            ("thresholds", "--write-policy")])
+def test_subcommands_are_registered_with_help(command, option, capsys):
+    from training.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert option in capsys.readouterr().out

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -46,15 +47,15 @@ class TensorSpec:
     index: int
     shape: tuple[int, ...]
     dtype: np.dtype
-    scale: Optional[float] = None
-    zero_point: Optional[int] = None
+    scale: float | None = None
+    zero_point: int | None = None
 
     @property
     def quantized(self) -> bool:
         return self.scale is not None and self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
 
     @property
-    def quant(self) -> Optional[tuple[float, int]]:
+    def quant(self) -> tuple[float, int] | None:
         return (float(self.scale), int(self.zero_point or 0)) if self.quantized else None
 
     def quantize(self, real: np.ndarray) -> np.ndarray:
@@ -88,7 +89,7 @@ class Backend:
     def input(self) -> TensorSpec:
         return self.inputs[0]
 
-    def output(self, name: Optional[str] = None) -> TensorSpec:
+    def output(self, name: str | None = None) -> TensorSpec:
         """The output called ``name`` (exact, or the one whose name contains it); the only/first one if None."""
         if name is None:
             return self.outputs[0]
@@ -155,7 +156,7 @@ class TFLiteBackend(Backend):
     """A .tflite file on one of the TFLite interpreters. ``reference=True`` asks for the reference kernels
     (BUILTIN_REF), which round exactly like TFLite Micro on the boards (slower)."""
 
-    def __init__(self, path: str | Path, kind: str = "litert", *, num_threads: Optional[int] = None,
+    def __init__(self, path: str | Path, kind: str = "litert", *, num_threads: int | None = None,
                  reference: bool = False) -> None:
         interpreter_cls, version, resolver = _import_interpreter(kind)
         self.path = Path(path)
@@ -215,8 +216,8 @@ class OnnxBackend(Backend):
 
     kind = "onnxruntime"
 
-    def __init__(self, path: str | Path, *, providers: Optional[Sequence[str]] = None,
-                 num_threads: Optional[int] = None) -> None:
+    def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None,
+                 num_threads: int | None = None) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -227,7 +228,7 @@ class OnnxBackend(Backend):
             opts.intra_op_num_threads = num_threads
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=chosen)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
+        except Exception as exc:
             raise BackendError(f"onnxruntime could not load {self.path}: {exc}") from exc
         self.detail = f"{ort.__version__}, {self.session.get_providers()[0]}"
 
@@ -252,9 +253,9 @@ def _tflite_candidates(preferred: str) -> list[str]:
     return list(TFLITE_BACKENDS) if preferred == "auto" else [preferred]
 
 
-def open_backend(path: str | Path, backend: str = "auto", *, num_threads: Optional[int] = None,
-                 reference: bool = False, providers: Optional[Sequence[str]] = None,
-                 announce: Optional[Callable[[str], None]] = None) -> Backend:
+def open_backend(path: str | Path, backend: str = "auto", *, num_threads: int | None = None,
+                 reference: bool = False, providers: Sequence[str] | None = None,
+                 announce: Callable[[str], None] | None = None) -> Backend:
     """Open ``path`` on the requested backend, or the first that imports ("auto": for .tflite
     ai-edge-litert, then tflite-runtime, then tf.lite; for .onnx ONNX Runtime).
 
@@ -320,7 +321,7 @@ class Classifier:
     10% of one ResNet-8 invoke), so the input/output specs are resolved once here.
     """
 
-    def __init__(self, backend: Backend, output_name: Optional[str] = None) -> None:
+    def __init__(self, backend: Backend, output_name: str | None = None) -> None:
         self.backend = backend
         self.input_spec = backend.input
         self.output_spec = backend.output(output_name)

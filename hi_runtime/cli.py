@@ -15,8 +15,8 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from hi_runtime.records import LOG_FORMATS, STRATEGIES
 
@@ -32,12 +32,12 @@ def shipped_models_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "models" / "cifar10"
 
 
-def _default(name: str) -> Optional[str]:
+def _default(name: str) -> str | None:
     path = shipped_models_dir() / name
     return str(path) if path.exists() else None
 
 
-def read_key(key_file: Optional[str]) -> Optional[bytes]:
+def read_key(key_file: str | None) -> bytes | None:
     """The pre-shared key from --key-file or $HI_AGENT_KEY (stripped), as the server reads its own."""
     if key_file:
         try:
@@ -168,7 +168,7 @@ def cmd_run(args) -> int:
         if strategy in NEEDS_SERVER and not args.server:
             say(f"strategy {strategy} offloads: give --server HOST:PORT (repeat for failover)")
             return EXIT_USAGE
-        bk = dict(num_threads=args.threads, reference=args.reference_kernels, announce=say)
+        bk = {"num_threads": args.threads, "reference": args.reference_kernels, "announce": say}
         classifier = chain = decider = None
         if strategy in ("local", "hi", "remote") and args.model:
             classifier = Classifier(open_backend(args.model, args.backend, **bk))
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),

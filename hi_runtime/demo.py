@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -85,9 +84,9 @@ class DemoResult:
     logs: dict
 
 
-def run_demo(models_dir: Path, out_dir: Path, *, samples: Optional[Path] = None, limit: Optional[int] = None,
+def run_demo(models_dir: Path, out_dir: Path, *, samples: Path | None = None, limit: int | None = None,
              latency_budget_ms: float = 200.0, include_ee: bool = True, backend: str = "auto",
-             num_threads: Optional[int] = None, reference: bool = False, progress: bool = True,
+             num_threads: int | None = None, reference: bool = False, progress: bool = True,
              echo=print) -> DemoResult:
     from hi_runtime.backends import Classifier, open_backend
     from hi_runtime.decider import Decider
@@ -110,7 +109,7 @@ def run_demo(models_dir: Path, out_dir: Path, *, samples: Optional[Path] = None,
     source = load_npz(samples).limit(limit)
     out_dir.mkdir(parents=True, exist_ok=True)
     notes = []
-    bk = dict(num_threads=num_threads, reference=reference)
+    bk = {"num_threads": num_threads, "reference": reference}
     classifier = Classifier(open_backend(models_dir / "resnet8_int8.tflite", backend, announce=echo, **bk))
     decider = Decider.load(models_dir / "decider_resnet8.json")
     chain = None
@@ -164,14 +163,14 @@ def write_report(out_dir: Path, summaries: list[Summary], logs: dict, n: int, sa
     lines = [
         "# hi-agent demo report",
         "",
-        f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} on {platform.node()} "
-        f"({platform.machine()}, Python {platform.python_version()}) in {elapsed:.1f} s.",
+        (f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} on {platform.node()} "
+         f"({platform.machine()}, Python {platform.python_version()}) in {elapsed:.1f} s."),
         "",
-        f"{n} images from `{samples.name}` (a class-stratified sample of the CIFAR-10 test split re-encoded as "
-        "JPEG q75: accuracies are a few points below pristine CIFAR-10, and with this few images each one "
-        f"is worth {100 / max(1, n):.2f} points).",
-        f"Local model `resnet8_int8.tflite` on {classifier.backend.describe()}; the offload server ran in this "
-        "process on 127.0.0.1, so offload latencies are loopback latencies, not a real network's.",
+        (f"{n} images from `{samples.name}` (a class-stratified sample of the CIFAR-10 test split re-encoded as "
+         "JPEG q75: accuracies are a few points below pristine CIFAR-10, and with this few images each one "
+         f"is worth {100 / max(1, n):.2f} points)."),
+        (f"Local model `resnet8_int8.tflite` on {classifier.backend.describe()}; the offload server ran in this "
+         "process on 127.0.0.1, so offload latencies are loopback latencies, not a real network's."),
         "",
         summary_markdown(summaries),
         "Latency is per sample, from preprocessing to the final answer (offloads included).",

@@ -8,15 +8,15 @@ reads a folder never needs OpenCV. A microcontroller's sample stream is the seri
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 INPUT_FORMS = (
-    "cifar10:PATH[:SPLIT]   a dataset the training loaders read (also mnist:, folder:, imagenet:; split "
-    "test by default)",
+    ("cifar10:PATH[:SPLIT]   a dataset the training loaders read (also mnist:, folder:, imagenet:; split "
+     "test by default)"),
     "images:DIR             every image under DIR (recursively); labels from class-named folders",
     "npz:FILE               arrays 'images' (uint8 NHWC) and optional 'labels'/'class_names'",
     "camera[:INDEX]         frames from an OpenCV camera (pip install 'hi-runtime[camera]')",
@@ -33,15 +33,15 @@ class InputError(ValueError):
 class Sample:
     sample_id: int | str
     image: np.ndarray  # uint8 HWC RGB
-    label: Optional[int] = None
+    label: int | None = None
 
 
 class InputSource:
     """Iterable of samples with a name; ``total`` is known for finite sources (for the progress bar)."""
 
     name: str = "?"
-    class_names: Optional[list[str]] = None
-    total: Optional[int] = None
+    class_names: list[str] | None = None
+    total: int | None = None
 
     def __iter__(self) -> Iterator[Sample]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -53,8 +53,8 @@ class InputSource:
 class ArraySource(InputSource):
     """In-memory images (and labels); what datasets, npz files and tests become."""
 
-    def __init__(self, images: np.ndarray, labels: Optional[np.ndarray] = None, *, name: str = "arrays",
-                 class_names: Optional[Sequence[str]] = None, ids: Optional[Sequence] = None) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, *, name: str = "arrays",
+                 class_names: Sequence[str] | None = None, ids: Sequence | None = None) -> None:
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4:
             raise InputError(f"{name}: images must be uint8 NHWC, got {images.dtype} {images.shape}")
@@ -67,7 +67,7 @@ class ArraySource(InputSource):
         self.class_names = list(class_names) if class_names is not None else None
         self.total = len(images)
 
-    def limit(self, count: Optional[int], offset: int = 0) -> "ArraySource":
+    def limit(self, count: int | None, offset: int = 0) -> ArraySource:
         end = None if count is None else offset + count
         return ArraySource(self.images[offset:end], None if self.labels is None else self.labels[offset:end],
                            name=self.name, class_names=self.class_names,
@@ -88,7 +88,7 @@ def load_npz(path: str | Path) -> ArraySource:
         if "images" not in data:
             raise InputError(f"{path} has no 'images' array (it has {sorted(data.files)})")
         images = data["images"]
-        labels = data["labels"] if "labels" in data else None
+        labels = data.get("labels")
         names = [str(c) for c in data["class_names"]] if "class_names" in data else None
         ids = [int(i) for i in data["ids"]] if "ids" in data else None
     return ArraySource(images, labels, name=path.name, class_names=names, ids=ids)
@@ -115,7 +115,7 @@ class ImageFolderSource(InputSource):
     SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".gif")
 
     def __init__(self, root: str | Path, size: tuple[int, int] = (32, 32),
-                 class_names: Optional[Sequence[str]] = DEFAULT_CLASS_NAMES) -> None:
+                 class_names: Sequence[str] | None = DEFAULT_CLASS_NAMES) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"image folder {self.root} does not exist or is not a directory")
@@ -127,7 +127,7 @@ class ImageFolderSource(InputSource):
         self.name = f"images:{self.root}"
         self.total = len(self.files)
 
-    def _label(self, path: Path) -> Optional[int]:
+    def _label(self, path: Path) -> int | None:
         if self.class_names and path.parent.name in self.class_names:
             return self.class_names.index(path.parent.name)
         return None
@@ -153,7 +153,7 @@ def fit_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (h, w) == (th, tw):
         return np.ascontiguousarray(rgb, dtype=np.uint8)
     scale = min(h / th, w / tw)
-    ch, cw = int(round(th * scale)), int(round(tw * scale))
+    ch, cw = round(th * scale), round(tw * scale)
     top, left = (h - ch) // 2, (w - cw) // 2
     crop = rgb[top:top + ch, left:left + cw]
     from PIL import Image
@@ -165,7 +165,7 @@ class CameraSource(InputSource):
     """Frames from an OpenCV camera (BGR converted to RGB), center-cropped and resized with OpenCV.
     ``max_frames`` bounds the run (None: until interrupted)."""
 
-    def __init__(self, index: int = 0, size: tuple[int, int] = (32, 32), max_frames: Optional[int] = None):
+    def __init__(self, index: int = 0, size: tuple[int, int] = (32, 32), max_frames: int | None = None):
         try:
             import cv2
         except ImportError as exc:
@@ -197,7 +197,7 @@ class CameraSource(InputSource):
         self.cap.release()
 
 
-def open_input(spec: str, *, size: tuple[int, int] = (32, 32), limit: Optional[int] = None,
+def open_input(spec: str, *, size: tuple[int, int] = (32, 32), limit: int | None = None,
                offset: int = 0) -> InputSource:
     """Open one ``--input`` spec (forms in ``INPUT_FORMS``). A bare path is a ``.npz`` file or an image
     folder. ``limit``/``offset`` select a slice of finite array sources (camera: ``limit`` frames)."""

@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class Endpoint:
     port: int
 
     @classmethod
-    def parse(cls, text: str) -> "Endpoint":
+    def parse(cls, text: str) -> Endpoint:
         """``host:port`` (IPv6 as ``[addr]:port``)."""
         host, sep, port = text.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -56,7 +57,7 @@ class OffloadConfig:
 
     endpoints: list[Endpoint]
     model_id: str = "cifar10"
-    key: Optional[bytes] = None
+    key: bytes | None = None
     ssl_context: object = None
     latency_budget_ms: float = 100.0  # per sample, from the start of its processing
     connect_timeout: float = 1.0
@@ -120,10 +121,10 @@ class CircuitBreaker:
 @dataclass
 class OffloadOutcome:
     ok: bool
-    class_id: Optional[int] = None
-    endpoint: Optional[str] = None
+    class_id: int | None = None
+    endpoint: str | None = None
     attempts: int = 0
-    error: Optional[str] = None
+    error: str | None = None
     t_ms: float = 0.0
     top_k: list = field(default_factory=list)
     server_timings: dict = field(default_factory=dict)
@@ -145,7 +146,7 @@ class ResilientOffloader:
     """Offloads one tensor at a time with retries, breakers and failover. Not thread-safe by itself (the
     clients are not): :class:`OffloadWorker` runs it on one thread."""
 
-    def __init__(self, config: OffloadConfig, client_factory: Optional[Callable[..., object]] = None,
+    def __init__(self, config: OffloadConfig, client_factory: Callable[..., object] | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         if client_factory is None:
             from hi_runtime.offload_client import OffloadClient
@@ -181,8 +182,8 @@ class ResilientOffloader:
         if client is not None:
             try:
                 client.close()
-            except Exception:  # noqa: BLE001 - closing a broken socket must not mask the real failure
-                pass
+            except Exception as exc:  # noqa: BLE001 - closing a broken socket must not mask the real failure
+                log.debug("closing the connection to %s: %s", ep, exc)
 
     def close(self) -> None:
         for ep in list(self.clients):
@@ -193,12 +194,17 @@ class ResilientOffloader:
 
     # ---- offload ------------------------------------------------------------------------------------
 
-    def offload(self, tensor: np.ndarray, *, quant: Optional[tuple[float, int]] = None, layout: str = "NHWC",
-                deadline: Optional[float] = None) -> OffloadOutcome:
+    def offload(self, tensor: np.ndarray, *, quant: tuple[float, int] | None = None, layout: str = "NHWC",
+                deadline: float | None = None) -> OffloadOutcome:
         """Classify ``tensor`` on the first server that answers before ``deadline`` (a ``clock()`` time;
         default: now + the latency budget). Never raises for server or network failures."""
-        from hi_runtime.offload_client import (OffloadAuthError, OffloadConnectionError, OffloadError,
-                                               OffloadServerError, OffloadTimeout)
+        from hi_runtime.offload_client import (
+            OffloadAuthError,
+            OffloadConnectionError,
+            OffloadError,
+            OffloadServerError,
+            OffloadTimeout,
+        )
 
         cfg = self.config
         start = self.clock()
@@ -206,7 +212,7 @@ class ResilientOffloader:
         self.stats.requests += 1
         attempts, errors = 0, []
         backoff = cfg.backoff_initial_ms / 1000.0
-        first_tried: Optional[Endpoint] = None
+        first_tried: Endpoint | None = None
         while attempts < cfg.max_attempts:
             candidates = [ep for ep in cfg.endpoints if self.breakers[ep].allow()]
             if not candidates:
@@ -305,14 +311,14 @@ class OffloadWorker:
         self._slots = threading.BoundedSemaphore(self.max_inflight)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hi-offload")
 
-    def submit(self, tensor: np.ndarray, *, quant: Optional[tuple[float, int]] = None, layout: str = "NHWC",
-               deadline: Optional[float] = None) -> "Future[OffloadOutcome]":
+    def submit(self, tensor: np.ndarray, *, quant: tuple[float, int] | None = None, layout: str = "NHWC",
+               deadline: float | None = None) -> Future[OffloadOutcome]:
         self._slots.acquire()
 
         def job() -> OffloadOutcome:
             try:
                 out = self.offloader.offload(tensor, quant=quant, layout=layout, deadline=deadline)
-            except Exception as exc:  # noqa: BLE001 - a bug here must degrade a sample, not kill the run
+            except Exception as exc:
                 log.exception("offload worker failed")
                 out = OffloadOutcome(ok=False, error=f"internal error: {exc!r}")
             try:

@@ -18,14 +18,15 @@ import csv
 import io
 import json
 import math
-import queue
-import threading
 import platform
+import queue
 import socket
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Iterable, Optional, Sequence
+from typing import IO
 
 import numpy as np
 
@@ -44,15 +45,15 @@ class SampleRecord:
 
     sample_id: int | str
     strategy: str
-    local_class: Optional[int]
-    local_confidence: Optional[float]
-    exit_index: Optional[int]
-    decider_score: Optional[float]
+    local_class: int | None
+    local_confidence: float | None
+    exit_index: int | None
+    decider_score: float | None
     offloaded: bool
-    server_class: Optional[int]
-    final_class: Optional[int]
+    server_class: int | None
+    final_class: int | None
     degraded: bool
-    label: Optional[int]
+    label: int | None
     t_preprocess_ms: float = 0.0
     t_local_ms: float = 0.0
     t_decide_ms: float = 0.0
@@ -63,7 +64,7 @@ class SampleRecord:
         return {name: getattr(self, name) for name in SAMPLE_FIELDS}
 
     @property
-    def correct(self) -> Optional[bool]:
+    def correct(self) -> bool | None:
         if self.label is None or self.final_class is None:
             return None if self.label is None else False
         return int(self.final_class) == int(self.label)
@@ -80,7 +81,7 @@ def _json_default(value):
     raise TypeError(f"cannot log a {type(value).__name__}")
 
 
-def default_header(*, model: str, strategy: str, server: Optional[str], device: Optional[str] = None,
+def default_header(*, model: str, strategy: str, server: str | None, device: str | None = None,
                    **extra) -> dict:
     """The header every log starts with; ``extra`` carries backend, decider, thresholds, budget..."""
     return {
@@ -123,7 +124,7 @@ class RecordWriter:
 
     _STOP = object()
 
-    def __init__(self, path: str | Path, header: dict, fmt: Optional[str] = None, *, flush_every: int = 64,
+    def __init__(self, path: str | Path, header: dict, fmt: str | None = None, *, flush_every: int = 64,
                  background: bool = True):
         self.path = Path(path)
         self.fmt = fmt or ("csv" if self.path.suffix.lower() == ".csv" else "jsonl")
@@ -133,7 +134,7 @@ class RecordWriter:
         self._out: IO[str] = self.path.open("w", encoding="utf-8", newline="")
         self._flush_every = max(1, flush_every)
         self._count = 0
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
         header = {"type": "header", **{k: v for k, v in header.items() if k != "type"}}
         if self.fmt == "jsonl":
             self._out.write(json.dumps(header, default=str) + "\n")
@@ -145,8 +146,8 @@ class RecordWriter:
                     self._out.write(f"# {key}: {text}\n")
             self._csv = csv.DictWriter(self._out, fieldnames=list(SAMPLE_FIELDS), lineterminator="\n")
             self._csv.writeheader()
-        self._queue: Optional[queue.SimpleQueue] = None
-        self._thread: Optional[threading.Thread] = None
+        self._queue: queue.SimpleQueue | None = None
+        self._thread: threading.Thread | None = None
         if background:
             self._queue = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._drain, name="hi-records", daemon=True)
@@ -192,7 +193,7 @@ class RecordWriter:
         if self._error is not None:
             raise OSError(f"writing the log {self.path} failed: {self._error}") from self._error
 
-    def __enter__(self) -> "RecordWriter":
+    def __enter__(self) -> RecordWriter:  # noqa: PYI034 - typing.Self needs Python 3.11; we support 3.9
         return self
 
     def __exit__(self, *exc) -> None:
@@ -211,20 +212,20 @@ class Summary:
     strategy: str
     samples: int
     labelled: int
-    accuracy: Optional[float]
+    accuracy: float | None
     offload_ratio: float
     degraded: int
-    latency_mean_ms: Optional[float]
-    latency_p50_ms: Optional[float]
-    latency_p99_ms: Optional[float]
-    local_accuracy: Optional[float] = None
+    latency_mean_ms: float | None
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    local_accuracy: float | None = None
     exits: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def summarize(records: Sequence[SampleRecord], strategy: Optional[str] = None) -> Summary:
+def summarize(records: Sequence[SampleRecord], strategy: str | None = None) -> Summary:
     n = len(records)
     strategy = strategy or (records[0].strategy if records else "?")
     lab = [r for r in records if r.label is not None]
@@ -252,11 +253,11 @@ def summarize(records: Sequence[SampleRecord], strategy: Optional[str] = None) -
     )
 
 
-def _pct(v: Optional[float]) -> str:
+def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}%"
 
 
-def _ms(v: Optional[float]) -> str:
+def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 

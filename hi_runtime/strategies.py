@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -48,13 +49,13 @@ class QosConfig:
     that meets ``min_accuracy`` and fits ``latency_budget_ms``. The budget also bounds every offload."""
 
     strategy: str = "auto"
-    min_accuracy: Optional[float] = None
+    min_accuracy: float | None = None
     latency_budget_ms: float = 100.0
-    decider_threshold: Optional[float] = None
+    decider_threshold: float | None = None
     candidates: dict = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: str | Path) -> "QosConfig":
+    def load(cls, path: str | Path) -> QosConfig:
         import yaml
 
         path = Path(path)
@@ -101,8 +102,8 @@ class QosConfig:
 class ChainRunner:
     """The EE segment chain (``hi_runtime.early_exit``) with one backend per segment file."""
 
-    def __init__(self, chain_path: str | Path, backend: str = "auto", *, num_threads: Optional[int] = None,
-                 reference: bool = False, announce: Optional[Callable[[str], None]] = None) -> None:
+    def __init__(self, chain_path: str | Path, backend: str = "auto", *, num_threads: int | None = None,
+                 reference: bool = False, announce: Callable[[str], None] | None = None) -> None:
         from hi_runtime.early_exit import SegmentChain
 
         self.chain = SegmentChain.load(chain_path)
@@ -158,7 +159,7 @@ class _Pending:
     t0: float
     image: np.ndarray
     future: object = None
-    score_input: Optional[np.ndarray] = None  # probabilities whose decider score is still to be logged
+    score_input: np.ndarray | None = None  # probabilities whose decider score is still to be logged
 
 
 class Agent:
@@ -172,8 +173,8 @@ class Agent:
 
     SCORE_BATCH = 64
 
-    def __init__(self, config: AgentConfig, *, classifier: Optional[Classifier] = None, decider=None,
-                 chain: Optional[ChainRunner] = None, offloader=None) -> None:
+    def __init__(self, config: AgentConfig, *, classifier: Classifier | None = None, decider=None,
+                 chain: ChainRunner | None = None, offloader=None) -> None:
         s = config.strategy
         if s not in STRATEGIES:
             raise StrategyError(f"unknown strategy {s!r}; choose one of {', '.join(STRATEGIES)}")
@@ -201,7 +202,7 @@ class Agent:
 
             self.worker = OffloadWorker(offloader, config.max_inflight)
         self.records: list[SampleRecord] = []
-        self.last_error: Optional[str] = None
+        self.last_error: str | None = None
 
     # ---- per-sample stages --------------------------------------------------------------------------
 
@@ -318,8 +319,8 @@ class Agent:
         remote baseline; with no local work to overlap, a deeper queue would only add waiting time)."""
         return 1 if self.config.strategy == "remote" else max(1, self.config.max_inflight)
 
-    def run(self, source: Iterable[Sample], writer: Optional[RecordWriter] = None,
-            on_record: Optional[Callable[[SampleRecord], None]] = None, total: Optional[int] = None) -> Summary:
+    def run(self, source: Iterable[Sample], writer: RecordWriter | None = None,
+            on_record: Callable[[SampleRecord], None] | None = None, total: int | None = None) -> Summary:
         """Answer every sample of ``source`` in order; returns the summary (records in ``self.records``)."""
         if total is None and isinstance(source, InputSource):
             total = source.total
@@ -397,7 +398,7 @@ def _int8_form(decider, output_spec):
     return decider.compile_int8(scale, zp)
 
 
-def _progress(total: Optional[int], strategy: str):
+def _progress(total: int | None, strategy: str):
     try:
         from tqdm import tqdm
     except ImportError:

@@ -29,7 +29,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -55,7 +54,7 @@ class BenchResult:
     machine: str
 
 
-def _images(samples: Optional[Path], n: int, shape: tuple) -> tuple[np.ndarray, str]:
+def _images(samples: Path | None, n: int, shape: tuple) -> tuple[np.ndarray, str]:
     if samples is not None and samples.exists():
         from hi_runtime.inputs import load_npz
 
@@ -80,9 +79,9 @@ def build_standin_resnet8(out_dir: Path) -> Path:
     return export_int8_tflite(model, rep, out_dir / "resnet8_standin_int8.tflite")
 
 
-def bench(model_path: Path, decider_path: Optional[Path], *, samples: Optional[Path] = DEFAULT_SAMPLES,
-          n: int = 100, rounds: int = 20, backend: str = "auto", threads: Optional[int] = None,
-          model_note: str = "", log_dir: Optional[Path] = None, background_log: bool = True) -> BenchResult:
+def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None = DEFAULT_SAMPLES,
+          n: int = 100, rounds: int = 20, backend: str = "auto", threads: int | None = None,
+          model_note: str = "", log_dir: Path | None = None, background_log: bool = True) -> BenchResult:
     from hi_runtime.backends import Classifier, open_backend
     from hi_runtime.decider import Decider
     from hi_runtime.inputs import ArraySource
@@ -151,8 +150,8 @@ def format_result(r: BenchResult) -> str:
         f"workload   {r.samples} samples x {r.rounds} rounds, interleaved, machine {r.machine}",
         f"bare       {r.bare_ms_mean * 1e3:8.1f} us/sample (median round {r.bare_ms_median_round * 1e3:.1f})",
         f"agent      {r.agent_ms_mean * 1e3:8.1f} us/sample (median round {r.agent_ms_median_round * 1e3:.1f})",
-        f"overhead   {r.overhead_us_per_sample:8.1f} us/sample = {r.overhead_pct:.1f}% of the bare invoke (median of "
-        f"paired rounds; {r.overhead_pct_of_means:.1f}% from the means); goal on ResNet-8: <= 10%",
+        (f"overhead   {r.overhead_us_per_sample:8.1f} us/sample = {r.overhead_pct:.1f}% of the bare invoke (median "
+         f"of paired rounds; {r.overhead_pct_of_means:.1f}% from the means); goal on ResNet-8: <= 10%"),
         "agent stages (mean ms): " + ", ".join(f"{k[2:-3]} {v:.4f}" for k, v in r.stage_ms.items()),
     ]
     return "\n".join(lines)

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_agent_kit import color_images, server_config, tiny_kit_fixture
+
+tiny_kit = tiny_kit_fixture  # the shared session fixture, made visible to pytest in this module
 
 from hi_runtime.backends import Classifier, open_backend
 from hi_runtime.decider import Decider
@@ -18,7 +21,6 @@ from hi_runtime.inputs import ArraySource, Sample
 from hi_runtime.offloader import Endpoint, OffloadConfig, ResilientOffloader
 from hi_runtime.records import SAMPLE_FIELDS, RecordWriter, default_header, summarize
 from hi_runtime.strategies import Agent, AgentConfig, ChainRunner, QosConfig, StrategyError
-from test_agent_kit import color_images, server_config, tiny_kit  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -188,8 +190,8 @@ def test_server_stopped_mid_run_degrades_then_recovers(tiny_kit, data):
     port = state["handle"].port
     n = 90
     actions = {30: stop, 60: lambda: start(port)}
-    agent = make_agent(tiny_kit, "remote", port, off_kw=dict(latency_budget_ms=1000.0, cooldown_s=0.05,
-                                                             cooldown_max_s=0.1, failure_threshold=1))
+    agent = make_agent(tiny_kit, "remote", port, off_kw={"latency_budget_ms": 1000.0, "cooldown_s": 0.05,
+                                                             "cooldown_max_s": 0.1, "failure_threshold": 1})
     try:
         agent.run(ScriptedSource(x[:n], y[:n], actions, pause=0.02))
     finally:
@@ -257,7 +259,7 @@ def test_unresponsive_server_costs_at_most_the_latency_budget(tiny_kit, data):
     t.start()
     budget = 60.0
     agent = make_agent(tiny_kit, "hi", sink.getsockname()[1],
-                       off_kw=dict(latency_budget_ms=budget, failure_threshold=1000), latency_budget_ms=budget,
+                       off_kw={"latency_budget_ms": budget, "failure_threshold": 1000}, latency_budget_ms=budget,
                        max_inflight=1)
     try:
         agent.run(ArraySource(x[:40], y[:40]))

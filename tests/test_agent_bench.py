@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from test_agent_kit import tiny_kit  # noqa: F401 - fixture
+from test_agent_kit import tiny_kit_fixture
+
+tiny_kit = tiny_kit_fixture  # the shared session fixture, made visible to pytest in this module
 
 
 def test_bench_agent_reports_bare_and_agent_times(tiny_kit, tmp_path, capsys):

@@ -187,8 +187,8 @@ def build_kit(out: Path) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_kit(request) -> Path:
+@pytest.fixture(scope="session", name="tiny_kit")
+def tiny_kit_fixture(request) -> Path:
     """Directory with the tiny models (built once, cached across runs)."""
     base = Path(request.config.cache.mkdir("hi_agent_models"))
     if (base / "VERSION").exists() and (base / "VERSION").read_text() == KIT_VERSION:
@@ -203,6 +203,9 @@ def tiny_kit(request) -> Path:
     except OSError:  # another session built it meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
     return base
+
+
+tiny_kit = tiny_kit_fixture  # the fixture under its own name too (tests/test_server_backends.py imports it)
 
 
 def server_config(model_path: Path, model_id: str = "cifar10", **kwargs):

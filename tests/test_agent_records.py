@@ -9,8 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hi_runtime.records import (SAMPLE_FIELDS, RecordWriter, SampleRecord, default_header, json_line, summarize,
-                                summary_markdown, summary_text)
+from hi_runtime.records import (
+    SAMPLE_FIELDS,
+    RecordWriter,
+    SampleRecord,
+    default_header,
+    json_line,
+    summarize,
+    summary_markdown,
+    summary_text,
+)
 
 opt_int = st.none() | st.integers(-1, 10**6)
 opt_float = st.none() | st.floats(allow_nan=False, allow_infinity=False, width=64)

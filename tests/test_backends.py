@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from test_agent_kit import PALETTE, color_images, tiny_kit_fixture
+
+tiny_kit = tiny_kit_fixture  # the shared session fixture, made visible to pytest in this module
 
 from hi_runtime.backends import BackendError, Classifier, TensorSpec, open_backend
-from test_agent_kit import PALETTE, color_images, tiny_kit  # noqa: F401 - fixture
 
 
 def test_auto_picks_litert_and_announces_it(tiny_kit):
@@ -79,7 +81,7 @@ def test_onnx_backend_matches_numpy_reference(tiny_kit):
     b = open_backend(tiny_kit / "server.onnx")
     assert b.kind == "onnxruntime" and "CPUExecutionProvider" in b.detail
     assert b.input.dtype == np.float32 and not b.input.quantized
-    x, y = color_images(64, seed=6)
+    x, _ = color_images(64, seed=6)
     clf = Classifier(b)
     pred = clf.predict(x)
     m = x.reshape(len(x), -1, 3).mean(1)
@@ -127,5 +129,5 @@ def test_runtime_modules_import_without_tensorflow_or_training():
             "hi_runtime.records, hi_runtime.inputs, hi_runtime.cli; "
             "bad = [m for m in ('tensorflow', 'training', 'keras', 'onnxruntime', 'ai_edge_litert', 'cv2', "
             "'bleak', 'bumble', 'PIL') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stdout + res.stderr

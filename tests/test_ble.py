@@ -89,14 +89,17 @@ def test_reassembly_in_any_order_with_duplicates_and_gaps(n, mtu, rnd, data):
 
 @pytest.fixture(scope="module")
 def server(tiny_kit):
-    from offload_server.server import run_server_in_thread
     from test_agent_kit import server_config
+
+    from offload_server.server import run_server_in_thread
 
     with run_server_in_thread(server_config(tiny_kit / "server.onnx")) as handle:
         yield handle
 
 
-from test_agent_kit import color_images, tiny_kit  # noqa: E402,F401 - fixture
+from test_agent_kit import color_images, tiny_kit_fixture
+
+tiny_kit = tiny_kit_fixture  # the shared session fixture, made visible to pytest in this module
 
 
 def server_classes(kit, images):

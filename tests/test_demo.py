@@ -7,9 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
+from test_agent_kit import tiny_kit_fixture
 
 from hi_runtime.cli import main
-from test_agent_kit import tiny_kit  # noqa: F401 - fixture
+
+tiny_kit = tiny_kit_fixture  # the shared session fixture, made visible to pytest in this module
 
 pytestmark = pytest.mark.timeout(180)
 

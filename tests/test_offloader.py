@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hi_runtime.offload_client import (InferResult, OffloadAuthError, OffloadConnectionError,
-                                       OffloadServerError, OffloadTimeout)
-from hi_runtime.offloader import (CircuitBreaker, Endpoint, OffloadConfig, OffloadWorker, ResilientOffloader)
+from hi_runtime.offload_client import (
+    InferResult,
+    OffloadAuthError,
+    OffloadConnectionError,
+    OffloadServerError,
+    OffloadTimeout,
+)
+from hi_runtime.offloader import CircuitBreaker, Endpoint, OffloadConfig, OffloadWorker, ResilientOffloader
 from hi_runtime.protocol import ErrorCode
 
 

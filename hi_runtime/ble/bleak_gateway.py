@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Callable, Optional
+from typing import Callable
 
 from hi_runtime.ble import spec
 from hi_runtime.ble.gateway import DeviceSession, GatewayConfig, GatewayRecord, GattLink, worker_forward
@@ -29,7 +29,7 @@ class BleakLink(GattLink):
 
     @classmethod
     async def open(cls, address: str, timeout: float = 20.0,
-                   on_disconnect: Optional[Callable[[], None]] = None) -> "BleakLink":
+                   on_disconnect: Callable[[], None] | None = None) -> BleakLink:
         from bleak import BleakClient
 
         client = BleakClient(address, timeout=timeout,
@@ -73,11 +73,17 @@ async def serve_device(address: str, forward, config: GatewayConfig, on_record, 
     """Keep one device served: connect, run its session, reconnect with backoff after a drop."""
     backoff = 1.0
     while not stop.is_set():
-        session: Optional[DeviceSession] = None
+        current: list[DeviceSession] = []  # the session to stop when bleak reports the disconnection
+
+        def on_disconnect(current=current) -> None:
+            for s in current:
+                s.stop()
+
         try:
-            link = await BleakLink.open(address, on_disconnect=lambda: session and session.stop())
+            link = await BleakLink.open(address, on_disconnect=on_disconnect)
             log.info("%s connected (ATT MTU %d)", address, link.mtu)
             session = DeviceSession(link, forward, config, on_record)
+            current.append(session)
             backoff = 1.0
             stats = await session.run()
             log.info("%s disconnected: %s", address, stats)
@@ -90,7 +96,7 @@ async def serve_device(address: str, forward, config: GatewayConfig, on_record, 
         backoff = min(backoff * 2, 30.0)
 
 
-def _record_writer(path: Optional[str], args):
+def _record_writer(path: str | None, args):
     if not path:
         return None, None
     from hi_runtime.records import RecordWriter, SampleRecord, default_header

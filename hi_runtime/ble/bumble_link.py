@@ -6,7 +6,7 @@ acts as the gateway's central, the others can be virtual HI devices (``hi_runtim
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Optional
+from typing import Callable
 
 from hi_runtime.ble import spec
 from hi_runtime.ble.gateway import GattLink
@@ -21,7 +21,7 @@ class BumbleLink(GattLink):
         self._chars: dict[str, object] = {}
 
     @classmethod
-    async def open(cls, connection, *, mtu: Optional[int] = None) -> "BumbleLink":
+    async def open(cls, connection, *, mtu: int | None = None) -> BumbleLink:
         """Exchange the MTU (when ``mtu`` is given; otherwise keep the default 23), discover the HI service."""
         from bumble.core import UUID
         from bumble.device import Peer

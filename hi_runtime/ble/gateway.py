@@ -13,8 +13,9 @@ import abc
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -49,9 +50,9 @@ class GattLink(abc.ABC):
 @dataclass
 class OffloadAnswer:
     ok: bool
-    class_id: Optional[int] = None
+    class_id: int | None = None
     t_ms: float = 0.0
-    error: Optional[str] = None
+    error: str | None = None
 
 
 #: ``forward(tensor, quant, layout) -> OffloadAnswer``: how the gateway reaches the server.
@@ -95,7 +96,7 @@ class GatewayRecord:
     address: str
     sample_id: int
     status: int
-    class_id: Optional[int]
+    class_id: int | None
     t_offload_ms: float
     t_total_ms: float
     nacks: int
@@ -104,15 +105,15 @@ class GatewayRecord:
 class DeviceSession:
     """Serves one device until it disconnects or :meth:`stop` is called."""
 
-    def __init__(self, link: GattLink, forward: Forward, config: Optional[GatewayConfig] = None,
-                 on_record: Optional[Callable[[GatewayRecord], None]] = None) -> None:
+    def __init__(self, link: GattLink, forward: Forward, config: GatewayConfig | None = None,
+                 on_record: Callable[[GatewayRecord], None] | None = None) -> None:
         self.link = link
         self.forward = forward
         self.config = config or GatewayConfig()
         self.on_record = on_record
         self.stats = SessionStats()
         self._events: asyncio.Queue = asyncio.Queue()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
         self.ready = asyncio.Event()
 
@@ -136,7 +137,7 @@ class DeviceSession:
     async def run(self) -> SessionStats:
         if not self.ready.is_set():
             await self.start()
-        current: Optional[spec.Reassembly] = None
+        current: spec.Reassembly | None = None
         t_start = 0.0
         rounds = 0
         while not self._stopped:
@@ -195,7 +196,7 @@ class DeviceSession:
         tensor = np.frombuffer(bytes(r.buffer), dtype=dtype).reshape(s.shape)
         try:
             ans = await self.forward(tensor, s.quant, self.config.forward_layouts[s.layout])
-        except Exception as exc:  # noqa: BLE001 - the device must get an answer whatever broke here
+        except Exception as exc:
             log.exception("forwarding sample %d failed", s.sample_id)
             ans = OffloadAnswer(False, error=repr(exc))
         if ans.ok and ans.class_id is not None and 0 <= ans.class_id < spec.NO_CLASS:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -27,7 +26,7 @@ class Faults:
 @dataclass
 class DeviceOutcome:
     sample_id: int
-    result: Optional[spec.Result]  # None: no answer in time, the device answered locally (and ABORTed)
+    result: spec.Result | None  # None: no answer in time, the device answered locally (and ABORTed)
     nacks: int
     chunks_sent: int
 
@@ -35,7 +34,7 @@ class DeviceOutcome:
 class VirtualHiDevice:
     """Adds the HI GATT service to a bumble ``Device`` and plays the firmware's part."""
 
-    def __init__(self, device, *, result_timeout_s: float = 3.0, faults: Optional[Faults] = None) -> None:
+    def __init__(self, device, *, result_timeout_s: float = 3.0, faults: Faults | None = None) -> None:
         from bumble.gatt import Characteristic, CharacteristicValue, Service
 
         P = Characteristic.Properties
@@ -89,7 +88,7 @@ class VirtualHiDevice:
             sent += 1
         return sent
 
-    async def offload(self, sample_id: int, tensor: np.ndarray, *, quant: Optional[tuple[float, int]] = (1.0, -128),
+    async def offload(self, sample_id: int, tensor: np.ndarray, *, quant: tuple[float, int] | None = (1.0, -128),
                       layout: int = spec.LAYOUT_NHWC) -> DeviceOutcome:
         """Send one tensor (HWC, or CHW with layout NCHW) and wait for the gateway's answer."""
         arr = np.ascontiguousarray(tensor)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Union
 
 _BASE = "-7a1e-4c5b-9f3d-2b6e0d1c0a00"
 SERVICE_UUID = "48490001" + _BASE  # "HI" 0001
@@ -78,7 +78,7 @@ class Start:
                            self.width, self.channels, self.scale, self.zero_point)
 
     @property
-    def quant(self) -> Optional[tuple[float, int]]:
+    def quant(self) -> tuple[float, int] | None:
         return (float(self.scale), int(self.zero_point)) if self.scale else None
 
     @property
@@ -234,7 +234,7 @@ class Reassembly:
     def complete(self) -> bool:
         return self.received == len(self.buffer)
 
-    def first_missing(self) -> Optional[tuple[int, int]]:
+    def first_missing(self) -> tuple[int, int] | None:
         """(offset, length) of the first gap, or None when complete."""
         start = self.have.find(0)
         if start < 0:

@@ -50,9 +50,16 @@ class TensorSpec:
     scale: float | None = None
     zero_point: int | None = None
 
+    def __post_init__(self) -> None:
+        # decided once: quantize/dequantize run per sample and np.issubdtype costs microseconds
+        quantized = self.scale is not None and self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+        object.__setattr__(self, "_quantized", bool(quantized))
+        object.__setattr__(self, "_pixel_minus_128", bool(
+            quantized and self.scale == 1.0 and self.zero_point == -128 and self.dtype == np.int8))
+
     @property
     def quantized(self) -> bool:
-        return self.scale is not None and self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+        return self._quantized  # type: ignore[attr-defined]
 
     @property
     def quant(self) -> tuple[float, int] | None:
@@ -60,9 +67,9 @@ class TensorSpec:
 
     def quantize(self, real: np.ndarray) -> np.ndarray:
         """Real values (e.g. uint8 pixels) to this tensor's dtype: q = round(real / scale) + zero_point."""
-        if not self.quantized:
+        if not self._quantized:  # type: ignore[attr-defined]
             return np.asarray(real).astype(self.dtype, copy=False)
-        if self.scale == 1.0 and real.dtype == np.uint8 and self.dtype == np.int8 and self.zero_point == -128:
+        if self._pixel_minus_128 and real.dtype == np.uint8:  # type: ignore[attr-defined]
             # the shipped model's input: q = pixel - 128, which in two's complement is the pixel with its top
             # bit flipped, reinterpreted as int8 (exact, and the cheapest form on the per-sample path)
             return (real ^ np.uint8(0x80)).view(np.int8)
@@ -71,7 +78,7 @@ class TensorSpec:
         return np.clip(q, info.min, info.max).astype(self.dtype)
 
     def dequantize(self, raw: np.ndarray) -> np.ndarray:
-        if not self.quantized:
+        if not self._quantized:  # type: ignore[attr-defined]
             return np.asarray(raw, dtype=np.float32)
         return (raw.astype(np.float32) - np.float32(self.zero_point or 0)) * np.float32(self.scale)
 

@@ -17,4 +17,10 @@
 
 #define HI_CORE_VERSION "1.0.0"
 
+#include <stddef.h>
+
+/* sizeof of the public structs (0 decider, 1 segment, 2 pipeline, 3 outcome, 4 serial io, 5 serial config,
+ * 6 serial context, 7 frame) for FFI bindings; 0 for an unknown index. */
+size_t hi_core_sizeof(int which);
+
 #endif /* HI_CORE_H */

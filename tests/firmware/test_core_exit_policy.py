@@ -1,0 +1,121 @@
+"""The firmware's early-exit policy over chained segments (hi_exit_policy.c) against the ONE Python
+implementation (hi_runtime.early_exit.run_chain): the same segment outputs must give the same exit, class,
+offload decision and number of segments run, including feature requantization between segments."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hi_firmware.core_host import CoreLib, PyPipeline
+from hi_runtime.decider import Decider
+from hi_runtime.early_exit import ExitPolicy, Quant, SegmentChain, SegmentSpec, exit_threshold_int8, requantize, run_chain
+
+
+@pytest.fixture(scope="module")
+def core() -> CoreLib:
+    if not (shutil.which("gcc") or shutil.which("cc")):
+        pytest.skip("no host C compiler")
+    return CoreLib()
+
+
+def _segment_fn(k: int, n_feat: int, classes: int, sharp: float):
+    """A deterministic stand-in for segment k: scores and features are a hash of its input."""
+
+    def fn(x: np.ndarray):
+        h = np.frombuffer(hashlib.sha256(bytes([k]) + x.tobytes()).digest() * 8, dtype=np.uint8)
+        scores = (h[:classes].astype(np.int16) - 128).astype(np.int8)
+        if h[40] < sharp * 255:  # sometimes one confident class
+            scores[h[41] % classes] = 127 - (h[42] % 40)
+        feats = (h[64:64 + n_feat].astype(np.int16) - 128).astype(np.int8) if n_feat else None
+        return feats, scores
+
+    return fn
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n_seg=st.integers(1, 4), classes=st.integers(2, 12), seed=st.integers(0, 2**31 - 1),
+       thresholds=st.lists(st.one_of(st.floats(0.05, 1.0), st.just(float("inf"))), min_size=3, max_size=3),
+       requant=st.booleans(), scores_first=st.booleans(), with_decider=st.booleans())
+def test_chain_policy_matches_python(core, n_seg, classes, seed, thresholds, requant, scores_first, with_decider):
+    rng = np.random.default_rng(seed)
+    n_in, feats = 12, [int(rng.integers(4, 20)) for _ in range(n_seg - 1)]
+    sq = [Quant(float(np.float32(rng.choice([1 / 256, 1 / 255, 0.01]))), int(rng.integers(-128, -100))) for _ in range(n_seg)]
+    fq = [Quant(float(np.float32(rng.uniform(0.01, 0.2))), int(rng.integers(-20, 20))) for _ in range(n_seg - 1)]
+    iq = [Quant(float(np.float32(rng.uniform(0.01, 0.2))), int(rng.integers(-20, 20))) if requant else f for f in fq]
+    fns = [_segment_fn(k, feats[k] if k < n_seg - 1 else 0, classes, 0.5) for k in range(n_seg)]
+    decider = None
+    cdec = None
+    if with_decider:
+        decider = Decider(features=("p1", "p2"), coefficients=np.array([6.0, -4.0]), intercept=-2.5, threshold=0.5)
+        form = decider.compile_int8(sq[-1].scale, sq[-1].zero_point)
+        cdec = core.decider(form.coef, form.bias, form.zero_point)
+    policy = ExitPolicy(thresholds[: n_seg - 1], decider)
+    specs = [SegmentSpec(file=Path(f"s{k}.tflite"), input="in", scores="scores",
+                         features="feat" if k < n_seg - 1 else None,
+                         input_quant=iq[k - 1] if k else Quant(1.0, -128), scores_quant=sq[k],
+                         features_quant=fq[k] if k < n_seg - 1 else None) for k in range(n_seg)]
+    chain = SegmentChain(specs, policy)
+    bounds = policy.exit_bounds_int8(sq[:-1])
+    pipe = PyPipeline(core, fns, input_shape=(1, 1, n_in), input_bytes=n_in, feature_bytes=feats, num_classes=classes,
+                      bounds=bounds, scores_quants=[(q.scale, q.zero_point) for q in sq],
+                      feature_quants=[((f.scale, f.zero_point), (i.scale, i.zero_point)) for f, i in zip(fq, iq)],
+                      decider=cdec, scores_first=scores_first)
+    for _ in range(25):
+        x = rng.integers(-128, 128, n_in).astype(np.int8)
+        py_inputs: list[np.ndarray] = []
+
+        def run_segment(k, inp):
+            py_inputs.append(np.asarray(inp, dtype=np.int8).copy())
+            return fns[k](np.asarray(inp, dtype=np.int8))
+
+        want = run_chain(chain, run_segment, x)
+        got = pipe.run(x)
+        assert got.status == 0
+        assert (got.exit_index, got.class_id, bool(got.offload), got.segments_run) == \
+            (want.exit_index, want.predicted_class, want.offload, want.segments_run)
+        np.testing.assert_array_equal(np.frombuffer(bytes(pipe.scores), dtype=np.int8), want.scores.astype(np.int8))
+        assert len(pipe.seen_inputs) == len(py_inputs)
+        for a, b in zip(pipe.seen_inputs, py_inputs):  # requantized features identical
+            np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), s_src=st.floats(1e-3, 1.0), s_dst=st.floats(1e-3, 1.0),
+       zp_src=st.integers(-128, 127), zp_dst=st.integers(-128, 127))
+def test_requantize_matches_python(core, seed, s_src, s_dst, zp_src, zp_dst):
+    q = np.random.default_rng(seed).integers(-128, 128, 300).astype(np.int8)
+    q[:256] = np.arange(-128, 128)
+    want = requantize(q, Quant(s_src, zp_src), Quant(s_dst, zp_dst))
+    np.testing.assert_array_equal(core.requantize(q, (s_src, zp_src), (s_dst, zp_dst)), want)
+
+
+def test_exit_bound_edges(core):
+    """exit iff max(q) - zp >= M: the C rule agrees with the float rule at the boundary values."""
+    pipe_quant = (1 / 256, -128)
+    for t in (0.0, 0.5, 0.75, 0.999, 1.0, float("inf")):
+        bound = exit_threshold_int8(t, *pipe_quant)
+        fns = [lambda x: (np.zeros(4, np.int8), x[:10]), lambda x: (None, np.zeros(10, np.int8))]
+        pipe = PyPipeline(core, fns, input_shape=(1, 1, 10), input_bytes=10, feature_bytes=[4], num_classes=10,
+                          bounds=[bound], scores_quants=[pipe_quant, pipe_quant])
+        for top in range(-128, 128):
+            x = np.full(10, -128, np.int8)
+            x[3] = top
+            out = pipe.run(x)
+            assert (out.exit_index == 0) == (((top + 128) / 256) >= t), (t, top)
+
+
+def test_input_quantization_matches_agent_rounding(core):
+    """uint8 pixels -> model input exactly as hi_runtime.backends quantizes (np.round, half to even)."""
+    px = np.arange(256, dtype=np.uint8)
+    for scale, zp in ((1.0, -128), (2.0, 0), (0.5, -128), (1 / 0.7, -3)):
+        fns = [lambda x: (None, x[:2])]
+        pipe = PyPipeline(core, fns, input_shape=(1, 16, 16), input_bytes=256, feature_bytes=[], num_classes=2,
+                          bounds=[], scores_quants=[(1 / 256, -128)], input_quant=(scale, zp))
+        want = np.clip(np.round(px.astype(np.float32) / np.float32(scale)) + zp, -128, 127).astype(np.int8)
+        np.testing.assert_array_equal(pipe.quantize_input(px), want)

@@ -34,10 +34,10 @@ typedef struct {
 HI_NN_INLINE int8_t hi_nn_add_elem_s8(int32_t x, int32_t y, const hi_nn_add_params_t *p) {
   const int32_t in1 = (int32_t)((uint32_t)(p->input1_offset + x) << p->left_shift);
   const int32_t in2 = (int32_t)((uint32_t)(p->input2_offset + y) << p->left_shift);
-  const int32_t s1 = hi_nn_rdbpot(hi_nn_srdhm(in1, p->input1_multiplier), (int)-p->input1_shift);
-  const int32_t s2 = hi_nn_rdbpot(hi_nn_srdhm(in2, p->input2_multiplier), (int)-p->input2_shift);
+  const int32_t s1 = hi_nn_rdbpot(hi_nn_srdhm_mult(in1, p->input1_multiplier), (int)-p->input1_shift);
+  const int32_t s2 = hi_nn_rdbpot(hi_nn_srdhm_mult(in2, p->input2_multiplier), (int)-p->input2_shift);
   const int32_t raw =
-      hi_nn_rdbpot(hi_nn_srdhm(s1 + s2, p->output_multiplier), (int)-p->output_shift) + p->output_offset;
+      hi_nn_rdbpot(hi_nn_srdhm_mult(s1 + s2, p->output_multiplier), (int)-p->output_shift) + p->output_offset;
   return (int8_t)hi_nn_clamp_i32(raw, p->act_min, p->act_max);
 }
 

@@ -61,19 +61,26 @@ HI_NN_INLINE int32_t hi_nn_srdhm(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
+/* SRDHM when b is a quantized multiplier (0 <= b < 2^31): the INT32_MIN*INT32_MIN case cannot happen, so the
+ * check is skipped. Every multiplier the compiler emits comes from QuantizeMultiplier and is in that range. */
+HI_NN_INLINE int32_t hi_nn_srdhm_mult(int32_t a, int32_t b) {
+  return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
+}
+
 /* gemmlowp RoundingDivideByPOT: arithmetic shift right with round-half-away-from-zero. */
 HI_NN_INLINE int32_t hi_nn_rdbpot(int32_t x, int exponent) {
-  const int32_t mask = (int32_t)((((int64_t)1) << exponent) - 1);
+  const int32_t mask = (int32_t)((1u << exponent) - 1u); /* exponent <= 31 */
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
   return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-/* TFLite MultiplyByQuantizedMultiplier (double-rounding variant, the TFLM default). */
+/* TFLite MultiplyByQuantizedMultiplier (double-rounding variant, the TFLM default). multiplier >= 0. */
 HI_NN_INLINE int32_t hi_nn_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
-  const int left_shift = shift > 0 ? (int)shift : 0;
-  const int right_shift = shift > 0 ? 0 : (int)-shift;
-  return hi_nn_rdbpot(hi_nn_srdhm((int32_t)((uint32_t)x << left_shift), multiplier), right_shift);
+  if (shift > 0) {
+    return hi_nn_srdhm_mult((int32_t)((uint32_t)x << shift), multiplier);
+  }
+  return hi_nn_rdbpot(hi_nn_srdhm_mult(x, multiplier), (int)-shift);
 }
 
 /* Unaligned little-endian 32-bit load; compiles to a single LDR on Cortex-M3/M4/M7 and x86. */

@@ -46,31 +46,65 @@ static void conv_gather_pair(const hi_nn_conv_params_t *p, const int8_t *in_b, i
   }
 }
 
+/* Output stage with everything it needs in locals: the int8 stores below may alias any memory as far as the
+ * C compiler knows, so reading p-> / res-> fields per output would reload them after every store. */
+typedef struct {
+  int32_t out_offset, act_min, act_max;
+  const int8_t *res_data; /* NULL: no fused residual */
+  int32_t conv_is_input2;
+  hi_nn_add_params_t add;
+} conv_out_stage_t;
+
+static void conv_out_stage_init(conv_out_stage_t *st, const hi_nn_conv_params_t *p, const hi_nn_residual_t *res) {
+  st->out_offset = p->output_offset;
+  st->act_min = p->act_min;
+  st->act_max = p->act_max;
+  st->res_data = res ? res->data : NULL;
+  st->conv_is_input2 = res ? res->conv_is_input2 : 0;
+  if (res) {
+    st->add = res->add;
+  } else {
+    memset(&st->add, 0, sizeof(st->add)); /* unused without a residual; keeps -Wmaybe-uninitialized quiet */
+  }
+}
+
+HI_NN_INLINE int8_t conv_out_value(const conv_out_stage_t *st, int32_t acc, int32_t mult, int32_t shift,
+                                   int32_t out_index) {
+  const int8_t c = hi_nn_requant_s8(acc, mult, shift, st->out_offset, st->act_min, st->act_max);
+  if (st->res_data == NULL) return c;
+  {
+    const int8_t r = st->res_data[out_index];
+    return st->conv_is_input2 ? hi_nn_add_elem_s8(r, c, &st->add) : hi_nn_add_elem_s8(c, r, &st->add);
+  }
+}
+
 /* Both pixels' outputs for all channels from an interleaved window pair and the packed filter. */
 static void conv_pair_packed(const hi_nn_conv_params_t *p, const int8_t *win, int32_t k4, const int8_t *filter,
-                             const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *out_px,
-                             const hi_nn_residual_t *res, int32_t out_index, int second_valid) {
+                             const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
+                             int8_t *HI_NN_RESTRICT out_px, const conv_out_stage_t *stage, int32_t out_index,
+                             int second_valid) {
   const int32_t out_c = p->out_c;
   const int8_t *w = filter;
+  const conv_out_stage_t st = *stage;
   int32_t oc = 0;
   for (; oc + 2 <= out_c; oc += 2, w += 2 * k4) {
     int32_t acc[4];
+    const int32_t m0 = mult[oc], m1 = mult[oc + 1], s0 = shift[oc], s1 = shift[oc + 1];
     acc[0] = acc[2] = bias_folded[oc];
     acc[1] = acc[3] = bias_folded[oc + 1];
     hi_nn_dot2x2_packed_s8(win, w, k4, acc);
-    out_px[oc] = conv_output(p, acc[0], mult[oc], shift[oc], res, out_index + oc);
-    out_px[oc + 1] = conv_output(p, acc[1], mult[oc + 1], shift[oc + 1], res, out_index + oc + 1);
+    out_px[oc] = conv_out_value(&st, acc[0], m0, s0, out_index + oc);
+    out_px[oc + 1] = conv_out_value(&st, acc[1], m1, s1, out_index + oc + 1);
     if (second_valid) {
-      out_px[out_c + oc] = conv_output(p, acc[2], mult[oc], shift[oc], res, out_index + out_c + oc);
-      out_px[out_c + oc + 1] =
-          conv_output(p, acc[3], mult[oc + 1], shift[oc + 1], res, out_index + out_c + oc + 1);
+      out_px[out_c + oc] = conv_out_value(&st, acc[2], m0, s0, out_index + out_c + oc);
+      out_px[out_c + oc + 1] = conv_out_value(&st, acc[3], m1, s1, out_index + out_c + oc + 1);
     }
   }
   if (oc < out_c) {
     int32_t a0 = bias_folded[oc], a1 = bias_folded[oc];
     hi_nn_dot1x2_packed_s8(win, w, k4, &a0, &a1);
-    out_px[oc] = conv_output(p, a0, mult[oc], shift[oc], res, out_index + oc);
-    if (second_valid) out_px[out_c + oc] = conv_output(p, a1, mult[oc], shift[oc], res, out_index + out_c + oc);
+    out_px[oc] = conv_out_value(&st, a0, mult[oc], shift[oc], out_index + oc);
+    if (second_valid) out_px[out_c + oc] = conv_out_value(&st, a1, mult[oc], shift[oc], out_index + out_c + oc);
   }
 }
 
@@ -215,7 +249,9 @@ int hi_nn_conv_s8(const hi_nn_conv_params_t *p, const int8_t *in, const int8_t *
     /* Two output pixels at a time through interleaved gathered windows (2 x K bytes on the stack). */
     const int32_t k4 = (p->k_h * p->k_w * p->in_c + 3) & ~3;
     int8_t win[2 * HI_NN_CONV_GATHER_MAX] HI_NN_ALIGN8;
+    conv_out_stage_t stage;
     if (k4 > HI_NN_CONV_GATHER_MAX) return HI_NN_ERROR_BAD_PARAMS;
+    conv_out_stage_init(&stage, p, residual);
     for (b = 0; b < p->batches; ++b) {
       const int8_t *in_b = in + b * in_batch;
       for (oy = 0; oy < p->out_h; ++oy) {
@@ -225,7 +261,7 @@ int hi_nn_conv_s8(const hi_nn_conv_params_t *p, const int8_t *in, const int8_t *
           const int second = ox + 1 < p->out_w;
           const int32_t out_index = b * out_batch + (oy * p->out_w + ox) * p->out_c;
           conv_gather_pair(p, in_b, in_y0, in_x0, second ? in_x0 + p->stride_w : in_x0, win, k4);
-          conv_pair_packed(p, win, k4, filter, bias_folded, mult, shift, out + out_index, residual, out_index, second);
+          conv_pair_packed(p, win, k4, filter, bias_folded, mult, shift, out + out_index, &stage, out_index, second);
         }
       }
     }

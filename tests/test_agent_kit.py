@@ -8,11 +8,11 @@ directory (``.pytest_cache/d/hi_agent_models``), so only the first run pays Tens
 * ``server.onnx``: an exact "mean colour -> nearest palette colour" classifier written with onnx.helper
   (float32 [N,32,32,3] raw pixels in, softmax out, like the shipped server model);
 * ``decider.json``: logistic regression on (p1, p2) of the local model, with its int8 form;
-* ``ee.json`` + two INT8 segment files: an early-exit chain in the runtime's chain format.
+* ``ee.json`` + ``ee_seg{1,2}_int8.tflite`` + ``ee_decider.json``: a two-exit tiny BranchyNet made by the
+  project's own exporter (training.early_exit), in the runtime's chain format.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -22,7 +22,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-KIT_VERSION = "3"
+KIT_VERSION = "5"
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [128, 128, 0], [0, 0, 128]], np.float32)
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -80,61 +80,41 @@ def _train_local(images, labels):
     return model
 
 
-def _build_segments(images, labels, out: Path) -> Path:
-    """A two-exit chain: segment 0 = conv stem -> (features, exit-0 scores); segment 1 = features -> scores."""
-    import keras
+def _build_chain(train_x, train_y, val_x, out: Path) -> Path:
+    """A two-exit tiny_cnn BranchyNet trained and exported by the project's own early-exit code
+    (training.early_exit), so the agent is tested on the real chain format; the exit threshold is the
+    median exit-1 confidence on validation data, so both exits are taken."""
+    from hi_runtime.backends import open_backend
+    from hi_runtime.decider import Decider
+    from hi_runtime.early_exit import ExitPolicy, SegmentChain
+    from training.data import Dataset
+    from training.early_exit import EETrainConfig, export_early_exit, train_early_exit
 
-    from training.export import export_int8_tflite
-
-    L = keras.layers
-    inp = keras.Input((32, 32, 3), name="image")
-    x = L.Rescaling(1 / 255.0)(inp)
-    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="stem")(x)
-    feats = L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="feat")(x)
-    e0 = L.Dense(10, activation="softmax", name="exit0")(L.GlobalAveragePooling2D()(feats))
-    y = L.Conv2D(16, 3, padding="same", activation="relu", name="trunk2")(feats)
-    e1 = L.Dense(10, activation="softmax", name="exit1")(L.GlobalAveragePooling2D()(y))
-    full = keras.Model(inp, [e0, e1])
-    full.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
-                 loss=["sparse_categorical_crossentropy"] * 2)
-    full.fit(images.astype(np.float32), [labels, labels], batch_size=32, epochs=1, verbose=0)
-    seg0 = keras.Model(inp, {"features": feats, "scores": e0}, name="seg0")
-    finp = keras.Input(feats.shape[1:], name="features_in")
-    seg1 = keras.Model(finp, {"scores": full.get_layer("exit1")(L.GlobalAveragePooling2D()(
-        full.get_layer("trunk2")(finp)))}, name="seg1")
-    p0 = export_int8_tflite(seg0, images[:200], out / "ee_seg0.tflite", fold_scaling=False)
-    feat_rep = seg0.predict(images[:200].astype(np.float32), verbose=0)["features"]
-    seg1_path = _export_float_input_int8(seg1, feat_rep, out / "ee_seg1.tflite")
-    return p0, seg1_path
-
-
-def _export_float_input_int8(model, rep: np.ndarray, path: Path) -> Path:
-    import tensorflow as tf
-
-    def gen():
-        for i in range(len(rep)):
-            yield [rep[i:i + 1].astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = gen
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    path.write_bytes(conv.convert())
-    return path
-
-
-def _tensor_names(path: Path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path))
-    return it.get_input_details(), it.get_output_details()
-
-
-def _quant(detail) -> dict:
-    s, z = detail["quantization"]
-    return {"scale": float(s), "zero_point": int(z)}
+    train = Dataset(train_x[:2400], train_y[:2400], CLASS_NAMES)
+    val = Dataset(val_x[:200], np.zeros(200, np.int64), CLASS_NAMES)
+    cfg = EETrainConfig(arch="tiny_cnn", branch_width=16, epochs_branch=0, epochs_joint=2, lr_joint=0.05,
+                        batch_size=16, augment=False, loss_weights=[0.5, 1.0])
+    model, _ = train_early_exit(cfg, train, val, verbose=0, log=lambda *_: None)
+    Decider.max_softmax(0.5).save(out / "ee_decider.json")
+    exp = export_early_exit(model, train_x[:200], out / "ee", class_names=CLASS_NAMES,
+                            decider_file="ee_decider.json", check_images=val_x[:1])
+    chain = SegmentChain.load(exp.chain.path)
+    seg0 = open_backend(chain.segments[0].file)
+    spec = seg0.output(chain.segments[0].scores)
+    conf = spec.dequantize(np.concatenate([seg0.run(seg0.input.quantize(val_x[i:i + 1]))[spec.name]
+                                           for i in range(len(val_x))])).max(1)
+    threshold = float(np.median(conf))
+    late = conf < threshold  # samples that reach the final exit: offload the less confident half of them
+    seg1 = open_backend(chain.segments[1].file)
+    spec1 = seg1.output(chain.segments[1].scores)
+    feats = chain.segments[0].features
+    final_conf = [spec1.dequantize(seg1.run(seg0.run(seg0.input.quantize(val_x[i:i + 1]))[seg0.output(feats).name])
+                                   [spec1.name]).max() for i in np.flatnonzero(late)]
+    Decider.max_softmax(float(np.median(final_conf))).save(out / "ee_decider.json")
+    chain = SegmentChain.load(exp.chain.path)  # reload: picks up the final decider's threshold
+    chain.policy = ExitPolicy([threshold], chain.policy.decider)
+    chain.save()
+    return chain.path
 
 
 def build_kit(out: Path) -> Path:
@@ -160,27 +140,12 @@ def build_kit(out: Path) -> Path:
     lr = LogisticRegression().fit(feats, correct)
     dec = Decider(features=("p1", "p2"), coefficients=lr.coef_[0], intercept=float(lr.intercept_[0]),
                   threshold=0.5, meta={"note": "tiny test decider"})
+    # operating point: offload the 30% least trusted validation samples (so tests see both paths)
+    dec = dec.with_threshold(float(np.quantile(dec.score(pred.probs), 0.3)))
     dec = dec.with_int8(*clf.output_spec.quant)
     dec.save(out / "decider.json")
 
-    seg0, seg1 = _build_segments(train_x, train_y, out)
-    in0, outs0 = _tensor_names(seg0)
-    in1, outs1 = _tensor_names(seg1)
-    by_shape0 = {len(o["shape"]): o for o in outs0}
-    feat_d, score0_d = by_shape0[4], by_shape0[2]
-    chain = {
-        "format": "hi-ee-chain/1",
-        "class_names": CLASS_NAMES,
-        "segments": [
-            {"file": seg0.name, "input": in0[0]["name"],
-             "outputs": {"features": feat_d["name"], "scores": score0_d["name"]},
-             "input_quant": _quant(in0[0]), "scores_quant": _quant(score0_d), "features_quant": _quant(feat_d)},
-            {"file": seg1.name, "input": in1[0]["name"], "outputs": {"features": None, "scores": outs1[0]["name"]},
-             "input_quant": _quant(in1[0]), "scores_quant": _quant(outs1[0])},
-        ],
-        "policy": {"exit_thresholds": [0.6], "final_decider": "decider.json"},
-    }
-    (out / "ee.json").write_text(json.dumps(chain, indent=2))
+    _build_chain(train_x, train_y, val_x, out)
     np.savez_compressed(out / "samples.npz", images=val_x[:200], labels=val_y[:200],
                         class_names=np.array(CLASS_NAMES))
     (out / "VERSION").write_text(KIT_VERSION)

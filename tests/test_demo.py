@@ -24,7 +24,7 @@ def models_dir(tiny_kit, tmp_path):
     shutil.copy(tiny_kit / "decider.json", d / "decider_resnet8.json")
     shutil.copy(tiny_kit / "server.onnx", d / "server.onnx")
     shutil.copy(tiny_kit / "samples.npz", d / "demo_samples.npz")
-    for f in ("ee_seg0.tflite", "ee_seg1.tflite", "decider.json"):
+    for f in ("ee_seg1_int8.tflite", "ee_seg2_int8.tflite", "ee_decider.json"):
         shutil.copy(tiny_kit / f, d / f)
     shutil.copy(tiny_kit / "ee.json", d / "ee_resnet8.json")
     return d

@@ -103,9 +103,12 @@ def test_pipeline(workspace, monkeypatch, capsys):
     assert hi_train(root, monkeypatch, "thresholds", "--chain", "out/ee_tiny.json", "--decider",
                     "out/decider_ee_tiny.json", "--server", "server.tflite", "--baseline-model", "local_int8.tflite",
                     "--baseline-decider", "out/decider_local.json", *DATA, "--qos", "hi,0.5",
-                    "--out", "out/ee_tiny_thresholds", "--write-policy", "0.5") == 0
+                    "--out", "out/ee_tiny_thresholds", "--write-policy", "0.5", "--vectors", "out/ee_vec.json") == 0
     out = capsys.readouterr().out
     assert "QoS 0.5: EE-HI" in out
+    vec = json.loads((root / "out/ee_vec.json").read_text())
+    assert len(vec["cases"]) >= 100 and vec["exit_bounds_int8"] == SegmentChain.load(
+        root / "out/ee_tiny.json").policy.exit_bounds_int8(SegmentChain.load(root / "out/ee_tiny.json").scores_quants()[:1])
     summary = json.loads((root / "out/ee_tiny_thresholds.json").read_text())
     row = next(r for r in summary["rows"] if r["qos"] == "0.5" and r["policy"] == "ee-hi")
     assert row["val"]["accuracy"] >= 0.5

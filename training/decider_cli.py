@@ -20,8 +20,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-size", type=int, default=None, help="validation images carved from train (default 5000)")
     p.add_argument("--image-size", type=int, default=None, help="resize+center-crop size (folder/imagenet)")
     p.add_argument("--seed", type=int, default=0, help="validation split seed (default 0, as hi-train model)")
-    p.add_argument("--limit-val", type=int, default=None, help="use only N validation images (smoke runs)")
-    p.add_argument("--limit-test", type=int, default=None, help="use only N test images (smoke runs)")
+    p.add_argument("--limit-val", type=int, default=None, help="use only N validation images, a random fixed subset (smoke runs)")
+    p.add_argument("--limit-test", type=int, default=None, help="use only N test images, a random fixed subset (smoke runs)")
 
 
 def load_val_test(args):
@@ -30,10 +30,12 @@ def load_val_test(args):
     kw = {"val_size": args.val_size, "seed": args.seed, "image_size": args.image_size}
     val = load_dataset(args.dataset, args.data, "val", **kw)
     test = load_dataset(args.dataset, args.data, "test", **kw)
+    # a random but fixed subset: the archives are ordered by class, so the first N would be 1-2 classes
+    rng = np.random.default_rng(args.seed)
     if args.limit_val:
-        val = val.take(args.limit_val)
+        val = val.subset(np.sort(rng.permutation(len(val))[: args.limit_val]))
     if args.limit_test:
-        test = test.take(args.limit_test)
+        test = test.subset(np.sort(rng.permutation(len(test))[: args.limit_test]))
     return val, test
 
 

@@ -49,6 +49,9 @@ def register_cli(sub) -> None:
     p.add_argument("--write-policy", default=None, metavar="QOS",
                    help="write the EE-HI thresholds chosen for this QoS entry (e.g. 'hi' or 0.88) into the chain "
                         "JSON and the final decider's threshold into its JSON/header")
+    p.add_argument("--vectors", default=None,
+                   help="with --write-policy: also write C test vectors of the written policy (raw int8 scores of "
+                        "every exit -> exit, class, offload) to this JSON file")
     p.set_defaults(func=cmd_thresholds)
 
 
@@ -198,6 +201,13 @@ def cmd_thresholds(args) -> int:
             return 2
         exits, dthr = policy_points[key]
         _write_policy(chain, dec_path, decider, exits, dthr, summary, args)
+        if args.vectors:
+            from training.early_exit import write_ee_vectors
+
+            p = write_ee_vectors(chain, [o.raw[:100] for o in lt], args.vectors,
+                                 note=f"policy of {chain.path.name} (QoS {args.write_policy}); the first 100 cases are "
+                                      "real test-split outputs")
+            print(f"wrote {p}")
     return 0
 
 

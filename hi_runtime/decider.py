@@ -216,6 +216,7 @@ class Decider:
     scale: np.ndarray | None = None
     int8: Int8Form | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    _compiled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.features = check_features(self.features)
@@ -248,13 +249,16 @@ class Decider:
     def with_threshold(self, threshold: float) -> Decider:
         """The same decider at another operating point (its int8 form recomputed for it)."""
         d = replace(self, threshold=float(threshold), meta=dict(self.meta), int8=None)
+        d._compiled = {}
         if self.int8 is not None:
             d.int8 = d.compile_int8(self.int8.scale, self.int8.zero_point)
         return d
 
     def with_int8(self, scale: float, zero_point: int) -> Decider:
         """A copy carrying the integer form for a model output quantized with ``scale``/``zero_point``."""
-        return replace(self, meta=dict(self.meta), int8=self.compile_int8(scale, zero_point))
+        d = replace(self, meta=dict(self.meta), int8=self.compile_int8(scale, zero_point))
+        d._compiled = {}
+        return d
 
     # --- float form -----------------------------------------------------------------------------
 
@@ -303,8 +307,9 @@ class Decider:
         b0 = self.intercept - float(np.dot(eff, self.mean)) - self.z_threshold
         return w, b0
 
-    def compile_int8(self, scale: float, zero_point: int) -> Int8Form:
-        """The integer form for a model whose int8 output has ``scale`` and ``zero_point``."""
+    def compile_int8(self, scale: float, zero_point: int, *, check_grid: bool = True) -> Int8Form:
+        """The integer form for a model whose int8 output has ``scale`` and ``zero_point`` (with
+        ``check_grid``, counting its disagreements with the float form on the whole int8 grid)."""
         scale, zero_point = float(scale), int(zero_point)
         if not (scale > 0 and math.isfinite(scale)):
             raise DeciderError(f"output scale must be a positive number, got {scale}")
@@ -330,7 +335,7 @@ class Decider:
         else:  # pragma: no cover - unreachable for finite coefficients
             raise DeciderError("cannot fit the decider into int32")
         form = Int8Form(scale, zero_point, tuple(a), b, shift, exact=False)
-        return replace(form, grid_disagreements=self._grid_disagreements(form))
+        return replace(form, grid_disagreements=self._grid_disagreements(form)) if check_grid else form
 
     def _compile_exact_p1(self, scale: float, zero_point: int, lo: int, hi: int) -> Int8Form:
         m = np.arange(lo, hi + 1)
@@ -365,8 +370,12 @@ class Decider:
 
     def accept_int8(self, q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
         """The exact integer decision on raw int8 scores [N, C] with the model's output quantization."""
-        form = self.int8 if self.int8 is not None and self.int8.matches(scale, zero_point) \
-            else self.compile_int8(scale, zero_point)
+        if self.int8 is not None and self.int8.matches(scale, zero_point):
+            return self.int8.accept(q)
+        key = (float(scale), int(zero_point), self.threshold)
+        form = self._compiled.get(key)
+        if form is None:
+            form = self._compiled[key] = self.compile_int8(scale, zero_point, check_grid=False)
         return form.accept(q)
 
     # --- serialization --------------------------------------------------------------------------

@@ -32,8 +32,9 @@ def register_cli(sub) -> None:
     p.add_argument("--baseline-decider", default=None, help="its decider, e.g. models/cifar10/decider_resnet8.json")
     add_data_args(p)
     p.add_argument("--qos", default="hi",
-                   help="comma list of minimum system accuracies (0..1), and/or 'hi' = the validation accuracy of "
-                        "the baseline HI at its decider's own threshold (default: hi)")
+                   help="comma list of minimum system accuracies: numbers (0..1), 'hi' = the validation accuracy of "
+                        "the baseline HI at its decider's own threshold, 'local' / 'local+P' = the baseline model "
+                        "alone on validation (+P percentage points) (default: hi)")
     p.add_argument("--full-ms", type=float, default=PI4_FULL_RESNET8_MS,
                    help=f"measured device time of the reference model (default {PI4_FULL_RESNET8_MS} ms: paper, "
                         "ResNet-8 on a Raspberry Pi 4)")
@@ -92,8 +93,11 @@ def cmd_thresholds(args) -> int:
         if (args.baseline_model is None) != (args.baseline_decider is None):
             raise EarlyExitError("give both --baseline-model and --baseline-decider (or neither)")
         qos_entries = _qos_list(args.qos)
-        if "hi" in qos_entries and not args.baseline_model:
-            raise EarlyExitError("QoS 'hi' needs --baseline-model and --baseline-decider")
+        if any(not _is_number(q) for q in qos_entries) and not args.baseline_model:
+            raise EarlyExitError("QoS 'hi' and 'local[+points]' need --baseline-model and --baseline-decider")
+        for q in qos_entries:
+            if not (_is_number(q) or q == "hi" or q == "local" or q.startswith("local+")):
+                raise EarlyExitError(f"QoS entry {q!r} is not a number, 'hi', 'local' or 'local+POINTS'")
         val, test = load_val_test(args)
         print(f"data: val {len(val)}, test {len(test)}", flush=True)
         names = [s.scores for s in chain.segments]
@@ -134,8 +138,8 @@ def cmd_thresholds(args) -> int:
         chosen_for_plot = {}
         policy_points = {}
         for entry in qos_entries:
-            target = base["own_val"].hi_accuracy if entry == "hi" else float(entry)
-            label = f"HI@{base['decider'].threshold:g} ({100 * target:.2f}%)" if entry == "hi" else f"{100 * target:.2f}%"
+            target = _qos_target(entry, base)
+            label = f"{entry} ({100 * target:.2f}%)"
             for pol, g in grids.items():
                 idx = g.best(target)
                 row = {"qos": entry, "qos_accuracy_val": target, "policy": pol}
@@ -209,6 +213,25 @@ def cmd_thresholds(args) -> int:
                                       "real test-split outputs")
             print(f"wrote {p}")
     return 0
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _qos_target(entry: str, base) -> float:
+    """A QoS entry as a minimum accuracy: a number, 'hi' (the baseline HI at its decider's threshold, on
+    validation) or 'local[+P]' (the baseline model alone on validation, plus P percentage points)."""
+    if _is_number(entry):
+        return float(entry)
+    if entry == "hi":
+        return base["own_val"].hi_accuracy
+    extra = float(entry.split("+", 1)[1]) / 100 if "+" in entry else 0.0
+    return base["own_val"].local_accuracy + extra
 
 
 def _q(lo):

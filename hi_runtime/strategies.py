@@ -313,12 +313,6 @@ class Agent:
         assert self.classifier is not None
         return self.classifier.output_spec.dequantize(raw).astype(np.float64)
 
-    @property
-    def pipeline_depth(self) -> int:
-        """Offloads allowed in flight. ``remote`` sends one sample at a time and waits (the paper's
-        remote baseline; with no local work to overlap, a deeper queue would only add waiting time)."""
-        return 1 if self.config.strategy == "remote" else max(1, self.config.max_inflight)
-
     def run(self, source: Iterable[Sample], writer: RecordWriter | None = None,
             on_record: Callable[[SampleRecord], None] | None = None, total: int | None = None) -> Summary:
         """Answer every sample of ``source`` in order; returns the summary (records in ``self.records``)."""
@@ -328,7 +322,6 @@ class Agent:
         queue: deque[_Pending] = deque()
         done: list[_Pending] = []
         counts = {"offloaded": 0, "degraded": 0}
-        depth = self.pipeline_depth
         offloading = self.worker is not None
 
         def flush() -> None:
@@ -359,16 +352,20 @@ class Agent:
 
         try:
             for sample in source:
-                if offloading:
-                    # take a sample in only when an offload slot is free, so its latency starts when the
-                    # system can serve it (a dataset streams faster than any device's sensor)
-                    while queue and sum(1 for p in queue if p.future is not None and not p.future.done()) >= depth:
-                        emit(self._finish(queue.popleft()))
-                    queue.append(self.process(sample))
-                    while queue and (queue[0].future is None or queue[0].future.done()):
-                        emit(self._finish(queue.popleft()))
-                else:
+                if not offloading:
                     emit(self.process(sample))
+                    continue
+                if self.config.strategy == "remote":
+                    # no local work to overlap: take the next sample when the previous answer is in, so
+                    # a sample's latency starts when the link can serve it (a dataset streams faster than
+                    # any sensor), not when it was read
+                    while queue:
+                        emit(self._finish(queue.popleft()))
+                # hi / ee-hi: local inference of this sample proceeds while earlier offloads are in
+                # flight; if it must offload too and max_inflight offloads are pending, submit waits
+                queue.append(self.process(sample))
+                while queue and (queue[0].future is None or queue[0].future.done()):
+                    emit(self._finish(queue.popleft()))
             while queue:
                 emit(self._finish(queue.popleft()))
         finally:

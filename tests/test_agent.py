@@ -452,3 +452,60 @@ def test_cli_with_tls_and_key_and_with_a_wrong_key(tiny_kit, tmp_path, capsys):
         assert main(base + srv + ["--key-file", str(tmp_path / "bad.key"), "--summary-json", str(bad)]) == 0
         assert json.loads(bad.read_text())["degraded"] == 10  # answered locally, flagged
         assert "authentication" in capsys.readouterr().err
+
+
+def test_local_inference_proceeds_while_an_offload_is_in_flight(tiny_kit, data):
+    """Bounded pipelining: with a slow link (40 ms per offload) and a slow local model (40 ms), HI over
+    samples that all offload overlaps the two, instead of paying both per sample."""
+    from hi_runtime.offload_client import InferResult
+
+    x, y = data
+    n = 10
+    events = {"local": [], "offload": []}
+
+    class SlowLink:
+        connected = True
+
+        def __init__(self, *a, **kw):
+            pass
+
+        def connect(self):
+            pass
+
+        def infer(self, tensor, model_id, **kw):
+            t = time.perf_counter()
+            time.sleep(0.04)
+            events["offload"].append((t, time.perf_counter()))
+            return InferResult(request_id=1, class_id=7, top_k=[], server_timings={})
+
+        def close(self):
+            pass
+
+    clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"))
+    fast = clf.classify_one
+
+    def slow_classify(xq):
+        t = time.perf_counter()
+        time.sleep(0.04)
+        out = fast(xq)
+        events["local"].append((t, time.perf_counter()))
+        return out
+
+    clf.classify_one = slow_classify
+    decider = Decider.load(tiny_kit / "decider.json").with_threshold(0.999999)  # offload (almost) everything
+    off = ResilientOffloader(OffloadConfig(endpoints=[Endpoint("127.0.0.1", 1)], latency_budget_ms=5000),
+                             client_factory=SlowLink)
+    agent = Agent(AgentConfig(strategy="hi", latency_budget_ms=5000, max_inflight=3, progress=False),
+                  classifier=clf, decider=decider, offloader=off)
+    t = time.perf_counter()
+    try:
+        agent.run(ArraySource(x[:n], y[:n]))
+    finally:
+        agent.close()
+    wall = time.perf_counter() - t
+    offloaded = [r for r in agent.records if r.offloaded]
+    assert len(offloaded) >= n - 1 and all(r.final_class == 7 for r in offloaded)
+    overlaps = sum(1 for a, b in events["local"] for c, d in events["offload"] if a < d and c < b)
+    assert overlaps >= n // 2, "local inference should run while offloads are in flight"
+    assert wall < 0.8 * n * (0.04 + 0.04)
+    assert [r.sample_id for r in agent.records] == list(range(n))

@@ -245,3 +245,25 @@ def test_exit_inside_a_residual_block_is_refused(tmp_path):
     imgs = colored_images(16, 0).images
     with pytest.raises(EarlyExitExportError, match="cut point"):
         export_early_exit(m, imgs, tmp_path / "ee_bad")
+
+
+@pytest.mark.slow
+def test_three_segment_chain_equals_single_model(tmp_path):
+    """Two early exits (the ResNet-56 layout, here on tiny_cnn): three segments, two cuts, every exit's
+    scores identical to the single model's."""
+    from training.early_exit import SegmentRunner, build_early_exit_model, exit_probabilities, export_early_exit
+
+    m = build_early_exit_model("tiny_cnn", exits=["relu0", "add"], branch_width=8)
+    imgs = colored_images(40, 5).images
+    exp = export_early_exit(m, imgs, tmp_path / "ee3", check_images=imgs[:1])
+    chain = SegmentChain.load(exp.chain.path)
+    assert [s.input for s in chain.segments] == ["image", "features1", "features2"]
+    assert [s.scores for s in chain.segments] == ["exit1_scores", "exit2_scores", "final_scores"]
+    assert chain.check_feature_quantization() == []
+    raw, _ = exit_probabilities(exp.single_model, imgs, [s.scores for s in chain.segments], reference=True)
+    runner = SegmentRunner(chain, reference=True)
+    for i in range(len(imgs)):
+        x = (imgs[i:i + 1].astype(np.int32) - 128).astype(np.int8)
+        for k in range(3):
+            x, scores = runner(k, x)
+            np.testing.assert_array_equal(scores[0], raw[k][i])

@@ -21,6 +21,8 @@ from typing import Callable
 import numpy as np
 
 log = logging.getLogger(__name__)
+_TOP_BIT = np.uint8(0x80)
+_INT8 = np.dtype(np.int8)
 
 TFLITE_BACKENDS = ("litert", "tflite-runtime", "tf")
 ONNX_BACKENDS = ("onnxruntime",)
@@ -72,7 +74,7 @@ class TensorSpec:
         if self._pixel_minus_128 and real.dtype == np.uint8:  # type: ignore[attr-defined]
             # the shipped model's input: q = pixel - 128, which in two's complement is the pixel with its top
             # bit flipped, reinterpreted as int8 (exact, and the cheapest form on the per-sample path)
-            return (real ^ np.uint8(0x80)).view(np.int8)
+            return (real ^ _TOP_BIT).view(_INT8)
         info = np.iinfo(self.dtype)
         q = np.round(np.asarray(real, dtype=np.float32) / np.float32(self.scale)) + int(self.zero_point or 0)
         return np.clip(q, info.min, info.max).astype(self.dtype)
@@ -357,10 +359,11 @@ class Classifier:
         """One preprocessed sample: (raw output row [1, C], class, confidence), with no array work beyond
         the argmax (the agent's per-sample path; probabilities are dequantized later, in batches)."""
         raw = self.backend.run_one(x, self.output_spec)
-        cls = int(raw.argmax())
+        row = raw[0].tolist()  # ten Python numbers: cheaper to scan than numpy calls on a tiny array
+        top = max(row)
+        cls = row.index(top)  # first maximum, like argmax
         spec = self.output_spec
-        top = raw[0, cls]
-        conf = (int(top) - int(spec.zero_point or 0)) * spec.scale if spec.quantized else float(top)
+        conf = (top - (spec.zero_point or 0)) * spec.scale if spec.quantized else top
         return raw, cls, float(conf)
 
     def predict(self, images_uint8: np.ndarray) -> LocalPrediction:

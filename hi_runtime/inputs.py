@@ -74,9 +74,12 @@ class ArraySource(InputSource):
                            ids=None if self.ids is None else self.ids[offset:end])
 
     def __iter__(self) -> Iterator[Sample]:
-        for i in range(len(self.images)):
-            label = None if self.labels is None else int(self.labels[i])
-            yield Sample(self.ids[i] if self.ids is not None else i, self.images[i], label)
+        n = len(self.images)
+        labels = [None] * n if self.labels is None else self.labels.tolist()
+        ids = self.ids if self.ids is not None else range(n)
+        images = self.images
+        for i in range(n):
+            yield Sample(ids[i], images[i], labels[i])
 
 
 def load_npz(path: str | Path) -> ArraySource:

@@ -115,17 +115,18 @@ def json_line(record: SampleRecord) -> str:
 class RecordWriter:
     """Writes the header then one record per sample. Use as a context manager.
 
-    With ``background=True`` (default) records are serialized and written by a writer thread: the
-    interpreter releases the GIL while it runs the model, so logging overlaps the next sample's inference
-    instead of adding to it. Records must not be changed after ``write``. Lines are flushed every
-    ``flush_every`` records (a crashed run keeps what it answered); a write error is raised by the next
-    ``write`` or by ``close``.
+    By default a record is serialized and written on the caller's thread (a template-built JSON line,
+    ~10 us). ``background=True`` moves that to a writer thread, which overlaps the next inference (the
+    interpreter releases the GIL) on an idle multi-core device; measured on a loaded 2-core machine it
+    cost more than it saved (GIL hand-offs; measurements/bench_agent.py --sync-log), hence the default.
+    Records must not be changed after ``write``. Lines are flushed every ``flush_every`` records (a
+    crashed run keeps what it answered); a write error is raised by the next ``write`` or by ``close``.
     """
 
     _STOP = object()
 
     def __init__(self, path: str | Path, header: dict, fmt: str | None = None, *, flush_every: int = 64,
-                 background: bool = True):
+                 background: bool = False):
         self.path = Path(path)
         self.fmt = fmt or ("csv" if self.path.suffix.lower() == ".csv" else "jsonl")
         if self.fmt not in LOG_FORMATS:

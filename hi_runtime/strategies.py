@@ -390,8 +390,9 @@ def _int8_form(decider, output_spec):
     scale, zp = output_spec.quant
     if decider.int8 is not None and decider.int8.matches(scale, zp):
         return decider.int8
-    log.warning("decider's int8 form was exported for another output quantization; recompiling it for "
-                "scale %g, zero point %d", scale, zp)
+    if decider.int8 is not None:
+        log.warning("decider's int8 form was exported for another output quantization; recompiling it for "
+                    "scale %g, zero point %d", scale, zp)
     return decider.compile_int8(scale, zp)
 
 

@@ -85,7 +85,7 @@ def build_standin_resnet8(out_dir: Path) -> Path:
 
 def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None = DEFAULT_SAMPLES,
           n: int = 100, rounds: int = 20, backend: str = "auto", threads: int | None = None,
-          model_note: str = "", log_dir: Path | None = None, background_log: bool = True) -> BenchResult:
+          model_note: str = "", log_dir: Path | None = None, background_log: bool = False) -> BenchResult:
     from hi_runtime.backends import Classifier, open_backend
     from hi_runtime.decider import Decider
     from hi_runtime.inputs import ArraySource
@@ -101,6 +101,9 @@ def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None =
     else:
         decider = Decider.max_softmax(0.5)
         model_note = (model_note + "; " if model_note else "") + "max-softmax decider (no decider file given)"
+    if clf.output_spec.quantized and decider.supports_int8 and (
+            decider.int8 is None or not decider.int8.matches(*clf.output_spec.quant)):
+        decider = decider.with_int8(*clf.output_spec.quant)  # compile once, not in every round
     q_all = clf.preprocess(images)
     interp, in_idx, out_idx = b.interp, b.inputs[0].index, b.output().index
     source = ArraySource(images, None, name=src_note)
@@ -178,8 +181,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rounds", type=int, default=20, help="interleaved bare/agent rounds (default 20)")
     ap.add_argument("--backend", default="auto", help="local backend (default auto)")
     ap.add_argument("--threads", type=int, default=None, help="interpreter threads (default: runtime's)")
-    ap.add_argument("--sync-log", action="store_true",
-                    help="write the log on the sample's own thread instead of the background writer")
+    ap.add_argument("--background-log", action="store_true",
+                    help="write the log on a background thread (RecordWriter(background=True)) instead of the "
+                         "sample's own thread")
     ap.add_argument("--json", type=Path, help="also write the result as JSON here")
 
 
@@ -200,7 +204,7 @@ def run(args) -> int:
               "or use --standin resnet8", file=sys.stderr)
         return 2
     res = bench(Path(model), decider, samples=args.samples, n=args.num_samples, rounds=args.rounds,
-                backend=args.backend, threads=args.threads, model_note=note, background_log=not args.sync_log)
+                backend=args.backend, threads=args.threads, model_note=note, background_log=args.background_log)
     print(format_result(res))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,7 @@ def test_writer_keeps_order_and_header(tmp_path, background):
 
 def test_background_write_failure_is_reported(tmp_path):
     path = tmp_path / "log.jsonl"
-    w = RecordWriter(path, default_header(model="m", strategy="local", server=None))
+    w = RecordWriter(path, default_header(model="m", strategy="local", server=None), background=True)
     w._out.close()  # the file goes away under the writer (disk full, unplugged card ...)
     w.write(SampleRecord(0, "local", 1, 0.5, None, None, False, None, 1, False, None))
     with pytest.raises(OSError, match="writing the log"):

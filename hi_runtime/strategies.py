@@ -171,7 +171,8 @@ class Agent:
     ``t_decide_ms`` therefore measures the decision, not the logging.
     """
 
-    SCORE_BATCH = 64
+    SCORE_BATCH = 64  # records scored and written together ...
+    FLUSH_S = 0.5  # ... or after this long, so a live source (camera) is logged promptly
 
     def __init__(self, config: AgentConfig, *, classifier: Classifier | None = None, decider=None,
                  chain: ChainRunner | None = None, offloader=None) -> None:
@@ -323,8 +324,10 @@ class Agent:
         done: list[_Pending] = []
         counts = {"offloaded": 0, "degraded": 0}
         offloading = self.worker is not None
+        last_flush = [time.perf_counter()]
 
         def flush() -> None:
+            last_flush[0] = time.perf_counter()
             need = [p for p in done if p.score_input is not None]
             if need and self._score_decider is not None:
                 scores = self._score_decider.score(self._score_probs(np.concatenate([p.score_input for p in need])))
@@ -347,7 +350,7 @@ class Agent:
 
         def emit(p: _Pending) -> None:
             done.append(p)
-            if len(done) >= self.SCORE_BATCH:
+            if len(done) >= self.SCORE_BATCH or time.perf_counter() - last_flush[0] > self.FLUSH_S:
                 flush()
 
         try:

@@ -291,3 +291,22 @@ def test_gateway_cli_needs_ble_flag_and_server(capsys):
     assert "--ble" in capsys.readouterr().err
     assert main(["gateway", "--ble"]) == 2
     assert "--server" in capsys.readouterr().err
+
+
+def test_gateway_log_uses_the_agent_schema(tmp_path):
+    import argparse
+
+    from hi_runtime.ble.bleak_gateway import _record_writer
+    from hi_runtime.ble.gateway import GatewayRecord
+    from measurements.logs import read_run_log
+
+    args = argparse.Namespace(server=["127.0.0.1:8555"])
+    writer, on_record = _record_writer(str(tmp_path / "ble.jsonl"), args)
+    on_record(GatewayRecord("C1:C1:C1:C1:C1:C1", 4, spec.STATUS_OK, 7, 3.5, 120.0, 0))
+    on_record(GatewayRecord("C1:C1:C1:C1:C1:C1", 5, spec.STATUS_DEGRADED, None, 100.0, 180.0, 1))
+    writer.close()
+    log = read_run_log(tmp_path / "ble.jsonl")
+    assert not log.problems and log.header["gateway"] == "ble"
+    a, b = log.records
+    assert a.sample_id == "C1:C1:C1:C1:C1:C1#4" and a.final_class == 7 and not a.degraded and a.offloaded
+    assert b.final_class is None and b.degraded and b.t_offload_ms == 100.0

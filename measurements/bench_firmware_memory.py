@@ -25,7 +25,6 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-std=c99",
@@ -37,20 +36,20 @@ class MemoryRow:
     model: str
     arena: int
     io: int
-    tflm_arena: Optional[int]
+    tflm_arena: int | None
     const: int
-    arm_text: Optional[int]
-    arm_data: Optional[int]
-    arm_bss: Optional[int]
+    arm_text: int | None
+    arm_data: int | None
+    arm_bss: int | None
 
     @property
-    def saving(self) -> Optional[float]:
+    def saving(self) -> float | None:
         if not self.tflm_arena:
             return None
         return 1.0 - (self.arena + self.io) / self.tflm_arena
 
 
-def arm_sections(gen_dir: Path, name: str) -> Optional[tuple[int, int, int]]:
+def arm_sections(gen_dir: Path, name: str) -> tuple[int, int, int] | None:
     """(text, data, bss) of model + kernels for Cortex-M4F, or None without the ARM toolchain."""
     from hi_firmware.compiler import kernel_dir
 
@@ -98,7 +97,7 @@ def render(rows: list[MemoryRow]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m measurements.bench_firmware_memory",
         description="Flash/RAM of models compiled by hi-firmware, next to TFLite Micro's arena for the same model.",

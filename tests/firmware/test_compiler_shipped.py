@@ -68,7 +68,7 @@ def test_shipped_model_is_bit_exact(model_path: Path, request: pytest.FixtureReq
     mb = model_path.read_bytes()
     name = c_identifier(model_path.stem)
     work = tmp_path_factory.mktemp("shipped")
-    hm, (gen, graph, plan) = build_host_model(mb, name, work, source_label=model_path.name)
+    hm, (_gen, graph, _plan) = build_host_model(mb, name, work, source_label=model_path.name)
     spec = hm.inputs[0]
     tin = graph.tensors[graph.inputs[0]]
     if len(hm.inputs) == 1 and tuple(spec.shape[1:]) == (32, 32, 3) and spec.dtype in ("int8", "uint8"):

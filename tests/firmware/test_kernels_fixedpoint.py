@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from hi_firmware.compiler import kernel_dir
 from hi_firmware.compiler.hostbuild import build_shared, host_cc, kernel_sources
 from hi_firmware.compiler.quant import quantize_multiplier
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.firmware
 
@@ -56,7 +55,7 @@ def py_rdbpot(x: int, e: int) -> int:
 
 
 def py_mbqm(x: int, m: int, s: int) -> int:
-    left = s if s > 0 else 0
+    left = max(0, s)
     right = -s if s < 0 else 0
     return py_rdbpot(py_srdhm(_wrap(x << left), m), right)
 
@@ -66,7 +65,7 @@ def test_c_vectors_program(tmp_path: Path) -> None:
     srcs = [str(p) for p in sorted(kernel_dir().glob("hi_nn_*.c"))]
     subprocess.run([host_cc(), "-std=c99", "-O2", "-DHI_NN_TEST_MAIN", f"-I{kernel_dir()}", *srcs, "-o", str(exe), "-lm"],
                    check=True)
-    proc = subprocess.run([str(exe)], capture_output=True, text=True)
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
 
 

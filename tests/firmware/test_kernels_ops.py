@@ -6,7 +6,6 @@ compiler, builds it with the host gcc and compares every output byte on random i
 tflite-micro interpreter. Converted models are cached per session (see _compiled)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,8 +30,8 @@ def _layers() -> Any:
 def _init() -> dict[str, Any]:
     import tensorflow as tf
 
-    return dict(kernel_initializer=tf.keras.initializers.RandomNormal(stddev=0.3, seed=1),
-                bias_initializer=tf.keras.initializers.RandomNormal(stddev=0.5, seed=2))
+    return {"kernel_initializer": tf.keras.initializers.RandomNormal(stddev=0.3, seed=1),
+                "bias_initializer": tf.keras.initializers.RandomNormal(stddev=0.5, seed=2)}
 
 
 def _conv(filters: int, k: Any, **kw: Any) -> Callable:
@@ -133,7 +132,6 @@ _CACHE: dict[str, tuple[bytes, Any]] = {}
 
 def _build_case(name: str) -> bytes:
     import tensorflow as tf
-
     from hi_firmware.compiler.testing import convert_int8
 
     shape, body, io_type, per_channel = CASES[name]
@@ -183,7 +181,7 @@ def _random_inputs(spec: Any, rng: np.random.Generator) -> np.ndarray:
 def test_op_matches_tflite_micro(case: str, work_dir: Path) -> None:
     from hi_firmware.compiler.testing import TflmRunner
 
-    mb, (hm, (gen, graph, plan)) = _compiled(case, work_dir)
+    mb, (hm, (_gen, _graph, _plan)) = _compiled(case, work_dir)
     ref = TflmRunner(mb)
     rng = np.random.default_rng(42)
     for i in range(N_SAMPLES):
@@ -210,7 +208,7 @@ def test_cases_cover_every_supported_operator(work_dir: Path) -> None:
     seen: set[str] = set()
     sources = []
     for case in sorted(CASES):
-        _, (hm, (gen, graph, plan)) = _compiled(case, work_dir)
+        _, (_hm, (gen, graph, _plan)) = _compiled(case, work_dir)
         seen |= {op.opcode for op in graph.operators}
         sources.append(gen.source)
     # Both conv code paths (packed two-pixel gather and in-place OHWI) and the fused residual are covered.

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from .emitter import GeneratedModel, emit, sha256_of
 from .graph import CompileError, Graph, read_tflite_bytes
 from .lowering import lower_graph
 from .planner import MemoryPlan, plan_memory
 
-__all__ = ["CompileError", "CompileOptions", "CompileResult", "compile_model", "compile_bytes", "kernel_dir"]
+__all__ = ["CompileError", "CompileOptions", "CompileResult", "compile_bytes", "compile_model", "kernel_dir"]
 
 
 @dataclass
@@ -37,7 +36,7 @@ def kernel_dir() -> Path:
 
 
 def compile_bytes(buf: bytes, name: str, source_label: str = "<bytes>",
-                  options: Optional[CompileOptions] = None) -> tuple[GeneratedModel, Graph, MemoryPlan]:
+                  options: CompileOptions | None = None) -> tuple[GeneratedModel, Graph, MemoryPlan]:
     options = options or CompileOptions()
     graph = read_tflite_bytes(buf, model_name=source_label)
     try:
@@ -52,8 +51,8 @@ def compile_bytes(buf: bytes, name: str, source_label: str = "<bytes>",
     return gen, graph, plan
 
 
-def compile_model(model_path: str | Path, out_dir: str | Path, name: Optional[str] = None,
-                  options: Optional[CompileOptions] = None) -> CompileResult:
+def compile_model(model_path: str | Path, out_dir: str | Path, name: str | None = None,
+                  options: CompileOptions | None = None) -> CompileResult:
     model_path = Path(model_path)
     if not model_path.exists():
         raise CompileError(f"model file {model_path} does not exist")

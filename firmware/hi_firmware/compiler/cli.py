@@ -37,7 +37,7 @@ def run_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "compile",
         help="compile an INT8 .tflite model to C99 (weights in flash, one static arena)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class Tensor:
     scales: np.ndarray  # float32, empty when not quantized
     zero_points: np.ndarray  # int64, empty when not quantized
     quantized_dimension: int
-    data: Optional[np.ndarray] = None  # constant contents (weights, bias, shapes), None for activations
+    data: np.ndarray | None = None  # constant contents (weights, bias, shapes), None for activations
 
     @property
     def is_const(self) -> bool:
@@ -105,7 +105,7 @@ class Graph:
     inputs: list[int]
     outputs: list[int]
 
-    def producer(self, tensor_index: int) -> Optional[Operator]:
+    def producer(self, tensor_index: int) -> Operator | None:
         for op in self.operators:
             if tensor_index in op.outputs:
                 return op
@@ -198,7 +198,6 @@ def _options(op: Any, opcode: str) -> dict[str, Any]:
 
 def read_tflite(path: str | Path) -> Graph:
     """Parse the first subgraph of a .tflite file; multi-subgraph models are rejected with a reason."""
-    import tflite
 
     path = Path(path)
     if not path.exists():
@@ -262,7 +261,7 @@ def _read(buf: bytes, model_name: str) -> Graph:
         data = None
         buffer = model.Buffers(t.Buffer())
         if buffer is not None:
-            raw: Optional[bytes] = None
+            raw: bytes | None = None
             if buffer.DataLength():
                 raw = buffer.DataAsNumpy().tobytes()
             elif buffer.Offset() > 1:  # large models store data after the flatbuffer

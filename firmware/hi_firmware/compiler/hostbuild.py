@@ -11,9 +11,9 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -39,7 +39,7 @@ def build_shared(sources: Sequence[Path], include_dirs: Sequence[Path], out: Pat
                  extra_flags: Sequence[str] = ()) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [host_cc(), *CFLAGS, *extra_flags, *[f"-I{d}" for d in include_dirs], *map(str, sources), "-o", str(out), "-lm"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"host build failed ({' '.join(cmd)}):\n{proc.stderr}")
     return out
@@ -81,7 +81,7 @@ class HostModel:
 
 
 def build_host_model(model_bytes: bytes, name: str, work_dir: Path, source_label: str = "<bytes>",
-                     options: Optional[object] = None) -> tuple[HostModel, object]:
+                     options: object | None = None) -> tuple[HostModel, object]:
     """Compile a .tflite (bytes) to C, build it with the kernels into a .so, and load it."""
     from . import compile_bytes
 

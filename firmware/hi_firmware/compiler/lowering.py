@@ -8,7 +8,7 @@ This is also where the residual ADD is fused into the convolution that produces 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +28,7 @@ class Step:
     inplace_candidates: list[int] = field(default_factory=list)
     # Inputs that must never share a buffer with the output (read at other positions than written).
     inplace_forbidden: list[int] = field(default_factory=list)
-    alias_of: Optional[int] = None  # RESHAPE: the output is the same bytes as this input
+    alias_of: int | None = None  # RESHAPE: the output is the same bytes as this input
 
 
 def _err(graph: Graph, op: Operator, msg: str) -> CompileError:
@@ -60,7 +60,7 @@ def _nhwc(graph: Graph, op: Operator, t: Tensor) -> tuple[int, int, int, int]:
     return int(n), int(h), int(w), int(c)
 
 
-def _bias(graph: Graph, op: Operator, channels: int) -> Optional[np.ndarray]:
+def _bias(graph: Graph, op: Operator, channels: int) -> np.ndarray | None:
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         b = graph.tensors[op.inputs[2]]
         if b.data is None:
@@ -119,12 +119,12 @@ def lower_conv(graph: Graph, op: Operator) -> Step:
     input_offset = -x.zero_point
     wsum = w.data.reshape(oc, -1).astype(np.int64).sum(axis=1)
     bias0 = bias if bias is not None else np.zeros(oc, np.int64)
-    params = dict(
-        batches=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
-        stride_h=o["stride_h"], stride_w=o["stride_w"], dil_h=o["dilation_h"], dil_w=o["dilation_w"],
-        pad_h=pad_h, pad_w=pad_w, input_offset=input_offset, output_offset=y.zero_point,
-        act_min=act_min, act_max=act_max, has_bias=bias is not None,
-    )
+    params = {
+        "batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc, "k_h": kh, "k_w": kw,
+        "stride_h": o["stride_h"], "stride_w": o["stride_w"], "dil_h": o["dilation_h"], "dil_w": o["dilation_w"],
+        "pad_h": pad_h, "pad_w": pad_w, "input_offset": input_offset, "output_offset": y.zero_point,
+        "act_min": act_min, "act_max": act_max, "has_bias": bias is not None,
+    }
     k4 = (kh * kw * ic + 3) // 4 * 4
     params["packed"] = int(k4 <= CONV_GATHER_MAX)
     consts = {
@@ -160,12 +160,12 @@ def lower_depthwise(graph: Graph, op: Operator) -> Step:
     input_offset = -x.zero_point
     wsum = w.data.reshape(kh * kw, oc).astype(np.int64).sum(axis=0)
     bias0 = bias if bias is not None else np.zeros(oc, np.int64)
-    params = dict(
-        batches=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, depth_multiplier=oc // ic,
-        k_h=kh, k_w=kw, stride_h=o["stride_h"], stride_w=o["stride_w"], dil_h=o["dilation_h"],
-        dil_w=o["dilation_w"], pad_h=pad_h, pad_w=pad_w, input_offset=input_offset,
-        output_offset=y.zero_point, act_min=act_min, act_max=act_max, has_bias=bias is not None,
-    )
+    params = {
+        "batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc, "depth_multiplier": oc // ic,
+        "k_h": kh, "k_w": kw, "stride_h": o["stride_h"], "stride_w": o["stride_w"], "dil_h": o["dilation_h"],
+        "dil_w": o["dilation_w"], "pad_h": pad_h, "pad_w": pad_w, "input_offset": input_offset,
+        "output_offset": y.zero_point, "act_min": act_min, "act_max": act_max, "has_bias": bias is not None,
+    }
     consts = {
         "filter": w.data.astype(np.int8).reshape(kh, kw, oc),
         "bias_folded": _wrap32(bias0 + input_offset * wsum),
@@ -200,8 +200,8 @@ def lower_fc(graph: Graph, op: Operator) -> Step:
     bias = _bias(graph, op, out_depth)
     bias0 = bias if bias is not None else np.zeros(out_depth, np.int64)
     wsum = w.data.astype(np.int64).sum(axis=1)
-    params = dict(batches=batches, in_depth=in_depth, out_depth=out_depth, output_offset=y.zero_point,
-                  act_min=act_min, act_max=act_max, per_channel=int(per_channel))
+    params = {"batches": batches, "in_depth": in_depth, "out_depth": out_depth, "output_offset": y.zero_point,
+                  "act_min": act_min, "act_max": act_max, "per_channel": int(per_channel)}
     consts = {
         "weights": w.data.astype(np.int8),
         "bias_folded": _wrap32(bias0 + (-x.zero_point) * wsum),
@@ -221,8 +221,8 @@ def lower_add(graph: Graph, op: Operator) -> Step:
     for t in (a, b):
         if t.data is not None:
             raise _err(graph, op, f"constant operand '{t.name}' is not supported; only activation + activation")
-    params: dict[str, Any] = dict(input1_offset=-a.zero_point, input2_offset=-b.zero_point,
-                                  output_offset=y.zero_point)
+    params: dict[str, Any] = {"input1_offset": -a.zero_point, "input2_offset": -b.zero_point,
+                                  "output_offset": y.zero_point}
     params.update(quant.add_params(a.scale, b.scale, y.scale))
     params["act_min"], params["act_max"] = quant.activation_range(op.options["activation"], y.scale, y.zero_point)
     if a.shape == b.shape == y.shape:
@@ -247,9 +247,9 @@ def lower_pool(graph: Graph, op: Operator) -> Step:
     pad_h = _same_padding(o["stride_h"], 1, ih, o["filter_h"], oh) if o["padding"] == "SAME" else 0
     pad_w = _same_padding(o["stride_w"], 1, iw, o["filter_w"], ow) if o["padding"] == "SAME" else 0
     act_min, act_max = quant.activation_range(o["activation"], y.scale, y.zero_point)
-    params = dict(batches=n, in_h=ih, in_w=iw, channels=c, out_h=oh, out_w=ow, filter_h=o["filter_h"],
-                  filter_w=o["filter_w"], stride_h=o["stride_h"], stride_w=o["stride_w"], pad_h=pad_h,
-                  pad_w=pad_w, act_min=act_min, act_max=act_max)
+    params = {"batches": n, "in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow, "filter_h": o["filter_h"],
+                  "filter_w": o["filter_w"], "stride_h": o["stride_h"], "stride_w": o["stride_w"], "pad_h": pad_h,
+                  "pad_w": pad_w, "act_min": act_min, "act_max": act_max}
     kind = "avg_pool" if op.opcode == "AVERAGE_POOL_2D" else "max_pool"
     return Step(kind, op.index, [x.index], y.index, params, inplace_forbidden=[x.index])
 
@@ -270,8 +270,8 @@ def lower_mean(graph: Graph, op: Operator) -> Step:
         reduce[ax] = 1
     count = int(np.prod([d for d, r in zip(x.shape, reduce) if r], dtype=np.int64))
     mult, shift = quant.mean_multiplier(x.scale, y.scale, count)
-    params = dict(num_dims=nd, in_shape=list(x.shape) + [1] * (6 - nd), reduce=reduce + [0] * (6 - nd),
-                  input_zero_point=x.zero_point, output_zero_point=y.zero_point, multiplier=mult, shift=shift)
+    params = {"num_dims": nd, "in_shape": list(x.shape) + [1] * (6 - nd), "reduce": reduce + [0] * (6 - nd),
+                  "input_zero_point": x.zero_point, "output_zero_point": y.zero_point, "multiplier": mult, "shift": shift}
     return Step("mean", op.index, [x.index], y.index, params, inplace_forbidden=[x.index])
 
 
@@ -290,8 +290,8 @@ def lower_pad(graph: Graph, op: Operator) -> Step:
         if cv.data is None:
             raise _err(graph, op, "the constant value must be a constant tensor")
         pad_value = int(np.asarray(cv.data).reshape(-1)[0])
-    params = dict(in_shape=_right_align(x.shape), before=[0] * (6 - nd) + pads[:, 0].tolist(),
-                  after=[0] * (6 - nd) + pads[:, 1].tolist(), pad_value=pad_value)
+    params = {"in_shape": _right_align(x.shape), "before": [0] * (6 - nd) + pads[:, 0].tolist(),
+                  "after": [0] * (6 - nd) + pads[:, 1].tolist(), "pad_value": pad_value}
     return Step("pad", op.index, [x.index], y.index, params, inplace_forbidden=[x.index])
 
 
@@ -301,7 +301,7 @@ def lower_softmax(graph: Graph, op: Operator) -> Step:
     if abs(y.scale - 1.0 / 256) > 1e-9 or y.zero_point != -128:
         raise _err(graph, op, f"int8 softmax output must have scale 1/256 and zero point -128, got {y.scale}, {y.zero_point}")
     depth = int(x.shape[-1])
-    params = dict(outer=x.num_elements // depth, depth=depth)
+    params = {"outer": x.num_elements // depth, "depth": depth}
     params.update(quant.softmax_params(op.options.get("beta", 1.0), x.scale))
     return Step("softmax", op.index, [x.index], y.index, params, inplace_candidates=[x.index])
 
@@ -311,13 +311,13 @@ def lower_quantize(graph: Graph, op: Operator) -> Step:
     _expect_types(graph, op, [y], ("int8", "uint8"))
     out_type = "HI_NN_TYPE_UINT8" if y.dtype == "uint8" else "HI_NN_TYPE_INT8"
     if x.dtype == "float32":
-        params = dict(n=x.num_elements, out_type=out_type, scale=float(np.float32(y.scale)), zero_point=y.zero_point)
+        params = {"n": x.num_elements, "out_type": out_type, "scale": float(np.float32(y.scale)), "zero_point": y.zero_point}
         return Step("quantize_f32", op.index, [x.index], y.index, params)
     _expect_types(graph, op, [x], ("int8", "uint8", "float32"))
     m, s = quant.requantize_params(x.scale, y.scale)
-    params = dict(n=x.num_elements, in_type="HI_NN_TYPE_UINT8" if x.dtype == "uint8" else "HI_NN_TYPE_INT8",
-                  out_type=out_type, in_zero_point=x.zero_point, out_zero_point=y.zero_point,
-                  multiplier=m, shift=s)
+    params = {"n": x.num_elements, "in_type": "HI_NN_TYPE_UINT8" if x.dtype == "uint8" else "HI_NN_TYPE_INT8",
+                  "out_type": out_type, "in_zero_point": x.zero_point, "out_zero_point": y.zero_point,
+                  "multiplier": m, "shift": s}
     return Step("requantize", op.index, [x.index], y.index, params, inplace_candidates=[x.index])
 
 
@@ -325,8 +325,8 @@ def lower_dequantize(graph: Graph, op: Operator) -> Step:
     x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     _expect_types(graph, op, [x], ("int8", "uint8"))
     _expect_types(graph, op, [y], ("float32",))
-    params = dict(n=x.num_elements, in_type="HI_NN_TYPE_UINT8" if x.dtype == "uint8" else "HI_NN_TYPE_INT8",
-                  scale=float(np.float32(x.scale)), zero_point=x.zero_point)
+    params = {"n": x.num_elements, "in_type": "HI_NN_TYPE_UINT8" if x.dtype == "uint8" else "HI_NN_TYPE_INT8",
+                  "scale": float(np.float32(x.scale)), "zero_point": x.zero_point}
     return Step("dequantize", op.index, [x.index], y.index, params, inplace_forbidden=[x.index])
 
 
@@ -335,7 +335,7 @@ def lower_reshape(graph: Graph, op: Operator) -> Step:
     if x.nbytes != y.nbytes:
         raise _err(graph, op, f"reshape changes the size ({x.nbytes} -> {y.nbytes} bytes); the model computes "
                    "shapes at run time: convert it with a fixed batch size (keras.Input(..., batch_size=1))")
-    return Step("reshape", op.index, [x.index], y.index, dict(nbytes=x.nbytes), alias_of=x.index)
+    return Step("reshape", op.index, [x.index], y.index, {"nbytes": x.nbytes}, alias_of=x.index)
 
 
 _LOWER = {
@@ -377,7 +377,7 @@ def fuse_residual_adds(graph: Graph, steps: list[Step]) -> list[Step]:
     for ai, add in enumerate(steps):
         if add.kind != "add":
             continue
-        best: Optional[tuple[int, int, int]] = None  # (conv step index, conv operand slot, residual tensor)
+        best: tuple[int, int, int] | None = None  # (conv step index, conv operand slot, residual tensor)
         for slot in (0, 1):
             t, r = add.inputs[slot], add.inputs[1 - slot]
             ci = producer.get(t)

@@ -101,7 +101,7 @@ def softmax_params(beta: float, input_scale: float) -> dict[str, int]:
     max_input_rescaled = (
         1.0 * ((1 << integer_bits) - 1) * float(1 << (31 - integer_bits)) / float(1 << left_shift)
     )
-    diff_min = -int(math.floor(max_input_rescaled))
+    diff_min = -math.floor(max_input_rescaled)
     return {"input_multiplier": mult, "input_left_shift": left_shift, "diff_min": diff_min}
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class LitertRefRunner:
         return [self.interp.get_tensor(d["index"]).copy() for d in self.outputs]
 
 
-def tflm_arena_used(model_bytes: bytes) -> Optional[int]:
+def tflm_arena_used(model_bytes: bytes) -> int | None:
     """Smallest arena (bytes, to 16 B) tflite-micro accepts for this model, found by bisection.
 
     WHY bisection: the Python interpreter's print_allocations() reports usage only as text on stdout; the
@@ -105,15 +106,20 @@ def tflm_arena_used(model_bytes: bytes) -> Optional[int]:
                 it = runtime.Interpreter.from_bytes(model_bytes, arena_size=size)
                 del it
                 return True
-            except Exception:
+            except RuntimeError:
                 return False
 
+    # The interpreter segfaults (instead of raising) for arenas below a few hundred bytes, so probing never
+    # goes under FLOOR; models that fit in less are reported as FLOOR.
+    floor = 4096
     hi = 1 << 16
     while not ok(hi):
         hi *= 2
         if hi > (1 << 26):
             return None
-    lo = 0
+    lo = floor
+    if ok(floor):
+        return floor
     while hi - lo > 16:
         mid = (lo + hi) // 2 // 16 * 16
         if mid <= lo:
@@ -198,7 +204,7 @@ def with_outputs(model_bytes: bytes, tensor_indices: Sequence[int]) -> bytes:
     return bytes(builder.Output())
 
 
-def litert_agreeing_prefix(model_bytes: bytes) -> Optional[bytes]:
+def litert_agreeing_prefix(model_bytes: bytes) -> bytes | None:
     """The model cut just before its first FULLY_CONNECTED or SOFTMAX (outputs = that op's input), or None
     when the model has neither (then the whole model is compared)."""
     from .graph import read_tflite_bytes

@@ -299,22 +299,35 @@ def test_memory_bench_reports_our_arena_next_to_tflite_micro(resnet8_mlperf: byt
 @pytest.mark.parametrize("extra", [[], ["-DHI_NN_NO_DSP"]], ids=["dsp", "portable"])
 def test_resnet8_on_emulated_cortex_m4_matches_host(resnet8_mlperf: bytes, resnet8_host: Any, tmp_path: Path,
                                                    extra: list[str]) -> None:
-    """Both kernel paths, built for Cortex-M4F and run in QEMU, give the host's (= tflite-micro's) bytes."""
+    """Both kernel paths, built for Cortex-M4F and run in QEMU, give the host's (= tflite-micro's) bytes on
+    21 inputs (one fixed pattern + 20 from the harness's LCG)."""
+    import re
+
+    n_extra = 20
     model = tmp_path / "r8.tflite"
     model.write_bytes(resnet8_mlperf)
     script = Path(__file__).resolve().parents[2] / "firmware" / "host" / "m4_icount" / "run.sh"
-    proc = subprocess.run(["bash", str(script), str(model), *extra], capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(["bash", str(script), str(model), *extra, f"-DHI_M4_EXTRA_SAMPLES={n_extra}"],
+                          capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout + proc.stderr
-    import re
-
     m = re.search(r"rc=(-?\d+) instructions=(\d+)\s*out:([-\d ]+)", text)
     assert m is not None, text
     assert m.group(1) == "0"
     instructions = int(m.group(2))
-    m4_out = np.array([int(v) for v in m.group(3).split()], dtype=np.int8)
     hm, _ = resnet8_host
-    x = np.array([(i * 37 + 11) & 0xFF for i in range(32 * 32 * 3)], dtype=np.uint8).view(np.int8).reshape(1, 32, 32, 3)
-    assert np.array_equal(m4_out, hm.run(x)[0].reshape(-1))
+    size = 32 * 32 * 3
+    x = np.array([(i * 37 + 11) & 0xFF for i in range(size)], dtype=np.uint8).view(np.int8).reshape(1, 32, 32, 3)
+    assert np.array_equal(np.array([int(v) for v in m.group(3).split()], dtype=np.int8), hm.run(x)[0].reshape(-1))
+    samples = re.findall(r"sample (\d+) rc=(-?\d+):([-\d ]+)", text)
+    assert len(samples) == n_extra
+    state = 12345
+    for idx, rc, values in samples:
+        buf = np.empty(size, dtype=np.uint8)
+        for j in range(size):
+            state = (state * 1664525 + 1013904223) & 0xFFFFFFFF
+            buf[j] = state >> 24
+        want = hm.run(buf.view(np.int8).reshape(1, 32, 32, 3))[0].reshape(-1)
+        assert rc == "0" and np.array_equal(np.array([int(v) for v in values.split()], dtype=np.int8), want), idx
     print(f"\nResNet-8 on emulated Cortex-M4 ({'portable' if extra else 'DSP'} path): {instructions / 1e6:.1f} M instructions")
     assert 1e6 < instructions < 80e6

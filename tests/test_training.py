@@ -105,6 +105,16 @@ def test_tiny_model_learns_and_int8_export_agrees_with_keras(trained_tiny, tmp_p
     agree = (tm.predict_proba(test.images).argmax(1) == keras_probs.argmax(1)).mean()
     assert agree >= 0.95
 
+    # TFLite Micro (what the firmware matches) and LiteRT's reference kernels give identical bytes
+    from tflite_micro import runtime
+
+    ref = TFLiteModel(path, reference=True)
+    tflm = runtime.Interpreter.from_file(str(path), arena_size=100_000)
+    for q in ref.quantize_input(test.images):
+        tflm.set_input(q[None], 0)
+        tflm.invoke()
+        np.testing.assert_array_equal(tflm.get_output(0), ref.invoke_raw(q[None])[ref.outputs[0]["name"]])
+
 
 def test_float_tflite_and_onnx_match_keras(trained_tiny, tmp_path):
     from training.export import OnnxModel, TFLiteModel, export_float_tflite, export_onnx

@@ -61,7 +61,8 @@ def _converter(model, batch: int | None = 1):
 
 
 def export_int8_tflite(model, representative_images: np.ndarray, path: str | Path, *,
-                       num_calibration: int = 500, fold_scaling: bool = True) -> Path:
+                       num_calibration: int = 500, fold_scaling: bool = True,
+                       per_tensor_dense: bool = True) -> Path:
     """Full-integer INT8 TFLite with int8 input and output, calibrated on ``representative_images``
     (uint8 NHWC training images, never test images)."""
     import tensorflow as tf
@@ -84,6 +85,11 @@ def export_int8_tflite(model, representative_images: np.ndarray, path: str | Pat
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
+    if per_tensor_dense and hasattr(conv, "_experimental_disable_per_channel_quantization_for_dense_layers"):
+        # Per-tensor FULLY_CONNECTED, as in MLPerf Tiny's INT8 models: with per-channel dense weights
+        # LiteRT's reference kernels and TFLite Micro round differently (1 LSB on some samples), and the
+        # firmware's engine follows TFLite Micro. Per-tensor makes all three byte-identical.
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
     data = conv.convert()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,9 @@ import hashlib
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -87,8 +88,15 @@ class HostDevice:
     """The firmware behind a byte interface: write(bytes) runs commands, read() returns the replies."""
 
     def __init__(self, lib_path: Path) -> None:
-        # RTLD_LOCAL + a private copy keeps two devices built from different apps apart
-        self.lib = ctypes.CDLL(str(lib_path), mode=ctypes.RTLD_LOCAL)
+        # The firmware keeps its state in statics, and the dynamic loader hands out one copy per path: load a
+        # private copy so every HostDevice is a freshly booted board.
+        import tempfile
+
+        fd, private = tempfile.mkstemp(suffix=".so", prefix="hi_device_")
+        os.close(fd)
+        shutil.copyfile(lib_path, private)
+        self.lib = ctypes.CDLL(private, mode=ctypes.RTLD_LOCAL)
+        os.unlink(private)  # the mapping stays valid
         self.lib.hi_host_begin.restype = ctypes.c_int
         self.lib.hi_host_feed.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         self.lib.hi_host_take.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
@@ -111,6 +119,91 @@ class HostDevice:
         """Feed bytes; returns everything the firmware printed while handling them."""
         self.lib.hi_host_feed(data, len(data))
         return self.read()
+
+
+@contextmanager
+def serve_device(device: HostDevice, transport: str = "pty") -> Iterator[str]:
+    """Expose a HostDevice as a serial port for pyserial: a pseudo-terminal (``transport="pty"``, yields its
+    /dev/pts path, a real tty in raw mode) or a TCP server on 127.0.0.1 (``"tcp"``, yields socket://...).
+    The boot banner is sent to the first reader. Stops when the context exits."""
+    import select
+    import socket
+    import threading
+    import tty
+
+    stop = threading.Event()
+    banner = device.read()
+    if transport == "pty":
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        url = os.ttyname(slave)
+
+        def serve_pty() -> None:
+            pending = banner
+            while not stop.is_set():
+                if pending:
+                    os.write(master, pending)
+                    pending = b""
+                r, _, _ = select.select([master], [], [], 0.05)
+                if r:
+                    try:
+                        data = os.read(master, 4096)
+                    except OSError:
+                        return
+                    pending = device.write(data)
+
+        th = threading.Thread(target=serve_pty, daemon=True)
+        th.start()
+        try:
+            yield url
+        finally:
+            stop.set()
+            th.join(2)
+            os.close(master)
+            os.close(slave)
+        return
+    if transport != "tcp":
+        raise ValueError(f"transport must be 'pty' or 'tcp', not {transport!r}")
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(0.05)
+    url = f"socket://127.0.0.1:{srv.getsockname()[1]}"
+
+    def serve_tcp() -> None:
+        pending = banner
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except (socket.timeout, OSError):
+                continue
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(0.05)
+            with conn:
+                if pending:
+                    conn.sendall(pending)
+                    pending = b""
+                while not stop.is_set():
+                    try:
+                        data = conn.recv(4096)
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    out = device.write(data)
+                    if out:
+                        conn.sendall(out)
+
+    th = threading.Thread(target=serve_tcp, daemon=True)
+    th.start()
+    try:
+        yield url
+    finally:
+        stop.set()
+        th.join(2)
+        srv.close()
 
 
 # ---- hi_core bindings (ctypes mirrors of the public structs) ---------------------------------------
@@ -544,3 +637,39 @@ class FrameCodec:
                            request_id=rid)
         cls = p.Ping if t == p.MsgType.PING else p.Pong
         return cls(token=int(u.ping.token), request_id=rid)
+
+
+# ---- tiny stand-in models for tests (until/besides the shipped ones) ----------------------------------
+
+def make_tiny_models(out_dir: Path, seeds: Sequence[int] = (0, 1)) -> list[Path]:
+    """Small INT8 CIFAR-shaped classifiers (32x32x3 int8 in with scale 1 / zero point -128, 10-way int8
+    softmax out), one per seed, trained one epoch on generated images whose class depends on brightness so
+    their answers vary. Reused when the files exist. Imports TensorFlow (seconds)."""
+    out_dir = Path(out_dir)
+    paths = [out_dir / f"tiny_{s}.tflite" for s in seeds]
+    if all(p.exists() for p in paths):
+        return paths
+    import tensorflow as tf
+
+    from hi_firmware.compiler.testing import convert_int8
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for seed, path in zip(seeds, paths):
+        rng = np.random.default_rng(seed)
+        tf.keras.utils.set_random_seed(seed)
+        x = rng.integers(0, 256, size=(512, 32, 32, 3)).astype(np.float32)
+        x[:256] *= rng.uniform(0.2, 1.0, size=(256, 1, 1, 1))
+        y = (x[:, : 8 + 8 * seed].mean(axis=(1, 2, 3)) // 20).astype(np.int64).clip(0, 9)
+        inp = tf.keras.Input((32, 32, 3))
+        h = tf.keras.layers.Rescaling(1 / 255.0)(inp)
+        h = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(h)
+        h = tf.keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(h)
+        h = tf.keras.layers.GlobalAveragePooling2D()(h)
+        out = tf.keras.layers.Dense(10, activation="softmax")(h)
+        model = tf.keras.Model(inp, out)
+        model.compile(tf.keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=2, verbose=0, batch_size=64)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(convert_int8(model, x[:64]))
+        os.replace(tmp, path)
+    return paths

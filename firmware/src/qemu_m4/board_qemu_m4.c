@@ -5,7 +5,8 @@
  * Timing: SysTick runs from the 25 MHz system clock with a 24-bit reload and an overflow counter, so
  * timestamps never wrap within 2^32 microseconds. Under `qemu-system-arm -icount shift=0` every guest
  * instruction advances virtual time by exactly 1 ns, which makes `m-lap-us` differences deterministic
- * instruction counts (1 us = 1000 instructions, resolution 40 instructions).
+ * instruction counts (1 us = 1000 instructions; SysTick ticks every 40 instructions, timestamps are
+ * reported in whole microseconds).
  *
  * Input: the UART RX interrupt fills a ring buffer and the main loop sleeps in WFI while it is empty.
  * WHY not busy polling: an idle vCPU lets QEMU service the host socket at once; a busy-polling guest
@@ -70,14 +71,18 @@ static void uart_write(void *user, const char *data, size_t n) {
 static volatile uint8_t g_rx[RX_RING];
 static volatile uint32_t g_rx_head, g_rx_tail; /* head: written by the ISR, tail: read by main */
 
-void UART0RX_Handler(void) {
+/* Move received bytes into the ring. The interrupt flag is cleared BEFORE draining, so a byte that arrives
+ * during the drain raises the interrupt again instead of being stranded in the data register. */
+static void uart_drain(void) {
+  UART_INTCLEAR = UART_INT_RX;
   while ((UART_STATE & UART_STATE_RX_FULL) && g_rx_head - g_rx_tail < RX_RING) {
     g_rx[g_rx_head % RX_RING] = (uint8_t)(UART_DATA & 0xFFu);
     ++g_rx_head;
   }
-  UART_INTCLEAR = UART_INT_RX;
   if (g_rx_head - g_rx_tail >= RX_RING) UART_CTRL &= ~UART_CTRL_RX_INT; /* main re-enables when drained */
 }
+
+void UART0RX_Handler(void) { uart_drain(); }
 
 int main(void) {
   hi_board_io_t io;
@@ -102,7 +107,11 @@ int main(void) {
     while (g_rx_tail != g_rx_head && n < sizeof chunk) chunk[n++] = (char)g_rx[g_rx_tail++ % RX_RING];
     if (n == 0u) {
       UART_CTRL |= UART_CTRL_RX_INT;
-      __asm volatile("wfi" ::: "memory"); /* wakes on a pending interrupt even with PRIMASK set */
+      if (UART_STATE & UART_STATE_RX_FULL) {
+        uart_drain(); /* a byte is already waiting: never sleep on it */
+      } else {
+        __asm volatile("wfi" ::: "memory"); /* wakes on a pending interrupt even with PRIMASK set */
+      }
     }
     __asm volatile("cpsie i" ::: "memory");
     if (n > 0u) hi_board_serial_feed(chunk, n);

@@ -1,0 +1,157 @@
+"""The emulated board: the Cortex-M4F image for QEMU mps2-an386, built from a clean tree, driven over its
+UART with pyserial exactly like a real board.
+
+* 100 CIFAR-10 test images through the emulated firmware give outputs identical (raw int8 scores, class,
+  decision value, offload decision) to the same firmware built for the host;
+* an HI run through `hi-agent serial`'s bridge with offloads answered by a loopback hi-server;
+* instructions per inference from the `infer` timestamps under `-icount shift=0` (printed).
+
+Models: a tiny INT8 stand-in always; the shipped models/cifar10/resnet8_int8.tflite (+ its decider) too
+when it exists. Skipped with a reason when the Arm toolchain or QEMU is missing (the CI installs them).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hi_firmware import boards
+from hi_firmware.core_host import HostDevice, build_host_device, make_tiny_models, serve_device
+from hi_runtime.decider import Decider
+from hi_runtime.serial_bridge import SerialBridge, SerialDevice
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+    reason="needs arm-none-eabi-gcc + libnewlib-arm-none-eabi and qemu-system-arm (apt-get install "
+           "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
+
+N_IMAGES = 100
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "models" / "cifar10" / "resnet8_int8.tflite"
+SHIPPED_DECIDER = REPO / "models" / "cifar10" / "decider_resnet8.json"
+
+
+def _images(n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """n CIFAR-10 test images spread over the classes (JPEG archive), or generated ones if it is absent."""
+    root = REPO.parent / "shared" / "datasets" / "cifar10-jpeg"
+    if (root / "test.tar.gz").exists():
+        from training.data import load_dataset
+
+        ds = load_dataset("cifar10", root, "test", progress=False)
+        idx = np.linspace(0, len(ds.labels) - 1, n).astype(int)
+        return ds.images[idx], ds.labels[idx], "CIFAR-10 JPEG test images"
+    rng = np.random.default_rng(11)
+    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n), "generated images"
+
+
+@pytest.fixture(scope="module", params=["tiny", "resnet8"])
+def app(request, tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp(f"qemu_{request.param}")
+    if request.param == "tiny":
+        from tflite_micro import runtime
+
+        models = make_tiny_models(tmp_path_factory.getbasetemp() / "tiny_models_qemu")
+        interp = runtime.Interpreter.from_file(str(models[0]))  # threshold: offload about half the samples
+        conf = []
+        for img in _images(20)[0]:
+            interp.set_input((img.astype(np.int16) - 128).astype(np.int8)[None], 0)
+            interp.invoke()
+            conf.append((int(interp.get_output(0).max()) + 128) / 256)
+        Decider.max_softmax(float(np.median(conf)) + 1e-6).save(work / "decider.json")
+        model, decider, server_model = models[0], work / "decider.json", models[1]
+    else:
+        if not SHIPPED.exists():
+            pytest.skip("models/cifar10/resnet8_int8.tflite not shipped yet (being trained)")
+        model = SHIPPED
+        decider = SHIPPED_DECIDER if SHIPPED_DECIDER.exists() else None
+        if decider is None:
+            Decider.max_softmax(0.6).save(work / "decider.json")
+            decider = work / "decider.json"
+        server_model = make_tiny_models(tmp_path_factory.getbasetemp() / "tiny_models_qemu")[1]
+    info = boards.generate_app(work / "app", model=model, decider=decider, model_id="srv")
+    elf = boards.build_qemu(work / "app", work / "build")
+    size = boards.elf_size(elf)
+    print(f"\n[{request.param}] {elf.name}: flash {size['flash']} B, RAM {size['ram']} B "
+          f"(text {size['text']}, data {size['data']}, bss {size['bss']})")
+    return {"name": request.param, "elf": elf, "host_lib": build_host_device(work / "app"), "info": info,
+            "server_model": server_model, "size": size}
+
+
+def _hi_outputs(dev: SerialDevice, images: np.ndarray) -> list[tuple]:
+    out = []
+    for i, img in enumerate(images):
+        dev.load(img)
+        res = dev.run_hi(i + 1)
+        if res.offload is not None:
+            dev.degraded(i + 1)
+        out.append((res.local.class_id, res.local.offload, res.local.decision_value, res.local.scores.tobytes(),
+                    res.offload.data if res.offload is not None else None))
+    return out
+
+
+def test_emulated_board_matches_host_engine_on_100_images(app):
+    images, _, what = _images(N_IMAGES)
+    with boards.run_qemu(app["elf"]) as qemu, SerialDevice.open(qemu.url, timeout=60) as board:
+        assert "qemu" in board.sync()
+        got = _hi_outputs(board, images)
+        laps, board_results = board.infer(1, 0)
+    with serve_device(HostDevice(app["host_lib"]), "tcp") as url, SerialDevice.open(url, timeout=60) as host:
+        host.sync()
+        want = _hi_outputs(host, images)
+        _, host_results = host.infer(1, 0)
+    assert len(got) == N_IMAGES
+    mismatches = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
+    assert not mismatches, f"{len(mismatches)} of {N_IMAGES} {what} differ, first at {mismatches[:5]}"
+    assert board_results == host_results
+    classes = {g[0] for g in got}
+    print(f"[{app['name']}] {N_IMAGES} {what}: emulated board == host engine (raw int8 scores), "
+          f"{len(classes)} distinct classes, {sum(g[1] for g in got)} offload decisions")
+
+
+def test_hi_run_on_emulated_board_with_loopback_server(app):
+    from hi_runtime.offload_client import OffloadClient
+    from hi_runtime.offloader import Endpoint, OffloadConfig, ResilientOffloader
+    from offload_server.config import ModelConfig, ServerConfig
+    from offload_server.server import run_server_in_thread
+
+    images, labels, _ = _images(20)
+    cfg = ServerConfig(models=[ModelConfig(id="srv", path=str(app["server_model"]), backend="tflite")], port=0)
+    with run_server_in_thread(cfg) as server, boards.run_qemu(app["elf"]) as qemu, \
+            SerialDevice.open(qemu.url, timeout=60) as board:
+        board.sync()
+        off = ResilientOffloader(OffloadConfig([Endpoint("127.0.0.1", server.port)], model_id="srv",
+                                               latency_budget_ms=5000))
+        bridge = SerialBridge(board, off)
+        records = [bridge.process(i, images[i], int(labels[i]), request_id=i + 1) for i in range(len(images))]
+        off.close()
+        offloaded = [r for r in records if r.offloaded]
+        assert offloaded, "the decider offloaded nothing; the test would not exercise the server"
+        q_in = board.config().input_quant
+        with OffloadClient("127.0.0.1", server.port) as client:
+            for r in offloaded:
+                q = np.clip(np.round(images[r.sample_id].astype(np.float32) / np.float32(q_in[0])) + q_in[1],
+                            -128, 127).astype(np.int8)
+                assert not r.degraded and r.final_class == r.server_class == client.infer(q, "srv", quant=q_in).class_id
+        assert all(r.final_class == r.local_class for r in records if not r.offloaded)
+        print(f"[{app['name']}] HI on the emulated board: {len(offloaded)}/{len(records)} offloaded, all answered "
+              "by the loopback hi-server")
+
+
+def test_instructions_per_inference(app):
+    """Under -icount shift=0, 1 us of the board's SysTick time is 1000 instructions: deterministic up to the
+    timestamps' 1 us resolution."""
+    img = _images(1)[0][0]
+    runs = 4
+    counts = []
+    for _ in range(2):
+        with boards.run_qemu(app["elf"], icount=True) as qemu, SerialDevice.open(qemu.url, timeout=120) as board:
+            board.sync()
+            board.load(img)
+            laps, _ = board.infer(runs, 1, timeout=300)
+            counts.append((laps[1] - laps[0]) * boards.QEMU_INSTRUCTIONS_PER_US / runs)
+    assert counts[0] > 0
+    assert abs(counts[0] - counts[1]) <= 2 * boards.QEMU_INSTRUCTIONS_PER_US / runs, counts
+    print(f"[{app['name']}] instructions per inference on QEMU mps2-an386 (Cortex-M4F, -icount shift=0): "
+          f"{counts[0] / 1e6:.3f} M; flash {app['size']['flash']} B, RAM {app['size']['ram']} B")

@@ -150,6 +150,7 @@ def test_db_never_writes_past_the_announced_length(core):
     assert "m-load-done" in s.feed(b"db 01020304%").decode()
     assert "e-[db: 1 bytes but only 0 more expected]" in s.feed(b"db 05%").decode()
     assert "e-[infer: load a 48-byte sample" in s.feed(b"infer%").decode()
+    assert "e-[infer: at most 100000 runs" in s.feed(b"infer 100001 0%").decode()
     for bad in (b"db load -1%", b"db load 0%", b"db load 4294967296%", b"db load 1x%", b"infer 1 -1%",
                 b"hi run 0%", b"hi result zz%", b"hi degraded%"):
         out = s.feed(bad).decode()

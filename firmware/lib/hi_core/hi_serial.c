@@ -312,6 +312,14 @@ static void cmd_infer(hi_serial_t *s, char **tok, int ntok) {
     error_msg(s, "Command 'infer' takes N > 0 inferences and W >= 0 warmup runs");
     return;
   }
+  if (n > HI_SERIAL_MAX_INFER_RUNS || w > HI_SERIAL_MAX_INFER_RUNS) {
+    error_begin(s);
+    put(s, "infer: at most ");
+    put_u32(s, HI_SERIAL_MAX_INFER_RUNS);
+    put(s, " runs and warmup runs per command]");
+    end_line(s);
+    return;
+  }
   if (!load_tensor(s, "infer")) return;
   put(s, "m-warmup-start-");
   put_u32(s, w);

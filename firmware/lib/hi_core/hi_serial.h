@@ -36,6 +36,9 @@ extern "C" {
 #ifndef HI_SERIAL_OUT_SIZE
 #define HI_SERIAL_OUT_SIZE 128 /* output is buffered in chunks of this size */
 #endif
+#ifndef HI_SERIAL_MAX_INFER_RUNS
+#define HI_SERIAL_MAX_INFER_RUNS 100000u /* bound on N and W of `infer N W` (a command must end) */
+#endif
 #define HI_SERIAL_TERMINATOR '%'
 #define HI_SERIAL_MAX_TOKENS 6
 #define HI_SERIAL_MAX_CLASSES 1000

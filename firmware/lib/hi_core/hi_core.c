@@ -12,6 +12,7 @@ size_t hi_core_sizeof(int which) {
     case 5: return sizeof(hi_serial_config_t);
     case 6: return sizeof(hi_serial_t);
     case 7: return sizeof(hi_frame_t);
+    case 8: return sizeof(hi_ble_session_t);
     default: return 0;
   }
 }

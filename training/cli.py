@@ -23,6 +23,9 @@ SUBCOMMAND_MODULES = (
 )
 
 DEVICE_EXPORTS = "int8,float"
+RESUME_NOTE = ("the run was stopped and resumed; each entry of 'runs' is one (re)start with the epoch it "
+               "started from. The learning-rate schedule is a function of the optimizer step and of --epochs, "
+               "so a resume with a different --epochs changes the cosine horizon from that epoch on.")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -88,10 +91,7 @@ def cmd_model(args) -> int:
     training = {"config": cfg.to_dict(), "epochs": cfg.epochs, "seconds": round(seconds), "command": command}
     if len(runs) > 1:
         training["runs"] = runs
-        training["note"] = ("the run was stopped and resumed; each entry of 'runs' is one (re)start with the "
-                            "epoch it started from. The learning-rate schedule is a function of the optimizer "
-                            "step and of --epochs, so a resume with a different --epochs changes the cosine "
-                            "horizon from that epoch on.")
+        training["note"] = RESUME_NOTE
     history = Path(ckpt) / "history.jsonl"
     if history.exists():
         training["history"] = [json.loads(l) for l in history.read_text().splitlines() if l.strip()]
@@ -122,12 +122,35 @@ def cmd_export(args) -> int:
     out = Path(args.out)
     model = keras.models.load_model(args.keras)
     train, val, test = _load_splits(args)
-    old = {}
+    training = {}
     card_path = out.with_suffix(".json")
     if card_path.exists():
-        old = json.loads(card_path.read_text()).get("training", {})
-    export_and_card(model, out, args.export.split(","), train, val, test, args, training=old)
+        training = json.loads(card_path.read_text()).get("training", {})
+    if args.ckpt_dir:
+        training = training_record(Path(args.ckpt_dir)) or training
+    export_and_card(model, out, args.export.split(","), train, val, test, args, training=training)
     return 0
+
+
+def training_record(ckpt: Path) -> dict:
+    """How a checkpointed run was made, from its checkpoint directory: config, every (re)start command and
+    the per-epoch history."""
+    rec: dict = {}
+    if (ckpt / "config.json").exists():
+        cfg = json.loads((ckpt / "config.json").read_text())
+        rec["config"] = cfg
+        rec["epochs"] = cfg.get("epochs")
+    runs_file, history = ckpt / "runs.jsonl", ckpt / "history.jsonl"
+    if runs_file.exists():
+        runs = [json.loads(l) for l in runs_file.read_text().splitlines() if l.strip()]
+        rec["command"] = runs[-1]["command"]
+        if len(runs) > 1:
+            rec["runs"] = runs
+            rec["note"] = RESUME_NOTE
+    if history.exists():
+        rec["history"] = [json.loads(l) for l in history.read_text().splitlines() if l.strip()]
+        rec["seconds"] = round(sum(h.get("seconds", 0) for h in rec["history"]))
+    return rec
 
 
 def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, args, training: dict) -> dict:
@@ -263,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
     e.add_argument("--export", default=DEVICE_EXPORTS, help="comma list of int8, float, onnx")
+    e.add_argument("--ckpt-dir", default=None,
+                   help="the run's checkpoint directory: its config, commands and history go into the card")
     e.set_defaults(func=cmd_export)
 
     c = sub.add_parser("cards", help="regenerate the table in models/README.md from the cards")

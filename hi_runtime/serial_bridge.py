@@ -270,7 +270,9 @@ class SerialDevice:
                 final = _parse_final(ln)
         if local is None:
             raise DeviceError(f"`hi run` gave no m-hi-local line: {lines}")
-        if local.offload != (offload is not None) or (final is None) == (offload is None):
+        # offload=1 comes with a frame for the host to forward, or (boards that offload by themselves over
+        # BLE/WiFi) directly with the final answer; exactly one of frame and final answer is present
+        if (offload is not None and not local.offload) or (final is None) == (offload is None):
             raise DeviceError(f"inconsistent `hi run` reply: {lines}")
         return HiOutcome(local, offload, final)
 
@@ -365,6 +367,10 @@ class SerialBridge:
             t_off = (self.clock() - t3) * 1000.0
             if final.source == "server":
                 server_class = final.class_id
+        elif local.offload and final is not None:  # the board offloaded by itself
+            self.stats.offloads += 1
+            if final.source == "server":
+                server_class = final.class_id
         assert final is not None
         self.stats.samples += 1
         self.stats.device_us.append(local.device_us)
@@ -374,7 +380,7 @@ class SerialBridge:
         return SampleRecord(
             sample_id=sample_id, strategy=self.strategy, local_class=local.class_id,
             local_confidence=float(probs.max()), exit_index=local.exit_index if cfg.segments > 1 else None,
-            decider_score=score, offloaded=out.offload is not None, server_class=server_class,
+            decider_score=score, offloaded=local.offload, server_class=server_class,
             final_class=final.class_id, degraded=degraded, label=None if label is None else int(label),
             t_preprocess_ms=(t1 - t0) * 1000.0, t_local_ms=local.device_us / 1000.0,
             t_decide_ms=max(0.0, (t2 - t1) * 1000.0 - local.device_us / 1000.0), t_offload_ms=t_off,

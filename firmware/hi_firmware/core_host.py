@@ -244,11 +244,16 @@ class SerialIo(ctypes.Structure):
     _fields_ = [("write", WRITE_FN), ("timestamp_us", CLOCK_FN), ("user", ctypes.c_void_p)]
 
 
+OFFLOAD_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int8),
+                              ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32))
+
+
 class SerialConfig(ctypes.Structure):
     _fields_ = [("device_name", ctypes.c_char_p), ("fw_version", ctypes.c_char_p),
                 ("model_version", ctypes.c_char_p), ("model_id", ctypes.c_char_p),
                 ("pipeline", ctypes.POINTER(Pipeline)), ("input", ctypes.POINTER(ctypes.c_int8)),
-                ("db", ctypes.POINTER(ctypes.c_uint8)), ("db_capacity", ctypes.c_uint32)]
+                ("db", ctypes.POINTER(ctypes.c_uint8)), ("db_capacity", ctypes.c_uint32),
+                ("offload", OFFLOAD_FN), ("offload_user", ctypes.c_void_p)]
 
 
 _SIZES = {0: Decider, 1: Segment, 2: Pipeline, 3: Outcome, 4: SerialIo, 5: SerialConfig}
@@ -426,7 +431,8 @@ class SerialSession:
     """hi_serial_t over a PyPipeline: feed(bytes) -> output bytes (for parser tests with hostile input)."""
 
     def __init__(self, core: CoreLib, pipe: PyPipeline, *, db_capacity: Optional[int] = None,
-                 model_id: str = "m", device_name: str = "py-dut") -> None:
+                 model_id: str = "m", device_name: str = "py-dut",
+                 offload: Optional[Callable[[int, np.ndarray], "int | tuple[int, int]"]] = None) -> None:
         self.core = core
         self.out = bytearray()
         self.clock = 0
@@ -446,9 +452,17 @@ class SerialSession:
         self._clock = CLOCK_FN(clock)
         self.io = SerialIo(self._write, self._clock, None)
         self._strings = [device_name.encode(), b"test-fw", b"ic01", model_id.encode()]
+        def offload_cb(user, request_id, inp, pipeline, server_class):
+            rc = offload(request_id, np.ctypeslib.as_array(inp, (n_in,)).copy())
+            rc, cls = rc if isinstance(rc, tuple) else (rc, -1)
+            server_class[0] = cls
+            return rc
+
+        self._offload = OFFLOAD_FN(offload_cb) if offload is not None else OFFLOAD_FN()
         self.cfg = SerialConfig(self._strings[0], self._strings[1], self._strings[2], self._strings[3],
                                 ctypes.pointer(p), ctypes.cast(self.input, ctypes.POINTER(ctypes.c_int8)),
-                                ctypes.cast(self.db, ctypes.POINTER(ctypes.c_uint8)), len(self.db))
+                                ctypes.cast(self.db, ctypes.POINTER(ctypes.c_uint8)), len(self.db),
+                                self._offload, None)
         self.ctx = ctypes.create_string_buffer(core.serial_size)
         self.pipe = pipe
         if core.lib.hi_serial_init(self.ctx, ctypes.byref(self.io), ctypes.byref(self.cfg)) != 0:

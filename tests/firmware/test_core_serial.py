@@ -34,11 +34,11 @@ def _model(x: np.ndarray):
     return None, scores
 
 
-def _session(core: CoreLib, model_id: str = "resnet8") -> SerialSession:
+def _session(core: CoreLib, model_id: str = "resnet8", offload=None) -> SerialSession:
     cdec = core.decider([1], -200, -128)  # accept iff max(q) + 128 >= 200
     pipe = PyPipeline(core, [_model], input_shape=(H, W, C), input_bytes=N_IN, feature_bytes=[], num_classes=CLASSES,
                       bounds=[], scores_quants=[(1 / 256, -128)], decider=cdec)
-    return SerialSession(core, pipe, model_id=model_id)
+    return SerialSession(core, pipe, model_id=model_id, offload=offload)
 
 
 def _load(s: SerialSession, img: np.ndarray, chunk: int = 20) -> str:
@@ -155,3 +155,24 @@ def test_db_never_writes_past_the_announced_length(core):
                 b"hi run 0%", b"hi result zz%", b"hi degraded%"):
         out = s.feed(bad).decode()
         assert out.startswith("e-[") and out.endswith("m-ready\r\n"), bad
+
+
+def test_on_device_offload_callback(core):
+    """Boards that reach the server themselves (BLE, WiFi) plug an offload function into `hi run`."""
+    calls = []
+
+    def offload(request_id, q):
+        calls.append((request_id, q))
+        return (0, 8) if request_id != 6 else -3  # request 6: the transport failed
+
+    s = _session(core, offload=offload)
+    img = np.full(N_IN, 60, np.uint8)
+    _load(s, img)
+    out = s.feed(b"hi run 5%").decode()
+    assert "offload=1" in out and "m-hi-offload" not in out
+    assert "m-hi-final-[id=5,class=8,source=server]" in out
+    rid, q = calls[-1]
+    assert rid == 5 and np.array_equal(q, (img.astype(np.int16) - 128).astype(np.int8))
+    out = s.feed(b"hi run 6%").decode()
+    assert re.search(r"m-hi-final-\[id=6,class=\d,source=degraded,error=3\]", out)
+    assert "pending=0" in s.feed(b"hi status%").decode()

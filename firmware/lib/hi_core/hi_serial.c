@@ -446,6 +446,20 @@ static void cmd_hi_run(hi_serial_t *s, char **tok, int ntok) {
   put_hex_bytes(s, (const uint8_t *)p->scores, p->num_classes);
   put(s, "]");
   end_line(s);
+  if (s->last.offload && s->cfg.offload != NULL) {
+    int32_t server_class = -1;
+    int rc;
+    ++s->offloads;
+    rc = s->cfg.offload(s->cfg.offload_user, id, s->cfg.input, p, &server_class);
+    if (rc == 0 && server_class >= 0 && server_class < (int32_t)p->num_classes) {
+      ++s->answers;
+      final_line(s, id, server_class, "server", -1);
+    } else {
+      ++s->degraded;
+      final_line(s, id, s->last.class_id, "degraded", rc == 0 ? HI_ERR_BAD_TENSOR : (rc < 0 ? -rc : rc));
+    }
+    return;
+  }
   if (s->last.offload) {
     emit_offload(s, id);
     if (s->pending) return;

@@ -52,6 +52,13 @@ typedef struct {
   void *user;
 } hi_serial_io_t;
 
+/* Optional on-device offload (boards that reach the server themselves: BLE gateway, WiFi). Called by
+ * `hi run` when the decision is to offload, with the model input; blocks until answered or given up.
+ * Returns 0 with *server_class set, or a negative value / positive protocol error code to keep the local
+ * answer (reported as source=degraded,error=<value>). */
+typedef int (*hi_offload_fn)(void *user, uint32_t request_id, const int8_t *input, const hi_pipeline_t *pipeline,
+                             int32_t *server_class);
+
 typedef struct {
   const char *device_name;   /* `name%` -> m-name-dut-[device_name] */
   const char *fw_version;    /* `profile%` -> m-profile-[fw_version] */
@@ -61,6 +68,8 @@ typedef struct {
   int8_t *input;             /* model input buffer: height*width*channels bytes */
   uint8_t *db;               /* `db` byte buffer (uint8 pixels, NHWC) */
   uint32_t db_capacity;
+  hi_offload_fn offload;     /* NULL: offload requests go to the serial host as frames (`hi result` answers) */
+  void *offload_user;
 } hi_serial_config_t;
 
 typedef struct {

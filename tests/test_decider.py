@@ -282,3 +282,19 @@ def test_subcommands_are_registered_with_help(command, option, capsys):
         main([command, "--help"])
     assert exc.value.code == 0
     assert option in capsys.readouterr().out
+
+
+def test_shipped_header_matches_shipped_vectors(repo_root, tmp_path):
+    """models/cifar10/decider_resnet8.h, compiled, decides every vector as the runtime does."""
+    header = repo_root / "models" / "cifar10" / "decider_resnet8.h"
+    if not header.exists() or not VECTORS.exists():
+        pytest.skip("shipped decider header or vectors not generated yet (hi-train decider)")
+    data = json.loads(VECTORS.read_text())
+    shipped = Decider.load(header.with_suffix(".json"))
+    if shipped.int8 != Decider.from_dict(data["decider"]).int8:
+        pytest.skip("the vectors were made for another decider than the shipped one")
+    local = tmp_path / header.name
+    local.write_text(header.read_text())
+    rows = np.array([c["q"] for c in data["cases"]])
+    got = _compile_and_run(local, rows, tmp_path, "HI_DECIDER_RESNET8")
+    assert np.array_equal(got, np.array([c["accept"] for c in data["cases"]]))

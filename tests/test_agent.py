@@ -509,3 +509,40 @@ def test_local_inference_proceeds_while_an_offload_is_in_flight(tiny_kit, data):
     assert overlaps >= n // 2, "local inference should run while offloads are in flight"
     assert wall < 0.8 * n * (0.04 + 0.04)
     assert [r.sample_id for r in agent.records] == list(range(n))
+
+
+def _shipped(repo_root: Path, *names: str) -> Path:
+    d = repo_root / "models" / "cifar10"
+    missing = [n for n in names if not (d / n).exists()]
+    if missing:
+        pytest.skip(f"shipped artifacts not built yet: {missing} (see docs/training.md, docs/decider.md)")
+    return d
+
+
+def test_shipped_resnet8_and_decider_through_the_agent(repo_root):
+    """The shipped model and decider, run by the agent on the shipped demo sample: the agent's exact int8
+    decisions equal the decider's own, and its classes equal a direct invoke."""
+    d = _shipped(repo_root, "resnet8_int8.tflite", "decider_resnet8.json", "demo_samples.npz")
+    from hi_runtime.inputs import load_npz
+
+    src = load_npz(d / "demo_samples.npz")
+    clf = Classifier(open_backend(d / "resnet8_int8.tflite"))
+    dec = Decider.load(d / "decider_resnet8.json")
+    agent = Agent(AgentConfig(strategy="local", progress=False), classifier=clf, decider=dec)
+    summary = agent.run(src)
+    direct = Classifier(open_backend(d / "resnet8_int8.tflite")).predict(src.images)
+    assert [r.final_class for r in agent.records] == direct.classes.tolist()
+    accept = dec.accept_int8(direct.raw, *clf.output_spec.quant)
+    np.testing.assert_allclose([r.decider_score for r in agent.records], dec.score(direct.probs), rtol=1e-12)
+    assert (np.array([r.decider_score for r in agent.records]) >= dec.threshold).tolist() == accept.tolist()
+    assert summary.accuracy > 0.7  # ResNet-8 on JPEG CIFAR-10 scores about 0.83 (model card)
+
+
+@pytest.mark.slow
+def test_real_demo_on_the_shipped_models(repo_root, tmp_path, capsys):
+    d = _shipped(repo_root, "resnet8_int8.tflite", "decider_resnet8.json", "server.onnx", "demo_samples.npz")
+    from hi_runtime.cli import main
+
+    assert main(["demo", "--models-dir", str(d), "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
+    s = {x["strategy"]: x for x in json.loads((tmp_path / "demo" / "summary.json").read_text())}
+    assert s["hi"]["samples"] == s["local"]["samples"] == 500

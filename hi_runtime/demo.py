@@ -119,8 +119,10 @@ def run_demo(models_dir: Path, out_dir: Path, *, samples: Path | None = None, li
         notes.append(f"EE-HI skipped: {models_dir / EE_CHAIN} does not exist ({EE_HOW}).")
     strategies = ["local", "hi", "remote"] + (["ee-hi"] if chain is not None else [])
 
+    # one device sends one sample at a time: a batching window would only add its delay to every offload
     config = ServerConfig(host="127.0.0.1", port=0, log_level="WARNING",
-                          models=[ModelConfig(id=SERVER_MODEL_ID, path=str(models_dir / "server.onnx"))])
+                          models=[ModelConfig(id=SERVER_MODEL_ID, path=str(models_dir / "server.onnx"),
+                                              max_queue_delay_us=0)])
     summaries, logs = [], {}
     t_start = time.perf_counter()
     with run_server_in_thread(config) as server:

@@ -46,7 +46,26 @@ def _images(n: int) -> tuple[np.ndarray, np.ndarray, str]:
     return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n), "generated images"
 
 
-@pytest.fixture(scope="module", params=["tiny", "resnet8"])
+SHIPPED_CHAIN = REPO / "models" / "cifar10" / "ee_resnet8.json"
+
+
+def _test_chain(work: Path) -> Path:
+    """The shipped EE ResNet-8 chain with a threshold that makes some samples exit early and a max-softmax
+    final decider, so every branch of the on-device policy is exercised whatever the shipped thresholds are."""
+    import json
+
+    d = json.loads(SHIPPED_CHAIN.read_text())
+    for seg in d["segments"]:
+        seg["file"] = str((SHIPPED_CHAIN.parent / seg["file"]).resolve())
+    d["policy"]["exit_thresholds"] = [0.8] * (len(d["segments"]) - 1)
+    Decider.max_softmax(0.6).save(work / "final_decider.json")
+    d["policy"]["final_decider"] = "final_decider.json"
+    d["policy"].pop("exit_bounds_int8", None)
+    (work / "chain.json").write_text(json.dumps(d, indent=2))
+    return work / "chain.json"
+
+
+@pytest.fixture(scope="module", params=["tiny", "resnet8", "ee_resnet8"])
 def app(request, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp(f"qemu_{request.param}")
     if request.param == "tiny":
@@ -61,6 +80,16 @@ def app(request, tmp_path_factory) -> dict:
             conf.append((int(interp.get_output(0).max()) + 128) / 256)
         Decider.max_softmax(float(np.median(conf)) + 1e-6).save(work / "decider.json")
         model, decider, server_model = models[0], work / "decider.json", models[1]
+    elif request.param == "ee_resnet8":
+        if not SHIPPED_CHAIN.exists():
+            pytest.skip("models/cifar10/ee_resnet8.json not shipped yet (decider/EE helper)")
+        chain = _test_chain(work)
+        server_model = make_tiny_models(tmp_path_factory.getbasetemp() / "tiny_models_qemu")[1]
+        info = boards.generate_app(work / "app", chain=chain, model_id="srv")
+        elf = boards.build_qemu(work / "app", work / "build")
+        size = boards.elf_size(elf)
+        return {"name": request.param, "elf": elf, "host_lib": build_host_device(work / "app"), "info": info,
+                "server_model": server_model, "size": size, "chain": chain}
     else:
         if not SHIPPED.exists():
             pytest.skip("models/cifar10/resnet8_int8.tflite not shipped yet (being trained)")
@@ -87,7 +116,7 @@ def _hi_outputs(dev: SerialDevice, images: np.ndarray) -> list[tuple]:
         if res.offload is not None:
             dev.degraded(i + 1)
         out.append((res.local.class_id, res.local.offload, res.local.decision_value, res.local.scores.tobytes(),
-                    res.offload.data if res.offload is not None else None))
+                    res.offload.data if res.offload is not None else None, res.local.exit_index))
     return out
 
 
@@ -105,9 +134,42 @@ def test_emulated_board_matches_host_engine_on_100_images(app):
     mismatches = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
     assert not mismatches, f"{len(mismatches)} of {N_IMAGES} {what} differ, first at {mismatches[:5]}"
     assert board_results == host_results
+    if "chain" in app:  # the on-device EE policy == hi_runtime.early_exit on TFLite Micro's segment outputs
+        want_chain = _python_chain(app["chain"], images)
+        assert [(g[5], g[0], g[1]) for g in got] == want_chain
+        exits = [g[5] for g in got]
+        assert 0 < exits.count(0) < N_IMAGES, "the test chain should exit early for some samples only"
     classes = {g[0] for g in got}
     print(f"[{app['name']}] {N_IMAGES} {what}: emulated board == host engine (raw int8 scores), "
           f"{len(classes)} distinct classes, {sum(g[1] for g in got)} offload decisions")
+
+
+def _python_chain(chain_path: Path, images: np.ndarray) -> list[tuple[int, int, bool]]:
+    """(exit, class, offload) per image from hi_runtime.early_exit.run_chain with tflite-micro segments."""
+    from tflite_micro import runtime
+
+    from hi_firmware.compiler.graph import read_tflite_bytes
+    from hi_runtime.early_exit import SegmentChain, run_chain
+
+    chain = SegmentChain.load(chain_path)
+    runners = []
+    for spec in chain.segments:
+        g = read_tflite_bytes(spec.file.read_bytes(), model_name=spec.file.name)
+        names = [g.tensors[t].name for t in g.outputs]
+        interp = runtime.Interpreter.from_file(str(spec.file))
+        runners.append((interp, names.index(spec.scores), names.index(spec.features) if spec.features else None))
+
+    def run_segment(k, x):
+        interp, si, fi = runners[k]
+        interp.set_input(np.asarray(x, np.int8).reshape(interp.get_input_details(0)["shape"]), 0)
+        interp.invoke()
+        return (interp.get_output(fi) if fi is not None else None), interp.get_output(si)
+
+    out = []
+    for img in images:
+        r = run_chain(chain, run_segment, (img.astype(np.int16) - 128).astype(np.int8)[None])
+        out.append((r.exit_index, r.predicted_class, r.offload))
+    return out
 
 
 def test_hi_run_on_emulated_board_with_loopback_server(app):
@@ -116,7 +178,7 @@ def test_hi_run_on_emulated_board_with_loopback_server(app):
     from offload_server.config import ModelConfig, ServerConfig
     from offload_server.server import run_server_in_thread
 
-    images, labels, _ = _images(20)
+    images, labels, _ = _images(50)
     cfg = ServerConfig(models=[ModelConfig(id="srv", path=str(app["server_model"]), backend="tflite")], port=0)
     with run_server_in_thread(cfg) as server, boards.run_qemu(app["elf"]) as qemu, \
             SerialDevice.open(qemu.url, timeout=60) as board:

@@ -217,3 +217,19 @@ def test_instructions_per_inference(app):
     assert abs(counts[0] - counts[1]) <= 2 * boards.QEMU_INSTRUCTIONS_PER_US / runs, counts
     print(f"[{app['name']}] instructions per inference on QEMU mps2-an386 (Cortex-M4F, -icount shift=0): "
           f"{counts[0] / 1e6:.3f} M; flash {app['size']['flash']} B, RAM {app['size']['ram']} B")
+
+
+def test_bench_firmware_script(tmp_path, tmp_path_factory, capsys):
+    """measurements/bench_firmware.py builds, runs and reports (tiny model, so it stays fast)."""
+    import json
+
+    from measurements.bench_firmware import main
+
+    model = make_tiny_models(tmp_path_factory.getbasetemp() / "tiny_models_qemu")[0]
+    rc = main(["--model", str(model), "--runs", "2", "--build-dir", str(tmp_path / "b"), "--json",
+               str(tmp_path / "r.json")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "instructions per inference" in out and "TFLite Micro + CMSIS-NN" in out
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["instructions_per_inference"] > 1e5 and res["image"]["flash"] > res["segments"][0]["const_bytes"]

@@ -1,0 +1,169 @@
+"""Instructions per inference, flash and RAM of the firmware on the emulated Cortex-M4F board.
+
+Run:  python -m measurements.bench_firmware [--model M.tflite | --chain EE.json] [--runs 5] [--samples 50]
+      hi-bench firmware ...   (the same, through hi-bench)
+
+How it is measured (WHY these numbers mean instructions):
+  * The image is built for QEMU's mps2-an386 (Cortex-M4F, arm-none-eabi-gcc -O2, DSP kernels) by
+    hi_firmware.boards and run with ``-icount shift=0``: every guest instruction advances virtual time by
+    exactly 1 ns, and the firmware's SysTick (25 MHz) timestamps it. The MLPerf Tiny ``infer N W`` command
+    prints ``m-lap-us`` before and after N runs, so (t1 - t0) * 1000 / N is instructions per inference, to
+    within 1000/N instructions (timestamps are whole microseconds). This is an instruction count, not
+    cycles: a real Cortex-M4 takes about 1-1.5 cycles per instruction on this code (flash wait states,
+    multi-cycle loads), so cycles on a board are somewhat higher.
+  * With ``--samples`` the HI decision (`hi run`) runs on CIFAR-10 test images (JPEG re-encoded, see
+    docs/measurements.md) and reports the device time per sample by exit taken (early-exit chains).
+  * flash = text + data and RAM = data + bss from ``arm-none-eabi-size`` of the whole image (startup,
+    core, kernels, model, application, serial buffers and a 16 KiB stack); the model's own arena and
+    constants come from the compiler.
+Anchors for MLPerf Tiny's INT8 ResNet-8 on this emulated board: TFLite Micro + CMSIS-NN 29.9 M
+instructions per inference, reference kernels 824 M; the project's goal is at most 20 M (stretch 12 M).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+ANCHORS_M = {"TFLite Micro + CMSIS-NN": 29.9, "TFLite Micro reference kernels": 824.0, "goal": 20.0, "stretch goal": 12.0}
+
+
+def _images(n: int, data: Path | None):
+    root = data or REPO.parent / "shared" / "datasets" / "cifar10-jpeg"
+    if not (root / "test.tar.gz").exists():
+        raise SystemExit(f"bench_firmware: CIFAR-10 JPEG test archive not found under {root}; pass --data DIR or "
+                         "--samples 0")
+    from training.data import load_dataset
+
+    ds = load_dataset("cifar10", root, "test", progress=False)
+    idx = np.linspace(0, len(ds.labels) - 1, n).astype(int)
+    return ds.images[idx], ds.labels[idx]
+
+
+def measure(model: Path | None, chain: Path | None, decider: Path | None, runs: int, samples: int,
+            data: Path | None, build_dir: Path) -> dict:
+    from hi_firmware import boards
+    from hi_runtime.serial_bridge import SerialDevice
+
+    kwargs = {"model": model, "chain": chain}
+    if decider is not None:
+        kwargs["decider"] = decider
+    elif model is not None and Path(model).resolve() == boards.DEFAULT_MODEL.resolve() and boards.DEFAULT_DECIDER.exists():
+        kwargs["decider"] = boards.DEFAULT_DECIDER
+    info = boards.generate_app(build_dir / "app", **kwargs)
+    elf = boards.build_qemu(build_dir / "app", build_dir)
+    size = boards.elf_size(elf)
+    out: dict = {
+        "board": "QEMU mps2-an386 (Cortex-M4F), -icount shift=0",
+        "model": str(chain or model),
+        "segments": [{"name": s.name, "arena_bytes": s.arena_bytes, "const_bytes": s.flash_bytes} for s in info.segments],
+        "image": {**size, "elf": str(elf)},
+        "anchors_M_instructions": ANCHORS_M,
+    }
+    with boards.run_qemu(elf, icount=True) as qemu, SerialDevice.open(qemu.url, timeout=600) as dev:
+        dev.sync()
+        img = np.random.default_rng(0).integers(0, 256, (*info.input_shape,), dtype=np.uint8)
+        dev.load(img)
+        laps, _ = dev.infer(runs, 1, timeout=1200)
+        out["instructions_per_inference"] = (laps[1] - laps[0]) * boards.QEMU_INSTRUCTIONS_PER_US / runs
+        out["runs"] = runs
+        if samples:
+            images, labels = _images(samples, data)
+            by_exit: dict[int, list[int]] = {}
+            correct = offloads = 0
+            for i, (x, y) in enumerate(zip(images, labels)):
+                dev.load(x)
+                res = dev.run_hi(i + 1)
+                if res.offload is not None:
+                    dev.degraded(i + 1)
+                    offloads += 1
+                by_exit.setdefault(res.local.exit_index, []).append(res.local.device_us)
+                correct += int(res.local.class_id == int(y))
+            all_us = [u for v in by_exit.values() for u in v]
+            out["hi_run"] = {
+                "samples": samples,
+                "local_accuracy": correct / samples,
+                "offload_decisions": offloads,
+                "mean_instructions_per_sample": float(np.mean(all_us)) * boards.QEMU_INSTRUCTIONS_PER_US,
+                "by_exit": {str(k): {"samples": len(v), "mean_instructions": float(np.mean(v)) * boards.QEMU_INSTRUCTIONS_PER_US}
+                            for k, v in sorted(by_exit.items())},
+            }
+    return out
+
+
+def report(res: dict) -> str:
+    m = res["instructions_per_inference"] / 1e6
+    lines = [f"firmware on {res['board']}", f"  model: {res['model']}",
+             f"  instructions per inference: {m:.3f} M (mean of {res['runs']} runs, +-{1 / res['runs']:.3f} k)"]
+    for name, ref in res["anchors_M_instructions"].items():
+        lines.append(f"    vs {name:32s} {ref:8.1f} M  ({m / ref:.2f}x)")
+    img = res["image"]
+    lines.append(f"  image: flash {img['flash']} B (text {img['text']} + data {img['data']}), RAM {img['ram']} B "
+                 f"(data {img['data']} + bss {img['bss']}, incl. 16 KiB stack)")
+    for s in res["segments"]:
+        lines.append(f"    {s['name']}: arena {s['arena_bytes']} B, constants {s['const_bytes']} B")
+    if "hi_run" in res:
+        h = res["hi_run"]
+        lines.append(f"  hi run on {h['samples']} CIFAR-10 JPEG test images: local accuracy {h['local_accuracy']:.3f}, "
+                     f"{h['offload_decisions']} offload decisions, {h['mean_instructions_per_sample'] / 1e6:.3f} M "
+                     "instructions per sample (inference + decision)")
+        for k, v in h["by_exit"].items():
+            lines.append(f"    exit {k}: {v['samples']} samples, {v['mean_instructions'] / 1e6:.3f} M instructions")
+    return "\n".join(lines)
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--model", type=Path, help="INT8 .tflite (default models/cifar10/resnet8_int8.tflite)")
+    src.add_argument("--chain", type=Path, help="early-exit chain JSON (models/cifar10/ee_resnet8.json)")
+    ap.add_argument("--decider", type=Path, help="decider JSON (default: the shipped one for the shipped model)")
+    ap.add_argument("--runs", type=int, default=5, help="timed inferences (default 5)")
+    ap.add_argument("--samples", type=int, default=0, help="also run `hi run` on this many CIFAR-10 test images")
+    ap.add_argument("--data", type=Path, help="CIFAR-10 JPEG dir (default ../shared/datasets/cifar10-jpeg)")
+    ap.add_argument("--build-dir", type=Path, help="where to build (default: a temporary directory)")
+    ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hi_firmware.boards import DEFAULT_MODEL, BoardError
+
+    model = args.model if args.model or args.chain else DEFAULT_MODEL
+    if args.runs < 1:
+        print("bench_firmware: --runs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            res = measure(model, args.chain, args.decider, args.runs, args.samples, args.data,
+                          Path(args.build_dir or tmp))
+    except BoardError as exc:
+        print(f"bench_firmware: {exc}", file=sys.stderr)
+        return 1
+    print(report(res))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """``hi-bench firmware``."""
+    ap = subparsers.add_parser("firmware", help="instructions per inference, flash and RAM on the emulated Cortex-M4",
+                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    ap.set_defaults(func=run)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="bench_firmware", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

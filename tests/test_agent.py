@@ -546,3 +546,29 @@ def test_real_demo_on_the_shipped_models(repo_root, tmp_path, capsys):
     assert main(["demo", "--models-dir", str(d), "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
     s = {x["strategy"]: x for x in json.loads((tmp_path / "demo" / "summary.json").read_text())}
     assert s["hi"]["samples"] == s["local"]["samples"] == 500
+
+
+def test_shipped_ee_chain_through_the_agent_matches_the_exporters_runner(repo_root):
+    """ee-hi on the shipped EE ResNet-8 chain (no server needed: the offloads degrade to the local
+    answer): exits, classes and offload decisions equal the chain run by training.early_exit's own
+    SegmentRunner (same default kernels)."""
+    d = _shipped(repo_root, "ee_resnet8.json", "demo_samples.npz")
+    from hi_runtime.early_exit import SegmentChain, run_chain
+    from hi_runtime.inputs import load_npz
+    from training.early_exit import SegmentRunner
+
+    src = load_npz(d / "demo_samples.npz").limit(150)
+    chain = ChainRunner(d / "ee_resnet8.json")
+    off = offloader_for(free_port(), latency_budget_ms=50.0, cooldown_s=60.0)  # nobody listens
+    agent = Agent(AgentConfig(strategy="ee-hi", latency_budget_ms=50.0, progress=False), chain=chain, offloader=off)
+    try:
+        agent.run(src)
+    finally:
+        agent.close()
+    ref_chain = SegmentChain.load(d / "ee_resnet8.json")
+    runner = SegmentRunner(ref_chain, reference=False)
+    q = chain.input_spec
+    for r, img in zip(agent.records, src.images):
+        res = run_chain(ref_chain, runner, q.quantize(img[None]))
+        assert (r.exit_index, r.local_class, r.offloaded) == (res.exit_index, res.predicted_class, res.offload)
+        assert r.final_class == r.local_class and r.degraded == r.offloaded

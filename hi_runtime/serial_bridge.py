@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -100,14 +100,14 @@ class FinalResult:
     request_id: int
     class_id: int
     source: str  # "local", "server" or "degraded"
-    error_code: Optional[int] = None
+    error_code: int | None = None
 
 
 @dataclass
 class HiOutcome:
     local: LocalResult
-    offload: Optional[p.Infer]  # the INFER the device asked to send
-    final: Optional[FinalResult]  # None while an offload is pending
+    offload: p.Infer | None  # the INFER the device asked to send
+    final: FinalResult | None  # None while an offload is pending
 
 
 def _fields(text: str) -> dict[str, str]:
@@ -147,7 +147,7 @@ class SerialDevice:
         self.port = port
         self.timeout = timeout
         self.transcript: list[str] = []  # last lines, for error messages
-        self._config: Optional[DeviceConfig] = None
+        self._config: DeviceConfig | None = None
 
     @classmethod
     def open(cls, url: str, *, baudrate: int = 115200, timeout: float = DEFAULT_TIMEOUT_S) -> SerialDevice:
@@ -156,7 +156,7 @@ class SerialDevice:
     def close(self) -> None:
         self.port.close()
 
-    def __enter__(self) -> SerialDevice:
+    def __enter__(self) -> SerialDevice:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -179,7 +179,7 @@ class SerialDevice:
                 raise DeviceError(f"no answer from the device within {self.timeout} s (last lines: {said}); is the "
                                   "port right and the HI firmware running?")
 
-    def command(self, cmd: str, timeout: Optional[float] = None) -> list[str]:
+    def command(self, cmd: str, timeout: float | None = None) -> list[str]:
         """Send `cmd%` and return the reply lines (without the final m-ready)."""
         if "%" in cmd or len(cmd) > (self._config.max_command if self._config else 256):
             raise DeviceError(f"command {cmd[:40]!r}... is not sendable (contains % or is too long)")
@@ -194,7 +194,7 @@ class SerialDevice:
             if line:
                 lines.append(line)
 
-    def checked(self, cmd: str, timeout: Optional[float] = None) -> list[str]:
+    def checked(self, cmd: str, timeout: float | None = None) -> list[str]:
         lines = self.command(cmd, timeout)
         errors = [ln for ln in lines if ln.startswith("e-")]
         if errors:
@@ -284,7 +284,7 @@ class SerialDevice:
     def degraded(self, request_id: int) -> FinalResult:
         return self._final(self.checked(f"hi degraded {request_id}"))
 
-    def infer(self, runs: int = 1, warmup: int = 0, timeout: Optional[float] = None) -> tuple[list[int], list[float]]:
+    def infer(self, runs: int = 1, warmup: int = 0, timeout: float | None = None) -> tuple[list[int], list[float]]:
         """The MLPerf Tiny `infer N W` command: (m-lap-us timestamps, result scores)."""
         lines = self.checked(f"infer {runs} {warmup}", timeout)
         laps = [int(ln[len("m-lap-us-"):]) for ln in lines if ln.startswith("m-lap-us-")]
@@ -339,10 +339,10 @@ class SerialBridge:
         self.clock = clock
         self.config = device.config()
         self.stats = BridgeStats()
-        self.last_error: Optional[str] = None
+        self.last_error: str | None = None
         self.strategy = "ee-hi" if self.config.segments > 1 else "hi"
 
-    def process(self, sample_id: Any, image: np.ndarray, label: Optional[int] = None, request_id: int = 1):
+    def process(self, sample_id: Any, image: np.ndarray, label: int | None = None, request_id: int = 1):
         from hi_runtime.records import SampleRecord
 
         cfg = self.config
@@ -433,7 +433,7 @@ class SerialBridge:
 # ---- CLI --------------------------------------------------------------------------------------------
 
 
-def register_cli(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from hi_runtime.cli import add_server_args
     from hi_runtime.inputs import INPUT_FORMS
 

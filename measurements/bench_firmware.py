@@ -48,6 +48,7 @@ def _images(n: int, data: Path | None):
 def measure(model: Path | None, chain: Path | None, decider: Path | None, runs: int, samples: int,
             data: Path | None, build_dir: Path) -> dict:
     from hi_firmware import boards
+
     from hi_runtime.serial_bridge import SerialDevice
 
     kwargs = {"model": model, "chain": chain}

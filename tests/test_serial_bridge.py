@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hi_firmware.boards import generate_app
 from hi_firmware.core_host import HostDevice, build_host_device, make_tiny_models, serve_device
+
 from hi_runtime import protocol as p
 from hi_runtime.decider import Decider
 from hi_runtime.records import SAMPLE_FIELDS
@@ -117,7 +117,7 @@ def test_server_down_every_sample_still_answered_degraded(device_lib, images, ti
     from offload_server.config import ModelConfig, ServerConfig
     from offload_server.server import run_server_in_thread
 
-    x, labels = images
+    x, _ = images
     cfg = ServerConfig(models=[ModelConfig(id="tiny1", path=str(tiny_models[1]), backend="tflite")], port=0)
     with serve_device(HostDevice(device_lib), "tcp") as url, SerialDevice.open(url, timeout=10) as dev:
         dev.sync()

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = FIRMWARE_DIR.parent
@@ -76,7 +75,7 @@ class AppInfo:
     input_shape: tuple[int, int, int]
     input_quant: tuple[float, int]
     num_classes: int
-    decider: Optional[dict]
+    decider: dict | None
     model_version: str
     model_id: str
     sources: list[Path] = field(default_factory=list)
@@ -125,8 +124,8 @@ def _tensor_quant(t) -> tuple[float, int]:
     return float(t.scale), int(t.zero_point)
 
 
-def _decider_block(decider_path: Optional[Path], scores_quant: tuple[float, int], out_dir: Path,
-                   decider_obj=None) -> Optional[dict]:
+def _decider_block(decider_path: Path | None, scores_quant: tuple[float, int], out_dir: Path,
+                   decider_obj=None) -> dict | None:
     """Write hi_app_decider.h (exact integer form for the final exit's output quantization)."""
     if decider_path is None and decider_obj is None:
         return None
@@ -161,9 +160,9 @@ def _decider_block(decider_path: Optional[Path], scores_quant: tuple[float, int]
 ENGINES = ("compiled", "tflm")
 
 
-def generate_app(out_dir: Path, *, model: Optional[Path] = None, chain: Optional[Path] = None,
-                 decider: Optional[Path] = None, no_decider: bool = False, model_id: str = "",
-                 model_version: Optional[str] = None, engine: str = "compiled") -> AppInfo:
+def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None = None,
+                 decider: Path | None = None, no_decider: bool = False, model_id: str = "",
+                 model_version: str | None = None, engine: str = "compiled") -> AppInfo:
     """Compile the model(s) into out_dir/models/NAME and write out_dir/hi_app_config.c.
 
     engine "compiled" (default): the project's generated C + hi_nn kernels. "tflm": the upstream TensorFlow
@@ -218,7 +217,7 @@ def generate_app(out_dir: Path, *, model: Optional[Path] = None, chain: Optional
             scores_i = out_names.index(spec.scores)
             feat_i = -1
             feat_bytes = 0
-            fq = nq = (1.0, 0)
+            fq = (1.0, 0)
             last = k == len(ch.segments) - 1
             if not last:
                 if spec.features not in out_names:
@@ -317,9 +316,9 @@ def _render_config(info: AppInfo, engine: str = "compiled") -> str:
                          f"{s.num_outputs}) ? 1 : -1];")
     lines += [
         "",
-        f"static int8_t g_input[HI_APP_INPUT_BYTES];",
-        f"static uint8_t g_db[HI_APP_INPUT_BYTES];",
-        f"static int8_t g_scores[HI_APP_NUM_CLASSES];",
+        "static int8_t g_input[HI_APP_INPUT_BYTES];",
+        "static uint8_t g_db[HI_APP_INPUT_BYTES];",
+        "static int8_t g_scores[HI_APP_NUM_CLASSES];",
     ]
     for k, s in enumerate(info.segments):
         if s.features_output >= 0:
@@ -331,8 +330,8 @@ def _render_config(info: AppInfo, engine: str = "compiled") -> str:
         feat = f"g_features_{k}" if s.features_output >= 0 else "NULL"
         lines += [
             f"    {{/* segment {k}: {s.model_path.name} */",
-            f"     {'hi_tflm_invoke_generic' if tflm else f'hi_model_{s.name}_invoke_generic'}, {s.num_outputs}, "
-            f"{s.features_output}, {s.scores_output},",
+            (f"     {'hi_tflm_invoke_generic' if tflm else f'hi_model_{s.name}_invoke_generic'}, {s.num_outputs}, "
+             f"{s.features_output}, {s.scores_output},"),
             f"     {s.features_bytes}u, {feat},",
             f"     {_float_c(s.features_quant[0])}, {s.features_quant[1]},",
             f"     {_float_c(s.next_input_quant[0])}, {s.next_input_quant[1]},",
@@ -384,7 +383,7 @@ def build_qemu(app_dir: Path, build_dir: Path = BUILD_DIR / "qemu-m4", opt: str 
     build_dir = Path(build_dir).resolve()
     cmd = ["make", "-s", "-C", str(FIRMWARE_DIR / "qemu"), f"BUILD={build_dir}", f"APP_DIR={Path(app_dir).resolve()}",
            f"OPT={opt}", f"EXTRA_CFLAGS={extra_cflags}", "all"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise BoardError(f"QEMU image build failed ({' '.join(cmd)}):\n{proc.stdout}\n{proc.stderr}")
     return build_dir / "hi_qemu_m4.elf"
@@ -404,7 +403,7 @@ def free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def qemu_command(elf: Path, *, port: Optional[int] = None, pty: bool = False, icount: bool = True) -> list[str]:
+def qemu_command(elf: Path, *, port: int | None = None, pty: bool = False, icount: bool = True) -> list[str]:
     qemu = _require("qemu-system-arm", "install QEMU (Debian: apt-get install qemu-system-arm)")
     if pty:
         serial = "pty"
@@ -423,7 +422,7 @@ class QemuHandle:
 
 
 @contextmanager
-def run_qemu(elf: Path, *, icount: bool = True, pty: bool = False, port: Optional[int] = None,
+def run_qemu(elf: Path, *, icount: bool = True, pty: bool = False, port: int | None = None,
              start_timeout: float = 10.0) -> Iterator[QemuHandle]:
     """Start QEMU with the image; yields the serial URL. QEMU waits (TCP) until the first client connects,
     so the boot banner is not lost. The process is terminated on exit."""
@@ -642,7 +641,7 @@ def cmd_run_qemu(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("gen-app", help="compile model(s) and write the firmware's application configuration",
                               description="Compile the INT8 model (or each early-exit segment) and write "
                                           "hi_app_config.c + hi_app_decider.h for firmware/include/hi_app.h.")

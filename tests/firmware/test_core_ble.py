@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 import pytest
-
 from hi_firmware.core_host import CoreLib
+
 from hi_runtime.ble import spec
-from hi_runtime.ble.gateway import DeviceSession, GattLink, GatewayConfig, OffloadAnswer
+from hi_runtime.ble.gateway import DeviceSession, GatewayConfig, GattLink, OffloadAnswer
 
 CHAR = {spec.CONTROL_UUID: 1, spec.IMAGE_UUID: 2, spec.RESULT_UUID: 3}
 UUID = {v: k for k, v in CHAR.items()}

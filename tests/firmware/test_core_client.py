@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-
 from hi_firmware.core_host import CoreLib, Infer, make_tiny_models
 
 KEY = b"a-pre-shared-key-for-tests-32byt"

@@ -10,10 +10,10 @@ import subprocess
 
 import numpy as np
 import pytest
+from hi_firmware.core_host import CoreLib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hi_firmware.core_host import CoreLib
 from hi_runtime.decider import Decider
 
 

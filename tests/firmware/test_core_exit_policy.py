@@ -9,12 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hi_firmware.core_host import CoreLib, PyPipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hi_firmware.core_host import CoreLib, PyPipeline
 from hi_runtime.decider import Decider
-from hi_runtime.early_exit import ExitPolicy, Quant, SegmentChain, SegmentSpec, exit_threshold_int8, requantize, run_chain
+from hi_runtime.early_exit import (
+    ExitPolicy,
+    Quant,
+    SegmentChain,
+    SegmentSpec,
+    exit_threshold_int8,
+    requantize,
+    run_chain,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +78,7 @@ def test_chain_policy_matches_python(core, n_seg, classes, seed, thresholds, req
         x = rng.integers(-128, 128, n_in).astype(np.int8)
         py_inputs: list[np.ndarray] = []
 
-        def run_segment(k, inp):
+        def run_segment(k, inp, py_inputs=py_inputs):
             py_inputs.append(np.asarray(inp, dtype=np.int8).copy())
             return fns[k](np.asarray(inp, dtype=np.int8))
 

@@ -8,10 +8,10 @@ import shutil
 
 import numpy as np
 import pytest
+from hi_firmware.core_host import CoreLib, PyPipeline, SerialSession
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hi_firmware.core_host import CoreLib, PyPipeline, SerialSession
 from hi_runtime import protocol as p
 
 H, W, C, CLASSES = 4, 4, 3, 10

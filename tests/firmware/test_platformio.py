@@ -18,7 +18,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from hi_firmware import boards
 from hi_firmware.core_host import make_tiny_models
 
@@ -76,7 +75,7 @@ def test_platformio_parses_the_project_when_installed():
     if not pio:
         pytest.skip("PlatformIO not installed (pip install platformio); the ini is still parsed by configparser")
     proc = subprocess.run([pio, "project", "config", "-d", str(FW), "--json-output"], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     envs = {name for name, _ in json.loads(proc.stdout)}
     assert {"env:nano33ble", "env:esp32dev", "env:native"} <= envs
@@ -87,7 +86,7 @@ def _compile(cc: str, flags: list[str], sources: list[Path], includes: list[Path
     for src in sources:
         cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *flags, *[f"-I{i}" for i in includes], "-c",
                str(src), "-o", str(out / (src.stem + ".o"))]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
 
 
@@ -118,11 +117,11 @@ def test_board_glue_syntax_against_api_declarations(board, tmp_path):
     shutil.copyfile(FW / "include" / "hi_board_secrets.example.h", secrets)
     cmd = [gxx, "-std=gnu++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", f"-I{FW / 'test' / 'host_stubs'}",
            f"-I{FW / 'include'}", f"-I{FW / 'lib' / 'hi_core'}", f"-I{tmp_path}", str(FW / "src" / board / "main.cpp")]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     if board == "esp32":  # without the secrets header the build stops with instructions
         cmd.remove(f"-I{tmp_path}")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         assert proc.returncode != 0 and "hi_board_secrets.example.h" in proc.stderr
 
 
@@ -132,7 +131,7 @@ def test_platformio_unit_tests_pass_on_host(tmp_path):
     subprocess.run([shutil.which("gcc") or "cc", "-std=gnu99", "-Wall", "-Wextra", f"-I{FW / 'test' / 'host_stubs'}",
                     f"-I{FW / 'lib' / 'hi_core'}", str(FW / "test" / "test_core" / "test_main.c"), *map(str, core),
                     "-o", str(exe)], check=True)
-    proc = subprocess.run([str(exe)], capture_output=True, text=True)
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and "4 Tests 0 Failures" in proc.stdout, proc.stdout
 
 
@@ -156,7 +155,7 @@ def test_coralmicro_app_is_complete_and_refuses_without_sdk(tmp_path):
     if not shutil.which("cmake"):
         pytest.skip("cmake not installed")
     proc = subprocess.run(["cmake", "-S", str(FW / "coralmicro"), "-B", str(tmp_path / "b")], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     assert proc.returncode != 0 and "coralmicro SDK not found" in proc.stdout + proc.stderr
 
 
@@ -164,7 +163,7 @@ def test_secrets_are_gitignored_and_the_template_is_complete():
     root = FW.parent
     assert "firmware/include/hi_board_secrets.h" in (root / ".gitignore").read_text().split()
     tracked = subprocess.run(["git", "-C", str(root), "ls-files", "firmware/include"], capture_output=True,
-                             text=True).stdout.split()
+                             text=True, check=False).stdout.split()
     assert "firmware/include/hi_board_secrets.h" not in tracked
     template = (FW / "include" / "hi_board_secrets.example.h").read_text()
     used = set()

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hi_firmware import boards
 from hi_firmware.core_host import HostDevice, build_host_device, make_tiny_models, serve_device
+
 from hi_runtime.decider import Decider
 from hi_runtime.serial_bridge import SerialBridge, SerialDevice
 
@@ -125,7 +125,7 @@ def test_emulated_board_matches_host_engine_on_100_images(app):
     with boards.run_qemu(app["elf"]) as qemu, SerialDevice.open(qemu.url, timeout=60) as board:
         assert "qemu" in board.sync()
         got = _hi_outputs(board, images)
-        laps, board_results = board.infer(1, 0)
+        _, board_results = board.infer(1, 0)
     with serve_device(HostDevice(app["host_lib"]), "tcp") as url, SerialDevice.open(url, timeout=60) as host:
         host.sync()
         want = _hi_outputs(host, images)
@@ -146,9 +146,9 @@ def test_emulated_board_matches_host_engine_on_100_images(app):
 
 def _python_chain(chain_path: Path, images: np.ndarray) -> list[tuple[int, int, bool]]:
     """(exit, class, offload) per image from hi_runtime.early_exit.run_chain with tflite-micro segments."""
+    from hi_firmware.compiler.graph import read_tflite_bytes
     from tflite_micro import runtime
 
-    from hi_firmware.compiler.graph import read_tflite_bytes
     from hi_runtime.early_exit import SegmentChain, run_chain
 
     chain = SegmentChain.load(chain_path)

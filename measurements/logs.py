@@ -27,21 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("local", "remote", "hi", "ee-hi")
-TIMING_FIELDS = ("t_preprocess_ms", "t_local_ms", "t_decide_ms", "t_offload_ms", "t_total_ms")
-SAMPLE_FIELDS = (
-    "sample_id",
-    "strategy",
-    "local_class",
-    "local_confidence",
-    "exit_index",
-    "decider_score",
-    "offloaded",
-    "server_class",
-    "final_class",
-    "degraded",
-    "label",
-) + TIMING_FIELDS
+# The schema has one home: the writer in hi_runtime.records (the device runtime); this reader follows it.
+from hi_runtime.records import SAMPLE_FIELDS, STRATEGIES
+
+TIMING_FIELDS = tuple(name for name in SAMPLE_FIELDS if name.startswith("t_") and name.endswith("_ms"))
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}

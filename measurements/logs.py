@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 # The schema has one home: the writer in hi_runtime.records (the device runtime); this reader follows it.
-from hi_runtime.records import SAMPLE_FIELDS, STRATEGIES
+from hi_runtime.records import SAMPLE_FIELDS
 
 TIMING_FIELDS = tuple(name for name in SAMPLE_FIELDS if name.startswith("t_") and name.endswith("_ms"))
 

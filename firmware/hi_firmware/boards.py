@@ -629,12 +629,20 @@ def cmd_run_qemu(args: argparse.Namespace) -> int:
         with run_qemu(elf, icount=not args.no_icount, pty=args.pty, port=args.port) as handle:
             print(f"QEMU {QEMU_MACHINE} running {elf}")
             print(f"board UART: {handle.url}")
-            print(f"drive it:   hi-agent serial --port {handle.url} --samples ... (Ctrl-C stops QEMU)")
+            print(f"drive it:   hi-agent serial --port {handle.url} --input ... (Ctrl-C stops QEMU)")
             sys.stdout.flush()
+            import signal
+
+            def _stop(signum, frame):  # SIGTERM too: never leave QEMU running
+                raise KeyboardInterrupt
+
+            previous = signal.signal(signal.SIGTERM, _stop)
             try:
                 handle.process.wait()
             except KeyboardInterrupt:
                 pass
+            finally:
+                signal.signal(signal.SIGTERM, previous)
     except BoardError as exc:
         print(f"hi-firmware run-qemu: error: {exc}", file=sys.stderr)
         return 1

@@ -115,6 +115,10 @@ def run_demo(models_dir: Path, out_dir: Path, *, samples: Path | None = None, li
     chain = None
     if include_ee and (models_dir / EE_CHAIN).exists():
         chain = ChainRunner(models_dir / EE_CHAIN, backend, **bk)
+        policy = chain.chain.policy
+        if all(t == float("inf") for t in policy.thresholds) and policy.decider is None:
+            notes.append(f"{EE_CHAIN} has no exit thresholds and no final decider yet (threshold search pending: "
+                         "hi-train thresholds), so EE-HI ran the whole EE model on the device and offloaded nothing.")
     elif include_ee:
         notes.append(f"EE-HI skipped: {models_dir / EE_CHAIN} does not exist ({EE_HOW}).")
     strategies = ["local", "hi", "remote"] + (["ee-hi"] if chain is not None else [])

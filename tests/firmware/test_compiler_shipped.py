@@ -98,7 +98,10 @@ def test_shipped_model_is_bit_exact(model_path: Path, request: pytest.FixtureReq
             assert np.array_equal(a, litert_prefix.run(*xs)[0].reshape(a.shape)), f"{model_path.name} sample {i} (prefix)"
         else:
             assert max_litert_diff == 0
-    assert max_litert_diff <= 1
+    # LiteRT's reference FULLY_CONNECTED and int8 SOFTMAX round differently from TFLite Micro (which the
+    # firmware matches byte for byte above): on the shipped ResNet-8 the logits differ by one step on about
+    # a fifth of the images and the softmax output by up to ~10 steps where it is steep.
+    assert max_litert_diff <= 16
 
 
 @pytest.mark.parametrize("model_path", SHIPPED, ids=[str(p.relative_to(REPO)) for p in SHIPPED])

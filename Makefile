@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: setup
+# The demo needs only what a device and the edge server install (no TensorFlow).
+demo:
+	$(MAKE) setup EXTRAS=device,server
 	$(BIN)/hi-agent demo
 
 # Debian packages the firmware tests need (ARM cross compiler, newlib, QEMU, clang for fuzzing).

@@ -267,3 +267,28 @@ def test_three_segment_chain_equals_single_model(tmp_path):
         for k in range(3):
             x, scores = runner(k, x)
             np.testing.assert_array_equal(scores[0], raw[k][i])
+
+
+def test_shipped_ee_resnet8_chain(repo_root):
+    """models/cifar10/ee_resnet8.json: segments load, use only firmware operators, and reproduce the
+    single-model form (exits, classes, offloads) on random images."""
+    path = repo_root / "models" / "cifar10" / "ee_resnet8.json"
+    if not path.exists():
+        pytest.skip("shipped early-exit chain not generated yet (hi-train early-exit)")
+    pytest.importorskip("ai_edge_litert")
+    from training.early_exit import FIRMWARE_OPS, SegmentRunner, exit_probabilities, tflite_ops_and_macs
+
+    chain = SegmentChain.load(path)
+    assert chain.check_feature_quantization() == []
+    assert chain.policy.decider is not None and chain.policy.decider.int8 is not None
+    for s in chain.segments:
+        ops, macs = tflite_ops_and_macs(s.file.read_bytes())
+        assert set(ops) <= FIRMWARE_OPS and macs == s.macs
+    imgs = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    single = chain.path.parent / chain.single_model["file"]
+    raw, _ = exit_probabilities(single, imgs, [s.scores for s in chain.segments], reference=True)
+    vec = chain.policy.decide(raw, chain.scores_quants())
+    runner = SegmentRunner(chain, reference=True)
+    for i in range(len(imgs)):
+        r = run_chain(chain, runner, (imgs[i:i + 1].astype(np.int32) - 128).astype(np.int8))
+        assert (r.exit_index, r.predicted_class, r.offload) == (vec.exit_index[i], vec.predicted[i], vec.offload[i])

@@ -118,7 +118,7 @@ def test_pareto_csv_and_plot(tmp_path):
         rows = list(csv.DictReader(fh))
     assert {r["policy"] for r in rows} == {"ee", "ee-hi"}
     assert "t1" in rows[0] and "cost_ms" in rows[0]
-    png = plot_pareto(grids, tmp_path / "p.png", chosen={"x": {"cost_ms": 2.0, "accuracy": 0.9}})
+    png = plot_pareto(grids, tmp_path / "p.png", chosen=[("ee", {"cost_ms": 2.0, "accuracy": 0.9})])
     assert png.stat().st_size > 1000
 
 

@@ -305,28 +305,33 @@ def write_pareto_csv(results: Sequence[GridResult], path: str | Path) -> Path:
     return path
 
 
-def plot_pareto(results: Sequence[GridResult], path: str | Path, *, chosen: dict[str, dict] | None = None,
-                title: str = "") -> Path:
-    """Accuracy vs expected cost: each policy's Pareto front (matplotlib Agg) and the chosen points."""
+def plot_pareto(results: Sequence[GridResult], path: str | Path, *,
+                chosen: Sequence[tuple[str, dict]] | None = None, title: str = "") -> Path:
+    """Accuracy vs expected cost: each policy's Pareto front (matplotlib Agg) and, as markers in the
+    front's color, the points chosen for the QoS targets (``(policy, {"cost_ms", "accuracy"})``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
+    colors = {}
+    styles = {"ee": ":", "ee-hi": "-", "hi": "--"}
     for r in results:
         idx = r.pareto()
-        ax.step(r.cost_ms.ravel()[idx], 100 * r.accuracy.ravel()[idx], where="post", label=r.policy.upper())
-    for name, pt in (chosen or {}).items():
-        ax.plot(pt["cost_ms"], 100 * pt["accuracy"], "o", ms=6)
-        ax.annotate(name, (pt["cost_ms"], 100 * pt["accuracy"]), textcoords="offset points", xytext=(5, -10),
-                    fontsize=7)
+        (line,) = ax.step(r.cost_ms.ravel()[idx], 100 * r.accuracy.ravel()[idx], where="post",
+                          ls=styles.get(r.policy, "-"), lw=1.4, label=r.policy.upper())
+        colors[r.policy] = line.get_color()
+    marks = {"ee": "s", "ee-hi": "o", "hi": "^"}
+    for pol, pt in chosen or []:
+        ax.plot(pt["cost_ms"], 100 * pt["accuracy"], marks.get(pol, "o"), ms=5, color=colors.get(pol, "k"),
+                mfc="none")
     ax.set_xlabel("expected latency per sample (ms)")
     ax.set_ylabel("system accuracy (%)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", title="front (markers: chosen per QoS)", title_fontsize=7, fontsize=8)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -135,11 +135,10 @@ def cmd_thresholds(args) -> int:
         print(f"grids evaluated in {time.time() - t0:.1f} s (cost model: {cost.source})", flush=True)
 
         rows = []
-        chosen_for_plot = {}
+        chosen_for_plot: list[tuple[str, dict]] = []
         policy_points = {}
         for entry in qos_entries:
             target = _qos_target(entry, base)
-            label = f"{entry} ({100 * target:.2f}%)"
             for pol, g in grids.items():
                 idx = g.best(target)
                 row = {"qos": entry, "qos_accuracy_val": target, "policy": pol}
@@ -162,7 +161,7 @@ def cmd_thresholds(args) -> int:
                 row["test"] = ev.as_dict()
                 rows.append(row)
                 policy_points[(entry, pol)] = (exits, dthr)
-                chosen_for_plot[f"{pol} {label}"] = {"cost_ms": row["val"]["cost_ms"], "accuracy": row["val"]["accuracy"]}
+                chosen_for_plot.append((pol, {"cost_ms": row["val"]["cost_ms"], "accuracy": row["val"]["accuracy"]}))
         if base is not None:
             t = base["own_test"]
             rows.append({"qos": "-", "policy": "hi (decider's own threshold)", "decider_threshold": base["decider"].threshold,
@@ -176,7 +175,7 @@ def cmd_thresholds(args) -> int:
     out = Path(args.out)
     csv_path = write_pareto_csv(list(grids.values()), out.with_suffix(".csv"))
     png_path = plot_pareto(list(grids.values()), out.with_suffix(".png"), chosen=chosen_for_plot,
-                           title=f"{chain.path.stem}: validation Pareto fronts ({cost.source})")
+                           title=f"{chain.path.stem}: Pareto fronts on the validation split\n{cost.source}")
     comparisons = _savings(rows, cost.exit_ms[0], base["cost"].exit_ms[0] if base else None)
     summary = {
         "format": "hi-thresholds/1",
@@ -283,10 +282,15 @@ def _write_policy(chain, dec_path: Path, decider, exits, dthr, summary: dict, ar
     from training.cards import write_card
 
     new_dec = decider.with_threshold(dthr)
-    new_dec.meta.setdefault("operating_point", {})
+    previous = dict(decider.meta.get("operating_point") or {})
     new_dec.meta["operating_point"] = {"goal": f"EE-HI threshold search, QoS {args.write_policy}",
                                        "threshold": dthr, "chosen_on": "validation split",
-                                       "by": "hi-train thresholds"}
+                                       "by": "hi-train thresholds", "summary": str(Path(args.out).with_suffix(".json")),
+                                       "fitted_at": previous}
+    if "metrics" in new_dec.meta:
+        new_dec.meta["metrics_note"] = (f"'metrics' were measured at the fitted threshold {decider.threshold}, before "
+                                        "the threshold search; the EE-HI system metrics at this threshold are in "
+                                        "the summary")
     new_dec.save(dec_path)
     h = dec_path.with_suffix(".h")
     if h.exists() and new_dec.int8 is not None:
@@ -301,10 +305,19 @@ def _write_policy(chain, dec_path: Path, decider, exits, dthr, summary: dict, ar
         chain.decider_file = str(dec_path.resolve())
     chain.meta["thresholds_search"] = {"qos": args.write_policy, "summary": str(Path(args.out).with_suffix(".json"))}
     chain.save()
+    row = next(r for r in summary["rows"] if r["qos"] == args.write_policy and r["policy"] == "ee-hi")
+    dcard = dec_path.with_name(dec_path.stem + ".card.json")
+    if dcard.exists():
+        card = json.loads(dcard.read_text())
+        card["threshold_search"] = {
+            "threshold": dthr, "qos": args.write_policy, "exit_thresholds": row["exit_thresholds"],
+            "ee_hi_test": row["test"], "summary": str(Path(args.out).with_suffix(".json")),
+            "note": f"the decider's 'test' metrics are at the fitted threshold {decider.threshold}; as the final "
+                    f"exit's decider of {chain.path.name} it runs at {dthr}"}
+        write_card(dcard, card)
     card_path = chain.path.with_name(chain.path.stem + ".card.json")
     if card_path.exists():
         card = json.loads(card_path.read_text())
-        row = next(r for r in summary["rows"] if r["qos"] == args.write_policy and r["policy"] == "ee-hi")
         card["thresholds"] = {"qos": args.write_policy, "exit_thresholds": row["exit_thresholds"],
                               "decider_threshold": dthr, "test": row["test"],
                               "test_expected_macs": row.get("test_expected_macs"),

@@ -36,7 +36,7 @@ def test_fuzz_harness_bounded_run(harness, tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     proc = subprocess.run([str(build / harness), f"-max_total_time={SECONDS}", "-timeout=10", "-rss_limit_mb=1024",
-                           "-print_final_stats=1", str(corpus), str(FUZZ_DIR / "corpus" / harness)],
+                           "-print_final_stats=1", f"-artifact_prefix={tmp_path}/", str(corpus), str(FUZZ_DIR / "corpus" / harness)],
                           capture_output=True, text=True, timeout=SECONDS + 120, check=False)
     log = proc.stderr[-3000:]
     assert proc.returncode == 0, log

@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,8 @@ def test_platformio_ini_defines_the_boards_and_engines(ini):
 
 
 def test_platformio_parses_the_project_when_installed():
-    pio = shutil.which("pio") or shutil.which("platformio")
+    beside_python = Path(sys.executable).parent / "pio"  # the venv's pio, even when its bin/ is not on PATH
+    pio = str(beside_python) if beside_python.exists() else (shutil.which("pio") or shutil.which("platformio"))
     if not pio:
         pytest.skip("PlatformIO not installed (pip install platformio); the ini is still parsed by configparser")
     proc = subprocess.run([pio, "project", "config", "-d", str(FW), "--json-output"], capture_output=True,

@@ -35,7 +35,7 @@ def test_fuzz_harness_bounded_run(harness, tmp_path):
                    capture_output=True, timeout=300)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    proc = subprocess.run([str(build / harness), f"-max_total_time={SECONDS}", "-timeout=10", "-rss_limit_mb=1024",
+    proc = subprocess.run([str(build / harness), f"-max_total_time={SECONDS}", "-timeout=10", "-rss_limit_mb=2560", "-malloc_limit_mb=1024",
                            "-print_final_stats=1", f"-artifact_prefix={tmp_path}/", str(corpus), str(FUZZ_DIR / "corpus" / harness)],
                           capture_output=True, text=True, timeout=SECONDS + 120, check=False)
     log = proc.stderr[-3000:]

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hi_runtime.cli_registry import register_subcommands
 from hi_runtime.records import LOG_FORMATS, STRATEGIES
 
 #: Modules of other parts that add subcommands when present (each exposes register_cli(subparsers)).
@@ -283,14 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_run(sub)
     register_demo(sub)
     register_gateway(sub)
-    for name in OPTIONAL_SUBCOMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register_cli(sub)
+    register_subcommands(sub, OPTIONAL_SUBCOMMANDS, "hi-agent")
     return parser
 
 

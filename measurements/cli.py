@@ -9,9 +9,10 @@ exists but fails to import is an error, not silently skipped.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+
+from hi_runtime.cli_registry import load_subcommand_modules as _load
 
 SUBCOMMAND_MODULES: tuple = (
     "measurements.commands.metrics",
@@ -29,18 +30,7 @@ SUBCOMMAND_MODULES: tuple = (
 
 def load_subcommand_modules(names: Sequence[str] = SUBCOMMAND_MODULES) -> list:
     """Import the registry's modules; missing ones are skipped, broken ones raise."""
-    modules = []
-    for name in names:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and (exc.name == name or name.startswith(exc.name + ".")):
-                continue
-            raise
-        if not hasattr(module, "register_cli"):
-            raise RuntimeError(f"{name} is in the hi-bench registry but has no register_cli(subparsers)")
-        modules.append(module)
-    return modules
+    return _load(names, "hi-bench")
 
 
 def build_parser(names: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.ArgumentParser:

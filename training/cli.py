@@ -6,14 +6,15 @@ Subcommands live in small modules that expose ``register_cli(subparsers)``; they
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+
+from hi_runtime.cli_registry import register_subcommands
 
 # Modules that add subcommands (each exposes register_cli(subparsers)); missing ones are skipped.
 SUBCOMMAND_MODULES = (
@@ -157,8 +158,16 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
     import numpy as np
 
     from training.cards import JPEG_NOTE, git_commit, update_models_readme, write_card
-    from training.export import (OnnxModel, TFLiteModel, accuracy, export_float_tflite, export_int8_tflite,
-                                 export_onnx, representative_subset, tflm_arena_bytes)
+    from training.export import (
+        OnnxModel,
+        TFLiteModel,
+        accuracy,
+        export_float_tflite,
+        export_int8_tflite,
+        export_onnx,
+        representative_subset,
+        tflm_arena_bytes,
+    )
     from training.models import count_params_and_macs
 
     stats = count_params_and_macs(model)
@@ -294,14 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--models", default="models")
     c.set_defaults(func=cmd_cards)
 
-    for modname in SUBCOMMAND_MODULES:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name == modname:
-                continue
-            raise
-        mod.register_cli(sub)
+    register_subcommands(sub, SUBCOMMAND_MODULES, "hi-train")
     return parser
 
 

@@ -7,9 +7,10 @@ part never breaks the others.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+
+from hi_runtime.cli_registry import register_subcommands
 
 # Modules providing subcommands, in --help order. Each must define register_cli(subparsers), and every
 # subparser it adds must set a `func(args) -> int` default.
@@ -25,14 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Firmware tooling for the HI runtime: compile INT8 TFLite models to C, build and run boards.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that part of the tooling is not installed/written yet
-            raise
-        module.register_cli(sub)
+    register_subcommands(sub, SUBCOMMAND_MODULES, "hi-firmware")
     return parser
 
 

@@ -108,7 +108,7 @@ def build_offloader(args, budget_ms: float):
 # ---------------------------------------------------------------------------------------------------
 
 def register_run(sub) -> None:
-    from hi_runtime.inputs import INPUT_FORMS
+    from hi_runtime.inputs import DATASET_ORDERS, INPUT_FORMS
 
     p = sub.add_parser("run", help="answer samples with a strategy and log every sample",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -122,6 +122,9 @@ def register_run(sub) -> None:
     p.add_argument("--input", required=True, help="where samples come from (forms above)")
     p.add_argument("--limit", type=int, default=None, help="answer at most this many samples")
     p.add_argument("--offset", type=int, default=0, help="skip this many samples first")
+    p.add_argument("--order", choices=DATASET_ORDERS, default="shuffled",
+                   help="dataset splits: shuffled (fixed seed 0, so --limit takes a fair sample; "
+                        "the default) or stored (class by class)")
     p.add_argument("--model", default=_default("resnet8_int8.tflite"),
                    help="local model (.tflite or .onnx); default: the shipped resnet8_int8.tflite")
     p.add_argument("--decider", default=_default("decider_resnet8.json"),
@@ -193,7 +196,8 @@ def cmd_run(args) -> int:
             say("strategy hi needs --decider (the JSON written by `hi-train decider`)")
             return EXIT_USAGE
         size = (classifier.image_shape[:2] if classifier else chain.image_shape[:2] if chain else (32, 32))
-        source = open_input(args.input, size=tuple(size), limit=args.limit, offset=args.offset)
+        source = open_input(args.input, size=tuple(size), limit=args.limit, offset=args.offset,
+                            order=args.order)
         offloader = build_offloader(args, budget) if strategy in NEEDS_SERVER else None
         agent = Agent(AgentConfig(strategy=strategy, latency_budget_ms=budget, max_inflight=args.max_inflight,
                                   progress=not args.no_progress),

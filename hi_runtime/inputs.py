@@ -16,12 +16,14 @@ import numpy as np
 
 INPUT_FORMS = (
     ("cifar10:PATH[:SPLIT]   a dataset the training loaders read (also mnist:, folder:, imagenet:; split "
-     "test by default)"),
+     "test by default; shuffled with seed 0 unless --order stored)"),
     "images:DIR             every image under DIR (recursively); labels from class-named folders",
     "npz:FILE               arrays 'images' (uint8 NHWC) and optional 'labels'/'class_names'",
     "camera[:INDEX]         frames from an OpenCV camera (pip install 'hi-runtime[camera]')",
 )
 DATASET_NAMES = ("cifar10", "mnist", "folder", "imagenet")
+DATASET_ORDERS = ("shuffled", "stored")
+DATASET_SHUFFLE_SEED = 0
 DEFAULT_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -97,8 +99,16 @@ def load_npz(path: str | Path) -> ArraySource:
     return ArraySource(images, labels, name=path.name, class_names=names, ids=ids)
 
 
-def load_dataset_source(name: str, path: str | Path, split: str = "test") -> ArraySource:
-    """A split of a dataset through the training loaders (imported here: they need numpy and Pillow)."""
+def load_dataset_source(name: str, path: str | Path, split: str = "test", order: str = "shuffled") -> ArraySource:
+    """A split of a dataset through the training loaders (imported here: they need numpy and Pillow).
+
+    Image-folder datasets are stored class by class, so the first N samples of the stored order are all
+    airplanes and cars: ``--limit 1000`` would measure two easy classes. ``order="shuffled"`` (the
+    default) walks the split in a fixed permutation (seed ``DATASET_SHUFFLE_SEED``), so any prefix is a
+    fair sample and two runs see the same samples; sample ids stay the stored indices, so logs of either
+    order join on ``sample_id``."""
+    if order not in DATASET_ORDERS:
+        raise InputError(f"unknown dataset order {order!r}; use one of {', '.join(DATASET_ORDERS)}")
     try:
         from training.data import DatasetError, load_dataset
     except ImportError as exc:
@@ -108,7 +118,11 @@ def load_dataset_source(name: str, path: str | Path, split: str = "test") -> Arr
         ds = load_dataset(name, path, split, progress=False)
     except (DatasetError, FileNotFoundError) as exc:
         raise InputError(str(exc)) from exc
-    return ArraySource(ds.images, ds.labels, name=f"{name}:{split}", class_names=ds.class_names)
+    ids = np.arange(len(ds.images))
+    if order == "shuffled":
+        ids = np.random.default_rng(DATASET_SHUFFLE_SEED).permutation(len(ds.images))
+    return ArraySource(ds.images[ids], ds.labels[ids], name=f"{name}:{split}", class_names=ds.class_names,
+                       ids=ids.tolist())
 
 
 class ImageFolderSource(InputSource):
@@ -201,16 +215,17 @@ class CameraSource(InputSource):
 
 
 def open_input(spec: str, *, size: tuple[int, int] = (32, 32), limit: int | None = None,
-               offset: int = 0) -> InputSource:
+               offset: int = 0, order: str = "shuffled") -> InputSource:
     """Open one ``--input`` spec (forms in ``INPUT_FORMS``). A bare path is a ``.npz`` file or an image
-    folder. ``limit``/``offset`` select a slice of finite array sources (camera: ``limit`` frames)."""
+    folder. ``limit``/``offset`` select a slice of finite array sources (camera: ``limit`` frames), taken
+    after ``order`` is applied to dataset splits (see :func:`load_dataset_source`)."""
     kind, _, rest = spec.partition(":")
     if kind in DATASET_NAMES and rest:
         path, split = rest, "test"
         head, _, tail = rest.rpartition(":")
         if head and tail in ("train", "val", "test", "trainval"):
             path, split = head, tail
-        return load_dataset_source(kind, path, split).limit(limit, offset)
+        return load_dataset_source(kind, path, split, order).limit(limit, offset)
     if kind == "npz" and rest:
         return load_npz(rest).limit(limit, offset)
     if kind == "images" and rest:

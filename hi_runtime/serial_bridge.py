@@ -435,7 +435,7 @@ class SerialBridge:
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from hi_runtime.cli import add_server_args
-    from hi_runtime.inputs import INPUT_FORMS
+    from hi_runtime.inputs import DATASET_ORDERS, INPUT_FORMS
 
     sp = subparsers.add_parser(
         "serial", help="drive a microcontroller running the HI firmware over its serial port",
@@ -451,6 +451,9 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     sp.add_argument("--input", required=True, help="samples to send (forms above)")
     sp.add_argument("--limit", type=int, default=None, help="at most this many samples")
     sp.add_argument("--offset", type=int, default=0, help="skip this many samples first")
+    sp.add_argument("--order", choices=DATASET_ORDERS, default="shuffled",
+                    help="dataset splits: shuffled (fixed seed 0, so --limit takes a fair sample; "
+                         "the default) or stored (class by class)")
     sp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                     help=f"seconds to wait for any device reply (default {DEFAULT_TIMEOUT_S:g})")
     sp.add_argument("--decider", help="decider JSON, only to log decider_score (the device decides by itself)")
@@ -492,7 +495,8 @@ def cmd_serial(args: argparse.Namespace) -> int:
             offloader.config.model_id = cfg.model_id
         if offloader is None:
             say("no --server: every offload request is answered 'degraded' (the device keeps its local answer)")
-        source = open_input(args.input, size=cfg.input_shape[:2], limit=args.limit, offset=args.offset)
+        source = open_input(args.input, size=cfg.input_shape[:2], limit=args.limit, offset=args.offset,
+                            order=args.order)
         bridge = SerialBridge(device, offloader, decider=decider)
         header = default_header(model=cfg.model, strategy=bridge.strategy, server=",".join(args.server) or None,
                                 device=args.device or name, input=source.name, port=args.port,

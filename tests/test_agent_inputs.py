@@ -63,6 +63,21 @@ def test_dataset_source_reads_cifar10_test(cifar10_jpeg_dir):
     assert src.name == "cifar10:test" and src.class_names[0] == "airplane"
 
 
+def test_dataset_prefix_is_a_fair_sample_and_ids_are_stored_indices(cifar10_jpeg_dir):
+    """The stored split is class by class; the default order must not make --limit measure two classes."""
+    stored = open_input(f"cifar10:{cifar10_jpeg_dir}:test", order="stored")
+    shuffled = open_input(f"cifar10:{cifar10_jpeg_dir}:test", limit=200)
+    first = list(open_input(f"cifar10:{cifar10_jpeg_dir}:test", limit=200, order="stored"))
+    assert len({s.label for s in first}) <= 2  # why the default is shuffled
+    got = list(shuffled)
+    assert len({s.label for s in got}) == 10
+    assert [s.sample_id for s in got] == [s.sample_id for s in open_input(f"cifar10:{cifar10_jpeg_dir}", limit=200)]
+    for s in got[:20]:  # an id names the stored sample, so logs of either order join on it
+        assert np.array_equal(s.image, stored.images[s.sample_id]) and s.label == stored.labels[s.sample_id]
+    with pytest.raises(InputError, match="unknown dataset order"):
+        open_input(f"cifar10:{cifar10_jpeg_dir}", order="random")
+
+
 def test_missing_dataset_and_unknown_spec_are_clear(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         open_input(f"cifar10:{tmp_path / 'nope'}")

@@ -107,6 +107,24 @@ def build_offloader(args, budget_ms: float):
 # run
 # ---------------------------------------------------------------------------------------------------
 
+def parse_exit_thresholds(text: str) -> list[float | None]:
+    """``0.9`` or ``0.8,never``: exit thresholds in [0, 1] for ``--exit-thresholds`` (None = never exit)."""
+    out: list[float | None] = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if part in ("never", "none", "inf"):
+            out.append(None)
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"exit threshold {part!r} is not a number or 'never'") from None
+        if not 0.0 <= value <= 1.0:
+            raise argparse.ArgumentTypeError(f"exit threshold {value:g} is outside [0, 1] (a max-softmax bound)")
+        out.append(value)
+    return out
+
+
 def register_run(sub) -> None:
     from hi_runtime.inputs import DATASET_ORDERS, INPUT_FORMS
 
@@ -129,9 +147,13 @@ def register_run(sub) -> None:
                    help="local model (.tflite or .onnx); default: the shipped resnet8_int8.tflite")
     p.add_argument("--decider", default=_default("decider_resnet8.json"),
                    help="decider JSON (hi-train decider); default: the shipped decider_resnet8.json")
-    p.add_argument("--threshold", type=float, default=None, help="override the decider's threshold")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="override the decider's threshold (ee-hi: the chain's final-exit decider)")
     p.add_argument("--ee-chain", default=_default("ee_resnet8.json"),
                    help="early-exit chain JSON for ee-hi; default: the shipped ee_resnet8.json")
+    p.add_argument("--exit-thresholds", type=parse_exit_thresholds, default=None, metavar="T[,T...]",
+                   help="ee-hi: override the chain's exit thresholds, one per non-final exit ('never' = no "
+                        "exit there), e.g. 0.9; one run per value gives the EE-HI sweep of hi-bench compare")
     p.add_argument("--log", help="per-sample log (.jsonl or .csv)")
     p.add_argument("--log-format", choices=LOG_FORMATS, help="force the log format (default: by extension)")
     p.add_argument("--summary-json", help="also write the summary as JSON here")
@@ -185,6 +207,7 @@ def cmd_run(args) -> int:
                 say("strategy ee-hi needs --ee-chain (made by `hi-train early-exit`)")
                 return EXIT_USAGE
             chain = ChainRunner(args.ee_chain, args.backend, **bk)
+            chain.override_policy(exit_thresholds=args.exit_thresholds, decider_threshold=args.threshold)
         threshold = args.threshold if args.threshold is not None else (qos.decider_threshold if qos else None)
         if strategy in ("hi", "local") and args.decider:
             from hi_runtime.decider import Decider
@@ -212,7 +235,8 @@ def cmd_run(args) -> int:
         input=source.name,
         backend=classifier.backend.describe() if classifier else (chain.backends[0].describe() if chain else None),
         decider=args.decider if decider is not None else None,
-        decider_threshold=decider.threshold if decider is not None else None,
+        **(chain.header_fields() if chain is not None else
+           {"decider_threshold": decider.threshold if decider is not None else None}),
         latency_budget_ms=budget, max_inflight=args.max_inflight, server_model_id=args.model_id or None)
     writer = RecordWriter(args.log, header, args.log_format) if args.log else None
     try:

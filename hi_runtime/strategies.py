@@ -125,6 +125,36 @@ class ChainRunner:
     def image_shape(self) -> tuple[int, ...]:
         return tuple(self.input_spec.shape[1:])
 
+    def override_policy(self, *, exit_thresholds: Sequence[float | None] | None = None,
+                        decider_threshold: float | None = None) -> None:
+        """Replace the chain JSON's exit thresholds (None = never exit) and/or its final decider's
+        threshold for this run, e.g. one run per point of an EE-HI sweep."""
+        from hi_runtime.early_exit import NEVER, EarlyExitError, ExitPolicy
+
+        policy = self.chain.policy
+        thresholds = policy.thresholds
+        if exit_thresholds is not None:
+            if len(exit_thresholds) != len(thresholds):
+                raise EarlyExitError(f"chain {self.path} has {len(thresholds)} early exit(s); got "
+                                     f"{len(exit_thresholds)} exit threshold(s)")
+            thresholds = [NEVER if t is None else float(t) for t in exit_thresholds]
+        decider = policy.decider
+        if decider_threshold is not None:
+            if decider is None:
+                raise EarlyExitError(f"chain {self.path} has no final decider whose threshold could be set")
+            decider = decider.with_threshold(decider_threshold)
+        self.chain.policy = ExitPolicy(thresholds, decider)
+
+    def header_fields(self) -> dict:
+        """What a run log's header records of the policy (``ee_threshold`` is the first exit's; the
+        planner's EE-HI sweep keys on it)."""
+        from hi_runtime.early_exit import NEVER
+
+        ts = [None if t == NEVER else t for t in self.chain.policy.thresholds]
+        decider = self.chain.policy.decider
+        return {"ee_thresholds": ts, "ee_threshold": ts[0] if ts else None,
+                "decider_threshold": decider.threshold if decider is not None else None}
+
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         return self.input_spec.quantize(image[None] if image.ndim == 3 else image)
 

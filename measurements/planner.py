@@ -140,6 +140,24 @@ class ModelStats:
     source: str = ""
 
 
+def model_key(logged: str | None) -> str | None:
+    """The profile's name for the model a log names: hi-agent logs the file (``resnet8_int8.tflite``,
+    ``models/cifar10/server.onnx``) while profiles key models by name (``resnet8``), so drop the folder,
+    the extension and a trailing ``_int8``/``_float`` precision tag."""
+    if not logged:
+        return logged
+    name = logged.replace("\\", "/").rsplit("/", 1)[-1]
+    for ext in (".tflite", ".onnx", ".keras", ".json", ".h5"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+            break
+    for tag in ("_int8", "_float", "_fp32", "_f32"):
+        if name.endswith(tag):
+            name = name[: -len(tag)]
+            break
+    return name
+
+
 @dataclass
 class RunStats:
     """Measured statistics per model name (``resnet8``...), independent of the device they came from:
@@ -157,7 +175,7 @@ class RunStats:
         with local answers gives the local model's accuracy."""
         stats = cls()
         for log, metrics in runs:
-            model = model_override or log.model
+            model = model_override or model_key(log.model)
             if not model:
                 raise ValueError(
                     f"run log {log.path or ''} names no model (header 'model'); pass the model name explicitly"

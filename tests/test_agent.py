@@ -364,6 +364,39 @@ def test_cli_threshold_override_changes_the_offload_ratio(tiny_kit, server, tmp_
     assert ratios[0] < ratios[1] and ratios[1] > 0.9
 
 
+def test_cli_ee_hi_sweep_logs_feed_the_planner(tiny_kit, server, tmp_path, capsys):
+    """--exit-thresholds overrides the chain's policy; each log's header carries ee_threshold, so the
+    runs form the EE-HI sweep that hi-bench compare reads (Table 6 form)."""
+    from hi_runtime.cli import main
+    from measurements.logs import read_run_log
+    from measurements.metrics import compute_metrics
+    from measurements.planner import RunStats
+
+    runs = []
+    for t in ("0.0", "never"):
+        log = tmp_path / f"ee_{t}.jsonl"
+        rc = main(["run", "--strategy", "ee-hi", "--ee-chain", str(tiny_kit / "ee.json"), "--exit-thresholds", t,
+                   "--threshold", "0.0", "--server", f"127.0.0.1:{server.port}", "--latency-budget-ms", "3000",
+                   "--input", str(tiny_kit / "samples.npz"), "--limit", "30", "--log", str(log), "--no-progress"])
+        assert rc == 0, capsys.readouterr().err
+        run = read_run_log(log)
+        runs.append((run, compute_metrics(run)))
+    (low, _), (never, _) = runs
+    assert low.header["ee_threshold"] == 0.0 and never.header["ee_thresholds"] == [None]
+    assert low.header["decider_threshold"] == 0.0
+    assert all(r.exit_index == 0 for r in low.records)  # every sample clears a 0 threshold at exit 1
+    assert all(r.exit_index == 1 and not r.offloaded for r in never.records)  # decider accepts at t=0
+    stats = RunStats.from_runs(runs[:1])
+    (point,) = stats.models["ee"].ee  # "ee.json" -> model "ee"
+    assert point.threshold == 0.0 and point.exit_fractions
+    with pytest.raises(SystemExit):
+        main(["run", "--strategy", "ee-hi", "--exit-thresholds", "1.5", "--input", "x"])
+    assert "outside [0, 1]" in capsys.readouterr().err
+    rc = main(["run", "--strategy", "ee-hi", "--ee-chain", str(tiny_kit / "ee.json"), "--exit-thresholds", "0.5,0.5",
+               "--server", f"127.0.0.1:{server.port}", "--input", str(tiny_kit / "samples.npz")])
+    assert rc == 2 and "1 early exit(s)" in capsys.readouterr().err
+
+
 def test_cli_errors_say_what_is_missing(tiny_kit, tmp_path, capsys):
     from hi_runtime.cli import main
 

@@ -17,6 +17,7 @@ from measurements.planner import (
     candidates_for,
     ee_threshold_table,
     format_plan,
+    model_key,
     parse_qos,
     plan,
 )
@@ -179,3 +180,12 @@ def test_parse_qos_round_trips_numbers(acc, lat, en):
     q = parse_qos(f"accuracy={acc!r},latency={lat!r},energy={en!r}")
     assert q.min_accuracy == pytest.approx(acc) and q.max_latency == pytest.approx(lat)
     assert q.max_energy == pytest.approx(en)
+
+
+@pytest.mark.parametrize("logged, key", [
+    ("resnet8_int8.tflite", "resnet8"), ("models/cifar10/resnet8_float.tflite", "resnet8"),
+    ("ee_resnet8.json", "ee_resnet8"), ("server.onnx", "server"), ("resnet8", "resnet8"), (None, None),
+])
+def test_model_key_maps_logged_files_to_profile_names(logged, key):
+    """hi-agent logs the model file; profiles and run statistics key models by name."""
+    assert model_key(logged) == key

@@ -229,7 +229,10 @@ def cmd_run(args) -> int:
         say(str(exc))
         return EXIT_USAGE
 
-    model_name = Path(args.ee_chain).name if strategy == "ee-hi" else (Path(args.model).name if args.model else None)
+    if strategy == "ee-hi":  # the chain's model name (as hi-bench profile --ee-chain keys it), else its file
+        model_name = str(chain.chain.meta.get("model") or Path(args.ee_chain).name)
+    else:
+        model_name = Path(args.model).name if args.model else None
     header = default_header(
         model=model_name, strategy=strategy, server=",".join(args.server) or None, device=args.device,
         input=source.name,

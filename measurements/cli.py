@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES: tuple = (
     "measurements.commands.report",
     "measurements.commands.profile",
     "measurements.commands.power",
+    "measurements.commands.reproduce",
     # Written by other helpers; skipped until they exist.
     "measurements.bench_server",
     "measurements.bench_agent",

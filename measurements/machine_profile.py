@@ -8,8 +8,11 @@ What is measured, and how:
 * model energy: only when a RAPL energy counter is readable (CPU package energy over the timed loop,
   divided by the number of invokes) or when the user gives the machine's power (then labeled
   modeled: power x measured time);
-* from hi-agent run logs (optional): offload latency (mean ``t_offload_ms`` of a remote run), the
-  decider's operating point and run time (HI run), the local model's accuracy.
+* early-exit chain (optional): each segment's ``invoke()`` timed the same way; exit k costs the sum of
+  segments 1..k, the full model the sum of all (written as a second model, named as the chain's model);
+* from hi-agent run logs (optional): offload latency (mean ``t_offload_ms`` of a remote run) and the
+  server model's accuracy (remote run), the decider's operating point and run time (HI run), the local
+  model's accuracy.
 
 Every value written carries a citation naming the machine, the date and the method.
 """
@@ -31,9 +34,11 @@ from measurements.profiles import (
     Cited,
     DeciderStats,
     DeviceProfile,
+    ExitCosts,
     LinkCosts,
     ModelCosts,
     PowerDraw,
+    ServerModel,
 )
 
 
@@ -154,8 +159,12 @@ def build_measured_profile(
     link: str = "wifi",
     name: str | None = None,
     today: str | None = None,
+    ee_model: str | None = None,
+    ee_timings: Sequence[InvokeTiming] = (),
+    ee_paths: Sequence[Path] = (),
 ) -> DeviceProfile:
-    """Assemble a ``kind: measured`` profile. ``runs`` are ``(RunLog, RunMetrics)`` pairs."""
+    """Assemble a ``kind: measured`` profile. ``runs`` are ``(RunLog, RunMetrics)`` pairs; ``ee_timings``
+    are the per-segment timings of an early-exit chain whose model is written as ``ee_model``."""
     today = today or _dt.date.today().isoformat()
     machine = describe_machine()
     where = f"hi-bench profile on {machine['hostname']} ({machine['machine']}), {today}"
@@ -182,11 +191,17 @@ def build_measured_profile(
     decider = DeciderStats()
     accuracy = Cited(None, "not measured")
     links = {}
+    servers = {}
     for log, metrics in runs:
         run_name = log.path.name if log.path else "run"
         cite = f"{where}: from run log {run_name} ({metrics.n} samples)"
         if metrics.strategy == "remote" and metrics.offload_ms is not None:
-            links[link] = LinkCosts(latency_ms=Cited(_sig(metrics.offload_ms), cite, "ms"))
+            links[link] = LinkCosts(latency_ms=Cited(
+                _sig(metrics.offload_ms), cite + "; the device's round trip, server run time included", "ms"))
+        if metrics.strategy == "remote" and metrics.server_accuracy_offloaded is not None:
+            servers["server"] = ServerModel(
+                name="server", dataset=dataset, accuracy=Cited(_sig(metrics.server_accuracy_offloaded), cite),
+                latency_ms=Cited(None, f"not separate: included in links.{link}.latency_ms"))
         if metrics.local_accuracy is not None and not accuracy.known:
             accuracy = Cited(_sig(metrics.local_accuracy), cite)
         if metrics.strategy == "hi" and metrics.accuracy is not None:
@@ -200,6 +215,18 @@ def build_measured_profile(
             )
     model = ModelCosts(name=model_name, dataset=dataset, latency_ms=latency, energy_mj=energy,
                        accuracy=accuracy, decider=decider)
+    models = {model_name: model}
+    if ee_timings:
+        if not ee_model:
+            raise ProfilingError("an early-exit chain's timings need the chain's model name")
+        cum = np.cumsum([t.mean_ms for t in ee_timings])
+        files = ", ".join(Path(p).name for p in ee_paths) or f"{len(ee_timings)} segments"
+        method = (f"{where}: sum of per-segment means of {ee_timings[0].runs} invoke() calls, "
+                  f"{threads} thread(s), segments {files}")
+        exits = tuple(ExitCosts(latency_ms=Cited(_sig(float(c)), f"{method} (segments 1..{k + 1})", "ms"))
+                      for k, c in enumerate(cum[:-1]))
+        models[ee_model] = ModelCosts(name=ee_model, dataset=dataset, exits=exits,
+                                      latency_ms=Cited(_sig(float(cum[-1])), method, "ms"))
     hardware = {k: v for k, v in machine.items() if v}
     hardware["threads"] = threads
     return DeviceProfile(
@@ -211,6 +238,7 @@ def build_measured_profile(
         power=PowerDraw(compute_w=compute_w),
         links=links,
         default_link=link,
-        models={model_name: model},
+        models=models,
+        servers=servers,
         hardware=hardware,
     )

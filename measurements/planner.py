@@ -20,6 +20,8 @@ profile has no offload energy) is reported as unchecked on every candidate.
 """
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Union
@@ -140,6 +142,11 @@ class ModelStats:
     source: str = ""
 
 
+def format_threshold(t: float) -> str:
+    """An exit threshold as printed: ``inf`` is an exit that never lets a sample out."""
+    return "never" if math.isinf(t) else f"{t:g}"
+
+
 def model_key(logged: str | None) -> str | None:
     """The profile's name for the model a log names: hi-agent logs the file (``resnet8_int8.tflite``,
     ``models/cifar10/server.onnx``) while profiles key models by name (``resnet8``), so drop the folder,
@@ -192,6 +199,8 @@ class RunStats:
                 entry.hi = HIPoint(metrics.accuracy, metrics.offload_fraction, label)
             elif strategy == STRATEGY_EE_HI and metrics.accuracy is not None:
                 threshold = log.header.get("ee_threshold", log.header.get("threshold"))
+                if threshold is None and log.header.get("ee_thresholds"):
+                    threshold = math.inf  # hi-agent logs a first exit that never exits as null
                 if threshold is None:
                     raise ValueError(
                         f"EE-HI log {log.path or ''} has no 'ee_threshold' in its header; "
@@ -231,7 +240,7 @@ class Candidate:
         if self.strategy in (STRATEGY_REMOTE, STRATEGY_HI, STRATEGY_EE_HI) and self.link:
             parts.append(f"via {self.link}")
         if self.threshold is not None:
-            parts.append(f"threshold {self.threshold:g}")
+            parts.append(f"threshold {format_threshold(self.threshold)}")
         return " ".join(parts)
 
     @property
@@ -400,9 +409,9 @@ def _hi_point(model: ModelCosts, mstats: ModelStats | None, c: Candidate) -> HIP
 def _ee_candidate(profile: DeviceProfile, model: ModelCosts, ee: EEPoint, link: str, cost: OffloadCost) -> Candidate:
     c = Candidate(profile.id, STRATEGY_EE_HI, model=model.name, link=link, threshold=ee.threshold)
     c.accuracy = ee.accuracy
-    c.inputs.append(f"EE sweep point threshold {ee.threshold:g} ({ee.source})")
+    c.inputs.append(f"EE sweep point threshold {format_threshold(ee.threshold)} ({ee.source})")
     c.inputs.extend(cost.notes)
-    local_ms = 0.0
+    local_ms: float | None = 0.0  # latency and energy are known or missing independently
     local_mj: float | None = 0.0
     for index, fraction in sorted(ee.exit_fractions.items()):
         index = int(index)
@@ -414,22 +423,17 @@ def _ee_candidate(profile: DeviceProfile, model: ModelCosts, ee: EEPoint, link: 
             path = f"models.{model.name}"
         else:
             c.missing.append(f"models.{model.name}.exits[{index}] (the sweep uses exit {index})")
+            local_ms = local_mj = None
             continue
         ms = _take(c, lat, f"{path}.latency_ms")
         mj = _modeled_energy(c, profile, en, ms, f"{path}.energy_mj", profile.power.compute_w)
-        if ms is not None:
-            local_ms += fraction * ms
-        if mj is None or local_mj is None:
-            local_mj = None
-        else:
-            local_mj += fraction * mj
-    if c.missing:
-        return c
+        local_ms = None if ms is None or local_ms is None else local_ms + fraction * ms
+        local_mj = None if mj is None or local_mj is None else local_mj + fraction * mj
     dec_ms = model.decider.latency_ms.value or 0.0
     dec_mj = model.decider.energy_mj.value or 0.0
     if cost.latency_ms is None:
         c.missing.append(f"links.{link}.latency_ms")
-    else:
+    elif local_ms is not None:
         c.latency_ms = expected_latency_ms(local_ms + dec_ms, cost.latency_ms, ee.offload_fraction)
     if cost.energy_mj is None or local_mj is None:
         c.missing.append(f"links.{link}.energy_mj")

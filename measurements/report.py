@@ -19,6 +19,7 @@ from measurements.planner import (
     candidates_for,
     ee_threshold_table,
     evaluate,
+    format_threshold,
 )
 from measurements.plots import plot_device_tradeoffs, points_from_candidates, points_from_metrics
 
@@ -179,7 +180,7 @@ def build_report(out_dir: Path, profiles: Sequence, runs: Sequence = (), stats: 
     if ee_rows:
         report.add(Table(["device", "model", "min accuracy", "threshold", "latency ms", "energy mJ", "evaluated"],
                          [[r["device"], r["model"], _pct(r["target"]),
-                           "none" if r["threshold"] is None else f"{r['threshold']:g}",
+                           "none" if r["threshold"] is None else format_threshold(r["threshold"]),
                            _num(r["candidate"].latency_ms) if r["candidate"] else "",
                            _energy(r["candidate"].energy_mj, r["candidate"].energy_modeled) if r["candidate"] else "",
                            f"{r['evaluated']} ({r['incomplete']} incomplete)"] for r in ee_rows]))

@@ -387,7 +387,8 @@ def test_cli_ee_hi_sweep_logs_feed_the_planner(tiny_kit, server, tmp_path, capsy
     assert all(r.exit_index == 0 for r in low.records)  # every sample clears a 0 threshold at exit 1
     assert all(r.exit_index == 1 and not r.offloaded for r in never.records)  # decider accepts at t=0
     stats = RunStats.from_runs(runs[:1])
-    (point,) = stats.models["ee"].ee  # "ee.json" -> model "ee"
+    (point,) = stats.models[low.header["model"]].ee  # the chain's model name, as its profile entry is keyed
+    assert low.header["model"] == json.loads((tiny_kit / "ee.json").read_text())["model"]
     assert point.threshold == 0.0 and point.exit_fractions
     with pytest.raises(SystemExit):
         main(["run", "--strategy", "ee-hi", "--exit-thresholds", "1.5", "--input", "x"])

@@ -149,9 +149,31 @@ def test_profile_measures_this_machine(tmp_path, tiny_tflite, hi_log, remote_log
     assert model.decider.offload_fraction.value == pytest.approx(0.3)
     assert model.decider.hi_accuracy.value == pytest.approx(0.9)
     assert model.accuracy.value == pytest.approx(0.6)
+    assert profile.server_for("cifar10").accuracy.value == pytest.approx(1.0)  # the remote run's answers
     # the measured profile plugs straight into the planner
     assert cli.main(["plan", "--profiles-dir", str(out.parent), "--device", "box",
                      "--qos", "accuracy=0.85,energy=none"]) in (0, 3)
+
+
+def test_profile_times_each_early_exit_segment(tmp_path, tiny_tflite, capsys):
+    """--ee-chain: exit k costs segments 1..k, the EE model's full latency all segments; the chain's model
+    name keys it, as the EE-HI run logs do."""
+    seg = {"file": tiny_tflite.name, "input": "image", "outputs": {"features": "f", "scores": "s"}}
+    chain = tiny_tflite.parent / "ee_tiny.json"
+    chain.write_text(json.dumps({"format": "hi-ee-chain/1", "model": "ee_tiny", "policy": {"exit_thresholds": [0.9]},
+                                 "segments": [seg, {**seg, "outputs": {"features": None, "scores": "s"}}]}))
+    out = tmp_path / "box.yaml"
+    assert cli.main(["profile", "--model", str(tiny_tflite), "--out", str(out), "--id", "box", "--runs", "20",
+                     "--warmup", "2", "--rapl", "off", "--no-progress", "--ee-chain", str(chain)]) == 0
+    assert "ee_tiny: segments" in capsys.readouterr().out
+    ee = load_profile(out).model("ee_tiny")
+    (exit1,) = ee.exits
+    assert 0 < exit1.latency_ms.value < ee.latency_ms.value and "segments 1..1" in exit1.latency_ms.cite
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert cli.main(["profile", "--model", str(tiny_tflite), "--out", str(out), "--rapl", "off", "--no-progress",
+                     "--runs", "2", "--ee-chain", str(bad)]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
 
 
 def test_profile_rejects_a_missing_model(tmp_path, capsys):

@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         ee_threshold_table,
         evaluate,
         format_candidates,
+        format_threshold,
         parse_qos,
     )
 
@@ -51,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print("no EE-HI sweep given (pass EE-HI run logs with 'ee_threshold' in their header via --runs)")
     for r in rows:
-        threshold = "none" if r["threshold"] is None else f"{r['threshold']:g}"
+        threshold = "none" if r["threshold"] is None else format_threshold(r["threshold"])
         print(f"{r['device']:<24} {r['model']:<10} >= {100 * r['target']:5.1f}%  threshold {threshold}")
     return 0

@@ -25,6 +25,9 @@ def register_cli(subparsers) -> None:
                    help="read RAPL energy (auto: when the machine exposes it)")
     p.add_argument("--power-w", type=float, default=None,
                    help="the machine's power in W, to model energy when nothing is measured (labeled modeled)")
+    p.add_argument("--ee-chain", type=Path, default=None,
+                   help="also time each segment of this early-exit chain JSON (hi-train early-exit) and write "
+                        "its model with per-exit latencies, for the EE-HI rows of hi-bench compare")
     p.add_argument("--run-log", nargs="+", type=Path, default=[], metavar="LOG",
                    help="hi-agent logs: remote -> offload latency, hi -> decider point, any -> accuracy")
     p.add_argument("--link", default="wifi", help="link name the offload latency is stored under")
@@ -45,10 +48,20 @@ def run(args: argparse.Namespace) -> int:
         source = "RAPL package " + "+".join(counter.zone_names)
     timing = time_tflite_invoke(args.model, args.runs, args.warmup, args.threads, counter,
                                 progress=not args.no_progress)
+    ee_model, ee_timings, ee_paths = None, [], []
+    if args.ee_chain is not None:
+        from hi_runtime.early_exit import SegmentChain
+
+        chain = SegmentChain.load(args.ee_chain)  # a bad chain raises EarlyExitError (a ValueError) naming it
+        ee_model = str(chain.meta.get("model") or args.ee_chain.stem)
+        ee_paths = [Path(s.file) for s in chain.segments]
+        ee_timings = [time_tflite_invoke(path, args.runs, args.warmup, args.threads,
+                                         progress=not args.no_progress) for path in ee_paths]
     runs = load_runs(args.run_log) if args.run_log else []
     profile = build_measured_profile(args.id or "this_machine", args.model_name, timing, dataset=args.dataset,
                                      model_path=args.model, threads=args.threads, power_w=args.power_w,
-                                     energy_source=source, runs=runs, link=args.link, name=args.name)
+                                     energy_source=source, runs=runs, link=args.link, name=args.name,
+                                     ee_model=ee_model, ee_timings=ee_timings, ee_paths=ee_paths)
     path = save_profile(profile, args.out)
     model = profile.models[args.model_name]
     energy = model.energy_mj
@@ -56,5 +69,7 @@ def run(args: argparse.Namespace) -> int:
           f"p95 {timing.p95_ms:.4f} ms over {timing.runs} invokes")
     print("energy: " + (f"{energy.value:.4f} mJ ({energy.cite})" if energy.known else
                         "not measured (no RAPL here and no --power-w)"))
+    if ee_timings:
+        print(f"{ee_model}: segments " + ", ".join(f"{t.mean_ms:.4f}" for t in ee_timings) + " ms (mean)")
     print(f"profile written to {path}")
     return 0

@@ -1,0 +1,278 @@
+"""``hi-bench reproduce``: every run behind the "ours" column of docs/reproduction.md, in one command.
+
+It starts ``hi-server`` on the shipped edge model in a process of its own (loopback TCP; a separate
+process so the agent's timings do not share an interpreter lock with the server), answers the test split
+with ``hi-agent run`` for local, remote, HI and an EE-HI sweep (one run per exit threshold), then writes
+into ``--out``:
+
+* ``runs/*.jsonl``: the per-sample logs;
+* ``this_machine.yaml``: this machine's measured profile (``hi-bench profile``, EE segments included);
+* ``compare.txt``: the strategy comparison, Table 5 and Table 6 forms (``hi-bench compare``), for this
+  machine and the paper's Raspberry Pi 4;
+* ``report/``: the Markdown report with figures (``hi-bench report``);
+* ``summary.json`` and ``summary.md``: per run accuracy (Eq. 1), offload ratio, exit shares, latency per
+  inference (Eq. 3) on this machine and modeled with the paper's Pi 4 constants (full ResNet-8 1.63 ms,
+  EE segments scaled by their MACs, 9.68 ms per offload), and EE-HI against HI at equal or better accuracy.
+
+Timings mean something only on an otherwise idle machine: run it with nothing else on the CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import multiprocessing as mp
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DEFAULT_EE_THRESHOLDS = "0.5,0.6,0.7,0.8,0.9,0.95,0.97,never"
+REPO_MODELS = Path(__file__).resolve().parents[2] / "models" / "cifar10"
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "reproduce", help="run local/remote/HI/EE-HI on the test split and write every number the "
+                          "reproduction notes quote",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  hi-bench reproduce --data ../shared/datasets/cifar10-jpeg --out runs/reproduce",
+    )
+    p.add_argument("--data", required=True, help="CIFAR-10 dataset (e.g. ../shared/datasets/cifar10-jpeg)")
+    p.add_argument("--models", type=Path, default=REPO_MODELS,
+                   help="folder with resnet8_int8.tflite, decider_resnet8.json, ee_resnet8.json, server.onnx "
+                        "(default: the shipped models)")
+    p.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="output folder")
+    p.add_argument("--limit", type=int, default=None, help="answer only this many test samples (default: all)")
+    p.add_argument("--ee-thresholds", default=DEFAULT_EE_THRESHOLDS,
+                   help=f"exit-1 thresholds of the EE-HI sweep (default {DEFAULT_EE_THRESHOLDS})")
+    p.add_argument("--server", default=None, metavar="HOST:PORT",
+                   help="use this running hi-server instead of starting one on loopback")
+    p.add_argument("--targets", default="0.8,0.82,0.85,0.87", help="accuracy targets for the Table 5/6 forms")
+    p.add_argument("--timing-runs", type=int, default=2000, help="invokes timed per model for the profile")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+# --- the server in its own process -------------------------------------------------------------------
+
+def _serve(model_path: str, conn, stop) -> None:  # pragma: no cover - runs in the child process
+    from offload_server.config import ModelConfig, ServerConfig
+    from offload_server.server import run_server_in_thread
+
+    config = ServerConfig(models=[ModelConfig(id="cifar10", path=model_path)], host="127.0.0.1", port=0)
+    try:
+        with run_server_in_thread(config) as handle:
+            conn.send(("ok", handle.port))
+            stop.wait()
+    except Exception as exc:  # the parent reports it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+@contextlib.contextmanager
+def loopback_server(model_path: Path):
+    """``hi-server`` on ``model_path`` in a child process; yields ``127.0.0.1:PORT``."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    stop = ctx.Event()
+    proc = ctx.Process(target=_serve, args=(str(model_path), child, stop), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(120):
+            raise RuntimeError(f"the loopback hi-server on {model_path} did not start within 120 s")
+        status, value = parent.recv()
+        if status != "ok":
+            raise RuntimeError(f"the loopback hi-server on {model_path} failed to start: {value}")
+        yield f"127.0.0.1:{value}"
+    finally:
+        stop.set()
+        proc.join(30)
+        if proc.is_alive():
+            proc.terminate()
+
+
+# --- summary -----------------------------------------------------------------------------------------
+
+@dataclass
+class RunRow:
+    name: str
+    strategy: str
+    exit_threshold: float | None
+    samples: int
+    accuracy: float
+    offloaded: float
+    exit1_share: float | None
+    host_ms: float  # Eq. 3 from this machine's logged phases
+    host_measured_ms: float  # mean logged end-to-end time (includes queueing behind pipelined offloads)
+    pi4_ms: float  # Eq. 3 with the paper's Pi 4 constants
+
+
+def pi4_cost_ms(strategy: str, offloaded: float, exit_fractions: dict, exit_ms: list[float],
+                full_ms: float, offload_ms: float) -> float:
+    """Expected latency per sample with fixed device costs: the local part by exit shares, plus offloads."""
+    if strategy == "remote":
+        return offload_ms
+    if strategy == "ee-hi":
+        local = sum(float(share) * exit_ms[int(k)] for k, share in exit_fractions.items())
+    else:
+        local = full_ms
+    return local + offloaded * offload_ms
+
+
+def savings(rows: list[RunRow], floor: float) -> dict | None:
+    """The cheapest EE-HI sweep point whose accuracy is at least ``floor``, against HI (Pi 4 model)."""
+    hi = next((r for r in rows if r.strategy == "hi"), None)
+    ok = sorted((r for r in rows if r.strategy == "ee-hi" and r.accuracy >= floor), key=lambda r: r.pi4_ms)
+    if hi is None or not ok:
+        return None
+    best = ok[0]
+    return {"ee_hi": best.name, "hi_accuracy": hi.accuracy, "ee_hi_accuracy": best.accuracy,
+            "pi4_saving": 1.0 - best.pi4_ms / hi.pi4_ms, "host_saving": 1.0 - best.host_ms / hi.host_ms}
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def summary_markdown(rows: list[RunRow], comparisons: dict, meta: dict) -> str:
+    lines = ["# hi-bench reproduce: summary", "",
+             f"Data: {meta['data']} (test split, {meta['samples']} samples; JPEG CIFAR-10, a few points below "
+             "pristine CIFAR-10). Host: " + meta["host"] + ". Server: " + meta["server"] + ".", "",
+             "Latency per inference is Eq. 3 (on-device time + offload fraction x offload time). "
+             "'this host' uses the logged phase times; 'Pi 4 model' uses the paper's Raspberry Pi 4 constants "
+             f"(full ResNet-8 {meta['pi4_full_ms']} ms, EE exits {meta['pi4_exit_ms']} ms by MACs, "
+             f"{meta['pi4_offload_ms']} ms per offload).", "",
+             "| run | accuracy | offloaded | exit-1 share | this host ms (Eq. 3) | this host ms (measured mean) "
+             "| Pi 4 model ms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        share = "" if r.exit1_share is None else f"{100 * r.exit1_share:.1f}%"
+        lines.append(f"| {r.name} | {100 * r.accuracy:.2f}% | {100 * r.offloaded:.2f}% | {share} | "
+                     f"{_fmt_ms(r.host_ms)} | {_fmt_ms(r.host_measured_ms)} | {_fmt_ms(r.pi4_ms)} |")
+    lines += ["", "EE-HI against HI (cheapest sweep point at or above the accuracy floor):", ""]
+    for label, cmp in comparisons.items():
+        if cmp is None:
+            lines.append(f"- {label}: no EE-HI sweep point reaches it")
+        else:
+            lines.append(f"- {label}: {cmp['ee_hi']} at {100 * cmp['ee_hi_accuracy']:.2f}% vs HI "
+                         f"{100 * cmp['hi_accuracy']:.2f}%: latency saving {100 * cmp['pi4_saving']:.1f}% "
+                         f"(Pi 4 model), {100 * cmp['host_saving']:.1f}% (this host)")
+    return "\n".join(lines) + "\n"
+
+
+# --- the command -------------------------------------------------------------------------------------
+
+def _agent(argv: list[str]) -> None:
+    from hi_runtime.cli import main as agent_main
+
+    rc = agent_main(argv)
+    if rc != 0:
+        raise RuntimeError(f"hi-agent {' '.join(argv)} failed with exit code {rc} (its message is above)")
+
+
+def _bench(argv: list[str], capture: Path | None = None) -> None:
+    from measurements.cli import main as bench_main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf) if capture else contextlib.nullcontext():
+        rc = bench_main(argv)
+    if capture:
+        capture.write_text(buf.getvalue())
+    if rc != 0:
+        raise RuntimeError(f"hi-bench {argv[0]} failed with exit code {rc}")
+
+
+def _model_files(models: Path) -> dict[str, Path]:
+    files = {"local": models / "resnet8_int8.tflite", "decider": models / "decider_resnet8.json",
+             "chain": models / "ee_resnet8.json", "server": models / "server.onnx"}
+    missing = [str(p) for p in files.values() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"missing model files: {', '.join(missing)}; --models must hold the shipped "
+                                "artifacts (see models/README.md)")
+    return files
+
+
+def run(args: argparse.Namespace) -> int:
+    from hi_runtime.cli import parse_exit_thresholds
+    from hi_runtime.early_exit import SegmentChain
+    from measurements.commands.common import load_runs
+    from training.thresholds import PI4_FULL_RESNET8_MS, PI4_OFFLOAD_MS, CostModel
+
+    files = _model_files(args.models)
+    thresholds = parse_exit_thresholds(args.ee_thresholds)
+    out: Path = args.out
+    logs_dir = out / "runs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    chain = SegmentChain.load(files["chain"])
+    card = args.models / "resnet8.json"
+    ref_macs = json.loads(card.read_text()).get("macs") if card.exists() else None
+    cost = CostModel.from_macs([int(s.macs) for s in chain.segments], PI4_FULL_RESNET8_MS,
+                               ref_macs, PI4_OFFLOAD_MS)
+    common = ["--input", f"cifar10:{args.data}:test"] + (["--limit", str(args.limit)] if args.limit else [])
+    if args.no_progress:
+        common.append("--no-progress")
+
+    def say(msg: str) -> None:
+        print(f"hi-bench reproduce: {msg}", file=sys.stderr, flush=True)
+
+    plan = [("local", ["--strategy", "local", "--model", str(files["local"])]),
+            ("remote", ["--strategy", "remote"]),
+            ("hi", ["--strategy", "hi", "--model", str(files["local"]), "--decider", str(files["decider"])])]
+    for t in thresholds:
+        tag = "never" if t is None else f"{t:g}"
+        plan.append((f"ee-hi@{tag}", ["--strategy", "ee-hi", "--ee-chain", str(files["chain"]),
+                                      "--exit-thresholds", tag]))
+    server_cm = contextlib.nullcontext(args.server) if args.server else loopback_server(files["server"])
+    paths: dict[str, Path] = {}
+    with server_cm as server:
+        say(f"offloading to {server} ({'given' if args.server else 'loopback hi-server on ' + files['server'].name})")
+        for name, argv in plan:
+            path = logs_dir / f"{name.replace('@', '_')}.jsonl"
+            say(f"run {name} -> {path}")
+            _agent(["run", *argv, "--server", server, *common, "--log", str(path)])
+            paths[name] = path
+
+    say("profile of this machine (times invoke() of the local model and the EE segments)")
+    profile_path = out / "this_machine.yaml"
+    _bench(["profile", "--model", str(files["local"]), "--id", "this_machine", "--out", str(profile_path),
+            "--ee-chain", str(files["chain"]), "--runs", str(args.timing_runs), "--link", "loopback_tcp",
+            "--run-log", str(paths["local"]), str(paths["remote"]), str(paths["hi"]),
+            *(["--no-progress"] if args.no_progress else [])])
+    all_logs = [str(p) for p in paths.values()]
+    from measurements.profiles import PROFILES_DIR
+
+    dirs = ["--profiles-dir", str(out), "--profiles-dir", str(PROFILES_DIR)]
+    _bench(["compare", *dirs, "--device", "this_machine", "--device", "rpi4", "--targets", args.targets,
+            "--runs", *all_logs], capture=out / "compare.txt")
+    _bench(["report", "--out", str(out / "report"), *dirs, "--device", "this_machine", "--targets", args.targets,
+            "--runs", *all_logs], capture=out / "report.txt")
+
+    rows: list[RunRow] = []
+    for (name, _), (log, m) in zip(plan, load_runs(list(paths.values()))):
+        threshold = log.header.get("ee_threshold") if m.strategy == "ee-hi" else None
+        share = float(m.exit_fractions.get(0, m.exit_fractions.get("0", 0.0))) if m.strategy == "ee-hi" else None
+        rows.append(RunRow(
+            name=name, strategy=m.strategy, exit_threshold=threshold, samples=m.n, accuracy=m.accuracy,
+            offloaded=m.offload_fraction, exit1_share=share, host_ms=m.latency_ms,
+            host_measured_ms=m.latency_ms_measured,
+            pi4_ms=pi4_cost_ms(m.strategy, m.offload_fraction, m.exit_fractions, cost.exit_ms,
+                               PI4_FULL_RESNET8_MS, PI4_OFFLOAD_MS)))
+    local = next(r for r in rows if r.strategy == "local")
+    hi = next(r for r in rows if r.strategy == "hi")
+    comparisons = {f"accuracy >= HI's ({100 * hi.accuracy:.2f}%)": savings(rows, hi.accuracy),
+                   f"accuracy >= local ResNet-8's ({100 * local.accuracy:.2f}%)": savings(rows, local.accuracy)}
+    import platform
+
+    meta = {"data": args.data, "samples": local.samples, "server": args.server or f"loopback hi-server, "
+            f"{files['server'].name}", "host": f"{platform.machine()} {platform.system()}",
+            "pi4_full_ms": PI4_FULL_RESNET8_MS, "pi4_offload_ms": PI4_OFFLOAD_MS,
+            "pi4_exit_ms": [round(v, 3) for v in cost.exit_ms]}
+    (out / "summary.json").write_text(json.dumps(
+        {"meta": meta, "runs": [asdict(r) for r in rows], "ee_hi_vs_hi": comparisons}, indent=2) + "\n")
+    text = summary_markdown(rows, comparisons, meta)
+    (out / "summary.md").write_text(text)
+    print(text)
+    say(f"wrote {out}/summary.md, summary.json, compare.txt, this_machine.yaml, report/ and runs/")
+    return 0

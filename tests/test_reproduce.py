@@ -32,7 +32,8 @@ def test_reproduce_runs_every_strategy_and_writes_the_summary(tiny_kit, cifar10_
     assert rc == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     runs = {r["name"]: r for r in summary["runs"]}
-    assert set(runs) == {"local", "remote", "hi", "ee-hi@0", "ee-hi@never"}
+    assert set(runs) == {"local", "remote", "hi", "ee-hi@0", "ee-hi@never", "ee@0.9"}
+    assert runs["ee@0.9"]["strategy"] == "ee" and runs["ee@0.9"]["offloaded"] == 0.0
     assert all(r["samples"] == 40 for r in runs.values())
     assert runs["remote"]["offloaded"] == 1.0 and runs["local"]["offloaded"] == 0.0
     assert runs["ee-hi@0"]["exit1_share"] == 1.0 and runs["ee-hi@never"]["exit1_share"] == 0.0
@@ -45,7 +46,7 @@ def test_reproduce_runs_every_strategy_and_writes_the_summary(tiny_kit, cifar10_
     assert "this_machine (measured)" in compare and "Table 5 form" in compare and "Table 6 form" in compare
     assert "ee-hi" in compare and "no EE-HI sweep given" not in compare  # the sweep met its profile entry
     assert (out / "report" / "report.md").exists() and (out / "this_machine.yaml").exists()
-    assert len(list((out / "runs").glob("*.jsonl"))) == 5
+    assert len(list((out / "runs").glob("*.jsonl"))) == 6
 
 
 def test_reproduce_names_missing_models(tmp_path, capsys):

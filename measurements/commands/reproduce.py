@@ -47,6 +47,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, help="answer only this many test samples (default: all)")
     p.add_argument("--ee-thresholds", default=DEFAULT_EE_THRESHOLDS,
                    help=f"exit-1 thresholds of the EE-HI sweep (default {DEFAULT_EE_THRESHOLDS})")
+    p.add_argument("--ee-only-threshold", type=float, default=0.9,
+                   help="also run the EE model alone (nothing offloaded) at this exit threshold, the point the "
+                        "authors' notebook reports (default 0.9)")
     p.add_argument("--server", default=None, metavar="HOST:PORT",
                    help="use this running hi-server instead of starting one on loopback")
     p.add_argument("--targets", default="0.8,0.82,0.85,0.87", help="accuracy targets for the Table 5/6 forms")
@@ -224,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
         tag = "never" if t is None else f"{t:g}"
         plan.append((f"ee-hi@{tag}", ["--strategy", "ee-hi", "--ee-chain", str(files["chain"]),
                                       "--exit-thresholds", tag]))
+    ee_only = f"ee@{args.ee_only_threshold:g}"  # decider threshold 0 accepts every final-exit answer
+    plan.append((ee_only, ["--strategy", "ee-hi", "--ee-chain", str(files["chain"]),
+                           "--exit-thresholds", f"{args.ee_only_threshold:g}", "--threshold", "0"]))
     server_cm = contextlib.nullcontext(args.server) if args.server else loopback_server(files["server"])
     paths: dict[str, Path] = {}
     with server_cm as server:
@@ -240,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
             "--ee-chain", str(files["chain"]), "--runs", str(args.timing_runs), "--link", "loopback_tcp",
             "--run-log", str(paths["local"]), str(paths["remote"]), str(paths["hi"]),
             *(["--no-progress"] if args.no_progress else [])])
-    all_logs = [str(p) for p in paths.values()]
+    all_logs = [str(p) for name, p in paths.items() if name != ee_only]  # one sweep point per threshold
     from measurements.profiles import PROFILES_DIR
 
     dirs = ["--profiles-dir", str(out), "--profiles-dir", str(PROFILES_DIR)]
@@ -250,11 +256,11 @@ def run(args: argparse.Namespace) -> int:
             "--runs", *all_logs], capture=out / "report.txt")
 
     rows: list[RunRow] = []
-    for (name, _), (log, m) in zip(plan, load_runs(list(paths.values()))):
+    for (name, _), (log, m) in zip(plan, load_runs([paths[name] for name, _ in plan])):
         threshold = log.header.get("ee_threshold") if m.strategy == "ee-hi" else None
         share = float(m.exit_fractions.get(0, m.exit_fractions.get("0", 0.0))) if m.strategy == "ee-hi" else None
         rows.append(RunRow(
-            name=name, strategy=m.strategy, exit_threshold=threshold, samples=m.n, accuracy=m.accuracy,
+            name=name, strategy="ee" if name == ee_only else m.strategy, exit_threshold=threshold, samples=m.n, accuracy=m.accuracy,
             offloaded=m.offload_fraction, exit1_share=share, host_ms=m.latency_ms,
             host_measured_ms=m.latency_ms_measured,
             pi4_ms=pi4_cost_ms(m.strategy, m.offload_fraction, m.exit_fractions, cost.exit_ms,

@@ -190,7 +190,10 @@ class RunStats:
             entry = stats.for_model(model)
             label = f"measured: {log.path.name if log.path else 'run'}"
             entry.source = ", ".join(filter(None, [entry.source, label]))
-            if metrics.local_accuracy is not None and entry.local_accuracy is None:
+            # An EE-HI run's local answers come from whichever exit each sample took, so they are the
+            # model's on-device accuracy only when no sample could leave early (threshold "never").
+            early = metrics.strategy == STRATEGY_EE_HI and log.header.get("ee_threshold") is not None
+            if metrics.local_accuracy is not None and entry.local_accuracy is None and not early:
                 entry.local_accuracy = metrics.local_accuracy
             if metrics.server_accuracy_offloaded is not None and metrics.strategy == STRATEGY_REMOTE:
                 entry.server_accuracy = metrics.server_accuracy_offloaded

@@ -103,3 +103,19 @@ def test_ee_stats_need_a_threshold(tmp_path: Path):
     with pytest.raises(ValueError, match="ee_threshold"):
         RunStats.from_runs([(log, compute_metrics(log))])
     assert isinstance(EEPoint(0.5, {}, 0.0, 1.0, "x"), EEPoint)
+
+
+def test_ee_runs_give_on_device_accuracy_only_without_early_exits(tmp_path: Path):
+    """An EE-HI run's local answers mix exits; only a run whose exit never fires measures the model alone."""
+    from measurements.logs import read_run_log
+
+    recs = [sample(i, False, local=1 if i < 4 else 0, label=1, exit_index=1, strategy="ee-hi") for i in range(10)]
+    early = write_jsonl(tmp_path / "ee_05.jsonl", recs, {"model": "ee", "strategy": "ee-hi", "ee_threshold": 0.5})
+    never = write_jsonl(tmp_path / "ee_never.jsonl", recs,
+                        {"model": "ee", "strategy": "ee-hi", "ee_threshold": None, "ee_thresholds": [None]})
+    runs = [(log, compute_metrics(log)) for log in map(read_run_log, (early,))]
+    assert RunStats.from_runs(runs).models["ee"].local_accuracy is None
+    runs += [(log, compute_metrics(log)) for log in map(read_run_log, (never,))]
+    stats = RunStats.from_runs(runs).models["ee"]
+    assert stats.local_accuracy == pytest.approx(0.4)
+    assert [p.threshold for p in stats.ee] == [0.5, float("inf")]

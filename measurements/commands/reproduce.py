@@ -267,8 +267,8 @@ def run(args: argparse.Namespace) -> int:
                                PI4_FULL_RESNET8_MS, PI4_OFFLOAD_MS)))
     local = next(r for r in rows if r.strategy == "local")
     hi = next(r for r in rows if r.strategy == "hi")
-    comparisons = {f"accuracy >= HI's ({100 * hi.accuracy:.2f}%)": savings(rows, hi.accuracy),
-                   f"accuracy >= local ResNet-8's ({100 * local.accuracy:.2f}%)": savings(rows, local.accuracy)}
+    # only one HI run (the shipped decider), so EE-HI is compared with it at HI's accuracy, never below it
+    comparisons = {f"accuracy >= HI's ({100 * hi.accuracy:.2f}%)": savings(rows, hi.accuracy)}
     import platform
 
     meta = {"data": args.data, "samples": local.samples, "server": args.server or f"loopback hi-server, "

@@ -125,8 +125,20 @@ def parse_exit_thresholds(text: str) -> list[float | None]:
     return out
 
 
+def add_input_args(p: argparse.ArgumentParser) -> None:
+    """--input/--limit/--offset/--order, shared by ``hi-agent run`` and ``hi-agent serial``."""
+    from hi_runtime.inputs import DATASET_ORDERS
+
+    p.add_argument("--input", required=True, help="where samples come from (forms above)")
+    p.add_argument("--limit", type=int, default=None, help="answer at most this many samples")
+    p.add_argument("--offset", type=int, default=0, help="skip this many samples first")
+    p.add_argument("--order", choices=DATASET_ORDERS, default="shuffled",
+                   help="dataset splits: shuffled (fixed seed 0, so --limit takes a fair sample; "
+                        "the default) or stored (class by class)")
+
+
 def register_run(sub) -> None:
-    from hi_runtime.inputs import DATASET_ORDERS, INPUT_FORMS
+    from hi_runtime.inputs import INPUT_FORMS
 
     p = sub.add_parser("run", help="answer samples with a strategy and log every sample",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -137,12 +149,7 @@ def register_run(sub) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, help="local, remote, hi or ee-hi (or take it from --qos)")
     p.add_argument("--qos", help="QoS YAML: strategy (or auto + min_accuracy + measured candidates), "
                                  "latency_budget_ms, decider_threshold")
-    p.add_argument("--input", required=True, help="where samples come from (forms above)")
-    p.add_argument("--limit", type=int, default=None, help="answer at most this many samples")
-    p.add_argument("--offset", type=int, default=0, help="skip this many samples first")
-    p.add_argument("--order", choices=DATASET_ORDERS, default="shuffled",
-                   help="dataset splits: shuffled (fixed seed 0, so --limit takes a fair sample; "
-                        "the default) or stored (class by class)")
+    add_input_args(p)
     p.add_argument("--model", default=_default("resnet8_int8.tflite"),
                    help="local model (.tflite or .onnx); default: the shipped resnet8_int8.tflite")
     p.add_argument("--decider", default=_default("decider_resnet8.json"),

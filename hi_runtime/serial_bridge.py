@@ -434,8 +434,8 @@ class SerialBridge:
 
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from hi_runtime.cli import add_server_args
-    from hi_runtime.inputs import DATASET_ORDERS, INPUT_FORMS
+    from hi_runtime.cli import add_input_args, add_server_args
+    from hi_runtime.inputs import INPUT_FORMS
 
     sp = subparsers.add_parser(
         "serial", help="drive a microcontroller running the HI firmware over its serial port",
@@ -448,12 +448,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                "--port socket://127.0.0.1:PORT ...")
     sp.add_argument("--port", required=True, help="pyserial URL: /dev/ttyACM0, socket://127.0.0.1:5555 (QEMU), ...")
     sp.add_argument("--baud", type=int, default=115200, help="baud rate for real serial ports (default 115200)")
-    sp.add_argument("--input", required=True, help="samples to send (forms above)")
-    sp.add_argument("--limit", type=int, default=None, help="at most this many samples")
-    sp.add_argument("--offset", type=int, default=0, help="skip this many samples first")
-    sp.add_argument("--order", choices=DATASET_ORDERS, default="shuffled",
-                    help="dataset splits: shuffled (fixed seed 0, so --limit takes a fair sample; "
-                         "the default) or stored (class by class)")
+    add_input_args(sp)
     sp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                     help=f"seconds to wait for any device reply (default {DEFAULT_TIMEOUT_S:g})")
     sp.add_argument("--decider", help="decider JSON, only to log decider_score (the device decides by itself)")

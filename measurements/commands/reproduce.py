@@ -114,14 +114,16 @@ class RunRow:
 
 def pi4_cost_ms(strategy: str, offloaded: float, exit_fractions: dict, exit_ms: list[float],
                 full_ms: float, offload_ms: float) -> float:
-    """Expected latency per sample with fixed device costs: the local part by exit shares, plus offloads."""
+    """Eq. 3 with fixed device costs: the local part weighted by exit shares (none for remote)."""
+    from measurements.equations import expected_latency_ms
+
     if strategy == "remote":
-        return offload_ms
-    if strategy == "ee-hi":
+        local = 0.0
+    elif strategy == "ee-hi":
         local = sum(float(share) * exit_ms[int(k)] for k, share in exit_fractions.items())
     else:
         local = full_ms
-    return local + offloaded * offload_ms
+    return expected_latency_ms(local, offload_ms, offloaded)
 
 
 def savings(rows: list[RunRow], floor: float) -> dict | None:

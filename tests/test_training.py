@@ -129,6 +129,22 @@ def test_float_tflite_and_onnx_match_keras(trained_tiny, tmp_path):
     np.testing.assert_allclose(got, ref, atol=1e-4)
 
 
+def test_flip_tta_onnx_is_the_mean_over_the_mirror_and_mirror_invariant(trained_tiny, tmp_path):
+    from training.export import OnnxModel, export_onnx
+    from training.models import with_flip_tta
+
+    model, _ = trained_tiny
+    x = color_dataset(64, 4).images.astype(np.float32)
+    x[:, :, :16] *= 0.5  # left and right halves differ, so the mirror is a different image
+    mirrored = x[:, :, ::-1].copy()
+    want = (model.predict(x, verbose=0) + model.predict(mirrored, verbose=0)) / 2
+    assert np.abs(model.predict(x, verbose=0) - want).max() > 1e-3  # the wrapper changes something
+    onnx = OnnxModel(export_onnx(with_flip_tta(model), tmp_path / "tta.onnx", validate_images=x))
+    np.testing.assert_allclose(onnx.predict(x), want, atol=1e-5)
+    np.testing.assert_allclose(onnx.predict(mirrored), onnx.predict(x), atol=1e-5)
+    np.testing.assert_allclose(onnx.predict(x).sum(1), 1.0, atol=1e-5)
+
+
 def _write_color_folder(root: Path, n_per_class: int, split: str, seed: int):
     ds = color_dataset(n_per_class * 10, seed)
     from training.data import CIFAR10_CLASSES
@@ -172,6 +188,31 @@ def test_cli_trains_checkpoints_resumes_exports_and_writes_card(tmp_path, monkey
     assert [h["epoch"] for h in card["training"]["history"]] == [1, 2]
     table = (tmp_path / "models" / "README.md").read_text()
     assert "tiny_int8.tflite" in table
+
+
+def test_cli_export_bakes_flip_tta_into_the_onnx_only(trained_tiny, tmp_path, monkeypatch):
+    from training.cli import main
+    from training.export import OnnxModel
+
+    monkeypatch.setenv("HI_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    _write_color_folder(data, 20, "train", 0)
+    _write_color_folder(data, 10, "test", 1)
+    model, _ = trained_tiny
+    keras_path = tmp_path / "models" / "srv.keras"
+    keras_path.parent.mkdir()
+    model.save(keras_path)
+    out = tmp_path / "models" / "srv"
+    assert main(["export", "--keras", str(keras_path), "--data", str(data), "--val-size", "50",
+                 "--out", str(out), "--export", "onnx,float", "--tta", "flip"]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    art = {a["file"]: a for a in card["artifacts"]}
+    tta = art["srv.onnx"]["test_time_augmentation"]
+    assert tta["kind"] == "flip" and tta["macs_per_image"] == 2 * card["macs"]
+    assert "test_time_augmentation" not in art["srv_float.tflite"]
+    x = color_dataset(8, 5).images.astype(np.float32)
+    onnx = OnnxModel(out.with_suffix(".onnx"))
+    np.testing.assert_allclose(onnx.predict(x[:, :, ::-1].copy()), onnx.predict(x), atol=1e-5)
 
 
 def test_cli_help_does_not_need_tensorflow(capsys):

@@ -168,7 +168,7 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
         representative_subset,
         tflm_arena_bytes,
     )
-    from training.models import count_params_and_macs
+    from training.models import TTA_WRAPPERS, count_params_and_macs
 
     stats = count_params_and_macs(model)
     artifacts = []
@@ -216,13 +216,21 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
                               "input": {"dtype": "float32", "layout": "NHWC", "meaning": "raw pixels 0..255"}})
         elif kind == "onnx":
             path = out.parent / f"{out.name}.onnx"
-            export_onnx(model, path, validate_images=val.images[:256])
+            tta = getattr(args, "tta", "none")
+            served = model if tta == "none" else TTA_WRAPPERS[tta](model)
+            export_onnx(served, path, validate_images=val.images[:256])
             acc = accuracy(OnnxModel(path).predict(test.images), test.labels)
-            artifacts.append({"file": path.name, "kind": "onnx float32 (server)", "bytes": path.stat().st_size,
-                              "test_accuracy": acc, "evaluated_with": "onnxruntime CPUExecutionProvider",
-                              "input": {"dtype": "float32", "shape": ["N", *test.images.shape[1:]],
-                                        "layout": "NHWC", "meaning": "raw pixels 0..255"},
-                              "output": {"meaning": "softmax probabilities [N, classes]"}})
+            art = {"file": path.name, "kind": "onnx float32 (server)", "bytes": path.stat().st_size,
+                   "test_accuracy": acc, "evaluated_with": "onnxruntime CPUExecutionProvider",
+                   "input": {"dtype": "float32", "shape": ["N", *test.images.shape[1:]],
+                             "layout": "NHWC", "meaning": "raw pixels 0..255"},
+                   "output": {"meaning": "softmax probabilities [N, classes]"}}
+            if tta != "none":
+                art["test_time_augmentation"] = {
+                    "kind": tta, "forward_passes": 2, "macs_per_image": 2 * stats.macs,
+                    "meaning": "mean of the softmax on the image and on its horizontal mirror",
+                    "test_accuracy_without": float_acc}
+            artifacts.append(art)
         else:
             raise SystemExit(f"error: unknown export kind {kind!r}; use int8, float, onnx")
     card = {
@@ -285,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
     m.add_argument("--export", default=DEVICE_EXPORTS,
                    help="comma list of int8, float, onnx (default int8,float)")
+    m.add_argument("--tta", default="none", choices=["none", "flip"],
+                   help="test-time augmentation baked into the ONNX (server) export: flip = mean of the image "
+                        "and its mirror, two forward passes per image (default none; device exports never use it)")
     m.add_argument("--ckpt-dir", default=None, help="checkpoint directory (default: <out dir>/.<name>.ckpt)")
     m.add_argument("--resume", action="store_true", help="continue the run checkpointed in --ckpt-dir")
     m.set_defaults(func=cmd_model)
@@ -295,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
     e.add_argument("--export", default=DEVICE_EXPORTS, help="comma list of int8, float, onnx")
+    e.add_argument("--tta", default="none", choices=["none", "flip"],
+                   help="test-time augmentation baked into the ONNX (server) export: flip = mean of the image "
+                        "and its mirror, two forward passes per image (default none; device exports never use it)")
     e.add_argument("--ckpt-dir", default=None,
                    help="the run's checkpoint directory: its config, commands and history go into the card")
     e.set_defaults(func=cmd_export)

@@ -37,25 +37,21 @@ def test_resnet8_int8_contract():
 
 def test_tflite_micro_and_litert_reference_kernels_agree(test_split):
     """TFLite Micro (the microcontroller reference the firmware matches byte for byte) and LiteRT's
-    reference kernels (BUILTIN_REF) compute identical bytes for every layer up to the classifier; their
-    FULLY_CONNECTED and int8 SOFTMAX kernels round differently (measured here: the logits differ by one
-    step on about a fifth of the images, the probabilities by a few steps), so on the final output we
-    require the same class, not the same bytes."""
-    from hi_firmware.compiler.testing import LitertRefRunner, TflmRunner, litert_agreeing_prefix
+    reference kernels (BUILTIN_REF) give identical outputs for the shipped INT8 ResNet-8. This holds
+    because its classifier is exported as a 1x1 CONV_2D: on a FULLY_CONNECTED the two engines' rounding
+    differs by one step on about one image in seven (training.models.dense_head_as_conv)."""
+    from hi_firmware.compiler.testing import LitertRefRunner, TflmRunner
 
     from training.export import TFLiteModel
 
     model_bytes = RESNET8.read_bytes()
-    x = TFLiteModel(RESNET8).quantize_input(test_split.images[::500][:20])
-    prefix = litert_agreeing_prefix(model_bytes)
-    assert prefix is not None, "the network before its classifier should be comparable byte for byte"
-    tflm_prefix, ref_prefix = TflmRunner(prefix), LitertRefRunner(prefix)
-    tflm_full, ref_full = TflmRunner(model_bytes), LitertRefRunner(model_bytes)
+    # the issue asks for 20 images; 200 make the check sharp (the FULLY_CONNECTED form differed in the
+    # final output on about 3% of images, so 20 would often have passed it too)
+    x = TFLiteModel(RESNET8).quantize_input(test_split.images[::50][:200])
+    assert len(x) == 200
+    tflm, ref = TflmRunner(model_bytes), LitertRefRunner(model_bytes)
     for img in x:
-        np.testing.assert_array_equal(tflm_prefix.run(img[None])[0], ref_prefix.run(img[None])[0])
-        a, b = tflm_full.run(img[None])[0], ref_full.run(img[None])[0]
-        assert a.argmax() == b.argmax()
-        assert np.abs(a.astype(int) - b.astype(int)).max() <= 16
+        np.testing.assert_array_equal(tflm.run(img[None])[0], ref.run(img[None])[0])
 
 
 def test_resnet8_int8_meets_its_floor(test_split):

@@ -129,6 +129,37 @@ def test_float_tflite_and_onnx_match_keras(trained_tiny, tmp_path):
     np.testing.assert_allclose(got, ref, atol=1e-4)
 
 
+def test_dense_classifier_exports_as_1x1_conv_bit_exact_in_tflm_and_litert_reference(tmp_path):
+    """ResNet-8's dense head is exported as a 1x1 CONV_2D: same function, no FULLY_CONNECTED left, and
+    TFLite Micro and LiteRT's reference kernels then agree on every output byte (batch resizing still
+    works for desktop evaluation)."""
+    from hi_firmware.compiler.testing import LitertRefRunner, TflmRunner
+
+    from training.export import TFLiteModel, export_int8_tflite
+    from training.models import build_model, dense_head_as_conv
+
+    model = build_model("resnet8")
+    x = color_dataset(48, 6).images
+    conv_head = dense_head_as_conv(model)
+    assert conv_head is not model and conv_head.output_names == model.output_names
+    np.testing.assert_allclose(conv_head.predict(x.astype(np.float32), verbose=0),
+                               model.predict(x.astype(np.float32), verbose=0), atol=1e-6)
+    tm = TFLiteModel(export_int8_tflite(model, x, tmp_path / "r8.tflite"))
+    assert "FULLY_CONNECTED" not in tm.op_names() and "RESHAPE" in tm.op_names()
+    assert tm.predict_proba(x, batch=16).shape == (48, 10)
+    data = (tmp_path / "r8.tflite").read_bytes()
+    tflm, ref = TflmRunner(data), LitertRefRunner(data)
+    for q in tm.quantize_input(x[:12]):
+        np.testing.assert_array_equal(tflm.run(q[None])[0], ref.run(q[None])[0])
+
+
+def test_dense_head_as_conv_leaves_other_heads_alone(trained_tiny):
+    from training.models import dense_head_as_conv
+
+    model, _ = trained_tiny  # global average pool + dense: MEAN, not a flattened 1x1 map
+    assert dense_head_as_conv(model) is model
+
+
 def test_flip_tta_onnx_is_the_mean_over_the_mirror_and_mirror_invariant(trained_tiny, tmp_path):
     from training.export import OnnxModel, export_onnx
     from training.models import with_flip_tta

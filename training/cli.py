@@ -195,8 +195,8 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
             artifacts.append({
                 "file": path.name, "kind": "tflite int8 (device)", "bytes": path.stat().st_size,
                 "test_accuracy": acc,
-                "evaluated_with": "ai-edge-litert default kernels (XNNPACK); the reference kernels and "
-                                  "TFLite Micro may differ by a few int8 steps on rare samples",
+                "evaluated_with": "ai-edge-litert default kernels (XNNPACK), which may differ from LiteRT's "
+                                  "reference kernels and TFLite Micro by a few int8 steps on rare samples",
                 "ops": tm.op_names(),
                 "tflm_arena_bytes": arena,
                 "tflm_arena_note": "smallest arena the tflite-micro Python interpreter (x86-64, 64-bit "

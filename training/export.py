@@ -61,16 +61,20 @@ def _converter(model, batch: int | None = 1):
 
 
 def export_int8_tflite(model, representative_images: np.ndarray, path: str | Path, *,
-                       num_calibration: int = 500, fold_scaling: bool = True,
+                       num_calibration: int = 500, fold_scaling: bool = True, conv_classifier: bool = True,
                        per_tensor_dense: bool = True) -> Path:
     """Full-integer INT8 TFLite with int8 input and output, calibrated on ``representative_images``
-    (uint8 NHWC training images, never test images)."""
+    (uint8 NHWC training images, never test images). With ``conv_classifier`` a dense classifier on a
+    1x1 feature map is exported as a 1x1 CONV_2D (``training.models.dense_head_as_conv``), which TFLite
+    Micro and LiteRT's reference kernels compute bit for bit alike."""
     import tensorflow as tf
 
-    from training.models import fold_input_scaling
+    from training.models import dense_head_as_conv, fold_input_scaling
 
     if fold_scaling:
         model = fold_input_scaling(model)
+    if conv_classifier:
+        model = dense_head_as_conv(model)
     rep = np.asarray(representative_images)[:num_calibration].astype(np.float32)
     if len(rep) == 0:
         raise ExportError("representative_images is empty; pass a few hundred training images")
@@ -86,10 +90,10 @@ def export_int8_tflite(model, representative_images: np.ndarray, path: str | Pat
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     if per_tensor_dense and hasattr(conv, "_experimental_disable_per_channel_quantization_for_dense_layers"):
-        # Per-tensor FULLY_CONNECTED, as in MLPerf Tiny's INT8 models: one requantization multiplier for
-        # the classifier, the form every microcontroller kernel library handles. (LiteRT's reference
-        # kernels and TFLite Micro still round FULLY_CONNECTED and int8 SOFTMAX differently on some
-        # samples; the firmware follows TFLite Micro. See tests/test_shipped_models.py.)
+        # Per-tensor FULLY_CONNECTED (where one is left), as in MLPerf Tiny's INT8 models: one
+        # requantization multiplier, the form every microcontroller kernel library handles. LiteRT's
+        # reference kernels and TFLite Micro round FULLY_CONNECTED differently on some samples, per-tensor
+        # or per-channel alike; the firmware follows TFLite Micro.
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
     data = conv.convert()
     path = Path(path)

@@ -219,6 +219,33 @@ def build_model(arch: str, num_classes: int = 10, input_shape=(32, 32, 3), **kwa
     return ARCHITECTURES[arch](num_classes=num_classes, input_shape=tuple(input_shape), **kwargs)
 
 
+def dense_head_as_conv(model):
+    """Return an equivalent model whose classifier, a Dense layer on a flattened 1x1 feature map (ResNet-8's
+    8x8 average pool + flatten + dense), is a 1x1 Conv2D + reshape instead. Same function, same weights;
+    the point is the INT8 file: TFLite Micro and LiteRT's reference kernels round FULLY_CONNECTED
+    differently (one int8 step on about one image in seven for ResNet-8), while they agree on CONV_2D byte
+    for byte, so with this head the whole network is bit-exact across TFLite Micro, LiteRT (BUILTIN_REF)
+    and the generated firmware C. Models with any other head are returned unchanged. The result holds a
+    Python Lambda (a reshape that keeps the batch dimension free), so it is for export, not for saving."""
+    keras = _keras()
+    L = keras.layers
+    if len(model.outputs) != 1 or not isinstance(model.layers[-1], L.Dense):
+        return model
+    dense = model.layers[-1]
+    flat = next((l for l in model.layers if l.output is dense.input), None)
+    if not isinstance(flat, L.Flatten) or tuple(flat.input.shape[1:3]) != (1, 1):
+        return model
+    units = dense.units
+    conv = L.Conv2D(units, 1, use_bias=dense.use_bias, name=f"{dense.name}_conv1x1")
+    y = conv(flat.input)
+    y = L.Lambda(lambda t: keras.ops.reshape(t, (-1, units)), name=f"{dense.name}_reshape")(y)
+    y = L.Activation(dense.activation, name=dense.name)(y)
+    converted = keras.Model(model.inputs, y, name=model.name)
+    weights = dense.get_weights()
+    conv.set_weights([weights[0].reshape(1, 1, *weights[0].shape), *weights[1:]])
+    return converted
+
+
 def fold_input_scaling(model):
     """Return an equivalent model whose ``input_scaling`` Rescaling layer is an Identity: the scale moves
     into the kernel of the convolution it feeds. The model's input stays raw 0..255 pixels. Models without

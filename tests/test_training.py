@@ -196,7 +196,7 @@ def test_cli_trains_checkpoints_resumes_exports_and_writes_card(tmp_path, monkey
     out = tmp_path / "models" / "cifar10" / "tiny"
     ckpt = tmp_path / "ckpt"
     base = ["model", "--arch", "tiny_cnn", "--data", str(data), "--val-size", "50", "--batch-size", "32",
-            "--out", str(out), "--ckpt-dir", str(ckpt), "--export", "int8"]
+            "--out", str(out), "--ckpt-dir", str(ckpt), "--export", "int8", "--label-smoothing", "0.1"]
     assert main(base + ["--epochs", "1"]) == 0
     history = [json.loads(l) for l in (ckpt / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1]
@@ -219,6 +219,13 @@ def test_cli_trains_checkpoints_resumes_exports_and_writes_card(tmp_path, monkey
     assert [h["epoch"] for h in card["training"]["history"]] == [1, 2]
     table = (tmp_path / "models" / "README.md").read_text()
     assert "tiny_int8.tflite" in table
+    # re-export from the saved .keras (its training loss, a label-smoothing closure, is not needed to load)
+    assert main(["export", "--keras", str(out.with_suffix(".keras")), "--data", str(data), "--val-size", "50",
+                 "--out", str(out), "--export", "float", "--ckpt-dir", str(ckpt)]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert [a["file"] for a in card["artifacts"]] == ["tiny.keras", "tiny_float.tflite"]
+    assert card["training"]["config"]["label_smoothing"] == 0.1
+    assert card["export_command"].startswith("hi-train export --keras ")
 
 
 def test_cli_export_bakes_flip_tta_into_the_onnx_only(trained_tiny, tmp_path, monkeypatch):

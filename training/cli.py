@@ -121,7 +121,7 @@ def cmd_export(args) -> int:
     import keras
 
     out = Path(args.out)
-    model = keras.models.load_model(args.keras)
+    model = keras.models.load_model(args.keras, compile=False)  # export needs no optimizer or loss
     train, val, test = _load_splits(args)
     training = {}
     card_path = out.with_suffix(".json")
@@ -129,7 +129,8 @@ def cmd_export(args) -> int:
         training = json.loads(card_path.read_text()).get("training", {})
     if args.ckpt_dir:
         training = training_record(Path(args.ckpt_dir)) or training
-    export_and_card(model, out, args.export.split(","), train, val, test, args, training=training)
+    export_and_card(model, out, args.export.split(","), train, val, test, args, training=training,
+                    export_command="hi-train " + " ".join(shlex.quote(a) for a in args.argv))
     return 0
 
 
@@ -154,7 +155,11 @@ def training_record(ckpt: Path) -> dict:
     return rec
 
 
-def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, args, training: dict) -> dict:
+def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, args, training: dict,
+                    export_command: str | None = None) -> dict:
+    """Export ``model`` in each of ``exports``, score every file on the test split and write the card.
+    ``export_command`` is the `hi-train export` command when the files were re-exported from a saved model
+    (the training command alone would not reproduce them, e.g. with --tta)."""
     import numpy as np
 
     from training.cards import JPEG_NOTE, git_commit, update_models_readme, write_card
@@ -226,6 +231,7 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
                              "layout": "NHWC", "meaning": "raw pixels 0..255"},
                    "output": {"meaning": "softmax probabilities [N, classes]"}}
             if tta != "none":
+                art["kind"] += f", {tta} test-time augmentation (2 passes)"
                 art["test_time_augmentation"] = {
                     "kind": tta, "forward_passes": 2, "macs_per_image": 2 * stats.macs,
                     "meaning": "mean of the softmax on the image and on its horizontal mirror",
@@ -244,6 +250,7 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
                     "val_split": f"class-stratified, seed {args.seed}, carved from the training split",
                     "note": JPEG_NOTE if args.dataset == "cifar10" else ""},
         "training": training,
+        **({"export_command": export_command} if export_command else {}),
         "git_commit": git_commit(),
         "float_test_accuracy": float_acc,
         "artifacts": artifacts,

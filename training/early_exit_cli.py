@@ -76,7 +76,7 @@ def cmd_early_exit(args) -> int:
     history: list[dict] = []
     cfg = None
     if args.keras:
-        model = keras.models.load_model(args.keras)
+        model = keras.models.load_model(args.keras, compile=False)
         training = {"note": f"exported from {args.keras} without training"}
     else:
         weights = [float(w) for w in args.loss_weights.split(",")] if args.loss_weights else []

@@ -268,7 +268,10 @@ def fold_input_scaling(model):
             return keras.layers.Identity(name="input_scaling")
         return layer.__class__.from_config(layer.get_config())
 
-    folded = keras.models.clone_model(model, clone_function=clone)
+    # clone an uncompiled view: clone_model would otherwise recompile from the training config, whose
+    # loss (label smoothing for sparse labels) is a closure that cannot be deserialized
+    uncompiled = keras.Model(model.inputs, model.outputs, name=model.name)
+    folded = keras.models.clone_model(uncompiled, clone_function=clone)
     for layer in folded.layers:
         weights = model.get_layer(layer.name).get_weights()
         if layer.name == first:

@@ -270,7 +270,7 @@ def fold_input_scaling(model):
 
     # clone an uncompiled view: clone_model would otherwise recompile from the training config, whose
     # loss (label smoothing for sparse labels) is a closure that cannot be deserialized
-    uncompiled = keras.Model(model.inputs, model.outputs, name=model.name)
+    uncompiled = keras.Model(model.input, model.output, name=model.name)  # keeps dict/list output structure
     folded = keras.models.clone_model(uncompiled, clone_function=clone)
     for layer in folded.layers:
         weights = model.get_layer(layer.name).get_weights()

@@ -146,8 +146,9 @@ def cmd_decider(args) -> int:
                   f"{dec.int8.grid_disagreements}", flush=True)
             if not agree:
                 raise DeciderTrainingError("the int8 form disagrees with the float form on test rows")
+        # alternatives at the shipped decider's offload ratio on validation (the test split only reports)
         comparison = {} if args.no_compare else compare_deciders(lv, lt, val.labels, test.labels, srv_v, srv_t,
-                                                                 rep_test.offload_ratio)
+                                                                 rep_val.offload_ratio)
         if args.vectors:
             p = write_decider_vectors(dec, lt.raw[:100], args.vectors,
                                       note=f"decider {out.name} for {Path(args.model).name}; first 100 rows are "
@@ -199,7 +200,8 @@ def cmd_decider(args) -> int:
 
 
 def compare_deciders(lv, lt, yv, yt, srv_v, srv_t, target_offload: float) -> dict:
-    """Other deciders behind the same interface at p = 0.5 and at this decider's offload ratio."""
+    """Other deciders behind the same interface at p = 0.5 and at this decider's offload ratio on the
+    validation split (``target_offload``), each reported on the test split."""
     from training.decider import choose_operating_point, evaluate, fit_decider
 
     out = {}

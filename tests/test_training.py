@@ -160,6 +160,26 @@ def test_dense_head_as_conv_leaves_other_heads_alone(trained_tiny):
     assert dense_head_as_conv(model) is model
 
 
+def test_mixed_bfloat16_training_returns_a_float32_model_that_learned():
+    """bfloat16 compute with float32 weights: the returned model is plain float32 (what export and
+    saving expect), its softmax sums to one in float32, and it learned the generated task."""
+    from training.train import TrainConfig, TrainingError, evaluate_keras, train_model
+
+    train, val = color_dataset(6000, 0), color_dataset(300, 1)  # as trained_tiny: BN statistics settle
+    cfg = TrainConfig(arch="tiny_cnn", epochs=1, batch_size=16, lr=0.05, warmup_epochs=0, precision="mixed_bfloat16")
+    model = train_model(cfg, train, val, verbose=0)
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    probs = model.predict(val.images[:32].astype(np.float32), verbose=0)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert evaluate_keras(model, val) > 0.5  # ten classes: chance is 0.1
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # the global policy is restored
+    with pytest.raises(TrainingError, match="precision"):
+        train_model(TrainConfig(arch="tiny_cnn", epochs=1, precision="float16"), train, val, verbose=0)
+
+
 def test_flip_tta_onnx_is_the_mean_over_the_mirror_and_mirror_invariant(trained_tiny, tmp_path):
     from training.export import OnnxModel, export_onnx
     from training.models import with_flip_tta

@@ -69,7 +69,7 @@ def cmd_model(args) -> int:
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                       label_smoothing=args.label_smoothing, augment=not args.no_augment, seed=args.seed,
-                      ckpt_dir=ckpt)
+                      ckpt_dir=ckpt, precision=args.precision)
     train, val, test = _load_splits(args)
     print(f"data: train {len(train)}, val {len(val)}, test {len(test)} images from {args.data}", flush=True)
     command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
@@ -297,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--label-smoothing", type=float, default=0.0)
     m.add_argument("--no-augment", action="store_true", help="disable flip and pad-and-crop")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
+                   help="compute precision; mixed_bfloat16 keeps float32 weights and about halves the step time "
+                        "on CPUs with AVX512-BF16 (the saved model is float32; default float32)")
     m.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
     m.add_argument("--export", default=DEVICE_EXPORTS,
                    help="comma list of int8, float, onnx (default int8,float)")

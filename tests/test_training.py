@@ -180,6 +180,32 @@ def test_mixed_bfloat16_training_returns_a_float32_model_that_learned():
         train_model(TrainConfig(arch="tiny_cnn", epochs=1, precision="float16"), train, val, verbose=0)
 
 
+def test_distillation_teaches_the_teachers_function_even_with_useless_labels(trained_tiny, tmp_path, monkeypatch):
+    """With distill weight 1 the labels do not matter: a student trained on shuffled labels learns the
+    teacher's function (high accuracy on the true validation labels), while the same run without the
+    teacher stays near chance."""
+    from training.data import Dataset
+    from training.export import export_onnx
+    from training.train import TrainConfig, TrainingError, evaluate_keras, train_model
+
+    monkeypatch.setenv("HI_CACHE_DIR", str(tmp_path / "cache"))
+    teacher_model, _ = trained_tiny
+    teacher = export_onnx(teacher_model, tmp_path / "teacher.onnx")
+    clean, val = color_dataset(6000, 7), color_dataset(300, 1)
+    shuffled = Dataset(clean.images, np.random.default_rng(0).permutation(clean.labels), clean.class_names)
+    base = dict(arch="tiny_cnn", epochs=1, batch_size=16, lr=0.05, warmup_epochs=0)
+    student = train_model(TrainConfig(**base, teacher=str(teacher), distill_weight=1.0, temperature=2.0),
+                          shuffled, val, verbose=0)
+    alone = train_model(TrainConfig(**base), shuffled, val, verbose=0)
+    assert evaluate_keras(alone, val) < 0.3
+    assert evaluate_keras(student, val) > 0.6
+    with pytest.raises(TrainingError, match="teacher"):
+        train_model(TrainConfig(**base, distill_weight=0.5), shuffled, val, verbose=0)
+    with pytest.raises(TrainingError, match="does not exist"):
+        train_model(TrainConfig(**base, teacher=str(tmp_path / "none.onnx"), distill_weight=0.5), shuffled, val,
+                    verbose=0)
+
+
 def test_flip_tta_onnx_is_the_mean_over_the_mirror_and_mirror_invariant(trained_tiny, tmp_path):
     from training.export import OnnxModel, export_onnx
     from training.models import with_flip_tta
@@ -271,6 +297,13 @@ def test_cli_export_bakes_flip_tta_into_the_onnx_only(trained_tiny, tmp_path, mo
     x = color_dataset(8, 5).images.astype(np.float32)
     onnx = OnnxModel(out.with_suffix(".onnx"))
     np.testing.assert_allclose(onnx.predict(x[:, :, ::-1].copy()), onnx.predict(x), atol=1e-5)
+    # that server model can teach a device model through the CLI; the card records the teacher
+    student = tmp_path / "models" / "student"
+    assert main(["model", "--arch", "tiny_cnn", "--data", str(data), "--val-size", "50", "--batch-size", "32",
+                 "--epochs", "1", "--out", str(student), "--export", "float", "--teacher", str(out.with_suffix(".onnx")),
+                 "--distill-weight", "0.7", "--temperature", "3"]) == 0
+    cfg = json.loads(student.with_suffix(".json").read_text())["training"]["config"]
+    assert (cfg["teacher"], cfg["distill_weight"], cfg["temperature"]) == (str(out.with_suffix(".onnx")), 0.7, 3.0)
 
 
 def test_cli_help_does_not_need_tensorflow(capsys):

@@ -69,7 +69,8 @@ def cmd_model(args) -> int:
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                       label_smoothing=args.label_smoothing, augment=not args.no_augment, seed=args.seed,
-                      ckpt_dir=ckpt, precision=args.precision)
+                      ckpt_dir=ckpt, precision=args.precision, teacher=args.teacher or "",
+                      distill_weight=args.distill_weight if args.teacher else 0.0, temperature=args.temperature)
     train, val, test = _load_splits(args)
     print(f"data: train {len(train)}, val {len(val)}, test {len(test)} images from {args.data}", flush=True)
     command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
@@ -300,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
                    help="compute precision; mixed_bfloat16 keeps float32 weights and about halves the step time "
                         "on CPUs with AVX512-BF16 (the saved model is float32; default float32)")
+    m.add_argument("--teacher", default=None,
+                   help="distil from this model's probabilities (.onnx or .tflite), e.g. models/cifar10/server.onnx")
+    m.add_argument("--distill-weight", type=float, default=0.5,
+                   help="weight of the distillation term with --teacher, in (0, 1] (default 0.5)")
+    m.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
     m.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
     m.add_argument("--export", default=DEVICE_EXPORTS,
                    help="comma list of int8, float, onnx (default int8,float)")

@@ -44,6 +44,12 @@ class TrainConfig:
     # "mixed_bfloat16" computes in bfloat16 with float32 weights: about half the step time on CPUs with
     # AVX512-BF16 (ResNet-9 here: 3.4 s against 6.8 s per batch of 128). The returned model is float32.
     precision: str = "float32"
+    # knowledge distillation (Hinton et al.): a teacher's softened probabilities join the labels, e.g. the
+    # edge server's model teaching the device model. teacher: .onnx or .tflite file; distill_weight: weight
+    # of the distillation term (0 = off); temperature: softening of both distributions.
+    teacher: str = ""
+    distill_weight: float = 0.0
+    temperature: float = 4.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,10 +76,13 @@ def augment_batch(images, pad: int = 4):
     return tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
 
 
-def make_dataset(ds: Dataset, batch_size: int, *, training: bool, augment: bool, seed: int):
+def make_dataset(ds: Dataset, batch_size: int, *, training: bool, augment: bool, seed: int,
+                 targets: np.ndarray | None = None):
+    """Batches of (float32 images, targets); ``targets`` defaults to the labels (distillation passes
+    labels packed with the teacher's probabilities)."""
     import tensorflow as tf
 
-    d = tf.data.Dataset.from_tensor_slices((ds.images, ds.labels))
+    d = tf.data.Dataset.from_tensor_slices((ds.images, ds.labels if targets is None else targets))
     if training:
         d = d.shuffle(len(ds), seed=seed, reshuffle_each_iteration=True)
     d = d.batch(batch_size, drop_remainder=training)
@@ -154,16 +163,21 @@ def train_model(cfg: TrainConfig, train: Dataset, val: Dataset, *, resume: bool 
         raise TrainingError(f"training split has {len(train)} images, fewer than one batch of {cfg.batch_size}")
     opt = keras.optimizers.SGD(learning_rate=lr_schedule(cfg, steps), momentum=cfg.momentum,
                                nesterov=cfg.nesterov)
-    loss = keras.losses.SparseCategoricalCrossentropy()
-    if cfg.label_smoothing:
-        n = train.num_classes
+    train_targets, val_targets = train.labels, val.labels
+    if cfg.distill_weight:
+        loss, metrics, (train_targets, val_targets) = _distillation(cfg, train, val)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="acc")]
+        if cfg.label_smoothing:
+            n = train.num_classes
 
-        def loss(y_true, y_pred):  # noqa: F811 - label smoothing for sparse labels
-            y = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), n)
-            return keras.losses.categorical_crossentropy(y, tf.cast(y_pred, tf.float32),
-                                                         label_smoothing=cfg.label_smoothing)
+            def loss(y_true, y_pred):  # noqa: F811 - label smoothing for sparse labels
+                y = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), n)
+                return keras.losses.categorical_crossentropy(y, tf.cast(y_pred, tf.float32),
+                                                             label_smoothing=cfg.label_smoothing)
 
-    model.compile(optimizer=opt, loss=loss, metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
+    model.compile(optimizer=opt, loss=loss, metrics=metrics)
 
     callbacks = []
     history_path = None
@@ -188,8 +202,9 @@ def train_model(cfg: TrainConfig, train: Dataset, val: Dataset, *, resume: bool 
 
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 0
-    model.fit(make_dataset(train, cfg.batch_size, training=True, augment=cfg.augment, seed=cfg.seed),
-              validation_data=make_dataset(val, 256, training=False, augment=False, seed=0),
+    model.fit(make_dataset(train, cfg.batch_size, training=True, augment=cfg.augment, seed=cfg.seed,
+                           targets=train_targets),
+              validation_data=make_dataset(val, 256, training=False, augment=False, seed=0, targets=val_targets),
               epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
     if best_path is not None and best_path.exists():
         model.load_weights(str(best_path))
@@ -200,6 +215,56 @@ def train_model(cfg: TrainConfig, train: Dataset, val: Dataset, *, resume: bool 
 
 
 PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def _distillation(cfg: TrainConfig, train: Dataset, val: Dataset):
+    """Loss, metrics and packed targets for knowledge distillation.
+
+    The teacher's probabilities are computed once per image (without augmentation; flips and 4-pixel
+    crops hardly move a good teacher's posterior) and packed beside the label: target row =
+    [label, teacher p_1..p_C]. Loss = (1 - w) * CE(label) + w * T^2 * KL(softmax(log t / T) ||
+    softmax(log s / T)); the models end in a softmax, and softmax(log p / T) = softmax(logits / T)."""
+    import keras
+    import tensorflow as tf
+
+    from training.decider import DeciderTrainingError, server_probabilities
+
+    if not cfg.teacher:
+        raise TrainingError("distillation needs a teacher model (--teacher FILE.onnx or .tflite)")
+    if not 0.0 < cfg.distill_weight <= 1.0 or cfg.temperature <= 0:
+        raise TrainingError(f"distill weight must be in (0, 1] and temperature > 0, got {cfg.distill_weight} "
+                            f"and {cfg.temperature}")
+    try:
+        t_train = server_probabilities(cfg.teacher, train.images)
+        t_val = server_probabilities(cfg.teacher, val.images)
+    except (DeciderTrainingError, OSError) as exc:
+        raise TrainingError(f"teacher {cfg.teacher}: {exc}") from exc
+    if t_train.shape[1] != train.num_classes:
+        raise TrainingError(f"teacher {cfg.teacher} has {t_train.shape[1]} outputs, the data {train.num_classes} "
+                            "classes")
+    acc = float((t_val.argmax(1) == val.labels).mean())
+    print(f"teacher {Path(cfg.teacher).name}: validation accuracy {acc:.4f}", flush=True)
+
+    def pack(labels, probs):
+        return np.concatenate([labels[:, None].astype(np.float32), probs.astype(np.float32)], axis=1)
+
+    n, w, temp, ls = train.num_classes, float(cfg.distill_weight), float(cfg.temperature), cfg.label_smoothing
+
+    def distillation_loss(y_true, y_pred):
+        label = tf.one_hot(tf.cast(y_true[:, 0], tf.int32), n)
+        student = tf.cast(y_pred, tf.float32)
+        hard = keras.losses.categorical_crossentropy(label, student, label_smoothing=ls)
+        log_s = tf.math.log(tf.clip_by_value(student, 1e-7, 1.0)) / temp
+        log_t = tf.math.log(tf.clip_by_value(y_true[:, 1:], 1e-7, 1.0)) / temp
+        t_soft = tf.nn.softmax(log_t)
+        kl = tf.reduce_sum(t_soft * (tf.nn.log_softmax(log_t) - tf.nn.log_softmax(log_s)), axis=-1)
+        return (1.0 - w) * hard + w * temp * temp * kl
+
+    def acc(y_true, y_pred):  # accuracy against the label column
+        return tf.cast(tf.equal(tf.argmax(y_pred, axis=-1, output_type=tf.int32), tf.cast(y_true[:, 0], tf.int32)),
+                       tf.float32)
+
+    return distillation_loss, [acc], (pack(train.labels, t_train), pack(val.labels, t_val))
 
 
 def _float32_output(model):

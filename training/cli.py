@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train ARCH on a dataset with flip/crop augmentation, SGD with warm-up and "
                                    "cosine decay; checkpoint every epoch (resume with --resume); export INT8/"
                                    "float TFLite and/or ONNX and write a model card.")
-    m.add_argument("--arch", default="resnet8", help="resnet8, resnet20, resnet56, resnet9, resnet9_w32, "
+    m.add_argument("--arch", default="resnet8", help="resnet8, resnet20, resnet56, resnet9, resnet9_w32, resnet9_w48, "
                                                      "resnet18, tiny_cnn (default resnet8)")
     _add_data_args(m)
     m.add_argument("--epochs", type=int, default=30)

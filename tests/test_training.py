@@ -220,6 +220,12 @@ def test_flip_tta_onnx_is_the_mean_over_the_mirror_and_mirror_invariant(trained_
     np.testing.assert_allclose(onnx.predict(x), want, atol=1e-5)
     np.testing.assert_allclose(onnx.predict(mirrored), onnx.predict(x), atol=1e-5)
     np.testing.assert_allclose(onnx.predict(x).sum(1), 1.0, atol=1e-5)
+    import onnx as onnx_lib  # the mirrors ride in the batch: the network appears once in the graph
+
+    def convs(path):
+        return sum(n.op_type == "Conv" for n in onnx_lib.load(str(path)).graph.node)
+
+    assert convs(tmp_path / "tta.onnx") == convs(export_onnx(model, tmp_path / "plain.onnx")) > 0
 
 
 def _write_color_folder(root: Path, n_per_class: int, split: str, seed: int):

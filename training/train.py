@@ -217,6 +217,26 @@ def train_model(cfg: TrainConfig, train: Dataset, val: Dataset, *, resume: bool 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
+def distillation_loss_fn(num_classes: int, weight: float, temperature: float, label_smoothing: float = 0.0):
+    """The distillation loss over packed targets [label, teacher p_1..p_C] and student probabilities:
+    (1 - w) * CE(label, student) + w * T^2 * KL(softmax(log t / T) || softmax(log s / T))."""
+    import keras
+    import tensorflow as tf
+
+    n, w, temp = int(num_classes), float(weight), float(temperature)
+
+    def distillation_loss(y_true, y_pred):
+        label = tf.one_hot(tf.cast(y_true[:, 0], tf.int32), n)
+        student = tf.cast(y_pred, tf.float32)
+        hard = keras.losses.categorical_crossentropy(label, student, label_smoothing=label_smoothing)
+        log_s = tf.math.log(tf.clip_by_value(student, 1e-7, 1.0)) / temp
+        log_t = tf.math.log(tf.clip_by_value(tf.cast(y_true[:, 1:], tf.float32), 1e-7, 1.0)) / temp
+        kl = tf.reduce_sum(tf.nn.softmax(log_t) * (tf.nn.log_softmax(log_t) - tf.nn.log_softmax(log_s)), axis=-1)
+        return (1.0 - w) * hard + w * temp * temp * kl
+
+    return distillation_loss
+
+
 def _distillation(cfg: TrainConfig, train: Dataset, val: Dataset):
     """Loss, metrics and packed targets for knowledge distillation.
 
@@ -224,7 +244,6 @@ def _distillation(cfg: TrainConfig, train: Dataset, val: Dataset):
     crops hardly move a good teacher's posterior) and packed beside the label: target row =
     [label, teacher p_1..p_C]. Loss = (1 - w) * CE(label) + w * T^2 * KL(softmax(log t / T) ||
     softmax(log s / T)); the models end in a softmax, and softmax(log p / T) = softmax(logits / T)."""
-    import keras
     import tensorflow as tf
 
     from training.decider import DeciderTrainingError, server_probabilities
@@ -242,29 +261,19 @@ def _distillation(cfg: TrainConfig, train: Dataset, val: Dataset):
     if t_train.shape[1] != train.num_classes:
         raise TrainingError(f"teacher {cfg.teacher} has {t_train.shape[1]} outputs, the data {train.num_classes} "
                             "classes")
-    acc = float((t_val.argmax(1) == val.labels).mean())
-    print(f"teacher {Path(cfg.teacher).name}: validation accuracy {acc:.4f}", flush=True)
+    teacher_acc = float((t_val.argmax(1) == val.labels).mean())
+    print(f"teacher {Path(cfg.teacher).name}: validation accuracy {teacher_acc:.4f}", flush=True)
 
     def pack(labels, probs):
         return np.concatenate([labels[:, None].astype(np.float32), probs.astype(np.float32)], axis=1)
 
-    n, w, temp, ls = train.num_classes, float(cfg.distill_weight), float(cfg.temperature), cfg.label_smoothing
-
-    def distillation_loss(y_true, y_pred):
-        label = tf.one_hot(tf.cast(y_true[:, 0], tf.int32), n)
-        student = tf.cast(y_pred, tf.float32)
-        hard = keras.losses.categorical_crossentropy(label, student, label_smoothing=ls)
-        log_s = tf.math.log(tf.clip_by_value(student, 1e-7, 1.0)) / temp
-        log_t = tf.math.log(tf.clip_by_value(y_true[:, 1:], 1e-7, 1.0)) / temp
-        t_soft = tf.nn.softmax(log_t)
-        kl = tf.reduce_sum(t_soft * (tf.nn.log_softmax(log_t) - tf.nn.log_softmax(log_s)), axis=-1)
-        return (1.0 - w) * hard + w * temp * temp * kl
+    loss = distillation_loss_fn(train.num_classes, cfg.distill_weight, cfg.temperature, cfg.label_smoothing)
 
     def acc(y_true, y_pred):  # accuracy against the label column
         return tf.cast(tf.equal(tf.argmax(y_pred, axis=-1, output_type=tf.int32), tf.cast(y_true[:, 0], tf.int32)),
                        tf.float32)
 
-    return distillation_loss, [acc], (pack(train.labels, t_train), pack(val.labels, t_val))
+    return loss, [acc], (pack(train.labels, t_train), pack(val.labels, t_val))
 
 
 def _float32_output(model):

@@ -253,6 +253,77 @@ def test_flip_tta_onnx_is_the_mean_over_the_mirror_and_mirror_invariant(trained_
     assert convs(tmp_path / "tta.onnx") == convs(export_onnx(model, tmp_path / "plain.onnx")) > 0
 
 
+def test_ensemble_is_the_mean_of_its_members_counts_their_macs_and_exports(trained_tiny, tmp_path):
+    import keras
+
+    from training.export import OnnxModel, export_onnx
+    from training.models import build_model, count_params_and_macs, ensemble, with_flip_tta
+
+    trained, _ = trained_tiny
+    a = keras.models.clone_model(trained)  # a copy: ensemble() renames members whose names clash
+    a.set_weights(trained.get_weights())
+    b = build_model("tiny_cnn")  # untrained: a member that disagrees with the first
+    x = color_dataset(32, 6).images.astype(np.float32)
+    pa, pb = a.predict(x, verbose=0), b.predict(x, verbose=0)
+    assert np.abs(pa - pb).max() > 1e-2
+    ens = ensemble([a, b])
+    np.testing.assert_allclose(ens.predict(x, verbose=0), (pa + pb) / 2, atol=1e-6)
+    one = count_params_and_macs(a)
+    assert count_params_and_macs(ens).macs == 2 * one.macs and count_params_and_macs(ens).params == 2 * one.params
+    ens.save(tmp_path / "ens.keras")  # a plain Average layer: saves and loads without custom objects
+    again = keras.models.load_model(tmp_path / "ens.keras", compile=False)
+    np.testing.assert_allclose(again.predict(x, verbose=0), (pa + pb) / 2, atol=1e-6)
+    onnx = OnnxModel(export_onnx(with_flip_tta(ens), tmp_path / "ens.onnx", validate_images=x))
+    mirrored = x[:, :, ::-1].copy()
+    want = (pa + pb + a.predict(mirrored, verbose=0) + b.predict(mirrored, verbose=0)) / 4
+    np.testing.assert_allclose(onnx.predict(x), want, atol=1e-5)
+    with pytest.raises(ValueError, match="at least two members"):
+        ensemble([a])
+    with pytest.raises(ValueError, match="number of classes"):
+        ensemble([a, build_model("tiny_cnn", num_classes=3)])
+
+
+def test_cli_exports_an_ensemble_with_every_member_on_its_card(trained_tiny, tmp_path, monkeypatch, capsys):
+    from training.cli import main
+    from training.export import OnnxModel
+    from training.models import build_model
+
+    monkeypatch.setenv("HI_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    _write_color_folder(data, 20, "train", 0)
+    _write_color_folder(data, 10, "test", 1)
+    models = tmp_path / "models"
+    models.mkdir()
+    trained, _ = trained_tiny
+    trained.save(models / "srv_a.keras")
+    build_model("tiny_cnn").save(models / "srv_b.keras")
+    out = models / "srv"
+    common = ["--data", str(data), "--val-size", "50", "--out", str(out), "--export", "onnx"]
+    # one checkpoint directory for two models is ambiguous: refused before anything is written
+    assert main(["export", "--keras", str(models / "srv_a.keras"), str(models / "srv_b.keras"),
+                 "--ckpt-dir", str(tmp_path / "ckpt"), *common]) == 2
+    assert "one checkpoint directory per model" in capsys.readouterr().err
+    assert main(["export", "--keras", str(models / "srv_a.keras"), str(models / "missing.keras"), *common]) == 2
+    assert "missing.keras" in capsys.readouterr().err and not out.with_suffix(".onnx").exists()
+
+    assert main(["export", "--keras", str(models / "srv_a.keras"), str(models / "srv_b.keras"), "--tta", "flip",
+                 *common]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    members = card["ensemble"]["members"]
+    assert [Path(m["keras"]).name for m in members] == ["srv_a.keras", "srv_b.keras"]
+    assert card["macs"] == sum(m["macs"] for m in members) and card["params"] == sum(m["params"] for m in members)
+    art = {a["file"]: a for a in card["artifacts"]}
+    assert set(art) == {"srv_a.keras", "srv_b.keras", "srv.onnx"}
+    assert art["srv.onnx"]["test_time_augmentation"]["macs_per_image"] == 2 * card["macs"]
+    assert art["srv_a.keras"]["test_accuracy"] == members[0]["test_accuracy"] > 0.5  # the trained member
+    assert art["srv_b.keras"]["macs"] == members[1]["macs"]
+    table = (models / "README.md").read_text()
+    assert "ensemble member 1" in table and "srv.onnx" in table
+    x = color_dataset(8, 5).images.astype(np.float32)
+    probs = OnnxModel(out.with_suffix(".onnx")).predict(x)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
 def _write_color_folder(root: Path, n_per_class: int, split: str, seed: int):
     ds = color_dataset(n_per_class * 10, seed)
     from training.data import CIFAR10_CLASSES
@@ -335,6 +406,28 @@ def test_cli_export_bakes_flip_tta_into_the_onnx_only(trained_tiny, tmp_path, mo
                  "--distill-weight", "0.7", "--temperature", "3"]) == 0
     cfg = json.loads(student.with_suffix(".json").read_text())["training"]["config"]
     assert (cfg["teacher"], cfg["distill_weight"], cfg["temperature"]) == (str(out.with_suffix(".onnx")), 0.7, 3.0)
+
+
+def test_run_seed_leaves_the_validation_split_alone(tmp_path, monkeypatch):
+    """Ensemble members trained with different --seed must share the validation split the deciders are
+    fitted on (a member that trained on those images would make the server look better there than it is)."""
+    import argparse
+
+    from training.cli import _load_splits, build_parser
+
+    monkeypatch.setenv("HI_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    _write_color_folder(data, 20, "train", 0)
+    _write_color_folder(data, 2, "test", 1)
+
+    def val_of(*extra: str):
+        args = build_parser().parse_args(["model", "--data", str(data), "--val-size", "50", "--out", "x", *extra])
+        assert isinstance(args, argparse.Namespace)
+        return _load_splits(args)[1].images
+
+    base = val_of()
+    np.testing.assert_array_equal(val_of("--seed", "1"), base)
+    assert not np.array_equal(val_of("--split-seed", "1"), base)
 
 
 def test_cli_help_does_not_need_tensorflow(capsys):

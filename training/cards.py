@@ -54,14 +54,15 @@ def _fmt_acc(v: Any) -> str:
 def render_table(models_dir: Path) -> str:
     rows = ["| artifact | kind | architecture | params | MACs | test accuracy | size | card |",
             "| --- | --- | --- | ---: | ---: | --- | ---: | --- |"]
-    for path, c in load_cards(models_dir):
+    for path, c in load_cards(models_dir):  # an artifact may override the card's architecture/params/MACs
         rel = path.relative_to(models_dir)
         for art in c.get("artifacts", []):
             acc = art.get("test_accuracy")
             extra = art.get("summary", "")
             rows.append(
-                f"| `{art['file']}` | {art.get('kind', '')} | {c.get('architecture', '')} | "
-                f"{c.get('params', ''):,} | {c.get('macs', ''):,} | {_fmt_acc(acc)}{(' ' + extra) if extra else ''} | "
+                f"| `{art['file']}` | {art.get('kind', '')} | {art.get('architecture', c.get('architecture', ''))} | "
+                f"{art.get('params', c.get('params', '')):,} | {art.get('macs', c.get('macs', '')):,} | "
+                f"{_fmt_acc(acc)}{(' ' + extra) if extra else ''} | "
                 f"{art.get('bytes', 0) / 1024:.1f} KiB | [`{rel}`]({rel}) |")
     return "\n".join(rows)
 

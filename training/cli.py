@@ -39,6 +39,10 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit-train", type=int, default=None,
                    help="use only the first N training images (a random but fixed subset): for smoke runs")
     p.add_argument("--limit-test", type=int, default=None, help="evaluate on only N test images")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the validation split (default 0, the split every shipped model, decider and "
+                        "threshold uses; --seed changes only the training run, so members of an ensemble "
+                        "trained with different --seed never see the validation images)")
 
 
 def _load_splits(args):
@@ -46,11 +50,11 @@ def _load_splits(args):
 
     from training.data import load_dataset
 
-    kw = dict(val_size=args.val_size, seed=args.seed, image_size=args.image_size)
+    kw = dict(val_size=args.val_size, seed=args.split_seed, image_size=args.image_size)
     train = load_dataset(args.dataset, args.data, "train", **kw)
     val = load_dataset(args.dataset, args.data, "val", **kw)
     test = load_dataset(args.dataset, args.data, "test", **kw)
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.split_seed)
     if args.limit_train:
         train = train.subset(np.sort(rng.permutation(len(train))[: args.limit_train]))
         val = val.subset(np.sort(rng.permutation(len(val))[: max(1, args.limit_train // 5)]))
@@ -117,22 +121,63 @@ def _record_command(ckpt: Path, command: str, resume: bool) -> list[dict]:
 
 
 def cmd_export(args) -> int:
-    """Re-export a saved Keras model and rewrite its card (e.g. after changing the exporter)."""
+    """Re-export a saved Keras model (or an ensemble of several) and rewrite its card (e.g. after changing
+    the exporter, or to add test-time augmentation)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     out = Path(args.out)
-    model = keras.models.load_model(args.keras, compile=False)  # export needs no optimizer or loss
+    ckpts = list(args.ckpt_dir or [])
+    if ckpts and len(ckpts) != len(args.keras):
+        print(f"error: --ckpt-dir got {len(ckpts)} directories for {len(args.keras)} --keras models; give one "
+              "checkpoint directory per model, in the same order, or none", file=sys.stderr)
+        return 2
+    for path in args.keras:
+        if not Path(path).is_file():
+            print(f"error: no saved Keras model at {path}; train one with `hi-train model ... --out PREFIX` "
+                  "(it writes PREFIX.keras)", file=sys.stderr)
+            return 2
+    members = [keras.models.load_model(p, compile=False) for p in args.keras]  # export needs no optimizer
     train, val, test = _load_splits(args)
-    training = {}
-    card_path = out.with_suffix(".json")
-    if card_path.exists():
-        training = json.loads(card_path.read_text()).get("training", {})
-    if args.ckpt_dir:
-        training = training_record(Path(args.ckpt_dir)) or training
+    command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
+    if len(members) == 1:
+        training = {}
+        card_path = out.with_suffix(".json")
+        if card_path.exists():
+            training = json.loads(card_path.read_text()).get("training", {})
+        if ckpts:
+            training = training_record(Path(ckpts[0])) or training
+        export_and_card(members[0], out, args.export.split(","), train, val, test, args, training=training,
+                        export_command=command)
+        return 0
+    model, training, extra = _ensemble_of(members, args.keras, ckpts, test)
     export_and_card(model, out, args.export.split(","), train, val, test, args, training=training,
-                    export_command="hi-train " + " ".join(shlex.quote(a) for a in args.argv))
+                    export_command=command, extra=extra)
     return 0
+
+
+def _ensemble_of(members: list, paths: Sequence[str], ckpts: Sequence[str], test) -> tuple:
+    """The ensemble of ``members`` and what its card says about them: each member's file, architecture,
+    size, test accuracy and training record; the training time is the members' sum."""
+    import numpy as np
+
+    from training.export import accuracy
+    from training.models import count_params_and_macs, ensemble
+
+    described = []
+    for i, (m, path) in enumerate(zip(members, paths)):
+        stats = count_params_and_macs(m)
+        probs = m.predict(test.images.astype(np.float32), batch_size=500, verbose=0)
+        rec = training_record(Path(ckpts[i])) if ckpts else {}
+        described.append({"keras": str(path), "architecture": m.name, **stats.as_dict(),
+                          "test_accuracy": accuracy(probs, test.labels), "training": rec})
+        print(f"member {path}: {m.name}, test accuracy {described[-1]['test_accuracy']:.4f}", flush=True)
+    seconds = sum(d["training"].get("seconds", 0) for d in described)
+    training = {"ensemble_of": len(members), "seconds": seconds,
+                "note": "each member was trained separately by the command in ensemble.members[i].training; "
+                        "seconds is their sum"}
+    extra = {"ensemble": {"members": described, "combination": "mean of the members' softmax probabilities"}}
+    return ensemble(members), training, extra
 
 
 def training_record(ckpt: Path) -> dict:
@@ -157,7 +202,7 @@ def training_record(ckpt: Path) -> dict:
 
 
 def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, args, training: dict,
-                    export_command: str | None = None) -> dict:
+                    export_command: str | None = None, extra: dict | None = None) -> dict:
     """Export ``model`` in each of ``exports``, score every file on the test split and write the card.
     ``export_command`` is the `hi-train export` command when the files were re-exported from a saved model
     (the training command alone would not reproduce them, e.g. with --tta)."""
@@ -181,10 +226,19 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
     keras_path = out.with_suffix(".keras")
     float_probs = model.predict(test.images.astype(np.float32), batch_size=500, verbose=0)
     float_acc = accuracy(float_probs, test.labels)
-    if keras_path.exists():
+    members = (extra or {}).get("ensemble", {}).get("members", [])
+    if keras_path.exists() and not members:
         artifacts.append({"file": keras_path.name, "kind": "keras (float32, training form)",
                           "bytes": keras_path.stat().st_size, "test_accuracy": float_acc,
                           "evaluated_with": f"keras {__import__('keras').__version__}"})
+    for i, member in enumerate(members):  # the ensemble's saved members that ship beside it
+        path = Path(member["keras"])
+        if path.exists() and path.resolve().parent == out.parent.resolve():
+            artifacts.append({"file": path.name, "kind": f"keras (float32, training form), ensemble member {i + 1}",
+                              "architecture": member["architecture"], "params": member["params"],
+                              "macs": member["macs"], "bytes": path.stat().st_size,
+                              "test_accuracy": member["test_accuracy"],
+                              "evaluated_with": f"keras {__import__('keras').__version__}"})
     for kind in exports:
         kind = kind.strip()
         if not kind:
@@ -248,10 +302,11 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
         "macs": stats.macs,
         "dataset": {"name": args.dataset, "path": str(args.data), "train_images": len(train),
                     "val_images": len(val), "test_images": len(test),
-                    "val_split": f"class-stratified, seed {args.seed}, carved from the training split",
+                    "val_split": f"class-stratified, seed {args.split_seed}, carved from the training split",
                     "note": JPEG_NOTE if args.dataset == "cifar10" else ""},
         "training": training,
         **({"export_command": export_command} if export_command else {}),
+        **(extra or {}),
         "git_commit": git_commit(),
         "float_test_accuracy": float_acc,
         "artifacts": artifacts,
@@ -297,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--warmup-epochs", type=float, default=1.0)
     m.add_argument("--label-smoothing", type=float, default=0.0)
     m.add_argument("--no-augment", action="store_true", help="disable flip and pad-and-crop")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0,
+                   help="seed of the run: initialization, shuffling, augmentation (default 0)")
     m.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
                    help="compute precision; mixed_bfloat16 keeps float32 weights and about halves the step time "
                         "on CPUs with AVX512-BF16 (the saved model is float32; default float32)")
@@ -316,8 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--resume", action="store_true", help="continue the run checkpointed in --ckpt-dir")
     m.set_defaults(func=cmd_model)
 
-    e = sub.add_parser("export", help="export a saved .keras model again and rewrite its card")
-    e.add_argument("--keras", required=True, help="the saved model, e.g. models/cifar10/resnet8.keras")
+    e = sub.add_parser("export", help="export a saved .keras model (or an ensemble) again and write its card",
+                       description="Export a saved Keras model again and rewrite its card. Given several "
+                                   "--keras models, export one model that averages their softmax (an ensemble, "
+                                   "for the server); the card lists every member with its accuracy.")
+    e.add_argument("--keras", required=True, nargs="+",
+                   help="the saved model, e.g. models/cifar10/resnet8.keras; several = their ensemble")
     _add_data_args(e)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
@@ -325,8 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tta", default="none", choices=["none", "flip"],
                    help="test-time augmentation baked into the ONNX (server) export: flip = mean of the image "
                         "and its mirror, two forward passes per image (default none; device exports never use it)")
-    e.add_argument("--ckpt-dir", default=None,
-                   help="the run's checkpoint directory: its config, commands and history go into the card")
+    e.add_argument("--ckpt-dir", default=None, nargs="+",
+                   help="the run's checkpoint directory (one per --keras model, same order): its config, commands "
+                        "and history go into the card")
     e.set_defaults(func=cmd_export)
 
     c = sub.add_parser("cards", help="regenerate the table in models/README.md from the cards")

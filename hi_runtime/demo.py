@@ -33,9 +33,13 @@ REQUIRED = {
     "decider_resnet8.json": "hi-train decider --model models/cifar10/resnet8_int8.tflite --server "
                             "models/cifar10/server.onnx --data ../shared/datasets/cifar10-jpeg "
                             "--out models/cifar10/decider_resnet8   (docs/decider.md)",
-    "server.onnx": "hi-train model --arch resnet9_w32 --dataset cifar10 --data ../shared/datasets/cifar10-jpeg "
-                   "--epochs 30 --batch-size 128 --lr 0.1 --weight-decay 5e-4 --warmup-epochs 2 --label-smoothing 0.1 "
-                   "--out models/cifar10/server --export onnx   (docs/training.md, the edge-server model)",
+    "server.onnx": "hi-train model --arch resnet9 --dataset cifar10 --data ../shared/datasets/cifar10-jpeg "
+                   "--epochs 18 --batch-size 128 --lr 0.1 --weight-decay 5e-4 --warmup-epochs 2 --label-smoothing 0.1 "
+                   "--precision mixed_bfloat16 --out models/cifar10/server_resnet9 --export onnx, the same with "
+                   "--arch resnet9_w32 --epochs 24 --out models/cifar10/server_resnet9_w32, then hi-train export "
+                   "--keras models/cifar10/server_resnet9.keras models/cifar10/server_resnet9_w32.keras --data "
+                   "../shared/datasets/cifar10-jpeg --export onnx --tta flip --out models/cifar10/server   "
+                   "(docs/training.md, the edge-server model)",
 }
 EE_CHAIN = "ee_resnet8.json"
 EE_HOW = "hi-train early-exit ... --out models/cifar10/ee_resnet8 (see docs/decider.md)"

@@ -63,7 +63,7 @@ def test_demo_without_ee_chain_says_so(models_dir, tmp_path, capsys):
     assert not (out / "ee-hi.jsonl").exists()
 
 
-@pytest.mark.parametrize("name, command", [("server.onnx", "hi-train model --arch resnet9_w32"),
+@pytest.mark.parametrize("name, command", [("server.onnx", "hi-train model --arch resnet9 "),
                                            ("decider_resnet8.json", "hi-train decider"),
                                            ("resnet8_int8.tflite", "hi-train model --arch resnet8"),
                                            ("demo_samples.npz", "hi-agent demo --make-samples")])

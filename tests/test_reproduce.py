@@ -47,6 +47,10 @@ def test_reproduce_runs_every_strategy_and_writes_the_summary(tiny_kit, cifar10_
     assert "ee-hi" in compare and "no EE-HI sweep given" not in compare  # the sweep met its profile entry
     assert (out / "report" / "report.md").exists() and (out / "this_machine.yaml").exists()
     assert len(list((out / "runs").glob("*.jsonl"))) == 6
+    # every agent run got reproduce's generous budget, and none of the 40 samples degraded
+    header = json.loads((out / "runs" / "hi.jsonl").read_text().splitlines()[0])
+    assert header["latency_budget_ms"] == 2000.0
+    assert all(r["degraded"] == 0 for r in runs.values())
 
 
 def test_reproduce_names_missing_models(tmp_path, capsys):
@@ -70,3 +74,16 @@ def test_savings_take_the_cheapest_point_at_or_above_the_floor():
 def test_pi4_cost_by_exit_shares():
     assert pi4_cost_ms("ee-hi", 0.1, {0: 0.5, 1: 0.5}, [1.0, 2.0], 1.63, 9.68) == pytest.approx(1.5 + 0.968)
     assert pi4_cost_ms("hi", 0.2, {}, [], 1.63, 9.68) == pytest.approx(1.63 + 1.936)
+
+
+def test_summary_counts_degraded_samples_and_warns():
+    from measurements.commands.reproduce import summary_markdown
+
+    meta = {"data": "d", "samples": 10, "host": "h", "server": "s", "pi4_full_ms": 1.63, "pi4_exit_ms": [1.0],
+            "pi4_offload_ms": 9.68, "latency_budget_ms": 100.0}
+    clean = [row("local", "local", 0.8, 1.63), row("hi", "hi", 0.9, 4.4)]
+    assert "degraded**" not in summary_markdown(clean, {}, meta)
+    late = [clean[0], RunRow("hi", "hi", None, 10, 0.85, 0.3, None, 1.0, 1.0, 4.4, degraded=3)]
+    text = summary_markdown(late, {}, meta)
+    assert "| hi | 85.00% | 30.00% | 3 |" in text
+    assert "**3 samples degraded**" in text and "100.0 ms budget" in text and "--latency-budget-ms" in text

@@ -141,33 +141,34 @@ def cmd_export(args) -> int:
     train, val, test = _load_splits(args)
     command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
     if len(members) == 1:
+        model, extra, float_probs = members[0], None, None
         training = {}
         card_path = out.with_suffix(".json")
         if card_path.exists():
             training = json.loads(card_path.read_text()).get("training", {})
         if ckpts:
             training = training_record(Path(ckpts[0])) or training
-        export_and_card(members[0], out, args.export.split(","), train, val, test, args, training=training,
-                        export_command=command)
-        return 0
-    model, training, extra = _ensemble_of(members, args.keras, ckpts, test)
+    else:
+        model, training, extra, float_probs = _ensemble_of(members, args.keras, ckpts, test)
     export_and_card(model, out, args.export.split(","), train, val, test, args, training=training,
-                    export_command=command, extra=extra)
+                    export_command=command, extra=extra, float_probs=float_probs)
     return 0
 
 
 def _ensemble_of(members: list, paths: Sequence[str], ckpts: Sequence[str], test) -> tuple:
-    """The ensemble of ``members`` and what its card says about them: each member's file, architecture,
-    size, test accuracy and training record; the training time is the members' sum."""
+    """The ensemble of ``members``, its training record and card section (each member's file, architecture,
+    size, test accuracy and training record; the training time is the members' sum), and its test-split
+    probabilities."""
     import numpy as np
 
     from training.export import accuracy
     from training.models import count_params_and_macs, ensemble
 
-    described = []
+    described, member_probs = [], []
     for i, (m, path) in enumerate(zip(members, paths)):
         stats = count_params_and_macs(m)
         probs = m.predict(test.images.astype(np.float32), batch_size=500, verbose=0)
+        member_probs.append(probs)
         rec = training_record(Path(ckpts[i])) if ckpts else {}
         described.append({"keras": str(path), "architecture": m.name, **stats.as_dict(),
                           "test_accuracy": accuracy(probs, test.labels), "training": rec})
@@ -177,7 +178,8 @@ def _ensemble_of(members: list, paths: Sequence[str], ckpts: Sequence[str], test
                 "note": "each member was trained separately by the command in ensemble.members[i].training; "
                         "seconds is their sum"}
     extra = {"ensemble": {"members": described, "combination": "mean of the members' softmax probabilities"}}
-    return ensemble(members), training, extra
+    # the ensemble's own test probabilities are the mean of the members': no second pass over the test split
+    return ensemble(members), training, extra, np.mean(member_probs, axis=0)
 
 
 def training_record(ckpt: Path) -> dict:
@@ -202,10 +204,11 @@ def training_record(ckpt: Path) -> dict:
 
 
 def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, args, training: dict,
-                    export_command: str | None = None, extra: dict | None = None) -> dict:
+                    export_command: str | None = None, extra: dict | None = None, float_probs=None) -> dict:
     """Export ``model`` in each of ``exports``, score every file on the test split and write the card.
     ``export_command`` is the `hi-train export` command when the files were re-exported from a saved model
-    (the training command alone would not reproduce them, e.g. with --tta)."""
+    (the training command alone would not reproduce them, e.g. with --tta); ``extra`` adds card sections;
+    ``float_probs`` are the model's test probabilities when the caller has them already."""
     import numpy as np
 
     from training.cards import JPEG_NOTE, git_commit, update_models_readme, write_card
@@ -224,21 +227,23 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
     stats = count_params_and_macs(model)
     artifacts = []
     keras_path = out.with_suffix(".keras")
-    float_probs = model.predict(test.images.astype(np.float32), batch_size=500, verbose=0)
+    if float_probs is None:
+        float_probs = model.predict(test.images.astype(np.float32), batch_size=500, verbose=0)
     float_acc = accuracy(float_probs, test.labels)
+
+    def keras_artifact(path: Path, kind: str, acc: float, **overrides) -> dict:
+        return {"file": path.name, "kind": kind, **overrides, "bytes": path.stat().st_size, "test_accuracy": acc,
+                "evaluated_with": f"keras {__import__('keras').__version__}"}
+
     members = (extra or {}).get("ensemble", {}).get("members", [])
     if keras_path.exists() and not members:
-        artifacts.append({"file": keras_path.name, "kind": "keras (float32, training form)",
-                          "bytes": keras_path.stat().st_size, "test_accuracy": float_acc,
-                          "evaluated_with": f"keras {__import__('keras').__version__}"})
+        artifacts.append(keras_artifact(keras_path, "keras (float32, training form)", float_acc))
     for i, member in enumerate(members):  # the ensemble's saved members that ship beside it
         path = Path(member["keras"])
         if path.exists() and path.resolve().parent == out.parent.resolve():
-            artifacts.append({"file": path.name, "kind": f"keras (float32, training form), ensemble member {i + 1}",
-                              "architecture": member["architecture"], "params": member["params"],
-                              "macs": member["macs"], "bytes": path.stat().st_size,
-                              "test_accuracy": member["test_accuracy"],
-                              "evaluated_with": f"keras {__import__('keras').__version__}"})
+            artifacts.append(keras_artifact(path, f"keras (float32, training form), ensemble member {i + 1}",
+                                            member["test_accuracy"], architecture=member["architecture"],
+                                            params=member["params"], macs=member["macs"]))
     for kind in exports:
         kind = kind.strip()
         if not kind:

@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from measurements.equations import (
+from hi_runtime.equations import (
     DeciderConfusion,
     energy_mj,
     expected_energy_mj,

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
-from measurements.equations import energy_mj, expected_energy_mj, expected_latency_ms
+from hi_runtime.equations import energy_mj, expected_energy_mj, expected_latency_ms
 from measurements.profiles import Cited, DeviceProfile, ModelCosts, ProfileError
 
 HALF_OFFLOAD = "half-offload"

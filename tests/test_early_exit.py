@@ -292,3 +292,86 @@ def test_shipped_ee_resnet8_chain(repo_root):
     for i in range(len(imgs)):
         r = run_chain(chain, runner, (imgs[i:i + 1].astype(np.int32) - 128).astype(np.int8))
         assert (r.exit_index, r.predicted_class, r.offload) == (vec.exit_index[i], vec.predicted[i], vec.offload[i])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Joint training from scratch: the loss against its formula, and exits that learn
+# ----------------------------------------------------------------------------------------------------
+
+def _np_softened_kl(t, s, temp):
+    def soft(p):
+        z = np.log(np.clip(p, 1e-7, 1.0)) / temp
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    pt, ps = soft(t), soft(s)
+    return (pt * (np.log(pt) - np.log(ps))).sum(axis=1)
+
+
+@pytest.mark.parametrize("with_teacher", [False, True])
+def test_early_exit_loss_matches_its_formula(with_teacher):
+    from training.early_exit import early_exit_loss_fn
+
+    rng = np.random.default_rng(3)
+    n, c, e, temp, a, b = 6, 4, 3, 3.0, 0.4, 0.7
+    w = [0.5, 1.0, 2.0]
+    probs = rng.dirichlet(np.ones(c), size=(n, e)).astype(np.float32)  # [n, exit, class]
+    labels = rng.integers(0, c, n)
+    teacher = rng.dirichlet(np.ones(c), size=n).astype(np.float32)
+    y_true = np.concatenate([labels[:, None], teacher], 1) if with_teacher else labels[:, None].astype(np.float32)
+    loss = early_exit_loss_fn(e, c, w, self_distill=a, distill_weight=b if with_teacher else 0.0,
+                              temperature=temp)
+    got = np.asarray(loss(y_true.astype(np.float32), probs.reshape(n, e * c)))
+    ce = -np.log(np.clip(probs[np.arange(n), :, labels], 1e-7, 1.0))  # [n, exit]
+    want = np.zeros(n)
+    for k in range(e):
+        if k == e - 1:
+            term = (1 - b) * ce[:, k] + b * temp ** 2 * _np_softened_kl(teacher, probs[:, k], temp) \
+                if with_teacher else ce[:, k]
+        else:
+            term = (1 - a) * ce[:, k] + a * temp ** 2 * _np_softened_kl(probs[:, -1], probs[:, k], temp)
+        want += w[k] * term
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # a = b = 0 is BranchyNet's weighted sum of cross-entropies
+    plain = early_exit_loss_fn(e, c, w)(labels[:, None].astype(np.float32), probs.reshape(n, e * c))
+    np.testing.assert_allclose(np.asarray(plain), (ce * np.asarray(w)).sum(1), rtol=1e-4)
+
+
+def test_self_distillation_stops_the_gradient_at_the_final_exit():
+    import tensorflow as tf
+
+    from training.early_exit import early_exit_loss_fn
+
+    c = 3
+    logits = tf.Variable([[0.2, -0.1, 0.5, 1.0, 0.0, -1.0]])  # exit 1 then final
+    loss = early_exit_loss_fn(2, c, [1.0, 0.0], self_distill=1.0)  # only exit 1's term, only the KL part
+    with tf.GradientTape() as tape:
+        p = tf.concat([tf.nn.softmax(logits[:, :c]), tf.nn.softmax(logits[:, c:])], axis=1)
+        value = loss(tf.constant([[0.0]]), p)
+    grad = tape.gradient(value, logits).numpy()
+    assert np.abs(grad[0, :c]).sum() > 0 and np.allclose(grad[0, c:], 0.0)
+
+
+@pytest.mark.slow
+def test_joint_training_from_scratch_exits_learn_and_resume(tmp_path):
+    """Both exits of the tiny model learn a learnable toy task (well above chance), and a stopped run
+    resumes from its checkpoint instead of starting over."""
+    from test_training import color_dataset
+    from training.early_exit import EEJointConfig, train_early_exit_joint
+    from training.train import TrainConfig, TrainingError
+
+    train, val = color_dataset(3000, 0), color_dataset(300, 1)
+    ck = tmp_path / "ck"
+    tc = TrainConfig(arch="tiny_cnn", epochs=3, batch_size=32, lr=0.05, warmup_epochs=0, ckpt_dir=str(ck))
+    model = train_early_exit_joint(EEJointConfig(train=tc, self_distill=0.5), train, val, verbose=0)
+    probs = model.predict(val.images.astype(np.float32), verbose=0)
+    accs = [float((p.argmax(1) == val.labels).mean()) for p in probs]
+    assert len(accs) == 2 and min(accs) > 0.2, accs  # 10 classes: chance is 0.1
+    lines = (ck / "history.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and "val_acc_exit1" in lines[-1]
+    with pytest.raises(TrainingError, match="--resume"):
+        train_early_exit_joint(EEJointConfig(train=tc), train, val, verbose=0)
+    tc5 = TrainConfig(**{**tc.to_dict(), "epochs": 4})
+    train_early_exit_joint(EEJointConfig(train=tc5), train, val, resume=True, verbose=0)
+    assert len((ck / "history.jsonl").read_text().splitlines()) == 4  # one more epoch, not four

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from measurements.equations import (
+from hi_runtime.equations import (
     DeciderConfusion,
     expected_energy_mj,
     expected_latency_ms,

@@ -82,7 +82,7 @@ def cmd_model(args) -> int:
         print(f"error: a checkpoint of an earlier run exists in {ckpt}; pass --resume to continue it, or "
               f"delete {ckpt} to start over", file=sys.stderr)
         return 2
-    runs = _record_command(Path(ckpt), command, args.resume)
+    runs = record_command(Path(ckpt), command, args.resume)
     t0 = time.time()
     try:
         model = train_model(cfg, train, val, resume=args.resume)
@@ -106,7 +106,7 @@ def cmd_model(args) -> int:
     return 0
 
 
-def _record_command(ckpt: Path, command: str, resume: bool) -> list[dict]:
+def record_command(ckpt: Path, command: str, resume: bool) -> list[dict]:
     """Append this (re)start to <ckpt>/runs.jsonl so the card can say exactly how the model was made."""
     ckpt.mkdir(parents=True, exist_ok=True)
     runs_file = ckpt / "runs.jsonl"

@@ -9,7 +9,7 @@
   point exactly (sort + cumulative sums), not a coarse grid.
 * :func:`evaluate`: F1/precision/recall of both classes (positive = accept = the local answer is correct,
   the paper's convention), offload ratio, false-negative ratio, and HI accuracy by the paper's Eq. 1
-  (per sample) and Eq. 2 (from the confusion counts; ``measurements.equations`` holds both), which must
+  (per sample) and Eq. 2 (from the confusion counts; ``hi_runtime.equations`` holds both), which must
   agree.
 * Predictions of the local and server models are cached on disk (keyed by file content and images), so
   the decider, the early-exit decider and the threshold search do not re-run the server model.
@@ -211,7 +211,7 @@ def evaluate(accept: np.ndarray, local_pred: np.ndarray, labels: np.ndarray,
     x offloaded) / N. They are computed independently and must agree."""
     from sklearn.metrics import precision_recall_fscore_support
 
-    from measurements.equations import DeciderConfusion, hi_accuracy, hi_accuracy_from_confusion
+    from hi_runtime.equations import DeciderConfusion, hi_accuracy, hi_accuracy_from_confusion
 
     accept = np.asarray(accept, dtype=bool)
     labels = np.asarray(labels)

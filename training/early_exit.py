@@ -243,6 +243,118 @@ def train_early_exit(cfg: EETrainConfig, train: Dataset, val: Dataset, *, verbos
     return model, history
 
 
+@dataclass
+class EEJointConfig:
+    """Joint training of an early-exit model from scratch, on the plain trainer's loop (``training.train.fit``:
+    warm-up + cosine schedule, a checkpoint every epoch, resumable, best weights by the final exit's
+    validation accuracy). ``train`` carries the schedule, the checkpoint directory and the optional teacher.
+
+    ``self_distill`` (a) is the "Be Your Own Teacher" term (Zhang et al., 2019): every earlier exit also
+    learns the final exit's softened output (gradient stopped at the final exit), so the shallow exits
+    inherit the deep head's knowledge of which classes resemble which. A teacher (the edge server's model,
+    ``train.teacher`` with weight ``train.distill_weight``) teaches the final exit the same way."""
+
+    train: Any = None  # training.train.TrainConfig
+    exits: list[str] = field(default_factory=list)
+    loss_weights: list[float] = field(default_factory=list)
+    branch_width: int = 64
+    self_distill: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["train"] = self.train.to_dict() if self.train is not None else None
+        return d
+
+
+def early_exit_loss_fn(num_exits: int, num_classes: int, weights: Sequence[float], *, self_distill: float = 0.0,
+                       distill_weight: float = 0.0, temperature: float = 4.0, label_smoothing: float = 0.0):
+    """The joint loss over the exits' probabilities laid side by side (``y_pred`` [B, E*C], final last) and
+    packed targets (``y_true`` [B, 1] labels, or [B, 1 + C] labels and a teacher's probabilities):
+
+        L = sum_k w_k L_k
+        L_final = (1 - b) CE(y, p_E) + b T^2 KL(t_T || p_E,T)           b = distill_weight (0 without teacher)
+        L_k     = (1 - a) CE(y, p_k) + a T^2 KL(sg(p_E)_T || p_k,T)     a = self_distill, k < E
+
+    where q_T = softmax(log q / T) and sg stops the gradient. With a = b = 0 it is BranchyNet's weighted
+    sum of cross-entropies."""
+    import keras
+    import tensorflow as tf
+
+    from training.train import softened_kl
+
+    E, C, T = int(num_exits), int(num_classes), float(temperature)
+    w = [float(v) for v in weights]
+    if len(w) != E:
+        raise ValueError(f"{E} exits need {E} loss weights, got {len(w)}")
+    a, b = float(self_distill), float(distill_weight)
+    if not (0.0 <= a <= 1.0 and 0.0 <= b <= 1.0):
+        raise ValueError(f"self-distillation and distillation weights must be in [0, 1], got {a} and {b}")
+
+    def early_exit_loss(y_true, y_pred):
+        y_pred = tf.cast(y_pred, tf.float32)
+        label = tf.one_hot(tf.cast(y_true[:, 0], tf.int32), C)
+        probs = [y_pred[:, k * C:(k + 1) * C] for k in range(E)]
+        final = probs[-1]
+        total = 0.0
+        for k, p in enumerate(probs):
+            ce = keras.losses.categorical_crossentropy(label, p, label_smoothing=label_smoothing)
+            if k == E - 1:
+                if b > 0.0:
+                    ce = (1.0 - b) * ce + b * T * T * softened_kl(y_true[:, 1:], p, T)
+            elif a > 0.0:
+                ce = (1.0 - a) * ce + a * T * T * softened_kl(tf.stop_gradient(final), p, T)
+            total = total + w[k] * ce
+        return total
+
+    return early_exit_loss
+
+
+def _exit_accuracy(k: int, num_classes: int, name: str):
+    import tensorflow as tf
+
+    def metric(y_true, y_pred):
+        p = y_pred[:, k * num_classes:(k + 1) * num_classes]
+        return tf.cast(tf.equal(tf.argmax(p, axis=-1, output_type=tf.int32), tf.cast(y_true[:, 0], tf.int32)),
+                       tf.float32)
+
+    metric.__name__ = f"acc_{name}"
+    return metric
+
+
+def train_early_exit_joint(cfg: EEJointConfig, train: Dataset, val: Dataset, *, resume: bool = False,
+                           verbose: int | None = None, log=print):
+    """Train an early-exit model from scratch per ``cfg`` (see :class:`EEJointConfig`); returns the model
+    (exits and final head as separate softmax outputs, as :func:`build_early_exit_model` makes it)."""
+    import keras
+
+    from training.train import check_precision, fit, pack_targets, teacher_targets
+
+    tc = cfg.train
+    keras.utils.set_random_seed(tc.seed)
+    check_precision(tc, ("float32",))
+    model = build_early_exit_model(tc.arch, exits=cfg.exits or None, num_classes=train.num_classes,
+                                   input_shape=train.images.shape[1:], branch_width=cfg.branch_width,
+                                   weight_decay=tc.weight_decay)
+    n_out = len(model.outputs)
+    names = exit_names(n_out)
+    weights = list(cfg.loss_weights) if cfg.loss_weights else [1.0] * n_out
+    if tc.distill_weight:
+        train_targets, val_targets = teacher_targets(tc, train, val)
+    else:
+        train_targets, val_targets = pack_targets(train.labels), pack_targets(val.labels)
+    loss = early_exit_loss_fn(n_out, train.num_classes, weights, self_distill=cfg.self_distill,
+                              distill_weight=tc.distill_weight, temperature=tc.temperature,
+                              label_smoothing=tc.label_smoothing)
+    side_by_side = keras.Model(model.inputs, keras.layers.Concatenate(name="exits_side_by_side")(model.outputs),
+                               name=f"{model.name}_joint")
+    metrics = [_exit_accuracy(k, train.num_classes, nm) for k, nm in enumerate(names)]
+    log(f"joint training from scratch: {tc.epochs} epochs, exits {list(exit_taps(model))}, loss weights "
+        f"{weights}, self-distillation {cfg.self_distill}, teacher {tc.teacher or 'none'}")
+    fit(side_by_side, tc, train, val, loss=loss, metrics=metrics, train_targets=train_targets,
+        val_targets=val_targets, monitor=f"val_acc_{FINAL}", resume=resume, verbose=verbose)
+    return model
+
+
 # ----------------------------------------------------------------------------------------------------
 # Flatbuffer surgery: cut segments out of one converted model
 # ----------------------------------------------------------------------------------------------------

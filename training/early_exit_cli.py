@@ -36,9 +36,73 @@ def register_cli(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--no-augment", action="store_true")
+    j = p.add_argument_group(
+        "joint training from scratch (long schedules; the plain trainer's loop: warm-up + cosine, a checkpoint "
+        "every epoch, --resume)")
+    j.add_argument("--epochs", type=int, default=0,
+                   help="train every exit jointly from scratch for N epochs (instead of --init + branch/joint phases)")
+    j.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
+    j.add_argument("--warmup-epochs", type=float, default=1.0)
+    j.add_argument("--label-smoothing", type=float, default=0.0)
+    j.add_argument("--self-distill", type=float, default=0.0,
+                   help="weight a in [0, 1] of the self-distillation term: each earlier exit also learns the "
+                        "final exit's softened output (Zhang et al., 'Be Your Own Teacher'); default 0")
+    j.add_argument("--teacher", default=None,
+                   help="teacher model (.onnx/.tflite, e.g. models/cifar10/server.onnx) that teaches the final exit")
+    j.add_argument("--distill-weight", type=float, default=0.5, help="weight of the teacher term (default 0.5)")
+    j.add_argument("--temperature", type=float, default=4.0, help="softening temperature T (default 4)")
+    j.add_argument("--ckpt-dir", default=None, help="checkpoint directory (default <out dir>/.<name>.ckpt)")
+    j.add_argument("--resume", action="store_true", help="continue the run checkpointed in --ckpt-dir")
     p.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/ee_resnet8")
     p.add_argument("--no-arena", action="store_true", help="skip measuring the TFLite Micro arena of each segment")
     p.set_defaults(func=cmd_early_exit)
+
+
+def _train_joint(args, train, val, out: Path):
+    """--epochs: joint training from scratch; returns (model, training record, history) or an exit code."""
+    import json
+
+    from training.cli import RESUME_NOTE, record_command
+    from training.early_exit import EEJointConfig, train_early_exit_joint
+    from training.train import TrainConfig, TrainingError, threads_hint
+
+    if args.init:
+        print("error: --epochs trains from scratch and --init starts from a trained trunk; give one of them",
+              file=sys.stderr)
+        return 2
+    threads_hint()
+    ckpt = args.ckpt_dir or str(out.parent / f".{out.name}.ckpt")
+    if (Path(ckpt) / "backup").exists() and not args.resume:
+        print(f"error: a checkpoint of an earlier run exists in {ckpt}; pass --resume to continue it, or "
+              f"delete {ckpt} to start over", file=sys.stderr)
+        return 2
+    tc = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                     weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+                     label_smoothing=args.label_smoothing, augment=not args.no_augment, seed=args.seed,
+                     ckpt_dir=ckpt, teacher=args.teacher or "",
+                     distill_weight=args.distill_weight if args.teacher else 0.0, temperature=args.temperature)
+    weights = [float(w) for w in args.loss_weights.split(",")] if args.loss_weights else []
+    cfg = EEJointConfig(train=tc, exits=args.exits.split(",") if args.exits else [], loss_weights=weights,
+                        branch_width=args.branch_width, self_distill=args.self_distill)
+    command = "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
+    runs = record_command(Path(ckpt), command, args.resume)
+    t0 = time.time()
+    try:
+        model = train_early_exit_joint(cfg, train, val, resume=args.resume)
+    except (TrainingError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    model.save(out.with_suffix(".keras"))
+    hist_file = Path(ckpt) / "history.jsonl"
+    history = [json.loads(l) for l in hist_file.read_text().splitlines() if l.strip()] if hist_file.exists() else []
+    training = {"config": cfg.to_dict(), "seconds": round(time.time() - t0), "init_note": "trained from scratch, "
+                "all exits jointly" + (f", self-distillation {args.self_distill}" if args.self_distill else "") +
+                (f", taught by {args.teacher} (weight {args.distill_weight}, T={args.temperature})" if args.teacher
+                 else "")}
+    if len(runs) > 1:
+        training["runs"] = runs
+        training["note"] = RESUME_NOTE
+    return model, training, history
 
 
 def cmd_early_exit(args) -> int:
@@ -78,6 +142,11 @@ def cmd_early_exit(args) -> int:
     if args.keras:
         model = keras.models.load_model(args.keras, compile=False)
         training = {"note": f"exported from {args.keras} without training"}
+    elif args.epochs:
+        result = _train_joint(args, train, val, out)
+        if isinstance(result, int):
+            return result
+        model, training, history = result
     else:
         weights = [float(w) for w in args.loss_weights.split(",")] if args.loss_weights else []
         cfg = EETrainConfig(arch=args.arch, exits=args.exits.split(",") if args.exits else [],

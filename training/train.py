@@ -143,8 +143,7 @@ def train_model(cfg: TrainConfig, train: Dataset, val: Dataset, *, resume: bool 
     from training.models import build_model
 
     keras.utils.set_random_seed(cfg.seed)
-    if cfg.precision not in PRECISIONS:
-        raise TrainingError(f"precision {cfg.precision!r} is not one of {', '.join(PRECISIONS)}")
+    check_precision(cfg)
 
     def build():
         return build_model(cfg.arch, num_classes=train.num_classes, input_shape=train.images.shape[1:],
@@ -158,14 +157,11 @@ def train_model(cfg: TrainConfig, train: Dataset, val: Dataset, *, resume: bool 
             model = _float32_output(build())
         finally:
             keras.mixed_precision.set_global_policy("float32")
-    steps = len(train) // cfg.batch_size
-    if steps == 0:
-        raise TrainingError(f"training split has {len(train)} images, fewer than one batch of {cfg.batch_size}")
-    opt = keras.optimizers.SGD(learning_rate=lr_schedule(cfg, steps), momentum=cfg.momentum,
-                               nesterov=cfg.nesterov)
     train_targets, val_targets = train.labels, val.labels
     if cfg.distill_weight:
-        loss, metrics, (train_targets, val_targets) = _distillation(cfg, train, val)
+        train_targets, val_targets = teacher_targets(cfg, train, val)
+        loss = distillation_loss_fn(train.num_classes, cfg.distill_weight, cfg.temperature, cfg.label_smoothing)
+        metrics = [packed_accuracy]
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="acc")]
@@ -177,6 +173,27 @@ def train_model(cfg: TrainConfig, train: Dataset, val: Dataset, *, resume: bool 
                 return keras.losses.categorical_crossentropy(y, tf.cast(y_pred, tf.float32),
                                                              label_smoothing=cfg.label_smoothing)
 
+    fit(model, cfg, train, val, loss=loss, metrics=metrics, train_targets=train_targets,
+        val_targets=val_targets, resume=resume, verbose=verbose)
+    if cfg.precision != "float32":
+        trained, model = model, build()  # the same network in float32 for saving and export
+        model.set_weights(trained.get_weights())
+    return model
+
+
+def fit(model, cfg: TrainConfig, train: Dataset, val: Dataset, *, loss, metrics, train_targets=None,
+        val_targets=None, monitor: str = "val_acc", resume: bool = False, verbose: int | None = None) -> None:
+    """The one training loop every trainer here uses: SGD with the warm-up + cosine schedule of ``cfg``,
+    a checkpoint after every epoch in ``cfg.ckpt_dir`` (``resume`` continues it; a leftover one without
+    ``resume`` is refused), a JSONL history, and at the end the weights with the best ``monitor`` on the
+    validation split (never the test split) loaded back into ``model``."""
+    import keras
+
+    steps = len(train) // cfg.batch_size
+    if steps == 0:
+        raise TrainingError(f"training split has {len(train)} images, fewer than one batch of {cfg.batch_size}")
+    opt = keras.optimizers.SGD(learning_rate=lr_schedule(cfg, steps), momentum=cfg.momentum,
+                               nesterov=cfg.nesterov)
     model.compile(optimizer=opt, loss=loss, metrics=metrics)
 
     callbacks = []
@@ -195,7 +212,7 @@ def train_model(cfg: TrainConfig, train: Dataset, val: Dataset, *, resume: bool 
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch",
                                                           delete_checkpoint=False))
         best_path = ck / "best.weights.h5"
-        callbacks.append(keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_acc", mode="max",
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode="max",
                                                          save_best_only=True, save_weights_only=True))
         history_path = ck / "history.jsonl"
     callbacks.append(_EpochLog(history_path, cfg.epochs).callback)
@@ -208,10 +225,12 @@ def train_model(cfg: TrainConfig, train: Dataset, val: Dataset, *, resume: bool 
               epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
     if best_path is not None and best_path.exists():
         model.load_weights(str(best_path))
-    if cfg.precision != "float32":
-        trained, model = model, build()  # the same network in float32 for saving and export
-        model.set_weights(trained.get_weights())
-    return model
+
+
+def check_precision(cfg: TrainConfig, allowed: tuple[str, ...] | None = None) -> None:
+    allowed = allowed or PRECISIONS
+    if cfg.precision not in allowed:
+        raise TrainingError(f"precision {cfg.precision!r} is not one of {', '.join(allowed)}")
 
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -229,23 +248,28 @@ def distillation_loss_fn(num_classes: int, weight: float, temperature: float, la
         label = tf.one_hot(tf.cast(y_true[:, 0], tf.int32), n)
         student = tf.cast(y_pred, tf.float32)
         hard = keras.losses.categorical_crossentropy(label, student, label_smoothing=label_smoothing)
-        log_s = tf.math.log(tf.clip_by_value(student, 1e-7, 1.0)) / temp
-        log_t = tf.math.log(tf.clip_by_value(tf.cast(y_true[:, 1:], tf.float32), 1e-7, 1.0)) / temp
-        kl = tf.reduce_sum(tf.nn.softmax(log_t) * (tf.nn.log_softmax(log_t) - tf.nn.log_softmax(log_s)), axis=-1)
-        return (1.0 - w) * hard + w * temp * temp * kl
+        return (1.0 - w) * hard + w * temp * temp * softened_kl(y_true[:, 1:], student, temp)
 
     return distillation_loss
 
 
-def _distillation(cfg: TrainConfig, train: Dataset, val: Dataset):
-    """Loss, metrics and packed targets for knowledge distillation.
-
-    The teacher's probabilities are computed once per image (without augmentation; flips and 4-pixel
-    crops hardly move a good teacher's posterior) and packed beside the label: target row =
-    [label, teacher p_1..p_C]. Loss = (1 - w) * CE(label) + w * T^2 * KL(softmax(log t / T) ||
-    softmax(log s / T)); the models end in a softmax, and softmax(log p / T) = softmax(logits / T)."""
+def softened_kl(teacher, student, temperature: float):
+    """KL(softmax(log t / T) || softmax(log s / T)) per row, for probability inputs (the models end in a
+    softmax, and softmax(log p / T) = softmax(logits / T))."""
     import tensorflow as tf
 
+    log_s = tf.math.log(tf.clip_by_value(tf.cast(student, tf.float32), 1e-7, 1.0)) / temperature
+    log_t = tf.math.log(tf.clip_by_value(tf.cast(teacher, tf.float32), 1e-7, 1.0)) / temperature
+    return tf.reduce_sum(tf.nn.softmax(log_t) * (tf.nn.log_softmax(log_t) - tf.nn.log_softmax(log_s)), axis=-1)
+
+
+def teacher_targets(cfg: TrainConfig, train: Dataset, val: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Targets for knowledge distillation: one row per image, [label, teacher p_1..p_C].
+
+    The teacher's probabilities are computed once per image (without augmentation; flips and 4-pixel
+    crops hardly move a good teacher's posterior) and cached with the decider tools' predictions. The
+    models end in a softmax, and softmax(log p / T) = softmax(logits / T), so the losses soften the
+    probabilities directly."""
     from training.decider import DeciderTrainingError, server_probabilities
 
     if not cfg.teacher:
@@ -263,17 +287,26 @@ def _distillation(cfg: TrainConfig, train: Dataset, val: Dataset):
                             "classes")
     teacher_acc = float((t_val.argmax(1) == val.labels).mean())
     print(f"teacher {Path(cfg.teacher).name}: validation accuracy {teacher_acc:.4f}", flush=True)
+    return pack_targets(train.labels, t_train), pack_targets(val.labels, t_val)
 
-    def pack(labels, probs):
-        return np.concatenate([labels[:, None].astype(np.float32), probs.astype(np.float32)], axis=1)
 
-    loss = distillation_loss_fn(train.num_classes, cfg.distill_weight, cfg.temperature, cfg.label_smoothing)
+def pack_targets(labels: np.ndarray, probs: np.ndarray | None = None) -> np.ndarray:
+    """[label] or [label, p_1..p_C] rows (float32), the target layout of the packed losses."""
+    cols = [labels[:, None].astype(np.float32)]
+    if probs is not None:
+        cols.append(probs.astype(np.float32))
+    return np.concatenate(cols, axis=1)
 
-    def acc(y_true, y_pred):  # accuracy against the label column
-        return tf.cast(tf.equal(tf.argmax(y_pred, axis=-1, output_type=tf.int32), tf.cast(y_true[:, 0], tf.int32)),
-                       tf.float32)
 
-    return loss, [acc], (pack(train.labels, t_train), pack(val.labels, t_val))
+def packed_accuracy(y_true, y_pred):
+    """Accuracy against the label column of packed targets."""
+    import tensorflow as tf
+
+    return tf.cast(tf.equal(tf.argmax(y_pred, axis=-1, output_type=tf.int32), tf.cast(y_true[:, 0], tf.int32)),
+                   tf.float32)
+
+
+packed_accuracy.__name__ = "acc"
 
 
 def _float32_output(model):
@@ -306,8 +339,9 @@ def steps_to_epochs(steps: int, n: int, batch: int) -> float:
 
 
 def threads_hint() -> None:
-    """Use every core for one training process (TensorFlow's default on some images is fewer)."""
-    n = os.cpu_count() or 1
+    """Use every core for one training process (TensorFlow's default on some images is fewer), unless
+    ``TF_NUM_INTRAOP_THREADS`` says how many (e.g. 1 each for two runs side by side on two cores)."""
+    n = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or os.cpu_count() or 1
     try:
         import tensorflow as tf
 

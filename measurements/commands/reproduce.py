@@ -121,7 +121,7 @@ class RunRow:
 def pi4_cost_ms(strategy: str, offloaded: float, exit_fractions: dict, exit_ms: list[float],
                 full_ms: float, offload_ms: float) -> float:
     """Eq. 3 with fixed device costs: the local part weighted by exit shares (none for remote)."""
-    from measurements.equations import expected_latency_ms
+    from hi_runtime.equations import expected_latency_ms
 
     if strategy == "remote":
         local = 0.0

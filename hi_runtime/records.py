@@ -30,21 +30,42 @@ from typing import IO
 
 import numpy as np
 
+from hi_runtime.equations import (
+    DeciderConfusion,
+    expected_latency_ms,
+    hi_accuracy,
+    hi_accuracy_from_confusion,
+)
+
 STRATEGIES = ("local", "remote", "hi", "ee-hi")
 SAMPLE_FIELDS: tuple[str, ...] = (
     "sample_id", "strategy", "local_class", "local_confidence", "exit_index", "decider_score", "offloaded",
     "server_class", "final_class", "degraded", "label",
     "t_preprocess_ms", "t_local_ms", "t_decide_ms", "t_offload_ms", "t_total_ms",
+    "shed", "t_queue_ms", "t_server_ms",
 )
+TIMING_FIELDS = tuple(name for name in SAMPLE_FIELDS if name.startswith("t_") and name.endswith("_ms"))
 LOG_FORMATS = ("jsonl", "csv")
 
 
 @dataclass
 class SampleRecord:
-    """One answered sample, exactly the logged schema (field order = column order)."""
+    """One answered sample: the logged schema (field order = column order), for every writer (agent,
+    serial bridge, BLE gateway) and every reader (hi-bench reads logs into the same class).
 
-    sample_id: int | str
-    strategy: str
+    Flags: ``degraded`` = the sample was meant for the server but the server or network failed, so the
+    local answer is final; ``shed`` = admission control answered locally at once because the expected wait
+    for the server already exceeded the sample's deadline (the server was not at fault).
+
+    Timings in ms, ``None`` when the writer did not measure them: ``t_queue_ms`` arrival -> start of
+    processing (waiting for the device); ``t_preprocess_ms``/``t_local_ms``/``t_decide_ms`` the device's
+    stages; ``t_offload_ms`` the decision to offload -> the server's answer (wait for a slot on the wire,
+    network and server); ``t_server_ms`` the server's own share of it (as the server reports it);
+    ``t_total_ms`` arrival -> final answer, stamped when the answer arrived. ``extra`` keeps fields a
+    reader found that the schema does not know (not written by the agent)."""
+
+    sample_id: int | str | None
+    strategy: str | None
     local_class: int | None
     local_confidence: float | None
     exit_index: int | None
@@ -54,11 +75,15 @@ class SampleRecord:
     final_class: int | None
     degraded: bool
     label: int | None
-    t_preprocess_ms: float = 0.0
-    t_local_ms: float = 0.0
-    t_decide_ms: float = 0.0
-    t_offload_ms: float = 0.0
-    t_total_ms: float = 0.0
+    t_preprocess_ms: float | None = None
+    t_local_ms: float | None = None
+    t_decide_ms: float | None = None
+    t_offload_ms: float | None = None
+    t_total_ms: float | None = None
+    shed: bool = False
+    t_queue_ms: float | None = None
+    t_server_ms: float | None = None
+    extra: dict | None = field(default=None, compare=False, repr=False)
 
     def as_row(self) -> dict:
         return {name: getattr(self, name) for name in SAMPLE_FIELDS}
@@ -68,6 +93,32 @@ class SampleRecord:
         if self.label is None or self.final_class is None:
             return None if self.label is None else False
         return int(self.final_class) == int(self.label)
+
+    @property
+    def answered_by_server(self) -> bool:
+        """The server's answer is final: offloaded, not degraded, and a server class arrived (a degraded
+        sample falls back to the local answer, as the device does)."""
+        return self.offloaded and not self.degraded and self.server_class is not None
+
+    @property
+    def on_device_ms(self) -> float | None:
+        """Time spent on the device before any offload: preprocessing + local model + decider. ``None``
+        only if all three are missing; a missing part counts as zero otherwise (a ``remote`` run has no
+        local model, a ``local`` run no decider)."""
+        parts = [self.t_preprocess_ms, self.t_local_ms, self.t_decide_ms]
+        if all(p is None for p in parts):
+            return None
+        return float(sum(p for p in parts if p is not None))
+
+    @property
+    def total_ms(self) -> float | None:
+        """Logged end-to-end time, or the sum of the parts when the writer left ``t_total_ms`` out."""
+        if self.t_total_ms is not None:
+            return self.t_total_ms
+        parts = [self.t_queue_ms, self.t_preprocess_ms, self.t_local_ms, self.t_decide_ms, self.t_offload_ms]
+        if all(p is None for p in parts):
+            return None
+        return float(sum(p for p in parts if p is not None))
 
 
 def _json_default(value):
@@ -207,8 +258,14 @@ class RecordWriter:
 
 @dataclass
 class Summary:
-    """What a run achieved. Accuracy counts only labelled samples (``labelled``); a degraded sample with
-    no local answer (remote strategy without a local model) counts as wrong."""
+    """What a run achieved: the one summary of a list of records (hi-agent prints it, hi-bench builds its
+    metrics on it). Fractions are in [0, 1]; accuracies count labelled samples only.
+
+    ``accuracy`` is Eq. 1 (the server's class where it answered, the local class otherwise; a sample with
+    neither counts as wrong); ``accuracy_eq2`` is Eq. 2 from the decider's confusion counts, reported only
+    when every offloaded labelled sample was answered by the server (Eq. 2 models a working server).
+    ``latency_*`` are over the logged end-to-end times; ``latency_eq3_ms`` is Eq. 3 from the mean
+    on-device time and the mean offload time."""
 
     strategy: str
     samples: int
@@ -221,36 +278,102 @@ class Summary:
     latency_p99_ms: float | None
     local_accuracy: float | None = None
     exits: dict = field(default_factory=dict)
+    shed: int = 0
+    latency_p95_ms: float | None = None
+    accuracy_eq2: float | None = None
+    server_accuracy_offloaded: float | None = None
+    confusion: DeciderConfusion | None = None
+    on_device_ms: float | None = None
+    offload_ms: float | None = None
+    latency_eq3_ms: float | None = None
+    queue_ms: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+def confusion_counts(records: Iterable[SampleRecord]) -> DeciderConfusion | None:
+    """Decider confusion over labelled records that have a local answer (``None`` if there are none);
+    positive truth = the local answer is right, positive decision = accept locally."""
+    tp = fp = fn = tn = 0
+    for r in records:
+        if r.label is None or r.local_class is None:
+            continue
+        right = int(r.local_class) == int(r.label)
+        if r.offloaded:
+            fn += right
+            tn += not right
+        else:
+            tp += right
+            fp += not right
+    return DeciderConfusion(tp, fp, fn, tn) if tp + fp + fn + tn else None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
 def summarize(records: Sequence[SampleRecord], strategy: str | None = None) -> Summary:
     n = len(records)
-    strategy = strategy or (records[0].strategy if records else "?")
+    strategy = strategy or (records[0].strategy if records else None) or "?"
     lab = [r for r in records if r.label is not None]
-    acc = float(np.mean([r.correct for r in lab])) if lab else None
-    local_lab = [r for r in lab if r.local_class is not None]
-    local_acc = (float(np.mean([int(r.local_class) == int(r.label) for r in local_lab]))  # type: ignore[arg-type]
-                 if local_lab and len(local_lab) == len(lab) else None)
-    lat = np.array([r.t_total_ms for r in records], dtype=np.float64)
+    accuracy = accuracy_eq2 = local_acc = server_acc = None
+    confusion = None
+    if lab:
+        local_right = sum(1 for r in lab if not r.answered_by_server and r.local_class is not None
+                          and int(r.local_class) == int(r.label))
+        server_right = sum(1 for r in lab if r.answered_by_server and int(r.server_class) == int(r.label))
+        accuracy = hi_accuracy(local_right, server_right, len(lab))
+        with_local = [r for r in lab if r.local_class is not None]
+        if with_local and len(with_local) == len(lab):
+            local_acc = sum(1 for r in with_local if int(r.local_class) == int(r.label)) / len(with_local)
+        served = [r for r in lab if r.answered_by_server]
+        if served:
+            server_acc = sum(1 for r in served if int(r.server_class) == int(r.label)) / len(served)
+        confusion = confusion_counts(lab)
+        if (confusion is not None and confusion.n == len(lab)
+                and all(not r.offloaded or r.answered_by_server for r in lab)):
+            accuracy_eq2 = hi_accuracy_from_confusion(confusion, server_acc if server_acc is not None else 0.0)
+    offloaded = [r for r in records if r.offloaded]
+    ratio = len(offloaded) / n if n else 0.0
+    totals = np.array([t for t in (r.total_ms for r in records) if t is not None], dtype=np.float64)
+    on_device = [t for t in (r.on_device_ms for r in records) if t is not None]
+    offload_times = [r.t_offload_ms for r in offloaded if r.t_offload_ms is not None]
+    local_ms = _mean(on_device) if n and len(on_device) == n else None
+    offload_ms = _mean(offload_times) if offloaded and len(offload_times) == len(offloaded) else None
+    eq3 = None
+    if local_ms is not None and (offload_ms is not None or not offloaded):
+        eq3 = expected_latency_ms(local_ms, offload_ms or 0.0, ratio)
+    queue = [r.t_queue_ms for r in records if r.t_queue_ms is not None]
     exits: dict = {}
     for r in records:
         if r.exit_index is not None:
             exits[int(r.exit_index)] = exits.get(int(r.exit_index), 0) + 1
+
+    def pct(q: float) -> float | None:
+        return float(np.percentile(totals, q)) if totals.size else None
+
     return Summary(
         strategy=strategy,
         samples=n,
         labelled=len(lab),
-        accuracy=acc,
-        offload_ratio=float(np.mean([r.offloaded for r in records])) if n else 0.0,
+        accuracy=accuracy,
+        offload_ratio=ratio,
         degraded=int(sum(r.degraded for r in records)),
-        latency_mean_ms=float(lat.mean()) if n else None,
-        latency_p50_ms=float(np.percentile(lat, 50)) if n else None,
-        latency_p99_ms=float(np.percentile(lat, 99)) if n else None,
+        latency_mean_ms=float(totals.mean()) if totals.size else None,
+        latency_p50_ms=pct(50),
+        latency_p99_ms=pct(99),
         local_accuracy=local_acc,
         exits=dict(sorted(exits.items())),
+        shed=int(sum(r.shed for r in records)),
+        latency_p95_ms=pct(95),
+        accuracy_eq2=accuracy_eq2,
+        server_accuracy_offloaded=server_acc,
+        confusion=confusion,
+        on_device_ms=local_ms,
+        offload_ms=offload_ms,
+        latency_eq3_ms=eq3,
+        queue_ms=_mean(queue) if queue else None,
     )
 
 
@@ -262,17 +385,19 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-SUMMARY_COLUMNS = ("strategy", "samples", "accuracy", "offloaded", "degraded", "mean ms", "p50 ms", "p99 ms")
+SUMMARY_COLUMNS = ("strategy", "samples", "accuracy", "offloaded", "degraded", "shed", "mean ms", "p50 ms",
+                   "p99 ms")
 
 
 def summary_rows(summaries: Iterable[Summary]) -> list[list[str]]:
-    return [[s.strategy, str(s.samples), _pct(s.accuracy), _pct(s.offload_ratio), str(s.degraded),
+    return [[s.strategy, str(s.samples), _pct(s.accuracy), _pct(s.offload_ratio), str(s.degraded), str(s.shed),
              _ms(s.latency_mean_ms), _ms(s.latency_p50_ms), _ms(s.latency_p99_ms)] for s in summaries]
 
 
 def summary_markdown(summaries: Iterable[Summary]) -> str:
     rows = summary_rows(summaries)
-    head = "| " + " | ".join(SUMMARY_COLUMNS) + " |\n|" + "|".join([" --- "] + [" ---: "] * 7) + "|\n"
+    head = ("| " + " | ".join(SUMMARY_COLUMNS) + " |\n|" + "|".join([" --- "] + [" ---: "] * (len(SUMMARY_COLUMNS) - 1))
+            + "|\n")
     return head + "".join("| " + " | ".join(r) + " |\n" for r in rows)
 
 

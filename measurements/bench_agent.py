@@ -4,7 +4,7 @@ What is compared (same interpreter object, same images, rounds interleaved so ma
 
 * ``bare``: ``set_tensor`` (input already quantized) + ``invoke`` + ``get_tensor`` per image: the floor a
   hand-written loop pays for the model itself;
-* ``agent``: ``hi_runtime.strategies.Agent.run`` with strategy ``local`` and the decider loaded, writing
+* ``agent``: ``hi_runtime.agent.strategies.Agent.run`` with strategy ``local`` and the decider loaded, writing
   the per-sample JSONL log: preprocessing (quantization), the same invoke, the exact int8 decider decision
   plus its float score, timing, the record and its log line. This is everything HI does on the device for
   a sample it keeps; an offloaded sample adds the network round trip, which is not agent overhead.
@@ -60,7 +60,7 @@ class BenchResult:
 
 def _images(samples: Path | None, n: int, shape: tuple) -> tuple[np.ndarray, str]:
     if samples is not None and samples.exists():
-        from hi_runtime.inputs import load_npz
+        from hi_runtime.agent.inputs import load_npz
 
         src = load_npz(samples)
         imgs = src.images[:n]
@@ -88,9 +88,9 @@ def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None =
           model_note: str = "", log_dir: Path | None = None, background_log: bool = False) -> BenchResult:
     from hi_runtime.backends import Classifier, open_backend
     from hi_runtime.decider import Decider
-    from hi_runtime.inputs import ArraySource
+    from hi_runtime.agent.inputs import ArraySource
     from hi_runtime.records import RecordWriter, default_header
-    from hi_runtime.strategies import Agent, AgentConfig
+    from hi_runtime.agent.strategies import Agent, AgentConfig
 
     b = open_backend(model_path, backend, num_threads=threads)
     clf = Classifier(b)

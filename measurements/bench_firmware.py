@@ -38,7 +38,7 @@ def _images(n: int, data: Path | None):
     if not (root / "test.tar.gz").exists():
         raise SystemExit(f"bench_firmware: CIFAR-10 JPEG test archive not found under {root}; pass --data DIR or "
                          "--samples 0")
-    from training.data import load_dataset
+    from hi_runtime.datasets import load_dataset
 
     ds = load_dataset("cifar10", root, "test", progress=False)
     idx = np.linspace(0, len(ds.labels) - 1, n).astype(int)
@@ -49,7 +49,7 @@ def measure(model: Path | None, chain: Path | None, decider: Path | None, runs: 
             data: Path | None, build_dir: Path) -> dict:
     from hi_firmware import boards
 
-    from hi_runtime.serial_bridge import SerialDevice
+    from hi_runtime.agent.serial_bridge import SerialDevice
 
     kwargs = {"model": model, "chain": chain}
     if decider is not None:

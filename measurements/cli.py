@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hi_runtime.cli_registry import load_subcommand_modules as _load
+from hi_runtime.cli_support import load_subcommand_modules as _load
 
 SUBCOMMAND_MODULES: tuple = (
     "measurements.commands.metrics",

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The schema has one home: the writer in hi_runtime.records (the device runtime); this reader follows it.
-from hi_runtime.records import SAMPLE_FIELDS
+# The schema has one home, hi_runtime.records (the class every writer fills); this reader builds it.
+from hi_runtime.records import SAMPLE_FIELDS, TIMING_FIELDS, SampleRecord
 
-TIMING_FIELDS = tuple(name for name in SAMPLE_FIELDS if name.startswith("t_") and name.endswith("_ms"))
+__all__ = ["SAMPLE_FIELDS", "TIMING_FIELDS", "LogFormatError", "RunLog", "SampleRecord", "read_run_log",
+           "parse_jsonl", "parse_csv", "record_from_mapping", "write_jsonl"]
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
@@ -39,50 +40,6 @@ _NULL = {"", "null", "none", "nan", "na", "n/a"}
 
 class LogFormatError(ValueError):
     """A log could not be read at all (unknown format, no sample lines)."""
-
-
-@dataclass(frozen=True)
-class SampleRecord:
-    """One inference as logged. Optional fields are ``None`` when the writer did not know them."""
-
-    sample_id: int | str | None
-    strategy: str | None
-    local_class: int | None
-    local_confidence: float | None
-    exit_index: int | None
-    decider_score: float | None
-    offloaded: bool
-    server_class: int | None
-    final_class: int | None
-    degraded: bool
-    label: int | None
-    t_preprocess_ms: float | None
-    t_local_ms: float | None
-    t_decide_ms: float | None
-    t_offload_ms: float | None
-    t_total_ms: float | None
-    extra: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def on_device_ms(self) -> float | None:
-        """Time spent on the device before any offload: preprocessing + local model + decider.
-
-        ``None`` only if all three parts are missing; a missing part counts as zero otherwise (a
-        ``remote`` run has no local model, a ``local`` run no decider)."""
-        parts = [self.t_preprocess_ms, self.t_local_ms, self.t_decide_ms]
-        if all(p is None for p in parts):
-            return None
-        return float(sum(p for p in parts if p is not None))
-
-    @property
-    def total_ms(self) -> float | None:
-        """Logged end-to-end time, or the sum of the parts when the writer left ``t_total_ms`` out."""
-        if self.t_total_ms is not None:
-            return self.t_total_ms
-        parts = [self.t_preprocess_ms, self.t_local_ms, self.t_decide_ms, self.t_offload_ms]
-        if all(p is None for p in parts):
-            return None
-        return float(sum(p for p in parts if p is not None))
 
 
 @dataclass
@@ -191,6 +148,9 @@ def record_from_mapping(row: dict) -> SampleRecord:
         t_decide_ms=_to_float(row.get("t_decide_ms")),
         t_offload_ms=_to_float(row.get("t_offload_ms")),
         t_total_ms=_to_float(row.get("t_total_ms")),
+        shed=_to_bool(row.get("shed")),
+        t_queue_ms=_to_float(row.get("t_queue_ms")),
+        t_server_ms=_to_float(row.get("t_server_ms")),
         extra={k: v for k, v in row.items() if k not in known and k is not None},
     )
 
@@ -310,6 +270,6 @@ def write_jsonl(path: str | Path, records: Iterable[SampleRecord], header: dict 
             out.write(json.dumps({"type": "header", **header}) + "\n")
         for record in records:
             row = {"type": "sample", **{name: getattr(record, name) for name in SAMPLE_FIELDS}}
-            row.update(record.extra)
+            row.update(record.extra or {})
             out.write(json.dumps(row) + "\n")
     return path

@@ -11,19 +11,11 @@ When neither is available the energy is ``None``, never a guess.
 """
 from __future__ import annotations
 
-import statistics
-from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from hi_runtime.equations import (
-    DeciderConfusion,
-    energy_mj,
-    expected_energy_mj,
-    expected_latency_ms,
-    hi_accuracy,
-    hi_accuracy_from_confusion,
-)
-from measurements.logs import RunLog, SampleRecord
+from hi_runtime.equations import DeciderConfusion, energy_mj, expected_energy_mj
+from hi_runtime.records import summarize
+from measurements.logs import RunLog
 
 ENERGY_MEASURED = "measured"
 ENERGY_MODELED = "modeled"
@@ -97,6 +89,7 @@ class RunMetrics:
     energy_note: str = ""
     exit_fractions: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
+    shed_fraction: float = 0.0
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -107,50 +100,13 @@ class RunMetrics:
         return out
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return float(statistics.fmean(values)) if values else None
-
-
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile (same as numpy's default) without importing numpy."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def _answered_by_server(record: SampleRecord) -> bool:
-    """An offloaded sample counts as the server's answer only if the server answered; a degraded
-    sample (server or network failed) falls back to the local answer, as the device does."""
-    return record.offloaded and not record.degraded and record.server_class is not None
-
-
-def confusion_counts(records: Iterable[SampleRecord]) -> DeciderConfusion | None:
-    """Decider confusion over labeled records that have a local answer (``None`` if there are none)."""
-    tp = fp = fn = tn = 0
-    for r in records:
-        if r.label is None or r.local_class is None:
-            continue
-        right = r.local_class == r.label
-        if r.offloaded:
-            fn += right
-            tn += not right
-        else:
-            tp += right
-            fp += not right
-    total = tp + fp + fn + tn
-    return DeciderConfusion(tp, fp, fn, tn) if total else None
-
-
 def compute_metrics(
     log: RunLog,
     energy_model: EnergyModel | None = None,
     measured_energy_j: float | None = None,
 ) -> RunMetrics:
-    """Summarize one run.
+    """Summarize one run: the core summary (hi_runtime.records.summarize: Eq. 1-3, latency percentiles,
+    the decider's confusion) plus energy (Eq. 4).
 
     ``measured_energy_j`` is the meter's energy for the whole run (all samples); it wins over the
     energy model. Without either, energy stays ``None``."""
@@ -158,45 +114,16 @@ def compute_metrics(
     n = len(records)
     if n == 0:
         raise ValueError("a run with no samples has no metrics")
+    s = summarize(records, log.strategy)
     labeled = [r for r in records if r.label is not None]
-
-    # Eq. 1 -------------------------------------------------------------------------------------
-    accuracy = final_accuracy = local_accuracy = server_acc = accuracy_eq2 = None
-    confusion = None
-    if labeled:
-        local_correct = sum(1 for r in labeled if not _answered_by_server(r) and r.local_class == r.label)
-        server_correct = sum(1 for r in labeled if _answered_by_server(r) and r.server_class == r.label)
-        accuracy = hi_accuracy(local_correct, server_correct, len(labeled))
-        final_accuracy = sum(1 for r in labeled if r.final_class == r.label) / len(labeled)
+    final_accuracy = (sum(1 for r in labeled if r.final_class == r.label) / len(labeled)) if labeled else None
+    local_accuracy = s.local_accuracy
+    if local_accuracy is None:  # the core reports it only when every labelled sample has a local answer
         with_local = [r for r in labeled if r.local_class is not None]
         if with_local:
             local_accuracy = sum(1 for r in with_local if r.local_class == r.label) / len(with_local)
-        served = [r for r in labeled if _answered_by_server(r)]
-        if served:
-            server_acc = sum(1 for r in served if r.server_class == r.label) / len(served)
-        # Eq. 2 ---------------------------------------------------------------------------------
-        # Degraded samples were offloaded by the decider but answered locally; Eq. 2 models a
-        # working server, so it is reported only when every labeled sample fits that model.
-        confusion = confusion_counts(labeled)
-        no_fallbacks = all(not r.offloaded or _answered_by_server(r) for r in labeled)
-        if confusion is not None and confusion.n == len(labeled) and no_fallbacks:
-            accuracy_eq2 = hi_accuracy_from_confusion(confusion, server_acc if server_acc is not None else 0.0)
+    offloaded = s.offload_ratio > 0
 
-    offloaded = [r for r in records if r.offloaded]
-    offload_fraction = len(offloaded) / n
-    degraded_fraction = sum(1 for r in records if r.degraded) / n
-
-    # Eq. 3 -------------------------------------------------------------------------------------
-    on_device = [r.on_device_ms for r in records if r.on_device_ms is not None]
-    offload_times = [r.t_offload_ms for r in offloaded if r.t_offload_ms is not None]
-    local_ms = _mean(on_device) if len(on_device) == n else None
-    offload_ms = _mean(offload_times) if offloaded and len(offload_times) == len(offloaded) else None
-    latency = None
-    if local_ms is not None and (offload_ms is not None or not offloaded):
-        latency = expected_latency_ms(local_ms, offload_ms or 0.0, offload_fraction)
-    totals = [r.total_ms for r in records if r.total_ms is not None]
-
-    # Eq. 4 -------------------------------------------------------------------------------------
     energy = None
     source = None
     note = ""
@@ -206,52 +133,47 @@ def compute_metrics(
         energy = measured_energy_j * 1000.0 / n
         source = ENERGY_MEASURED
         note = "meter energy for the whole run divided by the number of samples"
-    elif energy_model is not None and local_ms is not None:
-        local_mj = energy_mj(energy_model.compute_w, local_ms)
+    elif energy_model is not None and s.on_device_ms is not None:
+        local_mj = energy_mj(energy_model.compute_w, s.on_device_ms)
         if not offloaded:
             per_offload = 0.0
         elif energy_model.offload_mj is not None:
             per_offload = energy_model.offload_mj
-        elif offload_ms is not None and energy_model.offload_w is not None:
-            per_offload = energy_mj(energy_model.offload_w, offload_ms)
+        elif s.offload_ms is not None and energy_model.offload_w is not None:
+            per_offload = energy_mj(energy_model.offload_w, s.offload_ms)
         else:
             per_offload = None
         if per_offload is not None:
-            energy = expected_energy_mj(local_mj, per_offload, offload_fraction)
+            energy = expected_energy_mj(local_mj, per_offload, s.offload_ratio)
             source = ENERGY_MODELED
             note = f"profile power x measured time; {energy_model.source}".strip("; ")
 
-    exits: dict = {}
-    with_exit = [r.exit_index for r in records if r.exit_index is not None]
-    if with_exit:
-        for index in sorted(set(with_exit)):
-            exits[int(index)] = with_exit.count(index) / n
-
     return RunMetrics(
         n=n,
-        n_labeled=len(labeled),
+        n_labeled=s.labelled,
         device=log.device,
         model=log.model,
         strategy=log.strategy,
-        accuracy=accuracy,
-        accuracy_eq2=accuracy_eq2,
+        accuracy=s.accuracy,
+        accuracy_eq2=s.accuracy_eq2,
         final_accuracy=final_accuracy,
         local_accuracy=local_accuracy,
-        server_accuracy_offloaded=server_acc,
-        offload_fraction=offload_fraction,
-        degraded_fraction=degraded_fraction,
-        confusion=confusion,
-        latency_ms=latency,
-        latency_ms_measured=_mean(totals) if totals else None,
-        latency_ms_p50=_percentile(totals, 0.50),
-        latency_ms_p95=_percentile(totals, 0.95),
-        local_ms=local_ms,
-        offload_ms=offload_ms,
+        server_accuracy_offloaded=s.server_accuracy_offloaded,
+        offload_fraction=s.offload_ratio,
+        degraded_fraction=s.degraded / n,
+        confusion=s.confusion,
+        latency_ms=s.latency_eq3_ms,
+        latency_ms_measured=s.latency_mean_ms,
+        latency_ms_p50=s.latency_p50_ms,
+        latency_ms_p95=s.latency_p95_ms,
+        local_ms=s.on_device_ms,
+        offload_ms=s.offload_ms,
         energy_mj=energy,
         energy_source=source,
         energy_note=note,
-        exit_fractions=exits,
+        exit_fractions={k: v / n for k, v in s.exits.items()},
         problems=list(log.problems),
+        shed_fraction=s.shed / n,
     )
 
 
@@ -269,7 +191,8 @@ def format_metrics(m: RunMetrics) -> str:
         f"samples={m.n} labeled={m.n_labeled}",
         f"accuracy (Eq. 1): {pct(m.accuracy)}   (Eq. 2: {pct(m.accuracy_eq2)}; "
         f"local model alone: {pct(m.local_accuracy)}; server on offloaded: {pct(m.server_accuracy_offloaded)})",
-        f"offloaded: {pct(m.offload_fraction)}   degraded (local fallback): {pct(m.degraded_fraction)}",
+        f"offloaded: {pct(m.offload_fraction)}   degraded (local fallback): {pct(m.degraded_fraction)}   "
+        f"shed (answered locally by admission control): {pct(m.shed_fraction)}",
         f"latency per inference (Eq. 3): {ms(m.latency_ms)}   measured mean {ms(m.latency_ms_measured)}, "
         f"p50 {ms(m.latency_ms_p50)}, p95 {ms(m.latency_ms_p95)}",
     ]

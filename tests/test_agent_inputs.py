@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hi_runtime.inputs import InputError, fit_image, load_npz, open_input
+from hi_runtime.agent.inputs import InputError, fit_image, load_npz, open_input
 
 
 def test_npz_with_labels_ids_and_slicing(tmp_path):

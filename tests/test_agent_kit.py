@@ -87,7 +87,7 @@ def _build_chain(train_x, train_y, val_x, out: Path) -> Path:
     from hi_runtime.backends import open_backend
     from hi_runtime.decider import Decider
     from hi_runtime.early_exit import ExitPolicy, SegmentChain
-    from training.data import Dataset
+    from hi_runtime.datasets import Dataset
     from training.early_exit import EETrainConfig, export_early_exit, train_early_exit
 
     train = Dataset(train_x[:2400], train_y[:2400], CLASS_NAMES)

@@ -74,7 +74,7 @@ def test_summary_is_recomputed_from_records():
     for i in range(100):
         off = i % 4 == 0
         deg = i % 20 == 0
-        recs.append(SampleRecord(i, "hi", i % 3, 0.5, None, 0.4, off, None if deg or not off else 1, 1 if off else i % 3,
+        recs.append(SampleRecord(i, "hi", i % 3, 0.5, None, 0.4, off, None if deg or not off else 1, 1 if off and not deg else i % 3,
                                  deg, 1, t_total_ms=float(i)))
     s = summarize(recs)
     assert s.samples == 100 and s.labelled == 100

@@ -129,8 +129,8 @@ def test_float_tensor_spec_passes_pixels_through():
 
 
 def test_runtime_modules_import_without_tensorflow_or_training():
-    code = ("import sys; import hi_runtime.backends, hi_runtime.strategies, hi_runtime.offloader, "
-            "hi_runtime.records, hi_runtime.inputs, hi_runtime.cli; "
+    code = ("import sys; import hi_runtime.backends, hi_runtime.agent.strategies, hi_runtime.agent.offloader, "
+            "hi_runtime.records, hi_runtime.agent.inputs, hi_runtime.agent.cli; "
             "bad = [m for m in ('tensorflow', 'training', 'keras', 'onnxruntime', 'ai_edge_litert', 'cv2', "
             "'bleak', 'bumble', 'PIL') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hi_runtime.ble import spec
+from hi_runtime.agent.ble import spec
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -109,7 +109,7 @@ def server_classes(kit, images):
 
 
 def make_worker(*ports, budget_ms=3000.0):
-    from hi_runtime.offloader import Endpoint, OffloadConfig, OffloadWorker, ResilientOffloader
+    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, OffloadWorker, ResilientOffloader
 
     cfg = OffloadConfig(endpoints=[Endpoint("127.0.0.1", p) for p in ports], latency_budget_ms=budget_ms)
     return OffloadWorker(ResilientOffloader(cfg), max_inflight=8)
@@ -117,9 +117,9 @@ def make_worker(*ports, budget_ms=3000.0):
 
 async def gateway_session(worker, *, mtu=None, faults=None, budget_ms=3000.0, device_timeout=5.0, **gw):
     """Connect a bumble central (the gateway) to a virtual HI device; returns (device, session, task)."""
-    from hi_runtime.ble.bumble_link import BumbleLink, VirtualRadio
-    from hi_runtime.ble.gateway import DeviceSession, GatewayConfig, worker_forward
-    from hi_runtime.ble.sim import VirtualHiDevice
+    from hi_runtime.agent.ble.bumble_link import BumbleLink, VirtualRadio
+    from hi_runtime.agent.ble.gateway import DeviceSession, GatewayConfig, worker_forward
+    from hi_runtime.agent.ble.sim import VirtualHiDevice
 
     radio = VirtualRadio(2)
     device = VirtualHiDevice(radio.devices[1], result_timeout_s=device_timeout, faults=faults)
@@ -168,7 +168,7 @@ def test_gateway_forwards_images_and_writes_the_server_class(tiny_kit, server, m
 
 
 def test_lost_chunks_are_nacked_and_recovered(tiny_kit, server):
-    from hi_runtime.ble.sim import Faults
+    from hi_runtime.agent.ble.sim import Faults
 
     x, _ = color_images(2, seed=22)
     expected = server_classes(tiny_kit, x)
@@ -192,7 +192,7 @@ def test_lost_chunks_are_nacked_and_recovered(tiny_kit, server):
 
 
 def test_lost_end_is_recovered_by_the_stall_timer(tiny_kit, server):
-    from hi_runtime.ble.sim import Faults
+    from hi_runtime.agent.ble.sim import Faults
 
     x, _ = color_images(1, seed=23)
     worker = make_worker(server.port)
@@ -213,7 +213,7 @@ def test_lost_end_is_recovered_by_the_stall_timer(tiny_kit, server):
 
 
 def test_unrecoverable_loss_ends_in_error_so_the_device_keeps_its_answer(server):
-    from hi_runtime.ble.sim import Faults
+    from hi_runtime.agent.ble.sim import Faults
 
     x, _ = color_images(1, seed=24)
     worker = make_worker(server.port)
@@ -284,7 +284,7 @@ def test_bad_start_gets_an_error_result(server):
 
 
 def test_gateway_cli_needs_ble_flag_and_server(capsys):
-    from hi_runtime.cli import main
+    from hi_runtime.agent.cli import main
 
     with pytest.raises(SystemExit):
         main(["gateway"])  # --ble is required
@@ -296,8 +296,8 @@ def test_gateway_cli_needs_ble_flag_and_server(capsys):
 def test_gateway_log_uses_the_agent_schema(tmp_path):
     import argparse
 
-    from hi_runtime.ble.bleak_gateway import _record_writer
-    from hi_runtime.ble.gateway import GatewayRecord
+    from hi_runtime.agent.ble.bleak_gateway import _record_writer
+    from hi_runtime.agent.ble.gateway import GatewayRecord
     from measurements.logs import read_run_log
 
     args = argparse.Namespace(server=["127.0.0.1:8555"])

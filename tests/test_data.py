@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data import (CIFAR10_CLASSES, Dataset, DatasetError, load_cifar10_batches, load_dataset,
+from hi_runtime.datasets import (CIFAR10_CLASSES, Dataset, DatasetError, load_cifar10_batches, load_dataset,
                            load_image_folder, load_mnist, nhwc_to_planar, planar_to_nhwc, read_idx,
                            split_train_val)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_agent_kit import tiny_kit_fixture
 
-from hi_runtime.cli import main
+from hi_runtime.agent.cli import main
 
 tiny_kit = tiny_kit_fixture  # the shared session fixture, made visible to pytest in this module
 
@@ -77,7 +77,7 @@ def test_demo_refuses_to_run_without_an_artifact_and_names_the_fix(models_dir, t
 
 
 def test_shipped_demo_sample_is_stratified_small_and_readable(repo_root):
-    from hi_runtime.inputs import load_npz
+    from hi_runtime.agent.inputs import load_npz
 
     path = repo_root / "models" / "cifar10" / "demo_samples.npz"
     if not path.exists():

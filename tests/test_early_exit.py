@@ -139,7 +139,7 @@ def test_shipped_ee_vectors_match_runtime():
 
 def colored_images(n: int, seed: int):
     """Images whose class is their dominant color plus noise: learnable in one epoch by a tiny CNN."""
-    from training.data import Dataset
+    from hi_runtime.datasets import Dataset
 
     rng = np.random.default_rng(seed)
     base = np.random.default_rng(99).integers(30, 226, (10, 3))

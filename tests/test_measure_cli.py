@@ -33,13 +33,17 @@ def remote_log(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "remote.jsonl", records, {"device": "box", "model": "resnet8", "strategy": "remote"})
 
 
-def test_registry_skips_missing_modules_and_rejects_broken_ones(monkeypatch):
+def test_registry_fails_loudly_on_missing_or_broken_modules(monkeypatch):
     good = types.ModuleType("hi_bench_test_good")
     good.register_cli = lambda sub: sub.add_parser("hello", help="test").set_defaults(func=lambda a: 7)
     monkeypatch.setitem(sys.modules, "hi_bench_test_good", good)
-    parser = cli.build_parser(("hi_bench_test_good", "measurements.bench_does_not_exist_yet"))
+    parser = cli.build_parser(("hi_bench_test_good",))
     args = parser.parse_args(["hello"])
     assert args.func(args) == 7
+    # every module of a tool ships with it: one that cannot be imported is a broken install, not an
+    # absent feature, so its subcommand must not silently disappear
+    with pytest.raises(RuntimeError, match="bench_does_not_exist_yet cannot be imported"):
+        cli.build_parser(("hi_bench_test_good", "measurements.bench_does_not_exist_yet"))
     broken = types.ModuleType("hi_bench_test_broken")
     monkeypatch.setitem(sys.modules, "hi_bench_test_broken", broken)
     with pytest.raises(RuntimeError, match="register_cli"):

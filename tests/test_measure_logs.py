@@ -23,7 +23,7 @@ ROW = {
     "type": "sample", "sample_id": 7, "strategy": "hi", "local_class": 3, "local_confidence": 0.61,
     "exit_index": None, "decider_score": 0.42, "offloaded": True, "server_class": 5, "final_class": 5,
     "degraded": False, "label": 5, "t_preprocess_ms": 0.1, "t_local_ms": 1.5, "t_decide_ms": 0.01,
-    "t_offload_ms": 9.0, "t_total_ms": 10.61,
+    "t_offload_ms": 9.0, "t_total_ms": 10.61, "shed": False, "t_queue_ms": 0.0, "t_server_ms": 6.5,
 }
 
 

@@ -13,7 +13,8 @@ from hi_runtime.equations import (
     hi_accuracy_from_confusion,
 )
 from measurements.logs import RunLog, SampleRecord
-from measurements.metrics import EnergyModel, compute_metrics, confusion_counts, format_metrics
+from hi_runtime.records import confusion_counts
+from measurements.metrics import EnergyModel, compute_metrics, format_metrics
 
 
 def rec(i, *, local, label, offloaded, server=None, degraded=False, exit_index=None, strategy="hi",

@@ -12,7 +12,7 @@ from hi_runtime.offload_client import (
     OffloadServerError,
     OffloadTimeout,
 )
-from hi_runtime.offloader import CircuitBreaker, Endpoint, OffloadConfig, OffloadWorker, ResilientOffloader
+from hi_runtime.agent.offloader import CircuitBreaker, Endpoint, OffloadConfig, OffloadWorker, ResilientOffloader
 from hi_runtime.protocol import ErrorCode
 
 
@@ -219,7 +219,7 @@ def test_worker_bounds_inflight_and_never_raises():
             gate.wait(5)
             if tensor.sum() == 1:
                 raise RuntimeError("bug")
-            from hi_runtime.offloader import OffloadOutcome
+            from hi_runtime.agent.offloader import OffloadOutcome
 
             return OffloadOutcome(ok=True, class_id=3)
 

@@ -1,4 +1,4 @@
-"""hi-agent serial (hi_runtime/serial_bridge.py) against the real firmware built for the host.
+"""hi-agent serial (hi_runtime/agent/serial_bridge.py) against the real firmware built for the host.
 
 The fake device is not a mock: it is the firmware (shared main, HI core, hi_nn kernels, generated
 application with a tiny INT8 model) compiled with gcc and exposed on a pseudo-terminal or a TCP socket
@@ -18,7 +18,7 @@ from hi_firmware.core_host import HostDevice, build_host_device, make_tiny_model
 from hi_runtime import protocol as p
 from hi_runtime.decider import Decider
 from hi_runtime.records import SAMPLE_FIELDS
-from hi_runtime.serial_bridge import DeviceError, SerialBridge, SerialDevice
+from hi_runtime.agent.serial_bridge import DeviceError, SerialBridge, SerialDevice
 
 N_SAMPLES = 24
 
@@ -67,7 +67,7 @@ def server(tiny_models):
 
 
 def _offloader(port: int, budget_ms: float = 2000.0):
-    from hi_runtime.offloader import Endpoint, OffloadConfig, ResilientOffloader
+    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, ResilientOffloader
 
     return ResilientOffloader(OffloadConfig([Endpoint("127.0.0.1", port)], model_id="tiny1",
                                             latency_budget_ms=budget_ms, connect_timeout=1.0))
@@ -160,7 +160,7 @@ def test_not_an_hi_device_times_out_with_a_clear_message():
 
 
 def test_cli_writes_the_agent_log_schema(device_lib, images, server, tmp_path):
-    from hi_runtime.cli import main
+    from hi_runtime.agent.cli import main
 
     x, labels = images
     np.savez(tmp_path / "samples.npz", images=x[:10], labels=labels[:10])
@@ -181,7 +181,7 @@ def test_cli_writes_the_agent_log_schema(device_lib, images, server, tmp_path):
 
 
 def test_cli_help_and_bad_port():
-    from hi_runtime.cli import main
+    from hi_runtime.agent.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["serial", "--help"])

@@ -18,7 +18,7 @@ SERVER = MODELS / "server.onnx"
 
 @pytest.fixture(scope="module")
 def test_split(cifar10_jpeg_dir):
-    from training.data import load_dataset
+    from hi_runtime.datasets import load_dataset
 
     return load_dataset("cifar10", cifar10_jpeg_dir, "test", progress=False)
 

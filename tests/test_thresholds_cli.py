@@ -24,7 +24,7 @@ def workspace(tmp_path_factory):
     import keras
     from PIL import Image
 
-    from training.data import CIFAR10_CLASSES
+    from hi_runtime.datasets import CIFAR10_CLASSES
     from training.export import export_float_tflite, export_int8_tflite
     from training.models import build_model
 
@@ -77,7 +77,7 @@ def test_pipeline(workspace, monkeypatch, capsys):
     assert "JPEG" in card["dataset"]["note"]
     dec = Decider.load(root / "out/decider_local.json")
     assert dec.int8 is not None and (root / "out/decider_local.h").read_text().count("HI_DECIDER_LOCAL_A") >= 2
-    from training.data import load_dataset
+    from hi_runtime.datasets import load_dataset
 
     test = load_dataset("cifar10", root / "data", "test", use_cache=False, progress=False)
     lo = local_outputs(root / "local_int8.tflite", test.images, use_cache=False)

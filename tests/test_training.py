@@ -17,7 +17,7 @@ PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
 
 def color_dataset(n: int, seed: int = 0, size: int = 32):
     """A learnable generated dataset: class k is colour k of a palette under heavy pixel noise."""
-    from training.data import Dataset
+    from hi_runtime.datasets import Dataset
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, n)
@@ -209,7 +209,7 @@ def test_distillation_teaches_the_teachers_function_even_with_useless_labels(tra
     """With distill weight 1 the labels do not matter: a student trained on shuffled labels learns the
     teacher's function (high accuracy on the true validation labels), while the same run without the
     teacher stays near chance."""
-    from training.data import Dataset
+    from hi_runtime.datasets import Dataset
     from training.export import export_onnx
     from training.train import TrainConfig, TrainingError, evaluate_keras, train_model
 
@@ -326,7 +326,7 @@ def test_cli_exports_an_ensemble_with_every_member_on_its_card(trained_tiny, tmp
 
 def _write_color_folder(root: Path, n_per_class: int, split: str, seed: int):
     ds = color_dataset(n_per_class * 10, seed)
-    from training.data import CIFAR10_CLASSES
+    from hi_runtime.datasets import CIFAR10_CLASSES
 
     for i, (img, lab) in enumerate(zip(ds.images, ds.labels)):
         d = root / split / CIFAR10_CLASSES[lab]

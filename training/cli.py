@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hi_runtime.cli_registry import register_subcommands
+from hi_runtime.cli_support import register_subcommands
 
 # Modules that add subcommands (each exposes register_cli(subparsers)); missing ones are skipped.
 SUBCOMMAND_MODULES = (
@@ -48,7 +48,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def _load_splits(args):
     import numpy as np
 
-    from training.data import load_dataset
+    from hi_runtime.datasets import load_dataset
 
     kw = dict(val_size=args.val_size, seed=args.split_seed, image_size=args.image_size)
     train = load_dataset(args.dataset, args.data, "train", **kw)
@@ -411,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from training.data import DatasetError
+    from hi_runtime.datasets import DatasetError
 
     try:
         return int(args.func(args) or 0)

@@ -272,7 +272,7 @@ def _digest(path: Path, images: np.ndarray, extra: str) -> str:
 
 
 def _cache_file(key: str) -> Path:
-    from training.data import cache_dir
+    from hi_runtime.datasets import cache_dir
 
     return cache_dir() / "predictions" / f"{key}.npz"
 

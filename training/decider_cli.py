@@ -25,7 +25,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_val_test(args):
-    from training.data import load_dataset
+    from hi_runtime.datasets import load_dataset
 
     kw = {"val_size": args.val_size, "seed": args.seed, "image_size": args.image_size}
     val = load_dataset(args.dataset, args.data, "val", **kw)

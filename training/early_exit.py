@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from hi_runtime.early_exit import NEVER, ExitPolicy, Quant, SegmentChain, SegmentSpec
-from training.data import Dataset
+from hi_runtime.datasets import Dataset
 
 EXIT_PRESETS: dict[str, tuple[str, ...]] = {
     "resnet8": ("s2_out",),

@@ -113,7 +113,7 @@ def cmd_early_exit(args) -> int:
 
     from hi_runtime.early_exit import SegmentChain
     from training.cards import JPEG_NOTE, git_commit, write_card
-    from training.data import load_dataset
+    from hi_runtime.datasets import load_dataset
     from training.decider_cli import load_val_test
     from training.early_exit import (
         EarlyExitExportError,

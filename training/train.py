@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import Dataset
+from hi_runtime.datasets import Dataset
 
 
 @dataclass

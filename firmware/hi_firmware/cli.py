@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hi_runtime.cli_registry import register_subcommands
+from hi_runtime.cli_support import register_subcommands
 
 # Modules providing subcommands, in --help order. Each must define register_cli(subparsers), and every
 # subparser it adds must set a `func(args) -> int` default.

@@ -182,7 +182,7 @@ def summary_markdown(rows: list[RunRow], comparisons: dict, meta: dict) -> str:
 # --- the command -------------------------------------------------------------------------------------
 
 def _agent(argv: list[str]) -> None:
-    from hi_runtime.cli import main as agent_main
+    from hi_runtime.agent.cli import main as agent_main
 
     rc = agent_main(argv)
     if rc != 0:
@@ -212,7 +212,7 @@ def _model_files(models: Path) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hi_runtime.cli import parse_exit_thresholds
+    from hi_runtime.agent.cli import parse_exit_thresholds
     from hi_runtime.early_exit import SegmentChain
     from measurements.commands.common import load_runs
     from training.thresholds import PI4_FULL_RESNET8_MS, PI4_OFFLOAD_MS, CostModel

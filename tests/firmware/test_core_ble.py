@@ -1,5 +1,5 @@
 """The firmware's BLE offload session (hi_ble_offload.c) against the real gateway logic
-(hi_runtime.ble.gateway.DeviceSession): the C device and the Python gateway exchange the exact bytes of
+(hi_runtime.agent.ble.gateway.DeviceSession): the C device and the Python gateway exchange the exact bytes of
 docs/ble.md through an in-process GattLink, at the default and a large MTU, with lost chunks (NACK rounds),
 a failing server (degraded) and a gateway that never answers (device timeout + ABORT)."""
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from hi_firmware.core_host import CoreLib
 
-from hi_runtime.ble import spec
-from hi_runtime.ble.gateway import DeviceSession, GatewayConfig, GattLink, OffloadAnswer
+from hi_runtime.agent.ble import spec
+from hi_runtime.agent.ble.gateway import DeviceSession, GatewayConfig, GattLink, OffloadAnswer
 
 CHAR = {spec.CONTROL_UUID: 1, spec.IMAGE_UUID: 2, spec.RESULT_UUID: 3}
 UUID = {v: k for k, v in CHAR.items()}

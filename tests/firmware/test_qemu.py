@@ -20,7 +20,7 @@ from hi_firmware import boards
 from hi_firmware.core_host import HostDevice, build_host_device, make_tiny_models, serve_device
 
 from hi_runtime.decider import Decider
-from hi_runtime.serial_bridge import SerialBridge, SerialDevice
+from hi_runtime.agent.serial_bridge import SerialBridge, SerialDevice
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
@@ -37,7 +37,7 @@ def _images(n: int) -> tuple[np.ndarray, np.ndarray, str]:
     """n CIFAR-10 test images spread over the classes (JPEG archive), or generated ones if it is absent."""
     root = REPO.parent / "shared" / "datasets" / "cifar10-jpeg"
     if (root / "test.tar.gz").exists():
-        from training.data import load_dataset
+        from hi_runtime.datasets import load_dataset
 
         ds = load_dataset("cifar10", root, "test", progress=False)
         idx = np.linspace(0, len(ds.labels) - 1, n).astype(int)
@@ -174,7 +174,7 @@ def _python_chain(chain_path: Path, images: np.ndarray) -> list[tuple[int, int, 
 
 def test_hi_run_on_emulated_board_with_loopback_server(app):
     from hi_runtime.offload_client import OffloadClient
-    from hi_runtime.offloader import Endpoint, OffloadConfig, ResilientOffloader
+    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, ResilientOffloader
     from offload_server.config import ModelConfig, ServerConfig
     from offload_server.server import run_server_in_thread
 

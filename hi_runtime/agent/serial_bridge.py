@@ -329,7 +329,7 @@ class BridgeStats:
 
 class SerialBridge:
     """Runs samples through the device's HI decision, offloading through ``offloader`` (a
-    hi_runtime.offloader.ResilientOffloader, or None to answer every offload request 'degraded')."""
+    hi_runtime.agent.offloader.ResilientOffloader, or None to answer every offload request 'degraded')."""
 
     def __init__(self, device: SerialDevice, offloader: Any = None, *, decider: Any = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
@@ -406,7 +406,7 @@ class SerialBridge:
         return final
 
     def run(self, source, writer=None, progress: bool = True) -> list:
-        """Process every sample of an input source (hi_runtime.inputs); returns the records."""
+        """Process every sample of an input source (hi_runtime.agent.inputs); returns the records."""
         records = []
         bar = None
         if progress:
@@ -434,8 +434,8 @@ class SerialBridge:
 
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from hi_runtime.cli import add_input_args, add_server_args
-    from hi_runtime.inputs import INPUT_FORMS
+    from hi_runtime.agent.options import add_input_args, add_server_args
+    from hi_runtime.agent.inputs import INPUT_FORMS
 
     sp = subparsers.add_parser(
         "serial", help="drive a microcontroller running the HI firmware over its serial port",
@@ -461,8 +461,9 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def cmd_serial(args: argparse.Namespace) -> int:
-    from hi_runtime.cli import EXIT_USAGE, build_offloader
-    from hi_runtime.inputs import InputError, open_input
+    from hi_runtime.agent.options import build_offloader
+    from hi_runtime.cli_support import EXIT_USAGE
+    from hi_runtime.agent.inputs import InputError, open_input
     from hi_runtime.records import RecordWriter, default_header, summarize, summary_text
 
     def say(msg: str) -> None:

@@ -1,7 +1,7 @@
 """``hi-agent gateway --ble``: the gateway on real radios through bleak (thin: all logic is in gateway.py).
 
 Scans for devices advertising the HI offload service (or connects to ``--address``), serves each with a
-:class:`~hi_runtime.ble.gateway.DeviceSession`, and reconnects with backoff when a device drops. Offloads
+:class:`~hi_runtime.agent.ble.gateway.DeviceSession`, and reconnects with backoff when a device drops. Offloads
 go through the same resilient offloader as ``hi-agent run`` (timeouts from the latency budget, breaker,
 failover): when the server is down every device promptly gets RESULT status=degraded.
 
@@ -15,8 +15,8 @@ import logging
 import sys
 from typing import Callable
 
-from hi_runtime.ble import spec
-from hi_runtime.ble.gateway import DeviceSession, GatewayConfig, GatewayRecord, GattLink, worker_forward
+from hi_runtime.agent.ble import spec
+from hi_runtime.agent.ble.gateway import DeviceSession, GatewayConfig, GatewayRecord, GattLink, worker_forward
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,8 @@ def cmd_gateway(args) -> int:
     except ImportError:
         print("hi-agent gateway: bleak is not installed: pip install 'hi-runtime[ble]'", file=sys.stderr)
         return 2
-    from hi_runtime.cli import build_offloader
-    from hi_runtime.offloader import OffloadWorker
+    from hi_runtime.agent.options import build_offloader
+    from hi_runtime.agent.offloader import OffloadWorker
 
     if not args.server:
         print("hi-agent gateway: give the offload server with --server HOST:PORT", file=sys.stderr)

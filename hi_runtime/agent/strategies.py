@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from hi_runtime.backends import Backend, Classifier, open_backend
-from hi_runtime.inputs import InputSource, Sample
+from hi_runtime.agent.inputs import InputSource, Sample
 from hi_runtime.records import STRATEGIES, RecordWriter, SampleRecord, Summary, summarize
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ class Agent:
         self._score_quant = None  # quantization of the EE chain's final scores (set when first seen)
         self.worker = None
         if offloader is not None and s in NEEDS_SERVER:
-            from hi_runtime.offloader import OffloadWorker
+            from hi_runtime.agent.offloader import OffloadWorker
 
             self.worker = OffloadWorker(offloader, config.max_inflight)
         self.records: list[SampleRecord] = []

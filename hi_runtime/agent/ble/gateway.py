@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from hi_runtime.ble import spec
+from hi_runtime.agent.ble import spec
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ Forward = Callable[[np.ndarray, Optional[tuple], str], Awaitable[OffloadAnswer]]
 
 
 def worker_forward(worker, latency_budget_ms: float) -> Forward:
-    """A Forward on an :class:`~hi_runtime.offloader.OffloadWorker` (retries, breaker, failover)."""
+    """A Forward on an :class:`~hi_runtime.agent.offloader.OffloadWorker` (retries, breaker, failover)."""
 
     async def forward(tensor: np.ndarray, quant, layout: str) -> OffloadAnswer:
         deadline = worker.offloader.clock() + latency_budget_ms / 1e3

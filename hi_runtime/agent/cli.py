@@ -4,7 +4,7 @@ Subcommands:
   run      answer samples with a strategy (local, remote, hi, ee-hi) and log every sample
   demo     offline demo on the shipped models with a loopback server in this process
   gateway  BLE gateway: forward microcontrollers' images to the server (--ble)
-  serial   microcontroller sample stream over a serial port (registered by hi_runtime.serial_bridge)
+  serial   microcontroller sample stream over a serial port (registered by hi_runtime.agent.serial_bridge)
 
 Only numpy is needed to start; backends, the server client, tqdm/rich and BLE import when used.
 """
@@ -12,95 +12,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hi_runtime.cli_registry import register_subcommands
+from hi_runtime.agent.options import add_backend_args, add_input_args, add_server_args, build_offloader
+from hi_runtime.artifacts import default_path
+from hi_runtime.cli_support import EXIT_USAGE, UsageError, add_verbosity, register_subcommands, run
 from hi_runtime.records import LOG_FORMATS, STRATEGIES
 
-#: Modules of other parts that add subcommands when present (each exposes register_cli(subparsers)).
-OPTIONAL_SUBCOMMANDS = ("hi_runtime.serial_bridge",)
-KEY_ENV = "HI_AGENT_KEY"
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
-
-
-def shipped_models_dir() -> Path:
-    """``models/cifar10`` of the source tree this package runs from (editable install / checkout)."""
-    return Path(__file__).resolve().parents[1] / "models" / "cifar10"
-
-
-def _default(name: str) -> str | None:
-    path = shipped_models_dir() / name
-    return str(path) if path.exists() else None
-
-
-def read_key(key_file: str | None) -> bytes | None:
-    """The pre-shared key from --key-file or $HI_AGENT_KEY (stripped), as the server reads its own."""
-    if key_file:
-        try:
-            return Path(key_file).read_bytes().strip()
-        except OSError as exc:
-            raise SystemExit(f"hi-agent: cannot read --key-file {key_file}: {exc}")
-    env = os.environ.get(KEY_ENV)
-    return env.encode("utf-8") if env else None
-
-
-def add_backend_args(p: argparse.ArgumentParser) -> None:
-    from hi_runtime.backends import BACKEND_CHOICES
-
-    g = p.add_argument_group("local inference")
-    g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                   help="interpreter for local models (auto: ai-edge-litert, tflite-runtime, tf.lite for .tflite; "
-                        "onnxruntime for .onnx)")
-    g.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
-    g.add_argument("--reference-kernels", action="store_true",
-                   help="TFLite reference kernels: bit-exact with TFLite Micro on the boards, slower")
-
-
-def add_server_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("offloading")
-    g.add_argument("--server", action="append", default=[], metavar="HOST:PORT",
-                   help="offload server; repeat for failover (first = primary)")
-    g.add_argument("--model-id", default="", help="server model id (default: the server's default model)")
-    g.add_argument("--key-file", help=f"pre-shared key file (or ${KEY_ENV}); needed when the server requires it")
-    g.add_argument("--tls", action="store_true", help="connect with TLS")
-    g.add_argument("--tls-ca", help="CA bundle / server certificate to trust with --tls (default: system CAs)")
-    g.add_argument("--latency-budget-ms", type=float, default=None,
-                   help="per-sample latency budget; every offload's timeout is what is left of it (default 100, "
-                        "or the QoS config's)")
-    g.add_argument("--connect-timeout", type=float, default=1.0, help="TCP connect + handshake timeout (s)")
-    g.add_argument("--max-inflight", type=int, default=4,
-                   help="offloads queued or in flight while local inference continues (default 4)")
-    g.add_argument("--max-attempts", type=int, default=3, help="offload attempts per sample, across servers")
-
-
-def _ssl_context(args):
-    if not args.tls:
-        return None
-    import ssl
-
-    ctx = ssl.create_default_context(cafile=args.tls_ca) if args.tls_ca else ssl.create_default_context()
-    return ctx
-
-
-def build_offloader(args, budget_ms: float):
-    """A ResilientOffloader from the shared server flags, or None without --server."""
-    if not args.server:
-        return None
-    from hi_runtime.offloader import Endpoint, OffloadConfig, ResilientOffloader
-
-    try:
-        endpoints = [Endpoint.parse(s) for s in args.server]
-    except ValueError as exc:
-        raise SystemExit(f"hi-agent: {exc}")
-    cfg = OffloadConfig(endpoints=endpoints, model_id=args.model_id, key=read_key(args.key_file),
-                        ssl_context=_ssl_context(args), latency_budget_ms=budget_ms,
-                        connect_timeout=args.connect_timeout, max_attempts=args.max_attempts)
-    return ResilientOffloader(cfg)
+#: Subcommands registered by their own modules (each exposes register_cli(subparsers)).
+SUBCOMMAND_MODULES = ("hi_runtime.agent.serial_bridge",)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -125,20 +47,8 @@ def parse_exit_thresholds(text: str) -> list[float | None]:
     return out
 
 
-def add_input_args(p: argparse.ArgumentParser) -> None:
-    """--input/--limit/--offset/--order, shared by ``hi-agent run`` and ``hi-agent serial``."""
-    from hi_runtime.inputs import DATASET_ORDERS
-
-    p.add_argument("--input", required=True, help="where samples come from (forms above)")
-    p.add_argument("--limit", type=int, default=None, help="answer at most this many samples")
-    p.add_argument("--offset", type=int, default=0, help="skip this many samples first")
-    p.add_argument("--order", choices=DATASET_ORDERS, default="shuffled",
-                   help="dataset splits: shuffled (fixed seed 0, so --limit takes a fair sample; "
-                        "the default) or stored (class by class)")
-
-
 def register_run(sub) -> None:
-    from hi_runtime.inputs import INPUT_FORMS
+    from hi_runtime.agent.inputs import INPUT_FORMS
 
     p = sub.add_parser("run", help="answer samples with a strategy and log every sample",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -150,13 +60,13 @@ def register_run(sub) -> None:
     p.add_argument("--qos", help="QoS YAML: strategy (or auto + min_accuracy + measured candidates), "
                                  "latency_budget_ms, decider_threshold")
     add_input_args(p)
-    p.add_argument("--model", default=_default("resnet8_int8.tflite"),
+    p.add_argument("--model", default=default_path("resnet8_int8.tflite"),
                    help="local model (.tflite or .onnx); default: the shipped resnet8_int8.tflite")
-    p.add_argument("--decider", default=_default("decider_resnet8.json"),
+    p.add_argument("--decider", default=default_path("decider_resnet8.json"),
                    help="decider JSON (hi-train decider); default: the shipped decider_resnet8.json")
     p.add_argument("--threshold", type=float, default=None,
                    help="override the decider's threshold (ee-hi: the chain's final-exit decider)")
-    p.add_argument("--ee-chain", default=_default("ee_resnet8.json"),
+    p.add_argument("--ee-chain", default=default_path("ee_resnet8.json"),
                    help="early-exit chain JSON for ee-hi; default: the shipped ee_resnet8.json")
     p.add_argument("--exit-thresholds", type=parse_exit_thresholds, default=None, metavar="T[,T...]",
                    help="ee-hi: override the chain's exit thresholds, one per non-final exit ('never' = no "
@@ -173,9 +83,9 @@ def register_run(sub) -> None:
 
 def cmd_run(args) -> int:
     from hi_runtime.backends import BackendError, Classifier, open_backend
-    from hi_runtime.inputs import InputError, open_input
+    from hi_runtime.agent.inputs import InputError, open_input
     from hi_runtime.records import RecordWriter, default_header, summary_text
-    from hi_runtime.strategies import NEEDS_SERVER, Agent, AgentConfig, ChainRunner, QosConfig, StrategyError
+    from hi_runtime.agent.strategies import NEEDS_SERVER, Agent, AgentConfig, ChainRunner, QosConfig, StrategyError
 
     def say(msg: str) -> None:
         print(f"hi-agent: {msg}", file=sys.stderr)
@@ -282,7 +192,7 @@ def register_demo(sub) -> None:
     p = sub.add_parser("demo", help="offline demo: local vs HI vs remote on the shipped models and samples",
                        description="Starts an offload server in this process on 127.0.0.1, runs every strategy "
                                    "over the shipped CIFAR-10 sample and writes a report. Needs no network.")
-    p.add_argument("--models-dir", default=str(shipped_models_dir()),
+    p.add_argument("--models-dir", default=None,
                    help="directory with resnet8_int8.tflite, decider_resnet8.json, server.onnx "
                         "(and ee_resnet8.json for EE-HI)")
     p.add_argument("--samples", default=None, help="npz of samples (default: MODELS_DIR/demo_samples.npz)")
@@ -295,7 +205,7 @@ def register_demo(sub) -> None:
                         "CIFAR-10 directory to --samples or MODELS_DIR/demo_samples.npz")
     p.add_argument("--no-progress", action="store_true")
     add_backend_args(p)
-    p.set_defaults(func=lambda a: importlib.import_module("hi_runtime.demo").cmd_demo(a))
+    p.set_defaults(func=lambda a: importlib.import_module("hi_runtime.agent.demo").cmd_demo(a))
 
 
 def register_gateway(sub) -> None:
@@ -310,31 +220,24 @@ def register_gateway(sub) -> None:
     p.add_argument("--max-devices", type=int, default=4, help="devices served at once when scanning")
     p.add_argument("--log", help="per-sample log of what the gateway forwarded (.jsonl or .csv)")
     add_server_args(p)
-    p.set_defaults(func=lambda a: importlib.import_module("hi_runtime.ble.bleak_gateway").cmd_gateway(a))
+    p.set_defaults(func=lambda a: importlib.import_module("hi_runtime.agent.ble.bleak_gateway").cmd_gateway(a))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hi-agent", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="see docs/agent.md; `hi-agent SUBCOMMAND --help` for each")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    add_verbosity(parser)
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     register_run(sub)
     register_demo(sub)
     register_gateway(sub)
-    register_subcommands(sub, OPTIONAL_SUBCOMMANDS, "hi-agent")
+    register_subcommands(sub, SUBCOMMAND_MODULES, "hi-agent")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    return int(args.func(args) or 0)
+    return run(build_parser(), argv, tool="hi-agent")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,15 +1,15 @@
 """The gateway's GATT-client interface on bumble, and an in-process radio for tests and simulation.
 
 ``virtual_radio(n)`` creates ``n`` bumble devices on one ``bumble.link.LocalLink`` (no hardware): device 0
-acts as the gateway's central, the others can be virtual HI devices (``hi_runtime.ble.sim``).
+acts as the gateway's central, the others can be virtual HI devices (``hi_runtime.agent.ble.sim``).
 """
 from __future__ import annotations
 
 import asyncio
 from typing import Callable
 
-from hi_runtime.ble import spec
-from hi_runtime.ble.gateway import GattLink
+from hi_runtime.agent.ble import spec
+from hi_runtime.agent.ble.gateway import GattLink
 
 
 class BumbleLink(GattLink):

@@ -63,7 +63,7 @@ def missing_artifacts(models_dir: Path, samples: Path) -> list[str]:
 def make_demo_samples(data_dir: str | Path, out: str | Path, per_class: int = 50, seed: int = 0) -> Path:
     """A class-stratified random sample of the CIFAR-10 JPEG *test* split (decoded pixels, so a device
     without Pillow reads it with numpy alone), ``per_class`` images per class."""
-    from training.data import load_dataset
+    from hi_runtime.datasets import load_dataset
 
     ds = load_dataset("cifar10", data_dir, "test", progress=False)
     rng = np.random.default_rng(seed)
@@ -95,9 +95,9 @@ def run_demo(models_dir: Path, out_dir: Path, *, samples: Path | None = None, li
              echo=print) -> DemoResult:
     from hi_runtime.backends import Classifier, open_backend
     from hi_runtime.decider import Decider
-    from hi_runtime.inputs import load_npz
-    from hi_runtime.offloader import Endpoint, OffloadConfig, ResilientOffloader
-    from hi_runtime.strategies import Agent, AgentConfig, ChainRunner
+    from hi_runtime.agent.inputs import load_npz
+    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, ResilientOffloader
+    from hi_runtime.agent.strategies import Agent, AgentConfig, ChainRunner
 
     models_dir = Path(models_dir)
     samples = Path(samples) if samples else models_dir / DEMO_SAMPLES

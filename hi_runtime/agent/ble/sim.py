@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hi_runtime.ble import spec
+from hi_runtime.agent.ble import spec
 
 
 @dataclass

@@ -110,7 +110,7 @@ def load_dataset_source(name: str, path: str | Path, split: str = "test", order:
     if order not in DATASET_ORDERS:
         raise InputError(f"unknown dataset order {order!r}; use one of {', '.join(DATASET_ORDERS)}")
     try:
-        from training.data import DatasetError, load_dataset
+        from hi_runtime.datasets import DatasetError, load_dataset
     except ImportError as exc:
         raise InputError(f"reading dataset {name!r} needs the training loaders (package 'training' and "
                          f"Pillow): {exc}; or use npz:/images: inputs") from exc

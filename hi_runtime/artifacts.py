@@ -1,0 +1,60 @@
+"""Where the shipped models are, wherever the package is installed.
+
+The models live in the repository's top-level ``models/`` folder; the distribution installs that folder as
+the data package ``hi_models`` (pyproject: package-dir), so a wheel carries them and an editable install
+maps the same name onto the checkout. Resolution order, first hit wins:
+
+1. an explicit directory (a command's ``--models-dir``),
+2. the environment variable ``HI_MODELS_DIR``,
+3. the installed ``hi_models`` package (the wheel's copy, or the checkout in an editable install).
+
+Nothing here walks up from ``__file__`` to guess a repository root.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MODELS_ENV = "HI_MODELS_DIR"
+DEFAULT_DATASET = "cifar10"
+
+
+class ArtifactError(FileNotFoundError):
+    """A shipped artifact is not where the resolver looked."""
+
+
+def models_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The directory holding ``<dataset>/`` folders of shipped models (see the module docstring)."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(MODELS_ENV)
+    if env:
+        return Path(env)
+    try:
+        import hi_models
+    except ImportError as exc:  # pragma: no cover - only a broken install lacks it
+        raise ArtifactError(f"the shipped models package (hi_models) is not installed ({exc}); set "
+                            f"{MODELS_ENV}=DIR or pass --models-dir") from exc
+    return Path(next(iter(hi_models.__path__)))
+
+
+def models_dir(dataset: str = DEFAULT_DATASET, explicit: str | os.PathLike | None = None) -> Path:
+    """``<root>/<dataset>``; an explicit directory that already holds models (no ``<dataset>/`` below
+    it) is taken as is, so ``--models-dir models/cifar10`` and ``--models-dir models`` both work."""
+    root = models_root(explicit)
+    sub = root / dataset
+    return sub if sub.is_dir() or not explicit else root
+
+
+def shipped(name: str, dataset: str = DEFAULT_DATASET, explicit: str | os.PathLike | None = None) -> Path:
+    """Path of one shipped artifact (it may not exist; see :func:`require`)."""
+    return models_dir(dataset, explicit) / name
+
+
+def default_path(name: str, dataset: str = DEFAULT_DATASET) -> str | None:
+    """The shipped artifact as a CLI default: its path when it exists, else None."""
+    try:
+        path = shipped(name, dataset)
+    except ArtifactError:
+        return None
+    return str(path) if path.exists() else None

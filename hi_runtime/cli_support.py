@@ -1,0 +1,75 @@
+"""The one pattern every command-line tool follows (hi-agent, hi-server, hi-train, hi-bench, hi-firmware).
+
+* ``main(argv)`` builds an argparse parser, registers subcommands and hands over to :func:`run`;
+* a subcommand returns an exit code; a user mistake raises :class:`UsageError` with one line that names
+  what was wrong and the fix, which :func:`run` prints as ``<tool>: error: <line>`` with exit code 2 (the
+  code argparse itself uses), never a traceback;
+* subcommands that live in other modules are listed by name and registered with
+  :func:`register_subcommands`. Every module of a tool ships in the same distribution, so a module that
+  cannot be imported is a broken install or a bug: it fails loudly with its import error instead of
+  silently taking its subcommand away.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the command ran and failed (e.g. a server that stayed down, a check that did not pass)
+EXIT_USAGE = 2  # the user asked for something that cannot work as given (argparse uses 2 too)
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A user mistake (bad flag value, missing file, wrong combination): one line with the fix."""
+
+
+def load_subcommand_modules(names: Sequence[str], tool: str = "this tool") -> list[ModuleType]:
+    """Import the registry's modules; any that fails to import, or has no ``register_cli``, raises."""
+    modules = []
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise RuntimeError(f"{tool}: subcommand module {name} cannot be imported ({exc}); the installation "
+                               "is broken: reinstall the package with the extras of this role") from exc
+        if not hasattr(module, "register_cli"):
+            raise RuntimeError(f"{name} is in the {tool} registry but has no register_cli(subparsers)")
+        modules.append(module)
+    return modules
+
+
+def register_subcommands(subparsers, names: Sequence[str], tool: str = "this tool") -> None:
+    for module in load_subcommand_modules(names, tool):
+        module.register_cli(subparsers)
+
+
+def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, tool: str,
+        before: Callable[[argparse.Namespace], None] | None = None) -> int:
+    """Parse ``argv``, configure logging from ``-v``, run the chosen subcommand (``args.func``) and turn
+    :class:`UsageError` into one line and exit code 2. ``before`` may adjust the parsed arguments (e.g.
+    keep the raw argv for a model card)."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(getattr(args, "verbose", 0) or 0, 2),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    if before is not None:
+        before(args)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"{tool}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{tool}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

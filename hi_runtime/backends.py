@@ -1,18 +1,24 @@
-"""Local model backends: one small interface over the interpreters a device may have.
+"""The one model-runner layer: every part of the project runs a model file through these classes.
 
-Why several: a Raspberry Pi on a current OS gets ``ai-edge-litert`` (the maintained TFLite runtime), older
-images with numpy<2 only have ``tflite-runtime``, a desktop may only have TensorFlow (``tf.lite``), and a
-Jetson runs ONNX Runtime with the TensorRT or CUDA execution provider. Every import is lazy: importing
-this module needs numpy only, so the agent starts on a device that has just one of them.
+The agent runs its local model and early-exit chain with them, the edge server its large model, the
+training tools their exported files (accuracy, arena size), the measurements their timings, and the
+firmware compiler its reference outputs (TFLite Micro, LiteRT's reference kernels).
+
+Why several interpreters: a Raspberry Pi on a current OS gets ``ai-edge-litert`` (the maintained TFLite
+runtime), older images with numpy<2 only have ``tflite-runtime``, a desktop may only have TensorFlow
+(``tf.lite``), a Jetson or a GPU server runs ONNX Runtime with the TensorRT or CUDA execution provider,
+and the firmware's reference is the TFLite Micro interpreter (``tflite-micro``). Every import is lazy:
+importing this module needs numpy only, so the agent starts on a device that has just one of them.
 
 A backend exposes its input and output tensors (:class:`TensorSpec`, with quantization read from the
-model, never assumed) and ``run(x) -> {output name: raw array}``. Outputs are addressed by name because
-TFLite may reorder multiple outputs (early-exit segments have two).
+model once, never assumed) and ``run(x) -> {output name: raw array}``. Outputs are addressed by name
+because TFLite may reorder multiple outputs (early-exit segments have two).
 """
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +32,19 @@ _INT8 = np.dtype(np.int8)
 
 TFLITE_BACKENDS = ("litert", "tflite-runtime", "tf")
 ONNX_BACKENDS = ("onnxruntime",)
-BACKEND_CHOICES = ("auto",) + TFLITE_BACKENDS + ONNX_BACKENDS
+TFLM_BACKENDS = ("tflm",)  # the TFLite Micro interpreter: the firmware's reference, slow; never "auto"
+BACKEND_CHOICES = ("auto",) + TFLITE_BACKENDS + ONNX_BACKENDS + TFLM_BACKENDS
 
 INSTALL_HINTS = {
     "litert": "pip install ai-edge-litert  (Python >= 3.10, numpy 2)",
     "tflite-runtime": "pip install tflite-runtime  (older Raspberry Pi OS images with numpy < 2)",
     "tf": "pip install tensorflow  (desktop; heavy)",
     "onnxruntime": "pip install onnxruntime  (or onnxruntime-gpu / the Jetson wheel for TensorRT)",
+    "tflm": "pip install tflite-micro  (the TFLite Micro interpreter, the firmware's reference)",
 }
+EDGE_TPU_HINT = ("it was compiled for the Edge TPU (edgetpu-custom-op), which this interpreter cannot run: "
+                 "use the CPU-compiled .tflite of the same model (the file before edgetpu_compiler), or run "
+                 "it on the Coral board with libedgetpu")
 
 
 class BackendError(RuntimeError):
@@ -125,6 +136,29 @@ class Backend:
     def describe(self) -> str:
         return f"{self.kind}{' (' + self.detail + ')' if self.detail else ''}"
 
+    # ---- whole arrays (evaluation, calibration checks, the server's batches) --------------------------
+
+    def predict_raw(self, images: np.ndarray, outputs: Sequence[str] | None = None,
+                    batch: int = 256) -> dict[str, np.ndarray]:
+        """Raw outputs (int8 for INT8 models) for an array of real-valued inputs (e.g. uint8 pixels),
+        quantized with the input's own parameters, in batches of ``batch``."""
+        names = [self.output(n).name for n in outputs] if outputs else [o.name for o in self.outputs]
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for i in range(0, len(images), batch):
+            out = self.run(self.input.quantize(images[i:i + batch]))
+            for n in names:
+                parts[n].append(np.array(out[n], copy=True))
+        return {n: np.concatenate(v) for n, v in parts.items()}
+
+    def predict(self, images: np.ndarray, output: str | None = None, batch: int = 256) -> np.ndarray:
+        """Dequantized output ``output`` (default: the first), float32, for an array of inputs."""
+        spec = self.output(output)
+        return spec.dequantize(self.predict_raw(images, [spec.name], batch)[spec.name])
+
+    def op_names(self) -> list[str]:
+        """Operators of the model file, where the runtime can list them."""
+        raise BackendError(f"{self.kind} cannot list the operators of {self.path.name}")
+
 
 # ---------------------------------------------------------------------------------------------------
 # TFLite family: ai-edge-litert, tflite-runtime, tf.lite share the Interpreter API
@@ -162,13 +196,17 @@ def _spec_from_tflite(detail: dict) -> TensorSpec:
 
 
 class TFLiteBackend(Backend):
-    """A .tflite file on one of the TFLite interpreters. ``reference=True`` asks for the reference kernels
-    (BUILTIN_REF), which round exactly like TFLite Micro on the boards (slower)."""
+    """A .tflite model (a file, or its bytes) on one of the TFLite interpreters. ``reference=True`` asks for
+    the reference kernels (BUILTIN_REF), which round exactly like TFLite Micro on the boards (slower).
 
-    def __init__(self, path: str | Path, kind: str = "litert", *, num_threads: int | None = None,
+    A batch of another size gets its own interpreter, kept for the next batch of that size, so a server
+    whose batch sizes vary does not re-allocate tensors on every call."""
+
+    def __init__(self, model: str | Path | bytes, kind: str = "litert", *, num_threads: int | None = None,
                  reference: bool = False) -> None:
         interpreter_cls, version, resolver = _import_interpreter(kind)
-        self.path = Path(path)
+        self._content = bytes(model) if isinstance(model, (bytes, bytearray)) else None
+        self.path = Path("<bytes>") if self._content is not None else Path(model)
         self.kind = kind
         kwargs: dict = {}
         if num_threads is not None:
@@ -177,27 +215,40 @@ class TFLiteBackend(Backend):
             if resolver is None:
                 raise BackendError(f"{kind} {version} cannot select reference kernels; use --backend litert")
             kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_REF
+        source = {"model_content": self._content} if self._content is not None else {"model_path": str(self.path)}
+        self._make = lambda: interpreter_cls(**source, **kwargs)
         try:
-            self.interp = interpreter_cls(model_path=str(self.path), **kwargs)
+            self.interp = self._make()
             self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise BackendError(f"{kind} could not load {self.path}: {exc}") from exc
+            text = str(exc)
+            if "edgetpu" in text.lower():
+                raise BackendError(f"{self.path.name}: {EDGE_TPU_HINT}") from exc
+            raise BackendError(f"{kind} could not load {self.path}: {text.strip().splitlines()[-1] if text else exc}"
+                               ) from exc
         self.detail = f"{version}, {'reference kernels' if reference else 'default kernels'}" + (
             f", {num_threads} threads" if num_threads else "")
-        self._refresh()
+        self._by_batch: dict[int, object] = {}
+        self._use(self.interp)
+        self._by_batch[self._batch] = self.interp
 
-    def _refresh(self) -> None:
-        self.inputs = [_spec_from_tflite(d) for d in self.interp.get_input_details()]
-        self.outputs = [_spec_from_tflite(d) for d in self.interp.get_output_details()]
+    def _use(self, interp) -> None:
+        self.interp = interp
+        self.inputs = [_spec_from_tflite(d) for d in interp.get_input_details()]
+        self.outputs = [_spec_from_tflite(d) for d in interp.get_output_details()]
         self._batch = self.inputs[0].shape[0] if self.inputs[0].shape else 1
         self._out_idx = [(s.name, s.index) for s in self.outputs]
         self._in_idx = self.inputs[0].index
 
     def _invoke(self, x: np.ndarray) -> None:
         if x.shape[0] != self._batch:
-            self.interp.resize_tensor_input(self.inputs[0].index, [x.shape[0], *self.inputs[0].shape[1:]])
-            self.interp.allocate_tensors()
-            self._refresh()
+            interp = self._by_batch.get(x.shape[0])
+            if interp is None:
+                interp = self._make()
+                interp.resize_tensor_input(self._in_idx, [x.shape[0], *self.inputs[0].shape[1:]])
+                interp.allocate_tensors()
+                self._by_batch[x.shape[0]] = interp
+            self._use(interp)
         self.interp.set_tensor(self._in_idx, x)
         self.interp.invoke()
 
@@ -208,6 +259,142 @@ class TFLiteBackend(Backend):
     def run_one(self, x: np.ndarray, output: TensorSpec) -> np.ndarray:
         self._invoke(x)
         return self.interp.get_tensor(output.index)
+
+    def run_many(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """One invoke with every input set in order (e.g. both operands of a kernel test); outputs in the
+        model's order. The inputs must have the model's batch size."""
+        for spec, x in zip(self.inputs, inputs):
+            self.interp.set_tensor(spec.index, np.asarray(x).reshape(spec.shape).astype(spec.dtype, copy=False))
+        self.interp.invoke()
+        return [self.interp.get_tensor(s.index).copy() for s in self.outputs]
+
+    def op_names(self) -> list[str]:
+        """Builtin operators in the model (read with the reference resolver, so no delegate hides them)."""
+        interpreter_cls, _, resolver = _import_interpreter(self.kind)
+        kw = {"experimental_op_resolver_type": resolver.BUILTIN_REF} if resolver is not None else {}
+        source = {"model_content": self._content} if self._content is not None else {"model_path": str(self.path)}
+        ref = interpreter_cls(**source, **kw)
+        return sorted({d["op_name"] for d in ref._get_ops_details()})
+
+
+# ---------------------------------------------------------------------------------------------------
+# TFLite Micro (the firmware's reference interpreter)
+# ---------------------------------------------------------------------------------------------------
+
+class TflmBackend(Backend):
+    """A .tflite model on the TFLite Micro interpreter (``tflite-micro``), the reference the firmware
+    engine must match byte for byte. One sample per invoke (TFLite Micro has no batch resizing); the
+    Python interpreter reports no tensor names, so outputs are named ``output0``, ``output1``... in the
+    model's output order."""
+
+    kind = "tflm"
+
+    def __init__(self, model: str | Path | bytes, *, arena_size: int = 2_000_000) -> None:
+        try:
+            from tflite_micro import runtime
+        except ImportError as exc:
+            raise ImportError(exc.msg, name="tflite_micro") from exc
+        data = bytes(model) if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+        self.path = Path("<bytes>") if isinstance(model, (bytes, bytearray)) else Path(model)
+        try:
+            self.interp = runtime.Interpreter.from_bytes(data, arena_size=arena_size)
+        except (RuntimeError, ValueError) as exc:
+            raise BackendError(f"TFLite Micro could not load {self.path.name}: {exc}") from exc
+        self.detail = f"arena {arena_size} B"
+        self.inputs = [self._spec(self.interp.get_input_details(i), f"input{i}", i)
+                       for i in range(_count_io(data, "Inputs"))]
+        self.outputs = [self._spec(self.interp.get_output_details(i), f"output{i}", i)
+                        for i in range(_count_io(data, "Outputs"))]
+
+    @staticmethod
+    def _spec(detail: dict, name: str, index: int) -> TensorSpec:
+        q = detail.get("quantization_parameters") or {}
+        scales, zps = q.get("scales", []), q.get("zero_points", [])
+        dtype = np.dtype(detail["dtype"])
+        quantized = len(scales) == 1 and float(scales[0]) != 0.0 and np.issubdtype(dtype, np.integer)
+        return TensorSpec(name=name, index=index, shape=tuple(int(d) for d in detail["shape"]), dtype=dtype,
+                          scale=float(scales[0]) if quantized else None,
+                          zero_point=int(zps[0]) if quantized else None)
+
+    def run_many(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """One invoke with every input set (segments of a chain have one; kernel tests may have two)."""
+        for i, x in enumerate(inputs):
+            self.interp.set_input(x, i)
+        self.interp.invoke()
+        return [np.array(self.interp.get_output(i)) for i in range(len(self.outputs))]
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        rows = [self.run_many(x[i:i + 1]) for i in range(len(x))]
+        return {o.name: np.concatenate([r[k] for r in rows]) for k, o in enumerate(self.outputs)}
+
+
+def _count_io(data: bytes, what: str) -> int:
+    """Number of inputs/outputs of subgraph 0, read from the flatbuffer (TFLite Micro's Python API does
+    not say)."""
+    from hi_runtime.tflite_schema import read_model
+
+    sg = read_model(data).subgraphs[0]
+    return len(sg.inputs if what == "Inputs" else sg.outputs)
+
+
+def tflm_arena_bytes(model: str | Path | bytes, images: np.ndarray | None = None, *,
+                     floor: int = 4096) -> int:
+    """Smallest tensor arena (bytes, to 16 B) with which TFLite Micro loads and invokes the model (with
+    ``images[:1]`` as the input when given), found by bisection: the number a firmware author must
+    provision (the interpreter's own report is text on stdout). Arenas below ``floor`` are not probed
+    (the interpreter crashes instead of failing there)."""
+    from tflite_micro import runtime
+
+    data = bytes(model) if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+    x = None
+    if images is not None:
+        spec = TflmBackend(data).input
+        x = spec.quantize(images[:1])
+
+    def works(size: int) -> bool:
+        try:
+            interp = runtime.Interpreter.from_bytes(data, arena_size=size)
+            if x is not None:
+                interp.set_input(x, 0)
+            interp.invoke()
+            return True
+        except Exception:  # noqa: BLE001 - TFLM raises RuntimeError/ValueError variants on a small arena
+            return False
+
+    with quiet_stderr():
+        if works(floor):
+            return floor
+        lo, hi = floor, 1 << 16
+        while not works(hi):
+            lo, hi = hi, hi * 2
+            if hi > (1 << 28):
+                raise BackendError("TFLite Micro could not run the model even with a 256 MB arena")
+        while hi - lo > 16:
+            mid = (lo + hi) // 2 // 16 * 16
+            if mid <= lo:
+                break
+            if works(mid):
+                hi = mid
+            else:
+                lo = mid
+    return hi
+
+
+class quiet_stderr:
+    """Silence C++ runtimes' messages (printed to file descriptor 2), e.g. while probing arena sizes."""
+
+    def __enter__(self):
+        import sys
+
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        self.devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(self.devnull, 2)
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        os.close(self.devnull)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -220,38 +407,64 @@ PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CP
 
 
 class OnnxBackend(Backend):
-    """An .onnx file on ONNX Runtime; TensorRT, then CUDA, then CPU execution provider, whichever exists
-    (override with ``providers``). Inputs are float32 pixels unless the model says otherwise."""
+    """An .onnx file on ONNX Runtime; TensorRT, then CUDA, then CPU execution provider, whichever exists,
+    or exactly ``providers`` (an unavailable one is an error, never a silent CPU fallback). Inputs are
+    float32 pixels unless the model says otherwise.
+
+    ``spinning=False`` stops idle worker threads from spinning: a server's event loop shares the cores
+    with them. ``sample_shape`` is the input shape without the batch axis, -1 where the model is dynamic."""
 
     kind = "onnxruntime"
 
     def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, spinning: bool = True) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
         available = ort.get_available_providers()
-        chosen = list(providers) if providers else [p for p in PROVIDER_PREFERENCE if p in available]
+        if providers:
+            missing = [p for p in providers if p not in available]
+            if missing:
+                raise BackendError(f"{self.path.name}: execution provider(s) {missing} are not available in this "
+                                   f"onnxruntime build (available: {available}); install onnxruntime-gpu or the "
+                                   "TensorRT build, or leave the providers unset")
+            chosen = list(providers)
+        else:
+            chosen = [p for p in PROVIDER_PREFERENCE if p in available] or available
         opts = ort.SessionOptions()
         if num_threads:
             opts.intra_op_num_threads = num_threads
+        opts.inter_op_num_threads = 1
+        if not spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=chosen)
-        except Exception as exc:
+        except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"onnxruntime could not load {self.path}: {exc}") from exc
-        self.detail = f"{ort.__version__}, {self.session.get_providers()[0]}"
+        self.providers = self.session.get_providers()
+        self.detail = f"{ort.__version__}, {self.providers[0]}"
 
         def spec(i: int, meta) -> TensorSpec:
+            if meta.type not in _ONNX_DTYPES:
+                raise BackendError(f"{self.path.name}: unsupported ONNX tensor type {meta.type} of {meta.name}")
             shape = tuple(d if isinstance(d, int) else 1 for d in meta.shape)
-            return TensorSpec(meta.name, i, shape, np.dtype(_ONNX_DTYPES.get(meta.type, np.float32)))
+            return TensorSpec(meta.name, i, shape, np.dtype(_ONNX_DTYPES[meta.type]))
 
         self.inputs = [spec(i, m) for i, m in enumerate(self.session.get_inputs())]
         self.outputs = [spec(i, m) for i, m in enumerate(self.session.get_outputs())]
         self._names = [s.name for s in self.outputs]
+        dims = [d if isinstance(d, int) else -1 for d in self.session.get_inputs()[0].shape]
+        self.fixed_batch = dims[0] if dims and dims[0] > 0 else None
+        self.sample_shape = tuple(dims[1:])
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        outs = self.session.run(self._names, {self.inputs[0].name: x})
-        return dict(zip(self._names, outs))
+        feed = self.inputs[0].name
+        if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
+            if self.fixed_batch != 1:
+                raise BackendError(f"{self.path.name} has a fixed batch of {self.fixed_batch}; got {x.shape[0]}")
+            rows = [self.session.run(self._names, {feed: x[i:i + 1]}) for i in range(x.shape[0])]
+            return {n: np.concatenate([r[k] for r in rows]) for k, n in enumerate(self._names)}
+        return dict(zip(self._names, self.session.run(self._names, {feed: x})))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -262,21 +475,25 @@ def _tflite_candidates(preferred: str) -> list[str]:
     return list(TFLITE_BACKENDS) if preferred == "auto" else [preferred]
 
 
-def open_backend(path: str | Path, backend: str = "auto", *, num_threads: int | None = None,
+def open_backend(model: str | Path | bytes, backend: str = "auto", *, num_threads: int | None = None,
                  reference: bool = False, providers: Sequence[str] | None = None,
-                 announce: Callable[[str], None] | None = None) -> Backend:
-    """Open ``path`` on the requested backend, or the first that imports ("auto": for .tflite
-    ai-edge-litert, then tflite-runtime, then tf.lite; for .onnx ONNX Runtime).
+                 announce: Callable[[str], None] | None = None, arena_size: int = 2_000_000) -> Backend:
+    """Open a model file (or a .tflite model's bytes) on the requested backend, or the first that imports
+    ("auto": for .tflite ai-edge-litert, then tflite-runtime, then tf.lite; for .onnx ONNX Runtime).
+    ``tflm`` (TFLite Micro) is only used when asked for.
 
     ``announce`` receives one line saying which backend was chosen (the CLI prints it); a failure names
     every backend tried and how to install one.
     """
-    path = Path(path)
-    if not path.exists():
-        raise BackendError(f"model file {path} does not exist")
+    if isinstance(model, (bytes, bytearray)):
+        path, suffix = Path("<bytes>"), ".tflite"
+    else:
+        path = Path(model)
+        if not path.exists():
+            raise BackendError(f"model file {path} does not exist")
+        suffix = path.suffix.lower()
     if backend not in BACKEND_CHOICES:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
-    suffix = path.suffix.lower()
     if suffix == ".onnx":
         if backend not in ("auto", "onnxruntime"):
             raise BackendError(f"{path.name} is an ONNX model; --backend {backend} runs .tflite files only")
@@ -287,17 +504,23 @@ def open_backend(path: str | Path, backend: str = "auto", *, num_threads: int | 
                                f"({INSTALL_HINTS['onnxruntime']})") from exc
     elif suffix == ".tflite":
         if backend == "onnxruntime":
-            raise BackendError(f"{path.name} is a TFLite model; use --backend auto/litert/tflite-runtime/tf")
-        failures = []
-        result = None  # type: ignore[assignment]
-        for kind in _tflite_candidates(backend):
+            raise BackendError(f"{path.name} is a TFLite model; use --backend auto/litert/tflite-runtime/tf/tflm")
+        if backend == "tflm":
             try:
-                result = TFLiteBackend(path, kind, num_threads=num_threads, reference=reference)
-                break
+                result = TflmBackend(model, arena_size=arena_size)
             except ImportError as exc:
-                failures.append(f"{kind}: not installed ({exc.name or exc}); {INSTALL_HINTS[kind]}")
-        if result is None:
-            raise BackendError(f"no TFLite interpreter available to run {path.name}:\n  " + "\n  ".join(failures))
+                raise BackendError(f"cannot run {path.name} on TFLite Micro: {INSTALL_HINTS['tflm']}") from exc
+        else:
+            failures = []
+            result = None  # type: ignore[assignment]
+            for kind in _tflite_candidates(backend):
+                try:
+                    result = TFLiteBackend(model, kind, num_threads=num_threads, reference=reference)
+                    break
+                except ImportError as exc:
+                    failures.append(f"{kind}: not installed ({exc.name or exc}); {INSTALL_HINTS[kind]}")
+            if result is None:
+                raise BackendError(f"no TFLite interpreter available to run {path.name}:\n  " + "\n  ".join(failures))
     else:
         raise BackendError(f"{path.name}: unknown model format {suffix!r}; expected .tflite or .onnx")
     msg = f"local model {path.name} on {result.describe()}"
@@ -368,3 +591,88 @@ class Classifier:
 
     def predict(self, images_uint8: np.ndarray) -> LocalPrediction:
         return self.predict_tensor(self.preprocess(images_uint8))
+
+
+# ---------------------------------------------------------------------------------------------------
+# An early-exit segment chain on backends
+# ---------------------------------------------------------------------------------------------------
+
+class ChainRunner:
+    """An early-exit segment chain (``hi_runtime.early_exit.SegmentChain``) with one backend per segment
+    file: the agent's ee-hi strategy, the training tools' chain checks and the measurements all run chains
+    through it. ``run_segment(k, x)`` (also ``self(k, x)``) is the ``run_segment`` callable of
+    :func:`hi_runtime.early_exit.run_chain`; every segment's input and outputs are checked by name once."""
+
+    def __init__(self, chain, backend: str = "auto", *, num_threads: int | None = None,
+                 reference: bool = False, announce: Callable[[str], None] | None = None) -> None:
+        from hi_runtime.early_exit import EarlyExitError, SegmentChain
+
+        self.chain = chain if isinstance(chain, SegmentChain) else SegmentChain.load(chain)
+        self.path = Path(self.chain.path) if self.chain.path else Path("<chain>")
+        self.backends: list[Backend] = [
+            open_backend(s.file, backend, num_threads=num_threads, reference=reference,
+                         announce=announce if k == 0 else None) for k, s in enumerate(self.chain.segments)]
+        self._names = [(s.features, s.scores) for s in self.chain.segments]
+        self.input_spec = self.backends[0].input
+        for k, (b, s) in enumerate(zip(self.backends, self.chain.segments)):
+            if b.input.name != s.input and b.kind != "tflm":
+                raise EarlyExitError(f"segment {k + 1} ({Path(s.file).name}) input is {b.input.name!r}, the "
+                                     f"chain says {s.input!r}")
+        for k, b in enumerate(self.backends):  # resolve names once; a typo fails here, not mid-run
+            for name in self._names[k]:
+                if name is not None:
+                    b.output(name)
+        self._resolved = [(None if f is None else b.output(f).name, b.output(s).name)
+                          for b, (f, s) in zip(self.backends, self._names)]
+        self.segment_time = 0.0
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.input_spec.shape[1:])
+
+    def override_policy(self, *, exit_thresholds: Sequence[float | None] | None = None,
+                        decider_threshold: float | None = None) -> None:
+        """Replace the chain JSON's exit thresholds (None = never exit) and/or its final decider's
+        threshold for this run, e.g. one run per point of an EE-HI sweep."""
+        from hi_runtime.early_exit import NEVER, EarlyExitError, ExitPolicy
+
+        policy = self.chain.policy
+        thresholds = policy.thresholds
+        if exit_thresholds is not None:
+            if len(exit_thresholds) != len(thresholds):
+                raise EarlyExitError(f"chain {self.path} has {len(thresholds)} early exit(s); got "
+                                     f"{len(exit_thresholds)} exit threshold(s)")
+            thresholds = [NEVER if t is None else float(t) for t in exit_thresholds]
+        decider = policy.decider
+        if decider_threshold is not None:
+            if decider is None:
+                raise EarlyExitError(f"chain {self.path} has no final decider whose threshold could be set")
+            decider = decider.with_threshold(decider_threshold)
+        self.chain.policy = ExitPolicy(thresholds, decider)
+
+    def header_fields(self) -> dict:
+        """What a run log's header records of the policy (``ee_threshold`` is the first exit's; the
+        planner's EE-HI sweep keys on it)."""
+        from hi_runtime.early_exit import NEVER
+
+        ts = [None if t == NEVER else t for t in self.chain.policy.thresholds]
+        decider = self.chain.policy.decider
+        return {"ee_thresholds": ts, "ee_threshold": ts[0] if ts else None,
+                "decider_threshold": decider.threshold if decider is not None else None}
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        return self.input_spec.quantize(image[None] if image.ndim == 3 else image)
+
+    def run_segment(self, k: int, x: np.ndarray):
+        t = time.perf_counter()
+        out = self.backends[k].run(x)
+        self.segment_time += time.perf_counter() - t
+        f, s = self._resolved[k]
+        return (None if f is None else out[f]), out[s]
+
+    __call__ = run_segment
+
+    def run(self, x: np.ndarray):
+        from hi_runtime.early_exit import run_chain
+
+        return run_chain(self.chain, self.run_segment, x)

@@ -589,7 +589,7 @@ def test_shipped_ee_chain_through_the_agent_matches_the_exporters_runner(repo_ro
     d = _shipped(repo_root, "ee_resnet8.json", "demo_samples.npz")
     from hi_runtime.early_exit import SegmentChain, run_chain
     from hi_runtime.agent.inputs import load_npz
-    from training.early_exit import SegmentRunner
+    from hi_runtime.backends import ChainRunner
 
     src = load_npz(d / "demo_samples.npz").limit(150)
     chain = ChainRunner(d / "ee_resnet8.json")
@@ -600,7 +600,7 @@ def test_shipped_ee_chain_through_the_agent_matches_the_exporters_runner(repo_ro
     finally:
         agent.close()
     ref_chain = SegmentChain.load(d / "ee_resnet8.json")
-    runner = SegmentRunner(ref_chain, reference=False)
+    runner = ChainRunner(ref_chain, "litert", reference=False)
     q = chain.input_spec
     for r, img in zip(agent.records, src.images):
         res = run_chain(ref_chain, runner, q.quantize(img[None]))

@@ -169,7 +169,8 @@ def tiny_chain(tmp_path_factory):
 
 @pytest.mark.slow
 def test_tiny_chain_segments_equal_single_model(tiny_chain):
-    from training.early_exit import FIRMWARE_OPS, SegmentRunner, exit_probabilities, tflite_ops_and_macs
+    from hi_runtime.backends import ChainRunner
+    from training.early_exit import FIRMWARE_OPS, exit_probabilities, tflite_ops_and_macs
     from training.models import count_params_and_macs
 
     model, exp, history, test = tiny_chain
@@ -190,7 +191,7 @@ def test_tiny_chain_segments_equal_single_model(tiny_chain):
     chain.policy = ExitPolicy([float(np.median(conf1))], Decider.max_softmax(float(np.median(probs[1].max(1)))))
     vec = chain.policy.decide(raw, chain.scores_quants())
     assert 0 < (vec.exit_index == 0).sum() < len(test.labels)
-    runner = SegmentRunner(chain, reference=True)
+    runner = ChainRunner(chain, "litert", reference=True)
     s_in = chain.segments[0].input_quant
     for i in range(len(test.labels)):
         x = np.clip(test.images[i:i + 1].astype(np.int32) + s_in.zero_point, -128, 127).astype(np.int8)
@@ -251,7 +252,8 @@ def test_exit_inside_a_residual_block_is_refused(tmp_path):
 def test_three_segment_chain_equals_single_model(tmp_path):
     """Two early exits (the ResNet-56 layout, here on tiny_cnn): three segments, two cuts, every exit's
     scores identical to the single model's."""
-    from training.early_exit import SegmentRunner, build_early_exit_model, exit_probabilities, export_early_exit
+    from hi_runtime.backends import ChainRunner
+    from training.early_exit import build_early_exit_model, exit_probabilities, export_early_exit
 
     m = build_early_exit_model("tiny_cnn", exits=["relu0", "add"], branch_width=8)
     imgs = colored_images(40, 5).images
@@ -261,7 +263,7 @@ def test_three_segment_chain_equals_single_model(tmp_path):
     assert [s.scores for s in chain.segments] == ["exit1_scores", "exit2_scores", "final_scores"]
     assert chain.check_feature_quantization() == []
     raw, _ = exit_probabilities(exp.single_model, imgs, [s.scores for s in chain.segments], reference=True)
-    runner = SegmentRunner(chain, reference=True)
+    runner = ChainRunner(chain, "litert", reference=True)
     for i in range(len(imgs)):
         x = (imgs[i:i + 1].astype(np.int32) - 128).astype(np.int8)
         for k in range(3):
@@ -276,7 +278,8 @@ def test_shipped_ee_resnet8_chain(repo_root):
     if not path.exists():
         pytest.skip("shipped early-exit chain not generated yet (hi-train early-exit)")
     pytest.importorskip("ai_edge_litert")
-    from training.early_exit import FIRMWARE_OPS, SegmentRunner, exit_probabilities, tflite_ops_and_macs
+    from hi_runtime.backends import ChainRunner
+    from training.early_exit import FIRMWARE_OPS, exit_probabilities, tflite_ops_and_macs
 
     chain = SegmentChain.load(path)
     assert chain.check_feature_quantization() == []
@@ -288,7 +291,7 @@ def test_shipped_ee_resnet8_chain(repo_root):
     single = chain.path.parent / chain.single_model["file"]
     raw, _ = exit_probabilities(single, imgs, [s.scores for s in chain.segments], reference=True)
     vec = chain.policy.decide(raw, chain.scores_quants())
-    runner = SegmentRunner(chain, reference=True)
+    runner = ChainRunner(chain, "litert", reference=True)
     for i in range(len(imgs)):
         r = run_chain(chain, runner, (imgs[i:i + 1].astype(np.int32) - 128).astype(np.int8))
         assert (r.exit_index, r.predicted_class, r.offload) == (vec.exit_index[i], vec.predicted[i], vec.offload[i])

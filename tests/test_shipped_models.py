@@ -25,12 +25,12 @@ def test_split(cifar10_jpeg_dir):
 
 def test_resnet8_int8_contract():
     """int8 in (pixel - 128) and int8 softmax out, 32x32x3 NHWC, only operators the firmware compiles."""
-    from training.export import TFLiteModel
+    from hi_runtime.backends import TFLiteBackend
 
-    tm = TFLiteModel(RESNET8)
-    assert tm.input["dtype"] == np.int8 and list(tm.input["shape"]) == [1, 32, 32, 3]
-    assert tm.input_quant == (1.0, -128)
-    assert tm.outputs[0]["dtype"] == np.int8 and tm.output_quant() == (1 / 256, -128)
+    tm = TFLiteBackend(RESNET8)
+    assert tm.input.dtype == np.int8 and list(tm.input.shape) == [1, 32, 32, 3]
+    assert tm.input.quant == (1.0, -128)
+    assert tm.outputs[0].dtype == np.int8 and tm.output().quant == (1 / 256, -128)
     assert set(tm.op_names()) <= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
                                   "MAX_POOL_2D", "MEAN", "PAD", "RESHAPE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE"}
 
@@ -42,12 +42,12 @@ def test_tflite_micro_and_litert_reference_kernels_agree(test_split):
     differs by one step on about one image in seven (training.models.dense_head_as_conv)."""
     from hi_firmware.compiler.testing import LitertRefRunner, TflmRunner
 
-    from training.export import TFLiteModel
+    from hi_runtime.backends import TFLiteBackend
 
     model_bytes = RESNET8.read_bytes()
     # the issue asks for 20 images; 200 make the check sharp (the FULLY_CONNECTED form differed in the
     # final output on about 3% of images, so 20 would often have passed it too)
-    x = TFLiteModel(RESNET8).quantize_input(test_split.images[::50][:200])
+    x = TFLiteBackend(RESNET8).input.quantize(test_split.images[::50][:200])
     assert len(x) == 200
     tflm, ref = TflmRunner(model_bytes), LitertRefRunner(model_bytes)
     for img in x:
@@ -55,9 +55,9 @@ def test_tflite_micro_and_litert_reference_kernels_agree(test_split):
 
 
 def test_resnet8_int8_meets_its_floor(test_split):
-    from training.export import TFLiteModel
+    from hi_runtime.backends import TFLiteBackend
 
-    probs = TFLiteModel(RESNET8).predict_proba(test_split.images, batch=500)
+    probs = TFLiteBackend(RESNET8).predict(test_split.images, batch=500)
     acc = float((probs.argmax(1) == test_split.labels).mean())
     assert acc >= 0.80, f"INT8 ResNet-8 scores {acc:.4f} on the JPEG CIFAR-10 test split (floor 0.80)"
     card = json.loads((MODELS / "resnet8.json").read_text())
@@ -66,9 +66,9 @@ def test_resnet8_int8_meets_its_floor(test_split):
 
 
 def test_server_onnx_meets_its_floor(test_split):
-    from training.export import OnnxModel
+    from hi_runtime.backends import OnnxBackend
 
-    model = OnnxModel(SERVER)
+    model = OnnxBackend(SERVER)
     inp = model.session.get_inputs()[0]
     assert inp.type == "tensor(float)" and list(inp.shape[1:]) == [32, 32, 3]
     probs = model.predict(test_split.images.astype(np.float32))

@@ -90,19 +90,20 @@ def test_augmentation_keeps_content_and_shape():
 
 
 def test_tiny_model_learns_and_int8_export_agrees_with_keras(trained_tiny, tmp_path):
-    from training.export import TFLiteModel, export_int8_tflite
+    from hi_runtime.backends import TFLiteBackend
+    from training.export import export_int8_tflite
 
     model, train = trained_tiny
     test = color_dataset(200, 2)
     keras_probs = model.predict(test.images.astype(np.float32), verbose=0)
     assert (keras_probs.argmax(1) == test.labels).mean() > 0.5  # it did learn something in one epoch
     path = export_int8_tflite(model, train.images[:300], tmp_path / "tiny_int8.tflite")
-    tm = TFLiteModel(path)
-    assert tm.input["dtype"] == np.int8 and tm.outputs[0]["dtype"] == np.int8
-    assert tm.input_quant == (1.0, -128)  # pixel - 128, as MLPerf Tiny feeds its models
-    assert tm.output_quant() == (1 / 256, -128)
+    tm = TFLiteBackend(path)
+    assert tm.input.dtype == np.int8 and tm.outputs[0].dtype == np.int8
+    assert tm.input.quant == (1.0, -128)  # pixel - 128, as MLPerf Tiny feeds its models
+    assert tm.output().quant == (1 / 256, -128)
     assert "MUL" not in tm.op_names()  # the input scaling was folded, not exported as an operator
-    agree = (tm.predict_proba(test.images).argmax(1) == keras_probs.argmax(1)).mean()
+    agree = (tm.predict(test.images).argmax(1) == keras_probs.argmax(1)).mean()
     assert agree >= 0.95
 
     # TFLite Micro (what the firmware matches) and LiteRT's reference kernels give identical bytes up to
@@ -111,20 +112,21 @@ def test_tiny_model_learns_and_int8_export_agrees_with_keras(trained_tiny, tmp_p
 
     prefix = litert_agreeing_prefix(path.read_bytes())
     tflm, ref = TflmRunner(prefix), LitertRefRunner(prefix)
-    for q in tm.quantize_input(test.images[:50]):
+    for q in tm.input.quantize(test.images[:50]):
         np.testing.assert_array_equal(tflm.run(q[None])[0], ref.run(q[None])[0])
 
 
 def test_float_tflite_and_onnx_match_keras(trained_tiny, tmp_path):
-    from training.export import OnnxModel, TFLiteModel, export_float_tflite, export_onnx
+    from hi_runtime.backends import OnnxBackend, TFLiteBackend
+    from training.export import export_float_tflite, export_onnx
 
     model, _ = trained_tiny
     x = color_dataset(64, 3).images
     ref = model.predict(x.astype(np.float32), verbose=0)
-    np.testing.assert_allclose(TFLiteModel(export_float_tflite(model, tmp_path / "f.tflite")).predict_proba(x),
+    np.testing.assert_allclose(TFLiteBackend(export_float_tflite(model, tmp_path / "f.tflite")).predict(x),
                                ref, atol=1e-4)
     onnx_path = export_onnx(model, tmp_path / "m.onnx", validate_images=x)
-    got = OnnxModel(onnx_path).predict(x)
+    got = OnnxBackend(onnx_path).predict(x)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=1e-4)
 
@@ -135,7 +137,8 @@ def test_dense_classifier_exports_as_1x1_conv_bit_exact_in_tflm_and_litert_refer
     works for desktop evaluation)."""
     from hi_firmware.compiler.testing import LitertRefRunner, TflmRunner
 
-    from training.export import TFLiteModel, export_int8_tflite
+    from hi_runtime.backends import TFLiteBackend
+    from training.export import export_int8_tflite
     from training.models import build_model, dense_head_as_conv
 
     model = build_model("resnet8")
@@ -144,12 +147,12 @@ def test_dense_classifier_exports_as_1x1_conv_bit_exact_in_tflm_and_litert_refer
     assert conv_head is not model and conv_head.output_names == model.output_names
     np.testing.assert_allclose(conv_head.predict(x.astype(np.float32), verbose=0),
                                model.predict(x.astype(np.float32), verbose=0), atol=1e-6)
-    tm = TFLiteModel(export_int8_tflite(model, x, tmp_path / "r8.tflite"))
+    tm = TFLiteBackend(export_int8_tflite(model, x, tmp_path / "r8.tflite"))
     assert "FULLY_CONNECTED" not in tm.op_names() and "RESHAPE" in tm.op_names()
-    assert tm.predict_proba(x, batch=16).shape == (48, 10)
+    assert tm.predict(x, batch=16).shape == (48, 10)
     data = (tmp_path / "r8.tflite").read_bytes()
     tflm, ref = TflmRunner(data), LitertRefRunner(data)
-    for q in tm.quantize_input(x[:12]):
+    for q in tm.input.quantize(x[:12]):
         np.testing.assert_array_equal(tflm.run(q[None])[0], ref.run(q[None])[0])
 
 
@@ -232,7 +235,8 @@ def test_distillation_teaches_the_teachers_function_even_with_useless_labels(tra
 
 
 def test_flip_tta_onnx_is_the_mean_over_the_mirror_and_mirror_invariant(trained_tiny, tmp_path):
-    from training.export import OnnxModel, export_onnx
+    from hi_runtime.backends import OnnxBackend
+    from training.export import export_onnx
     from training.models import with_flip_tta
 
     model, _ = trained_tiny
@@ -241,7 +245,7 @@ def test_flip_tta_onnx_is_the_mean_over_the_mirror_and_mirror_invariant(trained_
     mirrored = x[:, :, ::-1].copy()
     want = (model.predict(x, verbose=0) + model.predict(mirrored, verbose=0)) / 2
     assert np.abs(model.predict(x, verbose=0) - want).max() > 1e-3  # the wrapper changes something
-    onnx = OnnxModel(export_onnx(with_flip_tta(model), tmp_path / "tta.onnx", validate_images=x))
+    onnx = OnnxBackend(export_onnx(with_flip_tta(model), tmp_path / "tta.onnx", validate_images=x))
     np.testing.assert_allclose(onnx.predict(x), want, atol=1e-5)
     np.testing.assert_allclose(onnx.predict(mirrored), onnx.predict(x), atol=1e-5)
     np.testing.assert_allclose(onnx.predict(x).sum(1), 1.0, atol=1e-5)
@@ -256,7 +260,8 @@ def test_flip_tta_onnx_is_the_mean_over_the_mirror_and_mirror_invariant(trained_
 def test_ensemble_is_the_mean_of_its_members_counts_their_macs_and_exports(trained_tiny, tmp_path):
     import keras
 
-    from training.export import OnnxModel, export_onnx
+    from hi_runtime.backends import OnnxBackend
+    from training.export import export_onnx
     from training.models import build_model, count_params_and_macs, ensemble, with_flip_tta
 
     trained, _ = trained_tiny
@@ -273,7 +278,7 @@ def test_ensemble_is_the_mean_of_its_members_counts_their_macs_and_exports(train
     ens.save(tmp_path / "ens.keras")  # a plain Average layer: saves and loads without custom objects
     again = keras.models.load_model(tmp_path / "ens.keras", compile=False)
     np.testing.assert_allclose(again.predict(x, verbose=0), (pa + pb) / 2, atol=1e-6)
-    onnx = OnnxModel(export_onnx(with_flip_tta(ens), tmp_path / "ens.onnx", validate_images=x))
+    onnx = OnnxBackend(export_onnx(with_flip_tta(ens), tmp_path / "ens.onnx", validate_images=x))
     mirrored = x[:, :, ::-1].copy()
     want = (pa + pb + a.predict(mirrored, verbose=0) + b.predict(mirrored, verbose=0)) / 4
     np.testing.assert_allclose(onnx.predict(x), want, atol=1e-5)
@@ -285,7 +290,7 @@ def test_ensemble_is_the_mean_of_its_members_counts_their_macs_and_exports(train
 
 def test_cli_exports_an_ensemble_with_every_member_on_its_card(trained_tiny, tmp_path, monkeypatch, capsys):
     from training.cli import main
-    from training.export import OnnxModel
+    from hi_runtime.backends import OnnxBackend
     from training.models import build_model
 
     monkeypatch.setenv("HI_CACHE_DIR", str(tmp_path / "cache"))
@@ -320,7 +325,7 @@ def test_cli_exports_an_ensemble_with_every_member_on_its_card(trained_tiny, tmp
     table = (models / "README.md").read_text()
     assert "ensemble member 1" in table and "srv.onnx" in table
     x = color_dataset(8, 5).images.astype(np.float32)
-    probs = OnnxModel(out.with_suffix(".onnx")).predict(x)
+    probs = OnnxBackend(out.with_suffix(".onnx")).predict(x)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
 
 
@@ -378,7 +383,7 @@ def test_cli_trains_checkpoints_resumes_exports_and_writes_card(tmp_path, monkey
 
 def test_cli_export_bakes_flip_tta_into_the_onnx_only(trained_tiny, tmp_path, monkeypatch):
     from training.cli import main
-    from training.export import OnnxModel
+    from hi_runtime.backends import OnnxBackend
 
     monkeypatch.setenv("HI_CACHE_DIR", str(tmp_path / "cache"))
     data = tmp_path / "data"
@@ -397,7 +402,7 @@ def test_cli_export_bakes_flip_tta_into_the_onnx_only(trained_tiny, tmp_path, mo
     assert tta["kind"] == "flip" and tta["macs_per_image"] == 2 * card["macs"]
     assert "test_time_augmentation" not in art["srv_float.tflite"]
     x = color_dataset(8, 5).images.astype(np.float32)
-    onnx = OnnxModel(out.with_suffix(".onnx"))
+    onnx = OnnxBackend(out.with_suffix(".onnx"))
     np.testing.assert_allclose(onnx.predict(x[:, :, ::-1].copy()), onnx.predict(x), atol=1e-5)
     # that server model can teach a device model through the CLI; the card records the teacher
     student = tmp_path / "models" / "student"

@@ -212,16 +212,8 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
     import numpy as np
 
     from training.cards import JPEG_NOTE, git_commit, update_models_readme, write_card
-    from training.export import (
-        OnnxModel,
-        TFLiteModel,
-        accuracy,
-        export_float_tflite,
-        export_int8_tflite,
-        export_onnx,
-        representative_subset,
-        tflm_arena_bytes,
-    )
+    from hi_runtime.backends import TFLiteBackend, open_backend, tflm_arena_bytes
+    from training.export import accuracy, export_float_tflite, export_int8_tflite, export_onnx, representative_subset
     from training.models import TTA_WRAPPERS, count_params_and_macs
 
     stats = count_params_and_macs(model)
@@ -251,10 +243,10 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
         if kind == "int8":
             path = export_int8_tflite(model, representative_subset(train.images, 500, args.seed),
                                       out.parent / f"{out.name}_int8.tflite")
-            tm = TFLiteModel(path)
-            acc = accuracy(tm.predict_proba(test.images), test.labels)
-            s_in, z_in = tm.input_quant
-            s_out, z_out = tm.output_quant()
+            tm = TFLiteBackend(path)
+            acc = accuracy(tm.predict(test.images), test.labels)
+            s_in, z_in = tm.input.quant
+            s_out, z_out = tm.output().quant
             print("measuring the TFLite Micro arena ...", flush=True)
             arena = tflm_arena_bytes(path, test.images[:1])
             artifacts.append({
@@ -266,7 +258,7 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
                 "tflm_arena_bytes": arena,
                 "tflm_arena_note": "smallest arena the tflite-micro Python interpreter (x86-64, 64-bit "
                                    "pointers) runs with; a 32-bit Cortex-M needs somewhat less",
-                "input": {"dtype": "int8", "shape": [int(v) for v in tm.input["shape"]], "layout": "NHWC",
+                "input": {"dtype": "int8", "shape": [int(v) for v in tm.input.shape], "layout": "NHWC",
                           "scale": s_in, "zero_point": z_in,
                           "meaning": "q = round(pixel / scale) + zero_point; for scale 1, zp -128: pixel - 128"},
                 "output": {"dtype": "int8", "scale": s_out, "zero_point": z_out,
@@ -274,8 +266,8 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
             })
         elif kind == "float":
             path = export_float_tflite(model, out.parent / f"{out.name}_float.tflite")
-            tm = TFLiteModel(path)
-            acc = accuracy(tm.predict_proba(test.images), test.labels)
+            tm = TFLiteBackend(path)
+            acc = accuracy(tm.predict(test.images), test.labels)
             artifacts.append({"file": path.name, "kind": "tflite float32", "bytes": path.stat().st_size,
                               "test_accuracy": acc, "evaluated_with": "ai-edge-litert", "ops": tm.op_names(),
                               "input": {"dtype": "float32", "layout": "NHWC", "meaning": "raw pixels 0..255"}})
@@ -284,7 +276,8 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
             tta = getattr(args, "tta", "none")
             served = model if tta == "none" else TTA_WRAPPERS[tta](model)
             export_onnx(served, path, validate_images=val.images[:256])
-            acc = accuracy(OnnxModel(path).predict(test.images), test.labels)
+            acc = accuracy(open_backend(path, providers=["CPUExecutionProvider"]).predict(test.images, batch=500),
+                           test.labels)
             art = {"file": path.name, "kind": "onnx float32 (server)", "bytes": path.stat().st_size,
                    "test_accuracy": acc, "evaluated_with": "onnxruntime CPUExecutionProvider",
                    "input": {"dtype": "float32", "shape": ["N", *test.images.shape[1:]],

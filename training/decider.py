@@ -300,30 +300,27 @@ def _cached_arrays(key: str, compute, use_cache: bool) -> dict[str, np.ndarray]:
 def local_outputs(model_path: str | Path, images: np.ndarray, output: str | None = None, *,
                   reference: bool = False, use_cache: bool = True) -> LocalOutputs:
     """Raw outputs of an INT8 TFLite model, output chosen by tensor name (default: the only output)."""
-    from training.export import TFLiteModel
+    from hi_runtime.backends import TFLiteBackend
 
     model_path = Path(model_path)
     if not model_path.exists():
         raise DeciderTrainingError(f"local model {model_path} does not exist")
-    tm = TFLiteModel(model_path, reference=reference)
-    names = [o["name"] for o in tm.outputs]
+    tm = TFLiteBackend(model_path, reference=reference)
+    names = [o.name for o in tm.outputs]
     if output is None:
         if len(names) != 1:
             raise DeciderTrainingError(f"{model_path} has outputs {names}; choose one with --output NAME")
         output = names[0]
     if output not in names:
         raise DeciderTrainingError(f"{model_path} has no output {output!r}; its outputs are {names}")
-    det = next(o for o in tm.outputs if o["name"] == output)
-    if det["dtype"] != np.int8:
-        raise DeciderTrainingError(f"output {output!r} of {model_path} is {np.dtype(det['dtype']).name}, "
+    det = tm.output(output)
+    if det.dtype != np.int8:
+        raise DeciderTrainingError(f"output {output!r} of {model_path} is {det.dtype.name}, "
                                    "not int8; the decider is fitted on a full-integer model's scores")
-    scale, zp = det["quantization"]
+    scale, zp = det.quant
 
     def compute():
-        raws = []
-        for i in range(0, len(images), 256):
-            raws.append(tm.invoke_raw(tm.quantize_input(images[i:i + 256]))[output])
-        return {"raw": np.concatenate(raws)}
+        return {"raw": tm.predict_raw(images, [output])[output]}
 
     arr = _cached_arrays(_digest(model_path, images, f"local|{output}|{reference}"), compute, use_cache)
     return LocalOutputs(arr["raw"], float(scale), int(zp), output)
@@ -333,7 +330,7 @@ def server_probabilities(model_path: str | Path, images: np.ndarray, *, use_cach
     """Softmax probabilities of the server model (.onnx with ONNX Runtime, or a float/int8 .tflite)."""
     from tqdm import tqdm
 
-    from training.export import OnnxModel, TFLiteModel
+    from hi_runtime.backends import open_backend
 
     model_path = Path(model_path)
     if not model_path.exists():
@@ -341,12 +338,12 @@ def server_probabilities(model_path: str | Path, images: np.ndarray, *, use_cach
 
     def compute():
         if model_path.suffix == ".onnx":
-            m = OnnxModel(model_path)
-            outs = [m.predict(images[i:i + 500]) for i in
+            m = open_backend(model_path, providers=["CPUExecutionProvider"])
+            outs = [m.predict(images[i:i + 500], batch=500) for i in
                     tqdm(range(0, len(images), 500), desc=f"server {model_path.name}", leave=False)]
             return {"probs": np.concatenate(outs).astype(np.float32)}
         if model_path.suffix == ".tflite":
-            return {"probs": TFLiteModel(model_path).predict_proba(images).astype(np.float32)}
+            return {"probs": open_backend(model_path).predict(images).astype(np.float32)}
         raise DeciderTrainingError(f"server model {model_path} must be .onnx or .tflite")
 
     return _cached_arrays(_digest(model_path, images, "server"), compute, use_cache)["probs"]

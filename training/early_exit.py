@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from hi_runtime.early_exit import NEVER, ExitPolicy, Quant, SegmentChain, SegmentSpec
+from hi_runtime.tflite_schema import opcode_name, read_model, write_model
 from hi_runtime.datasets import Dataset
 
 EXIT_PRESETS: dict[str, tuple[str, ...]] = {
@@ -359,43 +360,6 @@ def train_early_exit_joint(cfg: EEJointConfig, train: Dataset, val: Dataset, *, 
 # Flatbuffer surgery: cut segments out of one converted model
 # ----------------------------------------------------------------------------------------------------
 
-def _schema():
-    from tensorflow.lite.python import schema_py_generated as schema_fb
-
-    return schema_fb
-
-
-def _read_model(data: bytes):
-    fb = _schema()
-    return fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(bytearray(data), 0))
-
-
-def _write_model(model) -> bytes:
-    import flatbuffers
-
-    class AlignedBuilder(flatbuffers.Builder):
-        """Aligns every byte vector (weights, biases) to 16 bytes, as the TFLite converter does, so
-        int32 biases stay aligned on a microcontroller."""
-
-        def StartVector(self, elemSize, numElems, alignment):
-            if elemSize == 1 and numElems >= 4:
-                alignment = max(alignment, 16)
-            return super().StartVector(elemSize, numElems, alignment)
-
-    b = AlignedBuilder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
-
-
-def _opcode_name(model, op) -> str:
-    from tensorflow.lite.python import schema_util
-
-    fb = _schema()
-    code = schema_util.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
-    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
-    return names.get(code, str(code))
-
-
 def _name(t) -> str:
     n = t.name
     return n.decode() if isinstance(n, (bytes, bytearray)) else str(n)
@@ -419,7 +383,7 @@ def extract_subgraph(data: bytes, inputs: Sequence[int], outputs: Sequence[int],
     with only the operators, tensors, buffers and opcodes it needs."""
     import copy
 
-    model = _read_model(data)
+    model = read_model(data)
     if len(model.subgraphs) != 1:
         raise EarlyExitExportError(f"expected one subgraph, found {len(model.subgraphs)}")
     sg = model.subgraphs[0]
@@ -484,17 +448,17 @@ def extract_subgraph(data: bytes, inputs: Sequence[int], outputs: Sequence[int],
     for m in model.metadata or []:
         m.buffer = bmap[m.buffer]
     model.signatureDefs = []  # the single signature of the full model does not describe a segment
-    return _write_model(model)
+    return write_model(model)
 
 
 def tflite_ops_and_macs(data: bytes) -> tuple[list[str], int]:
     """Operators and multiply-accumulates (conv, depthwise conv, dense; MLPerf Tiny's convention) of
     one inference of a TFLite file, counted from its tensors' shapes."""
-    model = _read_model(data)
+    model = read_model(data)
     sg = model.subgraphs[0]
     names, macs = [], 0
     for op in sg.operators:
-        name = _opcode_name(model, op)
+        name = opcode_name(model, op)
         names.append(name)
         out = [int(v) for v in sg.tensors[op.outputs[0]].shape]
         w = [int(v) for v in sg.tensors[op.inputs[1]].shape] if len(op.inputs) > 1 and op.inputs[1] >= 0 else []
@@ -525,7 +489,7 @@ def _output_tensor_map(full: bytes, names_in_order: list[str], check_model, chec
 
     The converter names outputs Identity, Identity_1, ... in the order of the flattened (key-sorted)
     output dict; that mapping is verified numerically against Keras so a reordering cannot go unnoticed."""
-    model = _read_model(full)
+    model = read_model(full)
     sg = model.subgraphs[0]
     by_name = {_name(sg.tensors[t]): int(t) for t in sg.outputs}
     flat = sorted(names_in_order)
@@ -564,7 +528,7 @@ def _strip_requantize(model, sg, t: int) -> int:
     """If output ``t`` is produced by a QUANTIZE op (a requantization the converter appended for the
     output), return the internal tensor it reads, which is what the rest of the graph consumes."""
     for op in sg.operators:
-        if int(t) in [int(o) for o in op.outputs] and _opcode_name(model, op) == "QUANTIZE":
+        if int(t) in [int(o) for o in op.outputs] and opcode_name(model, op) == "QUANTIZE":
             return int(op.inputs[0])
     return int(t)
 
@@ -592,7 +556,7 @@ def export_early_exit(model, representative_images: np.ndarray, out_prefix: str 
     check = check_images if check_images is not None else representative_images[:1]
     keys = [scores_name(k, n) for k in range(n)] + [features_name(k) for k in range(n - 1)]
     omap = _output_tensor_map(full, keys, fold_input_scaling(emodel), check)
-    fm = _read_model(full)
+    fm = read_model(full)
     sg = fm.subgraphs[0]
     image_t = int(sg.inputs[0])
     cut = [_strip_requantize(fm, sg, omap[features_name(k)]) for k in range(n - 1)]
@@ -649,60 +613,19 @@ def export_early_exit(model, representative_images: np.ndarray, out_prefix: str 
 # Evaluation helpers
 # ----------------------------------------------------------------------------------------------------
 
-class SegmentRunner:
-    """Runs a chain's segment files with ai-edge-litert (``reference=True``: TFLite Micro's rounding);
-    ``__call__(k, x)`` is the ``run_segment`` callable of :func:`hi_runtime.early_exit.run_chain`."""
-
-    def __init__(self, chain: SegmentChain, *, reference: bool = True):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        self.chain = chain
-        kw = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF} if reference else {}
-        self.interps = []
-        for s in chain.segments:
-            it = Interpreter(model_path=str(s.file), **kw)
-            it.allocate_tensors()
-            self.interps.append(it)
-        self._batch = [1] * len(self.interps)
-
-    def __call__(self, k: int, x: np.ndarray):
-        it = self.interps[k]
-        spec = self.chain.segments[k]
-        inp = it.get_input_details()[0]
-        if inp["name"] != spec.input:
-            raise EarlyExitExportError(f"segment {k + 1} input is {inp['name']!r}, chain says {spec.input!r}")
-        if len(x) != self._batch[k]:
-            it.resize_tensor_input(inp["index"], [len(x), *inp["shape"][1:]])
-            it.allocate_tensors()
-            self._batch[k] = len(x)
-            inp = it.get_input_details()[0]
-        it.set_tensor(inp["index"], x)
-        it.invoke()
-        outs = {o["name"]: it.get_tensor(o["index"]).copy() for o in it.get_output_details()}
-        feats = outs[spec.features] if spec.features else None
-        return feats, outs[spec.scores]
-
-
 def exit_probabilities(single_model_path: str | Path, images: np.ndarray, names: Sequence[str], *,
                        batch: int = 256, reference: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(raw int8 scores, dequantized probabilities) of each named output of the single-model file."""
-    from training.export import TFLiteModel
+    from hi_runtime.backends import BackendError, TFLiteBackend
 
-    tm = TFLiteModel(single_model_path, reference=reference)
-    raw: dict[str, list[np.ndarray]] = {nm: [] for nm in names}
-    for i in range(0, len(images), batch):
-        out = tm.invoke_raw(tm.quantize_input(images[i:i + batch]))
-        for nm in names:
-            if nm not in out:
-                raise EarlyExitExportError(f"{single_model_path} has no output {nm!r}; it has {sorted(out)}")
-            raw[nm].append(out[nm])
-    raws = [np.concatenate(raw[nm]) for nm in names]
-    probs = []
-    for nm, r in zip(names, raws):
-        det = next(o for o in tm.outputs if o["name"] == nm)
-        s, z = det["quantization"]
-        probs.append((r.astype(np.float64) - z) * s if s else r.astype(np.float64))
-    return raws, probs
+    tm = TFLiteBackend(single_model_path, reference=reference)
+    try:
+        specs = [tm.output(nm) for nm in names]
+    except BackendError as exc:
+        raise EarlyExitExportError(str(exc)) from exc
+    raw = tm.predict_raw(images, [s.name for s in specs], batch)
+    raws = [raw[s.name] for s in specs]
+    return raws, [s.dequantize(r) for s, r in zip(specs, raws)]
 
 
 def chain_macs_ms(macs: Sequence[int], full_ms: float, ref_macs: int) -> list[float]:

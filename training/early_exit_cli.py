@@ -118,13 +118,13 @@ def cmd_early_exit(args) -> int:
     from training.early_exit import (
         EarlyExitExportError,
         EETrainConfig,
-        SegmentRunner,
         exit_probabilities,
         export_early_exit,
         save_history,
         train_early_exit,
     )
-    from training.export import accuracy, representative_subset, tflm_arena_bytes
+    from hi_runtime.backends import ChainRunner, TFLiteBackend, tflm_arena_bytes
+    from training.export import accuracy, representative_subset
     from training.models import count_params_and_macs
 
     t0 = time.time()
@@ -182,7 +182,7 @@ def cmd_early_exit(args) -> int:
     # the chain must give the same exits and classes as the single model (reference kernels on both)
     k_check = min(200, len(test))
     raw_ref, _ = exit_probabilities(exp.single_model, test.images[:k_check], names, reference=True)
-    runner = SegmentRunner(chain, reference=True)
+    runner = ChainRunner(chain, "litert", reference=True)
     s_in = chain.segments[0].input_quant
     same = 0
     for i in range(k_check):
@@ -197,11 +197,9 @@ def cmd_early_exit(args) -> int:
     print(f"chain vs single model: identical scores at every exit on {same}/{k_check} test images", flush=True)
     arenas = []
     if not args.no_arena:
-        from training.export import TFLiteModel
-
         for s in chain.segments:
-            det = TFLiteModel(s.file).input
-            dummy = np.zeros([1, *det["shape"][1:]], dtype=np.uint8)
+            det = TFLiteBackend(s.file).input
+            dummy = np.zeros([1, *det.shape[1:]], dtype=np.uint8)
             arenas.append(tflm_arena_bytes(s.file, dummy if s.input == "image" else None))
     stats = count_params_and_macs(model)
     command = "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))

@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
+
+from hi_runtime.backends import open_backend
 
 
 class ExportError(Exception):
@@ -125,158 +127,11 @@ def export_onnx(model, path: str | Path, *, opset: int = 17, validate_images: np
     if validate_images is not None:
         x = np.asarray(validate_images, dtype=np.float32)
         ref = model.predict(x, verbose=0)
-        got = OnnxModel(path).predict(x)
+        got = open_backend(path, providers=["CPUExecutionProvider"]).predict(x, batch=500)
         diff = float(np.abs(ref - got).max())
         if diff > atol or not np.array_equal(ref.argmax(1), got.argmax(1)):
             raise ExportError(f"ONNX export of {model.name} disagrees with Keras (max abs diff {diff:.2e})")
     return path
-
-
-# ----------------------------------------------------------------------------------------------------
-# Running exported files
-# ----------------------------------------------------------------------------------------------------
-
-class TFLiteModel:
-    """A TFLite file run by ai-edge-litert; ``reference=True`` selects the reference kernels
-    (BUILTIN_REF), which round exactly as TFLite Micro does; the default (XNNPACK) path is faster and
-    may differ by a few int8 steps."""
-
-    def __init__(self, path: str | Path, *, reference: bool = False, num_threads: int | None = None):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        kw = {}
-        if reference:
-            kw["experimental_op_resolver_type"] = OpResolverType.BUILTIN_REF
-        self.path = Path(path)
-        self.interp = Interpreter(model_path=str(path), num_threads=num_threads, **kw)
-        self.interp.allocate_tensors()
-        self.input = self.interp.get_input_details()[0]
-        self.outputs = self.interp.get_output_details()
-        self._batch = 1
-
-    @property
-    def input_quant(self) -> tuple[float, int]:
-        s, z = self.input["quantization"]
-        return float(s), int(z)
-
-    def output_quant(self, index: int = 0) -> tuple[float, int]:
-        s, z = self.outputs[index]["quantization"]
-        return float(s), int(z)
-
-    def quantize_input(self, images_uint8: np.ndarray) -> np.ndarray:
-        if self.input["dtype"] == np.float32:
-            return images_uint8.astype(np.float32)
-        s, z = self.input_quant
-        q = np.round(images_uint8.astype(np.float32) / s) + z
-        info = np.iinfo(self.input["dtype"])
-        return np.clip(q, info.min, info.max).astype(self.input["dtype"])
-
-    def _resize(self, n: int) -> None:
-        if n != self._batch:
-            self.interp.resize_tensor_input(self.input["index"], [n, *self.input["shape"][1:]])
-            self.interp.allocate_tensors()
-            self.input = self.interp.get_input_details()[0]
-            self.outputs = self.interp.get_output_details()
-            self._batch = n
-
-    def invoke_raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Run a batch of already-quantized inputs; outputs by tensor name, raw (int8 for INT8 models)."""
-        self._resize(len(x))
-        self.interp.set_tensor(self.input["index"], x)
-        self.interp.invoke()
-        return {o["name"]: self.interp.get_tensor(o["index"]).copy() for o in self.outputs}
-
-    def predict_proba(self, images_uint8: np.ndarray, batch: int = 256, output: int = 0) -> np.ndarray:
-        """Dequantized output ``output`` (softmax probabilities) for uint8 NHWC images."""
-        outs = []
-        name = self.outputs[output]["name"]
-        for i in range(0, len(images_uint8), batch):
-            raw = self.invoke_raw(self.quantize_input(images_uint8[i:i + batch]))[name]
-            det = next(o for o in self.outputs if o["name"] == name)
-            s, z = det["quantization"]
-            outs.append((raw.astype(np.float32) - z) * s if s else raw.astype(np.float32))
-        return np.concatenate(outs)
-
-    def op_names(self) -> list[str]:
-        """Builtin operators in the file (read with the reference resolver, so no delegate hides them)."""
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        ref = Interpreter(model_path=str(self.path),
-                          experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-        return sorted({d["op_name"] for d in ref._get_ops_details()})
-
-
-class OnnxModel:
-    def __init__(self, path: str | Path, providers: Sequence[str] | None = None):
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(path), providers=list(providers or ["CPUExecutionProvider"]))
-        self.input_name = self.session.get_inputs()[0].name
-
-    def predict(self, images: np.ndarray, batch: int = 500) -> np.ndarray:
-        outs = [self.session.run(None, {self.input_name: images[i:i + batch].astype(np.float32)})[0]
-                for i in range(0, len(images), batch)]
-        return np.concatenate(outs)
-
-
-def tflm_arena_bytes(path: str | Path, images_uint8: np.ndarray | None = None) -> int:
-    """Smallest tensor arena (bytes) with which the TFLite Micro interpreter (``tflite-micro`` package)
-    runs the model, found by bisection; checks it really invokes."""
-    from tflite_micro import runtime
-
-    data = Path(path).read_bytes()
-
-    with _quiet_stderr():
-        return _bisect_arena(data, path, images_uint8)
-
-
-def _bisect_arena(data: bytes, path, images_uint8) -> int:
-    from tflite_micro import runtime
-
-    def works(size: int) -> bool:
-        try:
-            interp = runtime.Interpreter.from_bytes(data, arena_size=size)
-            if images_uint8 is not None:
-                det = interp.get_input_details(0)
-                s, z = det["quantization_parameters"]["scales"], det["quantization_parameters"]["zero_points"]
-                s = float(s[0]) if len(s) else 1.0
-                z = int(z[0]) if len(z) else 0
-                q = np.clip(np.round(images_uint8[:1].astype(np.float32) / s) + z, -128, 127).astype(det["dtype"])
-                interp.set_input(q, 0)
-            interp.invoke()
-            return True
-        except Exception:  # noqa: BLE001 - TFLM raises RuntimeError/ValueError variants on a small arena
-            return False
-
-    lo, hi = 1024, 1 << 16
-    while not works(hi):
-        lo, hi = hi, hi * 2
-        if hi > (1 << 28):
-            raise ExportError(f"TFLite Micro could not run {path} even with a 256 MB arena")
-    while hi - lo > 16:
-        mid = (lo + hi) // 2
-        if works(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-class _quiet_stderr:
-    """Silence the C++ allocator's messages (printed to fd 2) while probing arena sizes."""
-
-    def __enter__(self):
-        import sys
-
-        sys.stderr.flush()
-        self.saved = os.dup(2)
-        self.devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(self.devnull, 2)
-
-    def __exit__(self, *exc):
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-        os.close(self.devnull)
 
 
 def representative_subset(images: np.ndarray, n: int = 500, seed: int = 0) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hi_runtime.agent.options import add_backend_args, add_input_args, add_server_args, build_offloader
 from hi_runtime.artifacts import default_path
-from hi_runtime.cli_support import EXIT_USAGE, UsageError, add_verbosity, register_subcommands, run
+from hi_runtime.cli_support import EXIT_USAGE, add_verbosity, register_subcommands, run
 from hi_runtime.records import LOG_FORMATS, STRATEGIES
 
 #: Subcommands registered by their own modules (each exposes register_cli(subparsers)).

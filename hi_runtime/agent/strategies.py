@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from hi_runtime.backends import Backend, Classifier, open_backend
+from hi_runtime.backends import ChainRunner, Classifier
 from hi_runtime.agent.inputs import InputSource, Sample
 from hi_runtime.records import STRATEGIES, RecordWriter, SampleRecord, Summary, summarize
 
@@ -93,82 +93,6 @@ class QosConfig:
                 f"no strategy meets accuracy >= {self.min_accuracy} within {self.latency_budget_ms} ms among the "
                 f"measured candidates {self.candidates} (available here: {list(available)})")
         return min(ok)[2]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Early-exit chain on local backends
-# ---------------------------------------------------------------------------------------------------
-
-class ChainRunner:
-    """The EE segment chain (``hi_runtime.early_exit``) with one backend per segment file."""
-
-    def __init__(self, chain_path: str | Path, backend: str = "auto", *, num_threads: int | None = None,
-                 reference: bool = False, announce: Callable[[str], None] | None = None) -> None:
-        from hi_runtime.early_exit import SegmentChain
-
-        self.chain = SegmentChain.load(chain_path)
-        self.path = Path(chain_path)
-        self.backends: list[Backend] = [
-            open_backend(s.file, backend, num_threads=num_threads, reference=reference,
-                         announce=announce if k == 0 else None) for k, s in enumerate(self.chain.segments)]
-        self._names = [(s.features, s.scores) for s in self.chain.segments]
-        self.input_spec = self.backends[0].input
-        for k, b in enumerate(self.backends):  # resolve names once; a typo fails here, not mid-run
-            for name in self._names[k]:
-                if name is not None:
-                    b.output(name)
-        self._resolved = [(None if f is None else b.output(f).name, b.output(s).name)
-                          for b, (f, s) in zip(self.backends, self._names)]
-        self.segment_time = 0.0
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.input_spec.shape[1:])
-
-    def override_policy(self, *, exit_thresholds: Sequence[float | None] | None = None,
-                        decider_threshold: float | None = None) -> None:
-        """Replace the chain JSON's exit thresholds (None = never exit) and/or its final decider's
-        threshold for this run, e.g. one run per point of an EE-HI sweep."""
-        from hi_runtime.early_exit import NEVER, EarlyExitError, ExitPolicy
-
-        policy = self.chain.policy
-        thresholds = policy.thresholds
-        if exit_thresholds is not None:
-            if len(exit_thresholds) != len(thresholds):
-                raise EarlyExitError(f"chain {self.path} has {len(thresholds)} early exit(s); got "
-                                     f"{len(exit_thresholds)} exit threshold(s)")
-            thresholds = [NEVER if t is None else float(t) for t in exit_thresholds]
-        decider = policy.decider
-        if decider_threshold is not None:
-            if decider is None:
-                raise EarlyExitError(f"chain {self.path} has no final decider whose threshold could be set")
-            decider = decider.with_threshold(decider_threshold)
-        self.chain.policy = ExitPolicy(thresholds, decider)
-
-    def header_fields(self) -> dict:
-        """What a run log's header records of the policy (``ee_threshold`` is the first exit's; the
-        planner's EE-HI sweep keys on it)."""
-        from hi_runtime.early_exit import NEVER
-
-        ts = [None if t == NEVER else t for t in self.chain.policy.thresholds]
-        decider = self.chain.policy.decider
-        return {"ee_thresholds": ts, "ee_threshold": ts[0] if ts else None,
-                "decider_threshold": decider.threshold if decider is not None else None}
-
-    def preprocess(self, image: np.ndarray) -> np.ndarray:
-        return self.input_spec.quantize(image[None] if image.ndim == 3 else image)
-
-    def run_segment(self, k: int, x: np.ndarray):
-        t = time.perf_counter()
-        out = self.backends[k].run(x)
-        self.segment_time += time.perf_counter() - t
-        f, s = self._resolved[k]
-        return (None if f is None else out[f]), out[s]
-
-    def run(self, x: np.ndarray):
-        from hi_runtime.early_exit import run_chain
-
-        return run_chain(self.chain, self.run_segment, x)
 
 
 # ---------------------------------------------------------------------------------------------------

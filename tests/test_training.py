@@ -282,6 +282,15 @@ def test_ensemble_is_the_mean_of_its_members_counts_their_macs_and_exports(train
     mirrored = x[:, :, ::-1].copy()
     want = (pa + pb + a.predict(mirrored, verbose=0) + b.predict(mirrored, verbose=0)) / 4
     np.testing.assert_allclose(onnx.predict(x), want, atol=1e-5)
+    # one member cut out of the ensemble's ONNX (hi-train member) is exactly that member, without the flip
+    from training.member_cli import MemberError, extract_member
+
+    for member, probs in ((a.name, pa), (b.name, pb)):
+        cut = extract_member(tmp_path / "ens.onnx", member, tmp_path / f"{member}.onnx")
+        assert cut["member"] == member and cut["test_time_augmentation_dropped"]
+        np.testing.assert_allclose(OnnxBackend(tmp_path / f"{member}.onnx").predict(x), probs, atol=1e-5)
+    with pytest.raises(MemberError, match="members are"):
+        extract_member(tmp_path / "ens.onnx", "no_such_net", tmp_path / "x.onnx")
     with pytest.raises(ValueError, match="at least two members"):
         ensemble([a])
     with pytest.raises(ValueError, match="number of classes"):

@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "training.decider_cli",
     "training.early_exit_cli",
     "training.thresholds_cli",
+    "training.member_cli",
 )
 
 DEVICE_EXPORTS = "int8,float"

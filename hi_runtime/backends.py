@@ -578,16 +578,18 @@ class Classifier:
         conf = probs.max(axis=1)
         return LocalPrediction(raw=raw, probs=probs, classes=classes, confidence=conf, output=self.output_spec)
 
-    def classify_one(self, x: np.ndarray) -> tuple[np.ndarray, int, float]:
-        """One preprocessed sample: (raw output row [1, C], class, confidence), with no array work beyond
-        the argmax (the agent's per-sample path; probabilities are dequantized later, in batches)."""
+    def classify_one(self, x: np.ndarray) -> tuple[np.ndarray, list, int, float]:
+        """One preprocessed sample: (raw output row [1, C], the same row as Python numbers, class,
+        confidence), with no array work beyond fetching the output (the agent's per-sample path:
+        scanning ten Python numbers is cheaper than numpy calls on a tiny array; probabilities are
+        dequantized later, in batches)."""
         raw = self.backend.run_one(x, self.output_spec)
-        row = raw[0].tolist()  # ten Python numbers: cheaper to scan than numpy calls on a tiny array
+        row = raw[0].tolist()
         top = max(row)
         cls = row.index(top)  # first maximum, like argmax
         spec = self.output_spec
         conf = (top - (spec.zero_point or 0)) * spec.scale if spec.quantized else top
-        return raw, cls, float(conf)
+        return raw, row, cls, float(conf)
 
     def predict(self, images_uint8: np.ndarray) -> LocalPrediction:
         return self.predict_tensor(self.preprocess(images_uint8))

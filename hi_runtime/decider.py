@@ -179,6 +179,17 @@ class Int8Form:
     def accept(self, q: np.ndarray) -> np.ndarray:
         return self.accumulate(q) >= 0
 
+    def accept_row(self, row: Sequence[int]) -> bool:
+        """The same decision for one sample's raw scores as Python ints (``raw[0].tolist()``): plain
+        integer arithmetic, no arrays, for a device's per-sample path (a numpy call on ten values costs
+        more than the arithmetic)."""
+        top = sorted(row, reverse=True)
+        zp = self.zero_point
+        acc = self.bias
+        for a, q in zip(self.coef, top):
+            acc += a * (q - zp)
+        return acc >= 0
+
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "zero_point": self.zero_point, "top_k": self.top_k,
                 "A": list(self.coef), "B": self.bias, "shift": self.shift, "exact": self.exact,

@@ -1,9 +1,16 @@
-"""Blocking client of the HI offload protocol, used by hi-agent's offloader, the benchmarks and the tests.
+"""Clients of the HI offload protocol: a blocking one and an asyncio one, with the same handshake.
 
-It pipelines: :meth:`OffloadClient.submit` sends a request without waiting and :meth:`receive` returns the
-next answer, so a device can keep several requests in flight. Incoming bytes go through a FrameDecoder, so
-a timeout in the middle of a frame never desynchronizes the stream; answers to requests whose caller gave
-up (timeout) are dropped when they arrive. Not thread-safe: use one client per thread.
+* :class:`OffloadClient` (blocking sockets): benchmarks, tests, simple tools. It pipelines by hand:
+  :meth:`~OffloadClient.submit` sends a request without waiting and :meth:`~OffloadClient.receive` returns
+  the next answer. Incoming bytes go through a FrameDecoder, so a timeout in the middle of a frame never
+  desynchronizes the stream; answers to requests whose caller gave up are dropped when they arrive. Not
+  thread-safe: one client per thread.
+* :class:`AsyncOffloadClient` (asyncio streams): what hi-agent's offloader and the fleet simulator use. Up
+  to ``max_inflight`` requests are on the wire at once (bounded by what the server's WELCOME allows); a
+  reader task pairs every answer with its request id, so answers may come back in any order.
+
+Both speak HELLO/WELCOME version negotiation and the optional HMAC handshake through the same checks
+(:func:`_check_welcome`, :func:`_check_auth_ok`), and build answers with :func:`_infer_result`.
 """
 from __future__ import annotations
 
@@ -73,6 +80,59 @@ class _Inbox:
     """Answers received but not yet handed out, in arrival order."""
 
     items: OrderedDict[int, InferResult | OffloadServerError] = field(default_factory=OrderedDict)
+
+
+def _handshake_error(err: p.Error) -> OffloadError:
+    if err.code in (p.ErrorCode.AUTH_FAILED, p.ErrorCode.AUTH_REQUIRED):
+        return OffloadAuthError(f"server rejected authentication: {err.message} (check the key)")
+    return OffloadServerError(err.code, err.message)
+
+
+def _check_welcome(welcome: p.Message, key: bytes | None, host: str, port: int, client_nonce: bytes,
+                   client_name: str) -> tuple[p.Auth, tuple] | None:
+    """Check the server's WELCOME; returns the AUTH frame to send (and the proof arguments) when the server
+    requires the pre-shared key, None when it does not."""
+    if isinstance(welcome, p.Error):
+        raise _handshake_error(welcome)
+    if not isinstance(welcome, p.Welcome):
+        raise OffloadConnectionError(f"expected WELCOME, server sent {type(welcome).__name__}")
+    if welcome.version not in p.SUPPORTED_VERSIONS:
+        raise OffloadConnectionError(f"server chose protocol version {welcome.version}, not one we speak")
+    if not welcome.auth_required:
+        if key is not None:
+            raise OffloadAuthError(
+                f"server {host}:{port} does not require authentication but a key was given: "
+                "refusing an unauthenticated server (configure the server's key, or pass key=None)"
+            )
+        return None
+    if key is None:
+        raise OffloadAuthError(f"server {host}:{port} requires a pre-shared key: pass key=... (the server's auth key)")
+    args = (welcome.server_nonce, client_nonce, welcome.version, client_name)
+    return p.Auth(mac=p.client_proof(key, *args)), args
+
+
+def _check_auth_ok(answer: p.Message, key: bytes, args: tuple) -> None:
+    if isinstance(answer, p.Error):
+        raise _handshake_error(answer)
+    if not isinstance(answer, p.AuthOk):
+        raise OffloadConnectionError(f"expected AUTH_OK, server sent {type(answer).__name__}")
+    if not p.verify(p.server_proof(key, *args), answer.mac):
+        raise OffloadAuthError("the server's AUTH_OK proof is wrong: it does not hold our key (impostor?)")
+
+
+def _infer_result(msg: p.Result, sent_at: float, now: float) -> InferResult:
+    return InferResult(
+        request_id=msg.request_id,
+        class_id=msg.class_id,
+        top_k=[(c, s) for c, s in msg.top_k],
+        server_timings={
+            "queue_us": float(msg.queue_us),
+            "infer_us": float(msg.infer_us),
+            "total_us": float(msg.total_us),
+            "batch_size": float(msg.batch_size),
+        },
+        round_trip_s=now - sent_at,
+    )
 
 
 class OffloadClient:
@@ -147,41 +207,15 @@ class OffloadClient:
         client_nonce = p.new_nonce()
         self._send(p.Hello(client_nonce=client_nonce, client_name=self.client_name))
         welcome = self._next_frame(deadline, "WELCOME")
-        if isinstance(welcome, p.Error):
-            raise self._handshake_error(welcome)
-        if not isinstance(welcome, p.Welcome):
-            raise OffloadConnectionError(f"expected WELCOME, server sent {type(welcome).__name__}")
-        if welcome.version not in p.SUPPORTED_VERSIONS:
-            raise OffloadConnectionError(f"server chose protocol version {welcome.version}, not one we speak")
+        auth = _check_welcome(welcome, self.key, self.host, self.port, client_nonce, self.client_name)
         self.version = welcome.version
         self.server_name = welcome.server_name
         self.server_max_inflight = welcome.max_inflight
-        if not welcome.auth_required:
-            if self.key is not None:
-                raise OffloadAuthError(
-                    f"server {self.host}:{self.port} does not require authentication but a key was given: "
-                    "refusing an unauthenticated server (configure the server's key, or pass key=None)"
-                )
+        if auth is None:
             return
-        if self.key is None:
-            raise OffloadAuthError(
-                f"server {self.host}:{self.port} requires a pre-shared key: pass key=... (the server's auth key)"
-            )
-        args = (welcome.server_nonce, client_nonce, welcome.version, self.client_name)
-        self._send(p.Auth(mac=p.client_proof(self.key, *args)))
-        answer = self._next_frame(deadline, "AUTH_OK")
-        if isinstance(answer, p.Error):
-            raise self._handshake_error(answer)
-        if not isinstance(answer, p.AuthOk):
-            raise OffloadConnectionError(f"expected AUTH_OK, server sent {type(answer).__name__}")
-        if not p.verify(p.server_proof(self.key, *args), answer.mac):
-            raise OffloadAuthError("the server's AUTH_OK proof is wrong: it does not hold our key (impostor?)")
-
-    @staticmethod
-    def _handshake_error(err: p.Error) -> OffloadError:
-        if err.code in (p.ErrorCode.AUTH_FAILED, p.ErrorCode.AUTH_REQUIRED):
-            return OffloadAuthError(f"server rejected authentication: {err.message} (check the key)")
-        return OffloadServerError(err.code, err.message)
+        frame, args = auth
+        self._send(frame)
+        _check_auth_ok(self._next_frame(deadline, "AUTH_OK"), self.key, args)
 
     def close(self) -> None:
         self._drop()
@@ -348,18 +382,7 @@ class OffloadClient:
                 if pending is None:
                     self._abandoned.discard(msg.request_id)
                     continue
-                self._inbox.items[msg.request_id] = InferResult(
-                    request_id=msg.request_id,
-                    class_id=msg.class_id,
-                    top_k=[(c, s) for c, s in msg.top_k],
-                    server_timings={
-                        "queue_us": float(msg.queue_us),
-                        "infer_us": float(msg.infer_us),
-                        "total_us": float(msg.total_us),
-                        "batch_size": float(msg.batch_size),
-                    },
-                    round_trip_s=now - pending.sent_at,
-                )
+                self._inbox.items[msg.request_id] = _infer_result(msg, pending.sent_at, now)
             elif isinstance(msg, p.Error):
                 if msg.request_id == 0:  # the server closes the connection after this
                     self._fatal = OffloadServerError(msg.code, msg.message)
@@ -375,3 +398,215 @@ class OffloadClient:
                 self._send(p.Pong(token=msg.token))
             else:
                 log.warning("ignoring unexpected %s frame from the server", type(msg).__name__)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# asyncio client: requests pipelined on one connection
+# ---------------------------------------------------------------------------------------------------------
+
+class AsyncOffloadClient:
+    """One connection to an offload server on an asyncio loop, with up to ``max_inflight`` requests on
+    the wire at once (never more than the server's WELCOME allows). A reader task pairs each RESULT or
+    ERROR with its request id, so answers may arrive in any order; a connection-level ERROR (request id 0)
+    or a broken stream fails every request still in flight with that reason, and the connection is closed.
+
+    ``on_late(result)`` is called for an answer that arrives after its caller stopped waiting (its round
+    trip still tells how the server is doing). All methods must run on one event loop."""
+
+    def __init__(self, host: str, port: int, *, key: bytes | None = None, ssl_context: ssl.SSLContext | None = None,
+                 connect_timeout: float = 2.0, client_name: str = "hi-agent", max_frame: int = p.DEFAULT_MAX_FRAME,
+                 max_inflight: int = 4, on_late=None) -> None:
+        self.host, self.port = host, port
+        self.key = key
+        self.ssl_context = ssl_context
+        self.connect_timeout = connect_timeout
+        self.client_name = client_name
+        self.max_frame = max_frame
+        self.max_inflight = max(1, int(max_inflight))
+        self.on_late = on_late
+        self.version: int | None = None
+        self.server_name = ""
+        self.server_max_inflight = 0
+        self._reader = None
+        self._writer = None
+        self._reader_task = None
+        self._slots = None  # asyncio.Semaphore, made on connect (bound to the running loop)
+        self._ids = itertools.count(0)
+        self._pending: dict[int, tuple] = {}  # request id -> (future, sent_at)
+        self._abandoned: dict[int, float] = {}  # request id -> sent_at, for on_late
+        self._fatal: OffloadError | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and self._fatal is None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.max_inflight - len(self._pending))
+
+    async def connect(self) -> None:
+        import asyncio
+
+        if self._writer is not None:
+            return
+        self._fatal = None
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, ssl=self.ssl_context,
+                                        server_hostname=self.host if self.ssl_context else None),
+                self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise OffloadConnectionError(f"cannot connect to {self.host}:{self.port}: timed out") from None
+        except ssl.SSLError as exc:
+            raise OffloadConnectionError(f"TLS handshake with {self.host}:{self.port} failed: {exc}") from exc
+        except OSError as exc:
+            raise OffloadConnectionError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        sock = self._writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await asyncio.wait_for(self._handshake(), self.connect_timeout)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise OffloadConnectionError(f"handshake with {self.host}:{self.port} timed out") from None
+        except OffloadError:
+            await self.close()
+            raise
+        except (OSError, p.ProtocolError, EOFError) as exc:
+            await self.close()
+            raise OffloadConnectionError(f"handshake with {self.host}:{self.port} failed: {exc}") from exc
+        if self.server_max_inflight:
+            self.max_inflight = min(self.max_inflight, self.server_max_inflight)
+        self._slots = asyncio.Semaphore(self.max_inflight)
+        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    async def _frame(self, what: str) -> p.Message:
+        msg = await p.read_frame(self._reader, self.max_frame)
+        if msg is None:
+            raise OffloadConnectionError(f"server {self.host}:{self.port} closed the connection before {what}")
+        return msg
+
+    async def _handshake(self) -> None:
+        client_nonce = p.new_nonce()
+        await p.write_frame(self._writer, p.Hello(client_nonce=client_nonce, client_name=self.client_name))
+        welcome = await self._frame("WELCOME")
+        auth = _check_welcome(welcome, self.key, self.host, self.port, client_nonce, self.client_name)
+        self.version = welcome.version
+        self.server_name = welcome.server_name
+        self.server_max_inflight = welcome.max_inflight
+        if auth is None:
+            return
+        frame, args = auth
+        await p.write_frame(self._writer, frame, version=self.version)
+        _check_auth_ok(await self._frame("AUTH_OK"), self.key, args)
+
+    async def infer(self, tensor: np.ndarray, model_id: str, *, layout: str = "NHWC",
+                    quant: tuple[float, int] | None = None, top_k: int = 0,
+                    timeout: float | None = None) -> InferResult:
+        """Send one INFER (waiting for a free slot first) and wait for its answer; ``timeout`` (s) covers
+        both. On timeout the request is abandoned (its answer, if it comes, goes to ``on_late``)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        if not self.connected:
+            raise self._fatal or OffloadConnectionError("not connected: call connect() first")
+        try:
+            await asyncio.wait_for(self._slots.acquire(), None if deadline is None else max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            raise OffloadTimeout(f"no free request slot on {self.host}:{self.port} within the timeout") from None
+        request_id = None
+        try:
+            request_id = next(self._ids) % 0xFFFFFFFF + 1  # 1..2^32-1; 0 means "connection-level"
+            try:
+                msg = p.Infer.from_array(tensor, model_id, request_id, layout=layout, quant=quant, top_k=top_k)
+            except p.ProtocolError as exc:
+                raise ValueError(f"cannot offload this tensor: {exc}") from exc
+            fut = loop.create_future()
+            sent_at = time.monotonic()
+            self._pending[request_id] = (fut, sent_at)
+            try:
+                self._writer.write(p.encode(msg, version=self.version))
+                if self._writer.transport.get_write_buffer_size() > 1 << 16:
+                    await self._writer.drain()  # back-pressure only when the socket buffer fills up
+            except (OSError, RuntimeError) as exc:
+                self._fail_all(OffloadConnectionError(f"sending to {self.host}:{self.port} failed: {exc}"))
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), remaining)
+            except asyncio.TimeoutError:
+                if self._pending.pop(request_id, None) is not None:
+                    self._abandoned[request_id] = sent_at
+                raise OffloadTimeout(f"no answer from {self.host}:{self.port} within the timeout") from None
+        finally:
+            if request_id is not None:
+                self._pending.pop(request_id, None)
+            self._slots.release()
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                msg = await p.read_frame(self._reader, self.max_frame)
+                if msg is None:
+                    raise OffloadConnectionError(f"server {self.host}:{self.port} closed the connection")
+                now = time.monotonic()
+                if isinstance(msg, p.Result):
+                    entry = self._pending.pop(msg.request_id, None)
+                    if entry is not None:
+                        if not entry[0].done():
+                            entry[0].set_result(_infer_result(msg, entry[1], now))
+                    elif msg.request_id in self._abandoned and self.on_late is not None:
+                        self.on_late(_infer_result(msg, self._abandoned.pop(msg.request_id), now))
+                    else:
+                        self._abandoned.pop(msg.request_id, None)
+                elif isinstance(msg, p.Error):
+                    if msg.request_id == 0:  # the server closes the connection after this
+                        raise OffloadServerError(msg.code, msg.message)
+                    entry = self._pending.pop(msg.request_id, None)
+                    self._abandoned.pop(msg.request_id, None)
+                    if entry is not None and not entry[0].done():
+                        entry[0].set_exception(OffloadServerError(msg.code, msg.message, msg.request_id))
+                elif isinstance(msg, p.Ping):
+                    self._writer.write(p.encode(p.Pong(token=msg.token), version=self.version))
+                elif not isinstance(msg, p.Pong):
+                    log.warning("ignoring unexpected %s frame from the server", type(msg).__name__)
+        except OffloadError as exc:
+            self._fail_all(exc)
+        except (OSError, EOFError) as exc:
+            self._fail_all(OffloadConnectionError(f"connection to {self.host}:{self.port} broke: {exc}"))
+        except p.ProtocolError as exc:
+            self._fail_all(OffloadConnectionError(f"server sent an invalid frame: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - includes cancellation by close(): fail whoever still waits
+            import asyncio
+
+            self._fail_all(OffloadConnectionError(f"connection to {self.host}:{self.port} closed ({exc!r})"))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    def _fail_all(self, exc: OffloadError) -> None:
+        self._fatal = exc
+        pending, self._pending = self._pending, {}
+        self._abandoned.clear()
+        for fut, _ in pending.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    async def close(self) -> None:
+        import asyncio
+
+        task, self._reader_task = self._reader_task, None
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing must not raise
+                pass
+        if self._writer is not None or self._pending:
+            self._fail_all(OffloadConnectionError("connection closed by the client"))

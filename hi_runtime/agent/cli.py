@@ -16,9 +16,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hi_runtime.agent.options import add_backend_args, add_input_args, add_server_args, build_offloader
+from hi_runtime.agent.options import (
+    add_arrival_args,
+    add_backend_args,
+    add_input_args,
+    add_server_args,
+    build_offloader,
+    parse_arrival,
+)
 from hi_runtime.artifacts import default_path
-from hi_runtime.cli_support import EXIT_USAGE, add_verbosity, register_subcommands, run
+from hi_runtime.cli_support import UsageError, add_verbosity, register_subcommands, run
 from hi_runtime.records import LOG_FORMATS, STRATEGIES
 
 #: Subcommands registered by their own modules (each exposes register_cli(subparsers)).
@@ -76,23 +83,26 @@ def register_run(sub) -> None:
     p.add_argument("--summary-json", help="also write the summary as JSON here")
     p.add_argument("--device", help="device name for the log header (default: host name and machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_arrival_args(p)
     add_backend_args(p)
     add_server_args(p)
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
-    from hi_runtime.backends import BackendError, Classifier, open_backend
     from hi_runtime.agent.inputs import InputError, open_input
-    from hi_runtime.records import RecordWriter, default_header, summary_text
+    from hi_runtime.agent.offloader import DEFAULT_BUDGET_MS
     from hi_runtime.agent.strategies import NEEDS_SERVER, Agent, AgentConfig, ChainRunner, QosConfig, StrategyError
+    from hi_runtime.backends import BackendError, Classifier, open_backend
+    from hi_runtime.records import RecordWriter, default_header, summary_text
 
     def say(msg: str) -> None:
         print(f"hi-agent: {msg}", file=sys.stderr)
 
+    arrival = parse_arrival(args.arrival)
     try:
         qos = QosConfig.load(args.qos) if args.qos else None
-        budget = args.latency_budget_ms or (qos.latency_budget_ms if qos else 100.0)
+        budget = args.latency_budget_ms or (qos.latency_budget_ms if qos else DEFAULT_BUDGET_MS)
         available = ["remote"] if args.server else []
         if args.model:
             available.append("local")
@@ -106,23 +116,19 @@ def cmd_run(args) -> int:
             strategy = qos.choose(available)
             say(f"QoS {args.qos} -> strategy {strategy}")
         else:
-            say("give --strategy (local, remote, hi, ee-hi) or --qos FILE")
-            return EXIT_USAGE
+            raise UsageError("give --strategy (local, remote, hi, ee-hi) or --qos FILE")
         if strategy in NEEDS_SERVER and not args.server:
-            say(f"strategy {strategy} offloads: give --server HOST:PORT (repeat for failover)")
-            return EXIT_USAGE
+            raise UsageError(f"strategy {strategy} offloads: give --server HOST:PORT (repeat for failover)")
         bk = {"num_threads": args.threads, "reference": args.reference_kernels, "announce": say}
         classifier = chain = decider = None
         if strategy in ("local", "hi", "remote") and args.model:
             classifier = Classifier(open_backend(args.model, args.backend, **bk))
         elif strategy in ("local", "hi"):
-            say(f"strategy {strategy} needs a local model: --model PATH (the shipped one is made by "
-                "`hi-train model --arch resnet8 ...`, see docs/training.md)")
-            return EXIT_USAGE
+            raise UsageError(f"strategy {strategy} needs a local model: --model PATH (the shipped "
+                             "resnet8_int8.tflite is found automatically when the package is installed)")
         if strategy == "ee-hi":
             if not args.ee_chain:
-                say("strategy ee-hi needs --ee-chain (made by `hi-train early-exit`)")
-                return EXIT_USAGE
+                raise UsageError("strategy ee-hi needs --ee-chain (made by `hi-train early-exit`)")
             chain = ChainRunner(args.ee_chain, args.backend, **bk)
             chain.override_policy(exit_thresholds=args.exit_thresholds, decider_threshold=args.threshold)
         threshold = args.threshold if args.threshold is not None else (qos.decider_threshold if qos else None)
@@ -133,18 +139,16 @@ def cmd_run(args) -> int:
             if threshold is not None:
                 decider = decider.with_threshold(threshold)
         elif strategy == "hi":
-            say("strategy hi needs --decider (the JSON written by `hi-train decider`)")
-            return EXIT_USAGE
+            raise UsageError("strategy hi needs --decider (the JSON written by `hi-train decider`)")
         size = (classifier.image_shape[:2] if classifier else chain.image_shape[:2] if chain else (32, 32))
         source = open_input(args.input, size=tuple(size), limit=args.limit, offset=args.offset,
                             order=args.order)
         offloader = build_offloader(args, budget) if strategy in NEEDS_SERVER else None
-        agent = Agent(AgentConfig(strategy=strategy, latency_budget_ms=budget, max_inflight=args.max_inflight,
-                                  progress=not args.no_progress),
+        agent = Agent(AgentConfig(strategy=strategy, latency_budget_ms=budget, arrival=arrival,
+                                  admission=not args.no_admission, progress=not args.no_progress),
                       classifier=classifier, decider=decider, chain=chain, offloader=offloader)
     except (BackendError, InputError, StrategyError, ValueError) as exc:
-        say(str(exc))
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
 
     if strategy == "ee-hi":  # the chain's model name (as hi-bench profile --ee-chain keys it), else its file
         model_name = str(chain.chain.meta.get("model") or Path(args.ee_chain).name)
@@ -157,7 +161,8 @@ def cmd_run(args) -> int:
         decider=args.decider if decider is not None else None,
         **(chain.header_fields() if chain is not None else
            {"decider_threshold": decider.threshold if decider is not None else None}),
-        latency_budget_ms=budget, max_inflight=args.max_inflight, server_model_id=args.model_id or None)
+        arrival=str(arrival), latency_budget_ms=budget, max_inflight=args.max_inflight,
+        connections=args.connections, admission=not args.no_admission, server_model_id=args.model_id or None)
     writer = RecordWriter(args.log, header, args.log_format) if args.log else None
     try:
         summary = agent.run(source, writer)
@@ -174,6 +179,9 @@ def cmd_run(args) -> int:
     print(summary_text([summary]))
     if summary.degraded:
         say(f"{summary.degraded} samples answered locally (degraded); last offload error: {agent.last_error}")
+    if summary.shed:
+        say(f"{summary.shed} samples answered locally at once (shed): the expected wait for the server exceeded "
+            f"their {budget:g} ms budget")
     if args.log:
         say(f"per-sample log: {args.log}")
     if args.summary_json:
@@ -189,16 +197,24 @@ def cmd_run(args) -> int:
 # ---------------------------------------------------------------------------------------------------
 
 def register_demo(sub) -> None:
-    p = sub.add_parser("demo", help="offline demo: local vs HI vs remote on the shipped models and samples",
-                       description="Starts an offload server in this process on 127.0.0.1, runs every strategy "
-                                   "over the shipped CIFAR-10 sample and writes a report. Needs no network.")
+    p = sub.add_parser("demo", help="offline demo: local vs HI vs remote vs EE-HI on the shipped models and samples",
+                       description="Starts the edge server in a child process on 127.0.0.1 (the CPU-sized "
+                                   "server_cpu.onnx), runs every strategy over the shipped CIFAR-10 sample in a "
+                                   "closed loop, then HI with samples arriving at --rate per second, and writes "
+                                   "a report. Needs no network and no dataset.")
     p.add_argument("--models-dir", default=None,
-                   help="directory with resnet8_int8.tflite, decider_resnet8.json, server.onnx "
-                        "(and ee_resnet8.json for EE-HI)")
+                   help="directory with resnet8_int8.tflite, decider_resnet8.json, server_cpu.onnx (and "
+                        "ee_resnet8.json for EE-HI); default: the shipped models (or $HI_MODELS_DIR)")
+    p.add_argument("--server-model", default="server_cpu.onnx",
+                   help="edge model file in the models directory (default server_cpu.onnx; server.onnx is the "
+                        "GPU ensemble, ~10x the compute per image)")
     p.add_argument("--samples", default=None, help="npz of samples (default: MODELS_DIR/demo_samples.npz)")
     p.add_argument("--out", default="runs/demo", help="report directory (default runs/demo)")
     p.add_argument("--limit", type=int, default=None, help="use only this many samples")
-    p.add_argument("--latency-budget-ms", type=float, default=200.0, help="per-sample budget for offloads")
+    p.add_argument("--latency-budget-ms", type=float, default=None, help="per-sample budget (default 1000)")
+    p.add_argument("--rate", type=float, default=200.0,
+                   help="samples per second of the rate-mode HI run (default 200; 0 skips it)")
+    p.add_argument("--max-inflight", type=int, default=4, help="requests in flight per connection (default 4)")
     p.add_argument("--no-ee", action="store_true", help="skip EE-HI even if its chain exists")
     p.add_argument("--make-samples", metavar="CIFAR10_DIR",
                    help="instead of running: write the demo sample (50 test images per class) from this "

@@ -1,12 +1,15 @@
 """``hi-agent demo``: the whole HI story on one machine, offline, in about a minute.
 
-It starts the offload server inside this process on 127.0.0.1 (an ephemeral port), then runs on-device
-only, HI, remote only (and EE-HI when its chain exists) over the shipped sample of CIFAR-10 JPEG test
-images, prints the comparison and writes a Markdown report with the per-sample JSONL logs.
+It starts the edge server in a child process on 127.0.0.1 (``hi-server`` with the CPU-sized edge model,
+``server_cpu.onnx``), then runs on-device only, HI, remote only and EE-HI (when its chain exists) over
+the shipped sample of CIFAR-10 JPEG test images, each in a closed loop (the next sample after the
+previous answer: the paper's latency per inference), plus HI once more with samples arriving on a clock
+(``--rate``), which shows queueing and admission control. It prints the comparison and writes a Markdown
+report with the per-sample JSONL logs.
 
-It never fakes a result: if a shipped artifact is missing it names the file and the ``hi-train`` command
-that produces it, and exits non-zero. Latencies are measured here, over loopback, so they show the
-runtime's behaviour, not a real device's or a real network's.
+It never fakes a result: if a shipped artifact is missing it names the file and how to get it, and exits
+non-zero. Latencies are measured here, over loopback, so they show the runtime's behaviour, not a real
+device's or a real network's.
 """
 from __future__ import annotations
 
@@ -20,10 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hi_runtime.cli_support import UsageError
 from hi_runtime.records import RecordWriter, Summary, default_header, summary_markdown, summary_text
 
 DEMO_SAMPLES = "demo_samples.npz"
 SERVER_MODEL_ID = "cifar10"
+CPU_SERVER = "server_cpu.onnx"  # one ResNet-9 (width 32): sized for a CPU edge box like this one
+DEFAULT_RATE_FPS = 200.0
 
 #: What the demo needs and how each file is made (the commands of docs/training.md / docs/decider.md).
 REQUIRED = {
@@ -31,16 +37,10 @@ REQUIRED = {
                            "--epochs 50 --batch-size 64 --lr 0.05 --weight-decay 2e-4 --out models/cifar10/resnet8 "
                            "--export int8,float   (docs/training.md)",
     "decider_resnet8.json": "hi-train decider --model models/cifar10/resnet8_int8.tflite --server "
-                            "models/cifar10/server.onnx --data ../shared/datasets/cifar10-jpeg "
-                            "--out models/cifar10/decider_resnet8   (docs/decider.md)",
-    "server.onnx": "hi-train model --arch resnet9 --dataset cifar10 --data ../shared/datasets/cifar10-jpeg "
-                   "--epochs 18 --batch-size 128 --lr 0.1 --weight-decay 5e-4 --warmup-epochs 2 --label-smoothing 0.1 "
-                   "--precision mixed_bfloat16 --out models/cifar10/server_resnet9 --export onnx, the same with "
-                   "--arch resnet9_w32 --epochs 30 --seed 1 in float32 (no --precision) --out "
-                   "models/cifar10/server_resnet9_w32_s1, then hi-train export --keras "
-                   "models/cifar10/server_resnet9.keras models/cifar10/server_resnet9_w32_s1.keras --data "
-                   "../shared/datasets/cifar10-jpeg --export onnx --tta flip --out models/cifar10/server   "
-                   "(docs/training.md, the edge-server model)",
+                            "models/cifar10/server_cpu.onnx --data ../shared/datasets/cifar10-jpeg "
+                            "--max-offload 0.29 --out models/cifar10/decider_resnet8   (docs/decider.md)",
+    CPU_SERVER: "hi-train member --onnx models/cifar10/server.onnx --member resnet9_w32 --data "
+                "../shared/datasets/cifar10-jpeg --out models/cifar10/server_cpu   (docs/training.md)",
 }
 EE_CHAIN = "ee_resnet8.json"
 EE_HOW = "hi-train early-exit ... --out models/cifar10/ee_resnet8 (see docs/decider.md)"
@@ -50,10 +50,12 @@ class DemoError(RuntimeError):
     pass
 
 
-def missing_artifacts(models_dir: Path, samples: Path) -> list[str]:
-    """One line per missing file, each with the command that makes it."""
+def missing_artifacts(models_dir: Path, samples: Path, server_model: str = CPU_SERVER) -> list[str]:
+    """One line per missing file, each with the command that makes it (the shipped models come with the
+    package; a missing one means --models-dir points elsewhere, or a checkout without them)."""
+    needed = {**REQUIRED, server_model: REQUIRED.get(server_model, "its hi-train command (docs/training.md)")}
     lines = [f"{models_dir / name} is missing; produce it with:\n    {how}"
-             for name, how in REQUIRED.items() if not (models_dir / name).exists()]
+             for name, how in needed.items() if not (models_dir / name).exists()]
     if not samples.exists():
         lines.append(f"{samples} is missing; produce it with:\n    hi-agent demo --make-samples "
                      "../shared/datasets/cifar10-jpeg")
@@ -90,27 +92,24 @@ class DemoResult:
 
 
 def run_demo(models_dir: Path, out_dir: Path, *, samples: Path | None = None, limit: int | None = None,
-             latency_budget_ms: float = 200.0, include_ee: bool = True, backend: str = "auto",
+             latency_budget_ms: float | None = None, include_ee: bool = True, backend: str = "auto",
              num_threads: int | None = None, reference: bool = False, progress: bool = True,
+             server_model: str = CPU_SERVER, rate_fps: float | None = DEFAULT_RATE_FPS, max_inflight: int = 4,
              echo=print) -> DemoResult:
+    from hi_runtime.agent.arrivals import Arrival
+    from hi_runtime.agent.edge_process import EdgeProcess, EdgeProcessError
+    from hi_runtime.agent.inputs import load_npz
+    from hi_runtime.agent.offloader import DEFAULT_BUDGET_MS, Endpoint, OffloadConfig, Offloader
+    from hi_runtime.agent.strategies import Agent, AgentConfig, ChainRunner
     from hi_runtime.backends import Classifier, open_backend
     from hi_runtime.decider import Decider
-    from hi_runtime.agent.inputs import load_npz
-    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, ResilientOffloader
-    from hi_runtime.agent.strategies import Agent, AgentConfig, ChainRunner
 
+    budget = latency_budget_ms or DEFAULT_BUDGET_MS
     models_dir = Path(models_dir)
     samples = Path(samples) if samples else models_dir / DEMO_SAMPLES
-    problems = missing_artifacts(models_dir, samples)
+    problems = missing_artifacts(models_dir, samples, server_model)
     if problems:
         raise DemoError("hi-agent demo cannot run:\n  " + "\n  ".join(problems))
-    try:
-        from offload_server.config import ModelConfig, ServerConfig
-        from offload_server.server import run_server_in_thread
-    except ImportError as exc:
-        raise DemoError(f"the demo runs the offload server in-process but it cannot be imported ({exc}); install "
-                        "the server extra: pip install 'hi-runtime[server]'") from exc
-
     source = load_npz(samples).limit(limit)
     out_dir.mkdir(parents=True, exist_ok=True)
     notes = []
@@ -126,50 +125,81 @@ def run_demo(models_dir: Path, out_dir: Path, *, samples: Path | None = None, li
                          "hi-train thresholds), so EE-HI ran the whole EE model on the device and offloaded nothing.")
     elif include_ee:
         notes.append(f"EE-HI skipped: {models_dir / EE_CHAIN} does not exist ({EE_HOW}).")
-    strategies = ["local", "hi", "remote"] + (["ee-hi"] if chain is not None else [])
+    runs = [("local", Arrival()), ("hi", Arrival()), ("remote", Arrival())]
+    if chain is not None:
+        runs.append(("ee-hi", Arrival()))
+    if rate_fps:
+        runs.append(("hi", Arrival("rate", rate_fps)))
 
-    # one device sends one sample at a time: a batching window would only add its delay to every offload
-    config = ServerConfig(host="127.0.0.1", port=0, log_level="WARNING",
-                          models=[ModelConfig(id=SERVER_MODEL_ID, path=str(models_dir / "server.onnx"),
-                                              max_queue_delay_us=0)])
     summaries, logs = [], {}
     t_start = time.perf_counter()
-    with run_server_in_thread(config) as server:
+    try:
+        server = EdgeProcess.start(models_dir / server_model, model_id=SERVER_MODEL_ID,
+                                   log_path=out_dir / "server.log")
+    except EdgeProcessError as exc:
+        raise DemoError(f"hi-agent demo: {exc}") from None
+    with server:
         where = f"{server.host}:{server.port}"
-        echo(f"offload server (in-process) on {where} serving server.onnx")
-        for strategy in strategies:
+        echo(f"edge server (child process) on {where} serving {server_model}")
+        for strategy, arrival in runs:
             offloader = None
             if strategy != "local":
-                offloader = ResilientOffloader(OffloadConfig(
-                    endpoints=[Endpoint(server.host, server.port)], model_id=SERVER_MODEL_ID,
-                    latency_budget_ms=latency_budget_ms))
-            agent = Agent(AgentConfig(strategy=strategy, latency_budget_ms=latency_budget_ms, progress=progress),
+                offloader = Offloader(OffloadConfig(endpoints=[Endpoint(server.host, server.port)],
+                                                    model_id=SERVER_MODEL_ID, latency_budget_ms=budget,
+                                                    max_inflight=max_inflight))
+            agent = Agent(AgentConfig(strategy=strategy, latency_budget_ms=budget, arrival=arrival,
+                                      progress=progress),
                           classifier=classifier, decider=decider if strategy in ("local", "hi") else None,
                           chain=chain if strategy == "ee-hi" else None, offloader=offloader)
-            log_path = out_dir / f"{strategy}.jsonl"
+            name = strategy if arrival.kind == "closed" else f"{strategy}@{arrival}"
+            log_path = out_dir / f"{name.replace(':', '-').replace('@', '_')}.jsonl"
             header = default_header(model=EE_CHAIN if strategy == "ee-hi" else "resnet8_int8.tflite",
                                     strategy=strategy, server=where, input=f"{samples.name} ({source.total} images)",
-                                    backend=classifier.backend.describe(), demo=True,
+                                    backend=classifier.backend.describe(), demo=True, server_model=server_model,
                                     decider="decider_resnet8.json" if strategy in ("local", "hi") else None,
-                                    latency_budget_ms=latency_budget_ms)
+                                    **(chain.header_fields() if strategy == "ee-hi" else {}),
+                                    arrival=str(arrival), latency_budget_ms=budget, max_inflight=max_inflight)
             try:
                 with RecordWriter(log_path, header) as writer:
-                    summaries.append(agent.run(source, writer))
+                    summary = agent.run(source, writer)
             finally:
                 agent.close()
-            if summaries[-1].degraded:
-                notes.append(f"{strategy}: {summaries[-1].degraded} samples answered locally (degraded); last "
-                             f"offload error: {agent.last_error}")
-            logs[strategy] = log_path
+            summary.strategy = name
+            summaries.append(summary)
+            if summary.degraded:
+                notes.append(f"{name}: {summary.degraded} samples answered locally (degraded); last offload "
+                             f"error: {agent.last_error}")
+            logs[name] = log_path
     elapsed = time.perf_counter() - t_start
-    report = write_report(out_dir, summaries, logs, source.total or 0, samples, classifier, notes, elapsed)
+    report = write_report(out_dir, summaries, logs, source.total or 0, samples, classifier, notes, elapsed,
+                          server_model)
     echo(summary_text(summaries, title=f"hi-agent demo: {source.total} CIFAR-10 JPEG test images"))
+    for line in promise_lines(summaries):
+        echo(line)
     echo(f"report: {report}")
     return DemoResult(summaries, report, logs)
 
 
+def promise_lines(summaries: list[Summary]) -> list[str]:
+    """What the run says about the promise (near-remote accuracy at near-local cost), in numbers."""
+    by = {s.strategy: s for s in summaries}
+    lines = []
+    hi, local, remote = by.get("hi"), by.get("local"), by.get("remote")
+    if hi and local and hi.accuracy is not None and local.accuracy is not None:
+        lines.append(f"HI: {100 * (hi.accuracy - local.accuracy):+.2f} points over on-device only, "
+                     f"{100 * hi.offload_ratio:.1f}% offloaded, {hi.degraded} degraded")
+    if hi and remote and hi.latency_mean_ms and remote.latency_mean_ms:
+        lines.append(f"HI mean latency {hi.latency_mean_ms:.2f} ms = {hi.latency_mean_ms / remote.latency_mean_ms:.2f}x "
+                     f"remote's {remote.latency_mean_ms:.2f} ms (closed loop)")
+    for name, s in by.items():
+        if "@" in name:
+            lines.append(f"{name}: p99 {s.latency_p99_ms:.2f} ms, mean queue wait {s.queue_ms or 0:.2f} ms, "
+                         f"{s.shed} shed, {s.degraded} degraded")
+    return lines
+
+
 def write_report(out_dir: Path, summaries: list[Summary], logs: dict, n: int, samples: Path, classifier,
-                 notes: list[str], elapsed: float) -> Path:
+                 notes: list[str], elapsed: float, server_model: str = CPU_SERVER) -> Path:
     by = {s.strategy: s for s in summaries}
     lines = [
         "# hi-agent demo report",
@@ -180,17 +210,19 @@ def write_report(out_dir: Path, summaries: list[Summary], logs: dict, n: int, sa
         (f"{n} images from `{samples.name}` (a class-stratified sample of the CIFAR-10 test split re-encoded as "
          "JPEG q75: accuracies are a few points below pristine CIFAR-10, and with this few images each one "
          f"is worth {100 / max(1, n):.2f} points)."),
-        (f"Local model `resnet8_int8.tflite` on {classifier.backend.describe()}; the offload server ran in this "
-         "process on 127.0.0.1, so offload latencies are loopback latencies, not a real network's."),
+        (f"Local model `resnet8_int8.tflite` on {classifier.backend.describe()}; the edge server (`{server_model}`) "
+         "ran in a child process on 127.0.0.1, so offload latencies are loopback latencies, not a real network's."),
         "",
         summary_markdown(summaries),
-        "Latency is per sample, from preprocessing to the final answer (offloads included).",
+        ("Latency is per sample, from its arrival to its final answer (offloads included), stamped when the "
+         "answer arrived. Runs without `@` are closed loops (the next sample after the previous answer); "
+         "`@rate:N` runs had N samples arriving per second, so their latency includes queueing, and "
+         "`shed` counts offloads that admission control answered locally because the expected wait exceeded "
+         "the budget."),
         "",
     ]
-    if "hi" in by and "local" in by and by["hi"].accuracy is not None and by["local"].accuracy is not None:
-        lines.append(f"HI changed accuracy by {100 * (by['hi'].accuracy - by['local'].accuracy):+.2f} points over "
-                     f"on-device only while offloading {100 * by['hi'].offload_ratio:.1f}% of the samples.")
-        lines.append("")
+    lines += [f"- {line}" for line in promise_lines(summaries)]
+    lines.append("")
     lines += [f"- {note}" for note in notes]
     lines += ["", "Per-sample logs (schema in docs/agent.md):", ""]
     lines += [f"- `{p.name}` ({k})" for k, p in logs.items()]
@@ -201,19 +233,28 @@ def write_report(out_dir: Path, summaries: list[Summary], logs: dict, n: int, sa
 
 
 def cmd_demo(args) -> int:
+    from hi_runtime.artifacts import ArtifactError, models_dir
+
     def echo(msg: str) -> None:
         print(msg, flush=True)
 
+    try:
+        mdir = models_dir("cifar10", args.models_dir)
+    except ArtifactError as exc:
+        raise UsageError(str(exc)) from None
     if getattr(args, "make_samples", None):
-        out = Path(args.samples) if args.samples else Path(args.models_dir) / DEMO_SAMPLES
+        out = Path(args.samples) if args.samples else mdir / DEMO_SAMPLES
         path = make_demo_samples(args.make_samples, out)
         echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
         return 0
+    if args.rate is not None and args.rate < 0:
+        raise UsageError(f"--rate {args.rate:g}: give samples per second (> 0), or 0 to skip the rate-mode run")
     try:
-        run_demo(Path(args.models_dir), Path(args.out), samples=Path(args.samples) if args.samples else None,
+        run_demo(mdir, Path(args.out), samples=Path(args.samples) if args.samples else None,
                  limit=args.limit, latency_budget_ms=args.latency_budget_ms, include_ee=not args.no_ee,
                  backend=args.backend, num_threads=args.threads, reference=args.reference_kernels,
-                 progress=not args.no_progress, echo=echo)
+                 progress=not args.no_progress, server_model=args.server_model, rate_fps=args.rate or None,
+                 max_inflight=args.max_inflight, echo=echo)
     except DemoError as exc:
         print(str(exc), file=sys.stderr)
         return 1

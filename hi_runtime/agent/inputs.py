@@ -44,6 +44,7 @@ class InputSource:
     name: str = "?"
     class_names: list[str] | None = None
     total: int | None = None
+    live: bool = False  # samples arrive on their own clock (a camera): the arrival process does not pace them
 
     def __iter__(self) -> Iterator[Sample]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -112,8 +113,8 @@ def load_dataset_source(name: str, path: str | Path, split: str = "test", order:
     try:
         from hi_runtime.datasets import DatasetError, load_dataset
     except ImportError as exc:
-        raise InputError(f"reading dataset {name!r} needs the training loaders (package 'training' and "
-                         f"Pillow): {exc}; or use npz:/images: inputs") from exc
+        raise InputError(f"reading dataset {name!r} needs Pillow ({exc}): pip install pillow; or use npz: "
+                         "inputs") from exc
     try:
         ds = load_dataset(name, path, split, progress=False)
     except (DatasetError, FileNotFoundError) as exc:
@@ -196,6 +197,7 @@ class CameraSource(InputSource):
         self.size = size
         self.name = f"camera:{index}"
         self.total = max_frames
+        self.live = True
 
     def __iter__(self) -> Iterator[Sample]:
         i = 0

@@ -1,27 +1,43 @@
-"""Resilient offloading on top of :class:`~hi_runtime.offload_client.OffloadClient`.
+"""Resilient, pipelined offloading: how hi-agent reaches the edge servers.
 
-The device must answer every sample even when the edge server or the network fails, and must not waste
-its latency budget on a server that is down. So:
+The device must answer every sample even when the edge server or the network fails, must not waste its
+latency budget on a server that is down, and must not take a slow but alive server for a dead one. So:
 
-* one persistent connection per server, opened lazily and re-opened automatically after a failure;
-* every attempt's timeout is what is left of the sample's latency budget (a deadline, not a fixed value),
-  so an offload never takes longer than the sample may;
-* retries with exponential backoff, within that same deadline;
-* a circuit breaker per server: after ``failure_threshold`` consecutive failures the server is skipped for
-  a cool-down (doubling up to a cap); then one trial request (half-open) decides whether it is back. With
-  every breaker open an offload fails at once, so a run with a dead server goes at local speed;
-* failover: servers are tried in order (primary first), skipping those whose breaker is open.
+* **pipelined on the wire**: ``connections`` persistent connections per server (opened lazily, re-opened
+  after a failure), each with up to ``max_inflight`` requests in flight (never more than the server's
+  WELCOME allows); answers are paired with their requests by id, so they may return in any order. All of
+  it runs on one asyncio loop in a background thread, so the caller's local inference of the next samples
+  proceeds meanwhile;
+* **deadlines, not fixed timeouts**: a sample's offload may take what is left of its latency budget
+  (``latency_budget_ms`` from the sample's arrival), never more;
+* **budgets that follow the network**: each server keeps a sliding window of its recent round trips. Once
+  a request has waited longer than a high quantile of that window times a factor plus a margin, the next
+  server is tried as well (a hedge; the first answer wins) — but the first request keeps waiting until
+  the deadline, because a slow server that still answers within the budget is alive. Answers that come
+  after their caller moved on still feed the window, so it learns a new normal quickly;
+* **admission control**: :meth:`Offloader.expected_wait_s` tells how long a new offload would take (a
+  typical round trip plus the requests ahead times the recent gap between answers); the agent answers
+  locally at once, flagged ``shed``, when that exceeds the sample's deadline;
+* a **circuit breaker** per server: ``failure_threshold`` consecutive failures (connection errors,
+  retryable server errors, deadlines passed without an answer) open it for a cool-down (doubling up to a
+  cap); then one trial request (half-open) decides whether it is back. With every breaker open an offload
+  fails at once, so a run with a dead server goes at local speed;
+* **failover**: servers are tried in order (primary first), skipping those whose breaker is open; retries
+  back off exponentially within the same deadline.
 
-``offload()`` never raises for server/network trouble: it returns an :class:`OffloadOutcome` with
+``submit()`` never raises for server or network trouble: its future's :class:`OffloadOutcome` has
 ``ok=False`` and the reason, and the caller keeps its local answer (flagged degraded).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,6 +48,7 @@ log = logging.getLogger(__name__)
 # Server error codes worth trying elsewhere (overload, shutdown, internal); others (bad tensor, unknown
 # model) are this request's fault and would fail on every server too.
 _RETRYABLE_SERVER_ERRORS = {"BUSY", "SHUTTING_DOWN", "INTERNAL", "TIMEOUT"}
+DEFAULT_BUDGET_MS = 1000.0
 
 
 @dataclass(frozen=True)
@@ -59,15 +76,21 @@ class OffloadConfig:
     model_id: str = "cifar10"
     key: bytes | None = None
     ssl_context: object = None
-    latency_budget_ms: float = 100.0  # per sample, from the start of its processing
+    latency_budget_ms: float = DEFAULT_BUDGET_MS  # per sample, from its arrival: caps every wait
     connect_timeout: float = 1.0
+    max_inflight: int = 4  # K: requests in flight per connection (bounded by the server's WELCOME)
+    connections: int = 1  # connections per server
     min_attempt_ms: float = 2.0  # below this much remaining budget an attempt is not started
-    max_attempts: int = 3  # per sample, across servers
+    max_attempts: int = 3  # per sample, across servers (a hedge counts as one)
     backoff_initial_ms: float = 2.0
     backoff_max_ms: float = 50.0
     failure_threshold: int = 2  # consecutive failures that open a server's breaker
     cooldown_s: float = 0.5  # first open period; doubles on each failed trial up to cooldown_max_s
     cooldown_max_s: float = 10.0
+    rtt_window: int = 64  # recent round trips kept per server
+    hedge_quantile: float = 0.99  # try the next server after q(window) * factor + margin ...
+    hedge_factor: float = 3.0
+    hedge_margin_ms: float = 20.0  # ... (the first request keeps waiting until the deadline)
     top_k: int = 0
     client_name: str = "hi-agent"
 
@@ -76,6 +99,9 @@ class OffloadConfig:
             raise ValueError("at least one server endpoint is needed to offload")
         if self.latency_budget_ms <= 0:
             raise ValueError(f"latency budget must be positive, got {self.latency_budget_ms} ms")
+        if self.max_inflight < 1 or self.connections < 1:
+            raise ValueError(f"max_inflight and connections must be at least 1, got {self.max_inflight} and "
+                             f"{self.connections}")
 
 
 class CircuitBreaker:
@@ -118,6 +144,34 @@ class CircuitBreaker:
         self.opens += 1
 
 
+class RttWindow:
+    """Recent round trips of one server (seconds) and the recent gap between its answers.
+
+    ``gap`` is a moving average of the time between consecutive answers while more requests were still
+    outstanding: how fast this server works through this device's queue, whatever the pipelining."""
+
+    def __init__(self, size: int) -> None:
+        self.samples: deque[float] = deque(maxlen=max(4, size))
+        self.gap: float | None = None
+        self._last_done: float | None = None
+
+    def add(self, rtt_s: float, done_at: float, still_outstanding: int) -> None:
+        self.samples.append(rtt_s)
+        if still_outstanding > 0 and self._last_done is not None:
+            g = max(0.0, done_at - self._last_done)
+            self.gap = g if self.gap is None else 0.8 * self.gap + 0.2 * g
+        self._last_done = done_at
+
+    def quantile(self, q: float) -> float | None:
+        if not self.samples:
+            return None
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def typical(self) -> float | None:
+        return statistics.median(self.samples) if self.samples else None
+
+
 @dataclass
 class OffloadOutcome:
     ok: bool
@@ -125,9 +179,10 @@ class OffloadOutcome:
     endpoint: str | None = None
     attempts: int = 0
     error: str | None = None
-    t_ms: float = 0.0
+    t_ms: float = 0.0  # submit -> answer (or give-up): slot wait, network and server
     top_k: list = field(default_factory=list)
     server_timings: dict = field(default_factory=dict)
+    started_at: float = 0.0  # clock() when submitted
     finished_at: float = 0.0  # clock() when the answer (or the give-up) was known
 
 
@@ -138,66 +193,187 @@ class OffloaderStats:
     failed: int = 0
     attempts: int = 0
     connects: int = 0
-    failovers: int = 0
+    failovers: int = 0  # attempts on another server than the first one tried (hedges included)
+    hedges: int = 0  # of those, started while the first was still waiting
     skipped_all_open: int = 0
+    late_answers: int = 0  # answers that came after their caller had moved on
 
 
-class ResilientOffloader:
-    """Offloads one tensor at a time with retries, breakers and failover. Not thread-safe by itself (the
-    clients are not): :class:`OffloadWorker` runs it on one thread."""
+class Offloader:
+    """Offloads tensors to the first server that answers before each one's deadline (module docstring).
+
+    Thread-safe: :meth:`submit` may be called from any thread; the work runs on this offloader's own event
+    loop thread. ``client_factory`` builds one connection (default
+    :class:`hi_runtime.offload_client.AsyncOffloadClient`); tests substitute fakes."""
 
     def __init__(self, config: OffloadConfig, client_factory: Callable[..., object] | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if client_factory is None:
-            from hi_runtime.offload_client import OffloadClient
+            from hi_runtime.offload_client import AsyncOffloadClient
 
-            client_factory = OffloadClient
+            client_factory = AsyncOffloadClient
         self.config = config
         self.client_factory = client_factory
         self.clock = clock
-        self.sleep = sleep
         self.breakers = {ep: CircuitBreaker(config.failure_threshold, config.cooldown_s, config.cooldown_max_s,
                                             clock) for ep in config.endpoints}
-        self.clients: dict[Endpoint, object] = {}
+        self.rtt = {ep: RttWindow(config.rtt_window) for ep in config.endpoints}
         self.stats = OffloaderStats()
         self.last_failure: dict[Endpoint, str] = {}  # why each server last failed (for messages)
+        self.outstanding = 0  # offloads submitted and not finished (written on the loop thread only)
+        self._clients: dict[Endpoint, list] = {ep: [None] * config.connections for ep in config.endpoints}
+        self._locks: dict[tuple, asyncio.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
-    # ---- connections --------------------------------------------------------------------------------
+    # ---- the loop thread ------------------------------------------------------------------------------
 
-    def _client(self, ep: Endpoint, remaining_s: float):
-        client = self.clients.get(ep)
-        if client is not None and getattr(client, "connected", True):
-            return client
-        timeout = max(0.001, min(self.config.connect_timeout, remaining_s))
-        client = self.client_factory(ep.host, ep.port, key=self.config.key, ssl_context=self.config.ssl_context,
-                                     connect_timeout=timeout, client_name=self.config.client_name)
-        client.connect()
-        self.stats.connects += 1
-        self.clients[ep] = client
-        log.info("connected to offload server %s", ep)
-        return client
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            with self._start_lock:
+                if self._loop is None:
+                    loop = asyncio.new_event_loop()
+                    self._thread = threading.Thread(target=loop.run_forever, name="hi-offload", daemon=True)
+                    self._thread.start()
+                    self._loop = loop
+        return self._loop
 
-    def _drop(self, ep: Endpoint) -> None:
-        client = self.clients.pop(ep, None)
-        if client is not None:
-            try:
-                client.close()
-            except Exception as exc:  # noqa: BLE001 - closing a broken socket must not mask the real failure
-                log.debug("closing the connection to %s: %s", ep, exc)
+    def submit(self, tensor: np.ndarray, *, quant: tuple[float, int] | None = None, layout: str = "NHWC",
+               deadline: float | None = None) -> Future:
+        """Start offloading ``tensor`` (a batch of one); returns a future of its :class:`OffloadOutcome`.
+        ``deadline`` is a ``clock()`` time (default: now + the latency budget)."""
+        start = self.clock()
+        if deadline is None:
+            deadline = start + self.config.latency_budget_ms / 1e3
+        return asyncio.run_coroutine_threadsafe(self.offload_async(tensor, quant=quant, layout=layout,
+                                                                   deadline=deadline, start=start),
+                                                self._ensure_loop())
 
-    def close(self) -> None:
-        for ep in list(self.clients):
-            self._drop(ep)
+    def offload(self, tensor: np.ndarray, *, quant: tuple[float, int] | None = None, layout: str = "NHWC",
+                deadline: float | None = None) -> OffloadOutcome:
+        """Blocking form of :meth:`submit` (the serial bridge answers one microcontroller at a time)."""
+        return self.submit(tensor, quant=quant, layout=layout, deadline=deadline).result()
+
+    def expected_wait_s(self) -> float | None:
+        """How long an offload submitted now would probably take: a typical round trip of the first
+        available server plus the requests already outstanding times its recent gap between answers.
+        None while nothing has been measured (admit: there is no evidence of a queue yet)."""
+        for ep in self.config.endpoints:
+            if self.breakers[ep].state == CircuitBreaker.OPEN:
+                continue
+            w = self.rtt[ep]
+            typical = w.typical()
+            if typical is None:
+                return None
+            slots = self.config.max_inflight * self.config.connections
+            gap = w.gap if w.gap is not None else typical / slots
+            return typical + self.outstanding * gap
+        return None
 
     def breaker_states(self) -> dict[str, str]:
         return {str(ep): b.state for ep, b in self.breakers.items()}
 
-    # ---- offload ------------------------------------------------------------------------------------
+    def close(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._close_clients(), loop).result(timeout=5)
+        except Exception as exc:  # noqa: BLE001 - closing broken connections must not mask anything
+            log.debug("closing offload connections: %s", exc)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        loop.close()
 
-    def offload(self, tensor: np.ndarray, *, quant: tuple[float, int] | None = None, layout: str = "NHWC",
-                deadline: float | None = None) -> OffloadOutcome:
-        """Classify ``tensor`` on the first server that answers before ``deadline`` (a ``clock()`` time;
-        default: now + the latency budget). Never raises for server or network failures."""
+    async def _close_clients(self) -> None:
+        for ep, slots in self._clients.items():
+            for i, c in enumerate(slots):
+                if c is not None:
+                    await c.close()
+                    slots[i] = None
+
+    # ---- connections ----------------------------------------------------------------------------------
+
+    async def _client(self, ep: Endpoint, remaining_s: float):
+        """The connection to ``ep`` with the most free request slots, (re)connecting an empty slot first."""
+        slots = self._clients[ep]
+        for i, c in enumerate(slots):
+            if c is None or not c.connected:
+                lock = self._locks.setdefault((ep, i), asyncio.Lock())
+                async with lock:
+                    c = slots[i]
+                    if c is None or not c.connected:
+                        timeout = max(0.001, min(self.config.connect_timeout, remaining_s))
+                        c = self.client_factory(ep.host, ep.port, key=self.config.key,
+                                                ssl_context=self.config.ssl_context, connect_timeout=timeout,
+                                                client_name=self.config.client_name,
+                                                max_inflight=self.config.max_inflight,
+                                                on_late=lambda res, ep=ep: self._late(ep, res))
+                        await c.connect()
+                        self.stats.connects += 1
+                        slots[i] = c
+                        log.info("connected to offload server %s (connection %d)", ep, i + 1)
+        return max(slots, key=lambda c: c.free_slots)
+
+    async def _drop(self, ep: Endpoint, client) -> None:
+        slots = self._clients[ep]
+        for i, c in enumerate(slots):
+            if c is client:
+                slots[i] = None
+        try:
+            await client.close()
+        except Exception as exc:  # noqa: BLE001 - closing a broken socket must not mask the real failure
+            log.debug("closing the connection to %s: %s", ep, exc)
+
+    def _late(self, ep: Endpoint, res) -> None:
+        self.stats.late_answers += 1
+        self.rtt[ep].add(res.round_trip_s, self.clock(), self.outstanding)
+
+    # ---- one offload ----------------------------------------------------------------------------------
+
+    async def _attempt(self, ep: Endpoint, tensor: np.ndarray, quant, layout: str, deadline: float):
+        client = await self._client(ep, deadline - self.clock())
+        try:
+            return await client.infer(tensor, self.config.model_id, layout=layout, quant=quant,
+                                      top_k=self.config.top_k, timeout=max(0.001, deadline - self.clock()))
+        except Exception as exc:
+            from hi_runtime.offload_client import OffloadServerError, OffloadTimeout
+
+            if not isinstance(exc, (OffloadTimeout, OffloadServerError)) or (
+                    isinstance(exc, OffloadServerError) and exc.request_id == 0):
+                await self._drop(ep, client)
+            raise
+
+    def _hedge_after(self, ep: Endpoint) -> float | None:
+        q = self.rtt[ep].quantile(self.config.hedge_quantile)
+        return None if q is None else q * self.config.hedge_factor + self.config.hedge_margin_ms / 1e3
+
+    async def offload_async(self, tensor: np.ndarray, *, quant=None, layout: str = "NHWC",
+                            deadline: float | None = None, start: float | None = None) -> OffloadOutcome:
+        """Offload on this loop (the agent's loop thread, or a caller already on the loop)."""
+        start = self.clock() if start is None else start
+        deadline = start + self.config.latency_budget_ms / 1e3 if deadline is None else deadline
+        self.stats.requests += 1
+        self.outstanding += 1
+        try:
+            out = await self._offload(tensor, quant, layout, deadline, start)
+        except Exception as exc:  # noqa: BLE001 - the contract: never raise, report
+            log.exception("offload failed unexpectedly")
+            out = OffloadOutcome(ok=False, error=f"internal error: {exc!r}")
+        finally:
+            self.outstanding -= 1
+        out.started_at = start
+        out.finished_at = self.clock()
+        out.t_ms = (out.finished_at - start) * 1e3
+        if out.ok:
+            self.stats.answered += 1
+        else:
+            self.stats.failed += 1
+        return out
+
+    async def _offload(self, tensor, quant, layout: str, deadline: float, start: float) -> OffloadOutcome:
         from hi_runtime.offload_client import (
             OffloadAuthError,
             OffloadConnectionError,
@@ -207,88 +383,106 @@ class ResilientOffloader:
         )
 
         cfg = self.config
-        start = self.clock()
-        deadline = start + cfg.latency_budget_ms / 1000.0 if deadline is None else deadline
-        self.stats.requests += 1
         attempts, errors = 0, []
-        backoff = cfg.backoff_initial_ms / 1000.0
+        active: dict[asyncio.Task, tuple[Endpoint, float]] = {}
         first_tried: Endpoint | None = None
-        while attempts < cfg.max_attempts:
-            candidates = [ep for ep in cfg.endpoints if self.breakers[ep].allow()]
-            if not candidates:
-                if attempts == 0:
-                    self.stats.skipped_all_open += 1
-                why = "; ".join(f"{ep}: {msg}" for ep, msg in self.last_failure.items())
-                errors.append("every server's circuit breaker is open" + (f" (last failures: {why})" if why else ""))
-                break
-            progressed = False
-            for ep in candidates:
-                remaining = deadline - self.clock()
-                if remaining * 1000.0 < cfg.min_attempt_ms or attempts >= cfg.max_attempts:
-                    break
-                if first_tried is None:
-                    first_tried = ep
-                elif ep != first_tried:
-                    self.stats.failovers += 1
-                attempts += 1
-                self.stats.attempts += 1
-                progressed = True
-                breaker = self.breakers[ep]
-                try:
-                    client = self._client(ep, remaining)
-                    res = client.infer(tensor, cfg.model_id, layout=layout, quant=quant, top_k=cfg.top_k,
-                                       timeout=max(0.001, deadline - self.clock()))
-                except OffloadTimeout as exc:
-                    breaker.failure()
-                    self._note(errors, ep, f"timeout ({exc})")
-                    continue
-                except (OffloadConnectionError, OSError) as exc:
-                    self._drop(ep)
-                    breaker.failure()
-                    self._note(errors, ep, f"{exc}")
-                    continue
-                except OffloadAuthError as exc:
-                    self._drop(ep)
-                    breaker.failure()
-                    self._note(errors, ep, f"authentication failed ({exc})")
-                    continue
-                except OffloadServerError as exc:
-                    name = _error_name(exc.code)
-                    self._note(errors, ep, f"server error {name}: {exc.message}")
-                    if name in _RETRYABLE_SERVER_ERRORS or exc.request_id == 0:
-                        breaker.failure()
-                        if exc.request_id == 0:
-                            self._drop(ep)
+        tried: set[Endpoint] = set()  # in this round: every server once, then back off and start over
+        backoff = cfg.backoff_initial_ms / 1e3
+        try:
+            while True:
+                now = self.clock()
+                remaining = deadline - now
+                busy = {ep for ep, _ in active.values()}
+                candidates = [ep for ep in cfg.endpoints if ep not in busy and self.breakers[ep].allow()]
+                if not active:
+                    if not candidates:
+                        if attempts == 0:
+                            self.stats.skipped_all_open += 1
+                        why = "; ".join(f"{ep}: {msg}" for ep, msg in self.last_failure.items())
+                        errors.append("every server's circuit breaker is open" +
+                                      (f" (last failures: {why})" if why else ""))
+                        break
+                    if remaining * 1e3 < cfg.min_attempt_ms or attempts >= cfg.max_attempts:
+                        break
+                    fresh = [c for c in candidates if c not in tried]
+                    if not fresh:  # every server failed once in this round: back off, then a new round
+                        await asyncio.sleep(min(backoff, max(0.0, remaining - cfg.min_attempt_ms / 1e3)))
+                        backoff = min(backoff * 2, cfg.backoff_max_ms / 1e3)
+                        tried.clear()
                         continue
-                    breaker.success()  # the server is alive; this request is what it refused
-                    return self._fail(start, attempts, errors)
-                except OffloadError as exc:
-                    self._drop(ep)
-                    breaker.failure()
-                    self._note(errors, ep, f"{exc}")
-                    continue
-                breaker.success()
-                self.stats.answered += 1
-                return OffloadOutcome(ok=True, class_id=int(res.class_id), endpoint=str(ep), attempts=attempts,
-                                      t_ms=(self.clock() - start) * 1000.0, top_k=list(res.top_k),
-                                      server_timings=dict(res.server_timings))
-            remaining = deadline - self.clock()
-            if not progressed or remaining * 1000.0 < cfg.min_attempt_ms or attempts >= cfg.max_attempts:
-                break
-            self.sleep(min(backoff, max(0.0, remaining - cfg.min_attempt_ms / 1000.0)))
-            backoff = min(backoff * 2, cfg.backoff_max_ms / 1000.0)
+                    ep = fresh[0]
+                    candidates.remove(ep)
+                    tried.add(ep)
+                    if first_tried is None:
+                        first_tried = ep
+                    elif ep != first_tried:
+                        self.stats.failovers += 1
+                    attempts += 1
+                    self.stats.attempts += 1
+                    active[asyncio.ensure_future(self._attempt(ep, tensor, quant, layout, deadline))] = (ep, now)
+                wait = remaining
+                hedge_ep = None
+                candidates = [c for c in candidates if c not in tried]
+                if len(active) == 1 and candidates and attempts < cfg.max_attempts:
+                    (ep0, t0), = active.values()
+                    after = self._hedge_after(ep0)
+                    if after is not None and t0 + after < deadline:
+                        wait, hedge_ep = max(0.0, t0 + after - now), candidates[0]
+                done, _ = await asyncio.wait(list(active), timeout=max(0.0, wait),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    if hedge_ep is not None and self.clock() < deadline:
+                        attempts += 1
+                        self.stats.attempts += 1
+                        self.stats.failovers += 1
+                        self.stats.hedges += 1
+                        tried.add(hedge_ep)
+                        active[asyncio.ensure_future(self._attempt(hedge_ep, tensor, quant, layout, deadline))] = (
+                            hedge_ep, self.clock())
+                        continue
+                    for ep, _ in active.values():  # the deadline passed: no server answered in time
+                        self.breakers[ep].failure()
+                        self._note(errors, ep, "no answer within the latency budget")
+                    break
+                for task in done:
+                    ep, t0 = active.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        res = task.result()
+                        self.breakers[ep].success()
+                        self.rtt[ep].add(res.round_trip_s, self.clock(), self.outstanding - 1)
+                        return OffloadOutcome(ok=True, class_id=int(res.class_id), endpoint=str(ep),
+                                              attempts=attempts, top_k=list(res.top_k),
+                                              server_timings=dict(res.server_timings))
+                    if isinstance(exc, OffloadTimeout):
+                        self.breakers[ep].failure()
+                        self._note(errors, ep, f"timeout ({exc})")
+                    elif isinstance(exc, OffloadAuthError):
+                        self.breakers[ep].failure()
+                        self._note(errors, ep, f"authentication failed ({exc})")
+                    elif isinstance(exc, OffloadServerError):
+                        name = _error_name(exc.code)
+                        self._note(errors, ep, f"server error {name}: {exc.message}")
+                        if name in _RETRYABLE_SERVER_ERRORS or exc.request_id == 0:
+                            self.breakers[ep].failure()
+                        else:
+                            self.breakers[ep].success()  # the server is alive; this request is what it refused
+                            return OffloadOutcome(ok=False, attempts=attempts, error="; ".join(errors[-3:]))
+                    elif isinstance(exc, (OffloadConnectionError, OffloadError, OSError)):
+                        self.breakers[ep].failure()
+                        self._note(errors, ep, str(exc))
+                    else:
+                        raise exc
+        finally:
+            for task in active:
+                task.cancel()
         if not errors:
             errors.append("latency budget exhausted before an attempt could start")
-        return self._fail(start, attempts, errors)
+        return OffloadOutcome(ok=False, attempts=attempts, error="; ".join(errors[-3:]))
 
     def _note(self, errors: list[str], ep: Endpoint, message: str) -> None:
         errors.append(f"{ep}: {message}")
         self.last_failure[ep] = message
-
-    def _fail(self, start: float, attempts: int, errors: list[str]) -> OffloadOutcome:
-        self.stats.failed += 1
-        return OffloadOutcome(ok=False, attempts=attempts, error="; ".join(errors[-3:]),
-                              t_ms=(self.clock() - start) * 1000.0)
 
 
 def _error_name(code: int) -> str:
@@ -300,40 +494,6 @@ def _error_name(code: int) -> str:
         return str(code)
 
 
-class OffloadWorker:
-    """Runs a :class:`ResilientOffloader` on one background thread so the caller's next samples' local
-    inference proceeds while an offload is in flight. ``max_inflight`` bounds the queued offloads: a
-    submit beyond it blocks until one finishes (bounded memory and bounded staleness)."""
-
-    def __init__(self, offloader: ResilientOffloader, max_inflight: int = 4) -> None:
-        self.offloader = offloader
-        self.max_inflight = max(1, max_inflight)
-        self._slots = threading.BoundedSemaphore(self.max_inflight)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hi-offload")
-
-    def submit(self, tensor: np.ndarray, *, quant: tuple[float, int] | None = None, layout: str = "NHWC",
-               deadline: float | None = None) -> Future[OffloadOutcome]:
-        self._slots.acquire()
-
-        def job() -> OffloadOutcome:
-            try:
-                out = self.offloader.offload(tensor, quant=quant, layout=layout, deadline=deadline)
-            except Exception as exc:
-                log.exception("offload worker failed")
-                out = OffloadOutcome(ok=False, error=f"internal error: {exc!r}")
-            try:
-                out.finished_at = self.offloader.clock()
-                return out
-            finally:
-                self._slots.release()
-
-        return self._pool.submit(job)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        self.offloader.close()
-
-
-def make_offloader(servers: Sequence[str], **kwargs) -> ResilientOffloader:
+def make_offloader(servers: Sequence[str], **kwargs) -> Offloader:
     """Convenience: ``make_offloader(["127.0.0.1:9000", "10.0.0.2:9000"], model_id=..., latency_budget_ms=...)``."""
-    return ResilientOffloader(OffloadConfig(endpoints=[Endpoint.parse(s) for s in servers], **kwargs))
+    return Offloader(OffloadConfig(endpoints=[Endpoint.parse(s) for s in servers], **kwargs))

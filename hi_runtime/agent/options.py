@@ -46,12 +46,36 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls", action="store_true", help="connect with TLS")
     g.add_argument("--tls-ca", help="CA bundle / server certificate to trust with --tls (default: system CAs)")
     g.add_argument("--latency-budget-ms", type=float, default=None,
-                   help="per-sample latency budget; every offload's timeout is what is left of it (default 100, "
-                        "or the QoS config's)")
+                   help="per-sample latency budget, from the sample's arrival to its final answer: no offload "
+                        "waits longer (default 1000, or the QoS config's); within it, the next server is tried "
+                        "once a request outlasts the recent round trips")
     g.add_argument("--connect-timeout", type=float, default=1.0, help="TCP connect + handshake timeout (s)")
-    g.add_argument("--max-inflight", type=int, default=4,
-                   help="offloads queued or in flight while local inference continues (default 4)")
+    g.add_argument("--max-inflight", type=int, default=4, metavar="K",
+                   help="requests in flight per connection (pipelined; the server's limit caps it; default 4)")
+    g.add_argument("--connections", type=int, default=1, metavar="N",
+                   help="connections per server (default 1)")
     g.add_argument("--max-attempts", type=int, default=3, help="offload attempts per sample, across servers")
+
+
+def add_arrival_args(p: argparse.ArgumentParser) -> None:
+    from hi_runtime.agent.arrivals import ARRIVAL_FORMS
+
+    p.add_argument("--arrival", default="closed", metavar="PROCESS",
+                   help=f"how samples arrive: {', '.join(ARRIVAL_FORMS)} (closed: the next after the previous "
+                        "answer, the paper's latency per inference; rate:30: a 30 fps camera, latency includes "
+                        "queueing; burst: all at once, throughput). Default closed")
+    p.add_argument("--no-admission", action="store_true",
+                   help="offload even when the expected wait already exceeds the sample's deadline (default: "
+                        "answer such samples locally at once, flagged shed)")
+
+
+def parse_arrival(text: str):
+    from hi_runtime.agent.arrivals import Arrival
+
+    try:
+        return Arrival.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"--arrival: {exc}") from None
 
 
 def _ssl_context(args):
@@ -64,19 +88,23 @@ def _ssl_context(args):
 
 
 def build_offloader(args, budget_ms: float):
-    """A ResilientOffloader from the shared server flags, or None without --server."""
+    """An Offloader from the shared server flags, or None without --server."""
     if not args.server:
         return None
-    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, ResilientOffloader
+    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, Offloader
 
     try:
         endpoints = [Endpoint.parse(s) for s in args.server]
     except ValueError as exc:
         raise UsageError(f"--server: {exc}") from None
-    cfg = OffloadConfig(endpoints=endpoints, model_id=args.model_id, key=read_key(args.key_file),
-                        ssl_context=_ssl_context(args), latency_budget_ms=budget_ms,
-                        connect_timeout=args.connect_timeout, max_attempts=args.max_attempts)
-    return ResilientOffloader(cfg)
+    try:
+        cfg = OffloadConfig(endpoints=endpoints, model_id=args.model_id, key=read_key(args.key_file),
+                            ssl_context=_ssl_context(args), latency_budget_ms=budget_ms,
+                            connect_timeout=args.connect_timeout, max_attempts=args.max_attempts,
+                            max_inflight=args.max_inflight, connections=getattr(args, "connections", 1))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return Offloader(cfg)
 
 
 def add_input_args(p: argparse.ArgumentParser) -> None:

@@ -8,16 +8,26 @@
 * ``ee-hi``  - the early-exit segment chain runs until an exit's confidence passes its threshold; at the
   final exit the decider accepts or offloads.
 
-Offloads are pipelined (bounded by ``max_inflight``): a sample that goes to the server waits on the
-offload worker thread while the next samples' local inference proceeds; records are still emitted in
-sample order. When an offload fails (timeout, server down, every breaker open) the local answer is final
-and the record says ``degraded``: no sample is ever dropped.
+Samples arrive by an arrival process (:mod:`hi_runtime.agent.arrivals`: closed, rate:<fps>, burst). The
+device answers them in arrival order on the caller's thread; offloads go to the pipelined
+:class:`~hi_runtime.agent.offloader.Offloader`, so later samples' local inference proceeds while earlier
+ones are on the wire. Every latency runs from the sample's arrival to its final answer, stamped when the
+answer arrives (on the offloader's thread), not when the loop next looks.
+
+Delivery order: a record is delivered (written, counted, passed to ``on_record``) when its answer is
+final, so records come in completion order; each carries its ``sample_id``. In a closed run that is the
+arrival order. ``Agent.records`` holds them in that same order.
+
+No sample is ever dropped: when an offload fails (server down, every breaker open, no answer within the
+budget) the local answer is final and the record says ``degraded``; when admission control sees that an
+offload could not make the sample's deadline, the local answer is final at once and the record says
+``shed``.
 """
 from __future__ import annotations
 
 import logging
+import queue
 import time
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +35,10 @@ from typing import Callable
 
 import numpy as np
 
-from hi_runtime.backends import ChainRunner, Classifier
+from hi_runtime.agent.arrivals import Arrival
 from hi_runtime.agent.inputs import InputSource, Sample
+from hi_runtime.agent.offloader import DEFAULT_BUDGET_MS, OffloadOutcome
+from hi_runtime.backends import ChainRunner, Classifier
 from hi_runtime.records import STRATEGIES, RecordWriter, SampleRecord, Summary, summarize
 
 log = logging.getLogger(__name__)
@@ -102,34 +114,37 @@ class QosConfig:
 @dataclass
 class AgentConfig:
     strategy: str = "hi"
-    latency_budget_ms: float = 100.0
-    max_inflight: int = 4
+    latency_budget_ms: float = DEFAULT_BUDGET_MS  # per sample, from its arrival to its final answer
+    arrival: str | Arrival = "closed"
+    admission: bool = True  # shed offloads whose expected wait already exceeds the sample's deadline
     progress: bool = True
 
 
 @dataclass
 class _Pending:
     record: SampleRecord
-    t0: float
+    arrived: float
     image: np.ndarray
-    future: object = None
-    score_input: np.ndarray | None = None  # probabilities whose decider score is still to be logged
+    score_input: np.ndarray | None = None  # raw scores whose decider score is still to be logged
+    needs_local: bool = False  # remote strategy, server failed: answer locally on the device's thread
 
 
 class Agent:
-    """Runs one strategy over samples. ``offloader`` is a ResilientOffloader (or None for ``local``).
+    """Runs one strategy over samples. ``offloader`` is an :class:`~hi_runtime.agent.offloader.Offloader`
+    (or None for ``local``).
 
-    The decision itself (accept or offload) is made per sample on the hot path, with the decider's exact
-    int8 form when the model's output is int8. The decider *score* is only logged, so it is computed for
-    batches of records just before they are written (one vectorized call instead of one per sample);
-    ``t_decide_ms`` therefore measures the decision, not the logging.
+    The decision itself (accept or offload) is made per sample on the hot path, in plain integer
+    arithmetic with the decider's exact int8 form when the model's output is int8. The decider *score* is
+    only logged, so it is computed for batches of records just before they are written (one vectorized
+    call instead of one per sample); ``t_decide_ms`` therefore measures the decision, not the logging.
     """
 
     SCORE_BATCH = 64  # records scored and written together ...
     FLUSH_S = 0.5  # ... or after this long, so a live source (camera) is logged promptly
 
     def __init__(self, config: AgentConfig, *, classifier: Classifier | None = None, decider=None,
-                 chain: ChainRunner | None = None, offloader=None) -> None:
+                 chain: ChainRunner | None = None, offloader=None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         s = config.strategy
         if s not in STRATEGIES:
             raise StrategyError(f"unknown strategy {s!r}; choose one of {', '.join(STRATEGIES)}")
@@ -141,123 +156,135 @@ class Agent:
             raise StrategyError("strategy ee-hi needs an early-exit chain (--ee-chain, e.g. models/cifar10/ee_resnet8.json)")
         if s in NEEDS_SERVER and offloader is None:
             raise StrategyError(f"strategy {s} offloads: give at least one server (--server HOST:PORT)")
+        if config.latency_budget_ms <= 0:
+            raise StrategyError(f"the latency budget must be positive, got {config.latency_budget_ms} ms")
         self.config = config
+        self.arrival = Arrival.parse(config.arrival)
         self.classifier = classifier
         self.chain = chain
-        self.offloader = offloader
+        self.offloader = offloader if s in NEEDS_SERVER else None
+        self._owned_offloader = offloader
         self.decider = decider
-        self._int8_decider = None
+        self.clock = clock
+        self._accept_row = None  # the per-sample decision on raw scores as Python numbers
         if decider is not None and classifier is not None:
-            self._int8_decider = _int8_form(decider, classifier.output_spec)
+            form = _int8_form(decider, classifier.output_spec)
+            if form is not None:
+                self._accept_row = form.accept_row
+            else:
+                spec = classifier.output_spec
+                self._accept_row = lambda row: bool(decider.accept(spec.dequantize(np.asarray([row])))[0])
         self._score_decider = chain.chain.policy.decider if s == "ee-hi" and chain is not None else decider
         self._score_quant = None  # quantization of the EE chain's final scores (set when first seen)
-        self.worker = None
-        if offloader is not None and s in NEEDS_SERVER:
-            from hi_runtime.agent.offloader import OffloadWorker
-
-            self.worker = OffloadWorker(offloader, config.max_inflight)
+        self._budget_s = config.latency_budget_ms / 1e3
+        self._done: queue.SimpleQueue = queue.SimpleQueue()  # answered offloads, from the offloader thread
+        self._outstanding = 0
         self.records: list[SampleRecord] = []
         self.last_error: str | None = None
 
-    # ---- per-sample stages --------------------------------------------------------------------------
+    # ---- per-sample stages (the device's thread) ------------------------------------------------------
 
-    def _local(self, sample: Sample, pending: _Pending) -> None:
+    def _local(self, image: np.ndarray, pending: _Pending) -> None:
         """Preprocess + local model + decision; fills the local fields and timings of the record."""
         clf = self.classifier
-        assert clf is not None
         rec = pending.record
         t = time.perf_counter()
-        x = clf.preprocess(sample.image)
+        x = clf.preprocess(image)
         t1 = time.perf_counter()
-        raw, cls, conf = clf.classify_one(x)
+        raw, row, cls, conf = clf.classify_one(x)
         t2 = time.perf_counter()
         rec.local_class = rec.final_class = cls
         rec.local_confidence = conf
         rec.t_preprocess_ms = (t1 - t) * 1e3
         rec.t_local_ms = (t2 - t1) * 1e3
-        if self.decider is not None:  # a local run with a decider logs its score too (offline HI analysis)
-            if self._int8_decider is not None:
-                accept = bool(self._int8_decider.accept(raw)[0])
-            else:
-                accept = bool(self.decider.accept(clf.output_spec.dequantize(raw))[0])
+        if self._accept_row is not None:  # a local run with a decider logs its score too (offline HI analysis)
+            accept = self._accept_row(row)
             if rec.strategy == "hi":
                 rec.offloaded = not accept
             rec.t_decide_ms = (time.perf_counter() - t2) * 1e3
             pending.score_input = raw  # raw output scores; dequantized in batches for the logged score
 
-    def _early_exit(self, sample: Sample, pending: _Pending) -> None:
+    def _early_exit(self, image: np.ndarray, pending: _Pending) -> None:
         chain = self.chain
-        assert chain is not None
         rec = pending.record
         t = time.perf_counter()
-        x = chain.preprocess(sample.image)
+        x = chain.preprocess(image)
         t1 = time.perf_counter()
         chain.segment_time = 0.0
         res = chain.run(x)
         t2 = time.perf_counter()
         rec.t_preprocess_ms = (t1 - t) * 1e3
         rec.t_local_ms = chain.segment_time * 1e3
-        rec.local_class = int(res.predicted_class)
+        rec.local_class = rec.final_class = int(res.predicted_class)
         rec.local_confidence = float(res.confidence)
         rec.exit_index = int(res.exit_index)
         rec.offloaded = bool(res.offload)
         # decision time: the policy's own work (chain wall time minus the segment invokes)
         rec.t_decide_ms = ((t2 - t1) - chain.segment_time) * 1e3
-        rec.final_class = rec.local_class
         if self._score_decider is not None and res.exit_index == chain.chain.num_exits - 1:
-            scores = np.asarray(res.scores).reshape(1, -1)
-            seg = chain.chain.segments[-1]
-            pending.score_input = scores
-            self._score_quant = seg.scores_quant
+            pending.score_input = np.asarray(res.scores).reshape(1, -1)
+            self._score_quant = chain.chain.segments[-1].scores_quant
 
-    def _fallback_local(self, pending: _Pending) -> None:
-        """Remote strategy, server failed: answer locally if a local model is loaded."""
-        if self.classifier is None:
-            return
-        rec = pending.record
-        self._local(Sample(rec.sample_id, pending.image, rec.label), pending)
-
-    # ---- loop ---------------------------------------------------------------------------------------
-
-    def process(self, sample: Sample) -> _Pending:
-        """Start one sample; returns a pending entry (its record completes when the offload ends)."""
-        t0 = time.perf_counter()
+    def _start(self, sample: Sample, arrived: float) -> _Pending | None:
+        """Answer one sample locally, or hand it to the offloader. Returns the entry when its answer is
+        final now, None when an offload is in flight (it comes back through ``self._done``)."""
+        now = self.clock()
         s = self.config.strategy
-        rec = SampleRecord(sample_id=sample.sample_id, strategy=s, local_class=None, local_confidence=None,
-                           exit_index=None, decider_score=None, offloaded=s == "remote", server_class=None,
-                           final_class=None, degraded=False, label=sample.label)
-        pending = _Pending(rec, t0, sample.image)
-        if s in ("local", "hi"):
-            self._local(sample, pending)
+        rec = SampleRecord(sample.sample_id, s, None, None, None, None, s == "remote", None, None, False,
+                           sample.label, t_queue_ms=(now - arrived) * 1e3)
+        pending = _Pending(rec, arrived, sample.image)
+        if s == "local" or s == "hi":
+            self._local(sample.image, pending)
         elif s == "ee-hi":
-            self._early_exit(sample, pending)
-        if rec.offloaded:
-            assert self.worker is not None
-            deadline = self.worker.offloader.clock() + self.config.latency_budget_ms / 1e3 - (
-                time.perf_counter() - t0)
-            pending.future = self.worker.submit(np.ascontiguousarray(sample.image[None]), deadline=deadline)
-        else:
-            rec.t_total_ms = (time.perf_counter() - t0) * 1e3
-        return pending
-
-    def _finish(self, pending: _Pending) -> _Pending:
-        rec = pending.record
-        if pending.future is None:
+            self._early_exit(sample.image, pending)
+        if not rec.offloaded:
+            rec.t_total_ms = (self.clock() - arrived) * 1e3
             return pending
-        out = pending.future.result()
+        deadline = arrived + self._budget_s
+        has_local = rec.local_class is not None or self.classifier is not None
+        if self.config.admission and has_local:
+            wait = self.offloader.expected_wait_s()
+            if wait is not None and self.clock() + wait > deadline:
+                rec.shed = True  # the server could not answer in time: answer locally now
+                if rec.local_class is None:
+                    self._fallback_local(pending)
+                rec.t_total_ms = (self.clock() - arrived) * 1e3
+                return pending
+        fut = self.offloader.submit(np.ascontiguousarray(sample.image[None]), deadline=deadline)
+        self._outstanding += 1
+        fut.add_done_callback(lambda f, p=pending: self._answered(p, f))
+        return None
+
+    def _answered(self, pending: _Pending, fut) -> None:
+        """The offloader's thread: the answer (or the give-up) is known now; stamp it and pass it on."""
+        rec = pending.record
+        try:
+            out = fut.result()
+        except Exception as exc:  # noqa: BLE001 - the offloader never raises; a cancelled future still answers
+            out = OffloadOutcome(ok=False, error=f"internal error: {exc!r}", finished_at=self.clock())
         rec.t_offload_ms = out.t_ms
-        end = time.perf_counter()
+        total_us = out.server_timings.get("total_us") if out.server_timings else None
+        rec.t_server_ms = total_us / 1e3 if total_us is not None else None
         if out.ok:
-            rec.server_class = out.class_id
-            rec.final_class = out.class_id
+            rec.server_class = rec.final_class = out.class_id
         else:
             rec.degraded = True
             self.last_error = out.error
-            if rec.strategy == "remote":
-                self._fallback_local(pending)
-                end = time.perf_counter()
-        rec.t_total_ms = (end - pending.t0) * 1e3
-        return pending
+            if rec.local_class is None:
+                pending.needs_local = rec.strategy == "remote" and self.classifier is not None
+        rec.t_total_ms = (out.finished_at - pending.arrived) * 1e3
+        self._done.put(pending)
+
+    def _fallback_local(self, pending: _Pending) -> None:
+        """Remote strategy without an answer from the server: answer locally if a local model is loaded."""
+        if self.classifier is None:
+            return
+        rec = pending.record
+        keep = rec.offloaded
+        self._local(pending.image, pending)
+        rec.offloaded = keep
+
+    # ---- loop -----------------------------------------------------------------------------------------
 
     def _score_probs(self, raw: np.ndarray) -> np.ndarray:
         """Raw scores (int8 or float) of the decided output to probabilities for the decider score."""
@@ -265,19 +292,19 @@ class Agent:
             return raw.astype(np.float64)
         if self.config.strategy == "ee-hi":
             return self._score_quant.dequantize(raw)
-        assert self.classifier is not None
         return self.classifier.output_spec.dequantize(raw).astype(np.float64)
 
     def run(self, source: Iterable[Sample], writer: RecordWriter | None = None,
             on_record: Callable[[SampleRecord], None] | None = None, total: int | None = None) -> Summary:
-        """Answer every sample of ``source`` in order; returns the summary (records in ``self.records``)."""
+        """Answer every sample of ``source`` under this agent's arrival process; returns the summary
+        (records in ``self.records``, in delivery order)."""
         if total is None and isinstance(source, InputSource):
             total = source.total
-        bar = _progress(total, self.config.strategy) if self.config.progress else None
-        queue: deque[_Pending] = deque()
+        live = bool(getattr(source, "live", False))
+        arrival = self.arrival if not live else Arrival("closed")
+        bar = _progress(total, f"{self.config.strategy} ({arrival})") if self.config.progress else None
         done: list[_Pending] = []
-        counts = {"offloaded": 0, "degraded": 0}
-        offloading = self.worker is not None
+        counts = {"offloaded": 0, "degraded": 0, "shed": 0}
         last_flush = [time.perf_counter()]
 
         def flush() -> None:
@@ -292,6 +319,7 @@ class Agent:
                 self.records.append(rec)
                 counts["offloaded"] += rec.offloaded
                 counts["degraded"] += rec.degraded
+                counts["shed"] += rec.shed
                 if writer is not None:
                     writer.write(rec)
                 if on_record is not None:
@@ -299,32 +327,58 @@ class Agent:
             if bar is not None and done:
                 bar.update(len(done))
                 bar.set_postfix(offload=f"{counts['offloaded'] / len(self.records):.0%}",
-                                degraded=counts["degraded"], refresh=False)
+                                degraded=counts["degraded"], shed=counts["shed"], refresh=False)
             done.clear()
 
-        def emit(p: _Pending) -> None:
+        def deliver(p: _Pending) -> None:
             done.append(p)
             if len(done) >= self.SCORE_BATCH or time.perf_counter() - last_flush[0] > self.FLUSH_S:
                 flush()
 
+        def collect(block_until: float | None = None, everything: bool = False) -> None:
+            """Take answered offloads off the queue; wait until ``block_until`` (a clock time) or, with
+            ``everything``, until none is outstanding."""
+            while self._outstanding:
+                if everything:
+                    timeout = None
+                elif block_until is None:
+                    timeout = 0.0
+                else:
+                    timeout = block_until - self.clock()
+                    if timeout <= 0:
+                        timeout = 0.0
+                try:
+                    p = self._done.get(timeout=timeout) if timeout != 0.0 else self._done.get_nowait()
+                except queue.Empty:
+                    return
+                self._outstanding -= 1
+                if p.needs_local:
+                    self._fallback_local(p)
+                    p.record.t_total_ms = (self.clock() - p.arrived) * 1e3
+                deliver(p)
+            if block_until is not None:
+                left = block_until - self.clock()
+                if left > 0:
+                    time.sleep(left)
+
+        start = self.clock()
         try:
-            for sample in source:
-                if not offloading:
-                    emit(self.process(sample))
-                    continue
-                if self.config.strategy == "remote":
-                    # no local work to overlap: take the next sample when the previous answer is in, so
-                    # a sample's latency starts when the link can serve it (a dataset streams faster than
-                    # any sensor), not when it was read
-                    while queue:
-                        emit(self._finish(queue.popleft()))
-                # hi / ee-hi: local inference of this sample proceeds while earlier offloads are in
-                # flight; if it must offload too and max_inflight offloads are pending, submit waits
-                queue.append(self.process(sample))
-                while queue and (queue[0].future is None or queue[0].future.done()):
-                    emit(self._finish(queue.popleft()))
-            while queue:
-                emit(self._finish(queue.popleft()))
+            for i, sample in enumerate(source):
+                due = None if live else arrival.due(i, start)
+                if due is None:
+                    arrived = self.clock()
+                else:
+                    if due > self.clock():
+                        collect(block_until=due)  # deliver answers while waiting for the next arrival
+                    arrived = due
+                p = self._start(sample, arrived)
+                if p is not None:
+                    deliver(p)
+                if arrival.pipelined:
+                    collect()
+                else:
+                    collect(everything=True)  # closed: the next sample arrives after this answer
+            collect(everything=True)
         finally:
             flush()
             if bar is not None:
@@ -332,16 +386,14 @@ class Agent:
         return summarize(self.records, self.config.strategy)
 
     def close(self) -> None:
-        if self.worker is not None:
-            self.worker.close()
-            self.worker = None
-        elif self.offloader is not None:
-            self.offloader.close()
+        off, self._owned_offloader = self._owned_offloader, None
+        if off is not None:
+            off.close()
 
 
 def _int8_form(decider, output_spec):
     """The decider's exact integer form for this model's output quantization (compiled once, so the hot
-    path is a dot product), or None when the output is float or the decider has no int8 form."""
+    path is a few integer operations), or None when the output is float or the decider has no int8 form."""
     if not output_spec.quantized or not getattr(decider, "supports_int8", False):
         return None
     scale, zp = output_spec.quant
@@ -353,9 +405,9 @@ def _int8_form(decider, output_spec):
     return decider.compile_int8(scale, zp)
 
 
-def _progress(total: int | None, strategy: str):
+def _progress(total: int | None, what: str):
     try:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc=f"hi-agent {strategy}", unit="sample", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=f"hi-agent {what}", unit="sample", leave=False, dynamic_ncols=True)

@@ -16,7 +16,7 @@ import sys
 from typing import Callable
 
 from hi_runtime.agent.ble import spec
-from hi_runtime.agent.ble.gateway import DeviceSession, GatewayConfig, GatewayRecord, GattLink, worker_forward
+from hi_runtime.agent.ble.gateway import DeviceSession, GatewayConfig, GatewayRecord, GattLink, offloader_forward
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +119,14 @@ def cmd_gateway(args) -> int:
     except ImportError:
         print("hi-agent gateway: bleak is not installed: pip install 'hi-runtime[ble]'", file=sys.stderr)
         return 2
+    from hi_runtime.agent.offloader import DEFAULT_BUDGET_MS
     from hi_runtime.agent.options import build_offloader
-    from hi_runtime.agent.offloader import OffloadWorker
 
     if not args.server:
         print("hi-agent gateway: give the offload server with --server HOST:PORT", file=sys.stderr)
         return 2
-    budget = args.latency_budget_ms or 100.0
-    worker = OffloadWorker(build_offloader(args, budget), max_inflight=max(8, args.max_inflight))
+    budget = args.latency_budget_ms or DEFAULT_BUDGET_MS
+    offloader = build_offloader(args, budget)
     writer, on_record = _record_writer(args.log, args)
 
     async def main() -> None:
@@ -138,7 +138,7 @@ def cmd_gateway(args) -> int:
             if not addresses:
                 raise SystemExit("hi-agent gateway: no device advertises the HI offload service; pass --address")
         print(f"serving {', '.join(addresses)}", file=sys.stderr)
-        forward = worker_forward(worker, budget)
+        forward = offloader_forward(offloader, budget)
         await asyncio.gather(*(serve_device(a, forward, GatewayConfig(), on_record, stop) for a in addresses))
 
     try:
@@ -146,7 +146,7 @@ def cmd_gateway(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        worker.close()
+        offloader.close()
         if writer is not None:
             writer.close()
     return 0

@@ -59,13 +59,13 @@ class OffloadAnswer:
 Forward = Callable[[np.ndarray, Optional[tuple], str], Awaitable[OffloadAnswer]]
 
 
-def worker_forward(worker, latency_budget_ms: float) -> Forward:
-    """A Forward on an :class:`~hi_runtime.agent.offloader.OffloadWorker` (retries, breaker, failover)."""
+def offloader_forward(offloader, latency_budget_ms: float) -> Forward:
+    """A Forward on an :class:`~hi_runtime.agent.offloader.Offloader` (pipelined, retries, breakers,
+    failover); the offloader runs on its own loop thread, so the BLE loop only awaits the answer."""
 
     async def forward(tensor: np.ndarray, quant, layout: str) -> OffloadAnswer:
-        deadline = worker.offloader.clock() + latency_budget_ms / 1e3
-        fut = await asyncio.to_thread(worker.submit, tensor, quant=quant, layout=layout, deadline=deadline)
-        out = await asyncio.wrap_future(fut)
+        deadline = offloader.clock() + latency_budget_ms / 1e3
+        out = await asyncio.wrap_future(offloader.submit(tensor, quant=quant, layout=layout, deadline=deadline))
         return OffloadAnswer(out.ok, out.class_id, out.t_ms, out.error)
 
     return forward

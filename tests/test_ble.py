@@ -109,16 +109,17 @@ def server_classes(kit, images):
 
 
 def make_worker(*ports, budget_ms=3000.0):
-    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, OffloadWorker, ResilientOffloader
+    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, Offloader
 
-    cfg = OffloadConfig(endpoints=[Endpoint("127.0.0.1", p) for p in ports], latency_budget_ms=budget_ms)
-    return OffloadWorker(ResilientOffloader(cfg), max_inflight=8)
+    cfg = OffloadConfig(endpoints=[Endpoint("127.0.0.1", p) for p in ports], latency_budget_ms=budget_ms,
+                        max_inflight=8)
+    return Offloader(cfg)
 
 
 async def gateway_session(worker, *, mtu=None, faults=None, budget_ms=3000.0, device_timeout=5.0, **gw):
     """Connect a bumble central (the gateway) to a virtual HI device; returns (device, session, task)."""
     from hi_runtime.agent.ble.bumble_link import BumbleLink, VirtualRadio
-    from hi_runtime.agent.ble.gateway import DeviceSession, GatewayConfig, worker_forward
+    from hi_runtime.agent.ble.gateway import DeviceSession, GatewayConfig, offloader_forward
     from hi_runtime.agent.ble.sim import VirtualHiDevice
 
     radio = VirtualRadio(2)
@@ -127,7 +128,7 @@ async def gateway_session(worker, *, mtu=None, faults=None, budget_ms=3000.0, de
     conn, _ = await radio.connect(0, 1)
     link = await BumbleLink.open(conn, mtu=mtu)
     records = []
-    session = DeviceSession(link, worker_forward(worker, budget_ms), GatewayConfig(**gw), records.append)
+    session = DeviceSession(link, offloader_forward(worker, budget_ms), GatewayConfig(**gw), records.append)
     await session.start()
     task = asyncio.create_task(session.run())
     await asyncio.sleep(0.05)  # subscriptions settle

@@ -22,7 +22,7 @@ def models_dir(tiny_kit, tmp_path):
     d.mkdir()
     shutil.copy(tiny_kit / "local_int8.tflite", d / "resnet8_int8.tflite")
     shutil.copy(tiny_kit / "decider.json", d / "decider_resnet8.json")
-    shutil.copy(tiny_kit / "server.onnx", d / "server.onnx")
+    shutil.copy(tiny_kit / "server.onnx", d / "server_cpu.onnx")
     shutil.copy(tiny_kit / "samples.npz", d / "demo_samples.npz")
     for f in ("ee_seg1_int8.tflite", "ee_seg2_int8.tflite", "ee_decider.json"):
         shutil.copy(tiny_kit / f, d / f)
@@ -34,20 +34,24 @@ def test_demo_runs_every_strategy_and_writes_the_report(models_dir, tmp_path, ca
     from measurements.logs import read_run_log
 
     out = tmp_path / "demo"
-    rc = main(["demo", "--models-dir", str(models_dir), "--out", str(out), "--no-progress", "--latency-budget-ms", "3000"])
+    rc = main(["demo", "--models-dir", str(models_dir), "--out", str(out), "--no-progress", "--latency-budget-ms",
+               "3000", "--rate", "300"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    for word in ("local", "hi", "remote", "ee-hi", "accuracy", "report:"):
+    for word in ("local", "hi", "remote", "ee-hi", "accuracy", "report:", "child process", "x remote's"):
         assert word in captured.out
     report = (out / "report.md").read_text()
-    assert "| strategy |" in report and "JPEG" in report and "loopback" in report
+    assert "| strategy |" in report and "JPEG" in report and "loopback" in report and "shed" in report
     summaries = {s["strategy"]: s for s in json.loads((out / "summary.json").read_text())}
-    assert set(summaries) == {"local", "hi", "remote", "ee-hi"}
+    assert set(summaries) == {"local", "hi", "remote", "ee-hi", "hi@rate:300"}
     n = 200
+    logs = {"hi@rate:300": "hi_rate-300.jsonl"}
     for strategy, s in summaries.items():
         assert s["samples"] == n and s["degraded"] == 0, (out / "report.md").read_text()
-        log = read_run_log(out / f"{strategy}.jsonl")
-        assert len(log) == n and log.strategy == strategy and log.header["demo"] is True
+        log = read_run_log(out / logs.get(strategy, f"{strategy}.jsonl"))
+        assert len(log) == n and log.header["demo"] is True
+        assert log.header["arrival"] == ("rate:300" if "@" in strategy else "closed")
+    assert (out / "server.log").read_text().count("server_started") == 1  # the child process's own log
     assert summaries["local"]["offload_ratio"] == 0 and summaries["remote"]["offload_ratio"] == 1
     assert 0 < summaries["hi"]["offload_ratio"] < 1
     # the labels and accuracies in the summary are the logged ones, recomputed here
@@ -63,7 +67,7 @@ def test_demo_without_ee_chain_says_so(models_dir, tmp_path, capsys):
     assert not (out / "ee-hi.jsonl").exists()
 
 
-@pytest.mark.parametrize("name, command", [("server.onnx", "hi-train model --arch resnet9 "),
+@pytest.mark.parametrize("name, command", [("server_cpu.onnx", "hi-train member "),
                                            ("decider_resnet8.json", "hi-train decider"),
                                            ("resnet8_int8.tflite", "hi-train model --arch resnet8"),
                                            ("demo_samples.npz", "hi-agent demo --make-samples")])

@@ -1,10 +1,18 @@
-"""Resilient offloader logic with scripted fake clients and a fake clock: breaker, deadlines, retries,
-failover, automatic reconnection. (Against the real server: tests/test_offloader_server.py.)"""
+"""The resilient, pipelined offloader (hi_runtime.agent.offloader): deadlines, circuit breakers,
+failover, hedging after the round-trip window, requests in flight per connection, admission estimates.
+
+Failure modes are driven by fake connections (``World``); pipelining and timing by a real loopback
+stand-in server with a fixed delay (tests/support/delay_server.py). Times are real but short."""
 from __future__ import annotations
+
+import asyncio
+import time
 
 import numpy as np
 import pytest
+from support.delay_server import DelayServer
 
+from hi_runtime.agent.offloader import CircuitBreaker, Endpoint, OffloadConfig, Offloader
 from hi_runtime.offload_client import (
     InferResult,
     OffloadAuthError,
@@ -12,8 +20,10 @@ from hi_runtime.offload_client import (
     OffloadServerError,
     OffloadTimeout,
 )
-from hi_runtime.agent.offloader import CircuitBreaker, Endpoint, OffloadConfig, OffloadWorker, ResilientOffloader
 from hi_runtime.protocol import ErrorCode
+
+pytestmark = pytest.mark.timeout(60)
+X = np.zeros((1, 32, 32, 3), np.uint8)
 
 
 class FakeClock:
@@ -23,64 +33,61 @@ class FakeClock:
     def __call__(self) -> float:
         return self.t
 
-    def sleep(self, s: float) -> None:
-        self.t += max(0.0, s)
-
 
 class World:
-    """Per-endpoint behaviour: 'ok', 'refuse' (connect fails), 'timeout' (infer times out after the given
-    timeout), 'busy' (server error BUSY), 'bad' (BAD_TENSOR), 'auth'."""
+    """Fake servers by port. Modes: ok, down (connect refused), busy (BUSY error), bad (BAD_TENSOR),
+    auth (wrong key), hang (never answers), slow:<seconds>."""
 
-    def __init__(self, clock: FakeClock, modes: dict[int, str]) -> None:
-        self.clock = clock
+    def __init__(self, modes: dict[int, str]) -> None:
         self.modes = dict(modes)
         self.connects: list[int] = []
-        self.infers: list[int] = []
+        self.requests: list[int] = []
 
-    def factory(self, host, port, *, key=None, ssl_context=None, connect_timeout=2.0, client_name=""):
+    def factory(self, host, port, *, key=None, ssl_context=None, connect_timeout=2.0, client_name="",
+                max_inflight=4, on_late=None):
         world = self
 
         class Client:
             connected = False
+            free_slots = max_inflight
 
-            def connect(self):
-                world.connects.append(port)
+            async def connect(self):
                 mode = world.modes[port]
-                if mode == "refuse":
-                    world.clock.t += 0.0001
+                if mode == "down":
                     raise OffloadConnectionError(f"cannot connect to {host}:{port}: refused")
                 if mode == "auth":
-                    raise OffloadAuthError("server rejected authentication")
+                    raise OffloadAuthError("server rejected authentication: bad proof (check the key)")
+                world.connects.append(port)
                 self.connected = True
 
-            def infer(self, tensor, model_id, *, layout="NHWC", quant=None, top_k=0, timeout=None):
-                world.infers.append(port)
+            async def infer(self, tensor, model_id, *, layout="NHWC", quant=None, top_k=0, timeout=None):
+                world.requests.append(port)
                 mode = world.modes[port]
-                if mode == "timeout":
-                    world.clock.t += timeout
-                    raise OffloadTimeout("no answer")
-                if mode == "refuse":  # went down after connecting
+                if mode == "down":
                     self.connected = False
-                    raise OffloadConnectionError("server closed the connection")
+                    raise OffloadConnectionError("connection broke")
                 if mode == "busy":
-                    raise OffloadServerError(int(ErrorCode.BUSY), "overloaded", 7)
+                    raise OffloadServerError(ErrorCode.BUSY, "queue full", 1)
                 if mode == "bad":
-                    raise OffloadServerError(int(ErrorCode.BAD_TENSOR), "wrong shape", 7)
-                world.clock.t += 0.002
-                return InferResult(request_id=1, class_id=port % 10, top_k=[], server_timings={})
+                    raise OffloadServerError(ErrorCode.BAD_TENSOR, "wrong shape", 1)
+                if mode == "hang" or (mode.startswith("slow:") and float(mode[5:]) > (timeout or 1e9)):
+                    await asyncio.sleep(timeout)
+                    raise OffloadTimeout("no answer within the timeout")
+                delay = float(mode[5:]) if mode.startswith("slow:") else 0.0
+                await asyncio.sleep(delay)
+                return InferResult(request_id=1, class_id=port % 10, top_k=[], server_timings={"total_us": 5.0},
+                                   round_trip_s=delay + 0.001)
 
-            def close(self):
+            async def close(self):
                 self.connected = False
 
         return Client()
 
 
-def make(world: World, ports=(9001,), **kw) -> ResilientOffloader:
+def make(world: World, ports=(9001,), **kw) -> Offloader:
+    kw.setdefault("latency_budget_ms", 500.0)
     cfg = OffloadConfig(endpoints=[Endpoint("127.0.0.1", p) for p in ports], **kw)
-    return ResilientOffloader(cfg, client_factory=world.factory, clock=world.clock, sleep=world.clock.sleep)
-
-
-X = np.zeros((1, 32, 32, 3), np.uint8)
+    return Offloader(cfg, client_factory=world.factory)
 
 
 def test_endpoint_parse():
@@ -119,131 +126,147 @@ def test_breaker_opens_half_opens_and_backs_off():
 
 
 def test_success_reuses_one_persistent_connection():
-    clock = FakeClock()
-    world = World(clock, {9001: "ok"})
+    world = World({9001: "ok"})
     off = make(world)
-    outs = [off.offload(X) for _ in range(5)]
+    try:
+        outs = [off.offload(X) for _ in range(5)]
+    finally:
+        off.close()
     assert all(o.ok and o.class_id == 1 and o.endpoint == "127.0.0.1:9001" for o in outs)
     assert world.connects == [9001]  # persistent
-    assert off.stats.answered == 5
+    assert off.stats.answered == 5 and all(o.finished_at >= o.started_at for o in outs)
 
 
-def test_timeout_is_the_remaining_budget_and_never_exceeds_it():
-    clock = FakeClock()
-    world = World(clock, {9001: "timeout"})
-    off = make(world, latency_budget_ms=40.0, max_attempts=5, failure_threshold=100)
-    start = clock.t
-    out = off.offload(X)
-    assert not out.ok and "timeout" in out.error
-    assert clock.t - start <= 0.040 + 1e-9  # the budget bounds the whole offload, retries included
-    deadline = clock.t + 0.010
-    out = off.offload(X, deadline=deadline)
-    assert not out.ok and clock.t <= deadline + 1e-9
-
-
-def test_breaker_skips_dead_server_then_reconnects_when_it_returns():
-    clock = FakeClock()
-    world = World(clock, {9001: "refuse"})
-    off = make(world, latency_budget_ms=50.0, failure_threshold=2, cooldown_s=1.0, max_attempts=2)
-    first = off.offload(X)
-    assert not first.ok and "refused" in first.error
-    assert off.breaker_states() == {"127.0.0.1:9001": "open"}
-    n = len(world.connects)
-    for _ in range(10):  # breaker open: fail at once, no connection attempt, no time spent
-        t = clock.t
+def test_deadline_bounds_an_offload_to_a_server_that_never_answers():
+    world = World({9001: "hang"})
+    off = make(world, latency_budget_ms=80.0, failure_threshold=100)
+    try:
+        t = time.monotonic()
         out = off.offload(X)
-        assert not out.ok and "circuit breaker" in out.error and clock.t == t
-    assert len(world.connects) == n
-    world.modes[9001] = "ok"  # server back
-    clock.t += 1.01
-    out = off.offload(X)
-    assert out.ok and out.class_id == 1
-    assert off.breaker_states() == {"127.0.0.1:9001": "closed"}
+        took = time.monotonic() - t
+    finally:
+        off.close()
+    assert not out.ok and ("latency budget" in out.error or "timeout" in out.error)
+    assert 0.06 <= took <= 0.08 + 0.3, took  # never much longer than the budget (slack: a loaded 2-core machine)
+
+
+def test_breaker_skips_a_dead_server_then_reconnects_when_it_returns():
+    world = World({9001: "down"})
+    off = make(world, failure_threshold=2, cooldown_s=0.1, cooldown_max_s=0.2, backoff_initial_ms=1,
+               latency_budget_ms=1000)
+    try:
+        first = off.offload(X)
+        assert not first.ok and "refused" in first.error
+        assert off.breaker_states() == {"127.0.0.1:9001": "open"}
+        t = time.monotonic()
+        fast = off.offload(X)  # every breaker open: fails at once, at local speed
+        # at once: not after the 1 s budget (slack for thread wake-ups on a loaded machine)
+        assert not fast.ok and "circuit breaker is open" in fast.error and time.monotonic() - t < 0.3
+        assert off.stats.skipped_all_open == 1
+        world.modes[9001] = "ok"
+        time.sleep(0.12)  # cool-down over: one trial (half-open) decides
+        back = off.offload(X)
+        assert back.ok and off.breaker_states() == {"127.0.0.1:9001": "closed"}
+    finally:
+        off.close()
 
 
 def test_failover_to_secondary_and_back_after_cooldown():
-    clock = FakeClock()
-    world = World(clock, {9001: "refuse", 9002: "ok"})
-    off = make(world, ports=(9001, 9002), failure_threshold=1, cooldown_s=0.5)
-    out = off.offload(X)
-    assert out.ok and out.endpoint == "127.0.0.1:9002" and out.attempts == 2
-    assert off.stats.failovers == 1
-    out = off.offload(X)  # primary's breaker open: straight to the secondary
-    assert out.ok and out.endpoint == "127.0.0.1:9002" and out.attempts == 1
-    world.modes[9001] = "ok"
-    clock.t += 0.6
-    out = off.offload(X)  # primary half-open trial succeeds: back to the primary
-    assert out.ok and out.endpoint == "127.0.0.1:9001"
+    world = World({9001: "down", 9002: "ok"})
+    off = make(world, ports=(9001, 9002), failure_threshold=1, cooldown_s=0.1, cooldown_max_s=0.1)
+    try:
+        out = off.offload(X)
+        assert out.ok and out.endpoint == "127.0.0.1:9002" and off.stats.failovers >= 1
+        world.modes[9001] = "ok"
+        assert off.offload(X).endpoint == "127.0.0.1:9002"  # primary still cooling down
+        time.sleep(0.12)
+        assert off.offload(X).endpoint == "127.0.0.1:9001"  # back on the primary
+    finally:
+        off.close()
 
 
 def test_busy_is_retried_elsewhere_but_a_bad_request_is_not():
-    clock = FakeClock()
-    world = World(clock, {9001: "busy", 9002: "ok"})
+    world = World({9001: "busy", 9002: "ok"})
     off = make(world, ports=(9001, 9002))
-    assert off.offload(X).endpoint == "127.0.0.1:9002"
-    world.modes = {9001: "bad", 9002: "ok"}
-    off2 = make(world, ports=(9001, 9002))
-    out = off2.offload(X)
-    assert not out.ok and "BAD_TENSOR" in out.error and out.attempts == 1
-    assert off2.breaker_states()["127.0.0.1:9001"] == "closed"  # alive server, bad request
+    try:
+        out = off.offload(X)
+        assert out.ok and out.endpoint == "127.0.0.1:9002"
+        world.modes.update({9001: "bad", 9002: "ok"})
+        world.requests.clear()
+        out = off.offload(X)
+        assert not out.ok and "BAD_TENSOR" in out.error
+        assert world.requests == [9001]  # the request's own fault: no other server is bothered
+    finally:
+        off.close()
 
 
 def test_auth_failure_degrades_with_a_clear_reason():
-    clock = FakeClock()
-    world = World(clock, {9001: "auth"})
-    out = make(world).offload(X)
-    assert not out.ok and "authentication" in out.error
+    world = World({9001: "auth"})
+    off = make(world)
+    try:
+        out = off.offload(X)
+    finally:
+        off.close()
+    assert not out.ok and "authentication failed" in out.error and "check the key" in out.error
 
 
-def test_backoff_between_rounds_stays_inside_the_budget():
-    clock = FakeClock()
-    world = World(clock, {9001: "refuse"})
-    off = make(world, latency_budget_ms=20.0, max_attempts=4, failure_threshold=10, backoff_initial_ms=4.0)
-    start = clock.t
-    out = off.offload(X)
-    assert not out.ok and out.attempts >= 2
-    assert clock.t - start <= 0.020 + 1e-9
+def test_a_slow_primary_is_hedged_on_the_secondary_but_not_abandoned():
+    world = World({9001: "ok", 9002: "ok"})
+    off = make(world, ports=(9001, 9002), hedge_factor=3.0, hedge_margin_ms=10.0, latency_budget_ms=2000)
+    try:
+        for _ in range(10):  # the primary's round-trip window: ~1 ms
+            assert off.offload(X).endpoint == "127.0.0.1:9001"
+        world.modes[9001] = "slow:0.5"
+        t = time.monotonic()
+        out = off.offload(X)
+        took = time.monotonic() - t
+        assert out.ok and out.endpoint == "127.0.0.1:9002" and off.stats.hedges == 1
+        assert took < 0.3, took  # the hedge fired after ~3 x 1 ms + 10 ms, not after the primary's 0.5 s
+        # one server only, the same step: the request simply waits (a slow server is not a dead one)
+        solo = make(world, ports=(9001,), latency_budget_ms=2000)
+        try:
+            assert solo.offload(X).ok
+        finally:
+            solo.close()
+    finally:
+        off.close()
 
 
-def test_worker_bounds_inflight_and_never_raises():
-    import threading
+def test_requests_are_pipelined_k_per_connection_against_a_real_server():
+    took = {}
+    with DelayServer(delay_s=0.05) as srv:
+        for k, conns, want_peak in ((1, 1, 1), (4, 1, 4), (2, 2, 4)):
+            srv.peak_concurrency = 0
+            off = Offloader(OffloadConfig(endpoints=[Endpoint(srv.host, srv.port)], max_inflight=k,
+                                          connections=conns, latency_budget_ms=5000))
+            try:
+                t = time.monotonic()
+                futs = [off.submit(X + i) for i in range(8)]
+                outs = [f.result(10) for f in futs]
+                took[(k, conns)] = time.monotonic() - t
+            finally:
+                off.close()
+            assert all(o.ok for o in outs)
+            assert [o.class_id for o in outs] == [(i * 32 * 32 * 3) % 10 for i in range(8)]  # paired by id
+            assert srv.peak_concurrency == want_peak, (k, conns, srv.peak_concurrency)
+            assert took[(k, conns)] >= 0.05 * 8 / want_peak * 0.9  # never more than want_peak at once
+    # (that they overlap is what the server's peak shows; wall-time ratios are measurements/' job)
 
-    gate = threading.Event()
-    started = []
 
-    class Slow:
-        clock = staticmethod(lambda: 0.0)
-
-        def offload(self, tensor, **kw):
-            started.append(1)
-            gate.wait(5)
-            if tensor.sum() == 1:
-                raise RuntimeError("bug")
-            from hi_runtime.agent.offloader import OffloadOutcome
-
-            return OffloadOutcome(ok=True, class_id=3)
-
-        def close(self):
-            pass
-
-    worker = OffloadWorker(Slow(), max_inflight=2)
-    f1 = worker.submit(X)
-    bad = X.copy()
-    bad[0, 0, 0, 0] = 1
-    f2 = worker.submit(bad)
-    blocked = threading.Event()
-
-    def third():
-        worker.submit(X)
-        blocked.set()
-
-    t = threading.Thread(target=third)
-    t.start()
-    assert not blocked.wait(0.2)  # two in flight: the third submit waits
-    gate.set()
-    assert blocked.wait(5)
-    t.join(5)
-    assert f1.result(5).ok and f1.result().class_id == 3
-    r2 = f2.result(5)
-    assert not r2.ok and "internal error" in r2.error
-    worker.close()
+def test_expected_wait_follows_round_trips_and_the_requests_ahead():
+    with DelayServer(delay_s=0.03) as srv:
+        off = Offloader(OffloadConfig(endpoints=[Endpoint(srv.host, srv.port)], max_inflight=1,
+                                      latency_budget_ms=5000))
+        try:
+            assert off.expected_wait_s() is None  # nothing measured yet: admit
+            for _ in range(5):
+                off.offload(X)
+            alone = off.expected_wait_s()
+            assert 0.03 <= alone < 0.2
+            futs = [off.submit(X) for _ in range(6)]
+            time.sleep(0.01)
+            queued = off.expected_wait_s()
+            assert queued > alone + 3 * 0.02, (alone, queued)  # six ahead, one at a time
+            [f.result(10) for f in futs]
+        finally:
+            off.close()

@@ -67,10 +67,10 @@ def server(tiny_models):
 
 
 def _offloader(port: int, budget_ms: float = 2000.0):
-    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, ResilientOffloader
+    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, Offloader
 
-    return ResilientOffloader(OffloadConfig([Endpoint("127.0.0.1", port)], model_id="tiny1",
-                                            latency_budget_ms=budget_ms, connect_timeout=1.0))
+    return Offloader(OffloadConfig([Endpoint("127.0.0.1", port)], model_id="tiny1",
+                                  latency_budget_ms=budget_ms, connect_timeout=1.0))
 
 
 def _local_reference(model: Path, img: np.ndarray, quant: tuple[float, int]) -> np.ndarray:

@@ -153,14 +153,14 @@ class RttWindow:
     def __init__(self, size: int) -> None:
         self.samples: deque[float] = deque(maxlen=max(4, size))
         self.gap: float | None = None
-        self._last_done: float | None = None
+        self.last_answer_at: float | None = None  # when this server last answered anything
 
     def add(self, rtt_s: float, done_at: float, still_outstanding: int) -> None:
         self.samples.append(rtt_s)
-        if still_outstanding > 0 and self._last_done is not None:
-            g = max(0.0, done_at - self._last_done)
-            self.gap = g if self.gap is None else 0.8 * self.gap + 0.2 * g
-        self._last_done = done_at
+        if still_outstanding > 0 and self.last_answer_at is not None:
+            g = max(0.0, done_at - self.last_answer_at)
+            self.gap = g if self.gap is None else 0.5 * self.gap + 0.5 * g
+        self.last_answer_at = done_at
 
     def quantile(self, q: float) -> float | None:
         if not self.samples:
@@ -221,6 +221,8 @@ class Offloader:
         self.stats = OffloaderStats()
         self.last_failure: dict[Endpoint, str] = {}  # why each server last failed (for messages)
         self.outstanding = 0  # offloads submitted and not finished (written on the loop thread only)
+        self._starts: dict[int, float] = {}  # outstanding offloads' start times (loop thread only)
+        self.oldest_start: float | None = None  # the oldest outstanding offload's start (read by any thread)
         self._clients: dict[Endpoint, list] = {ep: [None] * config.connections for ep in config.endpoints}
         self._locks: dict[tuple, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -257,17 +259,20 @@ class Offloader:
 
     def expected_wait_s(self) -> float | None:
         """How long an offload submitted now would probably take: a typical round trip of the first
-        available server plus the requests already outstanding times its recent gap between answers.
-        None while nothing has been measured (admit: there is no evidence of a queue yet)."""
+        available server plus the requests already outstanding times its recent gap between answers
+        (until a gap is measured, a whole round trip each: a server that serves one request at a time).
+        The oldest outstanding request's age is a lower bound of the round trip, which is all there is
+        to go by before the first answer. None while there is no evidence at all (admit)."""
+        oldest = self.oldest_start
+        age = self.clock() - oldest if oldest is not None else 0.0
         for ep in self.config.endpoints:
             if self.breakers[ep].state == CircuitBreaker.OPEN:
                 continue
             w = self.rtt[ep]
-            typical = w.typical()
-            if typical is None:
+            typical = max(w.typical() or 0.0, age)
+            if typical <= 0.0:
                 return None
-            slots = self.config.max_inflight * self.config.connections
-            gap = w.gap if w.gap is not None else typical / slots
+            gap = w.gap if w.gap is not None else typical
             return typical + self.outstanding * gap
         return None
 
@@ -328,8 +333,11 @@ class Offloader:
             log.debug("closing the connection to %s: %s", ep, exc)
 
     def _late(self, ep: Endpoint, res) -> None:
+        """An answer after its caller gave up: the server is alive (only slow), so its breaker closes and its
+        round-trip window learns the new normal, which admission control then plans with."""
         self.stats.late_answers += 1
         self.rtt[ep].add(res.round_trip_s, self.clock(), self.outstanding)
+        self.breakers[ep].success()
 
     # ---- one offload ----------------------------------------------------------------------------------
 
@@ -357,6 +365,10 @@ class Offloader:
         deadline = start + self.config.latency_budget_ms / 1e3 if deadline is None else deadline
         self.stats.requests += 1
         self.outstanding += 1
+        key = self.stats.requests
+        self._starts[key] = start
+        if self.oldest_start is None:
+            self.oldest_start = start
         try:
             out = await self._offload(tensor, quant, layout, deadline, start)
         except Exception as exc:  # noqa: BLE001 - the contract: never raise, report
@@ -364,6 +376,8 @@ class Offloader:
             out = OffloadOutcome(ok=False, error=f"internal error: {exc!r}")
         finally:
             self.outstanding -= 1
+            del self._starts[key]
+            self.oldest_start = min(self._starts.values()) if self._starts else None
         out.started_at = start
         out.finished_at = self.clock()
         out.t_ms = (out.finished_at - start) * 1e3
@@ -440,9 +454,8 @@ class Offloader:
                         active[asyncio.ensure_future(self._attempt(hedge_ep, tensor, quant, layout, deadline))] = (
                             hedge_ep, self.clock())
                         continue
-                    for ep, _ in active.values():  # the deadline passed: no server answered in time
-                        self.breakers[ep].failure()
-                        self._note(errors, ep, "no answer within the latency budget")
+                    for ep, t0 in active.values():  # the deadline passed: no server answered in time
+                        self._missed_deadline(errors, ep, t0)
                     break
                 for task in done:
                     ep, t0 = active.pop(task)
@@ -455,8 +468,7 @@ class Offloader:
                                               attempts=attempts, top_k=list(res.top_k),
                                               server_timings=dict(res.server_timings))
                     if isinstance(exc, OffloadTimeout):
-                        self.breakers[ep].failure()
-                        self._note(errors, ep, f"timeout ({exc})")
+                        self._missed_deadline(errors, ep, t0)
                     elif isinstance(exc, OffloadAuthError):
                         self.breakers[ep].failure()
                         self._note(errors, ep, f"authentication failed ({exc})")
@@ -474,15 +486,33 @@ class Offloader:
                     else:
                         raise exc
         finally:
-            for task in active:
+            for task in active:  # a hedge that lost, or attempts cut by the deadline
                 task.cancel()
+                task.add_done_callback(_retrieve)
         if not errors:
             errors.append("latency budget exhausted before an attempt could start")
         return OffloadOutcome(ok=False, attempts=attempts, error="; ".join(errors[-3:]))
 
+    def _missed_deadline(self, errors: list[str], ep: Endpoint, t0: float) -> None:
+        """No answer before the deadline. If the server answered other requests meanwhile it is alive but
+        behind (overload: admission control's job), which must not open its breaker; otherwise it counts
+        as a failure."""
+        last = self.rtt[ep].last_answer_at
+        if last is not None and last > t0:
+            self._note(errors, ep, "no answer within the latency budget (server alive but behind)")
+        else:
+            self.breakers[ep].failure()
+            self._note(errors, ep, "no answer within the latency budget")
+
     def _note(self, errors: list[str], ep: Endpoint, message: str) -> None:
         errors.append(f"{ep}: {message}")
         self.last_failure[ep] = message
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    """Consume an abandoned attempt's outcome (asyncio warns about exceptions nobody retrieved)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _error_name(code: int) -> str:

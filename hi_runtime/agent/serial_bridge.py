@@ -329,7 +329,7 @@ class BridgeStats:
 
 class SerialBridge:
     """Runs samples through the device's HI decision, offloading through ``offloader`` (a
-    hi_runtime.agent.offloader.ResilientOffloader, or None to answer every offload request 'degraded')."""
+    hi_runtime.agent.offloader.Offloader, or None to answer every offload request 'degraded')."""
 
     def __init__(self, device: SerialDevice, offloader: Any = None, *, decider: Any = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:

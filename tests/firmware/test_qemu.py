@@ -174,7 +174,7 @@ def _python_chain(chain_path: Path, images: np.ndarray) -> list[tuple[int, int, 
 
 def test_hi_run_on_emulated_board_with_loopback_server(app):
     from hi_runtime.offload_client import OffloadClient
-    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, ResilientOffloader
+    from hi_runtime.agent.offloader import Endpoint, OffloadConfig, Offloader
     from offload_server.config import ModelConfig, ServerConfig
     from offload_server.server import run_server_in_thread
 
@@ -183,8 +183,8 @@ def test_hi_run_on_emulated_board_with_loopback_server(app):
     with run_server_in_thread(cfg) as server, boards.run_qemu(app["elf"]) as qemu, \
             SerialDevice.open(qemu.url, timeout=60) as board:
         board.sync()
-        off = ResilientOffloader(OffloadConfig([Endpoint("127.0.0.1", server.port)], model_id="srv",
-                                               latency_budget_ms=5000))
+        off = Offloader(OffloadConfig([Endpoint("127.0.0.1", server.port)], model_id="srv",
+                                     latency_budget_ms=5000))
         bridge = SerialBridge(board, off)
         records = [bridge.process(i, images[i], int(labels[i]), request_id=i + 1) for i in range(len(images))]
         off.close()

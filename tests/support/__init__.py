@@ -1,0 +1,1 @@
+"""Test support: stand-ins the tests drive (not shipped with the package)."""

@@ -1,0 +1,162 @@
+"""What hi-agent's latencies mean (issue: HI that beats remote, measured honestly).
+
+Against a loopback stand-in server with a fixed delay D (tests/support/delay_server.py), on the tiny
+kit's local model and decider:
+
+* closed loop: mean latency = local + offload ratio x D (Eq. 3), within a stated tolerance;
+* rate mode faster than the server can serve: latency shows the queueing, samples whose deadline cannot
+  be met are shed (answered locally at once), none is lost;
+* answers are stamped when they arrive, not when the loop next looks (a slow input source);
+* with K > 1, requests overlap at the server;
+* a server whose latency steps from 5 ms to 80 ms causes no degraded sample.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support.delay_server import DelayServer
+from test_agent_kit import color_images, tiny_kit_fixture
+
+from hi_runtime.agent.inputs import ArraySource, Sample
+from hi_runtime.agent.offloader import Endpoint, OffloadConfig, Offloader
+from hi_runtime.agent.strategies import Agent, AgentConfig
+from hi_runtime.backends import Classifier, open_backend
+from hi_runtime.decider import Decider
+
+tiny_kit = tiny_kit_fixture
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return color_images(80, seed=21)
+
+
+def hi_agent(kit, port, *, threshold=None, budget_ms=2000.0, arrival="closed", k=4, **off):
+    clf = Classifier(open_backend(kit / "local_int8.tflite"))
+    dec = Decider.load(kit / "decider.json")
+    if threshold is not None:
+        dec = dec.with_threshold(threshold)
+    offloader = Offloader(OffloadConfig(endpoints=[Endpoint("127.0.0.1", port)], latency_budget_ms=budget_ms,
+                                        max_inflight=k, **off))
+    return Agent(AgentConfig(strategy="hi", latency_budget_ms=budget_ms, arrival=arrival, progress=False),
+                 classifier=clf, decider=dec, offloader=offloader)
+
+
+def test_closed_loop_latency_is_eq3_local_plus_offload_ratio_times_d(tiny_kit, data):
+    x, y = data
+    d = 0.050
+    with DelayServer(delay_s=d) as srv:
+        agent = hi_agent(tiny_kit, srv.port)
+        try:
+            s = agent.run(ArraySource(x, y))
+        finally:
+            agent.close()
+        assert srv.peak_concurrency == 1  # closed: one sample in the system at a time
+    recs = agent.records
+    assert len(recs) == len(x) and 0.1 < s.offload_ratio < 0.9 and s.degraded == 0 and s.shed == 0
+    local = np.mean([r.on_device_ms for r in recs])
+    off = [r for r in recs if r.offloaded]
+    # Eq. 3 with the server's D: each offload costs D plus the loopback round trip and three thread
+    # hand-offs (agent -> offloader loop -> server -> back), about 1 ms on an idle machine. Stated
+    # tolerance: the mean latency is at least local + ratio x D, and the typical (median) offload exceeds
+    # D by at most 20 ms; the mean is bounded through the accounting below, because on a 2-core machine
+    # shared with training runs single thread wake-ups can take 100+ ms and would make a mean bound flaky.
+    eq3 = local + s.offload_ratio * d * 1e3
+    assert s.latency_mean_ms >= eq3
+    assert np.median([r.t_offload_ms for r in off]) <= d * 1e3 + 20
+    # no waiting inside the agent: latency = local + ratio x (offload time), to the microsecond
+    assert s.latency_mean_ms == pytest.approx(local + s.offload_ratio * np.mean([r.t_offload_ms for r in off]),
+                                              abs=0.05)
+    assert all(r.t_total_ms >= d * 1e3 and r.t_offload_ms >= d * 1e3 for r in off)
+    assert all(r.t_queue_ms < 5 for r in recs)  # closed: nobody waits for the device
+
+
+def test_rate_mode_faster_than_the_server_queues_sheds_and_loses_nothing(tiny_kit, data):
+    x, y = data
+    d, budget = 0.020, 300.0
+    with DelayServer(delay_s=d, capacity=1) as srv:  # serves one request at a time: 50 per second
+        agent = hi_agent(tiny_kit, srv.port, threshold=0.999999, budget_ms=budget, arrival="rate:400")
+        try:
+            s = agent.run(ArraySource(x, y))
+        finally:
+            agent.close()
+    recs = agent.records
+    assert sorted(r.sample_id for r in recs) == list(range(len(x)))  # none lost
+    assert all(r.final_class is not None for r in recs)
+    assert s.offload_ratio > 0.9  # the decider wanted (almost) everything offloaded ...
+    served = [r for r in recs if r.answered_by_server]
+    shed = [r for r in recs if r.shed]
+    assert shed and served, (len(shed), len(served))  # ... the server could serve only some in time
+    assert all(r.final_class == r.local_class and r.server_class is None for r in shed)
+    assert max(r.t_total_ms for r in served) > 3 * d * 1e3  # the queueing shows in the latency
+    assert s.latency_p99_ms > 3 * d * 1e3
+    # shed samples answer at once (their latency is the device's own queue), served ones made (about)
+    # their deadline
+    assert np.median([r.t_total_ms for r in shed]) < 0.5 * np.median([r.t_total_ms for r in served])
+    assert max(r.t_total_ms for r in served) <= budget * 1.3
+    # admitted samples that still missed their deadline (degraded): the estimate has no data for the first
+    # few arrivals, and thread wake-ups on a loaded 2-core machine add noise; a handful at most
+    assert s.degraded <= 0.15 * len(x)
+
+
+def test_answers_are_stamped_when_they_arrive_not_when_the_loop_looks(tiny_kit, data):
+    x, y = data
+    d = 0.050
+    with DelayServer(delay_s=d) as srv:
+        agent = hi_agent(tiny_kit, srv.port, threshold=0.999999, arrival="rate:2")  # a sample every 500 ms
+        try:
+            agent.run(ArraySource(x[:5], y[:5]))
+        finally:
+            agent.close()
+    off = [r for r in agent.records if r.offloaded and r.answered_by_server]
+    assert off
+    for r in off:
+        # the 50 ms answer, not the loop's next look at the next arrival 500 ms later
+        assert d * 1e3 <= r.t_total_ms < 400, r.t_total_ms
+        # arrival -> answer is exactly the parts: queue wait, the device's stages, then the offload
+        parts = r.t_queue_ms + r.on_device_ms + r.t_offload_ms
+        assert parts <= r.t_total_ms + 0.01 and r.t_total_ms - parts < 5.0, (r.t_total_ms, parts)
+
+
+def test_k_greater_than_one_overlaps_requests_at_the_server(tiny_kit, data):
+    x, y = data
+    for k in (1, 4):
+        with DelayServer(delay_s=0.05) as srv:
+            agent = hi_agent(tiny_kit, srv.port, threshold=0.999999, arrival="burst", k=k)
+            try:
+                agent.run(ArraySource(x[:16], y[:16]))
+            finally:
+                agent.close()
+            # the server itself saw K requests at once (and never more): the direct evidence of overlap;
+            # wall times are left to measurements/ (this machine's load would make them flaky here)
+            assert srv.peak_concurrency == (1 if k == 1 else 4), (k, srv.peak_concurrency)
+        assert sum(r.answered_by_server for r in agent.records) >= 12
+
+
+class SteppingSource:
+    """Samples; after ``at`` samples the server's delay steps to ``delay``."""
+
+    def __init__(self, x, y, srv, at, delay):
+        self.x, self.y, self.srv, self.at, self.delay = x, y, srv, at, delay
+        self.total = len(x)
+
+    def __iter__(self):
+        for i in range(len(self.x)):
+            if i == self.at:
+                self.srv.delay_s = self.delay
+            yield Sample(i, self.x[i], int(self.y[i]))
+
+
+def test_a_server_slowing_from_5_to_80_ms_causes_no_degraded_sample(tiny_kit, data):
+    x, y = data
+    with DelayServer(delay_s=0.005) as srv:
+        agent = hi_agent(tiny_kit, srv.port, threshold=0.999999)  # default budget semantics: 2 s here
+        try:
+            s = agent.run(SteppingSource(x[:40], y[:40], srv, at=25, delay=0.080))
+        finally:
+            agent.close()
+    assert s.degraded == 0 and s.shed == 0
+    late = [r for r in agent.records if r.sample_id >= 25 and r.offloaded]
+    assert late and all(r.t_offload_ms >= 80 for r in late)
+    assert agent.offloader.breaker_states() == {f"127.0.0.1:{srv.port}": "closed"}

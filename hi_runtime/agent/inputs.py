@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 INPUT_FORMS = (
+    "demo                   the shipped sample of 500 CIFAR-10 JPEG test images (needs nothing else)",
     ("cifar10:PATH[:SPLIT]   a dataset the training loaders read (also mnist:, folder:, imagenet:; split "
      "test by default; shuffled with seed 0 unless --order stored)"),
     "images:DIR             every image under DIR (recursively); labels from class-named folders",
@@ -222,6 +223,13 @@ def open_input(spec: str, *, size: tuple[int, int] = (32, 32), limit: int | None
     folder. ``limit``/``offset`` select a slice of finite array sources (camera: ``limit`` frames), taken
     after ``order`` is applied to dataset splits (see :func:`load_dataset_source`)."""
     kind, _, rest = spec.partition(":")
+    if spec == "demo":
+        from hi_runtime.artifacts import ArtifactError, shipped
+
+        try:
+            return load_npz(shipped("demo_samples.npz")).limit(limit, offset)
+        except ArtifactError as exc:
+            raise InputError(str(exc)) from None
     if kind in DATASET_NAMES and rest:
         path, split = rest, "test"
         head, _, tail = rest.rpartition(":")

@@ -120,6 +120,7 @@ class RayConfig:
     max_queued_requests: StrictInt = -1  # per front door and model; beyond it requests get BUSY; -1 = unbounded
     request_timeout_s: StrictFloat = 30.0  # a request the model tier has not answered by then gets BUSY
     retries: StrictInt = 1  # re-sends of a request whose replica died (Serve routes it to a live one)
+    health_check_period_s: StrictFloat | None = None  # how often Serve checks replicas; None = Serve's 10 s
     num_cpus: StrictInt | None = None  # CPUs of the local Ray started when address is None; None = all
     keep_app_on_stop: StrictBool | None = None  # None: delete the applications only if this process started Ray
 
@@ -132,6 +133,8 @@ class RayConfig:
             raise ConfigError("ray.max_queued_requests must be >= 1, or -1 for unbounded")
         if self.request_timeout_s <= 0:
             raise ConfigError(f"ray.request_timeout_s {self.request_timeout_s} must be > 0")
+        if self.health_check_period_s is not None and self.health_check_period_s <= 0:
+            raise ConfigError("ray.health_check_period_s must be > 0 (or null for Serve's default)")
         if not 0 <= self.retries <= 5:
             raise ConfigError(f"ray.retries {self.retries} must be 0..5")
         if self.num_cpus is not None and self.num_cpus < 1:

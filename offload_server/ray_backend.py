@@ -120,6 +120,8 @@ def deployment_options(model: ModelConfig, cfg: RayConfig) -> dict[str, Any]:
         "max_constructor_retry_count": 3,  # a replica that cannot load its model fails the deploy soon
         "logging_config": {"log_level": "WARNING", "enable_access_log": False},
     }
+    if cfg.health_check_period_s is not None:
+        options["health_check_period_s"] = cfg.health_check_period_s
     if cfg.max_queued_requests != -1:
         options["max_queued_requests"] = cfg.max_queued_requests
     if cfg.autoscaling_config is not None:
@@ -303,6 +305,10 @@ def _wait_running(name: str) -> str | None:
 
 
 def _one_line(exc: object) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):  # Serve validates its options with pydantic
+        return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
     return " ".join(str(exc).split())[:400]
 
 

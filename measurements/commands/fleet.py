@@ -342,6 +342,7 @@ def _run_local(args: argparse.Namespace, cfg: FleetConfig) -> list[FleetResult]:
     from offload_server.server import run_server_in_thread
 
     model_path = _model_for(args)
+    started_ray = False
     labels: list[tuple[str, int]] = []
     if args.local == "inprocess":
         labels = [("inprocess", 1)] * args.rounds
@@ -353,6 +354,7 @@ def _run_local(args: argparse.Namespace, cfg: FleetConfig) -> list[FleetResult]:
         if not ray.is_initialized():
             print(f"starting a local Ray ({args.ray_cpus} CPUs) ...", file=sys.stderr, flush=True)
             ray.init(num_cpus=args.ray_cpus, include_dashboard=False, logging_level=logging.WARNING)
+            started_ray = True
     results = []
     try:
         for label, replicas in labels:
@@ -367,11 +369,11 @@ def _run_local(args: argparse.Namespace, cfg: FleetConfig) -> list[FleetResult]:
             print(format_result(result), flush=True)
     finally:
         if args.local == "ray":
-            _delete_fleet_apps()
+            _delete_fleet_apps(shutdown=started_ray)
     return results
 
 
-def _delete_fleet_apps() -> None:
+def _delete_fleet_apps(shutdown: bool) -> None:
     import ray
     from ray import serve
 
@@ -380,7 +382,8 @@ def _delete_fleet_apps() -> None:
             if name.startswith("hi-fleet-"):
                 serve.delete(name)
     finally:
-        ray.shutdown()
+        if shutdown:  # only a Ray this command started
+            ray.shutdown()
 
 
 def _parse_replicas(text: str) -> list[int]:

@@ -138,9 +138,13 @@ class DynamicBatcher:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
-            n = min(len(self._items), self.max_batch_size)
-            batch = [self._items.popleft() for _ in range(n)]
-            await self._execute(batch)
+            batch: list[_Item] = []
+            while self._items and len(batch) < self.max_batch_size:
+                item = self._items.popleft()
+                if not item.future.done():  # cancelled: timed out, or its client went away; not worth running
+                    batch.append(item)
+            if batch:
+                await self._execute(batch)
 
     async def _execute(self, batch: list[_Item]) -> None:
         started = time.perf_counter()

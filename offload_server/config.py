@@ -118,7 +118,6 @@ class RayConfig:
     ray_actor_options: dict[str, Any] = field(default_factory=lambda: {"num_cpus": 1})  # per replica, e.g. num_gpus: 1
     max_ongoing_requests: StrictInt | None = None  # per replica; None = 2 x max_batch_size (batches can fill)
     max_queued_requests: StrictInt = -1  # per front door and model; beyond it requests get BUSY; -1 = unbounded
-    request_timeout_s: StrictFloat = 30.0  # a request the model tier has not answered by then gets BUSY
     retries: StrictInt = 1  # re-sends of a request whose replica died (Serve routes it to a live one)
     health_check_period_s: StrictFloat | None = None  # how often Serve checks replicas; None = Serve's 10 s
     num_cpus: StrictInt | None = None  # CPUs of the local Ray started when address is None; None = all
@@ -131,8 +130,6 @@ class RayConfig:
             raise ConfigError("ray.max_ongoing_requests must be >= 1 (or null for 2 x max_batch_size)")
         if self.max_queued_requests == 0 or self.max_queued_requests < -1:
             raise ConfigError("ray.max_queued_requests must be >= 1, or -1 for unbounded")
-        if self.request_timeout_s <= 0:
-            raise ConfigError(f"ray.request_timeout_s {self.request_timeout_s} must be > 0")
         if self.health_check_period_s is not None and self.health_check_period_s <= 0:
             raise ConfigError("ray.health_check_period_s must be > 0 (or null for Serve's default)")
         if not 0 <= self.retries <= 5:
@@ -166,6 +163,9 @@ class ServerConfig:
     idle_timeout_s: StrictFloat = 60.0  # silent and nothing in flight this long -> closed
     handshake_timeout_s: StrictFloat = 5.0
     frame_timeout_s: StrictFloat = 10.0  # a whole frame must arrive this long after its first byte
+    # an INFER not answered this long after it arrived gets BUSY and leaves the queue (a device waits far
+    # less: past this the work is wasted, and under overload an unbounded queue only grows)
+    request_timeout_s: StrictFloat = 30.0
     # observability
     metrics_port: StrictInt | None = None  # Prometheus /metrics and /healthz; None = off, 0 = ephemeral
     metrics_host: str = "127.0.0.1"
@@ -253,7 +253,8 @@ class ServerConfig:
             raise ConfigError("max_connections must be at least 1")
         if self.max_connections_per_peer < 1:
             raise ConfigError("max_connections_per_peer must be at least 1")
-        for name in ("idle_timeout_s", "handshake_timeout_s", "frame_timeout_s", "shutdown_grace_s"):
+        for name in ("idle_timeout_s", "handshake_timeout_s", "frame_timeout_s", "request_timeout_s",
+                     "shutdown_grace_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} {getattr(self, name)} must be > 0 seconds")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

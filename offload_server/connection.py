@@ -286,8 +286,12 @@ async def infer_request(model: ServedModel, msg: p.Infer, received: float, metri
         pixels = model.preprocessor.to_pixels(msg)
     except BadTensor as exc:
         return p.error_message(p.ErrorCode.BAD_TENSOR, str(exc), msg.request_id)
+    timeout = model.request_timeout_s
     try:
-        outcome = await model.runner.submit(pixels)
+        outcome = await asyncio.wait_for(model.runner.submit(pixels), timeout)
+    except asyncio.TimeoutError:
+        return p.error_message(p.ErrorCode.BUSY, f"not answered within request_timeout_s ({timeout:g} s); "
+                               "the model tier is overloaded", msg.request_id)
     except ModelStopped as exc:
         return p.error_message(p.ErrorCode.SHUTTING_DOWN, str(exc), msg.request_id)
     except ModelBusy as exc:

@@ -40,6 +40,7 @@ class ServedModel:
     backend: Any  # what the model takes (``.input``) and a ``.description``: a Backend, or the Ray runner
     preprocessor: Preprocessor
     runner: ModelRunner  # where its batches run: a DynamicBatcher in this process, or Ray Serve replicas
+    request_timeout_s: float = 30.0  # an INFER not answered by then gets BUSY (ServerConfig.request_timeout_s)
 
 
 class OffloadServer:
@@ -54,6 +55,7 @@ class OffloadServer:
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: dict[asyncio.Task, _ConnectionBase] = {}
         self._per_peer: dict[str, int] = {}  # open connections per client address (max_connections_per_peer)
+        self._cancelled_on_stop = False
         self._executor: ThreadPoolExecutor | None = None
         self.ray: RayCluster | None = None
         self._http: MetricsHttpServer | None = None
@@ -109,7 +111,7 @@ class OffloadServer:
                                      logits=mc.output == "logits")
             await self._warm_up(mc.id, backend, pre)
             batcher.start()
-            self.models[mc.id] = ServedModel(mc, backend, pre, batcher)
+            self.models[mc.id] = ServedModel(mc, backend, pre, batcher, cfg.request_timeout_s)
 
     async def _start_ray_models(self) -> None:
         """Join (or start) Ray, then deploy or attach every model; the blocking Ray calls run in a thread."""
@@ -122,7 +124,8 @@ class OffloadServer:
             cluster.connect()
             for mc in self.config.models:
                 runner = await asyncio.to_thread(cluster.open_model, mc, self.metrics)
-                self.models[mc.id] = ServedModel(mc, runner, Preprocessor.build(mc, runner.input), runner)
+                self.models[mc.id] = ServedModel(mc, runner, Preprocessor.build(mc, runner.input), runner,
+                                                 self.config.request_timeout_s)
         except BaseException:
             await asyncio.to_thread(cluster.close)  # a local Ray this process started must not outlive it
             raise
@@ -158,7 +161,8 @@ class OffloadServer:
         tasks = list(self._connections)
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_grace_s)
-            for task in pending:  # past the grace period: stop waiting for slow clients
+            self._cancelled_on_stop = True
+            for task in pending:  # past the grace period: stop waiting for slow clients (or a slow model)
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2.0)
@@ -222,6 +226,10 @@ class OffloadServer:
         self.metrics.connections_total.labels(label).inc()
         try:
             await conn.run()
+        except asyncio.CancelledError:
+            if not self._cancelled_on_stop:
+                raise
+            conn.writer.close()  # cut off by stop() after the grace period: not an error of this task
         finally:
             self.metrics.connections.labels(label).dec()
             self._connections.pop(task, None)

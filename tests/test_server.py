@@ -549,3 +549,17 @@ def test_compat_port_two_byte_reply(model_path, images, direct_classes) -> None:
                 assert int.from_bytes(reply, "little") == direct_classes[i] and reply[1] == 0
     with pytest.raises(Exception, match="compat_reply_bytes"):
         ServerConfig.from_dict({"models": [{"id": "m", "path": str(model_path)}], "compat_reply_bytes": 3})
+
+
+def test_request_timeout_answers_busy_and_drops_the_work(model_path, images) -> None:
+    """An INFER not answered within request_timeout_s gets BUSY (the device answers locally) and leaves the
+    queue, so an overloaded server does not keep computing answers nobody waits for."""
+    config = make_config(model_path, max_batch_size=64, max_queue_delay_us=1_500_000, request_timeout_s=0.3)
+    with run_server_in_thread(config) as handle, OffloadClient("127.0.0.1", handle.port) as client:
+        start = time.monotonic()
+        with pytest.raises(OffloadServerError) as exc:
+            client.infer(images[0], "tiny", timeout=10)
+        assert exc.value.code == p.ErrorCode.BUSY and "request_timeout_s" in exc.value.message
+        assert time.monotonic() - start < 1.2
+        time.sleep(1.6)  # past the batch deadline: the timed-out request was never run
+        assert handle.server.metrics.registry.get_sample_value("hi_server_batch_size_count", {"model": "tiny"}) in (None, 0)

@@ -332,11 +332,20 @@ def _local_server_config(args: argparse.Namespace, model_path: Path, backend: st
     ray = RayConfig(num_replicas=replicas, ray_actor_options={"num_cpus": 1}, deploy="always",
                     keep_app_on_stop=True, app_prefix="hi-fleet")
     limit = max(1024, args.devices + 16)
+    # devices give up at their deadline: the server need not keep working on requests much older than that
     return ServerConfig(models=[model], host="127.0.0.1", port=0, backend=backend, ray=ray, log_level="WARNING",
-                        max_connections=limit, max_connections_per_peer=limit, idle_timeout_s=600)
+                        max_connections=limit, max_connections_per_peer=limit, idle_timeout_s=600,
+                        request_timeout_s=max(1.0, 2 * args.deadline_ms / 1e3))
 
 
 def _run_local(args: argparse.Namespace, cfg: FleetConfig) -> list[FleetResult]:
+    try:
+        return _run_local_rounds(args, cfg)
+    except TimeoutError:
+        raise RuntimeError("a local server did not stop in time (overloaded?); try a lower --arrival") from None
+
+
+def _run_local_rounds(args: argparse.Namespace, cfg: FleetConfig) -> list[FleetResult]:
     import logging
 
     from offload_server.server import run_server_in_thread
@@ -348,17 +357,20 @@ def _run_local(args: argparse.Namespace, cfg: FleetConfig) -> list[FleetResult]:
         labels = [("inprocess", 1)] * args.rounds
     else:
         counts = _parse_replicas(args.replicas)
-        labels = [(f"ray x{n}", n) for _ in range(args.rounds) for n in counts]
+        per_round = ([("inprocess", 0)] if args.baseline else []) + [(f"ray x{n}", n) for n in counts]
+        labels = per_round * args.rounds
         import ray
 
         if not ray.is_initialized():
             print(f"starting a local Ray ({args.ray_cpus} CPUs) ...", file=sys.stderr, flush=True)
+            os.environ.setdefault("RAY_worker_niceness", "0")  # replicas compete on equal terms (Ray: 15)
             ray.init(num_cpus=args.ray_cpus, include_dashboard=False, logging_level=logging.WARNING)
             started_ray = True
     results = []
     try:
         for label, replicas in labels:
-            config = _local_server_config(args, model_path, "ray" if args.local == "ray" else "inprocess", replicas)
+            backend = "ray" if args.local == "ray" and replicas > 0 else "inprocess"
+            config = _local_server_config(args, model_path, backend, max(1, replicas))
             print(f"== {label}: starting the front door ...", file=sys.stderr, flush=True)
             with run_server_in_thread(config) as handle:
                 cfg.servers = [("127.0.0.1", handle.port)]
@@ -377,6 +389,8 @@ def _delete_fleet_apps(shutdown: bool) -> None:
     import ray
     from ray import serve
 
+    if not ray.is_initialized():  # Serve calls would start a new local Ray
+        return
     try:
         for name in list(serve.status().applications):
             if name.startswith("hi-fleet-"):
@@ -511,6 +525,8 @@ def register_cli(subparsers) -> None:
     local = p.add_argument_group("with --local")
     local.add_argument("--replicas", default="1,2", help="replica counts to compare with --local ray (default 1,2)")
     local.add_argument("--rounds", type=int, default=1, help="times each replica count is measured, alternating")
+    local.add_argument("--baseline", action="store_true",
+                       help="with --local ray: also measure the in-process backend in every round")
     local.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model to serve (default {DEFAULT_MODEL})")
     local.add_argument("--standin", choices=["linear", "cnn"], help="serve a stand-in ONNX model instead of --model")
     local.add_argument("--standin-width", type=int, default=32, help="channels of the stand-in CNN (default 32)")

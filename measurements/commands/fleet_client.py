@@ -131,6 +131,9 @@ class AsyncOffloadClient:
 
     async def _send(self, msg: p.Message) -> None:
         assert self._writer is not None
+        if self._writer.is_closing():
+            self._fail_all(ConnectionLost(f"connection to {self.host}:{self.port} is closed"))
+            raise self._closed_reason  # type: ignore[misc]
         try:
             self._writer.write(p.encode(msg, version=self.version))
             await self._writer.drain()

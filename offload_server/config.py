@@ -116,7 +116,10 @@ class RayConfig:
     num_replicas: StrictInt | None = 1  # fixed replica count (ignored with autoscaling_config)
     autoscaling_config: dict[str, Any] | None = None  # Serve's: min_replicas, max_replicas, target_ongoing_requests...
     ray_actor_options: dict[str, Any] = field(default_factory=lambda: {"num_cpus": 1})  # per replica, e.g. num_gpus: 1
-    max_ongoing_requests: StrictInt | None = None  # per replica; None = 2 x max_batch_size (batches can fill)
+    max_ongoing_requests: StrictInt | None = None  # calls per replica; None = 2 x max_batch_size
+    # micro-batches a front door keeps in flight per model; while that many are out, new requests gather
+    # into the next one. None = 2 x replicas (max_replicas with autoscaling)
+    max_inflight_batches: StrictInt | None = None
     max_queued_requests: StrictInt = -1  # per front door and model; beyond it requests get BUSY; -1 = unbounded
     retries: StrictInt = 1  # re-sends of a request whose replica died (Serve routes it to a live one)
     health_check_period_s: StrictFloat | None = None  # how often Serve checks replicas; None = Serve's 10 s
@@ -128,6 +131,8 @@ class RayConfig:
             raise ConfigError("ray.num_replicas must be >= 1 (or set ray.autoscaling_config)")
         if self.max_ongoing_requests is not None and self.max_ongoing_requests < 1:
             raise ConfigError("ray.max_ongoing_requests must be >= 1 (or null for 2 x max_batch_size)")
+        if self.max_inflight_batches is not None and self.max_inflight_batches < 1:
+            raise ConfigError("ray.max_inflight_batches must be >= 1 (or null for 2 x replicas)")
         if self.max_queued_requests == 0 or self.max_queued_requests < -1:
             raise ConfigError("ray.max_queued_requests must be >= 1, or -1 for unbounded")
         if self.health_check_period_s is not None and self.health_check_period_s <= 0:

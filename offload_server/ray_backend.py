@@ -27,8 +27,9 @@ import os
 import re
 import socket
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,17 +54,26 @@ _ready_timeout_s = 300.0  # how long a front door waits for an application anoth
 
 
 class ReplicaAnswer(NamedTuple):
-    probs: np.ndarray
-    batch_size: int
+    """A replica's answer to one forwarded micro-batch."""
+
+    probs: np.ndarray  # [n, classes], one row per image of the micro-batch
+    batch_size: int  # images in the model call the micro-batch ran in (micro-batches are merged)
     infer_s: float
     replica: str
     batch_no: int
 
 
+def _images_in(items: list[np.ndarray]) -> int:
+    """@serve.batch counts images, not calls: each call carries a micro-batch [n, H, W, C]."""
+    return sum(int(item.shape[0]) for item in items)
+
+
 class ModelReplica:
     """One Serve replica of a model: loads the file on its node and runs the batches ``@serve.batch`` cuts.
 
-    The batch runs in a worker thread so the replica's event loop keeps collecting the next batch.
+    Each call brings a front door's micro-batch; ``@serve.batch`` merges the micro-batches of all front
+    doors up to ``max_batch_size`` images (waiting at most ``max_queue_delay_us``) into one model call. The
+    call runs in a worker thread so the replica's event loop keeps collecting the next batch.
     """
 
     def __init__(self, model: dict[str, Any], max_batch_size: int, batch_wait_s: float) -> None:
@@ -87,14 +97,20 @@ class ModelReplica:
                 "description": self.backend.description, "replica": self.replica, "node": self.node,
                 "pid": os.getpid()}
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)  # replaced in __init__ from the config
+    # max_batch_size and the wait are replaced in __init__ from the model's config
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002, batch_size_fn=_images_in)
     async def infer(self, items: list[np.ndarray]) -> list[ReplicaAnswer]:
-        pixels = np.stack(items)
+        pixels = items[0] if len(items) == 1 else np.concatenate(items)
         loop = asyncio.get_running_loop()
         probs, infer_s = await loop.run_in_executor(self._executor, infer_batch, self.backend, self.pre, pixels,
                                                     self.logits)
         self.batches += 1
-        return [ReplicaAnswer(probs[i], len(items), infer_s, self.replica, self.batches) for i in range(len(items))]
+        out, start = [], 0
+        for item in items:
+            out.append(ReplicaAnswer(probs[start : start + len(item)], len(pixels), infer_s, self.replica,
+                                     self.batches))
+            start += len(item)
+        return out
 
 
 def app_name(cfg: RayConfig, model_id: str) -> str:
@@ -229,8 +245,22 @@ class RayCluster:
             ray.shutdown()
 
 
+@dataclass
+class _Waiting:
+    pixels: np.ndarray
+    future: asyncio.Future[BatchOutcome]
+    enqueued: float
+
+
 class RayModelRunner:
-    """The front door's view of one model on Ray Serve: submit a request, get its BatchOutcome."""
+    """The front door's view of one model on Ray Serve: submit a request, get its BatchOutcome.
+
+    Requests are forwarded as micro-batches, so a loaded front door makes one Ray call per batch instead of
+    one per image (a Ray call costs milliseconds of CPU on each side). Without a backlog nothing waits: a
+    request leaves at once while fewer than ``max_inflight_batches`` calls are open; only while that many
+    are, newly arrived requests gather into the next call (up to ``max_batch_size``), the way the
+    in-process batcher fills its next batch while one runs.
+    """
 
     def __init__(self, model: ModelConfig, cfg: RayConfig, handle: Any, info: dict[str, Any],
                  metrics: ServerMetrics) -> None:
@@ -238,27 +268,86 @@ class RayModelRunner:
         self.cfg = cfg
         self.handle = handle
         self.metrics = metrics
+        self.max_batch_size = model.max_batch_size
+        replicas = (cfg.autoscaling_config or {}).get("max_replicas") or cfg.num_replicas or 1
+        self.max_inflight_batches = cfg.max_inflight_batches or max(2, 2 * int(replicas))
         quant = info.get("quant")
         self.input = InputSpec(shape=tuple(int(d) for d in info["shape"]), dtype=np.dtype(info["dtype"]),
                                quant=(float(quant[0]), int(quant[1])) if quant else None)
         self.description = f"{info['description']} on Ray Serve ({app_name(cfg, model.id)})"
         self._stopping = False
+        self._queue: deque[_Waiting] = deque()
+        self._inflight = 0
+        self._calls: set[asyncio.Task] = set()
         self._seen_batches: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     async def submit(self, pixels: np.ndarray) -> BatchOutcome:
         """Forward one request; the caller bounds the time (request_timeout_s) by cancelling this."""
         if self._stopping:
             raise ModelStopped(f"model {self.model_id} is shutting down")
-        start = time.perf_counter()
+        future: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiting(pixels, future, time.perf_counter()))
+        self._dispatch()
+        return await future
+
+    def _dispatch(self) -> None:
+        """Send queued requests while there is room for another call (no timers: nothing waits idly)."""
+        loop = asyncio.get_running_loop()
+        while self._queue and self._inflight < self.max_inflight_batches:
+            batch: list[_Waiting] = []
+            while self._queue and len(batch) < self.max_batch_size:
+                item = self._queue.popleft()
+                if not item.future.done():  # timed out or its client went away: not worth sending
+                    batch.append(item)
+            if not batch:
+                return
+            self._inflight += 1
+            task = loop.create_task(self._call(batch))
+            self._calls.add(task)
+            task.add_done_callback(self._call_done)
+
+    def _call_done(self, task: asyncio.Task) -> None:
+        self._calls.discard(task)
+        self._inflight -= 1
+        self._dispatch()
+
+    async def _call(self, batch: list[_Waiting]) -> None:
+        pixels = np.stack([item.pixels for item in batch])
+        try:
+            answer = await self._forward(pixels, batch)
+        except Exception as exc:  # noqa: BLE001 - every request of the call gets the failure
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        if answer is None:  # every request of the call was cancelled
+            return
+        self._observe_batch(answer)
+        now = time.perf_counter()
+        for i, item in enumerate(batch):
+            if not item.future.done():
+                queue_s = max(0.0, now - item.enqueued - answer.infer_s)
+                item.future.set_result(BatchOutcome(np.asarray(answer.probs[i]), answer.batch_size, queue_s,
+                                                    answer.infer_s, answer.replica))
+
+    async def _forward(self, pixels: np.ndarray, batch: list[_Waiting]) -> ReplicaAnswer | None:
+        """One Ray call, re-sent up to ``ray.retries`` times if its replica died (inference is idempotent)."""
         attempt = 0
         while True:
             response = self.handle.infer.remote(pixels)
+            waiter = asyncio.ensure_future(_await(response))
+            # stop waiting (and take the call out of Serve's queues) once nobody waits for its answers
+            while not waiter.done():
+                waiting = [item.future for item in batch if not item.future.done()]
+                if not waiting:
+                    waiter.cancel()
+                    response.cancel()
+                    return None
+                await asyncio.wait([waiter, *waiting], return_when=asyncio.FIRST_COMPLETED)
             try:
-                answer: ReplicaAnswer = await response
-                break
+                return waiter.result()
             except asyncio.CancelledError:
-                response.cancel()  # timed out or the client went away: take it out of Serve's queues too
-                raise
+                return None
             except BackPressureError as exc:
                 raise ModelBusy(f"the model tier is overloaded: {_one_line(exc)}") from None
             except _REPLICA_LOST as exc:
@@ -266,18 +355,14 @@ class RayModelRunner:
                     raise RuntimeError(f"replica lost and {attempt} retr{'y' if attempt == 1 else 'ies'} "
                                        f"failed: {type(exc).__name__}") from None
                 attempt += 1
-                self.metrics.retries.labels(self.model_id).inc()
+                self.metrics.retries.labels(self.model_id).inc(len(batch))
                 event(log, "ray_request_retried", logging.WARNING, model=self.model_id, attempt=attempt,
-                      error=type(exc).__name__)
+                      requests=len(batch), error=type(exc).__name__)
             except RayTaskError as exc:  # the model itself failed: deterministic, not worth re-sending
                 raise RuntimeError(_one_line(exc.cause if getattr(exc, "cause", None) else exc)) from None
-        total = time.perf_counter() - start
-        self._observe_batch(answer)
-        return BatchOutcome(np.asarray(answer.probs), answer.batch_size, max(0.0, total - answer.infer_s),
-                            answer.infer_s, answer.replica)
 
     def _observe_batch(self, answer: ReplicaAnswer) -> None:
-        """Batch metrics once per batch this front door saw (several of its requests share one batch)."""
+        """Batch metrics once per batch this front door saw (several of its calls may share one batch)."""
         key = (answer.replica, answer.batch_no)
         if key in self._seen_batches:
             return
@@ -288,7 +373,14 @@ class RayModelRunner:
         self.metrics.inference_seconds.labels(self.model_id).observe(answer.infer_s)
 
     async def stop(self) -> None:
+        """No new requests; the calls already out are answered (the server waits for its connections)."""
         self._stopping = True
+        if self._calls:
+            await asyncio.wait(list(self._calls), timeout=30)
+
+
+async def _await(response: Any) -> Any:
+    return await response
 
 
 def _app_status(name: str) -> str | None:

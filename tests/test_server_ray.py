@@ -237,7 +237,7 @@ def test_runner_retries_a_request_whose_replica_died() -> None:
             self.infer = FakeMethod(outcomes)
 
     info = {"shape": [32, 32, 3], "dtype": "<f4", "quant": None, "description": "fake"}
-    answer = ReplicaAnswer(np.full(10, 0.1, np.float32), 3, 0.001, "r2", 1)
+    answer = ReplicaAnswer(np.full((1, 10), 0.1, np.float32), 3, 0.001, "r2", 1)
     metrics = ServerMetrics()
     runner = RayModelRunner(ModelConfig("m", "m.onnx"), RayConfig(retries=1), FakeHandle([ActorDiedError(), answer]),
                             info, metrics)

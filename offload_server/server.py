@@ -207,8 +207,8 @@ class OffloadServer:
         if len(self._connections) >= cfg.max_connections:
             refusal = ("max_connections", f"too many connections ({cfg.max_connections}); retry later")
         elif self._per_peer.get(host, 0) >= cfg.max_connections_per_peer:
-            refusal = ("max_connections_per_peer", f"too many connections from {host} "
-                       f"({cfg.max_connections_per_peer}, max_connections_per_peer); close idle ones or retry later")
+            refusal = ("max_connections_per_peer", (f"too many connections from {host} "
+                       f"({cfg.max_connections_per_peer}, max_connections_per_peer); close idle ones or retry later"))
         if refusal is not None:
             from hi_runtime import protocol as p
 

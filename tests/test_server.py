@@ -466,11 +466,11 @@ def test_payload_size_mismatch_is_bad_frame(model_path, images) -> None:
     frame[8:12] = (len(frame) - p.HEADER_SIZE).to_bytes(4, "little")
     with pytest.raises(p.PayloadMismatchError):
         p.decode(bytes(frame))
-    with run_server_in_thread(make_config(model_path)) as handle:
-        with socket.create_connection(("127.0.0.1", handle.port)) as sock:
-            _handshake(sock)
-            sock.sendall(bytes(frame))
-            frames = _frames_until_closed(sock)
+    with run_server_in_thread(make_config(model_path)) as handle, \
+            socket.create_connection(("127.0.0.1", handle.port)) as sock:
+        _handshake(sock)
+        sock.sendall(bytes(frame))
+        frames = _frames_until_closed(sock)
     assert len(frames) == 1 and isinstance(frames[0], p.Error)
     assert frames[0].code == p.ErrorCode.BAD_FRAME and frames[0].request_id == 0  # not BAD_TENSOR
 
@@ -537,16 +537,16 @@ def test_compat_port_two_byte_reply(model_path, images, direct_classes) -> None:
     """compat_reply_bytes: 2 answers each image with the class as a uint16 little-endian, as published C++
     clients that read two bytes expect."""
     config = make_config(model_path, compat_port=0, compat_reply_bytes=2)
-    with run_server_in_thread(config) as handle:
-        with socket.create_connection(("127.0.0.1", handle.compat_port), timeout=10) as sock:
-            for i in range(5):
-                sock.sendall(images[i].transpose(2, 0, 1).tobytes())
-                reply = b""
-                while len(reply) < 2:
-                    chunk = sock.recv(2 - len(reply))
-                    assert chunk, "connection closed before the 2-byte reply"
-                    reply += chunk
-                assert int.from_bytes(reply, "little") == direct_classes[i] and reply[1] == 0
+    with run_server_in_thread(config) as handle, \
+            socket.create_connection(("127.0.0.1", handle.compat_port), timeout=10) as sock:
+        for i in range(5):
+            sock.sendall(images[i].transpose(2, 0, 1).tobytes())
+            reply = b""
+            while len(reply) < 2:
+                chunk = sock.recv(2 - len(reply))
+                assert chunk, "connection closed before the 2-byte reply"
+                reply += chunk
+            assert int.from_bytes(reply, "little") == direct_classes[i] and reply[1] == 0
     with pytest.raises(Exception, match="compat_reply_bytes"):
         ServerConfig.from_dict({"models": [{"id": "m", "path": str(model_path)}], "compat_reply_bytes": 3})
 

@@ -19,14 +19,14 @@ import pytest
 
 pytest.importorskip("ray.serve", reason="ray[serve] is not installed: pip install 'hi-runtime[cluster]'")
 
-import ray  # noqa: E402
-from ray import serve  # noqa: E402
+import ray
+from ray import serve
 
-from hi_runtime import protocol as p  # noqa: E402
-from measurements.commands.fleet_client import AsyncOffloadClient, ServerError  # noqa: E402
-from offload_server.config import ModelConfig, RayConfig, ServerConfig  # noqa: E402
-from offload_server.server import run_server_in_thread  # noqa: E402
-from offload_server.standin import build_standin_onnx  # noqa: E402
+from hi_runtime import protocol as p
+from measurements.commands.fleet_client import AsyncOffloadClient, ServerError
+from offload_server.config import ModelConfig, RayConfig, ServerConfig
+from offload_server.server import run_server_in_thread
+from offload_server.standin import build_standin_onnx
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -209,7 +209,7 @@ def test_runner_retries_a_request_whose_replica_died() -> None:
     from ray.exceptions import ActorDiedError
 
     from offload_server.metrics import ServerMetrics
-    from offload_server.ray_backend import ReplicaAnswer, RayModelRunner
+    from offload_server.ray_backend import RayModelRunner, ReplicaAnswer
 
     class FakeResponse:
         def __init__(self, outcome):

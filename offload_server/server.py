@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from offload_server.backends import Backend, load_backend
 from offload_server.batcher import DynamicBatcher, ModelRunner
-from offload_server.config import ModelConfig, ServerConfig
+from offload_server.config import ConfigError, ModelConfig, ServerConfig
 from offload_server.connection import CompatConnection, HiConnection, _ConnectionBase
 from offload_server.logs import event
 from offload_server.metrics import MetricsHttpServer, ServerMetrics
@@ -115,7 +115,11 @@ class OffloadServer:
 
     async def _start_ray_models(self) -> None:
         """Join (or start) Ray, then deploy or attach every model; the blocking Ray calls run in a thread."""
-        from offload_server.ray_backend import RayCluster
+        try:
+            from offload_server.ray_backend import RayCluster
+        except ImportError as exc:
+            raise ConfigError(f"backend: ray needs Ray Serve ({exc}): pip install 'hi-runtime[cluster]', or use "
+                              "backend: inprocess") from None
 
         cluster = RayCluster(self.config.ray)
         self.ray = cluster

@@ -269,3 +269,16 @@ def test_fleet_command_prints_1_vs_2_replica_throughput(ray_cluster, tmp_path, c
         assert r["frames"] == r["local"] + r["ok"] + r["shed"] + r["degraded"]
         assert r["ok"] > 0
     assert ray.is_initialized()  # the command did not stop the session's Ray
+
+
+def test_autoscaling_config_deploys_and_serves(ray_cluster, model_path, images, reference) -> None:
+    """autoscaling_config instead of num_replicas: Serve takes it (min 1, max 2 replicas) and serves."""
+    config = _config(model_path, "ray", app_prefix="auto", keep_app_on_stop=False,
+                     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4})
+    with run_server_in_thread(config) as handle:
+        answers = asyncio.run(_fleet(handle.port, images, devices=4, requests=5))
+        status = serve.status().applications["auto-tiny"]
+        deployment = next(iter(status.deployments.values()))
+    assert all(isinstance(o, p.Result) and _same_answer(o, reference[i]) for i, o in answers)
+    assert 1 <= sum(deployment.replica_states.values()) <= 2
+    assert "auto-tiny" not in serve.status().applications  # deleted on stop (keep_app_on_stop: false)

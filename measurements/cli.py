@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple = (
     "measurements.commands.profile",
     "measurements.commands.power",
     "measurements.commands.reproduce",
+    "measurements.commands.fleet",
     # Written by other helpers; skipped until they exist.
     "measurements.bench_server",
     "measurements.bench_agent",

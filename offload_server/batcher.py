@@ -13,6 +13,7 @@ import time
 from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +31,7 @@ class BatchOutcome:
     batch_size: int
     queue_s: float
     infer_s: float
+    replica: str = "local"  # which replica ran the batch ("local" for the in-process backend)
 
 
 @dataclass
@@ -40,7 +42,35 @@ class _Item:
 
 
 class ModelStopped(RuntimeError):
-    pass
+    """The model is shutting down: the request is answered SHUTTING_DOWN (retry elsewhere)."""
+
+
+class ModelBusy(RuntimeError):
+    """The model tier cannot take or finish the request in time: answered BUSY (retry elsewhere)."""
+
+
+class ModelRunner(Protocol):
+    """Where a model's batches run, seen from the front door: this process (:class:`DynamicBatcher`) or a
+    Ray Serve deployment (offload_server.ray_backend). Failures are exceptions: ModelStopped, ModelBusy,
+    anything else means the inference failed."""
+
+    async def submit(self, pixels: np.ndarray) -> BatchOutcome: ...
+
+    async def stop(self) -> None: ...
+
+
+def infer_batch(backend: Backend, pre: Preprocessor, pixels: np.ndarray, logits: bool) -> tuple[np.ndarray, float]:
+    """One model call on a batch of pixels [N, H, W, C]: probabilities [N, classes] and the call's seconds.
+
+    The one place a batch becomes model input and probabilities, used in-process and by Ray replicas alike,
+    so both backends answer the same.
+    """
+    start = time.perf_counter()
+    out = backend.predict(pre.to_model_input(pixels))
+    probs = softmax(out) if logits else out
+    if probs.shape[0] != pixels.shape[0]:
+        raise RuntimeError(f"model returned {probs.shape[0]} rows for a batch of {pixels.shape[0]}")
+    return probs, time.perf_counter() - start
 
 
 class DynamicBatcher:
@@ -108,24 +138,21 @@ class DynamicBatcher:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
-            n = min(len(self._items), self.max_batch_size)
-            batch = [self._items.popleft() for _ in range(n)]
-            await self._execute(batch)
-
-    def _infer(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
-        start = time.perf_counter()
-        out = self.backend.predict(self.pre.to_model_input(pixels))
-        probs = softmax(out) if self.logits else out
-        return probs, time.perf_counter() - start
+            batch: list[_Item] = []
+            while self._items and len(batch) < self.max_batch_size:
+                item = self._items.popleft()
+                if not item.future.done():  # cancelled: timed out, or its client went away; not worth running
+                    batch.append(item)
+            if batch:
+                await self._execute(batch)
 
     async def _execute(self, batch: list[_Item]) -> None:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
             pixels = np.stack([item.pixels for item in batch])
-            probs, infer_s = await loop.run_in_executor(self.executor, self._infer, pixels)
-            if probs.shape[0] != len(batch):
-                raise RuntimeError(f"model returned {probs.shape[0]} rows for a batch of {len(batch)}")
+            probs, infer_s = await loop.run_in_executor(self.executor, infer_batch, self.backend, self.pre, pixels,
+                                                        self.logits)
         except Exception as exc:  # a failing model must fail its requests, never the worker
             event(log, "batch_failed", logging.ERROR, model=self.model_id, batch_size=len(batch), error=repr(exc))
             for item in batch:

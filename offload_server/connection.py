@@ -1,25 +1,32 @@
 """One device connection speaking the HI protocol (docs/protocol.md), and one on the paper's raw port.
 
-Limits that keep one bad client from hurting the others: the handshake and each frame body have time
-limits, a silent connection with nothing in flight is closed after the idle timeout, frames above
-max_frame are refused from their header, and at most max_inflight requests per connection are in the
-server at once (beyond that the connection is simply not read: TCP back-pressure, bounded memory).
+Limits that keep one bad client from hurting the others: the handshake has a deadline, and so has every
+frame from its first byte (header and body together, so a client cannot dribble a frame in over a minute);
+a silent connection with nothing in flight is closed after the idle timeout, frames above max_frame are
+refused from their header, and at most max_inflight requests per connection are in the server at once
+(beyond that the connection is simply not read: TCP back-pressure, bounded memory). The server caps
+connections in total and per client address (offload_server.server).
+
+A connection-level ERROR (request id 0) is always the last frame the server sends on a connection: the
+requests it had already accepted are answered first, then the ERROR, then it closes (docs/protocol.md).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hi_runtime import protocol as p
-from offload_server.batcher import ModelStopped
+from offload_server.batcher import ModelBusy, ModelStopped
 from offload_server.logs import event
 from offload_server.preprocess import BadTensor, top_k
 
 if TYPE_CHECKING:
+    from offload_server.metrics import ServerMetrics
     from offload_server.server import OffloadServer, ServedModel
 
 log = logging.getLogger("offload_server.connection")
@@ -44,6 +51,7 @@ class _ConnectionBase:
         self.writer = writer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.peer_host = str(peer[0]) if isinstance(peer, tuple) else str(peer)  # per-peer connection cap
         self.port_label = port_label
         self._reading = False
         self._stop_reading = False
@@ -96,24 +104,39 @@ class HiConnection(_ConnectionBase):
 
     # ---- reading ------------------------------------------------------------------------------------
 
-    async def _read(self, timeout: float | None) -> p.Message | None:
-        """Next frame: the header may take ``timeout``, the body must follow within frame_timeout_s."""
-        head = await asyncio.wait_for(self.reader.readexactly(p.HEADER_SIZE), timeout)
+    async def _read(self, timeout: float | None, deadline: float | None = None) -> p.Message | None:
+        """Next frame. Its first byte may take ``timeout`` (idle, or the handshake); from then on the whole
+        frame, header and body, must arrive within frame_timeout_s (or by the absolute loop time
+        ``deadline``), so a peer cannot hold the connection by sending a frame one byte at a time."""
+        first = await asyncio.wait_for(self.reader.readexactly(1), timeout)
+        loop = asyncio.get_running_loop()
+        limit = self.server.config.frame_timeout_s
+        if deadline is None:
+            deadline = loop.time() + limit
+        else:
+            limit = max(0.0, deadline - loop.time())
+        try:
+            head = first + await asyncio.wait_for(self.reader.readexactly(p.HEADER_SIZE - 1),
+                                                  max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            raise CloseConnection(p.ErrorCode.TIMEOUT, f"frame header not completed within {limit:g} s of its "
+                                  "first byte") from None
         header = p.decode_header(head, self.max_frame)
         body = b""
         if header.body_length:
             try:
                 body = await asyncio.wait_for(self.reader.readexactly(header.body_length),
-                                              self.server.config.frame_timeout_s)
+                                              max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
                 raise CloseConnection(p.ErrorCode.TIMEOUT, f"{header.type.name} body not received within "
-                                      f"{self.server.config.frame_timeout_s} s") from None
+                                      f"{limit:g} s of the frame's first byte") from None
         return p.decode_body(header, body)
 
     async def run(self) -> None:
         started = time.monotonic()
         event(log, "connection_open", peer=self.peer)
         reason = "closed by peer"
+        fatal: p.Error | None = None  # the connection-level ERROR to send last
         self._read_task = asyncio.current_task()
         try:
             self._reading = True  # nothing is accepted during the handshake: shutdown may interrupt it
@@ -121,10 +144,10 @@ class HiConnection(_ConnectionBase):
             await self._serve_requests()
         except CloseConnection as exc:
             reason = exc.message
-            await self._send_quietly(p.error_message(exc.code, exc.message))
+            fatal = p.error_message(exc.code, exc.message)
         except p.ProtocolError as exc:
             reason = f"invalid frame: {exc}"
-            await self._send_quietly(p.error_message(exc.code, str(exc)))
+            fatal = p.error_message(frame_error_code(exc), str(exc))
         except asyncio.IncompleteReadError:
             reason = "closed by peer" if not self._pending else "closed by peer with requests in flight"
         except asyncio.CancelledError:
@@ -136,11 +159,13 @@ class HiConnection(_ConnectionBase):
             reason = f"connection error: {exc}"
         finally:
             self._reading = False
-        # answer everything accepted (also on shutdown), then close
+        # answer everything accepted (also on shutdown), then the connection-level ERROR as the last frame
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
-        if self._stop_reading:
-            await self._send_quietly(p.Error(p.ErrorCode.SHUTTING_DOWN, "server is shutting down"))
+        if fatal is None and self._stop_reading:
+            fatal = p.Error(p.ErrorCode.SHUTTING_DOWN, "server is shutting down")
+        if fatal is not None:
+            await self._send_quietly(fatal)
         await self._close()
         event(log, "connection_closed", peer=self.peer, client=self.client_name, reason=reason,
               seconds=round(time.monotonic() - started, 3))
@@ -148,8 +173,9 @@ class HiConnection(_ConnectionBase):
     async def _handshake(self) -> None:
         cfg = self.server.config
         timeout = cfg.handshake_timeout_s
-        try:
-            hello = await self._read(timeout)
+        loop = asyncio.get_running_loop()
+        try:  # the whole HELLO (and later the whole AUTH) within the handshake timeout
+            hello = await self._read(timeout, loop.time() + timeout)
         except asyncio.TimeoutError:
             raise CloseConnection(p.ErrorCode.TIMEOUT, f"no HELLO within {timeout} s") from None
         if hello is None:
@@ -170,7 +196,7 @@ class HiConnection(_ConnectionBase):
         if key is None:
             return
         try:
-            auth = await self._read(timeout)
+            auth = await self._read(timeout, loop.time() + timeout)
         except asyncio.TimeoutError:
             raise CloseConnection(p.ErrorCode.TIMEOUT, f"no AUTH within {timeout} s") from None
         if not isinstance(auth, p.Auth):
@@ -201,6 +227,10 @@ class HiConnection(_ConnectionBase):
                 self._slots.release()
                 raise
             self._reading = False
+            if isinstance(msg, p.Infer) and msg.request_id == 0:
+                self._slots.release()
+                raise CloseConnection(p.ErrorCode.BAD_FRAME, "INFER with request_id 0: 0 is reserved for "
+                                      "connection-level frames; number requests from 1")
             if isinstance(msg, p.Infer):
                 # accepted from here on: no await before the task exists, so shutdown cannot lose it
                 task = asyncio.get_running_loop().create_task(self._answer(msg, time.perf_counter()))
@@ -243,21 +273,32 @@ class HiConnection(_ConnectionBase):
             server.metrics.inflight.dec()
 
     async def _infer(self, model: ServedModel, msg: p.Infer, received: float) -> p.Message:
-        return await infer_request(model, msg, received)
+        return await infer_request(model, msg, received, self.server.metrics)
 
 
-async def infer_request(model: ServedModel, msg: p.Infer, received: float) -> p.Message:
-    """Run one INFER through its model's batcher; every failure becomes an ERROR for this request only."""
+async def infer_request(model: ServedModel, msg: p.Infer, received: float, metrics: ServerMetrics) -> p.Message:
+    """Run one INFER through its model's runner; every failure becomes an ERROR for this request only.
+
+    Failures of the model tier get codes a device retries elsewhere or answers locally (SHUTTING_DOWN,
+    BUSY, INTERNAL); only the request's own faults (BAD_TENSOR) are final.
+    """
     try:
         pixels = model.preprocessor.to_pixels(msg)
     except BadTensor as exc:
         return p.error_message(p.ErrorCode.BAD_TENSOR, str(exc), msg.request_id)
+    timeout = model.request_timeout_s
     try:
-        outcome = await model.batcher.submit(pixels)
+        outcome = await asyncio.wait_for(model.runner.submit(pixels), timeout)
+    except asyncio.TimeoutError:
+        return p.error_message(p.ErrorCode.BUSY, f"not answered within request_timeout_s ({timeout:g} s); "
+                               "the model tier is overloaded", msg.request_id)
     except ModelStopped as exc:
         return p.error_message(p.ErrorCode.SHUTTING_DOWN, str(exc), msg.request_id)
+    except ModelBusy as exc:
+        return p.error_message(p.ErrorCode.BUSY, str(exc), msg.request_id)
     except Exception as exc:
         return p.error_message(p.ErrorCode.INTERNAL, f"inference failed: {exc!r}", msg.request_id)
+    metrics.replica_requests.labels(model.config.id, outcome.replica).inc()
     probs = outcome.probs
     total_s = time.perf_counter() - received
     return p.Result(
@@ -272,8 +313,9 @@ async def infer_request(model: ServedModel, msg: p.Infer, received: float) -> p.
 
 
 class CompatConnection(_ConnectionBase):
-    """The paper's raw protocol: 3,072 bytes (R plane, G plane, B plane, uint8) in, one class byte out,
-    repeated. There is no framing to check, so a short read at the end is just a closing client."""
+    """The paper's raw protocol: 3,072 bytes (R plane, G plane, B plane, uint8) in, the class out, repeated:
+    one byte, or two (uint16 little-endian) with compat_reply_bytes: 2 for clients that read a uint16.
+    There is no framing to check, so a short read at the end is just a closing client."""
 
     def __init__(self, server: OffloadServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__(server, reader, writer, "compat")
@@ -294,13 +336,13 @@ class CompatConnection(_ConnectionBase):
                 received = time.perf_counter()
                 # channel-planar bytes are exactly an NCHW uint8 tensor
                 msg = p.Infer(0, model.config.id, p.DType.UINT8, p.Layout.NCHW, (1, 3, 32, 32), raw)
-                reply = await infer_request(model, msg, received)
+                reply = await infer_request(model, msg, received, self.server.metrics)
                 ok = isinstance(reply, p.Result)
                 self.server.metrics.requests.labels(model.config.id + ":compat", "ok" if ok else "error").inc()
                 if not ok:
                     event(log, "compat_request_failed", logging.WARNING, peer=self.peer, error=reply.message)
                     break  # the raw protocol has no way to report an error: close
-                self.writer.write(bytes([reply.class_id & 0xFF]))
+                self.writer.write(compat_reply(reply.class_id, self.server.config.compat_reply_bytes))
                 await self.writer.drain()
                 served += 1
         except asyncio.CancelledError:
@@ -311,6 +353,20 @@ class CompatConnection(_ConnectionBase):
             pass
         await self._close()
         event(log, "compat_connection_closed", peer=self.peer, requests=served)
+
+
+def compat_reply(class_id: int, width: int) -> bytes:
+    """The compat port's answer: the class as one byte, or as a uint16 little-endian."""
+    return struct.pack("<H", class_id & 0xFFFF) if width == 2 else bytes([class_id & 0xFF])
+
+
+def frame_error_code(exc: p.ProtocolError) -> int:
+    """The connection-level ERROR code for an invalid frame (docs/protocol.md, decoding rules): BAD_FRAME
+    unless the spec names another (FRAME_TOO_LARGE, UNSUPPORTED_VERSION). A payload whose size does not
+    match its shape is an undecodable frame, so BAD_FRAME, not the per-request BAD_TENSOR."""
+    if isinstance(exc, (p.FrameTooLargeError, p.UnsupportedVersionError)):
+        return exc.code
+    return p.ErrorCode.BAD_FRAME
 
 
 def _uncancel() -> None:

@@ -36,6 +36,12 @@ class ServerMetrics:
                                          ["port"], registry=r)
         self.inflight = Gauge("hi_server_inflight_requests", "Requests accepted and not yet answered", registry=r)
         self.auth_failures = Counter("hi_server_auth_failures", "Failed authentications", registry=r)
+        self.refused = Counter("hi_server_connections_refused", "Connections refused with BUSY, by reason",
+                               ["reason"], registry=r)
+        self.replica_requests = Counter("hi_server_replica_requests", "Requests answered, by the replica that "
+                                        "ran them ('local' in-process)", ["model", "replica"], registry=r)
+        self.retries = Counter("hi_server_backend_retries", "Requests re-sent after their replica failed",
+                               ["model"], registry=r)
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

@@ -1,5 +1,9 @@
 """The asyncio edge server: accepts device connections, batches their requests per model, answers them.
 
+This process is the device-facing front door. The models run in it (``backend: inprocess``, the default:
+a DynamicBatcher per model on a thread pool) or on Ray Serve replicas (``backend: ray``,
+offload_server.ray_backend), behind the same protocol, limits and metrics.
+
 Use ``OffloadServer`` from async code (``await start()``, ``.port``, ``await stop()``) or
 ``run_server_in_thread(config)`` from blocking code (tests, hi-agent's offline demo, the benchmark).
 """
@@ -14,14 +18,18 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from offload_server.backends import Backend, load_backend
-from offload_server.batcher import DynamicBatcher
-from offload_server.config import ModelConfig, ServerConfig
+from offload_server.batcher import DynamicBatcher, ModelRunner
+from offload_server.config import ConfigError, ModelConfig, ServerConfig
 from offload_server.connection import CompatConnection, HiConnection, _ConnectionBase
 from offload_server.logs import event
 from offload_server.metrics import MetricsHttpServer, ServerMetrics
 from offload_server.preprocess import Preprocessor
+
+if TYPE_CHECKING:
+    from offload_server.ray_backend import RayCluster
 
 log = logging.getLogger("offload_server.server")
 
@@ -29,9 +37,10 @@ log = logging.getLogger("offload_server.server")
 @dataclass
 class ServedModel:
     config: ModelConfig
-    backend: Backend
+    backend: Any  # what the model takes (``.input``) and a ``.description``: a Backend, or the Ray runner
     preprocessor: Preprocessor
-    batcher: DynamicBatcher
+    runner: ModelRunner  # where its batches run: a DynamicBatcher in this process, or Ray Serve replicas
+    request_timeout_s: float = 30.0  # an INFER not answered by then gets BUSY (ServerConfig.request_timeout_s)
 
 
 class OffloadServer:
@@ -45,7 +54,10 @@ class OffloadServer:
         self.state = "new"  # new -> serving -> stopping -> stopped
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: dict[asyncio.Task, _ConnectionBase] = {}
+        self._per_peer: dict[str, int] = {}  # open connections per client address (max_connections_per_peer)
+        self._cancelled_on_stop = False
         self._executor: ThreadPoolExecutor | None = None
+        self.ray: RayCluster | None = None
         self._http: MetricsHttpServer | None = None
         self.port: int = 0
         self.compat_port: int | None = None
@@ -58,19 +70,14 @@ class OffloadServer:
     async def start(self) -> None:
         cfg = self.config
         self._stopped = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=cfg.executor_threads or len(cfg.models),
-                                            thread_name_prefix="hi-infer")
+        if cfg.backend == "ray":
+            await self._start_ray_models()
+        else:
+            await self._start_local_models()
         for mc in cfg.models:
-            backend = load_backend(mc)
-            pre = Preprocessor.build(mc, backend.input)
-            batcher = DynamicBatcher(mc.id, backend, pre, self._executor, self.metrics,
-                                     max_batch_size=mc.max_batch_size, max_queue_delay_us=mc.max_queue_delay_us,
-                                     logits=mc.output == "logits")
-            await self._warm_up(mc.id, backend, pre)
-            batcher.start()
-            self.models[mc.id] = ServedModel(mc, backend, pre, batcher)
-            event(log, "model_loaded", model=mc.id, path=mc.path, backend=backend.description,
-                  input_shape=list(backend.input.shape), input_dtype=str(backend.input.dtype),
+            served = self.models[mc.id]
+            event(log, "model_loaded", model=mc.id, path=mc.path, backend=served.backend.description,
+                  input_shape=list(served.backend.input.shape), input_dtype=str(served.backend.input.dtype),
                   max_batch_size=mc.max_batch_size, max_queue_delay_us=mc.max_queue_delay_us)
         tls = self._tls_context()
         main = await asyncio.start_server(self._on_connect, cfg.host, cfg.port, ssl=tls,
@@ -91,6 +98,41 @@ class OffloadServer:
         event(log, "server_started", host=cfg.host, port=self.port, tls=tls is not None, auth=self.key is not None,
               compat_port=self.compat_port, metrics_port=self.metrics_port, models=sorted(self.models),
               default_model=cfg.default_model_id)
+
+    async def _start_local_models(self) -> None:
+        cfg = self.config
+        self._executor = ThreadPoolExecutor(max_workers=cfg.executor_threads or len(cfg.models),
+                                            thread_name_prefix="hi-infer")
+        for mc in cfg.models:
+            backend = load_backend(mc)
+            pre = Preprocessor.build(mc, backend.input)
+            batcher = DynamicBatcher(mc.id, backend, pre, self._executor, self.metrics,
+                                     max_batch_size=mc.max_batch_size, max_queue_delay_us=mc.max_queue_delay_us,
+                                     logits=mc.output == "logits")
+            await self._warm_up(mc.id, backend, pre)
+            batcher.start()
+            self.models[mc.id] = ServedModel(mc, backend, pre, batcher, cfg.request_timeout_s)
+
+    async def _start_ray_models(self) -> None:
+        """Join (or start) Ray, then deploy or attach every model; the blocking Ray calls run in a thread."""
+        try:
+            from offload_server.ray_backend import RayCluster
+        except ImportError as exc:
+            raise ConfigError(f"backend: ray needs Ray Serve ({exc}): pip install 'hi-runtime[cluster]', or use "
+                              "backend: inprocess") from None
+
+        cluster = RayCluster(self.config.ray)
+        self.ray = cluster
+        # ray.init installs a SIGTERM handler only from the main thread; the CLI sets its own afterwards
+        try:
+            cluster.connect()
+            for mc in self.config.models:
+                runner = await asyncio.to_thread(cluster.open_model, mc, self.metrics)
+                self.models[mc.id] = ServedModel(mc, runner, Preprocessor.build(mc, runner.input), runner,
+                                                 self.config.request_timeout_s)
+        except BaseException:
+            await asyncio.to_thread(cluster.close)  # a local Ray this process started must not outlive it
+            raise
 
     async def _warm_up(self, model_id: str, backend: Backend, pre: Preprocessor) -> None:
         """One inference before serving, so the first device does not pay for lazy initialization."""
@@ -123,12 +165,15 @@ class OffloadServer:
         tasks = list(self._connections)
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_grace_s)
-            for task in pending:  # past the grace period: stop waiting for slow clients
+            self._cancelled_on_stop = True
+            for task in pending:  # past the grace period: stop waiting for slow clients (or a slow model)
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2.0)
         for model in self.models.values():
-            await model.batcher.stop()
+            await model.runner.stop()
+        if self.ray is not None:
+            await asyncio.to_thread(self.ray.close)
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2.0)
@@ -160,30 +205,50 @@ class OffloadServer:
         if self.state != "serving":
             conn.writer.close()
             return
-        if len(self._connections) >= self.config.max_connections:
+        cfg = self.config
+        host = conn.peer_host
+        refusal = None
+        if len(self._connections) >= cfg.max_connections:
+            refusal = ("max_connections", f"too many connections ({cfg.max_connections}); retry later")
+        elif self._per_peer.get(host, 0) >= cfg.max_connections_per_peer:
+            refusal = ("max_connections_per_peer", (f"too many connections from {host} "
+                       f"({cfg.max_connections_per_peer}, max_connections_per_peer); close idle ones or retry later"))
+        if refusal is not None:
             from hi_runtime import protocol as p
 
-            event(log, "connection_refused", logging.WARNING, peer=conn.peer, reason="max_connections")
+            event(log, "connection_refused", logging.WARNING, peer=conn.peer, reason=refusal[0])
+            self.metrics.refused.labels(refusal[0]).inc()
             if isinstance(conn, HiConnection):
-                await conn._send_quietly(p.Error(p.ErrorCode.BUSY, "too many connections; retry later"))
+                await conn._send_quietly(p.Error(p.ErrorCode.BUSY, refusal[1]))
             await conn._close()
             return
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = conn
+        self._per_peer[host] = self._per_peer.get(host, 0) + 1
         self.metrics.connections.labels(label).inc()
         self.metrics.connections_total.labels(label).inc()
         try:
             await conn.run()
+        except asyncio.CancelledError:
+            if not self._cancelled_on_stop:
+                raise
+            conn.writer.close()  # cut off by stop() after the grace period: not an error of this task
         finally:
             self.metrics.connections.labels(label).dec()
             self._connections.pop(task, None)
+            left = self._per_peer.get(host, 1) - 1
+            if left > 0:
+                self._per_peer[host] = left
+            else:
+                self._per_peer.pop(host, None)
 
     # ---- status -------------------------------------------------------------------------------------
 
     def health(self) -> dict[str, object]:
         return {
             "status": "ok" if self.state == "serving" else self.state,
+            "backend": self.config.backend,
             "models": sorted(self.models),
             "connections": len(self._connections),
             "uptime_s": round(time.monotonic() - self._started_at, 3) if self._started_at else 0.0,

@@ -401,3 +401,165 @@ def test_several_models_and_model_layouts(tmp_path, images) -> None:
     with run_server_in_thread(config) as handle, OffloadClient("127.0.0.1", handle.port) as client:
         assert [client.infer(images[i], "planar", timeout=10).class_id for i in range(8)] == list(want_nchw)
         assert [client.infer(images[i], "bytes", timeout=10).class_id for i in range(8)] == list(want_u8)
+
+
+# ---- spec conformance and hardening (issue 19) -------------------------------------------------------------
+
+
+def _handshake(sock: socket.socket) -> p.Welcome:
+    p.send_frame(sock, p.Hello(client_nonce=p.new_nonce()))
+    welcome = p.recv_frame(sock)
+    assert isinstance(welcome, p.Welcome)
+    return welcome
+
+
+def _frames_until_closed(sock: socket.socket, timeout: float = 10.0) -> list[p.Message]:
+    """Every frame the server sends until it closes the connection."""
+    sock.settimeout(timeout)
+    decoder = p.FrameDecoder()
+    frames: list[p.Message] = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        frames.extend(decoder.feed(chunk))
+    return frames
+
+
+def test_connection_error_is_the_last_frame(model_path, images, direct_classes) -> None:
+    """After a connection-level ERROR nothing follows (spec: the sender closes): the requests accepted
+    before the bad frame are answered first, then the ERROR, then the connection closes."""
+    config = make_config(model_path, max_batch_size=64, max_queue_delay_us=300_000)
+    with run_server_in_thread(config) as handle, socket.create_connection(("127.0.0.1", handle.port)) as sock:
+        _handshake(sock)
+        for i in range(5):  # they wait ~300 ms in the batcher: still in flight when the garbage arrives
+            p.send_frame(sock, p.Infer.from_array(images[i], "tiny", request_id=i + 1))
+        time.sleep(0.05)
+        sock.sendall(b"NOT A FRAME!")
+        frames = _frames_until_closed(sock)
+    assert isinstance(frames[-1], p.Error) and frames[-1].request_id == 0
+    assert frames[-1].code == p.ErrorCode.BAD_FRAME
+    results = frames[:-1]
+    assert all(isinstance(f, p.Result) for f in results), frames
+    assert {r.request_id: r.class_id for r in results} == {i + 1: direct_classes[i] for i in range(5)}
+
+
+def test_request_id_zero_is_refused(model_path, images) -> None:
+    with run_server_in_thread(make_config(model_path)) as handle:
+        with socket.create_connection(("127.0.0.1", handle.port)) as sock:
+            _handshake(sock)
+            p.send_frame(sock, p.Infer.from_array(images[0], "tiny", request_id=0))
+            frames = _frames_until_closed(sock)
+        assert len(frames) == 1 and isinstance(frames[0], p.Error), frames  # no RESULT for id 0
+        assert frames[0].code == p.ErrorCode.BAD_FRAME and frames[0].request_id == 0
+        assert "request_id 0" in frames[0].message
+        with OffloadClient("127.0.0.1", handle.port) as client:  # others are unaffected
+            assert 0 <= client.infer(images[0], "tiny", timeout=10).class_id < 10
+
+
+def test_payload_size_mismatch_is_bad_frame(model_path, images) -> None:
+    frame = bytearray(p.encode(p.Infer.from_array(images[0], "tiny", request_id=1)))
+    del frame[-10:]  # 10 payload bytes short of what the shape needs; the header length still matches
+    frame[8:12] = (len(frame) - p.HEADER_SIZE).to_bytes(4, "little")
+    with pytest.raises(p.PayloadMismatchError):
+        p.decode(bytes(frame))
+    with run_server_in_thread(make_config(model_path)) as handle, \
+            socket.create_connection(("127.0.0.1", handle.port)) as sock:
+        _handshake(sock)
+        sock.sendall(bytes(frame))
+        frames = _frames_until_closed(sock)
+    assert len(frames) == 1 and isinstance(frames[0], p.Error)
+    assert frames[0].code == p.ErrorCode.BAD_FRAME and frames[0].request_id == 0  # not BAD_TENSOR
+
+
+def test_frame_deadline_runs_from_its_first_byte(model_path, images) -> None:
+    """The idle timeout only covers waiting for a frame's first byte; the rest of the frame (header and
+    body) must follow within frame_timeout_s, so a peer cannot dribble a frame in over a minute."""
+    config = make_config(model_path, idle_timeout_s=30.0, frame_timeout_s=0.5)
+    frame = p.encode(p.Infer.from_array(images[0], "tiny", request_id=1))
+    with run_server_in_thread(config) as handle:
+        with socket.create_connection(("127.0.0.1", handle.port)) as sock:
+            _handshake(sock)
+            start = time.monotonic()
+            sock.sendall(frame[:5])  # part of a header, then silence
+            err = p.recv_frame(sock)
+            assert err.code == p.ErrorCode.TIMEOUT and "header" in err.message
+            assert time.monotonic() - start < 5  # not the 30 s idle timeout
+        with socket.create_connection(("127.0.0.1", handle.port)) as sock:
+            _handshake(sock)
+            start = time.monotonic()
+            try:
+                for i in range(40):  # one byte every 0.1 s: each byte "in time", the frame never
+                    sock.sendall(frame[i : i + 1])
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            frames = _frames_until_closed(sock)
+            assert frames and frames[-1].code == p.ErrorCode.TIMEOUT
+            assert time.monotonic() - start < 6
+        with OffloadClient("127.0.0.1", handle.port) as client:  # a normal client is unaffected
+            assert 0 <= client.infer(images[0], "tiny", timeout=10).class_id < 10
+
+
+def test_per_peer_connection_cap_keeps_others_served(model_path, images, direct_classes) -> None:
+    """One address holding many idle connections gets BUSY past max_connections_per_peer; another address
+    still connects (127.0.0.2 is a second loopback peer)."""
+    config = make_config(model_path, max_connections=12, max_connections_per_peer=4, handshake_timeout_s=30)
+    with run_server_in_thread(config) as handle:
+        hogs = [socket.create_connection(("127.0.0.1", handle.port), timeout=10) for _ in range(4)]
+        refused: list[socket.socket] = []
+        try:
+            for sock in hogs:
+                _handshake(sock)
+            for _ in range(3):
+                extra = socket.create_connection(("127.0.0.1", handle.port), timeout=10)
+                refused.append(extra)
+                err = p.recv_frame(extra)
+                assert isinstance(err, p.Error) and err.code == p.ErrorCode.BUSY
+                assert "max_connections_per_peer" in err.message
+            # the hogs are still open: another address is served all the same
+            with socket.create_connection(("127.0.0.1", handle.port), timeout=10,
+                                          source_address=("127.0.0.2", 0)) as sock:
+                _handshake(sock)
+                p.send_frame(sock, p.Infer.from_array(images[3], "tiny", request_id=1))
+                assert p.recv_frame(sock).class_id == direct_classes[3]
+        finally:
+            for sock in hogs + refused:
+                sock.close()
+        assert handle.server.metrics.registry.get_sample_value(
+            "hi_server_connections_refused_total", {"reason": "max_connections_per_peer"}) == 3
+
+
+def test_compat_port_two_byte_reply(model_path, images, direct_classes) -> None:
+    """compat_reply_bytes: 2 answers each image with the class as a uint16 little-endian, as published C++
+    clients that read two bytes expect."""
+    config = make_config(model_path, compat_port=0, compat_reply_bytes=2)
+    with run_server_in_thread(config) as handle, \
+            socket.create_connection(("127.0.0.1", handle.compat_port), timeout=10) as sock:
+        for i in range(5):
+            sock.sendall(images[i].transpose(2, 0, 1).tobytes())
+            reply = b""
+            while len(reply) < 2:
+                chunk = sock.recv(2 - len(reply))
+                assert chunk, "connection closed before the 2-byte reply"
+                reply += chunk
+            assert int.from_bytes(reply, "little") == direct_classes[i] and reply[1] == 0
+    with pytest.raises(Exception, match="compat_reply_bytes"):
+        ServerConfig.from_dict({"models": [{"id": "m", "path": str(model_path)}], "compat_reply_bytes": 3})
+
+
+def test_request_timeout_answers_busy_and_drops_the_work(model_path, images) -> None:
+    """An INFER not answered within request_timeout_s gets BUSY (the device answers locally) and leaves the
+    queue, so an overloaded server does not keep computing answers nobody waits for."""
+    config = make_config(model_path, max_batch_size=64, max_queue_delay_us=1_500_000, request_timeout_s=0.3)
+    with run_server_in_thread(config) as handle, OffloadClient("127.0.0.1", handle.port) as client:
+        start = time.monotonic()
+        with pytest.raises(OffloadServerError) as exc:
+            client.infer(images[0], "tiny", timeout=10)
+        assert exc.value.code == p.ErrorCode.BUSY and "request_timeout_s" in exc.value.message
+        assert time.monotonic() - start < 1.2
+        time.sleep(1.6)  # past the batch deadline: the timed-out request was never run
+        assert handle.server.metrics.registry.get_sample_value("hi_server_batch_size_count", {"model": "tiny"}) in (None, 0)

@@ -1,0 +1,284 @@
+"""hi-server with ``backend: ray``: the front door forwarding to Ray Serve replicas (issue 19).
+
+One local Ray starts once for the whole test session (``ray_cluster``); one Serve deployment of a small
+stand-in model with 2 CPU replicas serves the module. 50 simulated devices x 20 requests must get the
+answers of the in-process backend; a replica killed while they offload must lose no request (each is
+answered by the other replica, or with a retryable ERROR the device answers locally and flags) and Serve
+must bring a replacement back. Skipped, with the reason, when ray[serve] is not installed (CI installs the
+``cluster`` extra).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray.serve", reason="ray[serve] is not installed: pip install 'hi-runtime[cluster]'")
+
+import ray
+from ray import serve
+
+from hi_runtime import protocol as p
+from measurements.commands.fleet_client import AsyncOffloadClient, ServerError
+from offload_server.config import ModelConfig, RayConfig, ServerConfig
+from offload_server.server import run_server_in_thread
+from offload_server.standin import build_standin_onnx
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+
+#: answers a device turns into its own local answer (flagged), as hi_runtime.offloader does
+RETRYABLE = {p.ErrorCode.BUSY, p.ErrorCode.INTERNAL, p.ErrorCode.SHUTTING_DOWN, p.ErrorCode.TIMEOUT}
+DEVICES, REQUESTS = 50, 20
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray, started once per test session (4 logical CPUs: 2 replicas + slack; 2 physical cores)."""
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_standin_onnx(tmp_path_factory.mktemp("ray-models") / "tiny.onnx", kind="linear", seed=5)
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(11).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+
+
+def _config(model_path: Path, backend: str, **ray_settings) -> ServerConfig:
+    model = ModelConfig(id="tiny", path=str(model_path), max_batch_size=16, max_queue_delay_us=2000, num_threads=1)
+    ray_cfg = RayConfig(**{"num_replicas": 2, "ray_actor_options": {"num_cpus": 1}, "app_prefix": "test",
+                           "health_check_period_s": 1.0, **ray_settings})
+    return ServerConfig(models=[model], port=0, backend=backend, ray=ray_cfg, log_level="WARNING",
+                        max_connections_per_peer=1024)
+
+
+@pytest.fixture(scope="module")
+def ray_server(ray_cluster, model_path):
+    with run_server_in_thread(_config(model_path, "ray", keep_app_on_stop=False)) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def reference(model_path, images) -> dict[int, p.Result]:
+    """The in-process backend's answer to every image (with top-3), the reference for the replicas."""
+    with run_server_in_thread(_config(model_path, "inprocess")) as handle:
+        answers = asyncio.run(_fleet(handle.port, images, devices=8, requests=8, order=lambda d, k: d * 8 + k))
+    return {idx: outcome for idx, outcome in answers}
+
+
+def _replica_counts(handle) -> dict[str, float]:
+    out = {}
+    for family in handle.server.metrics.registry.collect():
+        if family.name == "hi_server_replica_requests":
+            for s in family.samples:
+                if s.name.endswith("_total"):
+                    out[s.labels["replica"]] = s.value
+    return out
+
+
+async def _fleet(port: int, images: np.ndarray, devices: int = DEVICES, requests: int = REQUESTS, order=None,
+                 pace_s: float = 0.0, on_answer=None) -> list[tuple[int, object]]:
+    """Simulated devices, each with its own connection, two requests in flight at a time. Returns
+    (image index, RESULT or the ERROR code) per request; a request with neither is lost (the test fails)."""
+    order = order or (lambda d, k: (d * 7 + k) % len(images))
+
+    async def device(d: int) -> list[tuple[int, object]]:
+        client = AsyncOffloadClient("127.0.0.1", port, client_name=f"dev{d}")
+        await client.connect()
+        out: list[tuple[int, object]] = []
+        sem = asyncio.Semaphore(2)
+
+        async def one(k: int) -> None:
+            async with sem:
+                idx = order(d, k)
+                try:
+                    outcome: object = await asyncio.wait_for(client.infer(images[idx], "tiny", top_k=3), 60)
+                except ServerError as exc:
+                    outcome = exc.code
+                out.append((idx, outcome))
+                if on_answer is not None:
+                    on_answer(outcome)
+                if pace_s:
+                    await asyncio.sleep(pace_s)
+
+        await asyncio.gather(*[one(k) for k in range(requests)])
+        await client.close()
+        return out
+
+    results = await asyncio.gather(*[device(d) for d in range(devices)])
+    return [item for r in results for item in r]
+
+
+def _same_answer(got: p.Result, want: p.Result) -> bool:
+    return (got.class_id == want.class_id and [c for c, _ in got.top_k] == [c for c, _ in want.top_k]
+            and np.allclose([s for _, s in got.top_k], [s for _, s in want.top_k], atol=1e-5))
+
+
+def test_1000_requests_from_50_devices_match_the_in_process_backend(ray_server, images, reference) -> None:
+    before = _replica_counts(ray_server)
+    answers = asyncio.run(_fleet(ray_server.port, images, order=lambda d, k: (d * 8 + k) % 64))
+    assert len(answers) == DEVICES * REQUESTS
+    for idx, outcome in answers:
+        assert isinstance(outcome, p.Result), outcome
+        assert _same_answer(outcome, reference[idx]), (idx, outcome, reference[idx])
+    served = {k: v - before.get(k, 0) for k, v in _replica_counts(ray_server).items()}
+    assert sum(served.values()) == DEVICES * REQUESTS
+    assert len([v for v in served.values() if v > 0]) == 2, served  # both replicas took load
+    assert max(r.batch_size for _, r in answers) > 1  # @serve.batch cut real batches
+    assert "Ray Serve" in ray_server.server.models["tiny"].backend.description
+
+
+def test_a_killed_replica_loses_no_request_and_comes_back(ray_server, images, reference) -> None:
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+             if a["name"].startswith("SERVE_REPLICA::test-tiny#")]
+    assert len(names) == 2, names
+    victim = names[0]
+    victim_id = victim.rsplit("#", 1)[1]
+    original = {n.rsplit("#", 1)[1] for n in names}
+    answered: dict[str, float | None] = {"n": 0, "killed_at": None}
+
+    def on_answer(_outcome: object) -> None:
+        answered["n"] += 1
+        if answered["n"] == 150 and answered["killed_at"] is None:  # mid-run: 150 of 1000 answered
+            answered["killed_at"] = time.monotonic()
+            ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+
+    before = _replica_counts(ray_server)
+    answers = asyncio.run(_fleet(ray_server.port, images, pace_s=0.01, on_answer=on_answer))
+    assert answered["killed_at"] is not None
+    # nothing lost: every request has its answer, the replicas' (equal to the reference) or a retryable
+    # ERROR that the device answers locally and flags
+    assert len(answers) == DEVICES * REQUESTS
+    local = 0
+    for idx, outcome in answers:
+        if isinstance(outcome, p.Result):
+            assert _same_answer(outcome, reference[idx])
+        else:
+            assert outcome in RETRYABLE, outcome
+            local += 1
+    after = _replica_counts(ray_server)
+    served = {k: after[k] - before.get(k, 0) for k in after}
+    survivor = (original - {victim_id}).pop()
+    assert served[survivor] > 0
+    assert sum(served.values()) >= DEVICES * REQUESTS - local
+    # Serve replaces the dead replica: a new replica id appears in the answers
+    deadline = time.monotonic() + 120
+    fresh: set[str] = set()
+    while time.monotonic() < deadline and not fresh:
+        asyncio.run(_fleet(ray_server.port, images, devices=4, requests=4))
+        fresh = {k for k, v in _replica_counts(ray_server).items() if v > 0} - original
+        time.sleep(0.5)
+    assert fresh, "Serve did not bring a replacement replica back within 120 s"
+    assert ray_server.server.ray.replica_count("tiny") == 2
+    print(f"kill test: {local} of {len(answers)} answered locally (retryable errors), retries "
+          f"{ray_server.server.metrics.registry.get_sample_value('hi_server_backend_retries_total', {'model': 'tiny'})}, "
+          f"replacement {sorted(fresh)}")
+
+
+def test_a_second_front_door_attaches_and_its_death_leaves_the_replicas(ray_server, model_path, images,
+                                                                         reference) -> None:
+    """Front doors scale too: another one (another node in production) attaches to the running deployment
+    by name; stopping it does not take the deployment down for the first."""
+    config = _config(model_path, "ray", deploy="never")
+    with run_server_in_thread(config) as second:
+        answers = asyncio.run(_fleet(second.port, images, devices=5, requests=10))
+        assert all(_same_answer(o, reference[i]) for i, o in answers if isinstance(o, p.Result))
+        assert all(isinstance(o, p.Result) for _, o in answers)
+        running = {a["name"].rsplit("#", 1)[1] for a in ray.util.list_named_actors(all_namespaces=True)
+                   if a["name"].startswith("SERVE_REPLICA::test-tiny#")}
+        assert set(_replica_counts(second)) <= running  # the same replicas as the first front door's
+        assert second.server.ray is not None and not second.server.ray.started_ray
+    assert "test-tiny" in serve.status().applications  # still deployed
+    answers = asyncio.run(_fleet(ray_server.port, images, devices=5, requests=5))
+    assert all(isinstance(o, p.Result) for _, o in answers)
+
+
+def test_runner_retries_a_request_whose_replica_died() -> None:
+    """The retry path itself, without waiting for a real crash to hit a request in flight: the first
+    call fails with ActorDiedError, the retry is answered; with no retries left the error is INTERNAL."""
+    from ray.exceptions import ActorDiedError
+
+    from offload_server.metrics import ServerMetrics
+    from offload_server.ray_backend import RayModelRunner, ReplicaAnswer
+
+    class FakeResponse:
+        def __init__(self, outcome):
+            self.outcome = outcome
+
+        def __await__(self):
+            async def go():
+                if isinstance(self.outcome, BaseException):
+                    raise self.outcome
+                return self.outcome
+            return go().__await__()
+
+        def cancel(self):
+            pass
+
+    class FakeMethod:
+        def __init__(self, outcomes):
+            self.outcomes = list(outcomes)
+
+        def remote(self, _pixels):
+            return FakeResponse(self.outcomes.pop(0))
+
+    class FakeHandle:
+        def __init__(self, outcomes):
+            self.infer = FakeMethod(outcomes)
+
+    info = {"shape": [32, 32, 3], "dtype": "<f4", "quant": None, "description": "fake"}
+    answer = ReplicaAnswer(np.full((1, 10), 0.1, np.float32), 3, 0.001, "r2", 1)
+    metrics = ServerMetrics()
+    runner = RayModelRunner(ModelConfig("m", "m.onnx"), RayConfig(retries=1), FakeHandle([ActorDiedError(), answer]),
+                            info, metrics)
+    outcome = asyncio.run(runner.submit(np.zeros((32, 32, 3), np.float32)))
+    assert outcome.replica == "r2" and outcome.batch_size == 3
+    assert metrics.registry.get_sample_value("hi_server_backend_retries_total", {"model": "m"}) == 1
+    runner = RayModelRunner(ModelConfig("m", "m.onnx"), RayConfig(retries=1),
+                            FakeHandle([ActorDiedError(), ActorDiedError()]), info, metrics)
+    with pytest.raises(RuntimeError, match="replica lost"):  # infer_request answers it INTERNAL
+        asyncio.run(runner.submit(np.zeros((32, 32, 3), np.float32)))
+
+
+def test_fleet_command_prints_1_vs_2_replica_throughput(ray_cluster, tmp_path, capsys) -> None:
+    from measurements.cli import main
+
+    code = main(["fleet", "--local", "ray", "--replicas", "1,2", "--standin", "linear", "--devices", "10",
+                 "--arrival", "rate:20", "--offload-prob", "0.5", "--duration", "2", "--deadline-ms", "1000",
+                 "--plot", str(tmp_path / "fleet.png"), "--json", str(tmp_path / "fleet.json")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "ray x1:" in out and "ray x2:" in out and "throughput by replica count" in out
+    assert (tmp_path / "fleet.png").stat().st_size > 10_000
+    import json
+
+    rows = json.loads((tmp_path / "fleet.json").read_text())
+    assert [r["label"] for r in rows] == ["ray x1", "ray x2"]
+    assert len(rows[0]["replica_load"]) == 1 and len(rows[1]["replica_load"]) == 2
+    for r in rows:
+        assert r["frames"] == r["local"] + r["ok"] + r["shed"] + r["degraded"]
+        assert r["ok"] > 0
+    assert ray.is_initialized()  # the command did not stop the session's Ray
+
+
+def test_autoscaling_config_deploys_and_serves(ray_cluster, model_path, images, reference) -> None:
+    """autoscaling_config instead of num_replicas: Serve takes it (min 1, max 2 replicas) and serves."""
+    config = _config(model_path, "ray", app_prefix="auto", keep_app_on_stop=False,
+                     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4})
+    with run_server_in_thread(config) as handle:
+        answers = asyncio.run(_fleet(handle.port, images, devices=4, requests=5))
+        status = serve.status().applications["auto-tiny"]
+        deployment = next(iter(status.deployments.values()))
+    assert all(isinstance(o, p.Result) and _same_answer(o, reference[i]) for i, o in answers)
+    assert 1 <= sum(deployment.replica_states.values()) <= 2
+    assert "auto-tiny" not in serve.status().applications  # deleted on stop (keep_app_on_stop: false)

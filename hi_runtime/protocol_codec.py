@@ -121,7 +121,7 @@ class FrameTooLargeError(ProtocolError):
 class PayloadMismatchError(ProtocolError):
     """Tensor payload size does not match shape x dtype."""
 
-    code = ErrorCode.BAD_TENSOR
+    code = ErrorCode.BAD_FRAME  # the spec: a frame whose length disagrees with its header is malformed
 
 
 class BadFieldError(ProtocolError):

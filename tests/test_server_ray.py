@@ -23,7 +23,7 @@ import ray
 from ray import serve
 
 from hi_runtime import protocol as p
-from measurements.commands.fleet_client import AsyncOffloadClient, ServerError
+from hi_runtime.offload_client import AsyncOffloadClient, InferResult, OffloadServerError
 from offload_server.config import ModelConfig, RayConfig, ServerConfig
 from offload_server.server import run_server_in_thread
 from offload_server.standin import build_standin_onnx
@@ -69,7 +69,7 @@ def ray_server(ray_cluster, model_path):
 
 
 @pytest.fixture(scope="module")
-def reference(model_path, images) -> dict[int, p.Result]:
+def reference(model_path, images) -> dict[int, InferResult]:
     """The in-process backend's answer to every image (with top-3), the reference for the replicas."""
     with run_server_in_thread(_config(model_path, "inprocess")) as handle:
         answers = asyncio.run(_fleet(handle.port, images, devices=8, requests=8, order=lambda d, k: d * 8 + k))
@@ -93,7 +93,7 @@ async def _fleet(port: int, images: np.ndarray, devices: int = DEVICES, requests
     order = order or (lambda d, k: (d * 7 + k) % len(images))
 
     async def device(d: int) -> list[tuple[int, object]]:
-        client = AsyncOffloadClient("127.0.0.1", port, client_name=f"dev{d}")
+        client = AsyncOffloadClient("127.0.0.1", port, client_name=f"dev{d}", max_inflight=2)
         await client.connect()
         out: list[tuple[int, object]] = []
         sem = asyncio.Semaphore(2)
@@ -103,7 +103,7 @@ async def _fleet(port: int, images: np.ndarray, devices: int = DEVICES, requests
                 idx = order(d, k)
                 try:
                     outcome: object = await asyncio.wait_for(client.infer(images[idx], "tiny", top_k=3), 60)
-                except ServerError as exc:
+                except OffloadServerError as exc:
                     outcome = exc.code
                 out.append((idx, outcome))
                 if on_answer is not None:
@@ -119,7 +119,7 @@ async def _fleet(port: int, images: np.ndarray, devices: int = DEVICES, requests
     return [item for r in results for item in r]
 
 
-def _same_answer(got: p.Result, want: p.Result) -> bool:
+def _same_answer(got: InferResult, want: InferResult) -> bool:
     return (got.class_id == want.class_id and [c for c, _ in got.top_k] == [c for c, _ in want.top_k]
             and np.allclose([s for _, s in got.top_k], [s for _, s in want.top_k], atol=1e-5))
 
@@ -129,7 +129,7 @@ def test_1000_requests_from_50_devices_match_the_in_process_backend(ray_server, 
     answers = asyncio.run(_fleet(ray_server.port, images, order=lambda d, k: (d * 8 + k) % 64))
     assert len(answers) == DEVICES * REQUESTS
     for idx, outcome in answers:
-        assert isinstance(outcome, p.Result), outcome
+        assert isinstance(outcome, InferResult), outcome
         assert _same_answer(outcome, reference[idx]), (idx, outcome, reference[idx])
     served = {k: v - before.get(k, 0) for k, v in _replica_counts(ray_server).items()}
     assert sum(served.values()) == DEVICES * REQUESTS
@@ -161,7 +161,7 @@ def test_a_killed_replica_loses_no_request_and_comes_back(ray_server, images, re
     assert len(answers) == DEVICES * REQUESTS
     local = 0
     for idx, outcome in answers:
-        if isinstance(outcome, p.Result):
+        if isinstance(outcome, InferResult):
             assert _same_answer(outcome, reference[idx])
         else:
             assert outcome in RETRYABLE, outcome
@@ -192,15 +192,15 @@ def test_a_second_front_door_attaches_and_its_death_leaves_the_replicas(ray_serv
     config = _config(model_path, "ray", deploy="never")
     with run_server_in_thread(config) as second:
         answers = asyncio.run(_fleet(second.port, images, devices=5, requests=10))
-        assert all(_same_answer(o, reference[i]) for i, o in answers if isinstance(o, p.Result))
-        assert all(isinstance(o, p.Result) for _, o in answers)
+        assert all(_same_answer(o, reference[i]) for i, o in answers if isinstance(o, InferResult))
+        assert all(isinstance(o, InferResult) for _, o in answers)
         running = {a["name"].rsplit("#", 1)[1] for a in ray.util.list_named_actors(all_namespaces=True)
                    if a["name"].startswith("SERVE_REPLICA::test-tiny#")}
         assert set(_replica_counts(second)) <= running  # the same replicas as the first front door's
         assert second.server.ray is not None and not second.server.ray.started_ray
     assert "test-tiny" in serve.status().applications  # still deployed
     answers = asyncio.run(_fleet(ray_server.port, images, devices=5, requests=5))
-    assert all(isinstance(o, p.Result) for _, o in answers)
+    assert all(isinstance(o, InferResult) for _, o in answers)
 
 
 def test_runner_retries_a_request_whose_replica_died() -> None:
@@ -279,6 +279,6 @@ def test_autoscaling_config_deploys_and_serves(ray_cluster, model_path, images, 
         answers = asyncio.run(_fleet(handle.port, images, devices=4, requests=5))
         status = serve.status().applications["auto-tiny"]
         deployment = next(iter(status.deployments.values()))
-    assert all(isinstance(o, p.Result) and _same_answer(o, reference[i]) for i, o in answers)
+    assert all(isinstance(o, InferResult) and _same_answer(o, reference[i]) for i, o in answers)
     assert 1 <= sum(deployment.replica_states.values()) <= 2
     assert "auto-tiny" not in serve.status().applications  # deleted on stop (keep_app_on_stop: false)

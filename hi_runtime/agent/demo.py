@@ -200,7 +200,6 @@ def promise_lines(summaries: list[Summary]) -> list[str]:
 
 def write_report(out_dir: Path, summaries: list[Summary], logs: dict, n: int, samples: Path, classifier,
                  notes: list[str], elapsed: float, server_model: str = CPU_SERVER) -> Path:
-    by = {s.strategy: s for s in summaries}
     lines = [
         "# hi-agent demo report",
         "",

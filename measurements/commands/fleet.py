@@ -134,7 +134,8 @@ class _Tally:
 
 
 async def _device(idx: int, cfg: FleetConfig, images: Any, tally: _Tally, t0: float, t_end: float) -> None:
-    from measurements.commands.fleet_client import AsyncOffloadClient, FleetClientError, ServerError
+    from hi_runtime.offload_client import AsyncOffloadClient, OffloadError, OffloadServerError
+    from hi_runtime.protocol import ErrorCode
 
     loop = asyncio.get_running_loop()
     rng = random.Random(cfg.seed * 100_003 + idx)
@@ -150,7 +151,7 @@ async def _device(idx: int, cfg: FleetConfig, images: Any, tally: _Tally, t0: fl
             if client is None or not client.connected:
                 host, port = cfg.servers[server_index]
                 fresh = AsyncOffloadClient(host, port, key=cfg.key, client_name=f"fleet{idx}",
-                                           connect_timeout=max(1.0, cfg.deadline_ms / 1e3))
+                                           connect_timeout=max(1.0, cfg.deadline_ms / 1e3), max_inflight=1024)
                 await fresh.connect()
                 client = fresh
             return client
@@ -173,16 +174,20 @@ async def _device(idx: int, cfg: FleetConfig, images: Any, tally: _Tally, t0: fl
             tally.degraded += 1
             tally.errors["deadline"] += 1
             return
-        except ServerError as exc:  # BUSY: the server shed it; anything else: answered locally, flagged
-            if exc.name == "BUSY":
+        except OffloadServerError as exc:  # BUSY: the server shed it; anything else: answered locally, flagged
+            try:
+                name = ErrorCode(exc.code).name
+            except ValueError:
+                name = f"code {exc.code}"
+            if name == "BUSY":
                 tally.shed += 1
             else:
                 tally.degraded += 1
-            tally.errors[exc.name] += 1
+            tally.errors[name] += 1
             if exc.request_id == 0:  # the server closed the connection: next time, the next front door
                 fail_over()
             return
-        except (FleetClientError, OSError) as exc:
+        except (OffloadError, OSError) as exc:
             tally.degraded += 1
             tally.errors[type(exc).__name__] += 1
             fail_over()
@@ -541,7 +546,7 @@ def register_cli(subparsers) -> None:
 
 
 def fleet_config_from_args(args: argparse.Namespace) -> FleetConfig:
-    from hi_runtime.offloader import Endpoint
+    from hi_runtime.agent.offloader import Endpoint
 
     if args.devices < 1:
         raise ValueError(f"--devices {args.devices} must be >= 1")

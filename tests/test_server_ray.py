@@ -134,7 +134,7 @@ def test_1000_requests_from_50_devices_match_the_in_process_backend(ray_server, 
     served = {k: v - before.get(k, 0) for k, v in _replica_counts(ray_server).items()}
     assert sum(served.values()) == DEVICES * REQUESTS
     assert len([v for v in served.values() if v > 0]) == 2, served  # both replicas took load
-    assert max(r.batch_size for _, r in answers) > 1  # @serve.batch cut real batches
+    assert max(r.server_timings["batch_size"] for _, r in answers) > 1  # @serve.batch cut real batches
     assert "Ray Serve" in ray_server.server.models["tiny"].backend.description
 
 

@@ -42,7 +42,7 @@ from measurements.profiles import (
 )
 
 
-class ProfilingError(RuntimeError):
+class ProfilingError(ValueError):
     pass
 
 

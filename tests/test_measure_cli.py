@@ -65,30 +65,32 @@ def test_metrics_text_and_json(hi_log, capsys):
 
 
 def test_metrics_errors_name_the_problem(tmp_path, hi_log, capsys):
-    assert cli.main(["metrics", str(tmp_path / "nope.jsonl")]) == 1
+    assert cli.main(["metrics", str(tmp_path / "nope.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert cli.main(["metrics", str(hi_log), "--profile", "rpi4"]) == 1
-    assert "power.compute_w" in capsys.readouterr().err  # the paper's Pi 4 power was not found
+    assert cli.main(["metrics", str(hi_log), "--profile", "rpi4"]) == 2
+    assert "power.compute_w" in capsys.readouterr().err  # the paper prints energies, not the Pi 4's power
 
 
 def test_plan_rpi4_with_a_measured_hi_run(hi_log, capsys):
-    code = cli.main(["plan", "--device", "rpi4", "--qos", "accuracy=0.85", "--runs", str(hi_log), "-v"])
+    code = cli.main(["plan", "--device", "rpi4", "--qos", "accuracy=0.9", "--runs", str(hi_log), "-v"])
     out = capsys.readouterr().out
     assert code == 0
     assert "recommended: hi resnet8 via wifi" in out
-    assert "not checked: energy rule" in out
-    assert "1.63 (project issue anchor" in out
-    assert cli.main(["plan", "--device", "rpi4", "--json"]) == 3  # nothing decidable from the paper alone
+    assert "accuracy 90.00%" in out  # the measured HI point replaces the profile's assumed one
+    assert "1.63 (Table 4 (RPi, ResNet-8 INT8, CIFAR-10)" in out
+    assert cli.main(["plan", "--device", "rpi4", "--json"]) == 0  # the paper's profile alone decides
     data = json.loads(capsys.readouterr().out)
-    assert data["recommended"] is None and data["candidates"]
+    assert data["recommended"]["label"] == "hi resnet8 via wifi" and data["dataset"] == "cifar10"
+    assert cli.main(["plan", "--device", "rpi4", "--qos", "accuracy=0.999", "--json"]) == 3  # nothing that accurate
+    assert json.loads(capsys.readouterr().out)["recommended"] is None
 
 
 def test_plan_needs_a_known_device(capsys):
-    assert cli.main(["plan"]) == 1
+    assert cli.main(["plan"]) == 2
     assert "--device is required" in capsys.readouterr().err
-    assert cli.main(["plan", "--device", "toaster"]) == 1
+    assert cli.main(["plan", "--device", "toaster"]) == 2
     assert "known profiles" in capsys.readouterr().err
-    assert cli.main(["plan", "--device", "rpi4", "--qos", "speed=fast"]) == 1
+    assert cli.main(["plan", "--device", "rpi4", "--qos", "speed=fast"]) == 2
     assert "unknown QoS key" in capsys.readouterr().err
 
 
@@ -105,7 +107,7 @@ def test_report_command(tmp_path, hi_log, capsys):
     out_dir = tmp_path / "rep"
     assert cli.main(["report", "--out", str(out_dir), "--device", "rpi4", "--runs", str(hi_log),
                      "--format", "html"]) == 0
-    assert (out_dir / "report.html").exists() and (out_dir / "figures" / "rpi4.png").exists()
+    assert (out_dir / "report.html").exists() and (out_dir / "figures" / "accuracy_vs_latency.png").exists()
     assert "report written" in capsys.readouterr().out
 
 
@@ -172,13 +174,13 @@ def test_profile_times_each_early_exit_segment(tmp_path, tiny_tflite, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     assert cli.main(["profile", "--model", str(tiny_tflite), "--out", str(out), "--rapl", "off", "--no-progress",
-                     "--runs", "2", "--ee-chain", str(bad)]) == 1
+                     "--runs", "2", "--ee-chain", str(bad)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
 
 
 def test_profile_rejects_a_missing_model(tmp_path, capsys):
     assert cli.main(["profile", "--model", str(tmp_path / "none.tflite"), "--out", str(tmp_path / "p.yaml"),
-                     "--rapl", "off"]) == 1
+                     "--rapl", "off"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

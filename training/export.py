@@ -153,6 +153,7 @@ class TFLiteModel:
         self.input = self.interp.get_input_details()[0]
         self.outputs = self.interp.get_output_details()
         self._batch = 1
+        self._fixed_batch = False
 
     @property
     def input_quant(self) -> tuple[float, int]:
@@ -171,17 +172,29 @@ class TFLiteModel:
         info = np.iinfo(self.input["dtype"])
         return np.clip(q, info.min, info.max).astype(self.input["dtype"])
 
-    def _resize(self, n: int) -> None:
-        if n != self._batch:
-            self.interp.resize_tensor_input(self.input["index"], [n, *self.input["shape"][1:]])
-            self.interp.allocate_tensors()
+    def _resize(self, n: int) -> bool:
+        """Resize the batch to ``n``; False when the graph fixes the batch at 1 (a Flatten traced with a
+        static batch becomes RESHAPE to [1, features], e.g. the logistic regression), so callers run
+        one sample at a time instead."""
+        if n != self._batch and not self._fixed_batch:
+            size = n
+            self.interp.resize_tensor_input(self.input["index"], [size, *self.input["shape"][1:]])
+            try:
+                self.interp.allocate_tensors()
+            except RuntimeError:
+                self._fixed_batch, size = True, 1
+                self.interp.resize_tensor_input(self.input["index"], [1, *self.input["shape"][1:]])
+                self.interp.allocate_tensors()
             self.input = self.interp.get_input_details()[0]
             self.outputs = self.interp.get_output_details()
-            self._batch = n
+            self._batch = size
+        return self._batch == n
 
     def invoke_raw(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run a batch of already-quantized inputs; outputs by tensor name, raw (int8 for INT8 models)."""
-        self._resize(len(x))
+        if not self._resize(len(x)):
+            parts = [self.invoke_raw(x[i:i + 1]) for i in range(len(x))]
+            return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         self.interp.set_tensor(self.input["index"], x)
         self.interp.invoke()
         return {o["name"]: self.interp.get_tensor(o["index"]).copy() for o in self.outputs}

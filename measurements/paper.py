@@ -110,9 +110,8 @@ def offloaded_error_share(device_accuracy: float, offload: float, hi_accuracy: f
     """From one operating point, the share of the local model's errors that the decider offloads.
 
     Eq. 2: Acc_HI = (Acc_OD - eta_FN) + Acc_S * eta_off, where eta_FN is the share offloaded although
-    the local answer was right (the identity only holds with that meaning; the transcription's gloss
-    "accepted locally and wrong" would give Table 7 an HI accuracy above 100%). So the offloaded local
-    errors are eta_off - eta_FN, a share of the 1 - Acc_OD errors."""
+    the local answer was right (the identity only holds with that meaning: see hi_runtime.equations).
+    So the offloaded local errors are eta_off - eta_FN, a share of the 1 - Acc_OD errors."""
     fn = device_accuracy + server_accuracy * offload - hi_accuracy
     errors = 1.0 - device_accuracy
     if not max(0.0, offload - errors) - 1e-12 <= fn <= offload + 1e-12:
@@ -317,4 +316,53 @@ def format_table6(fits: dict[str, Table6Fit]) -> str:
         lines.append(f"{'':<9} implied: HI offloads {100 * fit.hi_offload:.2f}%; EE-HI offloads "
                      f"{100 * fit.ee_offload:.2f}% at {100 * fit.ee_local:.1f}% of the full model's on-device cost; "
                      f"largest error {100 * fit.max_error():.1f}%")
+    return "\n".join(lines)
+
+
+# --- the headline claims ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    paper: float  # the printed claim (a fraction or points)
+    ours: float | None  # recomputed from the printed tables (None: not derivable from them)
+    how: str
+
+
+def headline_claims() -> list[Claim]:
+    """The abstract's numbers recomputed from the printed tables (Table 6's HI rows are the HI costs)."""
+    t = paper_tables()
+    head = t["headlines"]
+    t4, t6 = t["table4_on_device_int8"]["rpi"], t["table6_ee_hi_vs_hi_at_90pct"]
+    r56, hi8 = t4["resnet56_cifar10"], t6["resnet8"]["rpi"]
+    nano = t["table7_mcu_resnet8_cifar10"]["arduino_nano33ble"]
+    ee56 = t6["resnet56"]["rpi"]
+    return [
+        Claim("HI vs the on-device model meeting the accuracy QoS: latency reduction",
+              head["hi_vs_on_device_latency_reduction_max_pct"] / 100, 1 - hi8["hi_ms"] / r56["latency_ms"],
+              "RPi, CIFAR-10: ResNet-8 + HI (Table 6, 3.82 ms) vs ResNet-56 on device (Table 4, 14.36 ms)"),
+        Claim("HI vs the on-device model meeting the accuracy QoS: energy reduction",
+              head["hi_vs_on_device_energy_reduction_max_pct"] / 100, 1 - hi8["hi_mj"] / r56["energy_mj"],
+              "RPi, CIFAR-10: ResNet-8 + HI (Table 6, 12.55 mJ) vs ResNet-56 on device (Table 4, 55.59 mJ)"),
+        Claim("HI accuracy gain over the on-device models, CIFAR-10 (points)",
+              head["hi_accuracy_gain_points"]["cifar10"], nano["hi_accuracy_pct"] - r56["accuracy_pct"],
+              "ResNet-8 + HI (Table 7, 95.75%) vs ResNet-56 on the RPi (Table 4, 93.53%)"),
+        Claim("HI accuracy gain over the on-device models, ImageNet-1K (points)",
+              head["hi_accuracy_gain_points"]["imagenet"], None,
+              "not derivable: the ImageNet HI operating point behind it is only plotted (Figs. 3-5)"),
+        Claim("EE-HI vs HI: latency reduction", head["ee_hi_vs_hi_latency_reduction_max_pct"] / 100,
+              1 - ee56["ee_hi_ms"] / ee56["hi_ms"], "Table 6, ResNet-56 on the RPi: 6.13 ms vs 15.21 ms"),
+        Claim("EE-HI vs HI: energy reduction", head["ee_hi_vs_hi_energy_reduction_max_pct"] / 100,
+              1 - ee56["ee_hi_mj"] / ee56["hi_mj"], "Table 6, ResNet-56 on the RPi: 23.02 mJ vs 58.10 mJ"),
+    ]
+
+
+def format_claims(claims: Sequence[Claim]) -> str:
+    lines = []
+    for c in claims:
+        points = "points" in c.name
+        fmt = (lambda v: f"{v:.2f}") if points else (lambda v: f"{100 * v:.1f}%")
+        ours = "n/a" if c.ours is None else fmt(c.ours)
+        lines.append(f"{c.name}: paper {fmt(c.paper)}, from the tables {ours} ({c.how})")
     return "\n".join(lines)

@@ -228,6 +228,7 @@ class OffloadCost:
     latency_ms: float | None
     energy_mj: float | None
     notes: tuple
+    missing: tuple = ()  # the profile paths of the unknown costs
 
 
 def offload_cost(profile: DeviceProfile, link: str, dataset: str | None) -> OffloadCost:
@@ -253,7 +254,7 @@ def offload_cost(profile: DeviceProfile, link: str, dataset: str | None) -> Offl
                              profile.power.offload_w)
     if probe.energy_modeled:
         notes.append("offload energy modeled as offload power x offload latency")
-    return OffloadCost(latency, energy, tuple(notes + probe.inputs))
+    return OffloadCost(latency, energy, tuple(notes + probe.inputs), tuple(probe.missing))
 
 
 def _server_accuracy(profile: DeviceProfile, model: ModelCosts, stats: RunStats, mstats: ModelStats | None,
@@ -320,10 +321,7 @@ def candidates_for(profile: DeviceProfile, stats: RunStats | None = None,
                 r.accuracy = _server_accuracy(profile, model, stats, mstats, r)
                 r.latency_ms, r.energy_mj = cost.latency_ms, cost.energy_mj
                 r.inputs.extend(cost.notes)
-                if cost.latency_ms is None:
-                    r.missing.append(f"links.{link}.latency_ms")
-                if cost.energy_mj is None:
-                    r.missing.append(f"links.{link}.energy_mj")
+                r.missing.extend(cost.missing)
                 r.energy_modeled = any("modeled" in n for n in cost.notes)
                 out.append(r)
 
@@ -339,16 +337,13 @@ def candidates_for(profile: DeviceProfile, stats: RunStats | None = None,
             local_mj = _modeled_energy(h, profile, model.energy_mj, local_ms, f"models.{name}.energy_mj",
                                        profile.power.compute_w)
             h.inputs.extend(cost.notes)
+            h.missing.extend(cost.missing)
             if point is not None:
                 h.accuracy = point.hi_accuracy
-                if cost.latency_ms is None:
-                    h.missing.append(f"links.{link}.latency_ms")
-                elif local_ms is not None:
+                if cost.latency_ms is not None and local_ms is not None:
                     h.latency_ms = expected_latency_ms(local_ms + dec_ms, cost.latency_ms, point.offload_fraction)
                 dec_mj = model.decider.energy_mj.value or 0.0
-                if cost.energy_mj is None:
-                    h.missing.append(f"links.{link}.energy_mj")
-                elif local_mj is not None:
+                if cost.energy_mj is not None and local_mj is not None:
                     h.energy_mj = expected_energy_mj(local_mj + dec_mj, cost.energy_mj, point.offload_fraction)
                 h.energy_modeled = h.energy_modeled or any("modeled" in n for n in cost.notes)
             out.append(h)
@@ -404,13 +399,10 @@ def _ee_candidate(profile: DeviceProfile, model: ModelCosts, ee: EEPoint, link: 
         local_mj = None if mj is None or local_mj is None else local_mj + fraction * mj
     dec_ms = model.decider.latency_ms.value or 0.0
     dec_mj = model.decider.energy_mj.value or 0.0
-    if cost.latency_ms is None:
-        c.missing.append(f"links.{link}.latency_ms")
-    elif local_ms is not None:
+    c.missing.extend(cost.missing)
+    if cost.latency_ms is not None and local_ms is not None:
         c.latency_ms = expected_latency_ms(local_ms + dec_ms, cost.latency_ms, ee.offload_fraction)
-    if cost.energy_mj is None or local_mj is None:
-        c.missing.append(f"links.{link}.energy_mj")
-    else:
+    if cost.energy_mj is not None and local_mj is not None:
         c.energy_mj = expected_energy_mj(local_mj + dec_mj, cost.energy_mj, ee.offload_fraction)
         c.energy_modeled = c.energy_modeled or any("modeled" in n for n in cost.notes)
     return c

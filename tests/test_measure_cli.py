@@ -202,3 +202,23 @@ def test_energy_counter_gives_measured_energy_per_invoke(tiny_tflite):
     assert energy.value == pytest.approx(300.0 / 20, rel=1e-5)
     assert "measured (RAPL package package-0)" in energy.cite and "2025-01-01" in energy.cite
     assert profile.power.compute_w.known
+
+
+def test_measured_profiles_take_our_models_accuracy_from_their_cards(tmp_path):
+    """Profiles of our own models carry the accuracy hi-train wrote on the model card."""
+    import shutil as _shutil
+
+    from measurements.machine_profile import build_measured_profile, card_accuracy
+
+    models = Path(__file__).resolve().parents[1] / "models" / "cifar10"
+    acc = card_accuracy(models / "resnet8_int8.tflite")
+    card = json.loads((models / "resnet8.json").read_text())
+    want = next(a["test_accuracy"] for a in card["artifacts"] if a["file"] == "resnet8_int8.tflite")
+    assert acc.value == want and "model card resnet8.json" in acc.cite and "JPEG" in acc.note
+    profile = build_measured_profile("box", "resnet8", None, model_path=models / "resnet8_int8.tflite",
+                                     today="2025-01-01")
+    assert profile.model("resnet8").accuracy.value == want
+    lone = tmp_path / "lone_int8.tflite"
+    _shutil.copy(models / "resnet8_int8.tflite", lone)  # no card beside it: nothing invented
+    assert card_accuracy(lone) is None
+    assert build_measured_profile("box", "m", None, model_path=lone).model("m").accuracy.known is False

@@ -110,6 +110,16 @@ def test_table6_implied_ratios():
     assert fits["alexnet"].hi_offload == pytest.approx(0.31, abs=0.01)
 
 
+def test_headline_claims_follow_from_the_tables():
+    from measurements.paper import headline_claims
+
+    claims = headline_claims()
+    derivable = [c for c in claims if c.ours is not None]
+    assert len(derivable) == 5
+    for c in derivable:  # the abstract rounds to 0.1% / 0.1 point
+        assert c.ours == pytest.approx(c.paper, abs=0.006 if c.paper < 1 else 0.05), c.name
+
+
 def test_hi_bench_paper_command(tmp_path, capsys):
     from measurements.cli import main
 

@@ -131,9 +131,17 @@ def paper_facts() -> tuple[Fact, ...]:
         Fact("*", "models.resnet8.decider.hi_accuracy", nano["hi_accuracy_pct"] / 100, "Table 7", assumed=True),
         Fact("*", "models.resnet18.decider.hi_accuracy", (regnety + 2.14) / 100, "headline claim", assumed=True),
         Fact("*", "models.resnet18.decider.offload_fraction", 0.40, "implied by the headline claim", assumed=True),
+        # our MNIST logistic regression on the microcontrollers: the card's accuracy, and a latency modeled
+        # from the instruction counts of the same compiled firmware on QEMU (LR / ResNet-8)
+        *[f for dev, row in (("arduino_nano33ble", nano), ("esp32", esp)) for f in (
+            Fact(dev, "models.lr_mnist.latency_ms",
+                 round(row["device_latency_ms"] * LR_INSTRUCTIONS / RESNET8_INSTRUCTIONS, 4), "modeled (this project"),
+            Fact(dev, "models.lr_mnist.accuracy", LR_CARD_ACCURACY, "models/mnist/lr_mnist.json"))],
         # Table 1 hardware
         Fact("rpi4", "hardware.clock_mhz", 1500, "Table 1"),
         Fact("coral_micro", "hardware.clock_mhz", 800, "Table 1"),
+        Fact("coral_micro", "hardware.ram_bytes", 64 * 2**20, "Table 1"),
+        Fact("coral_micro", "hardware.flash_bytes", 128 * 2**20, "datasheet"),
         Fact("arduino_nano33ble", "hardware.clock_mhz", 64, "Table 1"),
         Fact("esp32", "hardware.clock_mhz", 240, "Table 1"),
         Fact("jetson_orin_nano_15w", "hardware.power_mode_budget_w", 15, "Table 1"),
@@ -142,6 +150,12 @@ def paper_facts() -> tuple[Fact, ...]:
     return tuple(facts)
 
 
+# instructions per inference on QEMU mps2-an386 (tests/test_mnist_lr.py, docs/firmware.md)
+LR_INSTRUCTIONS, RESNET8_INSTRUCTIONS = 19842, 26.593e6
+LR_CARD_ACCURACY = next(
+    a["test_accuracy"] for a in json.loads((Path(__file__).resolve().parents[1] / "models" / "mnist" /
+                                            "lr_mnist.json").read_text())["artifacts"]
+    if a["file"] == "lr_mnist_int8.tflite")
 PAPER_FACTS = paper_facts()
 
 

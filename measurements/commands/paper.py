@@ -22,7 +22,7 @@ def register_cli(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from measurements.paper import format_table5, format_table6, table5, table6_fits
+    from measurements.paper import format_claims, format_table5, format_table6, headline_claims, table5, table6_fits
 
     cells = table5(extra_devices=not args.no_extra)
     fits = table6_fits()
@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
           f"{len(flagged)}")
     print("\n== Table 6: EE-HI vs HI at the 90% accuracy QoS (paper vs Eq. 3/4 with Tables 3/4) ==")
     print(format_table6(fits))
+    print("\n== Headline claims recomputed from the printed tables ==")
+    print(format_claims(headline_claims()))
     if args.out is not None:
         from measurements.plots import plot_table5_grid
 

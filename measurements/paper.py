@@ -59,6 +59,9 @@ REQUIREMENTS = ("accuracy", "latency", "energy")
 DATASETS = ("cifar10", "imagenet")
 TABLE5_DEVICES = {"coral": "coral_micro", "rpi": "rpi4", "jetson": "jetson_orin_nano_15w"}
 EXTRA_DEVICES = {"jetson_7w": "jetson_orin_nano_7w"}
+ROW_NAMES = {"coral": "Coral Micro", "rpi": "Raspberry Pi", "jetson": "Jetson Orin (15 W)",
+             "jetson_7w": "Jetson Orin 7 W (not in Table 5)"}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "imagenet": "ImageNet-1K"}
 PRINTED_NAMES = {
     "resnet8": "ResNet-8", "resnet56": "ResNet-56", "alexnet_cifar10": "AlexNet", "resnet18": "ResNet-18",
     "resnet50": "ResNet-50", "alexnet_imagenet": "AlexNet", "regnety32gf": "RegNetY-32GF", "lr_mnist": "LR",

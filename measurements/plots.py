@@ -194,7 +194,8 @@ def plot_strategy_grid(rows: Sequence[str], cols: Sequence[str], cells: Mapping[
     plt = _pyplot()
     from matplotlib.patches import Patch, Rectangle
 
-    fig, ax = plt.subplots(figsize=(2.6 + 2.7 * len(cols), 0.9 + 0.55 * len(rows) + (0.4 if footnote else 0)))
+    fig, ax = plt.subplots(figsize=(0.08 * max(len(r) for r in rows) + 2.7 * len(cols),
+                                    0.9 + 0.55 * len(rows) + (0.4 if footnote else 0)))
     for i, row in enumerate(rows):
         for j, col in enumerate(cols):
             cell = cells.get((row, col))
@@ -236,7 +237,12 @@ def plot_strategy_grid(rows: Sequence[str], cols: Sequence[str], cells: Mapping[
 def plot_table5_grid(cells: Sequence, out_path: Path) -> Path | None:
     """The paper's Table 5 as the planner computes it (assumption A1), a note where the paper prints
     something else, and hatched cells where assumption A2 disagrees (``measurements.paper.Cell``)."""
-    rows = list(dict.fromkeys(f"{c.dataset} / {c.device}" for c in cells))
+    from measurements.paper import DATASET_NAMES, ROW_NAMES
+
+    def row(c) -> str:
+        return f"{DATASET_NAMES.get(c.dataset, c.dataset)}, {ROW_NAMES.get(c.device, c.device)}"
+
+    rows = list(dict.fromkeys(row(c) for c in cells))
     cols = list(dict.fromkeys(c.requirement for c in cells))
     grid = {}
     for c in cells:
@@ -247,7 +253,7 @@ def plot_table5_grid(cells: Sequence, out_path: Path) -> Path | None:
             notes.append(f"paper: {c.paper}")
         if c.flagged:
             notes += [f"{a}: {r}" for a, r in c.results.items() if r != c.results[first]]
-        grid[(f"{c.dataset} / {c.device}", c.requirement)] = GridCell(
+        grid[(row(c), c.requirement)] = GridCell(
             c.results[first], best.strategy if best else None, "; ".join(notes), c.flagged)
     return plot_strategy_grid(rows, cols, grid, out_path,
                               "Table 5 from the paper's printed numbers: best strategy per QoS requirement",

@@ -157,3 +157,21 @@ def test_ee_runs_give_on_device_accuracy_only_without_early_exits(tmp_path: Path
     stats = RunStats.from_runs(runs).models["ee"]
     assert stats.local_accuracy == pytest.approx(0.4)
     assert [p.threshold for p in stats.ee] == [0.5, float("inf")]
+
+
+def test_every_log_hi_agent_demo_writes_is_accepted_by_report_and_plan(tmp_path, capsys):
+    """The demo's own logs (its EE-HI header has no ee_threshold, its remote run no local model in use)."""
+    from hi_runtime.cli import main as agent
+    from measurements.cli import main as bench
+
+    out = tmp_path / "demo"
+    assert agent(["demo", "--out", str(out), "--limit", "24", "--no-progress"]) == 0
+    logs = sorted(str(p) for p in out.glob("*.jsonl"))
+    assert len(logs) >= 3
+    capsys.readouterr()
+    assert bench(["report", "--out", str(tmp_path / "rep"), "--device", "this_machine", "--runs", *logs]) == 0
+    assert bench(["plan", "--device", "rpi4", "--runs", *logs]) == 0
+    assert bench(["plan", "--device", "this_machine", "--runs", *logs, "--qos", "accuracy=0.5"]) == 0
+    text = capsys.readouterr()
+    assert "Traceback" not in text.err and "error" not in text.err
+    assert (tmp_path / "rep" / "figures" / "accuracy_vs_latency.png").exists()

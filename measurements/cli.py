@@ -48,7 +48,7 @@ def build_parser(names: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.Argument
         description="Measure hierarchical inference: run metrics (Eq. 1-4), device profiles, the QoS "
                     "planner (best strategy per device), the paper's Tables 5 and 6, figures and reports.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")  # not "command": power has an argument of that name
     for module in load_subcommand_modules(names):
         module.register_cli(sub)
     return parser
@@ -73,10 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into head & co.
         return 0
     except USER_ERRORS as exc:
-        print(f"hi-bench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"hi-bench {args.subcommand}: error: {exc}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as exc:
-        print(f"hi-bench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"hi-bench {args.subcommand}: error: {exc}", file=sys.stderr)
         return 1
 
 

@@ -229,7 +229,9 @@ class TFLiteBackend(Backend):
         self.detail = f"{version}, {'reference kernels' if reference else 'default kernels'}" + (
             f", {num_threads} threads" if num_threads else "")
         self._by_batch: dict[int, object] = {}
+        self._fixed_batch = False
         self._use(self.interp)
+        self._base_batch = self._batch
         self._by_batch[self._batch] = self.interp
 
     def _use(self, interp) -> None:
@@ -253,8 +255,27 @@ class TFLiteBackend(Backend):
         self.interp.invoke()
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        self._invoke(x)
+        if x.shape[0] != self._batch and self._fixed_batch:
+            return self._one_by_one(x)
+        try:
+            self._invoke(x)
+        except RuntimeError:
+            if x.shape[0] == 1 or self._fixed_batch:
+                raise
+            # the graph fixes its batch (a Flatten traced with a static batch becomes RESHAPE to [1, n],
+            # e.g. the logistic regression): run one sample at a time from now on
+            self._fixed_batch = True
+            self._use(self._by_batch[self._base_batch])
+            return self._one_by_one(x)
         return {name: self.interp.get_tensor(idx) for name, idx in self._out_idx}
+
+    def _one_by_one(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        rows = []
+        for i in range(x.shape[0]):
+            self.interp.set_tensor(self._in_idx, x[i:i + 1])
+            self.interp.invoke()
+            rows.append({name: self.interp.get_tensor(idx).copy() for name, idx in self._out_idx})
+        return {name: np.concatenate([r[name] for r in rows]) for name, _ in self._out_idx}
 
     def run_one(self, x: np.ndarray, output: TensorSpec) -> np.ndarray:
         self._invoke(x)

@@ -4,15 +4,28 @@ Both the run metrics (``measurements.metrics``, computed from per-sample logs) a
 (``measurements.planner``, computed from device profiles) use these functions, so a strategy's
 predicted and measured numbers can only differ by their inputs, never by their formula.
 
-Notation: N samples; the decider accepts the local answer for some and offloads the rest; the
-offloaded fraction is rho. Energy unit is mJ, time unit is ms (1 W x 1 ms = 1 mJ).
+The paper's printed forms (arXiv:2407.11061, Sec. 3; transcribed in ../shared/paper/README.md), for N
+samples, the decider's output LR_i (1: accept the device's answer dev_i, 0: offload and take the
+server's ser_i) and the ground truth gt_i:
 
-Note on sources: the stored copies of the paper (arXiv:2407.11061 v1 and v2 HTML) hold only the
-title and abstract, so Eq. 1-4 as printed in the paper could not be read (see docs/measurements.md,
-"Sources found"); the equations follow the definitions given in the project issue:
-Eq. 1 accuracy over all samples = local-correct among accepted + server-correct among offloaded;
-Eq. 2 the same through the decider's confusion counts; Eq. 3/4 cost per inference = the local cost,
-paid by every sample, plus the offload cost, paid by the offloaded fraction.
+* Eq. 1: Acc_HI = (1/N) sum_i ( [LR_i = 1] [dev_i = gt_i] + [LR_i = 0] [ser_i = gt_i] )
+* Eq. 2: Acc_HI = (Acc_OD - eta_FN) + Acc_S * eta_off, with Acc_OD the on-device model's accuracy,
+  Acc_S the server's, eta_off the offloaded fraction and eta_FN the decider's false negatives as a
+  fraction of N. The identity holds when a false negative is a sample offloaded although the device's
+  answer was right (positive class "accept, the device is right", as in ``DeciderConfusion``): then
+  Acc_OD - eta_FN is the share accepted and right. (The transcription's gloss of eta_FN, "accepted
+  locally and wrong", does not satisfy it: read that way, Table 7's 95.75% HI accuracy at 21.57%
+  offloaded would mean 12.6% of the samples accepted and wrong out of 12.9% local errors, decisions
+  that give 87.1%, not 95.75%.) ``hi_accuracy_from_confusion`` uses the server's accuracy on the
+  offloaded samples for Acc_S, which makes Eq. 2 equal Eq. 1 exactly.
+* Eq. 3: Time_HI = t_dev_inf + t_LR + eta_off * t_off
+* Eq. 4: Energy_HI = e_dev_inf + e_LR + eta_off * e_edge_off
+* EE-HI: the same equations, with t_dev_inf and e_dev_inf the mean on-device cost over the exits the
+  samples take (a function of the exit thresholds theta).
+
+Here the local term of Eq. 3/4 is passed as one number (device inference plus decider: t_dev_inf +
+t_LR), and t_off / e_edge_off is the cost of one offload as the device sees it (transfer and server
+answer; the paper's Table 3). Units: ms and mJ (1 W x 1 ms = 1 mJ).
 """
 from __future__ import annotations
 
@@ -69,7 +82,7 @@ class DeciderConfusion:
 
 
 def hi_accuracy(local_correct_accepted: int, server_correct_offloaded: int, n: int) -> float:
-    """Eq. 1: HI accuracy over all ``n`` samples.
+    """Eq. 1: HI accuracy over all ``n`` samples (the sum of the two indicator products).
 
     ``local_correct_accepted`` counts samples kept on the device whose local answer was right,
     ``server_correct_offloaded`` counts offloaded samples the server answered right."""
@@ -85,11 +98,11 @@ def hi_accuracy(local_correct_accepted: int, server_correct_offloaded: int, n: i
 
 
 def hi_accuracy_from_confusion(confusion: DeciderConfusion, server_accuracy_offloaded: float) -> float:
-    """Eq. 2: HI accuracy from the decider's confusion counts.
+    """Eq. 2: HI accuracy from the decider's confusion counts, (Acc_OD - eta_FN) + Acc_S * eta_off.
 
-    Accepted samples are right exactly when they are true positives; the offloaded samples (fn + tn)
-    are right with the server's accuracy on them. With a perfect server this is 1 - fp / N: only
-    confidently wrong local answers hurt."""
+    Acc_OD - eta_FN = (tp + fn - fn) / N: accepted samples are right exactly when they are true
+    positives; the offloaded samples (fn + tn) are right with the server's accuracy on them. With a
+    perfect server this is 1 - fp / N: only confidently wrong local answers hurt."""
     if confusion.n <= 0:
         raise ValueError("HI accuracy needs a non-empty confusion matrix")
     if not 0.0 <= server_accuracy_offloaded <= 1.0:
@@ -98,14 +111,16 @@ def hi_accuracy_from_confusion(confusion: DeciderConfusion, server_accuracy_offl
 
 
 def expected_latency_ms(local_ms: float, offload_ms: float, offload_fraction: float) -> float:
-    """Eq. 3: mean latency per inference = local latency (every sample: preprocessing, local model or
-    its early exits, decider) + offload fraction x offload latency (transfer, server, reply)."""
+    """Eq. 3: Time_HI = (t_dev_inf + t_LR) + eta_off * t_off: the local latency every sample pays
+    (preprocessing, local model or its early exits, decider) plus the offload fraction times the
+    latency of one offload (transfer, server, reply)."""
     _check_fraction(offload_fraction)
     return local_ms + offload_fraction * offload_ms
 
 
 def expected_energy_mj(local_mj: float, offload_mj: float, offload_fraction: float) -> float:
-    """Eq. 4: mean device energy per inference, with the same split as Eq. 3."""
+    """Eq. 4: Energy_HI = (e_dev_inf + e_LR) + eta_off * e_edge_off, the device's energy per inference
+    with the same split as Eq. 3."""
     _check_fraction(offload_fraction)
     return local_mj + offload_fraction * offload_mj
 

@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple = (
     "measurements.commands.power",
     "measurements.commands.reproduce",
     "measurements.commands.fleet",
+    "measurements.commands.paper",
     # Written by other helpers; skipped until they exist.
     "measurements.bench_server",
     "measurements.bench_agent",
@@ -35,16 +36,28 @@ def load_subcommand_modules(names: Sequence[str] = SUBCOMMAND_MODULES) -> list:
     return _load(names, "hi-bench")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (what was wrong, and where the help is) and exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(names: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="hi-bench",
         description="Measure hierarchical inference: run metrics (Eq. 1-4), device profiles, the QoS "
-                    "planner (best strategy per device), figures and reports.",
+                    "planner (best strategy per device), the paper's Tables 5 and 6, figures and reports.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")  # not "command": power has an argument of that name
     for module in load_subcommand_modules(names):
         module.register_cli(sub)
     return parser
+
+
+# A user mistake (bad QoS, unknown profile or model, unreadable log, missing file) exits 2 with one line;
+# a failure of the environment (a meter, a server, a subprocess) exits 1.
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,9 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError) as exc:
-        # Profile, log, meter and QoS errors all carry a message that says what to fix.
-        print(f"hi-bench {args.command}: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
+    except USER_ERRORS as exc:
+        print(f"hi-bench {args.subcommand}: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:
+        print(f"hi-bench {args.subcommand}: error: {exc}", file=sys.stderr)
         return 1
 
 

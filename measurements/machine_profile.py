@@ -19,6 +19,7 @@ Every value written carries a citation naming the machine, the date and the meth
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import platform
 import socket
 import statistics
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from measurements.profiles import (
+    MISSING,
     SCHEMA,
     Cited,
     DeciderStats,
@@ -42,8 +44,8 @@ from measurements.profiles import (
 )
 
 
-class ProfilingError(RuntimeError):
-    pass
+class ProfilingError(ValueError):
+    """A model or option given to ``hi-bench profile`` cannot be profiled (a usage error)."""
 
 
 def _sig(x: float, digits: int = 6) -> float:
@@ -145,6 +147,30 @@ def describe_machine() -> dict:
     }
 
 
+def card_accuracy(model_path: Path | None) -> Cited | None:
+    """The test accuracy the model card next to ``model_path`` records for that file (hi-train writes a
+    card per model: ``<name>.json`` or ``<name>.card.json`` with ``artifacts[].file/test_accuracy``), so
+    a profile of our own models carries their accuracy even without a run log."""
+    if model_path is None:
+        return None
+    model_path = Path(model_path)
+    for card_path in sorted(model_path.parent.glob("*.json")):
+        try:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(card, dict) or "card_version" not in card:
+            continue
+        for art in card.get("artifacts") or []:
+            if art.get("file") == model_path.name and art.get("test_accuracy") is not None:
+                data = card.get("dataset") or {}
+                where = f"{data.get('name', 'its')} test split ({data.get('test_images', '?')} images)"
+                note = data.get("note") or None
+                return Cited(float(art["test_accuracy"]), f"model card {card_path.name}: test accuracy of "
+                             f"{model_path.name} on the {where}", None, note)
+    return None
+
+
 def build_measured_profile(
     profile_id: str,
     model_name: str,
@@ -213,6 +239,8 @@ def build_measured_profile(
                 hi_accuracy=Cited(_sig(metrics.accuracy), cite),
                 latency_ms=Cited(_sig(statistics.fmean(decide)), cite, "ms") if decide else Cited(None, "not logged"),
             )
+    if not accuracy.known:
+        accuracy = card_accuracy(model_path) or accuracy
     model = ModelCosts(name=model_name, dataset=dataset, latency_ms=latency, energy_mj=energy,
                        accuracy=accuracy, decider=decider)
     models = {model_name: model}
@@ -223,10 +251,15 @@ def build_measured_profile(
         files = ", ".join(Path(p).name for p in ee_paths) or f"{len(ee_timings)} segments"
         method = (f"{where}: sum of per-segment means of {ee_timings[0].runs} invoke() calls, "
                   f"{threads} thread(s), segments {files}")
-        exits = tuple(ExitCosts(latency_ms=Cited(_sig(float(c)), f"{method} (segments 1..{k + 1})", "ms"))
+        # each segment's card accuracy is its exit's (the last segment's is the full model's)
+        exit_acc = [card_accuracy(Path(p)) or Cited(None, "not in a model card") for p in ee_paths] or \
+            [Cited(None, "not given")] * len(ee_timings)
+        exits = tuple(ExitCosts(latency_ms=Cited(_sig(float(c)), f"{method} (segments 1..{k + 1})", "ms"),
+                                accuracy=exit_acc[k] if k < len(exit_acc) else Cited(None, "not given"))
                       for k, c in enumerate(cum[:-1]))
         models[ee_model] = ModelCosts(name=ee_model, dataset=dataset, exits=exits,
-                                      latency_ms=Cited(_sig(float(cum[-1])), method, "ms"))
+                                      latency_ms=Cited(_sig(float(cum[-1])), method, "ms"),
+                                      accuracy=exit_acc[-1] if len(exit_acc) == len(ee_timings) else MISSING)
     hardware = {k: v for k, v in machine.items() if v}
     hardware["threads"] = threads
     return DeviceProfile(

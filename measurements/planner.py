@@ -1,18 +1,23 @@
 """Strategy comparison and QoS planner: which of on-device, remote, HI and EE-HI suits a device.
 
-The paper's QoS rules (as stated in the project issue): a configuration must reach a minimum
-accuracy, and it only makes sense on the device if its latency is at most half of the latency of
-offloading every sample, and its energy at most half of the energy of offloading every sample
-(otherwise simply offloading would do). Among the configurations that pass, the planner picks the
-lowest latency (or energy, with ``objective="energy"``), ties broken by higher accuracy.
+The paper's procedure (Sec. 3.3, ``measurements.qos``): fix one requirement (accuracy at least a
+target; latency or energy at most half of offloading one image) and, among the configurations that
+meet it, pick the one with the largest gains in the other two. Concretely, with ``objective="auto"``:
+
+* accuracy fixed: the lowest latency wins, then the lowest energy (``objective="energy"`` swaps them);
+* latency or energy fixed: the highest accuracy wins, then the lower other cost.
+
+Offloading every sample (remote) competes like any configuration; under a half-offload rule it can
+never pass (its cost *is* the offload cost), so it is then the fallback: recommended when nothing
+else passes and it meets the accuracy target itself.
 
 Inputs come from two places, and every candidate records which:
 
-* the device profile (``measurements.profiles``): latency/energy of each model, exit, decider and
-  link, and whatever accuracy the profile knows;
+* the device profile (``measurements.profiles``): latency/energy/accuracy of each model, exit, decider
+  and link (per dataset where the paper's Table 3 differs per dataset);
 * run statistics (``RunStats``), measured by our own runs (``hi-bench metrics`` on hi-agent logs):
-  model accuracy, the decider's operating point (HI accuracy, offload fraction) and EE-HI sweeps.
-  They fill what a profile lacks (the paper's profiles hold costs but, here, few accuracies).
+  model accuracy, the decider's operating point (HI accuracy, offload fraction) and EE-HI points.
+  They fill what a profile lacks; a profile value marked as an assumption yields to a measurement.
 
 A candidate with a missing input is reported as incomplete with the exact missing field, never
 filled with a guess. A QoS rule that cannot be checked (for example the energy rule when the
@@ -21,90 +26,19 @@ profile has no offload energy) is reported as unchecked on every candidate.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Union
 
 from hi_runtime.equations import energy_mj, expected_energy_mj, expected_latency_ms
 from measurements.profiles import Cited, DeviceProfile, ModelCosts, ProfileError
+from measurements.qos import HALF_OFFLOAD, Limit, QoS, QoSError, parse_qos, parse_targets  # noqa: F401 (re-exported)
 
-HALF_OFFLOAD = "half-offload"
 STRATEGY_ON_DEVICE = "on-device"
 STRATEGY_REMOTE = "remote"
 STRATEGY_HI = "hi"
 STRATEGY_EE_HI = "ee-hi"
-OBJECTIVES = ("latency", "energy")
-
-Limit = Union[None, float, str]
-
-
-# --- QoS ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QoS:
-    """Requirements. Latency and energy limits are a number (ms, mJ), ``"half-offload"`` (the
-    paper's rule) or ``None`` (no limit)."""
-
-    min_accuracy: float | None = None
-    max_latency: Limit = HALF_OFFLOAD
-    max_energy: Limit = HALF_OFFLOAD
-
-    def __post_init__(self) -> None:
-        if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
-            raise ValueError(f"accuracy target must be in [0, 1] (or a percentage), got {self.min_accuracy}")
-        for name in ("max_latency", "max_energy"):
-            value = getattr(self, name)
-            if isinstance(value, str) and value != HALF_OFFLOAD:
-                raise ValueError(f"{name} must be a number, {HALF_OFFLOAD!r} or none, got {value!r}")
-            if isinstance(value, (int, float)) and value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-
-    def describe(self) -> str:
-        def limit(value: Limit, unit: str) -> str:
-            if value is None:
-                return "none"
-            if value == HALF_OFFLOAD:
-                return "<= half of offloading every sample"
-            return f"<= {value:g} {unit}"
-
-        acc = "none" if self.min_accuracy is None else f">= {100 * self.min_accuracy:.1f}%"
-        return f"accuracy {acc}; latency {limit(self.max_latency, 'ms')}; energy {limit(self.max_energy, 'mJ')}"
-
-
-def _parse_limit(text: str, what: str) -> Limit:
-    value = text.strip().lower()
-    if value in ("none", "off", "no", ""):
-        return None
-    if value in ("half", HALF_OFFLOAD, "half-offload", "paper"):
-        return HALF_OFFLOAD
-    try:
-        return float(value.removesuffix("ms").removesuffix("mj"))
-    except ValueError:
-        raise ValueError(f"{what} limit {text!r} is not a number, 'half-offload' or 'none'") from None
-
-
-def parse_qos(text: str) -> QoS:
-    """Parse ``accuracy=0.9,latency=half-offload,energy=none``. Accuracy may be a fraction or a
-    percentage (``90`` or ``90%``). Unspecified latency/energy rules default to the paper's
-    half-offload rule."""
-    fields: dict = {}
-    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
-        if "=" not in part:
-            raise ValueError(f"QoS item {part!r} needs key=value (keys: accuracy, latency, energy)")
-        key, value = (s.strip() for s in part.split("=", 1))
-        key = key.lower()
-        if key in ("accuracy", "acc", "min_accuracy"):
-            number = float(value.rstrip("%"))
-            fields["min_accuracy"] = number / 100.0 if (value.endswith("%") or number > 1.0) else number
-        elif key in ("latency", "max_latency"):
-            fields["max_latency"] = _parse_limit(value, "latency")
-        elif key in ("energy", "max_energy"):
-            fields["max_energy"] = _parse_limit(value, "energy")
-        else:
-            raise ValueError(f"unknown QoS key {key!r}; use accuracy, latency, energy")
-    return QoS(**fields)
+OBJECTIVES = ("auto", "accuracy", "latency", "energy")
+UNLOGGED = math.nan  # an EE-HI run whose log does not say its exit threshold
 
 
 # --- run statistics ----------------------------------------------------------------------------
@@ -143,7 +77,10 @@ class ModelStats:
 
 
 def format_threshold(t: float) -> str:
-    """An exit threshold as printed: ``inf`` is an exit that never lets a sample out."""
+    """An exit threshold as printed: ``inf`` is an exit that never lets a sample out, NaN one whose log
+    did not record it."""
+    if math.isnan(t):
+        return "not logged"
     return "never" if math.isinf(t) else f"{t:g}"
 
 
@@ -168,9 +105,12 @@ def model_key(logged: str | None) -> str | None:
 @dataclass
 class RunStats:
     """Measured statistics per model name (``resnet8``...), independent of the device they came from:
-    accuracy does not depend on which board runs the same INT8 model."""
+    accuracy does not depend on which board runs the same INT8 model. ``server_accuracy`` is the
+    server's accuracy from remote runs, whichever local model their log names (a remote run has none)."""
 
     models: dict = field(default_factory=dict)
+    server_accuracy: float | None = None
+    server_source: str = ""
 
     def for_model(self, name: str) -> ModelStats:
         return self.models.setdefault(name, ModelStats())
@@ -178,41 +118,46 @@ class RunStats:
     @classmethod
     def from_runs(cls, runs: Iterable, model_override: str | None = None) -> RunStats:
         """Collect statistics from ``(RunLog, RunMetrics)`` pairs. HI runs give the HI point, EE-HI
-        runs (one per threshold, ``ee_threshold`` in the log header) give sweep points, and any run
-        with local answers gives the local model's accuracy."""
+        runs give operating points (one per logged ``ee_threshold``; a log without it is still one
+        point, labeled "threshold not logged"), remote runs the server's accuracy, and any run with
+        local answers the local model's accuracy. Every log hi-agent writes is accepted."""
         stats = cls()
         for log, metrics in runs:
+            name = log.path.name if log.path else "run"
+            label = f"measured: {name}"
+            strategy = metrics.strategy
+            if strategy == STRATEGY_REMOTE and metrics.server_accuracy_offloaded is not None:
+                stats.server_accuracy = metrics.server_accuracy_offloaded
+                stats.server_source = label
             model = model_override or model_key(log.model)
             if not model:
-                raise ValueError(
-                    f"run log {log.path or ''} names no model (header 'model'); pass the model name explicitly"
-                )
+                if strategy == STRATEGY_REMOTE:
+                    continue  # offloading every sample involves no local model
+                raise ValueError(f"run log {log.path or name} names no model (its header has no 'model'); "
+                                 "pass --run-model NAME (the profile's model name, e.g. resnet8)")
             entry = stats.for_model(model)
-            label = f"measured: {log.path.name if log.path else 'run'}"
             entry.source = ", ".join(filter(None, [entry.source, label]))
-            # An EE-HI run's local answers come from whichever exit each sample took, so they are the
-            # model's on-device accuracy only when no sample could leave early (threshold "never").
-            early = metrics.strategy == STRATEGY_EE_HI and log.header.get("ee_threshold") is not None
-            if metrics.local_accuracy is not None and entry.local_accuracy is None and not early:
-                entry.local_accuracy = metrics.local_accuracy
-            if metrics.server_accuracy_offloaded is not None and metrics.strategy == STRATEGY_REMOTE:
+            if strategy == STRATEGY_REMOTE and metrics.server_accuracy_offloaded is not None:
                 entry.server_accuracy = metrics.server_accuracy_offloaded
-            strategy = metrics.strategy
+            # An EE-HI run's local answers come from whichever exit each sample took, so they are the
+            # model's on-device accuracy only when the log says no sample could leave early.
+            thresholds = log.header.get("ee_thresholds")
+            never_exits = bool(thresholds) and all(t is None for t in thresholds)
+            if metrics.local_accuracy is not None and entry.local_accuracy is None and \
+                    (strategy != STRATEGY_EE_HI or never_exits):
+                entry.local_accuracy = metrics.local_accuracy
             if strategy == STRATEGY_HI and metrics.accuracy is not None:
                 entry.hi = HIPoint(metrics.accuracy, metrics.offload_fraction, label)
             elif strategy == STRATEGY_EE_HI and metrics.accuracy is not None:
                 threshold = log.header.get("ee_threshold", log.header.get("threshold"))
-                if threshold is None and log.header.get("ee_thresholds"):
-                    threshold = math.inf  # hi-agent logs a first exit that never exits as null
                 if threshold is None:
-                    raise ValueError(
-                        f"EE-HI log {log.path or ''} has no 'ee_threshold' in its header; "
-                        "the sweep needs one log per threshold"
-                    )
+                    # hi-agent logs a first exit that never exits as null; a log without any threshold
+                    # field (e.g. hi-agent demo's) is one operating point whose threshold is unknown
+                    threshold = math.inf if thresholds else UNLOGGED
                 entry.ee.append(EEPoint(float(threshold), dict(metrics.exit_fractions),
                                         metrics.offload_fraction, metrics.accuracy, label))
         for entry in stats.models.values():
-            entry.ee.sort(key=lambda p: p.threshold)
+            entry.ee.sort(key=lambda p: (math.isnan(p.threshold), 0.0 if math.isnan(p.threshold) else p.threshold))
         return stats
 
 
@@ -225,6 +170,7 @@ class Candidate:
     strategy: str
     model: str | None = None
     link: str | None = None
+    dataset: str | None = None
     threshold: float | None = None
     accuracy: float | None = None
     latency_ms: float | None = None
@@ -282,54 +228,76 @@ class OffloadCost:
     latency_ms: float | None
     energy_mj: float | None
     notes: tuple
+    missing: tuple = ()  # the profile paths of the unknown costs
 
 
 def offload_cost(profile: DeviceProfile, link: str, dataset: str | None) -> OffloadCost:
-    """Cost of offloading one sample: link round trip plus server run time (the device waits for it;
-    the paper's offload latency was measured against a server that answers at once)."""
+    """Cost of offloading one sample of ``dataset`` over ``link``: the link's cost for that dataset,
+    plus the server's run time when the profile lists it separately (the device waits for it; the
+    paper's Table 3 already includes it, so its server entries leave it null)."""
     probe = Candidate(profile.id, STRATEGY_REMOTE, link=link)
-    costs = profile.link(link)
-    latency = _take(probe, costs.latency_ms, f"links.{link}.latency_ms")
+    base = profile.link(link)
+    costs = base.for_dataset(dataset)
+    at = f"links.{link}" + (f".datasets.{dataset}" if costs is not base else "")
+    latency = _take(probe, costs.latency_ms, f"{at}.latency_ms")
     server = profile.server_for(dataset)
     notes = []
     if latency is not None:
         if server is not None and server.latency_ms.known:
             latency += server.latency_ms.value
             notes.append(f"+ server {server.name} {server.latency_ms.value:g} ms ({server.latency_ms.cite})")
+        elif server is not None and server.latency_ms.cite.startswith("not added"):
+            notes.append(f"server {server.name}: {server.latency_ms.cite}")
         else:
             notes.append("server run time not in profile: offload latency is the link round trip only")
-    energy = _modeled_energy(probe, profile, costs.energy_mj, latency, f"links.{link}.energy_mj",
+    energy = _modeled_energy(probe, profile, costs.energy_mj, latency, f"{at}.energy_mj",
                              profile.power.offload_w)
     if probe.energy_modeled:
         notes.append("offload energy modeled as offload power x offload latency")
-    return OffloadCost(latency, energy, tuple(notes + probe.inputs))
+    return OffloadCost(latency, energy, tuple(notes + probe.inputs), tuple(probe.missing))
 
 
-def _server_accuracy(profile: DeviceProfile, model: ModelCosts, stats: ModelStats | None,
+def _server_accuracy(profile: DeviceProfile, model: ModelCosts, stats: RunStats, mstats: ModelStats | None,
                      c: Candidate) -> float | None:
     server = profile.server_for(model.dataset)
     if server is not None and server.accuracy.known:
         return _take(c, server.accuracy, f"servers.{server.name}.accuracy")
-    if stats is not None and stats.server_accuracy is not None:
-        c.inputs.append(f"server accuracy = {stats.server_accuracy:.4f} ({stats.source})")
+    if mstats is not None and mstats.server_accuracy is not None:
+        c.inputs.append(f"server accuracy = {mstats.server_accuracy:.4f} ({mstats.source})")
+        return mstats.server_accuracy
+    if stats.server_accuracy is not None:
+        c.inputs.append(f"server accuracy = {stats.server_accuracy:.4f} ({stats.server_source})")
         return stats.server_accuracy
     c.missing.append(f"servers.<{model.dataset or 'dataset'}>.accuracy")
     return None
 
 
+def datasets_of(profile: DeviceProfile) -> list[str | None]:
+    """The datasets the profile's models belong to, in the order they first appear."""
+    return list(dict.fromkeys(m.dataset for m in profile.models.values()))
+
+
+def is_assumption(cited: Cited) -> bool:
+    """A profile value derived under a stated assumption (its cite says "assumption"): a measured
+    value from the user's own runs takes its place."""
+    return cited.known and "assumption" in cited.cite.lower()
+
+
 def candidates_for(profile: DeviceProfile, stats: RunStats | None = None,
-                   links: Sequence[str] | None = None) -> list[Candidate]:
+                   links: Sequence[str] | None = None, dataset: str | None = None) -> list[Candidate]:
     """Every strategy the profile (and the run statistics) can describe, with its predicted
-    accuracy, latency (Eq. 3) and energy (Eq. 4)."""
+    accuracy, latency (Eq. 3) and energy (Eq. 4); only models of ``dataset`` when it is given."""
     stats = stats or RunStats()
     link_names = list(links) if links else [profile.default_link if profile.default_link in profile.links
                                              else next(iter(profile.links), None)]
     out: list[Candidate] = []
     remote_seen: set = set()
     for name, model in profile.models.items():
+        if dataset is not None and model.dataset != dataset:
+            continue
         mstats = stats.models.get(name)
         # On-device ------------------------------------------------------------------------------
-        c = Candidate(profile.id, STRATEGY_ON_DEVICE, model=name)
+        c = Candidate(profile.id, STRATEGY_ON_DEVICE, model=name, dataset=model.dataset)
         if model.accuracy.known:
             c.accuracy = _take(c, model.accuracy, f"models.{name}.accuracy")
         elif mstats is not None and mstats.local_accuracy is not None:
@@ -349,19 +317,16 @@ def candidates_for(profile: DeviceProfile, stats: RunStats | None = None,
             # Remote only: every sample offloaded (one candidate per link and dataset) -----------
             if (link, model.dataset) not in remote_seen:
                 remote_seen.add((link, model.dataset))
-                r = Candidate(profile.id, STRATEGY_REMOTE, link=link)
-                r.accuracy = _server_accuracy(profile, model, mstats, r)
+                r = Candidate(profile.id, STRATEGY_REMOTE, link=link, dataset=model.dataset)
+                r.accuracy = _server_accuracy(profile, model, stats, mstats, r)
                 r.latency_ms, r.energy_mj = cost.latency_ms, cost.energy_mj
                 r.inputs.extend(cost.notes)
-                if cost.latency_ms is None:
-                    r.missing.append(f"links.{link}.latency_ms")
-                if cost.energy_mj is None:
-                    r.missing.append(f"links.{link}.energy_mj")
+                r.missing.extend(cost.missing)
                 r.energy_modeled = any("modeled" in n for n in cost.notes)
                 out.append(r)
 
             # HI -----------------------------------------------------------------------------------
-            h = Candidate(profile.id, STRATEGY_HI, model=name, link=link)
+            h = Candidate(profile.id, STRATEGY_HI, model=name, link=link, dataset=model.dataset)
             point = _hi_point(model, mstats, h)
             local_ms = _take(h, model.latency_ms, f"models.{name}.latency_ms")
             dec_ms = model.decider.latency_ms.value or 0.0
@@ -372,16 +337,13 @@ def candidates_for(profile: DeviceProfile, stats: RunStats | None = None,
             local_mj = _modeled_energy(h, profile, model.energy_mj, local_ms, f"models.{name}.energy_mj",
                                        profile.power.compute_w)
             h.inputs.extend(cost.notes)
+            h.missing.extend(cost.missing)
             if point is not None:
                 h.accuracy = point.hi_accuracy
-                if cost.latency_ms is None:
-                    h.missing.append(f"links.{link}.latency_ms")
-                elif local_ms is not None:
+                if cost.latency_ms is not None and local_ms is not None:
                     h.latency_ms = expected_latency_ms(local_ms + dec_ms, cost.latency_ms, point.offload_fraction)
                 dec_mj = model.decider.energy_mj.value or 0.0
-                if cost.energy_mj is None:
-                    h.missing.append(f"links.{link}.energy_mj")
-                elif local_mj is not None:
+                if cost.energy_mj is not None and local_mj is not None:
                     h.energy_mj = expected_energy_mj(local_mj + dec_mj, cost.energy_mj, point.offload_fraction)
                 h.energy_modeled = h.energy_modeled or any("modeled" in n for n in cost.notes)
             out.append(h)
@@ -395,7 +357,9 @@ def candidates_for(profile: DeviceProfile, stats: RunStats | None = None,
 
 def _hi_point(model: ModelCosts, mstats: ModelStats | None, c: Candidate) -> HIPoint | None:
     dec = model.decider
-    if dec.hi_accuracy.known and dec.offload_fraction.known:
+    measured = mstats.hi if mstats is not None else None
+    assumed = is_assumption(dec.hi_accuracy) or is_assumption(dec.offload_fraction)
+    if dec.hi_accuracy.known and dec.offload_fraction.known and not (assumed and measured is not None):
         _take(c, dec.hi_accuracy, f"models.{model.name}.decider.hi_accuracy")
         _take(c, dec.offload_fraction, f"models.{model.name}.decider.offload_fraction")
         return HIPoint(dec.hi_accuracy.value, dec.offload_fraction.value, dec.hi_accuracy.cite)
@@ -410,7 +374,8 @@ def _hi_point(model: ModelCosts, mstats: ModelStats | None, c: Candidate) -> HIP
 
 
 def _ee_candidate(profile: DeviceProfile, model: ModelCosts, ee: EEPoint, link: str, cost: OffloadCost) -> Candidate:
-    c = Candidate(profile.id, STRATEGY_EE_HI, model=model.name, link=link, threshold=ee.threshold)
+    c = Candidate(profile.id, STRATEGY_EE_HI, model=model.name, link=link, threshold=ee.threshold,
+                  dataset=model.dataset)
     c.accuracy = ee.accuracy
     c.inputs.append(f"EE sweep point threshold {format_threshold(ee.threshold)} ({ee.source})")
     c.inputs.extend(cost.notes)
@@ -434,13 +399,10 @@ def _ee_candidate(profile: DeviceProfile, model: ModelCosts, ee: EEPoint, link: 
         local_mj = None if mj is None or local_mj is None else local_mj + fraction * mj
     dec_ms = model.decider.latency_ms.value or 0.0
     dec_mj = model.decider.energy_mj.value or 0.0
-    if cost.latency_ms is None:
-        c.missing.append(f"links.{link}.latency_ms")
-    elif local_ms is not None:
+    c.missing.extend(cost.missing)
+    if cost.latency_ms is not None and local_ms is not None:
         c.latency_ms = expected_latency_ms(local_ms + dec_ms, cost.latency_ms, ee.offload_fraction)
-    if cost.energy_mj is None or local_mj is None:
-        c.missing.append(f"links.{link}.energy_mj")
-    else:
+    if cost.energy_mj is not None and local_mj is not None:
         c.energy_mj = expected_energy_mj(local_mj + dec_mj, cost.energy_mj, ee.offload_fraction)
         c.energy_modeled = c.energy_modeled or any("modeled" in n for n in cost.notes)
     return c
@@ -459,18 +421,19 @@ def _limit_value(limit: Limit, offload_value: float | None) -> tuple[float | Non
 
 
 def evaluate(candidates: Sequence[Candidate], profile: DeviceProfile, qos: QoS,
-             link: str | None = None) -> None:
+             link: str | None = None, objective: str = "auto") -> None:
     """Set ``verdict`` and ``unchecked`` on each candidate (in place).
 
-    The half-offload rules compare against offloading every sample over the candidate's own link
-    (or ``link``/the default link for on-device candidates)."""
+    The half-offload rules compare against offloading one sample of the candidate's dataset over its
+    own link (or ``link``/the default link for on-device candidates). A candidate must also know the
+    quantity the ``objective`` ranks by, or it cannot be ranked (incomplete)."""
+    objective = resolve_objective(qos, objective)
     for c in candidates:
         c.unchecked = []
         chosen_link = c.link or link or profile.default_link
         offload = None
         if chosen_link in profile.links:
-            dataset = profile.models[c.model].dataset if c.model in profile.models else None
-            offload = offload_cost(profile, chosen_link, dataset)
+            offload = offload_cost(profile, chosen_link, c.dataset)
         max_ms, ms_ok = _limit_value(qos.max_latency, offload.latency_ms if offload else None)
         max_mj, mj_ok = _limit_value(qos.max_energy, offload.energy_mj if offload else None)
         if not ms_ok:
@@ -478,25 +441,22 @@ def evaluate(candidates: Sequence[Candidate], profile: DeviceProfile, qos: QoS,
         if not mj_ok:
             c.unchecked.append(f"energy rule (no offload energy for link {chosen_link!r})")
         needed = []
-        if qos.min_accuracy is not None and c.accuracy is None:
+        if (qos.min_accuracy is not None or objective == "accuracy") and c.accuracy is None:
             needed.append("accuracy")
-        if max_ms is not None and c.latency_ms is None:
+        if (max_ms is not None or objective == "latency") and c.latency_ms is None:
             needed.append("latency")
-        if max_mj is not None and c.energy_mj is None:
+        if (max_mj is not None or objective == "energy") and c.energy_mj is None:
             needed.append("energy")
-        if c.latency_ms is None and c.energy_mj is None and not needed:
-            needed.append("latency and energy")
         if needed:
             c.verdict = f"incomplete: {', '.join(needed)} unknown (missing {', '.join(dict.fromkeys(c.missing)) or 'inputs'})"
             continue
         fails = []
         if qos.min_accuracy is not None and c.accuracy < qos.min_accuracy - 1e-12:
             fails.append(f"accuracy {100 * c.accuracy:.2f}% < {100 * qos.min_accuracy:.2f}%")
-        if c.strategy != STRATEGY_REMOTE:
-            if max_ms is not None and c.latency_ms > max_ms + 1e-12:
-                fails.append(f"latency {c.latency_ms:.3f} ms > {max_ms:.3f} ms")
-            if max_mj is not None and c.energy_mj > max_mj + 1e-12:
-                fails.append(f"energy {c.energy_mj:.4f} mJ > {max_mj:.4f} mJ")
+        if max_ms is not None and c.latency_ms > max_ms + 1e-12:
+            fails.append(f"latency {c.latency_ms:.3f} ms > {max_ms:.3f} ms")
+        if max_mj is not None and c.energy_mj > max_mj + 1e-12:
+            fails.append(f"energy {c.energy_mj:.4f} mJ > {max_mj:.4f} mJ")
         c.verdict = "ok" if not fails else "fails: " + "; ".join(fails)
 
 
@@ -508,59 +468,103 @@ class Plan:
     best: Candidate | None
     candidates: list
     reason: str
+    dataset: str | None = None
+    notes: list = field(default_factory=list)
+
+
+def resolve_objective(qos: QoS, objective: str = "auto") -> str:
+    """``auto``: the paper's procedure. With an accuracy requirement the cost is what is gained (lowest
+    latency, then energy); with only latency or energy fixed, accuracy is (highest accuracy)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if objective != "auto":
+        return objective
+    if qos.min_accuracy is None and (qos.max_latency is not None or qos.max_energy is not None):
+        return "accuracy"
+    return "latency"
 
 
 def _key(objective: str):
+    inf = float("inf")
+
+    def v(x: float | None) -> float:
+        return inf if x is None else x
+
     def key(c: Candidate):
-        primary = c.latency_ms if objective == "latency" else c.energy_mj
-        secondary = c.energy_mj if objective == "latency" else c.latency_ms
-        inf = float("inf")
-        return (inf if primary is None else primary, -(c.accuracy or 0.0), inf if secondary is None else secondary)
+        acc = -(c.accuracy if c.accuracy is not None else -inf)
+        if objective == "accuracy":
+            return (acc, v(c.latency_ms), v(c.energy_mj))
+        if objective == "energy":
+            return (v(c.energy_mj), v(c.latency_ms), acc)
+        return (v(c.latency_ms), v(c.energy_mj), acc)
 
     return key
 
 
-def plan(profile: DeviceProfile, qos: QoS, stats: RunStats | None = None, objective: str = "latency",
-         links: Sequence[str] | None = None, model: str | None = None) -> Plan:
-    """Recommend a configuration for ``profile`` under ``qos``.
+def _value(c: Candidate, objective: str) -> str:
+    if objective == "accuracy":
+        return f"{100 * c.accuracy:.2f}%"
+    if objective == "energy":
+        return f"{c.energy_mj:.4g} mJ"
+    return f"{c.latency_ms:.4g} ms"
 
-    Remote-only is always the fallback the half-offload rules are measured against: it is chosen only
-    when no on-device configuration passes and it meets the accuracy target itself."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+
+BEST_WORD = {"accuracy": "highest accuracy", "latency": "lowest latency", "energy": "lowest energy"}
+
+
+def plan(profile: DeviceProfile, qos: QoS, stats: RunStats | None = None, objective: str = "auto",
+         links: Sequence[str] | None = None, model: str | None = None, dataset: str | None = None) -> Plan:
+    """Recommend a configuration for ``profile`` under ``qos`` (see the module docstring).
+
+    One dataset at a time (a device serves one task): ``dataset``, else the dataset of ``model``, else
+    the profile's first. Remote competes like any configuration; under a half-offload rule it cannot
+    pass, and is then recommended only when nothing else passes and it meets the accuracy target."""
+    objective = resolve_objective(qos, objective)
     if links:
         for name in links:
             profile.link(name)  # raises with the list of known links
-    candidates = candidates_for(profile, stats, links)
+    notes = []
     if model is not None:
-        if model not in profile.models:
-            raise ProfileError(f"profile {profile.id!r} has no model {model!r}; it has {sorted(profile.models)}")
+        profile.model(model)  # raises with the list of known models
+        dataset = profile.models[model].dataset
+    known = datasets_of(profile)
+    if dataset is not None and dataset not in known:
+        raise ProfileError(f"profile {profile.id!r} has no model for dataset {dataset!r}; its datasets: "
+                           f"{', '.join(str(d) for d in known) or 'none'}")
+    if dataset is None and known:
+        dataset = known[0]
+    if len(known) > 1 and dataset == known[0]:
+        notes.append(f"dataset {dataset} (the profile also has {', '.join(str(d) for d in known[1:])}: "
+                     "choose with --dataset)")
+    candidates = candidates_for(profile, stats, links, dataset)
+    if model is not None:
         candidates = [c for c in candidates if c.model in (None, model)]
-    evaluate(candidates, profile, qos)
-    local = [c for c in candidates if c.feasible and c.strategy != STRATEGY_REMOTE]
-    remote = [c for c in candidates if c.feasible and c.strategy == STRATEGY_REMOTE]
-    ranked = sorted(local, key=_key(objective))
+    evaluate(candidates, profile, qos, objective=objective)
+    ranked = sorted((c for c in candidates if c.feasible), key=_key(objective))
+    what = qos.describe()
     if ranked:
         best = ranked[0]
-        runner = ranked[1] if len(ranked) > 1 else None
-        metric = "latency" if objective == "latency" else "energy"
-        value = best.latency_ms if objective == "latency" else best.energy_mj
-        reason = (f"{best.label} meets {qos.describe()} with the lowest {metric} "
-                  f"({value:.4g} {'ms' if objective == 'latency' else 'mJ'})")
-        if runner is not None:
-            other = runner.latency_ms if objective == "latency" else runner.energy_mj
-            reason += f"; next best: {runner.label} ({other:.4g})"
-    elif remote:
-        best = sorted(remote, key=_key(objective))[0]
-        reason = (f"no on-device, HI or EE-HI configuration meets {qos.describe()}; "
-                  f"offload every sample ({best.label})")
+        reason = f"{best.label} meets {what} with the {BEST_WORD[objective]} ({_value(best, objective)})"
+        if len(ranked) > 1:
+            reason += f"; next best: {ranked[1].label} ({_value(ranked[1], objective)})"
+        if best.strategy == STRATEGY_ON_DEVICE and qos.min_accuracy is not None:
+            notes.append(f"HI is not needed: {best.model} on the device meets the accuracy target by itself, and "
+                         "HI with it would only add the decider and the offloads (Eq. 3/4)")
     else:
-        best = None
-        incomplete = [c for c in candidates if c.verdict.startswith("incomplete")]
-        reason = f"no configuration meets {qos.describe()}"
-        if incomplete:
-            reason += f"; {len(incomplete)} configuration(s) could not be evaluated for missing inputs"
-    return Plan(profile.id, qos, objective, best, candidates, reason)
+        half = HALF_OFFLOAD in (qos.max_latency, qos.max_energy)
+        remote = [c for c in candidates if c.strategy == STRATEGY_REMOTE and c.accuracy is not None
+                  and (qos.min_accuracy is None or c.accuracy >= qos.min_accuracy - 1e-12)]
+        if half and remote:
+            best = sorted(remote, key=_key("latency"))[0]
+            reason = (f"no on-device, HI or EE-HI configuration meets {what}; offload every sample "
+                      f"({best.label}: the cost the half-offload rule is measured against)")
+        else:
+            best = None
+            incomplete = [c for c in candidates if c.verdict.startswith("incomplete")]
+            reason = f"no configuration meets {what}"
+            if incomplete:
+                reason += f"; {len(incomplete)} configuration(s) could not be evaluated for missing inputs"
+    return Plan(profile.id, qos, objective, best, candidates, reason, dataset, notes)
 
 
 # --- the paper's tables ------------------------------------------------------------------------
@@ -575,33 +579,35 @@ class TableRow:
 
 
 def best_strategy_table(profiles: Sequence[DeviceProfile], targets: Sequence[float],
-                        stats: RunStats | None = None, objective: str = "latency",
-                        base_qos: QoS | None = None) -> list[TableRow]:
-    """Table 5 style: the best configuration per device and accuracy target."""
+                        stats: RunStats | None = None, objective: str = "auto",
+                        base_qos: QoS | None = None, dataset: str | None = None) -> list[TableRow]:
+    """The best configuration per device and accuracy target (one dataset per device: ``dataset``,
+    else the profile's first)."""
     base_qos = base_qos or QoS()
     rows = []
     for profile in profiles:
+        ds = dataset if dataset in datasets_of(profile) else None
         for target in targets:
-            qos = QoS(min_accuracy=target, max_latency=base_qos.max_latency, max_energy=base_qos.max_energy)
-            p = plan(profile, qos, stats, objective)
+            p = plan(profile, base_qos.with_accuracy(target), stats, objective, dataset=ds)
             rows.append(TableRow(profile.id, target, p.best, p.reason))
     return rows
 
 
 def ee_threshold_table(profiles: Sequence[DeviceProfile], targets: Sequence[float], stats: RunStats,
-                       objective: str = "latency", base_qos: QoS | None = None) -> list[dict]:
+                       objective: str = "auto", base_qos: QoS | None = None) -> list[dict]:
     """Table 6 style: for each device, EE model and accuracy target, the EE-HI threshold that meets
     the QoS at the lowest cost (``None`` when no threshold does)."""
     base_qos = base_qos or QoS()
     rows = []
     for profile in profiles:
         for target in targets:
-            qos = QoS(min_accuracy=target, max_latency=base_qos.max_latency, max_energy=base_qos.max_energy)
+            qos = base_qos.with_accuracy(target)
+            objective_here = resolve_objective(qos, objective)
             candidates = [c for c in candidates_for(profile, stats) if c.strategy == STRATEGY_EE_HI]
-            evaluate(candidates, profile, qos)
+            evaluate(candidates, profile, qos, objective=objective_here)
             for model in sorted({c.model for c in candidates}):
                 mine = [c for c in candidates if c.model == model]
-                ok = sorted((c for c in mine if c.feasible), key=_key(objective))
+                ok = sorted((c for c in mine if c.feasible), key=_key(objective_here))
                 rows.append({
                     "device": profile.id,
                     "model": model,
@@ -615,20 +621,22 @@ def ee_threshold_table(profiles: Sequence[DeviceProfile], targets: Sequence[floa
 
 
 def format_candidates(candidates: Sequence[Candidate]) -> str:
-    header = f"{'configuration':<34} {'accuracy':>9} {'latency ms':>11} {'energy mJ':>11}  verdict"
+    width = max([34] + [len(c.label) for c in candidates])
+    header = f"{'configuration':<{width}} {'accuracy':>9} {'latency ms':>11} {'energy mJ':>11}  verdict"
     lines = [header, "-" * len(header)]
     for c in candidates:
         acc = "?" if c.accuracy is None else f"{100 * c.accuracy:.2f}%"
         lat = "?" if c.latency_ms is None else f"{c.latency_ms:.3f}"
         en = "?" if c.energy_mj is None else f"{c.energy_mj:.4f}" + ("*" if c.energy_modeled else "")
-        lines.append(f"{c.label:<34} {acc:>9} {lat:>11} {en:>11}  {c.verdict}")
+        lines.append(f"{c.label:<{width}} {acc:>9} {lat:>11} {en:>11}  {c.verdict}")
     if any(c.energy_modeled for c in candidates):
         lines.append("* energy modeled (profile power x time), not measured")
     return "\n".join(lines)
 
 
 def format_plan(p: Plan, verbose: bool = False) -> str:
-    lines = [f"device: {p.device}", f"QoS: {p.qos.describe()}; objective: lowest {p.objective}"]
+    lines = [f"device: {p.device}" + (f", dataset {p.dataset}" if p.dataset else ""),
+             f"QoS: {p.qos.describe()}; objective: {BEST_WORD[p.objective]}"]
     if p.best is not None:
         b = p.best
         acc = "?" if b.accuracy is None else f"{100 * b.accuracy:.2f}%"
@@ -640,6 +648,7 @@ def format_plan(p: Plan, verbose: bool = False) -> str:
     else:
         lines.append("recommended: none")
     lines.append(f"why: {p.reason}")
+    lines += [f"note: {n}" for n in p.notes]
     lines += ["", format_candidates(p.candidates)]
     if verbose:
         for c in p.candidates:

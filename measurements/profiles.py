@@ -18,7 +18,8 @@ Layout (all sections optional except ``id``)::
     source: "<where the numbers come from>"
     inherit: _paper_models.yaml        # model-level constants shared by all devices (accuracy, F1)
     power:   {compute_w: <cited>, offload_w: <cited>, idle_w: <cited>}
-    links:   {wifi: {latency_ms: <cited>, energy_mj: <cited>}, ble: {...}}
+    links:   {wifi: {latency_ms: <cited>, energy_mj: <cited>,
+                    datasets: {imagenet: {latency_ms: <cited>, energy_mj: <cited>}}}, ble: {...}}
     default_link: wifi
     models:
       resnet8:
@@ -97,10 +98,17 @@ def _cited(raw: Any, default_cite: str, where: str) -> Cited:
 
 @dataclass(frozen=True)
 class LinkCosts:
-    """One offload over a link (image up, answer back), as the device sees it."""
+    """One offload over a link (image up, answer back), as the device sees it.
+
+    ``datasets`` holds costs that differ per dataset (an ImageNet image is 49 times a CIFAR-10 image:
+    the paper's Table 3 has a row per dataset); the top-level values serve every other dataset."""
 
     latency_ms: Cited = MISSING
     energy_mj: Cited = MISSING
+    datasets: dict = field(default_factory=dict)
+
+    def for_dataset(self, dataset: str | None) -> LinkCosts:
+        return self.datasets.get(dataset, self) if dataset else self
 
 
 @dataclass(frozen=True)
@@ -196,6 +204,9 @@ class DeviceProfile:
             out.append((f"power.{key}", getattr(self.power, key)))
         for name, link in self.links.items():
             out += [(f"links.{name}.latency_ms", link.latency_ms), (f"links.{name}.energy_mj", link.energy_mj)]
+            for ds, costs in link.datasets.items():
+                out += [(f"links.{name}.datasets.{ds}.latency_ms", costs.latency_ms),
+                        (f"links.{name}.datasets.{ds}.energy_mj", costs.energy_mj)]
         for name, model in self.models.items():
             for key in ("latency_ms", "energy_mj", "accuracy"):
                 out.append((f"models.{name}.{key}", getattr(model, key)))
@@ -264,13 +275,23 @@ def profile_from_dict(raw: dict, path: Path | None = None) -> DeviceProfile:
     if unknown_power:
         raise ProfileError(f"{where}: unknown power keys {sorted(unknown_power)}")
 
-    links = {}
-    for name, link in _section(raw, "links", where).items():
+    def link_costs(link: Any, at: str, nested: bool) -> LinkCosts:
         link = link or {}
-        links[str(name)] = LinkCosts(
-            latency_ms=cited(link.get("latency_ms"), f"links.{name}.latency_ms"),
-            energy_mj=cited(link.get("energy_mj"), f"links.{name}.energy_mj"),
-        )
+        if not isinstance(link, dict):
+            raise ProfileError(f"{where}: {at} must be a mapping of latency_ms, energy_mj")
+        unknown = set(link) - {"latency_ms", "energy_mj", "note"} - ({"datasets"} if nested else set())
+        if unknown:
+            raise ProfileError(f"{where}: unknown keys {sorted(unknown)} in {at}; use latency_ms, energy_mj"
+                               + (", datasets" if nested else ""))
+        per_dataset = {}
+        if nested:
+            for ds, costs in (link.get("datasets") or {}).items():
+                per_dataset[str(ds)] = link_costs(costs, f"{at}.datasets.{ds}", False)
+        return LinkCosts(latency_ms=cited(link.get("latency_ms"), f"{at}.latency_ms"),
+                         energy_mj=cited(link.get("energy_mj"), f"{at}.energy_mj"), datasets=per_dataset)
+
+    links = {str(name): link_costs(link, f"links.{name}", True)
+             for name, link in _section(raw, "links", where).items()}
 
     models = {}
     for name, model in _section(raw, "models", where).items():
@@ -418,8 +439,13 @@ def profile_to_dict(profile: DeviceProfile) -> dict:
     if profile.hardware:
         data["hardware"] = dict(profile.hardware)
     data["power"] = {k: getattr(profile.power, k).to_yaml() for k in ("compute_w", "offload_w", "idle_w")}
-    data["links"] = {n: {"latency_ms": l.latency_ms.to_yaml(), "energy_mj": l.energy_mj.to_yaml()}
-                     for n, l in profile.links.items()}
+    def link(costs: LinkCosts) -> dict:
+        out: dict[str, Any] = {"latency_ms": costs.latency_ms.to_yaml(), "energy_mj": costs.energy_mj.to_yaml()}
+        if costs.datasets:
+            out["datasets"] = {ds: link(c) for ds, c in costs.datasets.items()}
+        return out
+
+    data["links"] = {n: link(l) for n, l in profile.links.items()}
     data["default_link"] = profile.default_link
     data["models"] = models()
     data["servers"] = {n: {"dataset": s.dataset, "latency_ms": s.latency_ms.to_yaml(), "accuracy": s.accuracy.to_yaml()}

@@ -21,7 +21,7 @@ from measurements.planner import (
     evaluate,
     format_threshold,
 )
-from measurements.plots import plot_device_tradeoffs, points_from_candidates, points_from_metrics
+from measurements.plots import GridCell, plot_strategy_grid, plot_tradeoffs, points_from_candidates, points_from_metrics
 
 
 @dataclass
@@ -145,35 +145,47 @@ def build_report(out_dir: Path, profiles: Sequence, runs: Sequence = (), stats: 
         report.add(Table(["log", "device", "model", "strategy", "samples", "accuracy (Eq. 1)", "offloaded",
                           "latency ms (Eq. 3)", "measured mean ms", "energy mJ (Eq. 4)"], rows))
 
-    qos = QoS(min_accuracy=targets[0] if targets else None, max_latency=base_qos.max_latency,
-              max_energy=base_qos.max_energy)
+    qos = base_qos.with_accuracy(targets[0] if targets else None)
     run_points = points_from_metrics(runs, device=run_device) if runs else []
+    points = list(run_points)
     for profile in profiles:
         report.add(Heading(f"Device {profile.id}"))
         candidates = candidates_for(profile, stats)
         evaluate(candidates, profile, qos)
         report.add(Para(f"Configurations under {qos.describe()}."))
-        report.add(Table(["configuration", "accuracy", "latency ms", "energy mJ", "verdict"],
-                         [[c.label, _pct(c.accuracy), _num(c.latency_ms), _energy(c.energy_mj, c.energy_modeled),
-                           c.verdict] for c in candidates]))
-        points = points_from_candidates(candidates) + [p for p in run_points if p.device == profile.id]
-        figure = plot_device_tradeoffs(points, profile.id, figures / f"{profile.id}.png")
-        report.add(Image(f"figures/{figure.name}", f"{profile.id} accuracy vs latency and energy"))
+        report.add(Table(["configuration", "dataset", "accuracy", "latency ms", "energy mJ", "verdict"],
+                         [[c.label, c.dataset or "", _pct(c.accuracy), _num(c.latency_ms),
+                           _energy(c.energy_mj, c.energy_modeled), c.verdict] for c in candidates]))
+        points += points_from_candidates(candidates)
 
-    extra_devices = sorted({p.device for p in run_points} - {p.id for p in profiles})
-    for device in extra_devices:
-        report.add(Heading(f"Runs on {device}"))
-        figure = plot_device_tradeoffs(run_points, device, figures / f"runs_{device}.png".replace(" ", "_"))
-        report.add(Image(f"figures/{figure.name}", f"{device} measured runs"))
+    report.add(Heading("Accuracy vs latency and energy per strategy and device"))
+    for metric in ("latency", "energy"):
+        figure = plot_tradeoffs(points, metric, figures / f"accuracy_vs_{metric}.png")
+        if figure is None:
+            report.add(Para(f"No configuration has a known {metric}: no accuracy-vs-{metric} figure."))
+            continue
+        report.add(Image(f"figures/{figure.name}", f"accuracy vs {metric} per strategy and device"))
+        shown = {p.device for p in points if getattr(p, 'latency_ms' if metric == 'latency' else 'energy_mj') is not None}
+        missing = sorted({p.id for p in profiles} - shown)
+        if missing:
+            report.add(Para(f"Not in the {metric} figure (no configuration with a known accuracy and {metric}): "
+                            f"{', '.join(missing)}."))
 
     report.add(Heading("Best strategy per device (Table 5 form)"))
     rows = []
+    grid = {}
     for row in best_strategy_table(profiles, targets, stats, base_qos=base_qos):
         best = row.best
         rows.append([row.device, _pct(row.target), best.label if best else "none",
                      _pct(best.accuracy) if best else "", _num(best.latency_ms) if best else "",
                      _energy(best.energy_mj, best.energy_modeled) if best else "", row.reason])
+        grid[(row.device, f">= {100 * row.target:g}%")] = GridCell(
+            best.label if best else "none", best.strategy if best else None)
     report.add(Table(["device", "min accuracy", "best", "accuracy", "latency ms", "energy mJ", "why"], rows))
+    figure = plot_strategy_grid(list(dict.fromkeys(k[0] for k in grid)), list(dict.fromkeys(k[1] for k in grid)),
+                                grid, figures / "best_strategy.png", "Best strategy per device and accuracy target")
+    if figure is not None:
+        report.add(Image(f"figures/{figure.name}", "best strategy per device and accuracy target"))
 
     ee_rows = ee_threshold_table(profiles, targets, stats, base_qos=base_qos)
     report.add(Heading("EE-HI thresholds (Table 6 form)"))

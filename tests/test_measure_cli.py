@@ -69,30 +69,32 @@ def test_metrics_text_and_json(hi_log, capsys):
 
 
 def test_metrics_errors_name_the_problem(tmp_path, hi_log, capsys):
-    assert cli.main(["metrics", str(tmp_path / "nope.jsonl")]) == 1
+    assert cli.main(["metrics", str(tmp_path / "nope.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert cli.main(["metrics", str(hi_log), "--profile", "rpi4"]) == 1
-    assert "power.compute_w" in capsys.readouterr().err  # the paper's Pi 4 power was not found
+    assert cli.main(["metrics", str(hi_log), "--profile", "rpi4"]) == 2
+    assert "power.compute_w" in capsys.readouterr().err  # the paper prints energies, not the Pi 4's power
 
 
 def test_plan_rpi4_with_a_measured_hi_run(hi_log, capsys):
-    code = cli.main(["plan", "--device", "rpi4", "--qos", "accuracy=0.85", "--runs", str(hi_log), "-v"])
+    code = cli.main(["plan", "--device", "rpi4", "--qos", "accuracy=0.9", "--runs", str(hi_log), "-v"])
     out = capsys.readouterr().out
     assert code == 0
     assert "recommended: hi resnet8 via wifi" in out
-    assert "not checked: energy rule" in out
-    assert "1.63 (project issue anchor" in out
-    assert cli.main(["plan", "--device", "rpi4", "--json"]) == 3  # nothing decidable from the paper alone
+    assert "accuracy 90.00%" in out  # the measured HI point replaces the profile's assumed one
+    assert "1.63 (Table 4 (RPi, ResNet-8 INT8, CIFAR-10)" in out
+    assert cli.main(["plan", "--device", "rpi4", "--json"]) == 0  # the paper's profile alone decides
     data = json.loads(capsys.readouterr().out)
-    assert data["recommended"] is None and data["candidates"]
+    assert data["recommended"]["label"] == "hi resnet8 via wifi" and data["dataset"] == "cifar10"
+    assert cli.main(["plan", "--device", "rpi4", "--qos", "accuracy=0.999", "--json"]) == 3  # nothing that accurate
+    assert json.loads(capsys.readouterr().out)["recommended"] is None
 
 
 def test_plan_needs_a_known_device(capsys):
-    assert cli.main(["plan"]) == 1
+    assert cli.main(["plan"]) == 2
     assert "--device is required" in capsys.readouterr().err
-    assert cli.main(["plan", "--device", "toaster"]) == 1
+    assert cli.main(["plan", "--device", "toaster"]) == 2
     assert "known profiles" in capsys.readouterr().err
-    assert cli.main(["plan", "--device", "rpi4", "--qos", "speed=fast"]) == 1
+    assert cli.main(["plan", "--device", "rpi4", "--qos", "speed=fast"]) == 2
     assert "unknown QoS key" in capsys.readouterr().err
 
 
@@ -109,7 +111,7 @@ def test_report_command(tmp_path, hi_log, capsys):
     out_dir = tmp_path / "rep"
     assert cli.main(["report", "--out", str(out_dir), "--device", "rpi4", "--runs", str(hi_log),
                      "--format", "html"]) == 0
-    assert (out_dir / "report.html").exists() and (out_dir / "figures" / "rpi4.png").exists()
+    assert (out_dir / "report.html").exists() and (out_dir / "figures" / "accuracy_vs_latency.png").exists()
     assert "report written" in capsys.readouterr().out
 
 
@@ -176,13 +178,13 @@ def test_profile_times_each_early_exit_segment(tmp_path, tiny_tflite, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     assert cli.main(["profile", "--model", str(tiny_tflite), "--out", str(out), "--rapl", "off", "--no-progress",
-                     "--runs", "2", "--ee-chain", str(bad)]) == 1
+                     "--runs", "2", "--ee-chain", str(bad)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
 
 
 def test_profile_rejects_a_missing_model(tmp_path, capsys):
     assert cli.main(["profile", "--model", str(tmp_path / "none.tflite"), "--out", str(tmp_path / "p.yaml"),
-                     "--rapl", "off"]) == 1
+                     "--rapl", "off"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -204,3 +206,23 @@ def test_energy_counter_gives_measured_energy_per_invoke(tiny_tflite):
     assert energy.value == pytest.approx(300.0 / 20, rel=1e-5)
     assert "measured (RAPL package package-0)" in energy.cite and "2025-01-01" in energy.cite
     assert profile.power.compute_w.known
+
+
+def test_measured_profiles_take_our_models_accuracy_from_their_cards(tmp_path):
+    """Profiles of our own models carry the accuracy hi-train wrote on the model card."""
+    import shutil as _shutil
+
+    from measurements.machine_profile import build_measured_profile, card_accuracy
+
+    models = Path(__file__).resolve().parents[1] / "models" / "cifar10"
+    acc = card_accuracy(models / "resnet8_int8.tflite")
+    card = json.loads((models / "resnet8.json").read_text())
+    want = next(a["test_accuracy"] for a in card["artifacts"] if a["file"] == "resnet8_int8.tflite")
+    assert acc.value == want and "model card resnet8.json" in acc.cite and "JPEG" in acc.note
+    profile = build_measured_profile("box", "resnet8", None, model_path=models / "resnet8_int8.tflite",
+                                     today="2025-01-01")
+    assert profile.model("resnet8").accuracy.value == want
+    lone = tmp_path / "lone_int8.tflite"
+    _shutil.copy(models / "resnet8_int8.tflite", lone)  # no card beside it: nothing invented
+    assert card_accuracy(lone) is None
+    assert build_measured_profile("box", "m", None, model_path=lone).model("m").accuracy.known is False

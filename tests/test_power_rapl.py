@@ -99,5 +99,5 @@ def test_metered_block_and_power_command_on_fake_rapl(tmp_path, capsys):
     for bad in ("pm1000", "pm1000:GPIB0::1::INSTR|X?", "thermometer:1"):
         with pytest.raises(MeterError):
             parse_meter_spec(bad)
-    assert cli.main(["power", "--meter", "rapl"]) == 1
+    assert cli.main(["power", "--meter", "rapl"]) == 2  # a usage mistake
     assert "--seconds" in capsys.readouterr().err

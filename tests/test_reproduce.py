@@ -55,7 +55,7 @@ def test_reproduce_runs_every_strategy_and_writes_the_summary(tiny_kit, cifar10_
 
 def test_reproduce_names_missing_models(tmp_path, capsys):
     assert cli.main(["reproduce", "--data", str(tmp_path), "--models", str(tmp_path), "--out",
-                     str(tmp_path / "o")]) == 1
+                     str(tmp_path / "o")]) == 2
     assert "missing model files" in capsys.readouterr().err
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hi_runtime.cli_support import register_subcommands
+from training.models import ARCHITECTURES
 
 # Modules that add subcommands (each exposes register_cli(subparsers)); missing ones are skipped.
 SUBCOMMAND_MODULES = (
@@ -25,6 +26,48 @@ SUBCOMMAND_MODULES = (
 )
 
 DEVICE_EXPORTS = "int8,float"
+EXPORT_KINDS = ("int8", "float", "onnx")
+
+
+def export_kinds(text: str) -> list[str]:
+    """``--export``: a comma list of int8, float, onnx (argparse type, so a typo is a usage error)."""
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in EXPORT_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"unknown export kind(s) {', '.join(unknown) or '(none given)'}; "
+                                         f"use a comma list of {', '.join(EXPORT_KINDS)}")
+    return kinds
+
+
+class UsageError(Exception):
+    """A mistake in the command line that only shows once the data or a model is loaded (exit 2)."""
+
+
+def check_input_shape(what: str, model_shape: Sequence, data, dataset: str) -> None:
+    """A model built for other images (a 32x32x3 CIFAR-10 model on 28x28x1 MNIST) is a usage error."""
+    want = tuple(int(d) for d in model_shape if d is not None and int(d) > 0)
+    have = tuple(int(d) for d in data.images.shape[1:])
+    if want != have:
+        raise UsageError(f"{what} takes {'x'.join(map(str, want))} images but the {dataset} data is "
+                         f"{'x'.join(map(str, have))}; use a model made for {dataset} images, or the --dataset "
+                         "it was trained on")
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (what was wrong, where the help is) and exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _file_input_shape(path: str) -> tuple:
+    """Input shape (without the batch) of a .onnx or .tflite file."""
+    from hi_runtime.backends import open_backend
+
+    backend = open_backend(path, providers=["CPUExecutionProvider"] if str(path).endswith(".onnx") else None)
+    if hasattr(backend, "sample_shape"):
+        return tuple(d for d in backend.sample_shape if d > 0)
+    return tuple(int(d) for d in backend.input.shape[1:])
 RESUME_NOTE = ("the run was stopped and resumed; each entry of 'runs' is one (re)start with the epoch it "
                "started from. The learning-rate schedule is a function of the optimizer step and of --epochs, "
                "so a resume with a different --epochs changes the cosine horizon from that epoch on.")
@@ -32,8 +75,12 @@ RESUME_NOTE = ("the run was stopped and resumed; each entry of 'runs' is one (re
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist", "folder", "imagenet"],
-                   help="dataset kind (default: cifar10)")
-    p.add_argument("--data", required=True, help="dataset path, e.g. ../shared/datasets/cifar10-jpeg")
+                   help="dataset kind (default: cifar10). cifar10: the JPEG image-folder archives or the official "
+                        "batches; mnist: a folder with the four MNIST IDX files (train-images-idx3-ubyte, "
+                        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally "
+                        ".gz); folder/imagenet: an image-folder tree <split>/<class>/<image>")
+    p.add_argument("--data", required=True,
+                   help="dataset path, e.g. ../shared/datasets/cifar10-jpeg or ../shared/datasets/mnist")
     p.add_argument("--val-size", type=int, default=None,
                    help="validation images carved from the training split (default 5000 for CIFAR-10)")
     p.add_argument("--image-size", type=int, default=None, help="resize+center-crop size (folder/imagenet)")
@@ -71,13 +118,19 @@ def cmd_model(args) -> int:
     threads_hint()
     out = Path(args.out)
     ckpt = args.ckpt_dir or str(out.parent / f".{out.name}.ckpt")
+    # flip and pad-and-crop are the CIFAR-10 recipe; a mirrored digit is another digit, so never on MNIST
+    augment = not args.no_augment and args.dataset != "mnist"
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-                      label_smoothing=args.label_smoothing, augment=not args.no_augment, seed=args.seed,
+                      label_smoothing=args.label_smoothing, augment=augment, seed=args.seed,
                       ckpt_dir=ckpt, precision=args.precision, teacher=args.teacher or "",
                       distill_weight=args.distill_weight if args.teacher else 0.0, temperature=args.temperature)
     train, val, test = _load_splits(args)
     print(f"data: train {len(train)}, val {len(val)}, test {len(test)} images from {args.data}", flush=True)
+    if args.teacher:
+        if not Path(args.teacher).is_file():
+            raise UsageError(f"teacher {args.teacher} does not exist; give an exported .onnx or .tflite model")
+        check_input_shape(f"teacher {args.teacher}", _file_input_shape(args.teacher), train, args.dataset)
     command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
     if (Path(ckpt) / "backup").exists() and not args.resume:
         print(f"error: a checkpoint of an earlier run exists in {ckpt}; pass --resume to continue it, or "
@@ -102,7 +155,7 @@ def cmd_model(args) -> int:
     history = Path(ckpt) / "history.jsonl"
     if history.exists():
         training["history"] = [json.loads(l) for l in history.read_text().splitlines() if l.strip()]
-    card = export_and_card(model, out, args.export.split(","), train, val, test, args, training=training)
+    card = export_and_card(model, out, args.export, train, val, test, args, training=training)
     print(json.dumps({a["file"]: a.get("test_accuracy") for a in card["artifacts"]}, indent=2))
     return 0
 
@@ -140,6 +193,8 @@ def cmd_export(args) -> int:
             return 2
     members = [keras.models.load_model(p, compile=False) for p in args.keras]  # export needs no optimizer
     train, val, test = _load_splits(args)
+    for path, member in zip(args.keras, members):
+        check_input_shape(f"model {path}", member.inputs[0].shape[1:], train, args.dataset)
     command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
     if len(members) == 1:
         model, extra, float_probs = members[0], None, None
@@ -151,7 +206,7 @@ def cmd_export(args) -> int:
             training = training_record(Path(ckpts[0])) or training
     else:
         model, training, extra, float_probs = _ensemble_of(members, args.keras, ckpts, test)
-    export_and_card(model, out, args.export.split(","), train, val, test, args, training=training,
+    export_and_card(model, out, args.export, train, val, test, args, training=training,
                     export_command=command, extra=extra, float_probs=float_probs)
     return 0
 
@@ -238,13 +293,11 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
                                             member["test_accuracy"], architecture=member["architecture"],
                                             params=member["params"], macs=member["macs"]))
     for kind in exports:
-        kind = kind.strip()
-        if not kind:
-            continue
         if kind == "int8":
             path = export_int8_tflite(model, representative_subset(train.images, 500, args.seed),
                                       out.parent / f"{out.name}_int8.tflite")
             tm = TFLiteBackend(path)
+            shape = [int(v) for v in tm.input.shape]  # the file's own (batch 1), before evaluation resizes it
             acc = accuracy(tm.predict(test.images), test.labels)
             s_in, z_in = tm.input.quant
             s_out, z_out = tm.output().quant
@@ -259,7 +312,7 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
                 "tflm_arena_bytes": arena,
                 "tflm_arena_note": "smallest arena the tflite-micro Python interpreter (x86-64, 64-bit "
                                    "pointers) runs with; a 32-bit Cortex-M needs somewhat less",
-                "input": {"dtype": "int8", "shape": [int(v) for v in tm.input.shape], "layout": "NHWC",
+                "input": {"dtype": "int8", "shape": shape, "layout": "NHWC",
                           "scale": s_in, "zero_point": z_in,
                           "meaning": "q = round(pixel / scale) + zero_point; for scale 1, zp -128: pixel - 128"},
                 "output": {"dtype": "int8", "scale": s_out, "zero_point": z_out,
@@ -292,7 +345,7 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
                     "test_accuracy_without": float_acc}
             artifacts.append(art)
         else:
-            raise SystemExit(f"error: unknown export kind {kind!r}; use int8, float, onnx")
+            raise UsageError(f"unknown export kind {kind!r}; use {', '.join(EXPORT_KINDS)}")
     card = {
         "card_version": 1,
         "name": out.name,
@@ -333,7 +386,7 @@ def cmd_cards(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hi-train", description=__doc__,
+    parser = OneLineErrorParser(prog="hi-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -341,8 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train ARCH on a dataset with flip/crop augmentation, SGD with warm-up and "
                                    "cosine decay; checkpoint every epoch (resume with --resume); export INT8/"
                                    "float TFLite and/or ONNX and write a model card.")
-    m.add_argument("--arch", default="resnet8", help="resnet8, resnet20, resnet56, resnet9, resnet9_w32, resnet9_w48, "
-                                                     "resnet18, tiny_cnn (default resnet8)")
+    m.add_argument("--arch", default="resnet8", choices=sorted(ARCHITECTURES), metavar="ARCH",
+                   help="resnet8, resnet20, resnet56, resnet9, resnet9_w32, resnet9_w48, resnet18, tiny_cnn, or lr "
+                        "(softmax regression, the paper's MNIST model for microcontrollers; INT8 export has no MUL: "
+                        "the input scaling is folded into its weights) (default resnet8)")
     _add_data_args(m)
     m.add_argument("--epochs", type=int, default=30)
     m.add_argument("--batch-size", type=int, default=64)
@@ -350,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--weight-decay", type=float, default=1e-4, help="L2 on kernels (default 1e-4)")
     m.add_argument("--warmup-epochs", type=float, default=1.0)
     m.add_argument("--label-smoothing", type=float, default=0.0)
-    m.add_argument("--no-augment", action="store_true", help="disable flip and pad-and-crop")
+    m.add_argument("--no-augment", action="store_true",
+                   help="disable flip and pad-and-crop (never applied to mnist: a mirrored digit is another digit)")
     m.add_argument("--seed", type=int, default=0,
                    help="seed of the run: initialization, shuffling, augmentation (default 0)")
     m.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
@@ -362,8 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the distillation term with --teacher, in (0, 1] (default 0.5)")
     m.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
     m.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
-    m.add_argument("--export", default=DEVICE_EXPORTS,
-                   help="comma list of int8, float, onnx (default int8,float)")
+    m.add_argument("--export", default=export_kinds(DEVICE_EXPORTS), type=export_kinds,
+                   help="comma list of int8, float, onnx (default int8,float). The firmware C of an int8 model: "
+                        "hi-firmware compile OUT_int8.tflite --out DIR")
     m.add_argument("--tta", default="none", choices=["none", "flip"],
                    help="test-time augmentation baked into the ONNX (server) export: flip = mean of the image "
                         "and its mirror, two forward passes per image (default none; device exports never use it)")
@@ -380,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(e)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
-    e.add_argument("--export", default=DEVICE_EXPORTS, help="comma list of int8, float, onnx")
+    e.add_argument("--export", default=export_kinds(DEVICE_EXPORTS), type=export_kinds,
+                   help="comma list of int8, float, onnx")
     e.add_argument("--tta", default="none", choices=["none", "flip"],
                    help="test-time augmentation baked into the ONNX (server) export: flip = mean of the image "
                         "and its mirror, two forward passes per image (default none; device exports never use it)")
@@ -409,8 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DatasetError, UsageError) as exc:
+        print(f"hi-train {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 

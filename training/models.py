@@ -166,6 +166,23 @@ def resnet9(num_classes: int = 10, input_shape=(32, 32, 3), *, width: int = 64, 
     return keras.Model(inputs, outputs, name=name or f"resnet9_w{width}")
 
 
+def logistic_regression(num_classes: int = 10, input_shape=(28, 28, 1), *, weight_decay: float = 0.0,
+                        rescale: bool = True, name: str = "lr"):
+    """Multinomial logistic (softmax) regression on the raw pixels: the paper's Fig. 1 model for
+    microcontrollers (MNIST). Flatten, scale-only ``input_scaling``, one dense layer with softmax. The
+    scaling sits after the flatten so that :func:`fold_input_scaling` can fold it into the dense kernel;
+    the INT8 file is then RESHAPE, FULLY_CONNECTED and SOFTMAX, with no MUL."""
+    keras = _keras()
+    L = keras.layers
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = L.Flatten(name="flatten")(inputs)
+    if rescale:
+        x = L.Rescaling(1.0 / 255.0, name="input_scaling")(x)
+    outputs = L.Dense(num_classes, activation="softmax", kernel_regularizer=_reg(weight_decay),
+                      name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def tiny_cnn(num_classes: int = 10, input_shape=(32, 32, 3), *, weight_decay: float = 0.0,
              rescale: bool = True, name: str = "tiny_cnn"):
     """A few-thousand-parameter CNN for tests: trains in seconds, exercises conv, add, pool and dense."""
@@ -240,6 +257,7 @@ ARCHITECTURES: dict[str, Callable[..., object]] = {
     "resnet9_w32": lambda **kw: resnet9(width=32, **kw),
     "resnet9_w48": lambda **kw: resnet9(width=48, **kw),
     "tiny_cnn": tiny_cnn,
+    "lr": logistic_regression,
 }
 
 
@@ -279,8 +297,8 @@ def dense_head_as_conv(model):
 
 def fold_input_scaling(model):
     """Return an equivalent model whose ``input_scaling`` Rescaling layer is an Identity: the scale moves
-    into the kernel of the convolution it feeds. The model's input stays raw 0..255 pixels. Models without
-    the layer are returned unchanged."""
+    into the kernel of the convolution or dense layer it feeds (exact: scale only, no offset). The model's
+    input stays raw 0..255 pixels. Models without the layer are returned unchanged."""
     keras = _keras()
     try:
         rescale = model.get_layer("input_scaling")
@@ -290,8 +308,8 @@ def fold_input_scaling(model):
         return model
     scale = float(rescale.scale)
     consumers = [l for l in model.layers if l is not rescale and _takes_input_from(l, rescale)]
-    if len(consumers) != 1 or not isinstance(consumers[0], keras.layers.Conv2D):
-        raise ValueError("input_scaling must feed exactly one Conv2D to be folded into it")
+    if len(consumers) != 1 or not isinstance(consumers[0], (keras.layers.Conv2D, keras.layers.Dense)):
+        raise ValueError("input_scaling must feed exactly one Conv2D or Dense layer to be folded into it")
     first = consumers[0].name
 
     def clone(layer):

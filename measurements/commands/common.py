@@ -29,11 +29,12 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 def add_qos_args(parser: argparse.ArgumentParser, default: str = "") -> None:
     parser.add_argument("--qos", default=default, metavar="SPEC",
-                        help="requirements, e.g. accuracy=0.9,latency=half-offload,energy=none "
-                             "(latency/energy default to the paper's rule: at most half of offloading "
-                             "every sample; numbers are ms and mJ)")
-    parser.add_argument("--objective", choices=("latency", "energy"), default="latency",
-                        help="what the recommendation minimizes among configurations that pass")
+                        help="the requirement(s) to fix, e.g. accuracy=0.9 (or 90%%), latency=half-offload, "
+                             "energy=2 (ms, mJ); what is not fixed is optimized, as in the paper "
+                             "(half-offload: at most half of offloading one sample, the paper's rule)")
+    parser.add_argument("--objective", choices=("auto", "accuracy", "latency", "energy"), default="auto",
+                        help="what the recommendation optimizes among configurations that pass (auto: lowest "
+                             "latency when accuracy is fixed, else highest accuracy)")
 
 
 def load_profiles(devices: Sequence[str] | None, dirs: Sequence[Path] | None):
@@ -49,6 +50,8 @@ def load_runs(paths: Sequence[Path], energy_model=None, measured_energy_j=None):
 
     runs = []
     for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"run log {path} does not exist; give hi-agent run logs (--log) to --runs")
         log = read_run_log(path)
         runs.append((log, compute_metrics(log, energy_model, measured_energy_j)))
     return runs
@@ -64,13 +67,6 @@ def run_stats(paths: Sequence[Path], model: str | None):
 
 
 def parse_targets(text: str) -> list:
-    targets = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        value = float(part.rstrip("%"))
-        targets.append(value / 100.0 if (part.endswith("%") or value > 1.0) else value)
-    if not targets:
-        raise ValueError("--targets needs at least one accuracy, e.g. 0.8,0.85,0.9")
-    for t in targets:
-        if not 0.0 <= t <= 1.0:
-            raise ValueError(f"accuracy target {t} is outside [0, 1]")
-    return targets
+    from measurements.qos import parse_targets as parse
+
+    return parse(text)

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     stats, _ = run_stats(args.runs, args.run_model)
     for profile in profiles:
         cands = candidates_for(profile, stats)
-        evaluate(cands, profile, QoS(targets[0], base.max_latency, base.max_energy))
+        evaluate(cands, profile, base.with_accuracy(targets[0]), objective=args.objective)
         print(f"== {profile.id} ({profile.kind}) ==")
         print(format_candidates(cands))
         print()

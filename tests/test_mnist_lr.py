@@ -172,7 +172,7 @@ def _images(n: int) -> tuple[np.ndarray, np.ndarray]:
 def test_emulated_cortex_m4_is_byte_exact_with_tflite_micro(qemu_elf):
     from hi_firmware import boards
 
-    from hi_runtime.serial_bridge import SerialDevice
+    from hi_runtime.agent.serial_bridge import SerialDevice
 
     images, labels = _images(150)
     want = tflm_scores(SHIPPED, images)
@@ -196,7 +196,7 @@ def test_emulated_cortex_m4_is_byte_exact_with_tflite_micro(qemu_elf):
 def test_instructions_per_inference(qemu_elf):
     from hi_firmware import boards
 
-    from hi_runtime.serial_bridge import SerialDevice
+    from hi_runtime.agent.serial_bridge import SerialDevice
 
     runs = 500
     counts = []

@@ -30,7 +30,7 @@ from offload_server.standin import build_standin_onnx
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
-#: answers a device turns into its own local answer (flagged), as hi_runtime.offloader does
+#: answers a device turns into its own local answer (flagged), as hi_runtime.agent.offloader does
 RETRYABLE = {p.ErrorCode.BUSY, p.ErrorCode.INTERNAL, p.ErrorCode.SHUTTING_DOWN, p.ErrorCode.TIMEOUT}
 DEVICES, REQUESTS = 50, 20
 

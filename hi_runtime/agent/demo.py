@@ -160,7 +160,7 @@ def run_demo(models_dir: Path, out_dir: Path, *, samples: Path | None = None, li
                                     **(chain.header_fields() if strategy == "ee-hi" else {}),
                                     arrival=str(arrival), latency_budget_ms=budget, max_inflight=max_inflight)
             try:
-                with RecordWriter(log_path, header) as writer:
+                with RecordWriter(log_path, header, background=True) as writer:
                     summary = agent.run(source, writer)
             finally:
                 agent.close()

@@ -43,9 +43,9 @@ def test_demo_runs_every_strategy_and_writes_the_report(models_dir, tmp_path, ca
     report = (out / "report.md").read_text()
     assert "| strategy |" in report and "JPEG" in report and "loopback" in report and "shed" in report
     summaries = {s["strategy"]: s for s in json.loads((out / "summary.json").read_text())}
-    assert set(summaries) == {"local", "hi", "remote", "ee-hi", "hi@rate:300"}
+    assert set(summaries) == {"local", "hi", "remote", "ee-hi", "hi@rate:300", "remote@rate:300"}
     n = 200
-    logs = {"hi@rate:300": "hi_rate-300.jsonl"}
+    logs = {"hi@rate:300": "hi_rate-300.jsonl", "remote@rate:300": "remote_rate-300.jsonl"}
     for strategy, s in summaries.items():
         assert s["samples"] == n and s["degraded"] == 0, (out / "report.md").read_text()
         log = read_run_log(out / logs.get(strategy, f"{strategy}.jsonl"))

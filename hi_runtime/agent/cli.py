@@ -212,8 +212,8 @@ def register_demo(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="report directory (default runs/demo)")
     p.add_argument("--limit", type=int, default=None, help="use only this many samples")
     p.add_argument("--latency-budget-ms", type=float, default=None, help="per-sample budget (default 1000)")
-    p.add_argument("--rate", type=float, default=200.0,
-                   help="samples per second of the rate-mode HI run (default 200; 0 skips it)")
+    p.add_argument("--rate", type=float, default=400.0,
+                   help="samples per second of the rate-mode runs (HI and remote, 100 ms budget; default 400; 0 skips them)")
     p.add_argument("--max-inflight", type=int, default=4, help="requests in flight per connection (default 4)")
     p.add_argument("--no-ee", action="store_true", help="skip EE-HI even if its chain exists")
     p.add_argument("--make-samples", metavar="CIFAR10_DIR",

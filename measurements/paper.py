@@ -48,7 +48,7 @@ from measurements.planner import (
     plan,
 )
 from measurements.profiles import DeviceProfile, load_profile
-from measurements.qos import HALF_OFFLOAD, QoS
+from hi_runtime.qos import HALF_OFFLOAD, QoS
 
 TABLES_PATH = Path(__file__).resolve().parent / "paper_tables.json"
 

@@ -1,6 +1,6 @@
 """Strategy comparison and QoS planner: which of on-device, remote, HI and EE-HI suits a device.
 
-The paper's procedure (Sec. 3.3, ``measurements.qos``): fix one requirement (accuracy at least a
+The paper's procedure (Sec. 3.3, ``hi_runtime.qos``): fix one requirement (accuracy at least a
 target; latency or energy at most half of offloading one image) and, among the configurations that
 meet it, pick the one with the largest gains in the other two. Concretely, with ``objective="auto"``:
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from hi_runtime.equations import energy_mj, expected_energy_mj, expected_latency_ms
 from measurements.profiles import Cited, DeviceProfile, ModelCosts, ProfileError
-from measurements.qos import HALF_OFFLOAD, Limit, QoS, QoSError, parse_qos, parse_targets  # noqa: F401 (re-exported)
+from hi_runtime.qos import HALF_OFFLOAD, Limit, QoS, QoSError, parse_qos, parse_targets  # noqa: F401 (re-exported)
 
 STRATEGY_ON_DEVICE = "on-device"
 STRATEGY_REMOTE = "remote"

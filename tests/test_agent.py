@@ -20,7 +20,7 @@ from hi_runtime.decider import Decider
 from hi_runtime.agent.inputs import ArraySource, Sample
 from hi_runtime.agent.offloader import Endpoint, OffloadConfig, Offloader
 from hi_runtime.records import SAMPLE_FIELDS, RecordWriter, default_header, summarize
-from hi_runtime.agent.strategies import Agent, AgentConfig, ChainRunner, QosConfig, StrategyError
+from hi_runtime.agent.strategies import Agent, AgentConfig, ChainRunner, StrategyError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -291,20 +291,27 @@ def test_strategy_requirements_are_checked(tiny_kit):
 
 
 def test_qos_picks_the_cheapest_strategy_that_meets_accuracy(tmp_path):
-    path = tmp_path / "qos.yaml"
-    path.write_text("strategy: auto\nmin_accuracy: 0.85\nlatency_budget_ms: 20\n"
-                    "candidates:\n  local: {accuracy: 0.80, latency_ms: 1.6}\n"
-                    "  hi: {accuracy: 0.88, latency_ms: 4.5}\n  ee-hi: {accuracy: 0.87, latency_ms: 3.2}\n"
-                    "  remote: {accuracy: 0.92, latency_ms: 25}\n")
-    qos = QosConfig.load(path)
-    assert qos.choose(["local", "hi", "ee-hi", "remote"]) == "ee-hi"
-    assert qos.choose(["local", "hi", "remote"]) == "hi"
+    from hi_runtime.agent.strategies import choose_strategy, load_candidates
+    from hi_runtime.qos import parse_qos
+
+    path = tmp_path / "candidates.yaml"
+    path.write_text("local: {accuracy: 0.80, latency_ms: 1.6}\nhi: {accuracy: 0.88, latency_ms: 4.5}\n"
+                    "ee-hi: {accuracy: 0.87, latency_ms: 3.2}\nremote: {accuracy: 0.92, latency_ms: 25}\n")
+    summary = tmp_path / "remote.json"  # a hi-agent --summary-json file is a candidate too
+    summary.write_text(json.dumps({"strategy": "remote", "accuracy": 0.93, "latency_mean_ms": 20.0}))
+    cands = load_candidates([path, summary])
+    assert cands["remote"] == {"accuracy": 0.93, "latency_ms": 20.0}
+    everything = ["local", "hi", "ee-hi", "remote"]
+    assert choose_strategy(parse_qos("accuracy=0.85"), cands, everything) == "ee-hi"
+    assert choose_strategy(parse_qos("accuracy=85%"), cands, ["local", "hi", "remote"]) == "hi"
+    assert choose_strategy(parse_qos("latency=5"), cands, everything) == "hi"  # most accurate within 5 ms
     with pytest.raises(StrategyError, match="no strategy meets"):
-        qos.choose(["local", "remote"])
-    assert QosConfig(strategy="local").choose([]) == "local"
-    path.write_text("strategy: auto\nmin_acc: 0.9\n")
-    with pytest.raises(StrategyError, match="unknown keys"):
-        QosConfig.load(path)
+        choose_strategy(parse_qos("accuracy=0.85"), cands, ["local", "remote"][:1])
+    with pytest.raises(StrategyError, match="hi-bench plan"):
+        choose_strategy(parse_qos("latency=half-offload"), cands, everything)
+    path.write_text("hi: {accuracy: 1.5, latency_ms: 4}\n")
+    with pytest.raises(StrategyError, match="hi.accuracy"):
+        load_candidates([path])
 
 
 def test_csv_log_round_trips_through_the_measurements_reader(tiny_kit, data, tmp_path):

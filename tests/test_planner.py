@@ -22,7 +22,7 @@ from measurements.planner import (
     parse_targets,
     plan,
 )
-from measurements.qos import QoSError
+from hi_runtime.qos import QoSError
 from measurements.profiles import ProfileError, load_profile, profile_from_dict
 
 

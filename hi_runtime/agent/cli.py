@@ -64,8 +64,13 @@ def register_run(sub) -> None:
                        epilog="example:\n  hi-agent run --strategy hi --server 192.168.1.10:8555 "
                               "--input cifar10:../shared/datasets/cifar10-jpeg:test --limit 1000 --log runs/hi.jsonl")
     p.add_argument("--strategy", choices=STRATEGIES, help="local, remote, hi or ee-hi (or take it from --qos)")
-    p.add_argument("--qos", help="QoS YAML: strategy (or auto + min_accuracy + measured candidates), "
-                                 "latency_budget_ms, decider_threshold")
+    p.add_argument("--qos", metavar="REQUIREMENTS",
+                   help="choose the strategy for a QoS instead of --strategy: the grammar of hi-bench plan, e.g. "
+                        "accuracy=0.88 (the fastest strategy that reaches it) or latency=5 (the most accurate "
+                        "within 5 ms), among --qos-candidates")
+    p.add_argument("--qos-candidates", nargs="+", metavar="FILE", default=[],
+                   help="measured candidates for --qos: YAML/JSON 'strategy: {accuracy, latency_ms}', or the "
+                        "--summary-json files of earlier runs")
     add_input_args(p)
     p.add_argument("--model", default=default_path("resnet8_int8.tflite"),
                    help="local model (.tflite or .onnx); default: the shipped resnet8_int8.tflite")
@@ -92,7 +97,16 @@ def register_run(sub) -> None:
 def cmd_run(args) -> int:
     from hi_runtime.agent.inputs import InputError, open_input
     from hi_runtime.agent.offloader import DEFAULT_BUDGET_MS
-    from hi_runtime.agent.strategies import NEEDS_SERVER, Agent, AgentConfig, ChainRunner, QosConfig, StrategyError
+    from hi_runtime.agent.strategies import (
+        NEEDS_SERVER,
+        Agent,
+        AgentConfig,
+        ChainRunner,
+        StrategyError,
+        choose_strategy,
+        load_candidates,
+    )
+    from hi_runtime.qos import QoSError, parse_qos
     from hi_runtime.backends import BackendError, Classifier, open_backend
     from hi_runtime.records import RecordWriter, default_header, summary_text
 
@@ -101,8 +115,7 @@ def cmd_run(args) -> int:
 
     arrival = parse_arrival(args.arrival)
     try:
-        qos = QosConfig.load(args.qos) if args.qos else None
-        budget = args.latency_budget_ms or (qos.latency_budget_ms if qos else DEFAULT_BUDGET_MS)
+        budget = args.latency_budget_ms or DEFAULT_BUDGET_MS
         available = ["remote"] if args.server else []
         if args.model:
             available.append("local")
@@ -112,11 +125,15 @@ def cmd_run(args) -> int:
             available.append("ee-hi")
         if args.strategy:
             strategy = args.strategy
-        elif qos:
-            strategy = qos.choose(available)
-            say(f"QoS {args.qos} -> strategy {strategy}")
+        elif args.qos:
+            if not args.qos_candidates:
+                raise UsageError("--qos chooses among measured strategies: give --qos-candidates FILE (e.g. the "
+                                 "--summary-json of earlier runs), or pick one with --strategy")
+            qos = parse_qos(args.qos)
+            strategy = choose_strategy(qos, load_candidates(args.qos_candidates), available)
+            say(f"QoS {qos.describe()} -> strategy {strategy}")
         else:
-            raise UsageError("give --strategy (local, remote, hi, ee-hi) or --qos FILE")
+            raise UsageError("give --strategy (local, remote, hi, ee-hi) or --qos REQUIREMENTS")
         if strategy in NEEDS_SERVER and not args.server:
             raise UsageError(f"strategy {strategy} offloads: give --server HOST:PORT (repeat for failover)")
         bk = {"num_threads": args.threads, "reference": args.reference_kernels, "announce": say}
@@ -131,7 +148,7 @@ def cmd_run(args) -> int:
                 raise UsageError("strategy ee-hi needs --ee-chain (made by `hi-train early-exit`)")
             chain = ChainRunner(args.ee_chain, args.backend, **bk)
             chain.override_policy(exit_thresholds=args.exit_thresholds, decider_threshold=args.threshold)
-        threshold = args.threshold if args.threshold is not None else (qos.decider_threshold if qos else None)
+        threshold = args.threshold
         if strategy in ("hi", "local") and args.decider:
             from hi_runtime.decider import Decider
 
@@ -147,7 +164,7 @@ def cmd_run(args) -> int:
         agent = Agent(AgentConfig(strategy=strategy, latency_budget_ms=budget, arrival=arrival,
                                   admission=not args.no_admission, progress=not args.no_progress),
                       classifier=classifier, decider=decider, chain=chain, offloader=offloader)
-    except (BackendError, InputError, StrategyError, ValueError) as exc:
+    except (BackendError, InputError, StrategyError, QoSError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
     if strategy == "ee-hi":  # the chain's model name (as hi-bench profile --ee-chain keys it), else its file

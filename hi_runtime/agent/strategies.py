@@ -29,16 +29,18 @@ import logging
 import queue
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from hi_runtime.agent.arrivals import Arrival
 from hi_runtime.agent.inputs import InputSource, Sample
 from hi_runtime.agent.offloader import DEFAULT_BUDGET_MS, OffloadOutcome
 from hi_runtime.backends import ChainRunner, Classifier
+from hi_runtime.qos import QoS
 from hi_runtime.records import STRATEGIES, RecordWriter, SampleRecord, Summary, summarize
 
 log = logging.getLogger(__name__)
@@ -51,60 +53,76 @@ class StrategyError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------------
-# QoS: strategy choice from requirements
+# QoS: strategy choice from requirements (the one --qos grammar, hi_runtime.qos)
 # ---------------------------------------------------------------------------------------------------
 
-@dataclass
-class QosConfig:
-    """What the application needs. ``strategy: auto`` picks, among ``candidates`` (measured accuracy and
-    mean latency per strategy, e.g. from ``hi-bench metrics`` on earlier runs), the lowest-latency one
-    that meets ``min_accuracy`` and fits ``latency_budget_ms``. The budget also bounds every offload."""
+class _Candidate(BaseModel):
+    """One strategy's measured result (e.g. from ``hi-agent run --summary-json`` or ``hi-bench``)."""
 
-    strategy: str = "auto"
-    min_accuracy: float | None = None
-    latency_budget_ms: float = 100.0
-    decider_threshold: float | None = None
-    candidates: dict = field(default_factory=dict)
+    model_config = ConfigDict(extra="ignore")
+    accuracy: float = Field(ge=0.0, le=1.0)
+    latency_ms: float = Field(gt=0.0)
 
-    @classmethod
-    def load(cls, path: str | Path) -> QosConfig:
-        import yaml
 
-        path = Path(path)
+def load_candidates(paths: Sequence[str | Path]) -> dict[str, dict]:
+    """Measured candidates: YAML/JSON files that map ``strategy: {accuracy, latency_ms}``, or summaries
+    written by ``hi-agent run --summary-json`` (strategy, accuracy, latency_mean_ms). Later files win."""
+    import json
+
+    import yaml
+    from pydantic import ValidationError
+
+    out: dict[str, dict] = {}
+    for path in map(Path, paths):
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise StrategyError(f"QoS config {path} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise StrategyError(f"QoS config {path} is not valid YAML: {exc}") from exc
-        known = {"strategy", "min_accuracy", "latency_budget_ms", "decider_threshold", "candidates"}
-        unknown = set(data) - known
-        if unknown:
-            raise StrategyError(f"QoS config {path}: unknown keys {sorted(unknown)}; allowed {sorted(known)}")
-        qos = cls(**data)
-        if qos.strategy != "auto" and qos.strategy not in STRATEGIES:
-            raise StrategyError(f"QoS config {path}: strategy {qos.strategy!r} is not auto or one of {STRATEGIES}")
-        return qos
+            text = path.read_text()
+        except OSError as exc:
+            raise StrategyError(f"QoS candidates file {path}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise StrategyError(f"QoS candidates file {path} is not valid {path.suffix[1:] or 'YAML'}: {exc}") from None
+        if isinstance(data, dict) and "strategy" in data and "latency_mean_ms" in data:  # a run's summary
+            data = {data["strategy"]: {"accuracy": data.get("accuracy"), "latency_ms": data["latency_mean_ms"]}}
+        if not isinstance(data, dict) or not data:
+            raise StrategyError(f"QoS candidates file {path}: expected 'strategy: {{accuracy, latency_ms}}' entries "
+                                "or a hi-agent --summary-json file")
+        for name, entry in data.items():
+            base = str(name).split("@")[0]
+            if base not in STRATEGIES:
+                raise StrategyError(f"QoS candidates file {path}: {name!r} is not one of {', '.join(STRATEGIES)}")
+            try:
+                out[base] = _Candidate.model_validate(entry).model_dump()
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise StrategyError(f"QoS candidates file {path}: {name}.{'.'.join(map(str, err['loc']))}: "
+                                    f"{err['msg']}") from None
+    return out
 
-    def choose(self, available: Sequence[str]) -> str:
-        """The strategy to run, among those whose artifacts are ``available``."""
-        if self.strategy != "auto":
-            return self.strategy
-        if self.min_accuracy is None:
-            raise StrategyError("QoS strategy auto needs min_accuracy (and measured candidates)")
-        ok = []
-        for name, c in self.candidates.items():
-            if name not in STRATEGIES:
-                raise StrategyError(f"QoS candidate {name!r} is not one of {STRATEGIES}")
-            if "accuracy" not in c or "latency_ms" not in c:
-                raise StrategyError(f"QoS candidate {name!r} needs measured accuracy and latency_ms")
-            if name in available and c["accuracy"] >= self.min_accuracy and c["latency_ms"] <= self.latency_budget_ms:
-                ok.append((float(c["latency_ms"]), -float(c["accuracy"]), name))
-        if not ok:
-            raise StrategyError(
-                f"no strategy meets accuracy >= {self.min_accuracy} within {self.latency_budget_ms} ms among the "
-                f"measured candidates {self.candidates} (available here: {list(available)})")
-        return min(ok)[2]
+
+def choose_strategy(qos: QoS, candidates: dict[str, dict], available: Sequence[str]) -> str:
+    """The paper's rule: fix the given requirement, optimize the other. With an accuracy requirement, the
+    lowest-latency available strategy that meets it (and any latency limit); with only a latency limit,
+    the most accurate one within it. Limits must be numbers here (``half-offload`` needs a device profile:
+    ``hi-bench plan`` answers that)."""
+    from hi_runtime.qos import HALF_OFFLOAD
+
+    if HALF_OFFLOAD in (qos.max_latency, qos.max_energy):
+        raise StrategyError("--qos latency=half-offload needs the device's offload cost: ask `hi-bench plan "
+                            "--device ...`, or give a number of ms here")
+    if qos.max_energy is not None:
+        raise StrategyError("hi-agent chooses by accuracy and latency; an energy limit needs `hi-bench plan`")
+    if qos.min_accuracy is None and qos.max_latency is None:
+        raise StrategyError("--qos needs accuracy=... or latency=... (e.g. --qos accuracy=0.88)")
+    ok = [(name, c) for name, c in candidates.items() if name in available
+          and (qos.min_accuracy is None or c["accuracy"] >= qos.min_accuracy)
+          and (qos.max_latency is None or c["latency_ms"] <= qos.max_latency)]
+    if not ok:
+        raise StrategyError(f"no strategy meets {qos.describe()} among the measured candidates "
+                            f"{ {k: v for k, v in candidates.items()} } (available here: {list(available)})")
+    if qos.min_accuracy is not None:
+        return min(ok, key=lambda nc: (nc[1]["latency_ms"], -nc[1]["accuracy"]))[0]
+    return max(ok, key=lambda nc: (nc[1]["accuracy"], -nc[1]["latency_ms"]))[0]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -67,6 +67,6 @@ def run_stats(paths: Sequence[Path], model: str | None):
 
 
 def parse_targets(text: str) -> list:
-    from measurements.qos import parse_targets as parse
+    from hi_runtime.qos import parse_targets as parse
 
     return parse(text)

@@ -6,9 +6,8 @@ energy less than half of the device's energy to offload one image. A planner *fi
 and picks the strategy with the largest gains in the other two, so a requirement that is not given is
 not a constraint: it is what the planner optimizes.
 
-Why one module: hi-bench, hi-agent and hi-train will share one ``--qos`` grammar; everything that reads
-a QoS string calls :func:`parse_qos` (or :func:`parse_accuracy` for a bare accuracy), so the grammar can
-move to the core in one step.
+Why one module, in the core: hi-bench, hi-agent and hi-train share one ``--qos`` grammar; everything
+that reads a QoS string calls :func:`parse_qos` (or :func:`parse_accuracy` for a bare accuracy).
 
 Grammar: comma (or semicolon) separated ``key=value``; keys ``accuracy`` (alias ``acc``), ``latency``,
 ``energy``. Accuracy is a fraction in [0, 1] (``0.9``) or a percentage written with ``%`` (``90%``);

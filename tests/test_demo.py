@@ -75,7 +75,7 @@ def test_demo_refuses_to_run_without_an_artifact_and_names_the_fix(models_dir, t
     (models_dir / name).unlink()
     rc = main(["demo", "--models-dir", str(models_dir), "--out", str(tmp_path / "demo"), "--no-progress"])
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 2
     assert name in err and command in err
     assert not (tmp_path / "demo" / "report.md").exists()
 

@@ -109,6 +109,9 @@ def run_demo(models_dir: Path, out_dir: Path, *, samples: Path | None = None, li
     models_dir = Path(models_dir)
     samples = Path(samples) if samples else models_dir / DEMO_SAMPLES
     problems = missing_artifacts(models_dir, samples, server_model)
+    if problems and len(problems) == len(REQUIRED) + 1 and not samples.exists():
+        raise UsageError(f"--models-dir {models_dir} holds none of the shipped models ({', '.join(REQUIRED)}); "
+                         "point it at a directory that has them, or leave it out to use the installed ones")
     if problems:
         raise DemoError("hi-agent demo cannot run:\n  " + "\n  ".join(problems))
     source = load_npz(samples).limit(limit)
@@ -260,7 +263,7 @@ def cmd_demo(args) -> int:
                  backend=args.backend, num_threads=args.threads, reference=args.reference_kernels,
                  progress=not args.no_progress, server_model=args.server_model, rate_fps=args.rate or None,
                  max_inflight=args.max_inflight, echo=echo)
-    except DemoError as exc:
+    except DemoError as exc:  # a missing artifact: each one named with the command that makes it
         print(str(exc), file=sys.stderr)
-        return 1
+        return 2
     return 0

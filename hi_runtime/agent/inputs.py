@@ -254,4 +254,5 @@ def open_input(spec: str, *, size: tuple[int, int] = (32, 32), limit: int | None
         return load_npz(path).limit(limit, offset)
     if path.is_dir():
         return open_input(f"images:{spec}", size=size, limit=limit, offset=offset)
-    raise InputError(f"cannot read input {spec!r}; use one of:\n  " + "\n  ".join(INPUT_FORMS))
+    forms = ", ".join(f.split()[0] for f in INPUT_FORMS)
+    raise InputError(f"cannot read input {spec!r}: give one of {forms} (hi-agent run --help explains each)")

@@ -1,0 +1,53 @@
+"""Every command-line tool answers a user mistake with one line that names what was wrong and the fix,
+exit code 2, and never a traceback (run as a user runs them: the installed entry points, in a
+subprocess, from the repository root)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+# (command line, a phrase the error must contain)
+MISTAKES = [
+    ("hi-agent run --strategy hi --input demo", "--server"),
+    ("hi-agent run --strategy local --model /nope.tflite --input demo", "does not exist"),
+    ("hi-agent run --strategy local --input nowhere:x", "cannot read input"),
+    ("hi-agent run --strategy hi --server localhost --input demo", "HOST:PORT"),
+    ("hi-agent run --strategy local --input demo --arrival rate:-3", "positive"),
+    ("hi-agent run --strategy local --input demo --arrival sometimes", "closed, rate"),
+    ("hi-agent run --qos accuracy=1.5 --qos-candidates nope.yaml --input demo", "did you mean 1.5%"),
+    ("hi-agent run --qos accuracy=0.9 --input demo", "--qos-candidates"),
+    ("hi-agent run --strategy remote --server 127.0.0.1:8555 --key-file /nope.key --input demo", "--key-file"),
+    ("hi-agent demo --models-dir /nope", "--models-dir"),
+    ("hi-agent demo --rate -1", "--rate"),
+    ("hi-agent", None),  # no subcommand: the help, exit 2
+    ("hi-server --config /nope.yaml", "does not exist"),
+    ("hi-server --model cifar10", "ID=PATH"),
+    ("hi-server --port abc --model a=b.onnx", "invalid int value"),
+    ("hi-train model --arch nope --data x --out runs/cli-mistakes/y", "invalid choice"),
+    ("hi-train decider --model /nope.tflite --data ../shared/datasets/cifar10-jpeg --out runs/cli-mistakes/y",
+     "does not exist"),
+    ("hi-train member --onnx /nope.onnx --member a --data x --out runs/cli-mistakes/y", "does not exist"),
+    ("hi-bench plan --device nope --qos accuracy=0.9", "no profile"),
+    ("hi-bench plan --device rpi4 --qos accuracy=1.5", "did you mean"),
+]
+
+
+@pytest.mark.parametrize("command, phrase", MISTAKES, ids=[c for c, _ in MISTAKES])
+def test_a_user_mistake_is_one_line_and_exit_2(repo_root: Path, command: str, phrase: str | None):
+    tool, *args = command.split()
+    env = {**os.environ, "HI_AGENT_KEY": ""}
+    out = subprocess.run([str(BIN / tool), *args], cwd=repo_root, env=env, capture_output=True, text=True,
+                         timeout=180)
+    text = out.stdout + out.stderr
+    assert out.returncode == 2, text
+    assert "Traceback" not in text, text
+    if phrase is not None:
+        errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
+        assert len(errors) == 1, out.stderr  # one line says what was wrong ...
+        assert phrase in errors[0], errors[0]  # ... and names it

@@ -66,31 +66,12 @@ class InvokeTiming:
     samples_ms: list = field(default_factory=list, repr=False)
 
 
-def _load_interpreter(model_path: Path, threads: int | None):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # pragma: no cover - depends on the installed runtime
-        try:
-            from tflite_runtime.interpreter import Interpreter  # type: ignore
-        except ImportError:
-            import tensorflow as tf
-
-            Interpreter = tf.lite.Interpreter
-    try:
-        interpreter = Interpreter(model_path=str(model_path), num_threads=threads)
-    except (ValueError, RuntimeError) as exc:
-        raise ProfilingError(f"cannot load TFLite model {model_path}: {exc}") from exc
-    interpreter.allocate_tensors()
-    return interpreter
-
-
-def _random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
-    shape = [int(d) if int(d) > 0 else 1 for d in detail["shape"]]
-    dtype = np.dtype(detail["dtype"])
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dtype)
-    return (rng.random(size=shape) * 255.0).astype(dtype)
+def _random_input(spec, rng: np.random.Generator) -> np.ndarray:
+    shape = [int(d) if int(d) > 0 else 1 for d in spec.shape]
+    if np.issubdtype(spec.dtype, np.integer):
+        info = np.iinfo(spec.dtype)
+        return rng.integers(info.min, int(info.max) + 1, size=shape, dtype=spec.dtype)
+    return (rng.random(size=shape) * 255.0).astype(spec.dtype)
 
 
 def time_tflite_invoke(model_path: Path, runs: int = 200, warmup: int = 20, threads: int | None = 1,
@@ -102,14 +83,19 @@ def time_tflite_invoke(model_path: Path, runs: int = 200, warmup: int = 20, thre
         raise ProfilingError(f"model {model_path} does not exist; pass a .tflite file (e.g. models/cifar10/resnet8_int8.tflite)")
     if runs < 1:
         raise ProfilingError("--runs must be at least 1")
-    interpreter = _load_interpreter(model_path, threads)
+    from hi_runtime.backends import BackendError, open_backend
+
+    try:  # the project's runner layer: LiteRT (tflite-runtime or tf.lite where that is what is installed)
+        backend = open_backend(model_path, "auto", num_threads=threads)
+    except BackendError as exc:
+        raise ProfilingError(f"cannot load TFLite model {model_path}: {exc}") from exc
     rng = np.random.default_rng(0)
-    details = interpreter.get_input_details()
-    inputs = [[_random_input(d, rng) for d in details] for _ in range(min(runs, 16))]
+    inputs = [[_random_input(s, rng) for s in backend.inputs] for _ in range(min(runs, 16))]
+    interp = backend.interp  # the invoke itself is timed, nothing around it
     for i in range(warmup):
-        for d, x in zip(details, inputs[i % len(inputs)]):
-            interpreter.set_tensor(d["index"], x)
-        interpreter.invoke()
+        for spec, x in zip(backend.inputs, inputs[i % len(inputs)]):
+            interp.set_tensor(spec.index, x)
+        interp.invoke()
     iterator = range(runs)
     if progress:
         from tqdm import tqdm
@@ -118,10 +104,10 @@ def time_tflite_invoke(model_path: Path, runs: int = 200, warmup: int = 20, thre
     samples = []
     energy_start = energy_counter.read_energy_j() if energy_counter is not None else None
     for i in iterator:
-        for d, x in zip(details, inputs[i % len(inputs)]):
-            interpreter.set_tensor(d["index"], x)
+        for spec, x in zip(backend.inputs, inputs[i % len(inputs)]):
+            interp.set_tensor(spec.index, x)
         start = clock()
-        interpreter.invoke()
+        interp.invoke()
         samples.append((clock() - start) * 1000.0)
     energy = None
     if energy_counter is not None:

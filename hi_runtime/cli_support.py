@@ -28,6 +28,14 @@ class UsageError(Exception):
     """A user mistake (bad flag value, missing file, wrong combination): one line with the fix."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a malformed command line is one line too (what was wrong, where the help is), exit 2;
+    subcommands made with ``add_subparsers`` inherit it."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def load_subcommand_modules(names: Sequence[str], tool: str = "this tool") -> list[ModuleType]:
     """Import the registry's modules; any that fails to import, or has no ``register_cli``, raises."""
     modules = []
@@ -53,10 +61,14 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, tool: str,
-        before: Callable[[argparse.Namespace], None] | None = None) -> int:
-    """Parse ``argv``, configure logging from ``-v``, run the chosen subcommand (``args.func``) and turn
-    :class:`UsageError` into one line and exit code 2. ``before`` may adjust the parsed arguments (e.g.
-    keep the raw argv for a model card)."""
+        before: Callable[[argparse.Namespace], None] | None = None, subcommand: str = "command",
+        user_errors: tuple[type[BaseException], ...] = (), failures: tuple[type[BaseException], ...] = ()) -> int:
+    """Parse ``argv``, configure logging from ``-v``, run the chosen subcommand (``args.func``) and turn a
+    user mistake into one line and exit code 2: :class:`UsageError`, and the tool's own ``user_errors``
+    (e.g. its config or dataset errors). ``failures`` are the environment failing (a meter, a server): one
+    line and exit 1. Anything else is a bug and keeps its traceback. ``before`` may adjust the parsed
+    arguments (e.g. keep the raw argv for a model card); the error lines name ``tool`` and the subcommand
+    stored under ``subcommand``."""
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(getattr(args, "verbose", 0) or 0, 2),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -65,11 +77,23 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, tool: st
         return EXIT_USAGE
     if before is not None:
         before(args)
+    name = getattr(args, subcommand, None)
+    label = f"{tool} {name}" if isinstance(name, str) and name else tool
     try:
         return int(args.func(args) or 0)
-    except UsageError as exc:
-        print(f"{tool}: error: {exc}", file=sys.stderr)
+    except (UsageError, *user_errors) as exc:
+        print(f"{label}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"{tool}: interrupted", file=sys.stderr)
+        print(f"{label}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into head & co.
+        return EXIT_OK
+    except failures as exc:
+        print(f"{label}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split("\n")) if text.count("\n") < 3 else text

@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from hi_runtime.cli_support import Parser, run
 from hi_runtime.cli_support import load_subcommand_modules as _load
 
 SUBCOMMAND_MODULES: tuple = (
@@ -36,15 +37,8 @@ def load_subcommand_modules(names: Sequence[str] = SUBCOMMAND_MODULES) -> list:
     return _load(names, "hi-bench")
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (what was wrong, and where the help is) and exit 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser(names: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(
+    parser = Parser(
         prog="hi-bench",
         description="Measure hierarchical inference: run metrics (Eq. 1-4), device profiles, the QoS "
                     "planner (best strategy per device), the paper's Tables 5 and 6, figures and reports.",
@@ -61,24 +55,8 @@ USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryEr
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into head & co.
-        return 0
-    except USER_ERRORS as exc:
-        print(f"hi-bench {args.subcommand}: error: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, RuntimeError) as exc:
-        print(f"hi-bench {args.subcommand}: error: {exc}", file=sys.stderr)
-        return 1
+    return run(build_parser(), argv, tool="hi-bench", subcommand="subcommand", user_errors=USER_ERRORS,
+               failures=(OSError, RuntimeError))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,22 +12,11 @@ import asyncio
 import json
 import signal
 import sys
-from typing import NoReturn
-
+from hi_runtime.cli_support import Parser, UsageError, run
 from offload_server.config import KEY_ENV, ConfigError, ModelConfig, ServerConfig, build, set_checked
 
-EXIT_USAGE = 2
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (what was wrong, and where to look), exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    ap = _OneLineParser(
+    ap = Parser(
         prog="hi-server",
         description="Edge offload server of the HI runtime: dynamic batching over ONNX Runtime / LiteRT models, "
                     "in this process or on Ray Serve replicas (--backend ray).",
@@ -67,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--gpus-per-replica", type=float, help="GPUs per replica (ray.ray_actor_options.num_gpus)")
     ap.add_argument("--check", action="store_true",
                     help="load the config and models in this process, print a summary, exit (no cluster needed)")
+    ap.set_defaults(func=serve_or_check)
     return ap
 
 
@@ -166,22 +156,21 @@ async def _check(config: ServerConfig) -> None:
     print(json.dumps(out, indent=1))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def serve_or_check(args: argparse.Namespace) -> int:
     from offload_server import logs
 
+    config = config_from_args(args)
+    logs.configure(config.log_format, config.log_level)
     try:
-        config = config_from_args(args)
-        logs.configure(config.log_format, config.log_level)
         asyncio.run(_check(config) if args.check else _serve(config))
-    except ConfigError as exc:
-        print(f"hi-server: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except OSError as exc:  # e.g. port already in use, unreadable certificate
-        print(f"hi-server: error: {exc} (is another server using the port? try --port; check the paths in "
-              "the config)", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"{exc} (is another server using the port? try --port; check the paths in the config)") \
+            from None
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), argv, tool="hi-server", user_errors=(ConfigError,))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hi_runtime.cli_support import register_subcommands
+from hi_runtime.cli_support import Parser, UsageError, register_subcommands, run
 from training.models import ARCHITECTURES
 
 # Modules that add subcommands (each exposes register_cli(subparsers)); missing ones are skipped.
@@ -39,9 +39,6 @@ def export_kinds(text: str) -> list[str]:
     return kinds
 
 
-class UsageError(Exception):
-    """A mistake in the command line that only shows once the data or a model is loaded (exit 2)."""
-
 
 def check_input_shape(what: str, model_shape: Sequence, data, dataset: str) -> None:
     """A model built for other images (a 32x32x3 CIFAR-10 model on 28x28x1 MNIST) is a usage error."""
@@ -51,13 +48,6 @@ def check_input_shape(what: str, model_shape: Sequence, data, dataset: str) -> N
         raise UsageError(f"{what} takes {'x'.join(map(str, want))} images but the {dataset} data is "
                          f"{'x'.join(map(str, have))}; use a model made for {dataset} images, or the --dataset "
                          "it was trained on")
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (what was wrong, where the help is) and exit 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _file_input_shape(path: str) -> tuple:
@@ -386,7 +376,7 @@ def cmd_cards(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(prog="hi-train", description=__doc__,
+    parser = Parser(prog="hi-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -456,20 +446,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    args.argv = argv
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     from hi_runtime.datasets import DatasetError
 
-    try:
-        return int(args.func(args) or 0)
-    except (DatasetError, UsageError) as exc:
-        print(f"hi-train {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def keep_argv(args) -> None:
+        args.argv = argv  # the exact command goes into the model card
+
+    return run(build_parser(), argv, tool="hi-train", before=keep_argv, user_errors=(DatasetError,))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from hi_runtime.agent.options import (
     parse_arrival,
 )
 from hi_runtime.artifacts import default_path
-from hi_runtime.cli_support import UsageError, add_verbosity, register_subcommands, run
+from hi_runtime.cli_support import Parser, UsageError, add_verbosity, register_subcommands, run
 from hi_runtime.records import LOG_FORMATS, STRATEGIES
 
 #: Subcommands registered by their own modules (each exposes register_cli(subparsers)).
@@ -257,7 +257,7 @@ def register_gateway(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hi-agent", description=__doc__.split("\n\n")[0],
+    parser = Parser(prog="hi-agent", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="see docs/agent.md; `hi-agent SUBCOMMAND --help` for each")
     add_verbosity(parser)

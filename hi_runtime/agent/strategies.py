@@ -138,13 +138,17 @@ class AgentConfig:
     progress: bool = True
 
 
-@dataclass
 class _Pending:
-    record: SampleRecord
-    arrived: float
-    image: np.ndarray
-    score_input: np.ndarray | None = None  # raw scores whose decider score is still to be logged
-    needs_local: bool = False  # remote strategy, server failed: answer locally on the device's thread
+    """A sample in the system: its record, arrival time and image (slots: one is made per sample)."""
+
+    __slots__ = ("record", "arrived", "image", "score_input", "needs_local")
+
+    def __init__(self, record: SampleRecord, arrived: float, image: np.ndarray) -> None:
+        self.record = record
+        self.arrived = arrived
+        self.image = image
+        self.score_input: np.ndarray | None = None  # raw scores whose decider score is still to be logged
+        self.needs_local = False  # remote strategy, server failed: answer locally on the device's thread
 
 
 class Agent:
@@ -195,6 +199,9 @@ class Agent:
         self._score_decider = chain.chain.policy.decider if s == "ee-hi" and chain is not None else decider
         self._score_quant = None  # quantization of the EE chain's final scores (set when first seen)
         self._budget_s = config.latency_budget_ms / 1e3
+        self._strategy = s
+        self._runs_model = s in ("local", "hi")
+        self._runs_chain = s == "ee-hi"
         self._done: queue.SimpleQueue = queue.SimpleQueue()  # answered offloads, from the offloader thread
         self._outstanding = 0
         self.records: list[SampleRecord] = []
@@ -246,27 +253,26 @@ class Agent:
     def _start(self, sample: Sample, arrived: float) -> _Pending | None:
         """Answer one sample locally, or hand it to the offloader. Returns the entry when its answer is
         final now, None when an offload is in flight (it comes back through ``self._done``)."""
-        now = self.clock()
-        s = self.config.strategy
+        clock = self.clock
+        s = self._strategy
         rec = SampleRecord(sample.sample_id, s, None, None, None, None, s == "remote", None, None, False,
-                           sample.label, t_queue_ms=(now - arrived) * 1e3)
+                           sample.label, t_queue_ms=(clock() - arrived) * 1e3)
         pending = _Pending(rec, arrived, sample.image)
-        if s == "local" or s == "hi":
+        if self._runs_model:
             self._local(sample.image, pending)
-        elif s == "ee-hi":
+        elif self._runs_chain:
             self._early_exit(sample.image, pending)
         if not rec.offloaded:
-            rec.t_total_ms = (self.clock() - arrived) * 1e3
+            rec.t_total_ms = (clock() - arrived) * 1e3
             return pending
         deadline = arrived + self._budget_s
-        has_local = rec.local_class is not None or self.classifier is not None
-        if self.config.admission and has_local:
+        if self.config.admission and (rec.local_class is not None or self.classifier is not None):
             wait = self.offloader.expected_wait_s()
-            if wait is not None and self.clock() + wait > deadline:
+            if wait is not None and clock() + wait > deadline:
                 rec.shed = True  # the server could not answer in time: answer locally now
                 if rec.local_class is None:
                     self._fallback_local(pending)
-                rec.t_total_ms = (self.clock() - arrived) * 1e3
+                rec.t_total_ms = (clock() - arrived) * 1e3
                 return pending
         fut = self.offloader.submit(np.ascontiguousarray(sample.image[None]), deadline=deadline)
         self._outstanding += 1
@@ -336,12 +342,14 @@ class Agent:
             self.records.extend(recs)
             if writer is not None:
                 writer.write_many(recs)
-            for rec in recs:
-                counts["offloaded"] += rec.offloaded
-                counts["degraded"] += rec.degraded
-                counts["shed"] += rec.shed
-                if on_record is not None:
+            if on_record is not None:
+                for rec in recs:
                     on_record(rec)
+            if bar is not None:
+                for rec in recs:
+                    counts["offloaded"] += rec.offloaded
+                    counts["degraded"] += rec.degraded
+                    counts["shed"] += rec.shed
             if bar is not None and done:
                 bar.update(len(done))
                 bar.set_postfix(offload=f"{counts['offloaded'] / len(self.records):.0%}",
@@ -380,22 +388,25 @@ class Agent:
                     time.sleep(left)
 
         start = self.clock()
+        clock = self.clock
+        paced = None if live or arrival.kind == "closed" else arrival.due
+        pipelined = arrival.pipelined
         try:
             for i, sample in enumerate(source):
-                due = None if live else arrival.due(i, start)
-                if due is None:
-                    arrived = self.clock()
+                if paced is None:
+                    arrived = clock()
                 else:
-                    if due > self.clock():
-                        collect(block_until=due)  # deliver answers while waiting for the next arrival
-                    arrived = due
+                    arrived = paced(i, start)
+                    if arrived > clock():
+                        collect(block_until=arrived)  # deliver answers while waiting for the next arrival
                 p = self._start(sample, arrived)
                 if p is not None:
                     deliver(p)
-                if arrival.pipelined:
-                    collect()
-                else:
-                    collect(everything=True)  # closed: the next sample arrives after this answer
+                if self._outstanding:
+                    if pipelined:
+                        collect()
+                    else:
+                        collect(everything=True)  # closed: the next sample arrives after this answer
             collect(everything=True)
         finally:
             flush()

@@ -25,11 +25,12 @@ I32 = st.integers(-(2**31), 2**31 - 1)
 def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     out = build_shared(kernel_sources(), [kernel_dir()], tmp_path_factory.mktemp("fp") / "libhi_nn_fp.so")
     lib = ctypes.CDLL(str(out))
-    for fn in ("hi_nn_test_srdhm", "hi_nn_test_rdbpot", "hi_nn_test_mbqm"):
+    for fn in ("hi_nn_test_srdhm", "hi_nn_test_rdbpot", "hi_nn_test_mbqm", "hi_nn_test_mbqm_rs"):
         getattr(lib, fn).restype = ctypes.c_int32
     lib.hi_nn_test_srdhm.argtypes = [ctypes.c_int32, ctypes.c_int32]
     lib.hi_nn_test_rdbpot.argtypes = [ctypes.c_int32, ctypes.c_int32]
     lib.hi_nn_test_mbqm.argtypes = [ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
+    lib.hi_nn_test_mbqm_rs.argtypes = [ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
     lib.hi_nn_test_dot.restype = ctypes.c_int32
     return lib
 
@@ -88,6 +89,19 @@ def test_multiply_by_quantized_multiplier(lib: ctypes.CDLL, x: int, real: float)
     got = lib.hi_nn_test_mbqm(x, m, s)
     assert got == py_mbqm(x, m, s)
     assert abs(got - x * real) <= 1 + abs(x * real) * 2**-29  # and it approximates x * real
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(I32, st.integers(-(2**20), 2**20)), st.integers(2**30, 2**31 - 1), st.integers(1, 22),
+       st.integers(-128, 127))
+def test_right_shift_requantize_shortcut(lib: ctypes.CDLL, x: int, m: int, e: int, zp: int) -> None:
+    """hi_nn_mbqm_rs (the output stage's fast form, also written in assembly for Cortex-M4) equals
+    MultiplyByQuantizedMultiplier exactly unless its saturating add clips, and after adding an int8 zero point
+    and clamping to int8 it always does (the only thing the kernels use)."""
+    got, want = lib.hi_nn_test_mbqm_rs(x, m, e), py_mbqm(x, m, -e)
+    if py_srdhm(x, m) + (1 << (e - 1)) < 2**31:
+        assert got == want
+    assert min(max(got + zp, -128), 127) == min(max(want + zp, -128), 127)
 
 
 @settings(max_examples=200, deadline=None)

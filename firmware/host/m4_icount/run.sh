@@ -10,7 +10,7 @@ model="$1"; shift || true
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 name=m4model
-"$repo/.venv/bin/hi-firmware" compile "$model" --out "$work/gen" --name "$name" >/dev/null
+"${HI_FIRMWARE:-$repo/.venv/bin/hi-firmware}" compile "$model" --out "$work/gen" --name "$name" >/dev/null
 sed -e "s/@NAME@/$name/g" -e "s/@UNAME@/$(echo $name | tr a-z A-Z)/g" "$here/main.c.in" > "$work/main.c"
 kernels=$(ls "$repo"/firmware/lib/hi_nn/hi_nn_*.c | grep -v _test.c)
 arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -O2 -std=c99 -ffp-contract=off "$@" \

@@ -190,6 +190,32 @@ HI_NN_NOINLINE static void strip_fill(const hi_nn_conv_params_t *p, const int8_t
 static void strip_block_c(const uint8_t *x, int32_t npx, int32_t stride, int32_t dil, int32_t k_w, int32_t n,
                           int32_t jump, const int8_t *w, int32_t *acc) {
   int32_t i, kx, q;
+#if !HI_NN_USE_DSP
+  if (npx == 4) {
+    /* Portable cores (no SIMD multiply): four accumulators and the tap's four weights in locals, so every
+     * multiply needs only its activation load. */
+    const int32_t ps = stride * 4; /* int16 elements from one pixel's record to the next */
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (i = 0; i < n; ++i, x += jump) {
+      for (kx = 0; kx < k_w; ++kx, w += 4) {
+        const int16_t *r = (const int16_t *)(const void *)(x + kx * dil * 8);
+        const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+        a0 += r[0] * w0 + r[1] * w1 + r[2] * w2 + r[3] * w3;
+        r += ps;
+        a1 += r[0] * w0 + r[1] * w1 + r[2] * w2 + r[3] * w3;
+        r += ps;
+        a2 += r[0] * w0 + r[1] * w1 + r[2] * w2 + r[3] * w3;
+        r += ps;
+        a3 += r[0] * w0 + r[1] * w1 + r[2] * w2 + r[3] * w3;
+      }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    return;
+  }
+#endif
   for (i = 0; i < n; ++i, x += jump) {
     for (kx = 0; kx < k_w; ++kx, w += 4) {
 #if HI_NN_USE_DSP
@@ -201,14 +227,71 @@ static void strip_block_c(const uint8_t *x, int32_t npx, int32_t stride, int32_t
         acc[q] = (int32_t)__smlad(r[1], w13, (uint32_t)acc[q]);
       }
 #else
+      const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
       for (q = 0; q < npx; ++q) {
         const int16_t *r = (const int16_t *)(const void *)(x + (q * stride + kx * dil) * 8);
-        acc[q] += r[0] * w[0] + r[1] * w[1] + r[2] * w[2] + r[3] * w[3];
+        acc[q] += r[0] * w0 + r[1] * w1 + r[2] * w2 + r[3] * w3;
       }
 #endif
     }
   }
 }
+
+#if !HI_NN_USE_DSP
+/* Portable cores: two output channels x two pixels per pass, so each activation load feeds two multiplies and
+ * each weight load two more (the register-tiled kernels above need the DSP extension). acc0/acc1 hold the
+ * biases on entry. */
+static void strip_block_2oc_c(const uint8_t *x, int32_t npx, int32_t stride, int32_t dil, int32_t k_w, int32_t n,
+                              int32_t jump, const int8_t *w0, const int8_t *w1, int32_t *acc0, int32_t *acc1) {
+  const int32_t ps = stride * 4;
+  int32_t j, i, kx, c;
+  for (j = 0; j + 2 <= npx; j += 2) {
+    int32_t a00 = acc0[j], a01 = acc0[j + 1], a10 = acc1[j], a11 = acc1[j + 1];
+    const int8_t *p0 = w0, *p1 = w1;
+    const uint8_t *xr = x + j * stride * 8;
+    for (i = 0; i < n; ++i, xr += jump) {
+      for (kx = 0; kx < k_w; ++kx, p0 += 4, p1 += 4) {
+        const int16_t *ra = (const int16_t *)(const void *)(xr + kx * dil * 8);
+        const int16_t *rb = ra + ps;
+        /* unrolled by hand: GCC -O2 keeps the 4-channel loop otherwise (a compare and branch per channel) */
+#define HI_NN_MAC2X2(C)                                                   \
+  do {                                                                    \
+    const int32_t xa = ra[C], xb = rb[C], k0 = p0[C], k1 = p1[C];         \
+    a00 += xa * k0;                                                       \
+    a10 += xa * k1;                                                       \
+    a01 += xb * k0;                                                       \
+    a11 += xb * k1;                                                       \
+  } while (0)
+        HI_NN_MAC2X2(0);
+        HI_NN_MAC2X2(1);
+        HI_NN_MAC2X2(2);
+        HI_NN_MAC2X2(3);
+#undef HI_NN_MAC2X2
+      }
+    }
+    acc0[j] = a00;
+    acc0[j + 1] = a01;
+    acc1[j] = a10;
+    acc1[j + 1] = a11;
+  }
+  if (j < npx) {
+    int32_t a0 = acc0[j], a1 = acc1[j];
+    const int8_t *p0 = w0, *p1 = w1;
+    const uint8_t *xr = x + j * stride * 8;
+    for (i = 0; i < n; ++i, xr += jump) {
+      for (kx = 0; kx < k_w; ++kx, p0 += 4, p1 += 4) {
+        const int16_t *ra = (const int16_t *)(const void *)(xr + kx * dil * 8);
+        for (c = 0; c < 4; ++c) {
+          a0 += ra[c] * p0[c];
+          a1 += ra[c] * p1[c];
+        }
+      }
+    }
+    acc0[j] = a0;
+    acc1[j] = a1;
+  }
+}
+#endif
 
 #if HI_NN_USE_DSP && defined(__GNUC__)
 /* Four pixels x one output channel, register-tiled: per weight word one LDR + two SXTB16, then per pixel one
@@ -547,6 +630,33 @@ HI_NN_INLINE void strip_compute(int variant, const hi_nn_conv_params_t *p, const
     const int8_t *w = filter + oc * w_per_oc;
     const int32_t bf = bias_folded[oc];
     int32_t j = 0;
+#if !HI_NN_USE_DSP
+    if (oc + 2 <= out_c) { /* two channels at a time (portable tiling), then both output stages */
+      int32_t acc1[HI_NN_STRIP_MAX];
+      int32_t k;
+      for (j = 0; j < npx; ++j) {
+        acc[j] = bf;
+        acc1[j] = bias_folded[oc + 1];
+      }
+      strip_block_2oc_c(buf, npx, stride, dil, k_w, n, jump, w, w + w_per_oc, acc, acc1);
+      for (k = 0; k < 2; ++k, ++oc) {
+        int32_t *a = k ? acc1 : acc;
+        rq.mult = mult[oc];
+        rq.shift = shift[oc];
+        rq.fast = rq.shift <= -1 && rq.shift >= -HI_NN_MBQM_RS_MAX_EXP;
+        rq.e = -rq.shift;
+        rq.rnd = rq.fast ? (int32_t)(1u << (rq.e - 1)) : 0;
+        if (res != NULL) {
+          strip_out_plain(a, npx, NULL, 0, &rq, add->lut_conv);
+          strip_out_residual(a, npx, out + oc, res + oc, out_c, add);
+        } else {
+          strip_out_plain(a, npx, out + oc, out_c, &rq, NULL);
+        }
+      }
+      --oc; /* the loop's ++oc */
+      continue;
+    }
+#endif
     if (variant != STRIP_C) {
       if (HI_NN_STRIP_ASM8) {
         for (; j + 8 <= npx; j += 8) strip_block8(variant, buf + j * stride * 8, n, k_w, jump, w, bf, acc + j);

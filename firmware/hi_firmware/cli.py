@@ -1,8 +1,9 @@
-"""`hi-firmware`: one command for the firmware tooling, assembled from subcommand modules.
+"""`hi-firmware`: one command for the firmware tooling (model compiler, boards, model bench).
 
-WHY a registry: several people own different subcommands (the model compiler, board build/flash/QEMU).
-Each module exposes register_cli(subparsers); a module that is not present yet is skipped, so one missing
-part never breaks the others.
+The project's one CLI pattern: argparse with subcommands; a subcommand returns an exit code; a user mistake
+raises UsageError and becomes one line ``hi-firmware: error: ...`` with exit code 2 (argparse's own usage
+errors exit 2 too); a failed build or emulator run (BuildError) is one line plus the tool's output, exit 1.
+No traceback for either. ``--firmware-dir`` (or HI_FIRMWARE_DIR) selects the C sources (hi_firmware.paths).
 """
 from __future__ import annotations
 
@@ -10,23 +11,28 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hi_runtime.cli_registry import register_subcommands
+from . import bench, boards
+from .compiler import cli as compiler_cli
+from .errors import BuildError, UsageError
+from .paths import FIRMWARE_ENV, set_firmware_dir
 
-# Modules providing subcommands, in --help order. Each must define register_cli(subparsers), and every
-# subparser it adds must set a `func(args) -> int` default.
-SUBCOMMAND_MODULES = [
-    "hi_firmware.compiler.cli",
-    "hi_firmware.boards",
-]
+# Subcommand modules in --help order; each defines register_cli(subparsers). Imported directly: a module
+# that cannot be imported is a broken install and must fail loudly, never silently drop its commands.
+SUBCOMMAND_MODULES = (compiler_cli, boards, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hi-firmware",
-        description="Firmware tooling for the HI runtime: compile INT8 TFLite models to C, build and run boards.",
+        description="Firmware tooling for the HI runtime: compile INT8 TFLite models to C, build and run boards, "
+                    "profile a model on the emulated Cortex-M4.",
     )
+    parser.add_argument("--firmware-dir", metavar="DIR",
+                        help=f"the firmware C sources (default: ${FIRMWARE_ENV}, then the installed package data, "
+                             "then the checkout)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register_subcommands(sub, SUBCOMMAND_MODULES, "hi-firmware")
+    for module in SUBCOMMAND_MODULES:
+        module.register_cli(sub)
     return parser
 
 
@@ -36,7 +42,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        set_firmware_dir(args.firmware_dir)
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"hi-firmware: error: {exc}", file=sys.stderr)
+        return 2
+    except BuildError as exc:
+        print(f"hi-firmware: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hi-firmware: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ tflite-micro interpreter. Converted models are cached per session (see _compiled
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -213,6 +214,30 @@ def test_op_matches_tflite_micro(case: str, work_dir: Path) -> None:
                     f"{case} sample {i}: {diff.size} bytes differ, first at {diff[0]}: "
                     f"ours {o.reshape(-1)[diff[0]]} tflm {np.asarray(t).reshape(-1)[diff[0]]}"
                 )
+
+
+EMULATED = sorted(c for c in CASES if c.startswith(("conv", "add", "dw", "fc")))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="qemu-system-arm / arm-none-eabi-gcc not installed (make firmware-deps)")
+def test_ops_on_emulated_cortex_m4_match_tflite_micro(work_dir: Path) -> None:
+    """The same cases built for Cortex-M4F (DSP kernels: the assembly tiles, SMLAD paths) and run in QEMU
+    through the model bench: every output byte equals tflite-micro's on the same random inputs."""
+    from hi_firmware.bench import profile_model
+    from hi_firmware.compiler.testing import TflmRunner
+
+    for case in EMULATED:
+        mb, (hm, _info) = _compiled(case, work_dir)
+        rng = np.random.default_rng(7)
+        xs = [[_random_inputs(spec, rng) for spec in hm.inputs] for _ in range(N_SAMPLES)]
+        prof = profile_model(mb, xs, options=case_options(case))
+        ref = TflmRunner(mb)
+        for i, row in enumerate(xs):
+            for o, t in zip(prof.outputs[i], ref.run(*row)):
+                assert np.array_equal(o.reshape(-1).view(np.uint8), np.asarray(t, o.dtype).reshape(-1).view(np.uint8)), \
+                    f"{case} sample {i}: the emulated Cortex-M4 differs from tflite-micro"
 
 
 def test_cases_cover_every_supported_operator(work_dir: Path) -> None:

@@ -33,8 +33,10 @@ class CompileResult:
 
 
 def kernel_dir() -> Path:
-    """firmware/lib/hi_nn in the source tree (the kernels the generated code calls)."""
-    return Path(__file__).resolve().parents[2] / "lib" / "hi_nn"
+    """firmware/lib/hi_nn (the kernels the generated code calls), wherever the firmware sources are."""
+    from ..paths import firmware_dir
+
+    return firmware_dir() / "lib" / "hi_nn"
 
 
 def compile_bytes(buf: bytes, name: str, source_label: str = "<bytes>",

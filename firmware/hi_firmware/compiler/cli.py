@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
+from ..errors import UsageError
 from . import CompileError, CompileOptions, compile_model
 from .lowering import CONV_SCRATCH_BUDGET
 
@@ -21,14 +21,14 @@ def run_compile(args: argparse.Namespace) -> int:
     name = args.name or _default_name(out_dir, model)
     options = CompileOptions(fuse_residual_add=not args.no_fuse, inplace=not args.no_inplace,
                              scratch_budget=args.scratch_budget)
+    if args.scratch_budget < 0:
+        raise UsageError(f"--scratch-budget {args.scratch_budget} must be >= 0 bytes")
     try:
         result = compile_model(model, out_dir, name=name, options=options)
-    except CompileError as exc:
-        print(f"hi-firmware compile: error: {exc}", file=sys.stderr)
-        return 1
+    except CompileError as exc:  # a model this compiler cannot translate (or a missing file): the input
+        raise UsageError(str(exc)) from None
     except ValueError as exc:
-        print(f"hi-firmware compile: error in {model}: {exc}", file=sys.stderr)
-        return 1
+        raise UsageError(f"{model}: {exc}") from None
     gen = result.generated
     print(f"compiled {model} -> {', '.join(str(f) for f in result.files)}")
     print(f"  model name      : {gen.name} (call hi_model_{gen.name}_invoke)")

@@ -7,16 +7,28 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .graph import Graph, Tensor
-from .lowering import Step
+from .lowering import Step, step_macs
 from .planner import MemoryPlan
 
 _C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "float32": "float", "int32": "int32_t", "int16": "int16_t"}
+
+
+@dataclass(frozen=True)
+class StepSummary:
+    """What one kernel step is, for profiles (HI_MODEL_STEP_HOOK(index) runs after it)."""
+
+    index: int
+    kind: str
+    opcode: str
+    output: str
+    macs: int  # multiply-accumulates (0 for steps without any)
+    hooked: bool  # HI_MODEL_STEP_HOOK runs after it (not for RESHAPE aliases and output copies)
 
 
 @dataclass
@@ -29,6 +41,7 @@ class GeneratedModel:
     flash_bytes: int  # constant data emitted (weights, biases, multipliers, parameter structs excluded)
     input_names: list[str]
     output_names: list[str]
+    steps: list[StepSummary] = field(default_factory=list)
 
     def write(self, out_dir: Path) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -348,6 +361,9 @@ def emit(graph: Graph, steps: list[Step], plan: MemoryPlan, name: str, source_la
         flash_bytes=flash,
         input_names=[graph.tensors[t].name for t in graph.inputs],
         output_names=[graph.tensors[t].name for t in graph.outputs],
+        steps=[StepSummary(si, s.kind + ("+add" if "residual" in s.params else ""), graph.operators[s.op_index].opcode,
+                           graph.tensors[s.output].name,
+                           step_macs(s), s.kind not in ("reshape", "copy")) for si, s in enumerate(steps)],
     )
 
 

@@ -399,6 +399,18 @@ def lower_graph(graph: Graph, fuse_residual_add: bool = True,
     return steps
 
 
+def step_macs(step: Step) -> int:
+    """Multiply-accumulates of one step (the work a kernel cannot avoid), for profiles."""
+    p = step.params
+    if step.kind == "conv":
+        return p["batches"] * p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"] * p["in_c"]
+    if step.kind == "dwconv":
+        return p["batches"] * p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"]
+    if step.kind == "fc":
+        return p["batches"] * p["in_depth"] * p["out_depth"]
+    return 0
+
+
 def fuse_residual_adds(graph: Graph, steps: list[Step]) -> list[Step]:
     """Fold ADD(conv_out, r) into the conv's output stage when conv_out has no other reader.
 

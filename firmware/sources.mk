@@ -35,6 +35,8 @@ HI_QEMU_SRCS := qemu/startup.c src/qemu_m4/board_qemu_m4.c
 HI_QEMU_LDSCRIPT := qemu/mps2_an386.ld
 # The model bench on the same emulated board: the same startup, semihosting output instead of the UART.
 HI_QEMU_BENCH_SRCS := qemu/startup.c qemu/bench_main.c
+# C test programs on the same emulated board (semihosting stdout, exit code to QEMU).
+HI_QEMU_TEST_SRCS := qemu/startup.c qemu/semihost_run.c
 HI_HOST_SIM_SRCS := src/host_sim/hi_host_device.c
 HI_NANO33BLE_SRCS := src/nano33ble/main.cpp
 HI_ESP32_SRCS := src/esp32/main.cpp

@@ -124,12 +124,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_flash(args: argparse.Namespace) -> int:
     env = pio_env(args.board, args.engine)
-    cmd = pio_command(["run", "-d", str(firmware_dir()), "-e", env, "-t", "upload"])
-    if args.port:
-        cmd += ["--upload-port", args.port]
     if not pio_app_dir(env).exists():
         raise UsageError(f"no generated application for {env}; run `hi-firmware build --board {args.board} "
                          f"--engine {args.engine}` first")
+    cmd = pio_command(["run", "-d", str(firmware_dir()), "-e", env, "-t", "upload"])
+    if args.port:
+        cmd += ["--upload-port", args.port]
     print("$ " + " ".join(cmd))
     return subprocess.call(cmd)
 

@@ -80,6 +80,19 @@ def test_kernel_c_tests_pass_under_sanitizers(tmp_path: Path) -> None:
                                                  in proc.stdout), name
 
 
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm") and shutil.which("make")),
+                    reason="arm-none-eabi-gcc / qemu-system-arm not installed (make firmware-deps)")
+def test_kernel_c_tests_pass_on_emulated_cortex_m4(tmp_path: Path) -> None:
+    """The same C tests built for Cortex-M4F, where the DSP paths (the assembly tiles and output stages) run,
+    on QEMU mps2-an386 through semihosting (make -C firmware/lib/hi_nn qemu-test)."""
+    proc = subprocess.run(["make", "-s", "-C", str(kernel_dir()), f"BUILD={tmp_path}", "qemu-test"],
+                          capture_output=True, text=True, check=False, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert out.count(": ok") + out.count("all checks passed") == len(__import__("hi_firmware.sources",
+                                                                                 fromlist=["lists"]).lists()["HI_NN_TESTS"])
+
+
 @settings(max_examples=400, deadline=None)
 @given(I32, I32)
 def test_srdhm(lib: ctypes.CDLL, a: int, b: int) -> None:

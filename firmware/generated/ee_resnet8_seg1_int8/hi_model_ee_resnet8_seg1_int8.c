@@ -66,7 +66,7 @@ static const int32_t s0_shift[16] HI_MODEL_ALIGN = {
   -8, -11, -9, -11, -10, -9, -10, -10, -9, -8, -13, -10, -11, -8, -9, -10
 };
 
-static const hi_nn_conv_params_t s0_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 3, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 32};
+static const hi_nn_conv_params_t s0_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 3, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 32, .acc_q30 = 1};
 
 static const int32_t s1_bias_folded[16] HI_MODEL_ALIGN = {
   -47368, -92832, -23620, 2470, -84971, 40665, -36451, -9048, -24295, -9271, -62018, -165495, -6179, -29074, -25895, -168406
@@ -179,7 +179,7 @@ static const int32_t s1_shift[16] HI_MODEL_ALIGN = {
   -8, -9, -8, -8, -8, -8, -8, -8, -8, -8, -8, -9, -8, -8, -8, -9
 };
 
-static const hi_nn_conv_params_t s1_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 32};
+static const hi_nn_conv_params_t s1_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 32, .acc_q30 = 1};
 
 static const int32_t s2_bias_folded[16] HI_MODEL_ALIGN = {
   -73142, 154348, -84399, -99769, 108284, -191371, -84073, 112459, -51170, -164128, -125132, -105343, -209513, -83894, -11987, -75433
@@ -292,7 +292,7 @@ static const int32_t s2_shift[16] HI_MODEL_ALIGN = {
   -10, -10, -10, -9, -11, -10, -12, -10, -10, -9, -9, -10, -10, -9, -9, -10
 };
 
-static const hi_nn_conv_params_t s2_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = 25, .act_min = -128, .act_max = 127, .strip_w = 16};
+static const hi_nn_conv_params_t s2_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = 25, .act_min = -128, .act_max = 127, .strip_w = 16, .acc_q30 = 1};
 
 static const hi_nn_add_params_t s2_add = {.input1_offset = 128, .input2_offset = -25, .output_offset = -128, .left_shift = 20, .input1_multiplier = 1950055185, .input1_shift = -2, .input2_multiplier = 1073741824, .input2_shift = 0, .output_multiplier = 1346273229, .output_shift = -17, .act_min = -128, .act_max = 127};
 
@@ -506,7 +506,7 @@ static const int32_t s3_shift[32] HI_MODEL_ALIGN = {
   -9, -8, -7, -9, -9, -8, -9, -7
 };
 
-static const hi_nn_conv_params_t s3_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 3, .k_w = 3, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 16};
+static const hi_nn_conv_params_t s3_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 3, .k_w = 3, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 16, .acc_q30 = 1};
 
 static const int32_t s4_bias_folded[32] HI_MODEL_ALIGN = {
   -134790, -164961, -204665, -82082, -105122, -138272, -73531, -285931, -48811, -128470, -601707, 236979, -162428, -175095, -186610, -92175, -414112, -411783, 83123, -146273, 149, 114848, -320924, -152428,
@@ -910,7 +910,7 @@ static const int32_t s4_shift[32] HI_MODEL_ALIGN = {
   -10, -10, -11, -11, -10, -10, -10, -10
 };
 
-static const hi_nn_conv_params_t s4_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -19, .act_min = -128, .act_max = 127, .strip_w = 16};
+static const hi_nn_conv_params_t s4_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -19, .act_min = -128, .act_max = 127, .strip_w = 16, .acc_q30 = 1};
 
 static const int32_t s5_bias_folded[32] HI_MODEL_ALIGN = {
   -78490, -42638, 21523, -26449, -73859, -16007, 81031, -50715, -81766, -41386, -5899, 34110, 13413, -31845, -56652, 29000, -8349, -49164, 7453, -88728, 4808, -33383, -43736, -2204,
@@ -952,7 +952,7 @@ static const int32_t s5_shift[32] HI_MODEL_ALIGN = {
   -7, -8, -7, -7, -8, -9, -8, -8
 };
 
-static const hi_nn_conv_params_t s5_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 1, .k_w = 1, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = 13, .act_min = -128, .act_max = 127, .strip_w = 16};
+static const hi_nn_conv_params_t s5_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 1, .k_w = 1, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = 13, .act_min = -128, .act_max = 127, .strip_w = 16, .acc_q30 = 1};
 
 static const hi_nn_add_params_t s5_add = {.input1_offset = -13, .input2_offset = 19, .output_offset = -128, .left_shift = 20, .input1_multiplier = 1301906699, .input1_shift = -2, .input2_multiplier = 1073741824, .input2_shift = 0, .output_multiplier = 1980709941, .output_shift = -18, .act_min = -128, .act_max = 127};
 
@@ -1100,7 +1100,7 @@ static const int32_t s7_shift[64] HI_MODEL_ALIGN = {
   -7, -8, -7, -8, -7, -8, -7, -7, -8, -8, -7, -8, -8, -7, -7, -8
 };
 
-static const hi_nn_conv_params_t s7_p = {.batches = 1, .in_h = 8, .in_w = 8, .in_c = 32, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 1, .k_w = 1, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 8};
+static const hi_nn_conv_params_t s7_p = {.batches = 1, .in_h = 8, .in_w = 8, .in_c = 32, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 1, .k_w = 1, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 8, .acc_q30 = 1};
 
 static const hi_nn_mean_params_t s8_p = {.num_dims = 4, .in_shape = {1, 8, 8, 64, 1, 1}, .reduce = {0, 1, 1, 0, 0, 0}, .input_zero_point = -128, .output_zero_point = -128, .multiplier = 1501315305, .shift = -3};
 

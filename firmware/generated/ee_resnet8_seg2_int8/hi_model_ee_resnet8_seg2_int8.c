@@ -816,7 +816,7 @@ static const int32_t s0_shift[64] HI_MODEL_ALIGN = {
   -8, -8, -8, -8, -8, -8, -8, -8, -9, -8, -8, -8, -8, -8, -9, -9
 };
 
-static const hi_nn_conv_params_t s0_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 3, .k_w = 3, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 8};
+static const hi_nn_conv_params_t s0_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 3, .k_w = 3, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 8, .acc_q30 = 1};
 
 static const int32_t s1_bias_folded[64] HI_MODEL_ALIGN = {
   -178499, -47263, -44497, -6621, 74150, -138791, -362028, -60318, 169140, -130188, 92200, -95541, 43066, 94244, -199770, -109809, 9950, -169871, -58904, -226886, -110928, -131407, -52879, -379788,
@@ -2375,7 +2375,7 @@ static const int32_t s1_shift[64] HI_MODEL_ALIGN = {
   -9, -9, -10, -9, -9, -9, -10, -10, -10, -10, -9, -10, -10, -9, -9, -9
 };
 
-static const hi_nn_conv_params_t s1_p = {.batches = 1, .in_h = 8, .in_w = 8, .in_c = 64, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -27, .act_min = -128, .act_max = 127, .strip_w = 8};
+static const hi_nn_conv_params_t s1_p = {.batches = 1, .in_h = 8, .in_w = 8, .in_c = 64, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -27, .act_min = -128, .act_max = 127, .strip_w = 8, .acc_q30 = 1};
 
 static const int32_t s2_bias_folded[64] HI_MODEL_ALIGN = {
   -200176, -111632, -236636, -110463, -162256, -60385, -107378, -112727, -105733, -112708, -115553, -116416, -131722, -130592, -91957, -30121, -33906, -41600, -137593, -91577, -81042, -161259, -136753, -87522,
@@ -2484,7 +2484,7 @@ static const int32_t s2_shift[64] HI_MODEL_ALIGN = {
   -9, -10, -10, -10, -9, -9, -10, -10, -10, -10, -10, -10, -10, -10, -9, -10
 };
 
-static const hi_nn_conv_params_t s2_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 1, .k_w = 1, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -68, .act_min = -128, .act_max = 127, .strip_w = 8};
+static const hi_nn_conv_params_t s2_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 1, .k_w = 1, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -68, .act_min = -128, .act_max = 127, .strip_w = 8, .acc_q30 = 1};
 
 static const hi_nn_add_params_t s2_add = {.input1_offset = 68, .input2_offset = 27, .output_offset = -128, .left_shift = 20, .input1_multiplier = 1553446359, .input1_shift = -1, .input2_multiplier = 1073741824, .input2_shift = 0, .output_multiplier = 1937114677, .output_shift = -18, .act_min = -128, .act_max = 127};
 

@@ -66,7 +66,7 @@ static const int32_t s0_shift[16] HI_MODEL_ALIGN = {
   -8, -11, -9, -10, -10, -9, -9, -10, -9, -8, -12, -10, -11, -8, -9, -10
 };
 
-static const hi_nn_conv_params_t s0_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 3, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 32};
+static const hi_nn_conv_params_t s0_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 3, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 32, .acc_q30 = 1};
 
 static const int32_t s1_bias_folded[16] HI_MODEL_ALIGN = {
   -41194, -99483, -9186, 7387, -114783, 32735, -29368, -20307, -16605, 306, -70795, -197500, 2107, -18064, -16671, -128651
@@ -179,7 +179,7 @@ static const int32_t s1_shift[16] HI_MODEL_ALIGN = {
   -8, -9, -8, -8, -9, -8, -8, -8, -8, -8, -8, -9, -8, -8, -8, -9
 };
 
-static const hi_nn_conv_params_t s1_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 32};
+static const hi_nn_conv_params_t s1_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 32, .acc_q30 = 1};
 
 static const int32_t s2_bias_folded[16] HI_MODEL_ALIGN = {
   -95055, 178144, -54016, -85119, 95106, -194549, -108960, 90416, -33062, -143580, -130153, -101058, -234908, -77868, -28727, -65987
@@ -292,7 +292,7 @@ static const int32_t s2_shift[16] HI_MODEL_ALIGN = {
   -10, -11, -10, -9, -11, -10, -12, -10, -10, -9, -9, -10, -10, -9, -9, -9
 };
 
-static const hi_nn_conv_params_t s2_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = 27, .act_min = -128, .act_max = 127, .strip_w = 16};
+static const hi_nn_conv_params_t s2_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 32, .out_w = 32, .out_c = 16, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = 27, .act_min = -128, .act_max = 127, .strip_w = 16, .acc_q30 = 1};
 
 static const hi_nn_add_params_t s2_add = {.input1_offset = 128, .input2_offset = -27, .output_offset = -128, .left_shift = 20, .input1_multiplier = 1971227772, .input1_shift = -2, .input2_multiplier = 1073741824, .input2_shift = 0, .output_multiplier = 1362701003, .output_shift = -17, .act_min = -128, .act_max = 127};
 
@@ -506,7 +506,7 @@ static const int32_t s3_shift[32] HI_MODEL_ALIGN = {
   -9, -8, -7, -9, -9, -8, -9, -7
 };
 
-static const hi_nn_conv_params_t s3_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 3, .k_w = 3, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 16};
+static const hi_nn_conv_params_t s3_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 3, .k_w = 3, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 16, .acc_q30 = 1};
 
 static const int32_t s4_bias_folded[32] HI_MODEL_ALIGN = {
   -144318, -144439, -39870, -45654, -136303, -100800, -119193, -127604, -61870, -94735, -468253, 221268, -168686, -232987, -174186, -78827, -366805, -385552, 113552, -196191, 29739, 78107, -300397, -170580,
@@ -910,7 +910,7 @@ static const int32_t s4_shift[32] HI_MODEL_ALIGN = {
   -10, -10, -11, -11, -10, -10, -10, -11
 };
 
-static const hi_nn_conv_params_t s4_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -26, .act_min = -128, .act_max = 127, .strip_w = 16};
+static const hi_nn_conv_params_t s4_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -26, .act_min = -128, .act_max = 127, .strip_w = 16, .acc_q30 = 1};
 
 static const int32_t s5_bias_folded[32] HI_MODEL_ALIGN = {
   -63159, -32054, 15520, -44303, -53217, -24769, 71008, -19470, -66464, -11574, 6054, 20928, 790, -14690, -42628, 42457, 1087, -24924, 5484, -16012, 8660, -8240, -37490, 34223,
@@ -952,7 +952,7 @@ static const int32_t s5_shift[32] HI_MODEL_ALIGN = {
   -9, -10, -9, -9, -9, -10, -9, -9
 };
 
-static const hi_nn_conv_params_t s5_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 1, .k_w = 1, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -84, .act_min = -128, .act_max = 127, .strip_w = 16};
+static const hi_nn_conv_params_t s5_p = {.batches = 1, .in_h = 32, .in_w = 32, .in_c = 16, .out_h = 16, .out_w = 16, .out_c = 32, .k_h = 1, .k_w = 1, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -84, .act_min = -128, .act_max = 127, .strip_w = 16, .acc_q30 = 1};
 
 static const hi_nn_add_params_t s5_add = {.input1_offset = 84, .input2_offset = 26, .output_offset = -128, .left_shift = 20, .input1_multiplier = 1484776430, .input1_shift = -1, .input2_multiplier = 1073741824, .input2_shift = 0, .output_multiplier = 1877892241, .output_shift = -18, .act_min = -128, .act_max = 127};
 
@@ -1745,7 +1745,7 @@ static const int32_t s6_shift[64] HI_MODEL_ALIGN = {
   -8, -8, -7, -8, -8, -8, -8, -8, -8, -8, -8, -8, -8, -8, -8, -8
 };
 
-static const hi_nn_conv_params_t s6_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 3, .k_w = 3, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 8};
+static const hi_nn_conv_params_t s6_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 3, .k_w = 3, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -128, .act_min = -128, .act_max = 127, .strip_w = 8, .acc_q30 = 1};
 
 static const int32_t s7_bias_folded[64] HI_MODEL_ALIGN = {
   -165294, 3691, -13839, -427, 90387, -160483, -297295, -54864, 185679, -165520, 120952, -82741, 66607, 52899, -222439, -125102, -12306, -206901, -65620, -243525, -117489, -131155, -5281, -337045,
@@ -3304,7 +3304,7 @@ static const int32_t s7_shift[64] HI_MODEL_ALIGN = {
   -10, -10, -10, -9, -9, -10, -10, -10, -10, -10, -10, -10, -10, -9, -9, -10
 };
 
-static const hi_nn_conv_params_t s7_p = {.batches = 1, .in_h = 8, .in_w = 8, .in_c = 64, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -36, .act_min = -128, .act_max = 127, .strip_w = 8};
+static const hi_nn_conv_params_t s7_p = {.batches = 1, .in_h = 8, .in_w = 8, .in_c = 64, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 3, .k_w = 3, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 1, .pad_w = 1, .input_offset = 128, .output_offset = -36, .act_min = -128, .act_max = 127, .strip_w = 8, .acc_q30 = 1};
 
 static const int32_t s8_bias_folded[64] HI_MODEL_ALIGN = {
   -182727, -101415, -206221, -94523, -148761, -54634, -101752, -111484, -98953, -106433, -93177, -108699, -123670, -128522, -85601, -31825, -43571, -35515, -133011, -82936, -73577, -147816, -132266, -91575,
@@ -3413,7 +3413,7 @@ static const int32_t s8_shift[64] HI_MODEL_ALIGN = {
   -9, -10, -10, -10, -9, -9, -10, -10, -10, -11, -10, -10, -10, -10, -10, -10
 };
 
-static const hi_nn_conv_params_t s8_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 1, .k_w = 1, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -71, .act_min = -128, .act_max = 127, .strip_w = 8};
+static const hi_nn_conv_params_t s8_p = {.batches = 1, .in_h = 16, .in_w = 16, .in_c = 32, .out_h = 8, .out_w = 8, .out_c = 64, .k_h = 1, .k_w = 1, .stride_h = 2, .stride_w = 2, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -71, .act_min = -128, .act_max = 127, .strip_w = 8, .acc_q30 = 1};
 
 static const hi_nn_add_params_t s8_add = {.input1_offset = 71, .input2_offset = 36, .output_offset = -128, .left_shift = 20, .input1_multiplier = 1621710304, .input1_shift = -1, .input2_multiplier = 1073741824, .input2_shift = 0, .output_multiplier = 1829390063, .output_shift = -18, .act_min = -128, .act_max = 127};
 
@@ -3461,7 +3461,7 @@ static const int32_t s10_shift[10] HI_MODEL_ALIGN = {
   -6, -6, -5, -6, -5, -5, -6, -6, -6, -6
 };
 
-static const hi_nn_conv_params_t s10_p = {.batches = 1, .in_h = 1, .in_w = 1, .in_c = 64, .out_h = 1, .out_w = 1, .out_c = 10, .k_h = 1, .k_w = 1, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -44, .act_min = -128, .act_max = 127, .strip_w = 1};
+static const hi_nn_conv_params_t s10_p = {.batches = 1, .in_h = 1, .in_w = 1, .in_c = 64, .out_h = 1, .out_w = 1, .out_c = 10, .k_h = 1, .k_w = 1, .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .pad_h = 0, .pad_w = 0, .input_offset = 128, .output_offset = -44, .act_min = -128, .act_max = 127, .strip_w = 1, .acc_q30 = 1};
 
 static const hi_nn_softmax_params_t s12_p = {.outer = 1, .depth = 10, .input_multiplier = 1566242816, .input_left_shift = 24, .diff_min = -124};
 

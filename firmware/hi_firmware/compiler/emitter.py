@@ -104,7 +104,7 @@ def _struct(fields: list[tuple[str, object]]) -> str:
 
 _CONV_FIELDS = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h",
                 "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "input_offset", "output_offset", "act_min",
-                "act_max", "strip_w")
+                "act_max", "strip_w", "acc_q30")
 _DW_FIELDS = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "depth_multiplier", "k_h", "k_w",
               "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "input_offset", "output_offset",
               "act_min", "act_max")

@@ -123,6 +123,10 @@ def plan_conv_strips(steps: list[Step], budget: int = CONV_SCRATCH_BUDGET) -> No
         strip = choose_strip(p, "residual" in p, budget)
         p["strip_w"] = strip
         p["scratch_bytes"] = conv_scratch_bytes(p, strip, "residual" in p)
+        # every strip-path accumulator is bias_folded + sum w * x with int8 x (padding holds the zero point)
+        bound = np.abs(s.consts["bias_folded"].astype(np.int64)) + 128 * np.abs(
+            s.consts["filter"].reshape(p["out_c"], -1).astype(np.int64)).sum(axis=1)
+        p["acc_q30"] = int(bool(strip > 0 and bound.max() < (1 << 30) - 1))
         if strip > 0:
             s.consts["filter"] = pack_strip_filter(s.consts["filter"])
             s.consts.pop("bias", None)  # only the in-place path's border pixels read the unfolded bias

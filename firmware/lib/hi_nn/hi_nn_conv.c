@@ -479,11 +479,13 @@ HI_NN_INLINE void strip_block4(int variant, const uint8_t *x, int32_t n, int32_t
 typedef struct {
   const int32_t *lut_res, *lut_conv; /* each operand's rescaled value, indexed by int8 + 128 */
   int32_t mult, shift, e, rnd, fast, offset, act_min, act_max;
+  int32_t q30; /* |lut_res| + |lut_conv| < 2^30 for every entry (see HI_NN_RQ30_ASM) */
 } strip_add_t;
 
 /* Requantization constants of one output channel. */
 typedef struct {
   int32_t mult, shift, e, rnd, fast, offset, act_min, act_max;
+  int32_t q30; /* the conv's accumulators provably fit in +-(2^30 - 1) (params acc_q30) */
 } strip_rq_t;
 
 #if HI_NN_STRIP_ASM
@@ -498,6 +500,15 @@ typedef struct {
   "qadd %[v], %[v], %[" RND "]\n\t"              \
   "add %[v], %[v], %[hi], asr #31\n\t"           \
   "asr %[v], %[v], %[" E "]\n\t"                 \
+  "add %[v], %[v], %[" OFF "]\n\t"
+/* The same when |x| < 2^30: then (x*m + 2^30) >> 31 == (2x*m + 2^31) >> 32, which SMMULR computes in one
+ * instruction (the high word of the product, rounded), and q's sign is its own sign bit. */
+#define HI_NN_RQ30_ASM(M, RND, E, OFF)           \
+  "lsl %[v], %[v], #1\n\t"                       \
+  "smmulr %[v], %[v], %[" M "]\n\t"              \
+  "qadd %[lo], %[v], %[" RND "]\n\t"             \
+  "add %[lo], %[lo], %[v], asr #31\n\t"          \
+  "asr %[v], %[lo], %[" E "]\n\t"                \
   "add %[v], %[v], %[" OFF "]\n\t"
 #endif
 
@@ -514,32 +525,39 @@ HI_NN_NOINLINE static void strip_out_plain(int32_t *acc, int32_t npx, int8_t *ou
     if (amin == -128 && amax == 127) {
       int32_t *end = acc + npx;
       uint32_t v, lo, hi;
-      if (lut == NULL) {
-        __asm__ volatile("1:\n\t"
-                         "ldr %[v], [%[acc]], #4\n\t" HI_NN_RQ_ASM("m", "rnd", "e", "off")
-                         "ssat %[v], #8, %[v]\n\t"
-                         "strb %[v], [%[out]]\n\t"
-                         "add %[out], %[out], %[stride]\n\t"
-                         "cmp %[acc], %[end]\n\t"
-                         "bne 1b\n\t"
-                         : [acc] "+r"(acc), [out] "+r"(out), [v] "=&r"(v), [lo] "=&r"(lo), [hi] "=&r"(hi)
-                         : [end] "r"(end), [stride] "r"(stride), [m] "r"(m), [rnd] "r"(rnd), [e] "r"(e),
-                           [off] "r"(off)
-                         : "cc", "memory");
+#define HI_NN_OUT_PLAIN(RQ)                                                                                   \
+  __asm__ volatile("1:\n\t"                                                                                  \
+                   "ldr %[v], [%[acc]], #4\n\t" RQ("m", "rnd", "e", "off") "ssat %[v], #8, %[v]\n\t"           \
+                   "strb %[v], [%[out]]\n\t"                                                                  \
+                   "add %[out], %[out], %[stride]\n\t"                                                        \
+                   "cmp %[acc], %[end]\n\t"                                                                   \
+                   "bne 1b\n\t"                                                                               \
+                   : [acc] "+r"(acc), [out] "+r"(out), [v] "=&r"(v), [lo] "=&r"(lo), [hi] "=&r"(hi)           \
+                   : [end] "r"(end), [stride] "r"(stride), [m] "r"(m), [rnd] "r"(rnd), [e] "r"(e), [off] "r"(off) \
+                   : "cc", "memory")
+#define HI_NN_OUT_LUT(RQ)                                                                                     \
+  __asm__ volatile("1:\n\t"                                                                                  \
+                   "ldr %[v], [%[acc]]\n\t" RQ("m", "rnd", "e", "off") "ssat %[v], #8, %[v]\n\t"               \
+                   "ldr %[v], [%[lut], %[v], lsl #2]\n\t"                                                     \
+                   "str %[v], [%[acc]], #4\n\t"                                                               \
+                   "cmp %[acc], %[end]\n\t"                                                                   \
+                   "bne 1b\n\t"                                                                               \
+                   : [acc] "+r"(acc), [v] "=&r"(v), [lo] "=&r"(lo), [hi] "=&r"(hi)                            \
+                   : [end] "r"(end), [lut] "r"(lut0), [m] "r"(m), [rnd] "r"(rnd), [e] "r"(e), [off] "r"(off)     \
+                   : "cc", "memory")
+      const int32_t *lut0 = lut != NULL ? lut + 128 : NULL;
+      if (lut == NULL && rq->q30) {
+        HI_NN_OUT_PLAIN(HI_NN_RQ30_ASM);
+      } else if (lut == NULL) {
+        HI_NN_OUT_PLAIN(HI_NN_RQ_ASM);
+      } else if (rq->q30) {
+        HI_NN_OUT_LUT(HI_NN_RQ30_ASM);
       } else {
-        const int32_t *lut0 = lut + 128;
-        __asm__ volatile("1:\n\t"
-                         "ldr %[v], [%[acc]]\n\t" HI_NN_RQ_ASM("m", "rnd", "e", "off")
-                         "ssat %[v], #8, %[v]\n\t"
-                         "ldr %[v], [%[lut], %[v], lsl #2]\n\t"
-                         "str %[v], [%[acc]], #4\n\t"
-                         "cmp %[acc], %[end]\n\t"
-                         "bne 1b\n\t"
-                         : [acc] "+r"(acc), [v] "=&r"(v), [lo] "=&r"(lo), [hi] "=&r"(hi)
-                         : [end] "r"(end), [lut] "r"(lut0), [m] "r"(m), [rnd] "r"(rnd), [e] "r"(e),
-                           [off] "r"(off)
-                         : "cc", "memory");
+        HI_NN_OUT_LUT(HI_NN_RQ_ASM);
       }
+#undef HI_NN_OUT_PLAIN
+#undef HI_NN_OUT_LUT
+      (void)hi;
       return;
     }
 #endif
@@ -582,20 +600,27 @@ HI_NN_NOINLINE static void strip_out_residual(int32_t *acc, int32_t npx, int8_t 
       const int32_t diff = (int32_t)(out - res);
       const int32_t *end = acc + npx;
       uint32_t v, lo, hi;
-      __asm__ volatile("1:\n\t"
-                       "ldrsb %[v], [%[res]]\n\t"
-                       "ldr %[lo], [%[acc]], #4\n\t"
-                       "ldr %[v], [%[lr], %[v], lsl #2]\n\t"
-                       "add %[v], %[v], %[lo]\n\t" HI_NN_RQ_ASM("am", "arnd", "ae", "aoff")
-                       "ssat %[v], #8, %[v]\n\t"
-                       "strb %[v], [%[res], %[diff]]\n\t"
-                       "add %[res], %[res], %[stride]\n\t"
-                       "cmp %[acc], %[end]\n\t"
-                       "bne 1b\n\t"
-                       : [acc] "+r"(acc), [res] "+r"(res), [v] "=&r"(v), [lo] "=&r"(lo), [hi] "=&r"(hi)
-                       : [end] "r"(end), [diff] "r"(diff), [stride] "r"(stride), [lr] "r"(lr), [am] "r"(am),
-                         [arnd] "r"(arnd), [ae] "r"(ae), [aoff] "r"(aoff)
-                       : "cc", "memory");
+#define HI_NN_OUT_RES(RQ)                                                                                     \
+  __asm__ volatile("1:\n\t"                                                                                  \
+                   "ldrsb %[v], [%[res]]\n\t"                                                                  \
+                   "ldr %[lo], [%[acc]], #4\n\t"                                                              \
+                   "ldr %[v], [%[lr], %[v], lsl #2]\n\t"                                                      \
+                   "add %[v], %[v], %[lo]\n\t" RQ("am", "arnd", "ae", "aoff") "ssat %[v], #8, %[v]\n\t"        \
+                   "strb %[v], [%[res], %[diff]]\n\t"                                                         \
+                   "add %[res], %[res], %[stride]\n\t"                                                        \
+                   "cmp %[acc], %[end]\n\t"                                                                   \
+                   "bne 1b\n\t"                                                                               \
+                   : [acc] "+r"(acc), [res] "+r"(res), [v] "=&r"(v), [lo] "=&r"(lo), [hi] "=&r"(hi)           \
+                   : [end] "r"(end), [diff] "r"(diff), [stride] "r"(stride), [lr] "r"(lr), [am] "r"(am),       \
+                     [arnd] "r"(arnd), [ae] "r"(ae), [aoff] "r"(aoff)                                            \
+                   : "cc", "memory")
+      if (a->q30) {
+        HI_NN_OUT_RES(HI_NN_RQ30_ASM);
+      } else {
+        HI_NN_OUT_RES(HI_NN_RQ_ASM);
+      }
+#undef HI_NN_OUT_RES
+      (void)hi;
       return;
     }
 #endif
@@ -626,6 +651,7 @@ HI_NN_INLINE void strip_compute(int variant, const hi_nn_conv_params_t *p, const
   rq.offset = p->output_offset;
   rq.act_min = p->act_min;
   rq.act_max = p->act_max;
+  rq.q30 = p->acc_q30;
   for (oc = 0; oc < out_c; ++oc) {
     const int8_t *w = filter + oc * w_per_oc;
     const int32_t bf = bias_folded[oc];
@@ -723,6 +749,15 @@ static void add_operand_lut(int32_t *lut, int32_t offset, int32_t left_shift, in
   }
 }
 
+static int32_t lut_abs_max(const int32_t *lut) {
+  int32_t i, m = 0;
+  for (i = 0; i < 256; ++i) {
+    const int32_t v = lut[i] < 0 ? -lut[i] : lut[i]; /* |v| < 2^31: the rescaled operands are far smaller */
+    if (v > m) m = v;
+  }
+  return m > (1 << 29) ? (1 << 30) : m; /* saturate so the sum of two cannot overflow */
+}
+
 static int conv_strip(const hi_nn_conv_params_t *p, const int8_t *in, const int8_t *filter,
                       const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *out,
                       const hi_nn_residual_t *residual, void *scratch, int32_t scratch_bytes) {
@@ -754,6 +789,7 @@ static int conv_strip(const hi_nn_conv_params_t *p, const int8_t *in, const int8
     add.offset = a->output_offset;
     add.act_min = a->act_min;
     add.act_max = a->act_max;
+    add.q30 = lut_abs_max(lut1) + lut_abs_max(lut2) < (1 << 30);
     buf += HI_NN_RES_LUT_BYTES;
   }
   for (b = 0; b < p->batches; ++b) {

@@ -39,6 +39,10 @@ typedef struct {
    * in the scratch buffer; the filter is laid out [oc][ky][channel group of 4][kx][4] with zero-padded
    * channels. 0: TFLite's OHWI layout read in place (no scratch). The compiler chooses (lowering.py). */
   int32_t strip_w;
+  /* 1: |bias_folded[oc]| + 128 * sum |w[oc]| < 2^30 for every channel, so every accumulator of the strip path
+   * fits in +-(2^30 - 1) and the output stage can use the one-instruction rounding high multiply (SMMULR).
+   * The compiler proves it from the constants (lowering.py); 0 keeps the 64-bit form. */
+  int32_t acc_q30;
 } hi_nn_conv_params_t;
 
 /* Optional residual ADD fused into the output stage: out = ADD(conv, residual) (or ADD(residual, conv)

@@ -4,8 +4,9 @@
  * with the fused residual ADD as TFLM's AddFunc. Random geometries (channels that are and are not multiples
  * of 4, 1x1 to 5x5 kernels, strides 1-2, dilation, padding), both paths (strip path at several strip widths,
  * so the 8- and 4-pixel blocks and the scalar tail all run, and the in-place OHWI path), extreme multipliers
- * (shift 0 and left shifts take the exact requantization), activation ranges; plus a hand-computed case and
- * the scratch checks.
+ * (shift 0 and left shifts take the exact requantization), activation ranges, the output stage with and
+ * without acc_q30 (SMMULR); plus a hand-computed case and the scratch checks. `make qemu-test` runs it on the
+ * emulated Cortex-M4, where the assembly kernels and output stages are the ones tested.
  */
 #include <stdlib.h>
 
@@ -123,6 +124,18 @@ static void run_case(int index) {
     for (i = 0; i < p->k_h * p->k_w * p->in_c; ++i) wsum += c.filter[oc * p->k_h * p->k_w * p->in_c + i];
     c.bias_folded[oc] = (int32_t)((int64_t)c.bias[oc] + (int64_t)p->input_offset * wsum);
     rnd_multiplier(&c.mult[oc], &c.shift[oc], -13, rnd_range(0, 5) == 0 ? 2 : -1);
+  }
+  { /* the SMMULR output stage is allowed when every accumulator provably fits in +-(2^30 - 1) */
+    int64_t bound = 0;
+    for (oc = 0; oc < p->out_c; ++oc) {
+      int64_t b = c.bias_folded[oc] < 0 ? -(int64_t)c.bias_folded[oc] : c.bias_folded[oc];
+      for (i = 0; i < p->k_h * p->k_w * p->in_c; ++i) {
+        const int32_t w = c.filter[oc * p->k_h * p->k_w * p->in_c + i];
+        b += 128 * (w < 0 ? -w : w);
+      }
+      if (b > bound) bound = b;
+    }
+    p->acc_q30 = bound < (1 << 30) - 1 ? rnd_range(0, 1) : 0;
   }
   c.has_res = rnd_range(0, 1);
   c.conv_is_input2 = rnd_range(0, 1);

@@ -175,6 +175,54 @@ def profile_model(model: Path | bytes, inputs: Sequence[Sequence[np.ndarray]] | 
                         gen.flash_bytes)
 
 
+def function_profile(elf: Path, timeout: float = 900.0) -> dict[str, int]:
+    """Instructions per function of one run of the bench image, from QEMU's execution trace
+    (``-d in_asm,exec,nochain``: every translated block's instructions, then every block executed). Covers
+    the whole run (all samples, the prints), so run it with one sample. Slower than the bench (a trace of
+    every block), and exact: the counts add up to the run's instructions."""
+    import bisect
+    import collections
+
+    qemu = require("qemu-system-arm", "install QEMU (Debian: apt-get install qemu-system-arm)")
+    nm = require("arm-none-eabi-nm", "install gcc-arm-none-eabi (binutils)")
+    syms = []
+    for line in subprocess.run([nm, "-n", str(elf)], capture_output=True, text=True, check=True).stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "tT":
+            syms.append((int(parts[0], 16) & ~1, parts[2]))
+    syms.sort()
+    addrs = [a for a, _ in syms]
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "trace.log"
+        cmd = [qemu, "-M", QEMU_MACHINE, "-nographic", "-monitor", "none", "-semihosting", "-icount", "shift=0",
+               "-kernel", str(elf), "-d", "in_asm,exec,nochain", "-D", str(log)]
+        subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+        size: dict[int, int] = {}
+        runs: collections.Counter[int] = collections.Counter()
+        current = None
+        with open(log) as f:
+            for line in f:
+                if line.startswith("IN:"):
+                    current = None
+                    continue
+                m = re.match(r"0x([0-9a-f]{8}):\s", line)
+                if m:
+                    pc = int(m.group(1), 16)
+                    if current is None:
+                        current = pc
+                        size[pc] = 0
+                    size[current] += 1
+                    continue
+                m = re.search(r"Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/", line)
+                if m:
+                    runs[int(m.group(1), 16)] += 1
+    out: collections.Counter[str] = collections.Counter()
+    for pc, n in runs.items():
+        i = bisect.bisect_right(addrs, pc) - 1
+        out[syms[i][1] if i >= 0 else "?"] += n * size.get(pc, 0)
+    return dict(out.most_common())
+
+
 def short_name(tensor: str) -> str:
     """A readable layer label from a TFLite tensor name ("model/s1_relu1_1/Relu;..." -> "s1_relu1_1/Relu")."""
     first = tensor.split(";", 1)[0]
@@ -198,13 +246,22 @@ def render(profile: ModelProfile) -> str:
 def cmd_profile(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise UsageError(f"--samples {args.samples} must be at least 1")
-    prof = profile_model(Path(args.model), samples=args.samples, seed=args.seed,
-                         extra_cflags="-DHI_NN_NO_DSP" if args.portable else "")
+    if args.functions and args.samples != 1:
+        raise UsageError("--functions traces the whole run: use it with --samples 1")
+    with tempfile.TemporaryDirectory() as tmp:
+        prof = profile_model(Path(args.model), samples=args.samples, seed=args.seed, work_dir=Path(tmp),
+                             extra_cflags="-DHI_NN_NO_DSP" if args.portable else "")
+        funcs = function_profile(Path(tmp) / "hi_bench.elf") if args.functions else None
     print(f"{prof.model} on QEMU {QEMU_MACHINE} (Cortex-M4F, {'portable C' if args.portable else 'DSP'} kernels, "
           f"-icount shift=0): {prof.instructions / 1e6:.3f} M instructions per inference")
     print(f"  arena {prof.arena_bytes} B, scratch {prof.scratch_bytes} B, constants {prof.const_bytes} B; "
           f"bench image text {prof.image['text']} B")
     print(render(prof))
+    if funcs is not None:
+        total = sum(funcs.values())
+        print(f"per function (QEMU execution trace of the whole run, {total:,} instructions):")
+        for name, n in list(funcs.items())[:15]:
+            print(f"  {n:>12,} {100 * n / total:5.1f}%  {name}")
     if args.json:
         Path(args.json).write_text(json.dumps(prof.to_dict(), indent=2) + "\n")
     return 0
@@ -218,5 +275,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--samples", type=int, default=1, help="inputs to run (seeded random; the first is profiled)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--portable", action="store_true", help="the portable C kernels (-DHI_NN_NO_DSP)")
+    p.add_argument("--functions", action="store_true",
+                   help="also count instructions per function from a QEMU execution trace (slower)")
     p.add_argument("--json", help="also write the profile as JSON here")
     p.set_defaults(func=cmd_profile)

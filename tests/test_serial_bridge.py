@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hi_firmware.app_config import generate_app
 from core_host import HostDevice, build_host_device, make_tiny_models, serve_device
+from hi_firmware.app_config import generate_app
 
 from hi_runtime import protocol as p
 from hi_runtime.decider import Decider

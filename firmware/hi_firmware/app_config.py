@@ -17,6 +17,7 @@ from pathlib import Path
 from .decider_header import write_decider_header
 from .errors import UsageError
 
+
 @dataclass
 class SegmentInfo:
     """One compiled segment and how the pipeline calls it."""

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from hi_firmware.compiler import kernel_dir
 from hi_firmware.compiler.hostbuild import kernel_sources
-from hi_firmware.toolchain import build_shared
 from hi_firmware.compiler.quant import quantize_multiplier
+from hi_firmware.toolchain import build_shared
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from core_host import make_tiny_models
 from hi_firmware.app_config import generate_app
 from hi_firmware.errors import UsageError
-from core_host import make_tiny_models
 
 FW = Path(__file__).resolve().parents[2] / "firmware"
 ARM_FLAGS = {"cortex-m4f (nano33ble)": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core_host import HostDevice, build_host_device, make_tiny_models, serve_device
 from hi_firmware.app_config import generate_app
 from hi_firmware.qemu import QEMU_INSTRUCTIONS_PER_US, build_qemu, run_qemu
 from hi_firmware.toolchain import elf_size
-from core_host import HostDevice, build_host_device, make_tiny_models, serve_device
 
 from hi_runtime.decider import Decider
 from hi_runtime.serial_bridge import SerialBridge, SerialDevice

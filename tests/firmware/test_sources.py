@@ -32,7 +32,7 @@ def _all_sources() -> set[str]:
 
 
 def test_every_listed_file_exists_and_every_source_is_listed() -> None:
-    listed = {f for name, items in lists(FW).items() if name.endswith("_SRCS") or name.endswith("_TESTS")
+    listed = {f for name, items in lists(FW).items() if name.endswith(("_SRCS", "_TESTS"))
               for f in items}
     for name, items in lists(FW).items():
         for item in items:
@@ -52,7 +52,7 @@ def test_every_listed_file_exists_and_every_source_is_listed() -> None:
                                       "fuzz/Makefile"])
 def test_makefiles_include_the_list_and_do_not_glob_sources(makefile: str) -> None:
     text = (FW / makefile).read_text()
-    assert re.search(r"^include \.\./(\.\./)?sources\.mk$", text, re.M), makefile
+    assert re.search(r"^include \.\./(\.\./)?sources\.mk$", text, re.MULTILINE), makefile
     globs = [g for g in re.findall(r"\$\(wildcard ([^)]*)\)", text) if re.search(r"\.(c|cc|cpp)\b", g)]
     own = [g for g in globs if not all(w.startswith(("$(APP_DIR)", "$(BENCH_DIR)")) for w in g.split())]
     assert not own, f"{makefile} globs firmware sources instead of using sources.mk: {own}"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
 from hi_firmware.host import build_host_device  # noqa: F401  (re-exported for the tests)
 from hi_firmware.paths import firmware_dir
 from hi_firmware.sources import paths
@@ -621,7 +620,6 @@ def make_tiny_models(out_dir: Path, seeds: Sequence[int] = (0, 1)) -> list[Path]
     if all(p.exists() for p in paths):
         return paths
     import tensorflow as tf
-
     from hi_firmware.compiler.testing import convert_int8
 
     out_dir.mkdir(parents=True, exist_ok=True)

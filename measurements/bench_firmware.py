@@ -1,6 +1,7 @@
-"""Instructions per inference, flash and RAM of the firmware on the emulated Cortex-M4F board.
+"""Instructions per inference (and per layer), flash and RAM of the firmware on the emulated Cortex-M4F.
 
-Run:  python -m measurements.bench_firmware [--model M.tflite | --chain EE.json] [--runs 5] [--samples 50]
+Run:  python -m measurements.bench_firmware [--model M.tflite | --chain EE.json | --mlperf-resnet8]
+                                            [--runs 5] [--samples 50] [--no-layers]
       hi-bench firmware ...   (the same, through hi-bench)
 
 How it is measured (WHY these numbers mean instructions):
@@ -13,9 +14,14 @@ How it is measured (WHY these numbers mean instructions):
     multi-cycle loads), so cycles on a board are somewhat higher.
   * With ``--samples`` the HI decision (`hi run`) runs on CIFAR-10 test images (JPEG re-encoded, see
     docs/measurements.md) and reports the device time per sample by exit taken (early-exit chains).
+  * Per layer: each model is also built into the model bench (hi-firmware profile: the same board startup
+    and kernels, semihosting output) and SysTick timestamps every kernel step (HI_MODEL_STEP_HOOK), so the
+    table shows layer, MACs, instructions and instructions per MAC (exact to 40 instructions per step).
+  * ``--mlperf-resnet8``: MLPerf Tiny's reference ResNet-8 structure (random weights, converted the MLPerf
+    way; needs TensorFlow) instead of a shipped model.
   * flash = text + data and RAM = data + bss from ``arm-none-eabi-size`` of the whole image (startup,
-    core, kernels, model, application, serial buffers and a 16 KiB stack); the model's own arena and
-    constants come from the compiler.
+    core, kernels, model, application, serial buffers and a 16 KiB stack); the model's own arena, scratch
+    and constants come from the compiler.
 Anchors for MLPerf Tiny's INT8 ResNet-8 on this emulated board: TFLite Micro + CMSIS-NN 29.9 M
 instructions per inference, reference kernels 824 M; the project's goal is at most 20 M (stretch 12 M).
 """
@@ -45,33 +51,50 @@ def _images(n: int, data: Path | None):
     return ds.images[idx], ds.labels[idx]
 
 
+def layer_profiles(info, build_dir: Path) -> list[dict]:
+    """Per-layer instructions of every segment of the application (hi_firmware.bench)."""
+    from hi_firmware.bench import profile_model
+
+    out = []
+    for seg in info.segments:
+        prof = profile_model(Path(seg.model_path), work_dir=build_dir / f"bench_{seg.name}")
+        out.append({"segment": seg.name, **prof.to_dict()})
+    return out
+
+
 def measure(model: Path | None, chain: Path | None, decider: Path | None, runs: int, samples: int,
-            data: Path | None, build_dir: Path) -> dict:
-    from hi_firmware import boards
+            data: Path | None, build_dir: Path, layers: bool = True) -> dict:
+    from hi_firmware.app_config import generate_app
+    from hi_firmware.boards import default_decider_for
+    from hi_firmware.qemu import QEMU_INSTRUCTIONS_PER_US, build_qemu, run_qemu
+    from hi_firmware.toolchain import elf_size
 
     from hi_runtime.agent.serial_bridge import SerialDevice
 
     kwargs = {"model": model, "chain": chain}
     if decider is not None:
         kwargs["decider"] = decider
-    elif model is not None and Path(model).resolve() == boards.DEFAULT_MODEL.resolve() and boards.DEFAULT_DECIDER.exists():
-        kwargs["decider"] = boards.DEFAULT_DECIDER
-    info = boards.generate_app(build_dir / "app", **kwargs)
-    elf = boards.build_qemu(build_dir / "app", build_dir)
-    size = boards.elf_size(elf)
+    elif model is not None and default_decider_for(Path(model)) is not None:
+        kwargs["decider"] = default_decider_for(Path(model))
+    info = generate_app(build_dir / "app", **kwargs)
+    elf = build_qemu(build_dir / "app", build_dir)
+    size = elf_size(elf)
     out: dict = {
         "board": "QEMU mps2-an386 (Cortex-M4F), -icount shift=0",
         "model": str(chain or model),
-        "segments": [{"name": s.name, "arena_bytes": s.arena_bytes, "const_bytes": s.flash_bytes} for s in info.segments],
+        "segments": [{"name": s.name, "arena_bytes": s.arena_bytes, "scratch_bytes": s.scratch_bytes,
+                      "const_bytes": s.flash_bytes} for s in info.segments],
         "image": {**size, "elf": str(elf)},
         "anchors_M_instructions": ANCHORS_M,
     }
-    with boards.run_qemu(elf, icount=True) as qemu, SerialDevice.open(qemu.url, timeout=600) as dev:
+    if layers:
+        out["layers"] = layer_profiles(info, build_dir)
+    with run_qemu(elf, icount=True) as qemu, SerialDevice.open(qemu.url, timeout=600) as dev:
         dev.sync()
         img = np.random.default_rng(0).integers(0, 256, (*info.input_shape,), dtype=np.uint8)
         dev.load(img)
         laps, _ = dev.infer(runs, 1, timeout=1200)
-        out["instructions_per_inference"] = (laps[1] - laps[0]) * boards.QEMU_INSTRUCTIONS_PER_US / runs
+        out["instructions_per_inference"] = (laps[1] - laps[0]) * QEMU_INSTRUCTIONS_PER_US / runs
         out["runs"] = runs
         if samples:
             images, labels = _images(samples, data)
@@ -90,11 +113,17 @@ def measure(model: Path | None, chain: Path | None, decider: Path | None, runs: 
                 "samples": samples,
                 "local_accuracy": correct / samples,
                 "offload_decisions": offloads,
-                "mean_instructions_per_sample": float(np.mean(all_us)) * boards.QEMU_INSTRUCTIONS_PER_US,
-                "by_exit": {str(k): {"samples": len(v), "mean_instructions": float(np.mean(v)) * boards.QEMU_INSTRUCTIONS_PER_US}
+                "mean_instructions_per_sample": float(np.mean(all_us)) * QEMU_INSTRUCTIONS_PER_US,
+                "by_exit": {str(k): {"samples": len(v), "mean_instructions": float(np.mean(v)) * QEMU_INSTRUCTIONS_PER_US}
                             for k, v in sorted(by_exit.items())},
             }
     return out
+
+
+def _short(tensor: str) -> str:
+    from hi_firmware.bench import short_name
+
+    return short_name(tensor)
 
 
 def report(res: dict) -> str:
@@ -107,7 +136,18 @@ def report(res: dict) -> str:
     lines.append(f"  image: flash {img['flash']} B (text {img['text']} + data {img['data']}), RAM {img['ram']} B "
                  f"(data {img['data']} + bss {img['bss']}, incl. 16 KiB stack)")
     for s in res["segments"]:
-        lines.append(f"    {s['name']}: arena {s['arena_bytes']} B, constants {s['const_bytes']} B")
+        lines.append(f"    {s['name']}: arena {s['arena_bytes']} B, scratch {s.get('scratch_bytes', 0)} B, "
+                     f"constants {s['const_bytes']} B")
+    for seg in res.get("layers", []):
+        lines.append(f"  per layer, {seg['segment']} (model bench: one invoke {seg['instructions'] / 1e6:.3f} M "
+                     f"instructions, {seg['macs']:,} MACs):")
+        lines.append("    " + f"{'step':>4}  {'layer':<36} {'MACs':>10} {'instructions':>13} {'instr/MAC':>9}")
+        for st in seg["steps"]:
+            if not st["instructions"] and not st["macs"]:
+                continue
+            per = f"{st['instructions'] / st['macs']:9.3f}" if st["macs"] else f"{'-':>9}"
+            label = f"{st['kind']} {_short(st['output'])}"[:36]
+            lines.append(f"    {st['index']:>4}  {label:<36} {st['macs']:>10,} {st['instructions']:>13,} {per}")
     if "hi_run" in res:
         h = res["hi_run"]
         lines.append(f"  hi run on {h['samples']} CIFAR-10 JPEG test images: local accuracy {h['local_accuracy']:.3f}, "
@@ -122,7 +162,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--model", type=Path, help="INT8 .tflite (default models/cifar10/resnet8_int8.tflite)")
     src.add_argument("--chain", type=Path, help="early-exit chain JSON (models/cifar10/ee_resnet8.json)")
+    src.add_argument("--mlperf-resnet8", action="store_true",
+                     help="MLPerf Tiny's reference ResNet-8 structure (random weights; needs TensorFlow)")
     ap.add_argument("--decider", type=Path, help="decider JSON (default: the shipped one for the shipped model)")
+    ap.add_argument("--no-layers", action="store_true", help="skip the per-layer table (one build less per model)")
     ap.add_argument("--runs", type=int, default=5, help="timed inferences (default 5)")
     ap.add_argument("--samples", type=int, default=0, help="also run `hi run` on this many CIFAR-10 test images")
     ap.add_argument("--data", type=Path, help="CIFAR-10 JPEG dir (default ../shared/datasets/cifar10-jpeg)")
@@ -131,17 +174,30 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hi_firmware.boards import DEFAULT_MODEL, BoardError
+    from hi_firmware.boards import default_model
+    from hi_firmware.errors import BuildError, UsageError
 
-    model = args.model if args.model or args.chain else DEFAULT_MODEL
     if args.runs < 1:
         print("bench_firmware: --runs must be at least 1", file=sys.stderr)
         return 2
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            model = args.model
+            if args.mlperf_resnet8:
+                from hi_firmware.compiler.testing import mlperf_tiny_resnet8_int8
+
+                model = Path(tmp) / "mlperf_tiny_resnet8_int8.tflite"
+                model.write_bytes(mlperf_tiny_resnet8_int8(seed=0))
+            elif model is None and args.chain is None:
+                model = default_model()
             res = measure(model, args.chain, args.decider, args.runs, args.samples, args.data,
-                          Path(args.build_dir or tmp))
-    except BoardError as exc:
+                          Path(args.build_dir or tmp), layers=not args.no_layers)
+            if args.mlperf_resnet8:
+                res["model"] = "MLPerf Tiny ResNet-8 structure (random weights, hi_firmware.compiler.testing)"
+    except UsageError as exc:
+        print(f"bench_firmware: error: {exc}", file=sys.stderr)
+        return 2
+    except BuildError as exc:
         print(f"bench_firmware: {exc}", file=sys.stderr)
         return 1
     print(report(res))

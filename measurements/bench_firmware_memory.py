@@ -5,8 +5,10 @@ With no model arguments it measures every shipped models/**/*_int8*.tflite.
 
 What is measured, and how (WHY each number is what a firmware author provisions):
   * arena      - the static RAM arena of the generated code (hi_model_NAME_arena), from the memory planner.
+  * scratch    - the static scratch the convolutions' strip path shares (hi_model_NAME_scratch: input rows
+                 widened to int16, the fused residual ADD's tables), RAM besides the arena.
   * io         - bytes of the input + output buffers, which the caller owns (TFLite Micro keeps them inside
-                 its arena, so "arena + io" is the fair comparison).
+                 its arena, so "arena + scratch + io" (all RAM) is the fair comparison).
   * tflm_arena - the smallest arena tflite-micro's Python interpreter (reference kernels, 64-bit host
                  build) accepts for the same model, found by bisection. On a 32-bit Cortex-M the TFLM number
                  is somewhat smaller (pointer-sized bookkeeping), e.g. 54,996 B reported for MLPerf Tiny's
@@ -35,6 +37,7 @@ ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d1
 class MemoryRow:
     model: str
     arena: int
+    scratch: int
     io: int
     tflm_arena: int | None
     const: int
@@ -46,16 +49,17 @@ class MemoryRow:
     def saving(self) -> float | None:
         if not self.tflm_arena:
             return None
-        return 1.0 - (self.arena + self.io) / self.tflm_arena
+        return 1.0 - (self.arena + self.scratch + self.io) / self.tflm_arena
 
 
 def arm_sections(gen_dir: Path, name: str) -> tuple[int, int, int] | None:
     """(text, data, bss) of model + kernels for Cortex-M4F, or None without the ARM toolchain."""
     from hi_firmware.compiler import kernel_dir
+    from hi_firmware.compiler.hostbuild import kernel_sources
 
     if not shutil.which("arm-none-eabi-gcc") or not shutil.which("arm-none-eabi-size"):
         return None
-    sources = [gen_dir / f"hi_model_{name}.c", *sorted(p for p in kernel_dir().glob("hi_nn_*.c") if not p.name.endswith("_test.c"))]
+    sources = [gen_dir / f"hi_model_{name}.c", *kernel_sources()]
     objs = []
     for src in sources:
         obj = gen_dir / (src.stem + ".o")
@@ -77,19 +81,19 @@ def measure(model_bytes: bytes, label: str, name: str) -> MemoryRow:
         gen.write(Path(tmp))
         sections = arm_sections(Path(tmp), name)
     return MemoryRow(
-        model=label, arena=plan.arena_size, io=io, tflm_arena=tflm_arena_used(model_bytes), const=gen.flash_bytes,
+        model=label, arena=plan.arena_size, scratch=gen.scratch_size, io=io, tflm_arena=tflm_arena_used(model_bytes), const=gen.flash_bytes,
         arm_text=sections[0] if sections else None, arm_data=sections[1] if sections else None,
         arm_bss=sections[2] if sections else None,
     )
 
 
 def render(rows: list[MemoryRow]) -> str:
-    head = f"{'model':<34} {'arena':>8} {'io':>6} {'arena+io':>9} {'TFLM arena':>11} {'saving':>7} {'const':>8} {'M4 text':>8} {'M4 bss':>7}"
+    head = f"{'model':<34} {'arena':>8} {'scratch':>8} {'io':>6} {'all RAM':>8} {'TFLM arena':>11} {'saving':>7} {'const':>8} {'M4 text':>8} {'M4 bss':>7}"
     lines = [head, "-" * len(head)]
     for r in rows:
         sav = f"{100 * r.saving:.0f}%" if r.saving is not None else "n/a"
         lines.append(
-            f"{r.model:<34} {r.arena:>8} {r.io:>6} {r.arena + r.io:>9} {r.tflm_arena if r.tflm_arena else 'n/a':>11} "
+            f"{r.model:<34} {r.arena:>8} {r.scratch:>8} {r.io:>6} {r.arena + r.scratch + r.io:>8} {r.tflm_arena if r.tflm_arena else 'n/a':>11} "
             f"{sav:>7} {r.const:>8} {r.arm_text if r.arm_text is not None else 'n/a':>8} {r.arm_bss if r.arm_bss is not None else 'n/a':>7}"
         )
     lines.append("bytes; TFLM arena measured with the tflite-micro Python interpreter (64-bit host); "

@@ -2,7 +2,7 @@
 
 The fake device is not a mock: it is the firmware (shared main, HI core, hi_nn kernels, generated
 application with a tiny INT8 model) compiled with gcc and exposed on a pseudo-terminal or a TCP socket
-(hi_firmware.core_host). Offloads go to a loopback hi-server serving a second tiny model.
+(tests/firmware/support/core_host.py). Offloads go to a loopback hi-server serving a second tiny model.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hi_firmware.boards import generate_app
-from hi_firmware.core_host import HostDevice, build_host_device, make_tiny_models, serve_device
+from core_host import HostDevice, build_host_device, make_tiny_models, serve_device
+from hi_firmware.app_config import generate_app
 
 from hi_runtime import protocol as p
 from hi_runtime.decider import Decider

@@ -49,13 +49,19 @@ __attribute__((section(".vectors"), used)) void (*const g_vectors[17])(void) = {
     UART0RX_Handler,
 };
 
+/* What happens when main returns: the board firmware never returns; programs run under semihosting (the
+ * kernels' C tests, qemu/semihost_run.c) report the exit code to QEMU instead. */
+__attribute__((weak)) void hi_startup_after_main(int rc) {
+  (void)rc;
+  for (;;) {
+  }
+}
+
 void Reset_Handler(void) {
   uint32_t *src = &__data_load, *dst = &__data_start;
   while (dst < &__data_end) *dst++ = *src++;
   for (dst = &__bss_start; dst < &__bss_end;) *dst++ = 0u;
   CPACR |= (0xFu << 20); /* full access to CP10 and CP11 (the FPU) */
   __asm volatile("dsb\n\tisb" ::: "memory");
-  (void)main();
-  for (;;) {
-  }
+  hi_startup_after_main(main());
 }

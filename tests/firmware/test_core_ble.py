@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from hi_firmware.core_host import CoreLib
+from core_host import CoreLib
 
 from hi_runtime.agent.ble import spec
 from hi_runtime.agent.ble.gateway import DeviceSession, GatewayConfig, GattLink, OffloadAnswer

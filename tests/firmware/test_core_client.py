@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from hi_firmware.core_host import CoreLib, Infer, make_tiny_models
+from core_host import CoreLib, Infer, make_tiny_models
 
 KEY = b"a-pre-shared-key-for-tests-32byt"
 SEND = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t)

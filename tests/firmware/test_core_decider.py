@@ -10,7 +10,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from hi_firmware.core_host import CoreLib
+from core_host import CoreLib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

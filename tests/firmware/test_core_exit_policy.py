@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hi_firmware.core_host import CoreLib, PyPipeline
+from core_host import CoreLib, PyPipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

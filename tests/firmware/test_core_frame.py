@@ -15,7 +15,7 @@ import struct
 import subprocess
 
 import pytest
-from hi_firmware.core_host import FRAME_ERRORS, CoreLib, FrameCodec
+from core_host import FRAME_ERRORS, CoreLib, FrameCodec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

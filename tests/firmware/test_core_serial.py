@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from hi_firmware.core_host import CoreLib, PyPipeline, SerialSession
+from core_host import CoreLib, PyPipeline, SerialSession
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

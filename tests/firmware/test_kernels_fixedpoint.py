@@ -1,18 +1,20 @@
 """hi_nn's fixed-point primitives against an independent big-integer model of gemmlowp/TFLite arithmetic.
 
-The C functions are inline in hi_nn_common.h; hi_nn_common_test.c exports wrappers. The hand-derived
-vectors in that file run as a C program too (make -C firmware/host test), checked here."""
+The C functions are inline in hi_nn_common.h; hi_nn_common_test.c exports wrappers. The kernels' own C
+tests (one *_test.c beside each kernel) run here under ASan/UBSan through firmware/lib/hi_nn/Makefile."""
 from __future__ import annotations
 
 import ctypes
+import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hi_firmware.compiler import kernel_dir
-from hi_firmware.compiler.hostbuild import build_shared, host_cc, kernel_sources
+from hi_firmware.compiler.hostbuild import kernel_sources
 from hi_firmware.compiler.quant import quantize_multiplier
+from hi_firmware.toolchain import build_shared
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,13 +25,15 @@ I32 = st.integers(-(2**31), 2**31 - 1)
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
-    out = build_shared(kernel_sources(), [kernel_dir()], tmp_path_factory.mktemp("fp") / "libhi_nn_fp.so")
+    out = build_shared([*kernel_sources(), kernel_dir() / "hi_nn_common_test.c"], [kernel_dir()],
+                       tmp_path_factory.mktemp("fp"), "libhi_nn_fp")
     lib = ctypes.CDLL(str(out))
-    for fn in ("hi_nn_test_srdhm", "hi_nn_test_rdbpot", "hi_nn_test_mbqm"):
+    for fn in ("hi_nn_test_srdhm", "hi_nn_test_rdbpot", "hi_nn_test_mbqm", "hi_nn_test_mbqm_rs"):
         getattr(lib, fn).restype = ctypes.c_int32
     lib.hi_nn_test_srdhm.argtypes = [ctypes.c_int32, ctypes.c_int32]
     lib.hi_nn_test_rdbpot.argtypes = [ctypes.c_int32, ctypes.c_int32]
     lib.hi_nn_test_mbqm.argtypes = [ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
+    lib.hi_nn_test_mbqm_rs.argtypes = [ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
     lib.hi_nn_test_dot.restype = ctypes.c_int32
     return lib
 
@@ -60,13 +64,33 @@ def py_mbqm(x: int, m: int, s: int) -> int:
     return py_rdbpot(py_srdhm(_wrap(x << left), m), right)
 
 
-def test_c_vectors_program(tmp_path: Path) -> None:
-    exe = tmp_path / "hi_nn_common_test"
-    srcs = [str(p) for p in sorted(kernel_dir().glob("hi_nn_*.c"))]
-    subprocess.run([host_cc(), "-std=c99", "-O2", "-DHI_NN_TEST_MAIN", f"-I{kernel_dir()}", *srcs, "-o", str(exe), "-lm"],
-                   check=True)
-    proc = subprocess.run([str(exe)], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
+def test_kernel_c_tests_pass_under_sanitizers(tmp_path: Path) -> None:
+    """The C test beside every hi_nn kernel (firmware/lib/hi_nn/*_test.c: TFLM's reference arithmetic written
+    out literally, hand-computed values, tflite-micro golden vectors), built with ASan + UBSan."""
+    if not shutil.which("make"):
+        pytest.skip("make not installed")
+    proc = subprocess.run(["make", "-s", "-C", str(kernel_dir()), f"BUILD={tmp_path}", "test"], capture_output=True,
+                          text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    from hi_firmware.sources import lists
+
+    for test in lists()["HI_NN_TESTS"]:
+        name = Path(test).stem
+        assert f"{name}: ok" in proc.stdout or (name == "hi_nn_common_test" and "hi_nn_common: all checks passed"
+                                                 in proc.stdout), name
+
+
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm") and shutil.which("make")),
+                    reason="arm-none-eabi-gcc / qemu-system-arm not installed (make firmware-deps)")
+def test_kernel_c_tests_pass_on_emulated_cortex_m4(tmp_path: Path) -> None:
+    """The same C tests built for Cortex-M4F, where the DSP paths (the assembly tiles and output stages) run,
+    on QEMU mps2-an386 through semihosting (make -C firmware/lib/hi_nn qemu-test)."""
+    proc = subprocess.run(["make", "-s", "-C", str(kernel_dir()), f"BUILD={tmp_path}", "qemu-test"],
+                          capture_output=True, text=True, check=False, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert out.count(": ok") + out.count("all checks passed") == len(__import__("hi_firmware.sources",
+                                                                                 fromlist=["lists"]).lists()["HI_NN_TESTS"])
 
 
 @settings(max_examples=400, deadline=None)
@@ -88,6 +112,19 @@ def test_multiply_by_quantized_multiplier(lib: ctypes.CDLL, x: int, real: float)
     got = lib.hi_nn_test_mbqm(x, m, s)
     assert got == py_mbqm(x, m, s)
     assert abs(got - x * real) <= 1 + abs(x * real) * 2**-29  # and it approximates x * real
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(I32, st.integers(-(2**20), 2**20)), st.integers(2**30, 2**31 - 1), st.integers(1, 22),
+       st.integers(-128, 127))
+def test_right_shift_requantize_shortcut(lib: ctypes.CDLL, x: int, m: int, e: int, zp: int) -> None:
+    """hi_nn_mbqm_rs (the output stage's fast form, also written in assembly for Cortex-M4) equals
+    MultiplyByQuantizedMultiplier exactly unless its saturating add clips, and after adding an int8 zero point
+    and clamping to int8 it always does (the only thing the kernels use)."""
+    got, want = lib.hi_nn_test_mbqm_rs(x, m, e), py_mbqm(x, m, -e)
+    if py_srdhm(x, m) + (1 << (e - 1)) < 2**31:
+        assert got == want
+    assert min(max(got + zp, -128), 127) == min(max(want + zp, -128), 127)
 
 
 @settings(max_examples=200, deadline=None)

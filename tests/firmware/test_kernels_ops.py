@@ -6,6 +6,8 @@ compiler, builds it with the host gcc and compares every output byte on random i
 tflite-micro interpreter. Converted models are cached per session (see _compiled)."""
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -69,7 +71,7 @@ def _residual(x: Any) -> Any:
 
 
 def _residual_wide(x: Any) -> Any:
-    """Receptive field 3*3*72 = 648 bytes > HI_NN_CONV_GATHER_MAX: exercises the in-place (unpacked) conv path."""
+    """72 channels, fused residual; compiled twice: strip path and (scratch budget 0) the in-place OHWI path."""
     a = _conv(72, 1, activation="relu")(x)
     b = _conv(72, 3, padding="same")(a)
     return _layers().Add()([b, a])
@@ -103,8 +105,14 @@ CASES: dict[str, tuple[tuple[int, ...], Callable, str, bool]] = {
     "conv5x5_s2_valid_rect": ((9, 7, 4), _conv(6, 5, strides=2), "int8", True),
     "conv3x3_dilation2": ((10, 10, 4), _conv(6, 3, padding="same", dilation_rate=2), "int8", True),
     "conv3x1_s12_nobias": ((8, 8, 4), _conv(5, (3, 1), strides=(1, 2), padding="same", use_bias=False), "int8", True),
-    "conv3x3_wide_unpacked_oddc": ((7, 7, 80), _conv(5, 3, padding="same", activation="relu"), "int8", True),
-    "add_residual_wide_unpacked": ((5, 7, 8), _residual_wide, "int8", True),
+    "conv3x3_wide_oddc": ((7, 7, 80), _conv(5, 3, padding="same", activation="relu"), "int8", True),
+    "conv3x3_wide_oddc_inplace": ((7, 7, 80), _conv(5, 3, padding="same", activation="relu"), "int8", True),
+    "add_residual_wide": ((5, 7, 8), _residual_wide, "int8", True),
+    "add_residual_wide_inplace": ((5, 7, 8), _residual_wide, "int8", True),
+    "conv3x3_s1_wide_rows": ((6, 21, 12), _conv(6, 3, padding="same"), "int8", True),
+    "conv1x1_s1_strip8": ((3, 19, 8), _conv(9, 1, activation="relu"), "int8", True),
+    "conv1x1_s2_residual": ((8, 18, 8), _seq(_conv(8, 1, activation="relu"), lambda x: _layers().Add()(
+        [_conv(16, 1, strides=2)(x), _conv(16, 3, strides=2, padding="same")(x)])), "int8", True),
     "conv3x3_per_tensor": ((8, 8, 3), _conv(8, 3, padding="same", activation="relu"), "int8", False),
     "dw3x3_m1_same_relu": ((8, 8, 6), _dw(3, padding="same", activation="relu"), "int8", True),
     "dw3x3_m2_s2_valid": ((9, 9, 4), _dw(3, strides=2, depth_multiplier=2), "int8", True),
@@ -154,12 +162,19 @@ def _build_case(name: str) -> bytes:
     return convert_int8(model, rep, io_type=io_type)
 
 
+def case_options(name: str) -> Any:
+    """Compile options of a case: "_inplace" cases get no scratch, so every conv reads OHWI in place."""
+    from hi_firmware.compiler import CompileOptions
+
+    return CompileOptions(scratch_budget=0) if name.endswith("_inplace") else CompileOptions()
+
+
 def _compiled(name: str, work: Path) -> tuple[bytes, Any]:
     from hi_firmware.compiler.hostbuild import build_host_model
 
     if name not in _CACHE:
         mb = _build_case(name)
-        hm, info = build_host_model(mb, f"k_{name}", work, source_label=f"{name}.tflite")
+        hm, info = build_host_model(mb, f"k_{name}", work, source_label=f"{name}.tflite", options=case_options(name))
         _CACHE[name] = (mb, (hm, info))
     return _CACHE[name]
 
@@ -201,6 +216,30 @@ def test_op_matches_tflite_micro(case: str, work_dir: Path) -> None:
                 )
 
 
+EMULATED = sorted(c for c in CASES if c.startswith(("conv", "add", "dw", "fc")))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="qemu-system-arm / arm-none-eabi-gcc not installed (make firmware-deps)")
+def test_ops_on_emulated_cortex_m4_match_tflite_micro(work_dir: Path) -> None:
+    """The same cases built for Cortex-M4F (DSP kernels: the assembly tiles, SMLAD paths) and run in QEMU
+    through the model bench: every output byte equals tflite-micro's on the same random inputs."""
+    from hi_firmware.bench import profile_model
+    from hi_firmware.compiler.testing import TflmRunner
+
+    for case in EMULATED:
+        mb, (hm, _info) = _compiled(case, work_dir)
+        rng = np.random.default_rng(7)
+        xs = [[_random_inputs(spec, rng) for spec in hm.inputs] for _ in range(N_SAMPLES)]
+        prof = profile_model(mb, xs, options=case_options(case))
+        ref = TflmRunner(mb)
+        for i, row in enumerate(xs):
+            for o, t in zip(prof.outputs[i], ref.run(*row)):
+                assert np.array_equal(o.reshape(-1).view(np.uint8), np.asarray(t, o.dtype).reshape(-1).view(np.uint8)), \
+                    f"{case} sample {i}: the emulated Cortex-M4 differs from tflite-micro"
+
+
 def test_cases_cover_every_supported_operator(work_dir: Path) -> None:
     """The case table must exercise every operator the compiler claims to support."""
     from hi_firmware.compiler.graph import SUPPORTED_OPS
@@ -211,8 +250,14 @@ def test_cases_cover_every_supported_operator(work_dir: Path) -> None:
         _, (_hm, (gen, graph, _plan)) = _compiled(case, work_dir)
         seen |= {op.opcode for op in graph.operators}
         sources.append(gen.source)
-    # Both conv code paths (packed two-pixel gather and in-place OHWI) and the fused residual are covered.
-    assert any(".packed = 1" in src for src in sources) and any(".packed = 0" in src for src in sources)
-    assert any("hi_nn_residual_t res;" in src and ".packed = 0" in src for src in sources)
+    # Both conv code paths (strip and in-place OHWI), each with a fused residual, are covered; the strip path
+    # with 8-pixel blocks, 4-pixel blocks and a C tail (strip widths), 3x3 and 1x1, strides 1 and 2.
+    assert any(".strip_w = 0" in src for src in sources)
+    assert any("hi_nn_residual_t res;" in src and ".strip_w = 0" in src for src in sources)
+    assert any("hi_nn_residual_t res;" in src and ".strip_w = 0" not in src for src in sources)
+    strips = {int(w) for src in sources for w in re.findall(r"\.strip_w = (\d+)", src)}
+    assert any(w >= 8 for w in strips) and any(w % 8 >= 4 for w in strips) and any(w % 4 for w in strips)
+    geometries = {m for src in sources for m in re.findall(r"\.k_w = (\d), \.stride_h = \d, \.stride_w = (\d)", src)}
+    assert {("3", "1"), ("3", "2"), ("1", "1"), ("1", "2")} <= geometries
     missing = set(SUPPORTED_OPS) - seen - {"PADV2"}  # the converter emits PAD, never PADV2, for zero padding
     assert not missing, f"no test case produces {sorted(missing)}"

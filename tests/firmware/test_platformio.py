@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hi_firmware import boards
-from hi_firmware.core_host import make_tiny_models
+from core_host import make_tiny_models
+from hi_firmware.app_config import generate_app
+from hi_firmware.errors import UsageError
 
 FW = Path(__file__).resolve().parents[2] / "firmware"
 ARM_FLAGS = {"cortex-m4f (nano33ble)": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
@@ -42,7 +43,7 @@ def app(tmp_path_factory) -> Path:
     from hi_runtime.decider import Decider
 
     Decider.max_softmax(0.5).save(dec)
-    boards.generate_app(out, model=model, decider=dec)
+    generate_app(out, model=model, decider=dec)
     return out
 
 
@@ -68,7 +69,7 @@ def test_platformio_ini_defines_the_boards_and_engines(ini):
     for lib in ("hi_core", "hi_nn"):
         assert (FW / "lib" / lib).is_dir()
     manifest = json.loads((FW / "lib" / "hi_core" / "library.json").read_text())
-    assert "-<*_test.c>" in manifest["build"]["srcFilter"]  # the C test programs never go to a board
+    assert not any("_test.c" in f and f.startswith("+") for f in manifest["build"]["srcFilter"])  # tests stay home
 
 
 def test_platformio_parses_the_project_when_installed():
@@ -139,21 +140,21 @@ def test_platformio_unit_tests_pass_on_host(tmp_path):
 
 def test_tflm_engine_embeds_the_model_unchanged(tmp_path_factory, tmp_path):
     model = make_tiny_models(tmp_path_factory.getbasetemp() / "tiny_models_pio")[0]
-    boards.generate_app(tmp_path / "app", model=model, no_decider=True, engine="tflm")
+    generate_app(tmp_path / "app", model=model, no_decider=True, engine="tflm")
     src = (tmp_path / "app" / "hi_app_tflm_model.c").read_text()
     data = bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", src))
     assert data == model.read_bytes()
     cfg = (tmp_path / "app" / "hi_app_config.c").read_text()
     assert "hi_tflm_invoke_generic" in cfg and "hi_model_" not in cfg
     assert not (tmp_path / "app" / "models").exists()
-    with pytest.raises(boards.BoardError, match="single models only"):
-        boards.generate_app(tmp_path / "app2", chain=tmp_path / "x.json", engine="tflm")
+    with pytest.raises(UsageError, match="single models only"):
+        generate_app(tmp_path / "app2", chain=tmp_path / "x.json", engine="tflm")
 
 
 def test_coralmicro_app_is_complete_and_refuses_without_sdk(tmp_path):
     cml = (FW / "coralmicro" / "CMakeLists.txt").read_text()
     assert "add_executable_m7(hi-coralmicro" in cml and "libs_base-m7_wifi" in cml
-    assert (FW / "coralmicro" / "main.cc").exists() and "hi_board_main.c" in cml
+    assert (FW / "coralmicro" / "main.cc").exists() and "HI_BOARD_MAIN_SRCS" in cml
     if not shutil.which("cmake"):
         pytest.skip("cmake not installed")
     proc = subprocess.run(["cmake", "-S", str(FW / "coralmicro"), "-B", str(tmp_path / "b")], capture_output=True,

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hi_firmware import boards
-from hi_firmware.core_host import HostDevice, build_host_device, make_tiny_models, serve_device
+from core_host import HostDevice, build_host_device, make_tiny_models, serve_device
+from hi_firmware.app_config import generate_app
+from hi_firmware.qemu import QEMU_INSTRUCTIONS_PER_US, build_qemu, run_qemu
+from hi_firmware.toolchain import elf_size
 
 from hi_runtime.decider import Decider
 from hi_runtime.agent.serial_bridge import SerialBridge, SerialDevice
@@ -85,9 +87,9 @@ def app(request, tmp_path_factory) -> dict:
             pytest.skip("models/cifar10/ee_resnet8.json not shipped yet (decider/EE helper)")
         chain = _test_chain(work)
         server_model = make_tiny_models(tmp_path_factory.getbasetemp() / "tiny_models_qemu")[1]
-        info = boards.generate_app(work / "app", chain=chain, model_id="srv")
-        elf = boards.build_qemu(work / "app", work / "build")
-        size = boards.elf_size(elf)
+        info = generate_app(work / "app", chain=chain, model_id="srv")
+        elf = build_qemu(work / "app", work / "build")
+        size = elf_size(elf)
         return {"name": request.param, "elf": elf, "host_lib": build_host_device(work / "app"), "info": info,
                 "server_model": server_model, "size": size, "chain": chain}
     else:
@@ -99,9 +101,9 @@ def app(request, tmp_path_factory) -> dict:
             Decider.max_softmax(0.6).save(work / "decider.json")
             decider = work / "decider.json"
         server_model = make_tiny_models(tmp_path_factory.getbasetemp() / "tiny_models_qemu")[1]
-    info = boards.generate_app(work / "app", model=model, decider=decider, model_id="srv")
-    elf = boards.build_qemu(work / "app", work / "build")
-    size = boards.elf_size(elf)
+    info = generate_app(work / "app", model=model, decider=decider, model_id="srv")
+    elf = build_qemu(work / "app", work / "build")
+    size = elf_size(elf)
     print(f"\n[{request.param}] {elf.name}: flash {size['flash']} B, RAM {size['ram']} B "
           f"(text {size['text']}, data {size['data']}, bss {size['bss']})")
     return {"name": request.param, "elf": elf, "host_lib": build_host_device(work / "app"), "info": info,
@@ -122,7 +124,7 @@ def _hi_outputs(dev: SerialDevice, images: np.ndarray) -> list[tuple]:
 
 def test_emulated_board_matches_host_engine_on_100_images(app):
     images, _, what = _images(N_IMAGES)
-    with boards.run_qemu(app["elf"]) as qemu, SerialDevice.open(qemu.url, timeout=60) as board:
+    with run_qemu(app["elf"]) as qemu, SerialDevice.open(qemu.url, timeout=60) as board:
         assert "qemu" in board.sync()
         got = _hi_outputs(board, images)
         _, board_results = board.infer(1, 0)
@@ -180,7 +182,7 @@ def test_hi_run_on_emulated_board_with_loopback_server(app):
 
     images, labels, _ = _images(50)
     cfg = ServerConfig(models=[ModelConfig(id="srv", path=str(app["server_model"]), backend="tflite")], port=0)
-    with run_server_in_thread(cfg) as server, boards.run_qemu(app["elf"]) as qemu, \
+    with run_server_in_thread(cfg) as server, run_qemu(app["elf"]) as qemu, \
             SerialDevice.open(qemu.url, timeout=60) as board:
         board.sync()
         off = Offloader(OffloadConfig([Endpoint("127.0.0.1", server.port)], model_id="srv",
@@ -208,13 +210,13 @@ def test_instructions_per_inference(app):
     runs = 4
     counts = []
     for _ in range(2):
-        with boards.run_qemu(app["elf"], icount=True) as qemu, SerialDevice.open(qemu.url, timeout=120) as board:
+        with run_qemu(app["elf"], icount=True) as qemu, SerialDevice.open(qemu.url, timeout=120) as board:
             board.sync()
             board.load(img)
             laps, _ = board.infer(runs, 1, timeout=300)
-            counts.append((laps[1] - laps[0]) * boards.QEMU_INSTRUCTIONS_PER_US / runs)
+            counts.append((laps[1] - laps[0]) * QEMU_INSTRUCTIONS_PER_US / runs)
     assert counts[0] > 0
-    assert abs(counts[0] - counts[1]) <= 2 * boards.QEMU_INSTRUCTIONS_PER_US / runs, counts
+    assert abs(counts[0] - counts[1]) <= 2 * QEMU_INSTRUCTIONS_PER_US / runs, counts
     print(f"[{app['name']}] instructions per inference on QEMU mps2-an386 (Cortex-M4F, -icount shift=0): "
           f"{counts[0] / 1e6:.3f} M; flash {app['size']['flash']} B, RAM {app['size']['ram']} B")
 

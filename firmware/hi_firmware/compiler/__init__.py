@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .emitter import GeneratedModel, emit, sha256_of
 from .graph import CompileError, Graph, read_tflite_bytes
-from .lowering import lower_graph
+from .lowering import CONV_SCRATCH_BUDGET, lower_graph
 from .planner import MemoryPlan, plan_memory
 
 __all__ = ["CompileError", "CompileOptions", "CompileResult", "compile_bytes", "compile_model", "kernel_dir"]
@@ -20,6 +20,8 @@ __all__ = ["CompileError", "CompileOptions", "CompileResult", "compile_bytes", "
 class CompileOptions:
     fuse_residual_add: bool = True  # fold ADD into the producing conv's output stage
     inplace: bool = True  # let elementwise steps overwrite an input whose lifetime ends there
+    # Largest static scratch (bytes) a conv's strip path may use; convs that need more read OHWI in place.
+    scratch_budget: int = CONV_SCRATCH_BUDGET
 
 
 @dataclass
@@ -31,8 +33,10 @@ class CompileResult:
 
 
 def kernel_dir() -> Path:
-    """firmware/lib/hi_nn in the source tree (the kernels the generated code calls)."""
-    return Path(__file__).resolve().parents[2] / "lib" / "hi_nn"
+    """firmware/lib/hi_nn (the kernels the generated code calls), wherever the firmware sources are."""
+    from ..paths import firmware_dir
+
+    return firmware_dir() / "lib" / "hi_nn"
 
 
 def compile_bytes(buf: bytes, name: str, source_label: str = "<bytes>",
@@ -40,7 +44,7 @@ def compile_bytes(buf: bytes, name: str, source_label: str = "<bytes>",
     options = options or CompileOptions()
     graph = read_tflite_bytes(buf, model_name=source_label)
     try:
-        steps = lower_graph(graph, fuse_residual_add=options.fuse_residual_add)
+        steps = lower_graph(graph, fuse_residual_add=options.fuse_residual_add, scratch_budget=options.scratch_budget)
         plan = plan_memory(graph, steps, allow_inplace=options.inplace)
         gen = emit(graph, steps, plan, name, source_label, sha256_of(buf))
     except CompileError:

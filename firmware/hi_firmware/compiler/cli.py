@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
+from ..errors import UsageError
 from . import CompileError, CompileOptions, compile_model
+from .lowering import CONV_SCRATCH_BUDGET
 
 
 def _default_name(out_dir: Path, model: Path) -> str:
@@ -18,21 +19,23 @@ def run_compile(args: argparse.Namespace) -> int:
     model = Path(args.model)
     out_dir = Path(args.out)
     name = args.name or _default_name(out_dir, model)
-    options = CompileOptions(fuse_residual_add=not args.no_fuse, inplace=not args.no_inplace)
+    options = CompileOptions(fuse_residual_add=not args.no_fuse, inplace=not args.no_inplace,
+                             scratch_budget=args.scratch_budget)
+    if args.scratch_budget < 0:
+        raise UsageError(f"--scratch-budget {args.scratch_budget} must be >= 0 bytes")
     try:
         result = compile_model(model, out_dir, name=name, options=options)
-    except CompileError as exc:
-        print(f"hi-firmware compile: error: {exc}", file=sys.stderr)
-        return 1
+    except CompileError as exc:  # a model this compiler cannot translate (or a missing file): the input
+        raise UsageError(str(exc)) from None
     except ValueError as exc:
-        print(f"hi-firmware compile: error in {model}: {exc}", file=sys.stderr)
-        return 1
+        raise UsageError(f"{model}: {exc}") from None
     gen = result.generated
     print(f"compiled {model} -> {', '.join(str(f) for f in result.files)}")
     print(f"  model name      : {gen.name} (call hi_model_{gen.name}_invoke)")
     print(f"  inputs          : {', '.join(gen.input_names)}")
     print(f"  outputs         : {', '.join(gen.output_names)}")
     print(f"  arena (RAM)     : {gen.arena_size} bytes (+ caller-owned input/output buffers)")
+    print(f"  scratch (RAM)   : {gen.scratch_size} bytes (static, shared by the convolutions)")
     print(f"  constants (ROM) : {gen.flash_bytes} bytes of weights/biases/multipliers")
     return 0
 
@@ -51,4 +54,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--name", help="C name of the model (default: the output directory's name)")
     p.add_argument("--no-fuse", action="store_true", help="do not fuse residual ADDs into convolutions")
     p.add_argument("--no-inplace", action="store_true", help="do not let elementwise ops overwrite their inputs")
+    p.add_argument("--scratch-budget", type=int, default=CONV_SCRATCH_BUDGET, metavar="BYTES",
+                   help=f"static scratch the fast conv path may use (default {CONV_SCRATCH_BUDGET}; 0: every conv "
+                        "reads its weights in place, slower, no scratch)")
     p.set_defaults(func=run_compile)

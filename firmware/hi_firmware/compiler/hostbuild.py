@@ -1,17 +1,13 @@
 """Build generated models with the host C compiler into a shared library and run them through ctypes.
 
 WHY: the bit-exactness tests compare our C against the tflite-micro Python interpreter on the host, so the
-exact C sources that go to the board are compiled here with gcc (-ffp-contract=off so float steps round
-like TFLM's) and driven from pytest.
+exact C sources that go to the board are compiled here (through hi_firmware.toolchain, -ffp-contract=off so
+float steps round like TFLM's) and driven from pytest.
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
-import shutil
-import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,30 +15,14 @@ import numpy as np
 
 from . import kernel_dir
 
-CFLAGS = ["-std=c99", "-O2", "-fPIC", "-shared", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
-
 _NP = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
 
 
-def host_cc() -> str:
-    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")
-    if not cc:
-        raise RuntimeError("no host C compiler found (install gcc or set CC)")
-    return cc
-
-
 def kernel_sources() -> list[Path]:
-    return sorted(kernel_dir().glob("hi_nn_*.c"))
+    """The hi_nn kernels (sources.mk HI_NN_SRCS)."""
+    from ..sources import paths
 
-
-def build_shared(sources: Sequence[Path], include_dirs: Sequence[Path], out: Path,
-                 extra_flags: Sequence[str] = ()) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [host_cc(), *CFLAGS, *extra_flags, *[f"-I{d}" for d in include_dirs], *map(str, sources), "-o", str(out), "-lm"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"host build failed ({' '.join(cmd)}):\n{proc.stderr}")
-    return out
+    return paths("HI_NN_SRCS")
 
 
 @dataclass
@@ -89,9 +69,10 @@ def build_host_model(model_bytes: bytes, name: str, work_dir: Path, source_label
     digest = hashlib.sha256(gen.source.encode() + b"".join(p.read_bytes() for p in kernel_sources())).hexdigest()[:12]
     gen_dir = work_dir / f"{name}_{digest}"
     gen.write(gen_dir)
-    lib = gen_dir / f"libhi_model_{name}.so"
-    if not lib.exists():
-        build_shared([gen_dir / f"hi_model_{name}.c", *kernel_sources()], [gen_dir, kernel_dir()], lib)
+    from ..toolchain import build_shared as build
+
+    lib = build([gen_dir / f"hi_model_{name}.c", *kernel_sources()], [gen_dir, kernel_dir()], gen_dir,
+                f"libhi_model_{name}")
     specs_in = [TensorSpec(graph.tensors[t].name, graph.tensors[t].dtype, graph.tensors[t].shape) for t in graph.inputs]
     specs_out = [TensorSpec(graph.tensors[t].name, graph.tensors[t].dtype, graph.tensors[t].shape) for t in graph.outputs]
     return HostModel(lib, name, specs_in, specs_out), (gen, graph, plan)

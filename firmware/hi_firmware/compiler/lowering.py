@@ -76,24 +76,61 @@ def _wrap32(x: np.ndarray) -> np.ndarray:
     return ((x.astype(np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
 
 
-# Must equal HI_NN_CONV_GATHER_MAX in firmware/lib/hi_nn/hi_nn_conv.h: receptive fields up to this many
-# bytes use the two-pixel gathered path with a packed filter; larger ones read OHWI weights in place.
-CONV_GATHER_MAX = 640
+#: Default scratch budget (bytes) of the conv strip path; a model's scratch is the largest need of its convs.
+CONV_SCRATCH_BUDGET = 4096
+#: Must equal HI_NN_RES_LUT_BYTES in firmware/lib/hi_nn/hi_nn_conv.c: the fused residual ADD's operand tables.
+RES_LUT_BYTES = 2 * 256 * 4
+#: Must equal HI_NN_STRIP_MAX in firmware/lib/hi_nn/hi_nn_conv.h: the widest strip.
+STRIP_MAX = 64
 
 
-def pack_conv_filter(filter_ohwi: np.ndarray) -> np.ndarray:
-    """Rearrange OHWI int8 weights for hi_nn_conv's packed path (layout documented in hi_nn_conv.h):
-    rows padded with zeros to a multiple of 4, channel pairs interleaved in 4-byte groups."""
-    oc = filter_ohwi.shape[0]
-    rows = filter_ohwi.reshape(oc, -1).astype(np.int8)
-    k = rows.shape[1]
-    k4 = (k + 3) // 4 * 4
-    rows = np.pad(rows, ((0, 0), (0, k4 - k)))
-    parts = [np.stack([rows[2 * i].reshape(-1, 4), rows[2 * i + 1].reshape(-1, 4)], axis=1).reshape(-1)
-             for i in range(oc // 2)]
-    if oc % 2:
-        parts.append(rows[-1])
-    return np.concatenate(parts).astype(np.int8)
+def conv_scratch_bytes(p: dict[str, Any], strip_w: int, has_residual: bool) -> int:
+    """Scratch bytes of hi_nn_conv's strip path (hi_nn_conv_scratch_bytes in C computes the same)."""
+    if strip_w <= 0:
+        return 0
+    groups = (p["in_c"] + 3) // 4
+    pixels = (strip_w - 1) * p["stride_w"] + (p["k_w"] - 1) * p["dil_w"] + 1
+    return (RES_LUT_BYTES if has_residual else 0) + p["k_h"] * groups * pixels * 8
+
+
+def choose_strip(p: dict[str, Any], has_residual: bool, budget: int) -> int:
+    """Output pixels per strip: the whole row when it fits the budget, else the widest multiple of 4
+    (the tiled kernel's pixel block) that fits; 0 (read OHWI in place, no scratch) when not even that does."""
+    if p["out_w"] <= STRIP_MAX and conv_scratch_bytes(p, p["out_w"], has_residual) <= budget:
+        return int(p["out_w"])
+    strip = min(p["out_w"] - 1, STRIP_MAX) // 4 * 4
+    while strip >= 4 and conv_scratch_bytes(p, strip, has_residual) > budget:
+        strip -= 4
+    return strip if strip >= 4 else 0
+
+
+def pack_strip_filter(filter_ohwi: np.ndarray) -> np.ndarray:
+    """OHWI int8 weights in the strip path's order [oc][ky][channel group of 4][kx][4] (hi_nn_conv.h),
+    channels zero-padded to a multiple of 4."""
+    oc, kh, kw, ic = filter_ohwi.shape
+    groups = (ic + 3) // 4
+    w = np.zeros((oc, kh, kw, groups * 4), np.int8)
+    w[..., :ic] = filter_ohwi
+    return np.ascontiguousarray(w.reshape(oc, kh, kw, groups, 4).transpose(0, 1, 3, 2, 4)).reshape(-1)
+
+
+def plan_conv_strips(steps: list[Step], budget: int = CONV_SCRATCH_BUDGET) -> None:
+    """Choose each conv's path (after residual fusion, which changes its scratch need) and lay out its filter."""
+    for s in steps:
+        if s.kind != "conv":
+            continue
+        p = s.params
+        strip = choose_strip(p, "residual" in p, budget)
+        p["strip_w"] = strip
+        p["scratch_bytes"] = conv_scratch_bytes(p, strip, "residual" in p)
+        # every strip-path accumulator is bias_folded + sum w * x with int8 x (padding holds the zero point)
+        bound = np.abs(s.consts["bias_folded"].astype(np.int64)) + 128 * np.abs(
+            s.consts["filter"].reshape(p["out_c"], -1).astype(np.int64)).sum(axis=1)
+        p["acc_q30"] = int(bool(strip > 0 and bound.max() < (1 << 30) - 1))
+        if strip > 0:
+            s.consts["filter"] = pack_strip_filter(s.consts["filter"])
+            s.consts.pop("bias", None)  # only the in-place path's border pixels read the unfolded bias
+            p["has_bias"] = False
 
 
 def lower_conv(graph: Graph, op: Operator) -> Step:
@@ -125,11 +162,9 @@ def lower_conv(graph: Graph, op: Operator) -> Step:
         "pad_h": pad_h, "pad_w": pad_w, "input_offset": input_offset, "output_offset": y.zero_point,
         "act_min": act_min, "act_max": act_max, "has_bias": bias is not None,
     }
-    k4 = (kh * kw * ic + 3) // 4 * 4
-    params["packed"] = int(k4 <= CONV_GATHER_MAX)
     consts = {
-        # Packed for the gathered two-pixel path, or OHWI for in-place contiguous row dot products.
-        "filter": pack_conv_filter(w.data) if params["packed"] else w.data.astype(np.int8),
+        # OHWI; plan_conv_strips re-lays it out for the strip path.
+        "filter": w.data.astype(np.int8),
         "bias_folded": _wrap32(bias0 + input_offset * wsum),
         "mult": np.asarray(mults, np.int32),
         "shift": np.asarray(shifts, np.int32),
@@ -355,7 +390,8 @@ _LOWER = {
 }
 
 
-def lower_graph(graph: Graph, fuse_residual_add: bool = True) -> list[Step]:
+def lower_graph(graph: Graph, fuse_residual_add: bool = True,
+                scratch_budget: int = CONV_SCRATCH_BUDGET) -> list[Step]:
     steps = []
     for op in graph.operators:
         if len(op.outputs) != 1:
@@ -363,7 +399,20 @@ def lower_graph(graph: Graph, fuse_residual_add: bool = True) -> list[Step]:
         steps.append(_LOWER[op.opcode](graph, op))
     if fuse_residual_add:
         steps = fuse_residual_adds(graph, steps)
+    plan_conv_strips(steps, scratch_budget)
     return steps
+
+
+def step_macs(step: Step) -> int:
+    """Multiply-accumulates of one step (the work a kernel cannot avoid), for profiles."""
+    p = step.params
+    if step.kind == "conv":
+        return p["batches"] * p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"] * p["in_c"]
+    if step.kind == "dwconv":
+        return p["batches"] * p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"]
+    if step.kind == "fc":
+        return p["batches"] * p["in_depth"] * p["out_depth"]
+    return 0
 
 
 def fuse_residual_adds(graph: Graph, steps: list[Step]) -> list[Step]:

@@ -1,14 +1,17 @@
 /*
  * hi_serial.h - the device's serial command interface (protocol: docs/serial.md).
  *
- * Two command sets share one line discipline:
+ * Two command sets share one line discipline (hi_serial.c), each in its own module:
  *  - the MLPerf Tiny / EEMBC image-classification runner commands (`name%`, `profile%`, `timestamp%`,
  *    `db load N%`, `db HEX%`, `db print%`, `infer N W%`, `results%`, `help%`), with the runner's reply
  *    conventions (`m-` messages, `e-[...]` errors, `m-lap-us-N` timestamps, `m-results-[...]`, and
- *    `m-ready` after every command), so the MLPerf Tiny host runner can benchmark the board as is;
+ *    `m-ready` after every command), so the MLPerf Tiny host runner can benchmark the board as is
+ *    (hi_mlperf.c: the harness side of EEMBC's ee_ / th_ split; the board side is hi_serial_io_t and the
+ *    pipeline);
  *  - HI commands (`hi run`, `hi result`, `hi degraded`, `hi config`, `hi status`): run the full HI decision
  *    on the loaded sample, emit an offload request as a protocol INFER frame in hex, and take the server's
- *    RESULT/ERROR frame (or a degraded notice) back from the host (the serial bridge, hi-agent serial).
+ *    RESULT/ERROR frame (or a degraded notice) back from the host (the serial bridge, hi-agent serial):
+ *    the offload state machine of hi_offload_session.c.
  *
  * WHY this design: the device never trusts the host. Commands are assembled into a fixed buffer and an
  * over-long command is discarded with an error instead of overflowing it; numbers are parsed strictly;
@@ -42,6 +45,7 @@ extern "C" {
 #define HI_SERIAL_TERMINATOR '%'
 #define HI_SERIAL_MAX_TOKENS 6
 #define HI_SERIAL_MAX_CLASSES 1000
+#define HI_SERIAL_FW_VERSION_DEFAULT "HI-FW 1.0 (MLPerf Tiny runner API)"
 
 typedef struct {
   /* Write n bytes to the serial port (blocking is fine). */
@@ -72,23 +76,34 @@ typedef struct {
   void *offload_user;
 } hi_serial_config_t;
 
+/* State of the MLPerf Tiny runner commands (hi_mlperf.c). */
 typedef struct {
-  hi_serial_io_t io;
-  hi_serial_config_t cfg;
-  char cmd[HI_SERIAL_CMD_SIZE + 1];
-  size_t cmd_len;
-  uint8_t overflow;  /* current command exceeded HI_SERIAL_CMD_SIZE: discard until '%' */
-  uint16_t bad_char; /* 0x100 | first invalid character of the current command (0 = none) */
-  uint32_t db_expected, db_fill;
+  uint32_t db_expected, db_fill; /* `db load N` and the bytes received so far */
   int has_result;
-  hi_outcome_t last;
-  /* offload state */
+  hi_outcome_t last; /* the last pipeline run (also the HI decision's) */
+} hi_mlperf_state_t;
+
+/* State of the HI offload session (hi_offload_session.c): at most one pending offload. */
+typedef struct {
   uint8_t pending;
   uint32_t pending_id;
   int16_t pending_local_class;
   uint32_t next_id;
-  /* counters, reported by `hi status` */
-  uint32_t commands, errors, offloads, answers, degraded;
+  uint32_t offloads, answers, degraded; /* reported by `hi status` */
+} hi_offload_state_t;
+
+typedef struct {
+  hi_serial_io_t io;
+  hi_serial_config_t cfg;
+  /* line discipline (hi_serial.c) */
+  char cmd[HI_SERIAL_CMD_SIZE + 1];
+  size_t cmd_len;
+  uint8_t overflow;  /* current command exceeded HI_SERIAL_CMD_SIZE: discard until '%' */
+  uint16_t bad_char; /* 0x100 | first invalid character of the current command (0 = none) */
+  uint32_t commands, errors; /* reported by `hi status` */
+  hi_mlperf_state_t mlperf;
+  hi_offload_state_t hi;
+  /* output buffer (hi_serial_out.c) */
   char out[HI_SERIAL_OUT_SIZE];
   size_t out_len;
 } hi_serial_t;

@@ -26,7 +26,9 @@
 #define HI_NN_INLINE static inline __attribute__((always_inline))
 #define HI_NN_RESTRICT __restrict__
 #define HI_NN_ALIGN8 __attribute__((aligned(8)))
+#define HI_NN_NOINLINE __attribute__((noinline))
 #else
+#define HI_NN_NOINLINE
 #define HI_NN_INLINE static inline
 #define HI_NN_RESTRICT
 #define HI_NN_ALIGN8
@@ -81,6 +83,31 @@ HI_NN_INLINE int32_t hi_nn_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
     return hi_nn_srdhm_mult((int32_t)((uint32_t)x << shift), multiplier);
   }
   return hi_nn_rdbpot(hi_nn_srdhm_mult(x, multiplier), (int)-shift);
+}
+
+/* Saturating 32-bit add (QADD on cores with the DSP extension). */
+HI_NN_INLINE int32_t hi_nn_qadd(int32_t a, int32_t b) {
+#if HI_NN_USE_DSP
+  return __qadd(a, b);
+#else
+  const int64_t s = (int64_t)a + (int64_t)b;
+  return s > INT32_MAX ? INT32_MAX : (s < INT32_MIN ? INT32_MIN : (int32_t)s);
+#endif
+}
+
+/* The largest right shift for which hi_nn_mbqm_rs equals hi_nn_mbqm after clamping to int8 (see below). */
+#define HI_NN_MBQM_RS_MAX_EXP 22
+
+/* MultiplyByQuantizedMultiplier for a right shift e = -shift in [1, HI_NN_MBQM_RS_MAX_EXP], with
+ * rnd = 1 << (e - 1), in fewer instructions: RoundingDivideByPOT(q, e) equals
+ * (q + rnd - (q < 0)) >> e for every q (round half away from zero, checked in hi_nn_common_test.c and
+ * tests/firmware/test_kernels_fixedpoint.py). The only difference is where q + rnd overflows: the
+ * saturating add then gives (2^31 - 1) >> e instead of the true 2^(31-e) or more; both are above
+ * 127 + 128 for e <= 22, so the result after adding an int8 zero point and clamping to int8 is identical.
+ * WHY: the output stage runs once per output element (86 k times per ResNet-8 inference). */
+HI_NN_INLINE int32_t hi_nn_mbqm_rs(int32_t x, int32_t multiplier, int32_t e, int32_t rnd) {
+  const int32_t q = hi_nn_srdhm_mult(x, multiplier);
+  return (hi_nn_qadd(q, rnd) + (q >> 31)) >> e;
 }
 
 /* Unaligned little-endian 32-bit load; compiles to a single LDR on Cortex-M3/M4/M7 and x86. */
@@ -150,114 +177,6 @@ HI_NN_INLINE void hi_nn_dot2_s8(const int8_t *HI_NN_RESTRICT x, const int8_t *HI
   }
   *acc0 = a0;
   *acc1 = a1;
-}
-
-/* 2 pixels x 2 output channels over the same n-long run: each activation word is unpacked once for two
- * channels and each weight word once for two pixels (4 accumulators: a[pixel][channel]). */
-HI_NN_INLINE void hi_nn_dot2x2_s8(const int8_t *HI_NN_RESTRICT xa, const int8_t *HI_NN_RESTRICT xb,
-                                  const int8_t *HI_NN_RESTRICT w0, const int8_t *HI_NN_RESTRICT w1, int32_t n,
-                                  int32_t acc[4]) {
-  int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
-  int32_t i = 0;
-#if HI_NN_USE_DSP
-  for (; i + 4 <= n; i += 4) {
-    const uint32_t va = hi_nn_load32(xa + i);
-    const uint32_t vb = hi_nn_load32(xb + i);
-    const uint32_t a02 = __sxtb16(va), a13 = hi_nn_sxtb16_ror8(va);
-    const uint32_t b02 = __sxtb16(vb), b13 = hi_nn_sxtb16_ror8(vb);
-    uint32_t v = hi_nn_load32(w0 + i);
-    uint32_t w02 = __sxtb16(v), w13 = hi_nn_sxtb16_ror8(v);
-    a00 = (int32_t)__smlad(w02, a02, (uint32_t)a00);
-    a00 = (int32_t)__smlad(w13, a13, (uint32_t)a00);
-    a10 = (int32_t)__smlad(w02, b02, (uint32_t)a10);
-    a10 = (int32_t)__smlad(w13, b13, (uint32_t)a10);
-    v = hi_nn_load32(w1 + i);
-    w02 = __sxtb16(v);
-    w13 = hi_nn_sxtb16_ror8(v);
-    a01 = (int32_t)__smlad(w02, a02, (uint32_t)a01);
-    a01 = (int32_t)__smlad(w13, a13, (uint32_t)a01);
-    a11 = (int32_t)__smlad(w02, b02, (uint32_t)a11);
-    a11 = (int32_t)__smlad(w13, b13, (uint32_t)a11);
-  }
-#endif
-  for (; i < n; ++i) {
-    const int32_t x0 = xa[i], x1 = xb[i], k0 = w0[i], k1 = w1[i];
-    a00 += x0 * k0;
-    a01 += x0 * k1;
-    a10 += x1 * k0;
-    a11 += x1 * k1;
-  }
-  acc[0] = a00;
-  acc[1] = a01;
-  acc[2] = a10;
-  acc[3] = a11;
-}
-
-/* Packed variants for the gathered conv path: x holds two pixels' windows interleaved in 4-byte groups,
- * w two channels' weights interleaved the same way; k4 is a multiple of 4. acc = a[pixel][channel]. */
-HI_NN_INLINE void hi_nn_dot2x2_packed_s8(const int8_t *HI_NN_RESTRICT x, const int8_t *HI_NN_RESTRICT w, int32_t k4,
-                                         int32_t acc[4]) {
-  int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
-  int32_t n = k4 >> 2; /* a down-counter keeps the loop to one SUBS+BNE and frees the end-pointer register */
-#if HI_NN_USE_DSP
-  do {
-    uint64_t xv, wv;
-    uint32_t va, vb, v0, v1, a02, a13, b02, b13, p02, p13;
-    memcpy(&xv, x, 8); /* LDRD */
-    memcpy(&wv, w, 8);
-    x += 8;
-    w += 8;
-    va = (uint32_t)xv;
-    vb = (uint32_t)(xv >> 32);
-    v0 = (uint32_t)wv;
-    v1 = (uint32_t)(wv >> 32);
-    a02 = __sxtb16(va);
-    a13 = hi_nn_sxtb16_ror8(va);
-    b02 = __sxtb16(vb);
-    b13 = hi_nn_sxtb16_ror8(vb);
-    p02 = __sxtb16(v0);
-    p13 = hi_nn_sxtb16_ror8(v0);
-    a00 = (int32_t)__smlad(p02, a02, (uint32_t)a00);
-    a00 = (int32_t)__smlad(p13, a13, (uint32_t)a00);
-    a10 = (int32_t)__smlad(p02, b02, (uint32_t)a10);
-    a10 = (int32_t)__smlad(p13, b13, (uint32_t)a10);
-    p02 = __sxtb16(v1);
-    p13 = hi_nn_sxtb16_ror8(v1);
-    a01 = (int32_t)__smlad(p02, a02, (uint32_t)a01);
-    a01 = (int32_t)__smlad(p13, a13, (uint32_t)a01);
-    a11 = (int32_t)__smlad(p02, b02, (uint32_t)a11);
-    a11 = (int32_t)__smlad(p13, b13, (uint32_t)a11);
-  } while (--n > 0);
-#else
-  for (; n > 0; --n, x += 8, w += 8) {
-    int j;
-    for (j = 0; j < 4; ++j) {
-      const int32_t xa = x[j], xb = x[4 + j], w0 = w[j], w1 = w[4 + j];
-      a00 += xa * w0;
-      a01 += xa * w1;
-      a10 += xb * w0;
-      a11 += xb * w1;
-    }
-  }
-#endif
-  acc[0] = a00;
-  acc[1] = a01;
-  acc[2] = a10;
-  acc[3] = a11;
-}
-
-/* One channel (weights packed alone, k4 bytes) against the interleaved two-pixel window. */
-HI_NN_INLINE void hi_nn_dot1x2_packed_s8(const int8_t *HI_NN_RESTRICT x, const int8_t *HI_NN_RESTRICT w, int32_t k4,
-                                         int32_t *acc_a, int32_t *acc_b) {
-  int32_t aa = *acc_a, ab = *acc_b, g, j;
-  for (g = 0; g < k4; g += 4) {
-    for (j = 0; j < 4; ++j) {
-      aa += (int32_t)x[2 * g + j] * w[g + j];
-      ab += (int32_t)x[2 * g + 4 + j] * w[g + j];
-    }
-  }
-  *acc_a = aa;
-  *acc_b = ab;
 }
 
 /* Requantize an int32 accumulator to int8 exactly like TFLM's conv/FC output stage. */

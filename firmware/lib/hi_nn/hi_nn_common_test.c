@@ -14,6 +14,9 @@ int32_t hi_nn_test_srdhm(int32_t a, int32_t b) { return hi_nn_srdhm(a, b); }
 int32_t hi_nn_test_rdbpot(int32_t x, int32_t e) { return hi_nn_rdbpot(x, (int)e); }
 int32_t hi_nn_test_mbqm(int32_t x, int32_t m, int32_t s) { return hi_nn_mbqm(x, m, s); }
 int32_t hi_nn_test_dot(const int8_t *a, const int8_t *b, int32_t n, int32_t acc) { return hi_nn_dot_s8(a, b, n, acc); }
+int32_t hi_nn_test_mbqm_rs(int32_t x, int32_t m, int32_t e) {
+  return hi_nn_mbqm_rs(x, m, e, (int32_t)(1u << (e - 1)));
+}
 void hi_nn_test_dot2(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t *a0, int32_t *a1) {
   hi_nn_dot2_s8(x, w0, w1, n, a0, a1);
 }
@@ -46,6 +49,15 @@ int main(void) {
   CHECK(hi_nn_mbqm(-12345, 1 << 30, 1) == -12345);
   CHECK(hi_nn_mbqm(3, 1 << 30, 0) == 2);   /* 1.5 rounds away from zero */
   CHECK(hi_nn_mbqm(-3, 1 << 30, 0) == -1); /* -1.5: gemmlowp's nudge rounds this tie toward zero */
+  /* The shortcut form with a right shift equals the double rounding one, ties and signs included ... */
+  CHECK(hi_nn_mbqm_rs(3, 1 << 30, 1, 1) == hi_nn_mbqm(3, 1 << 30, -1));
+  CHECK(hi_nn_mbqm_rs(-3, 1 << 30, 1, 1) == hi_nn_mbqm(-3, 1 << 30, -1));
+  CHECK(hi_nn_mbqm_rs(-2, 1 << 30, 1, 1) == hi_nn_mbqm(-2, 1 << 30, -1));
+  CHECK(hi_nn_mbqm_rs(-1, INT32_MAX, 1, 1) == hi_nn_mbqm(-1, INT32_MAX, -1));
+  CHECK(hi_nn_mbqm_rs(-123457, 1518500250, 7, 64) == hi_nn_mbqm(-123457, 1518500250, -7));
+  /* ... and where its saturating add clips (near INT32_MAX) both are far above int8 after the shift. */
+  CHECK(hi_nn_mbqm_rs(INT32_MAX, INT32_MAX, 22, 1 << 21) == (INT32_MAX >> 22));
+  CHECK(hi_nn_mbqm(INT32_MAX, INT32_MAX, -22) == (1 << 9));
   /* exp(0) = 1 (saturated Q0.31), exp(-1) ~ 0.3679 * 2^31 = 790015084; the polynomial is good to ~1e-6. */
   CHECK(hi_nn_exp_on_negative_values_q5(0) == INT32_MAX);
   CHECK(iabs32(hi_nn_exp_on_negative_values_q5(-(1 << 26)) - 790015084) < 1000);

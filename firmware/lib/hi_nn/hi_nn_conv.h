@@ -6,9 +6,10 @@
  * (per-channel multipliers/shifts, the activation range, and bias_folded = bias + input_offset * sum(w)),
  * so interior pixels need only the raw int8 dot products. Border pixels (where TFLM skips out-of-image
  * taps) fall back to the unfolded arithmetic, which gives the same integers.
- * Filters stay in TFLite's OHWI layout: for one output channel and one filter row, the kw*in_c weights are
- * contiguous and so are the matching input bytes (when dilation_w == 1), so the inner loop is one long dot
- * product with no im2col buffer.
+ * Two paths: the strip path (strip_w > 0, the fast one, see hi_nn_conv.c) and TFLite's OHWI layout read in
+ * place (strip_w == 0, for layers whose widened rows do not fit the scratch budget): for one output channel
+ * and one filter row, the kw*in_c weights are contiguous and so are the matching input bytes (when
+ * dilation_w == 1), so its inner loop is one long dot product with no im2col buffer.
  */
 #ifndef HI_NN_CONV_H
 #define HI_NN_CONV_H
@@ -20,11 +21,8 @@
 extern "C" {
 #endif
 
-/* Largest receptive field (k_h*k_w*in_c bytes) run through the two-pixel gathered path; the stack holds
- * 2 * HI_NN_CONV_GATHER_MAX bytes of windows. Must match the compiler's value (it decides the filter layout). */
-#ifndef HI_NN_CONV_GATHER_MAX
-#define HI_NN_CONV_GATHER_MAX 640
-#endif
+/* Widest strip (output pixels per pass) of the strip path: its accumulators live on the stack. */
+#define HI_NN_STRIP_MAX 64
 
 typedef struct {
   int32_t batches;
@@ -37,9 +35,14 @@ typedef struct {
   int32_t input_offset;  /* -input zero point */
   int32_t output_offset; /* output zero point */
   int32_t act_min, act_max;
-  /* 1: the compiler packed the filter for the two-pixel gathered path (see hi_nn_conv_packed_filter_size);
-   * 0: TFLite's OHWI layout, read in place (receptive fields larger than HI_NN_CONV_GATHER_MAX bytes). */
-  int32_t packed;
+  /* > 0: the strip path (hi_nn_conv.c): up to strip_w output pixels per pass from input rows widened to int16
+   * in the scratch buffer; the filter is laid out [oc][ky][channel group of 4][kx][4] with zero-padded
+   * channels. 0: TFLite's OHWI layout read in place (no scratch). The compiler chooses (lowering.py). */
+  int32_t strip_w;
+  /* 1: |bias_folded[oc]| + 128 * sum |w[oc]| < 2^30 for every channel, so every accumulator of the strip path
+   * fits in +-(2^30 - 1) and the output stage can use the one-instruction rounding high multiply (SMMULR).
+   * The compiler proves it from the constants (lowering.py); 0 keeps the 64-bit form. */
+  int32_t acc_q30;
 } hi_nn_conv_params_t;
 
 /* Optional residual ADD fused into the output stage: out = ADD(conv, residual) (or ADD(residual, conv)
@@ -50,16 +53,18 @@ typedef struct {
   int32_t conv_is_input2;
 } hi_nn_residual_t;
 
-/* Packed filter layout (packed == 1), prepared at compile time. K = k_h*k_w*in_c rounded up to a multiple of
- * 4 (zero weights in the padding). For each pair of output channels (2p, 2p+1) and each 4-byte group g:
- * the 4 weights of channel 2p, then the 4 weights of channel 2p+1; an odd last channel follows alone.
- * The two gathered input windows use the same interleaving, so one 8-byte load fetches both operands. */
-
-/* filter: OHWI int8 (or packed, see above); bias: int32 per out channel or NULL; bias_folded: bias + input_offset*sum(filter[oc]);
- * mult/shift: per out channel. residual may be NULL. */
+/* filter: see strip_w; bias: int32 per out channel or NULL (read only by the strip_w == 0 path's border
+ * pixels); bias_folded: bias + input_offset*sum(filter[oc]); mult/shift: per out channel. residual may be NULL.
+ * scratch: 8-byte aligned, at least hi_nn_conv_scratch_bytes(p, residual != NULL) bytes (NULL when that is 0).
+ * Returns HI_NN_ERROR_BAD_PARAMS when the scratch is missing or too small. */
 int hi_nn_conv_s8(const hi_nn_conv_params_t *p, const int8_t *in, const int8_t *filter, const int32_t *bias,
                   const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *out,
-                  const hi_nn_residual_t *residual);
+                  const hi_nn_residual_t *residual, void *scratch, int32_t scratch_bytes);
+
+/* Scratch bytes the strip path needs: the residual ADD's two 256-entry operand tables (2 KiB) when a residual
+ * is fused, plus k_h * ceil(in_c / 4) * ((strip_w - 1) * stride_w + (k_w - 1) * dil_w + 1) * 8 bytes of
+ * widened input rows. 0 for strip_w == 0. lowering.conv_scratch_bytes computes the same number. */
+int32_t hi_nn_conv_scratch_bytes(const hi_nn_conv_params_t *p, int has_residual);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,27 @@
+# The one source list (firmware/sources.mk): NAME := a b c lines, continuation lines with a backslash.
+# hi_sources_list(NAME OUT): the paths of list NAME (absolute, under HI_FIRMWARE).
+# `cmake -DHI_FIRMWARE=DIR -DHI_PRINT_LIST=NAME -P hi_sources.cmake` prints one list (tests/firmware/test_sources.py).
+function(hi_sources_list name out)
+  file(READ ${HI_FIRMWARE}/sources.mk text)
+  string(REPLACE "\\\n" " " text "${text}")
+  string(REGEX MATCH "\n${name} :=[^\n]*" line "\n${text}")
+  if(NOT line)
+    message(FATAL_ERROR "${HI_FIRMWARE}/sources.mk has no list ${name}")
+  endif()
+  string(REGEX REPLACE "^\n${name} :=[ ]*" "" line "${line}")
+  string(REGEX REPLACE "[ ]+" ";" items "${line}")
+  set(paths "")
+  foreach(item IN LISTS items)
+    if(NOT item STREQUAL "")
+      list(APPEND paths ${HI_FIRMWARE}/${item})
+    endif()
+  endforeach()
+  set(${out} ${paths} PARENT_SCOPE)
+endfunction()
+
+if(CMAKE_SCRIPT_MODE_FILE AND DEFINED HI_PRINT_LIST)
+  hi_sources_list(${HI_PRINT_LIST} items)
+  foreach(item IN LISTS items)
+    message(STATUS "${item}")
+  endforeach()
+endif()

@@ -1,0 +1,305 @@
+"""`hi-firmware gen-app`: compile the model (or every segment of an early-exit chain) and write the
+application configuration hi_app_config.c that fills hi_app_t (firmware/include/hi_app.h).
+
+WHY one generated file: the segment count, which generated output is the features and which the scores
+(TFLite may reorder outputs, so they are resolved by tensor name), the exit bounds and the decider integers
+all come from the shipped artifacts through the ONE Python implementation (hi_runtime.decider,
+hi_runtime.early_exit); the C side only compares integers.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .decider_header import write_decider_header
+from .errors import UsageError
+
+
+@dataclass
+class SegmentInfo:
+    """One compiled segment and how the pipeline calls it."""
+
+    name: str
+    model_path: Path
+    num_outputs: int
+    scores_output: int
+    features_output: int  # -1 when the segment has no features output
+    features_bytes: int
+    features_quant: tuple[float, int]
+    next_input_quant: tuple[float, int]
+    scores_quant: tuple[float, int]
+    exit_bound: int
+    arena_bytes: int
+    flash_bytes: int
+    scratch_bytes: int = 0
+
+
+@dataclass
+class AppInfo:
+    """What gen-app produced (also written as app.json beside the sources)."""
+
+    out_dir: Path
+    segments: list[SegmentInfo]
+    input_shape: tuple[int, int, int]
+    input_quant: tuple[float, int]
+    num_classes: int
+    decider: dict | None
+    model_version: str
+    model_id: str
+    sources: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": "hi-firmware-app/1",
+            "segments": [{"name": s.name, "model": str(s.model_path), "num_outputs": s.num_outputs,
+                          "scores_output": s.scores_output, "features_output": s.features_output,
+                          "features_bytes": s.features_bytes, "scores_quant": list(s.scores_quant),
+                          "exit_bound": s.exit_bound, "arena_bytes": s.arena_bytes, "flash_bytes": s.flash_bytes,
+                          "scratch_bytes": s.scratch_bytes}
+                         for s in self.segments],
+            "input_shape": list(self.input_shape),
+            "input_quant": list(self.input_quant),
+            "num_classes": self.num_classes,
+            "decider": self.decider,
+            "model_version": self.model_version,
+            "model_id": self.model_id,
+        }
+
+
+def _c_ident(text: str) -> str:
+    ident = re.sub(r"[^0-9a-zA-Z_]", "_", text)
+    return ident if re.match(r"[A-Za-z_]", ident) else f"m_{ident}"
+
+
+def _float_c(x: float, suffix: str = "") -> str:
+    r = repr(float(x))
+    if "e" not in r and "." not in r and "inf" not in r and "nan" not in r:
+        r += ".0"
+    return r + suffix
+
+
+def _compile(model_path: Path, name: str, out_dir: Path):
+    from hi_firmware.compiler import CompileError, compile_model
+
+    try:
+        return compile_model(model_path, out_dir / "models" / name, name=name)
+    except CompileError as exc:
+        raise UsageError(f"cannot compile {model_path}: {exc}") from exc
+
+
+def _tensor_quant(t) -> tuple[float, int]:
+    if t.scales.size == 0:
+        raise UsageError(f"tensor '{t.name}' is not quantized; the firmware runs full-integer INT8 models only")
+    return float(t.scale), int(t.zero_point)
+
+
+ENGINES = ("compiled", "tflm")
+
+
+def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None = None,
+                 decider: Path | None = None, no_decider: bool = False, model_id: str = "",
+                 model_version: str | None = None, engine: str = "compiled") -> AppInfo:
+    """Compile the model(s) into out_dir/models/NAME and write out_dir/hi_app_config.c.
+
+    engine "compiled" (default): the project's generated C + hi_nn kernels. "tflm": the upstream TensorFlow
+    Lite Micro interpreter on the same .tflite bytes (src/common/hi_engine_tflm.cpp; single models only)."""
+    if (model is None) == (chain is None):
+        raise UsageError("give exactly one of --model MODEL.tflite or --chain CHAIN.json")
+    if engine not in ENGINES:
+        raise UsageError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    if engine == "tflm" and chain is not None:
+        raise UsageError("--engine tflm runs single models only; early-exit chains need the compiled engine")
+    if len(model_id.encode()) > 32 or any(not 0x21 <= ord(c) <= 0x7E for c in model_id):
+        raise UsageError(f"model id {model_id!r} must be at most 32 printable ASCII characters without spaces")
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir / "models", ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    segments: list[SegmentInfo] = []
+    decider_obj = None
+    if model is not None:
+        model = Path(model)
+        if not model.exists():
+            raise UsageError(f"model {model} does not exist; train and export it with `hi-train model ... --export int8`")
+        name = _c_ident(model.stem)
+        res = _compile(model, name, out_dir)
+        g = res.graph
+        if len(g.inputs) != 1 or len(g.outputs) != 1:
+            raise UsageError(f"{model} has {len(g.inputs)} inputs and {len(g.outputs)} outputs; a single model needs "
+                             "one of each (use --chain for early-exit segments)")
+        first_in = g.tensors[g.inputs[0]]
+        scores_t = g.tensors[g.outputs[0]]
+        segments.append(SegmentInfo(name, model, 1, 0, -1, 0, (1.0, 0), (1.0, 0), _tensor_quant(scores_t), 0,
+                                    res.generated.arena_size, res.generated.flash_bytes, res.generated.scratch_size))
+        version_default = model.stem
+    else:
+        from hi_runtime.early_exit import EarlyExitError, SegmentChain
+
+        chain = Path(chain)
+        try:
+            ch = SegmentChain.load(chain)
+            bounds = ch.policy.exit_bounds_int8(ch.scores_quants())
+        except EarlyExitError as exc:
+            raise UsageError(f"chain {chain}: {exc}") from exc
+        decider_obj = ch.policy.decider
+        first_in = None
+        for k, spec in enumerate(ch.segments):
+            name = _c_ident(f"{chain.stem}_s{k}")
+            res = _compile(spec.file, name, out_dir)
+            g = res.graph
+            out_names = [g.tensors[t].name for t in g.outputs]
+            if spec.scores not in out_names:
+                raise UsageError(f"segment {k} ({spec.file}) has no output named {spec.scores!r}; outputs: {out_names}")
+            scores_i = out_names.index(spec.scores)
+            feat_i = -1
+            feat_bytes = 0
+            fq = (1.0, 0)
+            last = k == len(ch.segments) - 1
+            if not last:
+                if spec.features not in out_names:
+                    raise UsageError(f"segment {k} ({spec.file}) has no output named {spec.features!r}; "
+                                     f"outputs: {out_names}")
+                feat_i = out_names.index(spec.features)
+                ft = g.tensors[g.outputs[feat_i]]
+                feat_bytes = ft.num_elements
+                fq = _tensor_quant(ft)
+            if k == 0:
+                first_in = g.tensors[g.inputs[0]]
+            else:  # this segment's input quantization is the previous one's "next input"
+                prev = segments[-1]
+                prev.next_input_quant = _tensor_quant(g.tensors[g.inputs[0]])
+                if g.tensors[g.inputs[0]].num_elements != prev.features_bytes:
+                    raise UsageError(f"segment {k} input has {g.tensors[g.inputs[0]].num_elements} elements but segment "
+                                     f"{k - 1} features have {prev.features_bytes}")
+            st = g.tensors[g.outputs[scores_i]]
+            segments.append(SegmentInfo(name, spec.file, len(out_names), scores_i, feat_i, feat_bytes, fq, fq,
+                                        _tensor_quant(st), bounds[k] if not last else 0,
+                                        res.generated.arena_size, res.generated.flash_bytes,
+                                        res.generated.scratch_size))
+        version_default = chain.stem
+    assert first_in is not None
+    if first_in.dtype != "int8" or len(first_in.shape) != 4 or first_in.shape[0] != 1:
+        raise UsageError(f"the model input must be int8 [1, H, W, C]; got {first_in.dtype} {list(first_in.shape)}")
+    in_quant = _tensor_quant(first_in)
+    h, w, c = (int(d) for d in first_in.shape[1:])
+    num_classes = None
+    # every exit has the same number of classes; take it from the compiled graphs' scores outputs
+    from hi_firmware.compiler.graph import read_tflite_bytes
+
+    for s in segments:
+        gg = read_tflite_bytes(s.model_path.read_bytes(), model_name=s.model_path.name)
+        n = gg.tensors[gg.outputs[s.scores_output]].num_elements
+        if num_classes is not None and n != num_classes:
+            raise UsageError(f"segment {s.name} has {n} classes but an earlier exit has {num_classes}")
+        num_classes = n
+    assert num_classes is not None
+    if no_decider:
+        dec_block = None
+    elif decider is not None:
+        dec_block = write_decider_header(Path(decider), segments[-1].scores_quant, out_dir)
+    elif decider_obj is not None:
+        dec_block = write_decider_header(None, segments[-1].scores_quant, out_dir, decider_obj=decider_obj)
+    else:
+        dec_block = None
+    if model_version is None:
+        model_version = "ic01" if (h, w, c, num_classes) == (32, 32, 3, 10) else version_default
+    info = AppInfo(out_dir, segments, (h, w, c), in_quant, num_classes, dec_block, model_version, model_id)
+    if engine == "tflm":
+        shutil.rmtree(out_dir / "models", ignore_errors=True)
+        data = Path(model).read_bytes()
+        rows = [", ".join(f"0x{b:02x}" for b in data[i:i + 16]) for i in range(0, len(data), 16)]
+        (out_dir / "hi_app_tflm_model.c").write_text(
+            f"/* Generated by `hi-firmware gen-app --engine tflm` from {Path(model).name}; do not edit. */\n"
+            "#include <stddef.h>\n\n"
+            "#if defined(__GNUC__)\n__attribute__((aligned(16)))\n#endif\n"
+            f"const unsigned char hi_app_tflm_model[{len(data)}] = {{\n  " + ",\n  ".join(rows) + "\n};\n"
+            f"const size_t hi_app_tflm_model_len = {len(data)};\n")
+    else:
+        (out_dir / "hi_app_tflm_model.c").unlink(missing_ok=True)
+    (out_dir / "hi_app_config.c").write_text(_render_config(info, engine))
+    (out_dir / "app.json").write_text(json.dumps(info.to_dict(), indent=2) + "\n")
+    info.sources = sorted(out_dir.glob("models/*/*.c")) + [out_dir / "hi_app_config.c"]
+    return info
+
+
+def _render_config(info: AppInfo, engine: str = "compiled") -> str:
+    tflm = engine == "tflm"
+    h, w, c = info.input_shape
+    n_in = h * w * c
+    lines = [
+        "/* Generated by `hi-firmware gen-app`; do not edit. Rebuild with hi-firmware build. */",
+        "#include <stddef.h>",
+        "#include <stdint.h>",
+        "",
+        '#include "hi_app.h"',
+        '#include "hi_decider.h"',
+        '#include "hi_exit_policy.h"',
+    ]
+    for s in info.segments:
+        if not tflm:
+            lines.append(f'#include "hi_model_{s.name}.h"')
+    if tflm:
+        lines += ["", "/* engine: TensorFlow Lite Micro (src/common/hi_engine_tflm.cpp, built with -DHI_ENGINE_TFLM=1) */",
+                  "int hi_tflm_invoke_generic(const void *const *inputs, void *const *outputs);"]
+    if info.decider:
+        lines.append('#include "hi_app_decider.h"')
+    lines += ["", f"#define HI_APP_INPUT_BYTES {n_in}", f"#define HI_APP_NUM_CLASSES {info.num_classes}", ""]
+    # compile-time checks against the generated model headers
+    first = info.segments[0].name.upper()
+    if not tflm:
+        lines.append(f"typedef char hi_app_check_input[(HI_MODEL_{first}_INPUT_BYTES == HI_APP_INPUT_BYTES) ? 1 : -1];")
+        for s in info.segments:
+            lines.append(f"typedef char hi_app_check_outputs_{s.name}[(HI_MODEL_{s.name.upper()}_NUM_OUTPUTS == "
+                         f"{s.num_outputs}) ? 1 : -1];")
+    lines += [
+        "",
+        "static int8_t g_input[HI_APP_INPUT_BYTES];",
+        "static uint8_t g_db[HI_APP_INPUT_BYTES];",
+        "static int8_t g_scores[HI_APP_NUM_CLASSES];",
+    ]
+    for k, s in enumerate(info.segments):
+        if s.features_output >= 0:
+            lines.append(f"static int8_t g_features_{k}[{s.features_bytes}];")
+    if info.decider:
+        lines.append("static hi_decider_t g_decider;")
+    lines += ["", f"static const hi_segment_t g_segments[{len(info.segments)}] = {{"]
+    for k, s in enumerate(info.segments):
+        feat = f"g_features_{k}" if s.features_output >= 0 else "NULL"
+        lines += [
+            f"    {{/* segment {k}: {s.model_path.name} */",
+            (f"     {'hi_tflm_invoke_generic' if tflm else f'hi_model_{s.name}_invoke_generic'}, {s.num_outputs}, "
+             f"{s.features_output}, {s.scores_output},"),
+            f"     {s.features_bytes}u, {feat},",
+            f"     {_float_c(s.features_quant[0])}, {s.features_quant[1]},",
+            f"     {_float_c(s.next_input_quant[0])}, {s.next_input_quant[1]},",
+            f"     {_float_c(s.scores_quant[0])}, {s.scores_quant[1]},",
+            f"     {s.exit_bound}}},",
+        ]
+    lines += ["};", ""]
+    dec = "&g_decider" if info.decider else "NULL"
+    lines += [
+        "static const hi_pipeline_t g_pipeline = {",
+        f"    g_segments, {len(info.segments)}, {dec}, HI_APP_NUM_CLASSES, g_scores,",
+        f"    {h}, {w}, {c}, {_float_c(info.input_quant[0], 'f')}, {info.input_quant[1]}}};",
+        "",
+        "int hi_app_setup(hi_app_t *app) {",
+        "  if (app == NULL) return -1;",
+    ]
+    if info.decider:
+        p = info.decider["prefix"]
+        lines.append(f"  if (hi_decider_init(&g_decider, {p}_TOP_K, {p}_ZERO_POINT, {p}_A, {p}_B) != 0) return -1;")
+    lines += [
+        "  app->pipeline = &g_pipeline;",
+        "  app->input = g_input;",
+        "  app->db = g_db;",
+        "  app->db_capacity = HI_APP_INPUT_BYTES;",
+        f"  app->model_version = \"{info.model_version}\";",
+        f"  app->model_id = \"{info.model_id}\";",
+        "  return hi_pipeline_check(&g_pipeline);",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)

@@ -73,7 +73,7 @@ def arm_sections(gen_dir: Path, name: str) -> tuple[int, int, int] | None:
 
 def measure(model_bytes: bytes, label: str, name: str) -> MemoryRow:
     from hi_firmware.compiler import compile_bytes
-    from hi_firmware.compiler.testing import tflm_arena_used
+    from hi_runtime.backends import tflm_arena_bytes
 
     gen, graph, plan = compile_bytes(model_bytes, name, label)
     io = sum(graph.tensors[t].nbytes for t in graph.inputs) + sum(graph.tensors[t].nbytes for t in graph.outputs)
@@ -81,7 +81,7 @@ def measure(model_bytes: bytes, label: str, name: str) -> MemoryRow:
         gen.write(Path(tmp))
         sections = arm_sections(Path(tmp), name)
     return MemoryRow(
-        model=label, arena=plan.arena_size, scratch=gen.scratch_size, io=io, tflm_arena=tflm_arena_used(model_bytes), const=gen.flash_bytes,
+        model=label, arena=plan.arena_size, scratch=gen.scratch_size, io=io, tflm_arena=tflm_arena_bytes(model_bytes), const=gen.flash_bytes,
         arm_text=sections[0] if sections else None, arm_data=sections[1] if sections else None,
         arm_bss=sections[2] if sections else None,
     )

@@ -40,7 +40,7 @@ def test_tflite_micro_and_litert_reference_kernels_agree(test_split):
     reference kernels (BUILTIN_REF) give identical outputs for the shipped INT8 ResNet-8. This holds
     because its classifier is exported as a 1x1 CONV_2D: on a FULLY_CONNECTED the two engines' rounding
     differs by one step on about one image in seven (training.models.dense_head_as_conv)."""
-    from hi_firmware.compiler.testing import LitertRefRunner, TflmRunner
+    from hi_runtime.backends import TFLiteBackend, TflmBackend
 
     from hi_runtime.backends import TFLiteBackend
 
@@ -49,9 +49,9 @@ def test_tflite_micro_and_litert_reference_kernels_agree(test_split):
     # final output on about 3% of images, so 20 would often have passed it too)
     x = TFLiteBackend(RESNET8).input.quantize(test_split.images[::50][:200])
     assert len(x) == 200
-    tflm, ref = TflmRunner(model_bytes), LitertRefRunner(model_bytes)
+    tflm, ref = TflmBackend(model_bytes), TFLiteBackend(model_bytes, "litert", reference=True)
     for img in x:
-        np.testing.assert_array_equal(tflm.run(img[None])[0], ref.run(img[None])[0])
+        np.testing.assert_array_equal(tflm.run_many(img[None])[0], ref.run_many(img[None])[0])
 
 
 def test_resnet8_int8_meets_its_floor(test_split):

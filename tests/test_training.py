@@ -108,12 +108,13 @@ def test_tiny_model_learns_and_int8_export_agrees_with_keras(trained_tiny, tmp_p
 
     # TFLite Micro (what the firmware matches) and LiteRT's reference kernels give identical bytes up to
     # the classifier (their FULLY_CONNECTED/SOFTMAX kernels round differently on some samples)
-    from hi_firmware.compiler.testing import LitertRefRunner, TflmRunner, litert_agreeing_prefix
+    from hi_runtime.backends import TFLiteBackend, TflmBackend
+    from hi_firmware.compiler.testing import litert_agreeing_prefix
 
     prefix = litert_agreeing_prefix(path.read_bytes())
-    tflm, ref = TflmRunner(prefix), LitertRefRunner(prefix)
+    tflm, ref = TflmBackend(prefix), TFLiteBackend(prefix, "litert", reference=True)
     for q in tm.input.quantize(test.images[:50]):
-        np.testing.assert_array_equal(tflm.run(q[None])[0], ref.run(q[None])[0])
+        np.testing.assert_array_equal(tflm.run_many(q[None])[0], ref.run_many(q[None])[0])
 
 
 def test_float_tflite_and_onnx_match_keras(trained_tiny, tmp_path):
@@ -135,7 +136,7 @@ def test_dense_classifier_exports_as_1x1_conv_bit_exact_in_tflm_and_litert_refer
     """ResNet-8's dense head is exported as a 1x1 CONV_2D: same function, no FULLY_CONNECTED left, and
     TFLite Micro and LiteRT's reference kernels then agree on every output byte (batch resizing still
     works for desktop evaluation)."""
-    from hi_firmware.compiler.testing import LitertRefRunner, TflmRunner
+    from hi_runtime.backends import TFLiteBackend, TflmBackend
 
     from hi_runtime.backends import TFLiteBackend
     from training.export import export_int8_tflite
@@ -151,9 +152,9 @@ def test_dense_classifier_exports_as_1x1_conv_bit_exact_in_tflm_and_litert_refer
     assert "FULLY_CONNECTED" not in tm.op_names() and "RESHAPE" in tm.op_names()
     assert tm.predict(x, batch=16).shape == (48, 10)
     data = (tmp_path / "r8.tflite").read_bytes()
-    tflm, ref = TflmRunner(data), LitertRefRunner(data)
+    tflm, ref = TflmBackend(data), TFLiteBackend(data, "litert", reference=True)
     for q in tm.input.quantize(x[:12]):
-        np.testing.assert_array_equal(tflm.run(q[None])[0], ref.run(q[None])[0])
+        np.testing.assert_array_equal(tflm.run_many(q[None])[0], ref.run_many(q[None])[0])
 
 
 def test_dense_head_as_conv_leaves_other_heads_alone(trained_tiny):

@@ -82,25 +82,9 @@ def build_dir() -> Path:
 
 
 def shipped_model(name: str) -> Path | None:
-    """A shipped artifact (models/cifar10/NAME) as a default, or None when it is not installed.
+    """A shipped artifact (models/cifar10/NAME) as a default, or None when it is not installed: the core's
+    resolver (``hi_runtime.artifacts``: --models-dir, HI_MODELS_DIR, the installed hi_models package)."""
+    from hi_runtime import artifacts
 
-    The core's resolver (``hi_runtime.artifacts``: --models-dir, HI_MODELS_DIR, the installed hi_models
-    package) is used when present; otherwise the checkout's models/ beside firmware/."""
-    try:
-        from hi_runtime import artifacts  # type: ignore[attr-defined]
-    except ImportError:
-        artifacts = None
-    if artifacts is not None:
-        found = artifacts.default_path(name)
-        return Path(found) if found else None
-    env = os.environ.get("HI_MODELS_DIR")
-    roots = [Path(env)] if env else []
-    try:
-        roots.append(firmware_dir().parent / "models")
-    except UsageError:
-        pass
-    for root in roots:
-        for cand in (root / "cifar10" / name, root / name):
-            if cand.is_file():
-                return cand
-    return None
+    found = artifacts.default_path(name)
+    return Path(found) if found else None

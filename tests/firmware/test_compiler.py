@@ -47,14 +47,14 @@ def test_mlperf_resnet8_io_is_mlperf_style(resnet8_mlperf: bytes) -> None:
 
 
 def test_mlperf_resnet8_matches_tflite_micro(resnet8_mlperf: bytes, resnet8_host: Any) -> None:
-    from hi_firmware.compiler.testing import TflmRunner
+    from hi_runtime.backends import TflmBackend
 
     hm, _ = resnet8_host
-    ref = TflmRunner(resnet8_mlperf)
+    ref = TflmBackend(resnet8_mlperf)
     rng = np.random.default_rng(7)
     for i in range(40):
         x = rng.integers(-128, 128, (1, 32, 32, 3), dtype=np.int8)
-        ours, theirs = hm.run(x)[0], ref.run(x)[0]
+        ours, theirs = hm.run(x)[0], ref.run_many(x)[0]
         assert np.array_equal(ours, theirs), f"sample {i}: ours {ours} tflite-micro {theirs}"
 
 
@@ -64,27 +64,28 @@ def test_mlperf_resnet8_matches_litert_reference(resnet8_mlperf: bytes, resnet8_
     (TFLite's and TFLite Micro's reference kernels disagree by one LSB on some FULLY_CONNECTED / SOFTMAX
     bytes; we follow TFLite Micro, checked byte for byte in the test above.)"""
     from hi_firmware.compiler.hostbuild import build_host_model
-    from hi_firmware.compiler.testing import LitertRefRunner, litert_agreeing_prefix
+    from hi_runtime.backends import TFLiteBackend
+    from hi_firmware.compiler.testing import litert_agreeing_prefix
 
     prefix = litert_agreeing_prefix(resnet8_mlperf)
     assert prefix is not None
     hm_prefix, _ = build_host_model(prefix, "mlperf_resnet8_prefix", work_dir)
-    lr_prefix = LitertRefRunner(prefix)
+    lr_prefix = TFLiteBackend(prefix, "litert", reference=True)
     hm, _ = resnet8_host
-    lr = LitertRefRunner(resnet8_mlperf)
+    lr = TFLiteBackend(resnet8_mlperf, "litert", reference=True)
     rng = np.random.default_rng(8)
     for i in range(20):
         x = rng.integers(-128, 128, (1, 32, 32, 3), dtype=np.int8)
-        assert np.array_equal(hm_prefix.run(x)[0], lr_prefix.run(x)[0].reshape(hm_prefix.outputs[0].shape)), i
-        full = hm.run(x)[0].astype(int) - lr.run(x)[0].astype(int)
+        assert np.array_equal(hm_prefix.run(x)[0], lr_prefix.run_many(x)[0].reshape(hm_prefix.outputs[0].shape)), i
+        full = hm.run(x)[0].astype(int) - lr.run_many(x)[0].astype(int)
         assert np.abs(full).max() <= 1, f"sample {i}: full-model difference {full}"
 
 
 def test_mlperf_resnet8_arena_under_40k_and_below_tflite_micro(resnet8_mlperf: bytes, resnet8_host: Any) -> None:
-    from hi_firmware.compiler.testing import tflm_arena_used
+    from hi_runtime.backends import tflm_arena_bytes
 
     _, (_gen, _graph, plan) = resnet8_host
-    tflm = tflm_arena_used(resnet8_mlperf)
+    tflm = tflm_arena_bytes(resnet8_mlperf)
     print(f"\nResNet-8 (MLPerf Tiny arch): hi-firmware arena {plan.arena_size} B, "
           f"tflite-micro (host build, 64-bit) minimal arena {tflm} B")
     assert plan.arena_size <= 40 * 1024
@@ -236,7 +237,8 @@ def test_multi_output_model_names_outputs_by_tensor_name(work_dir: Path) -> None
     """Early-exit segments return trunk features and exit scores: outputs are named, never positional."""
     import tensorflow as tf
     from hi_firmware.compiler.hostbuild import build_host_model
-    from hi_firmware.compiler.testing import TflmRunner, convert_int8
+    from hi_runtime.backends import TflmBackend
+    from hi_firmware.compiler.testing import convert_int8
 
     inp = tf.keras.Input((8, 8, 3), batch_size=1)
     feats = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="trunk")(inp)
@@ -253,11 +255,11 @@ def test_multi_output_model_names_outputs_by_tensor_name(work_dir: Path) -> None
     for n in names:
         assert f"*out_{c_identifier(n)}" in gen.header
         assert f'_NAME "{n}"' in gen.header
-    ref = TflmRunner(mb)
+    ref = TflmBackend(mb)
     rng = np.random.default_rng(3)
     for _ in range(5):
         x = rng.integers(-128, 128, (1, 8, 8, 3), dtype=np.int8)
-        for a, b in zip(hm.run(x), ref.run(x)):
+        for a, b in zip(hm.run(x), ref.run_many(x)):
             assert np.array_equal(a, np.asarray(b).reshape(a.shape))
 
 

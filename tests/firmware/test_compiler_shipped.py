@@ -63,7 +63,8 @@ def test_shipped_model_is_bit_exact(model_path: Path, request: pytest.FixtureReq
                                     tmp_path_factory: pytest.TempPathFactory) -> None:
     from hi_firmware.compiler.emitter import c_identifier
     from hi_firmware.compiler.hostbuild import build_host_model
-    from hi_firmware.compiler.testing import LitertRefRunner, TflmRunner, litert_agreeing_prefix
+    from hi_runtime.backends import TFLiteBackend, TflmBackend
+    from hi_firmware.compiler.testing import litert_agreeing_prefix
 
     mb = model_path.read_bytes()
     name = c_identifier(model_path.stem)
@@ -80,22 +81,22 @@ def test_shipped_model_is_bit_exact(model_path: Path, request: pytest.FixtureReq
                     for s in hm.inputs] for _ in range(N_IMAGES)]
     assert len(samples) == N_IMAGES
 
-    tflm = TflmRunner(mb)
-    litert = LitertRefRunner(mb)
+    tflm = TflmBackend(mb)
+    litert = TFLiteBackend(mb, "litert", reference=True)
     prefix = litert_agreeing_prefix(mb)
     if prefix is not None:
         hm_prefix, _ = build_host_model(prefix, name + "_prefix", work)
-        litert_prefix = LitertRefRunner(prefix)
+        litert_prefix = TFLiteBackend(prefix, "litert", reference=True)
     max_litert_diff = 0
     for i, xs in enumerate(samples):
         ours = hm.run(*xs)
-        for o, t, s in zip(ours, tflm.run(*xs), hm.outputs):
+        for o, t, s in zip(ours, tflm.run_many(*xs), hm.outputs):
             assert np.array_equal(o, np.asarray(t).reshape(o.shape)), f"{model_path.name} sample {i} output {s.name}"
-        for o, t in zip(ours, litert.run(*xs)):
+        for o, t in zip(ours, litert.run_many(*xs)):
             max_litert_diff = max(max_litert_diff, int(np.abs(o.astype(int) - np.asarray(t).astype(int).reshape(o.shape)).max()))
         if prefix is not None:
             a = hm_prefix.run(*xs)[0]
-            assert np.array_equal(a, litert_prefix.run(*xs)[0].reshape(a.shape)), f"{model_path.name} sample {i} (prefix)"
+            assert np.array_equal(a, litert_prefix.run_many(*xs)[0].reshape(a.shape)), f"{model_path.name} sample {i} (prefix)"
         else:
             assert max_litert_diff == 0
     # LiteRT's reference FULLY_CONNECTED and int8 SOFTMAX round differently from TFLite Micro (which the

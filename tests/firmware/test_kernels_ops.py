@@ -194,15 +194,15 @@ def _random_inputs(spec: Any, rng: np.random.Generator) -> np.ndarray:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_op_matches_tflite_micro(case: str, work_dir: Path) -> None:
-    from hi_firmware.compiler.testing import TflmRunner
+    from hi_runtime.backends import TflmBackend
 
     mb, (hm, (_gen, _graph, _plan)) = _compiled(case, work_dir)
-    ref = TflmRunner(mb)
+    ref = TflmBackend(mb)
     rng = np.random.default_rng(42)
     for i in range(N_SAMPLES):
         xs = [_random_inputs(s, rng) for s in hm.inputs]
         ours = hm.run(*xs)
-        theirs = ref.run(*xs)
+        theirs = ref.run_many(*xs)
         for o, t, spec in zip(ours, theirs, hm.outputs):
             assert o.dtype == t.dtype, f"{case}: output {spec.name} dtype {o.dtype} vs {t.dtype}"
             if o.dtype == np.float32:
@@ -226,16 +226,16 @@ def test_ops_on_emulated_cortex_m4_match_tflite_micro(work_dir: Path) -> None:
     """The same cases built for Cortex-M4F (DSP kernels: the assembly tiles, SMLAD paths) and run in QEMU
     through the model bench: every output byte equals tflite-micro's on the same random inputs."""
     from hi_firmware.bench import profile_model
-    from hi_firmware.compiler.testing import TflmRunner
+    from hi_runtime.backends import TflmBackend
 
     for case in EMULATED:
         mb, (hm, _info) = _compiled(case, work_dir)
         rng = np.random.default_rng(7)
         xs = [[_random_inputs(spec, rng) for spec in hm.inputs] for _ in range(N_SAMPLES)]
         prof = profile_model(mb, xs, options=case_options(case))
-        ref = TflmRunner(mb)
+        ref = TflmBackend(mb)
         for i, row in enumerate(xs):
-            for o, t in zip(prof.outputs[i], ref.run(*row)):
+            for o, t in zip(prof.outputs[i], ref.run_many(*row)):
                 assert np.array_equal(o.reshape(-1).view(np.uint8), np.asarray(t, o.dtype).reshape(-1).view(np.uint8)), \
                     f"{case} sample {i}: the emulated Cortex-M4 differs from tflite-micro"
 

@@ -1,15 +1,13 @@
-"""Helpers to build small INT8 TFLite models and run reference interpreters, for tests and benchmarks.
+"""Helpers to build small INT8 TFLite models for the compiler's tests and benchmarks.
 
 WHY in the package: the compiler tests, the kernel tests and measurements/bench_firmware_memory.py all need
-the same "make a tiny Keras model, convert it to full-integer INT8 the standard way, run it in tflite-micro"
-steps; keeping them here avoids three copies. TensorFlow is imported lazily (it costs seconds).
+the same "make a tiny Keras model, convert it to full-integer INT8 the standard way" steps; keeping them here
+avoids three copies. The reference interpreters (TFLite Micro, LiteRT's reference kernels) are the core's
+runner layer (``hi_runtime.backends``: ``TflmBackend``, ``TFLiteBackend(..., reference=True)``,
+``tflm_arena_bytes``). TensorFlow is imported lazily (it costs seconds).
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,101 +32,6 @@ def convert_int8(model: Any, representative: np.ndarray, io_type: str = "int8") 
         conv.inference_input_type = tf.uint8
         conv.inference_output_type = tf.uint8
     return bytes(conv.convert())
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence the C++ allocator's failure messages while probing arena sizes."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def count_outputs(model_bytes: bytes) -> int:
-    """Number of outputs of the first subgraph (the tflite-micro Python API cannot tell)."""
-    import tflite
-
-    return int(tflite.Model.GetRootAsModel(model_bytes, 0).Subgraphs(0).OutputsLength())
-
-
-class TflmRunner:
-    """Keeps one tflite-micro interpreter for many samples (creating one per sample is slow)."""
-
-    def __init__(self, model_bytes: bytes, arena_size: int = 2_000_000):
-        from tflite_micro import runtime
-
-        self.interp = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
-        self.n_outputs = count_outputs(model_bytes)
-
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        for i, x in enumerate(inputs):
-            self.interp.set_input(x, i)
-        self.interp.invoke()
-        return [np.array(self.interp.get_output(i)) for i in range(self.n_outputs)]
-
-
-class LitertRefRunner:
-    """ai-edge-litert with BUILTIN_REF kernels (TFLite's reference kernels) as a second oracle."""
-
-    def __init__(self, model_bytes: bytes):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        self.interp = Interpreter(model_content=model_bytes,
-                                  experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-        self.interp.allocate_tensors()
-        self.inputs = self.interp.get_input_details()
-        self.outputs = self.interp.get_output_details()
-
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        for d, x in zip(self.inputs, inputs):
-            self.interp.set_tensor(d["index"], x.reshape(d["shape"]).astype(d["dtype"]))
-        self.interp.invoke()
-        return [self.interp.get_tensor(d["index"]).copy() for d in self.outputs]
-
-
-def tflm_arena_used(model_bytes: bytes) -> int | None:
-    """Smallest arena (bytes, to 16 B) tflite-micro accepts for this model, found by bisection.
-
-    WHY bisection: the Python interpreter's print_allocations() reports usage only as text on stdout; the
-    minimal arena that allocates is the number a firmware author must provision, so we measure exactly that."""
-    from tflite_micro import runtime
-
-    def ok(size: int) -> bool:
-        with _quiet_stderr():
-            try:
-                it = runtime.Interpreter.from_bytes(model_bytes, arena_size=size)
-                del it
-                return True
-            except RuntimeError:
-                return False
-
-    # The interpreter segfaults (instead of raising) for arenas below a few hundred bytes, so probing never
-    # goes under FLOOR; models that fit in less are reported as FLOOR.
-    floor = 4096
-    hi = 1 << 16
-    while not ok(hi):
-        hi *= 2
-        if hi > (1 << 26):
-            return None
-    lo = floor
-    if ok(floor):
-        return floor
-    while hi - lo > 16:
-        mid = (lo + hi) // 2 // 16 * 16
-        if mid <= lo:
-            break
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
 
 
 def mlperf_tiny_resnet8(seed: int = 0) -> Any:
@@ -187,23 +90,6 @@ def mlperf_tiny_resnet8_int8(seed: int = 0, n_representative: int = 32) -> bytes
     return convert_int8(model, rep, io_type="int8")
 
 
-def with_outputs(model_bytes: bytes, tensor_indices: Sequence[int]) -> bytes:
-    """The same model with different graph outputs (e.g. an intermediate tensor), for oracle comparisons.
-
-    WHY: TFLite's BUILTIN_REF kernels (ai-edge-litert) and TFLite Micro's reference kernels are not
-    identical everywhere: measured here, per-channel int8 FULLY_CONNECTED and int8 SOFTMAX differ by
-    one LSB on some bytes. Our kernels follow TFLite Micro (the firmware's reference); the LiteRT check
-    therefore compares byte for byte on the part of the network where the two references agree."""
-    import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
-    model.subgraphs[0].outputs = [int(t) for t in tensor_indices]
-    builder = flatbuffers.Builder(len(model_bytes) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 def litert_agreeing_prefix(model_bytes: bytes) -> bytes | None:
     """The model cut just before its first FULLY_CONNECTED or SOFTMAX (outputs = that op's input), or None
     when the model has neither (then the whole model is compared)."""
@@ -212,5 +98,7 @@ def litert_agreeing_prefix(model_bytes: bytes) -> bytes | None:
     graph = read_tflite_bytes(model_bytes)
     for op in graph.operators:
         if op.opcode in ("FULLY_CONNECTED", "SOFTMAX"):
+            from hi_runtime.tflite_schema import with_outputs
+
             return with_outputs(model_bytes, [op.inputs[0]])
     return None

@@ -1,7 +1,7 @@
 """Third-party-style models for tests/test_foreign_models.py and tests/test_single_file_ee.py (no tests here).
 
 Models "made elsewhere", the way users arrive with them, trained in seconds on the agent kit's colour data
-(tests/test_agent_kit.py: class k is colour k of a palette under pixel noise):
+(tests/test_agent_kit.py: class k is colour k of a palette under pixel noise), in video range (16..239):
 
 * ``normalized_int8.tflite``: a Keras model trained with a Rescaling(1/255) + Normalization(mean, std)
   front end, exported WITHOUT it (full-integer INT8, int8 I/O), so its input must be normalized outside,
@@ -28,7 +28,7 @@ from test_agent_kit import color_images
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-FOREIGN_VERSION = "2"
+FOREIGN_VERSION = "3"
 MEAN = (0.4914, 0.4822, 0.4465)  # the usual CIFAR-10 statistics of 0..1 pixels
 STD = (0.2470, 0.2435, 0.2616)
 
@@ -134,10 +134,21 @@ def build_if_early_exit(out: Path, x, y, val_x) -> dict:
     return {"ee_threshold": threshold}
 
 
+def video_range(images: np.ndarray) -> np.ndarray:
+    """Pixels in 16..239, like a camera's video-range output. The palette data holds many exact zeros
+    (dark channels under clipped noise), which survive the saturation a wrongly normalized int8 input
+    suffers and would leave a few classes recognizable; photos rarely do."""
+    return (16 + images.astype(np.uint16) * 224 // 256).astype(np.uint8)
+
+
 def build_foreign(out: Path) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(0)
     out.mkdir(parents=True, exist_ok=True)
     x, y = color_images(3000, seed=20)
     val_x, val_y = color_images(500, seed=21)
+    x, val_x = video_range(x), video_range(val_x)
     info = build_normalized(out, x, y)
     build_logits(out, x, y)
     info.update(build_if_early_exit(out, x, y, val_x))

@@ -238,3 +238,28 @@ def test_split_segments_compile_and_match_tflite_micro_byte_for_byte(foreign: Pa
         feats = next(a for a in theirs if a.ndim == 4)
         ours2, theirs2 = hosts[1].run(feats), tflm[1].run(feats)
         assert all(np.array_equal(a, b) for a, b in zip(ours2, theirs2)), f"segment 2, input {i}"
+
+
+def test_a_chain_json_carries_its_input_spec_to_the_agent(split: Path, tmp_path: Path) -> None:
+    """split-ee stores a non-identity input spec in the chain JSON ('input'); ee-hi applies it."""
+    import argparse
+    import shutil
+
+    from hi_runtime.agent.cli import open_early_exit
+    from hi_runtime.agent.options import load_chain_arg
+    from hi_runtime.input_spec import InputSpec
+
+    for f in split.parent.glob(split.name + "*"):
+        shutil.copy(f, tmp_path / f.name)
+    path = tmp_path / (split.name + ".json")
+    data = json.loads(path.read_text())
+    data["input"] = InputSpec(pixel_scale=0.5).to_dict()
+    path.write_text(json.dumps(data))
+    said: list[str] = []
+    args = argparse.Namespace(model=None, ee_chain=str(path), decider=None, backend="auto", input_spec=None,
+                              input_scale=None, input_mean=None, input_std=None, input_layout=None)
+    runner = open_early_exit(args, load_chain_arg(str(path)), False, {}, said.append)
+    assert runner.input_format == InputSpec(pixel_scale=0.5)
+    assert any("pixel * 0.5" in s and path.name in s for s in said)
+    args.input_scale = 0.25  # a flag overrides the chain's setting
+    assert open_early_exit(args, load_chain_arg(str(path)), False, {}, said.append).input_format.pixel_scale == 0.25

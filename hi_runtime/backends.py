@@ -67,6 +67,7 @@ class TensorSpec:
         # decided once: quantize/dequantize run per sample and np.issubdtype costs microseconds
         quantized = self.scale is not None and self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
         object.__setattr__(self, "_quantized", bool(quantized))
+        object.__setattr__(self, "_integer", bool(np.issubdtype(self.dtype, np.integer)))
         object.__setattr__(self, "_pixel_minus_128", bool(
             quantized and self.scale == 1.0 and self.zero_point == -128 and self.dtype == np.int8))
 
@@ -81,7 +82,12 @@ class TensorSpec:
     def quantize(self, real: np.ndarray) -> np.ndarray:
         """Real values (e.g. uint8 pixels) to this tensor's dtype: q = round(real / scale) + zero_point."""
         if not self._quantized:  # type: ignore[attr-defined]
-            return np.asarray(real).astype(self.dtype, copy=False)
+            real = np.asarray(real)
+            if real.dtype != self.dtype and self._integer:  # type: ignore[attr-defined]
+                # e.g. normalized floats into a uint8 tensor without quantization: round and saturate
+                info = np.iinfo(self.dtype)
+                return np.clip(np.rint(real), info.min, info.max).astype(self.dtype)
+            return real.astype(self.dtype, copy=False)
         if self._pixel_minus_128 and real.dtype == np.uint8:  # type: ignore[attr-defined]
             # the shipped model's input: q = pixel - 128, which in two's complement is the pixel with its top
             # bit flipped, reinterpreted as int8 (exact, and the cheapest form on the per-sample path)
@@ -567,30 +573,49 @@ class LocalPrediction:
     output: TensorSpec
 
 
+def _input_format(backend: Backend, input_format):
+    """(the input spec, the (H, W, C) images it takes) for ``backend``'s input, checked once."""
+    from hi_runtime.input_spec import IDENTITY, InputSpecError
+
+    fmt = input_format if input_format is not None else IDENTITY
+    shape = backend.input.shape
+    if len(shape) != 4:
+        raise BackendError(f"{backend.path.name}: expected an image input [N,H,W,C] or [N,C,H,W], got shape {shape}")
+    try:
+        fmt.check(backend.input, backend.path.name)
+        return fmt, fmt.image_shape(shape[1:])
+    except InputSpecError as exc:
+        raise BackendError(str(exc)) from None
+
+
 class Classifier:
     """A single-output (or named-output) classification model: uint8 NHWC images in, probabilities out.
+
+    ``input_format`` (:class:`hi_runtime.input_spec.InputSpec`) says how the model wants its input
+    (pixel scaling, per-channel mean/std, layout); None = raw NHWC pixels, the shipped models' input.
 
     Why a class: the per-sample hot path must not look anything up again (the agent's overhead budget is
     10% of one ResNet-8 invoke), so the input/output specs are resolved once here.
     """
 
-    def __init__(self, backend: Backend, output_name: str | None = None) -> None:
+    def __init__(self, backend: Backend, output_name: str | None = None, input_format=None) -> None:
         self.backend = backend
-        self.input_spec = backend.input
+        self.input_spec = backend.input  # the input tensor (dtype, quantization)
         self.output_spec = backend.output(output_name)
-        shape = self.input_spec.shape
-        if len(shape) != 4:
-            raise BackendError(f"{backend.path.name}: expected an NHWC image input, got shape {shape}")
-        self.image_shape = tuple(shape[1:])
+        self.input_format, self.image_shape = _input_format(backend, input_format)
+        self._raw_pixels = self.input_format.is_identity  # the fast path: the tensor's quantization only
 
     def preprocess(self, images_uint8: np.ndarray) -> np.ndarray:
-        """uint8 NHWC images to the input tensor (quantized with the model's own parameters)."""
+        """uint8 NHWC images to the input tensor: normalized per the input spec (if any), then quantized
+        with the model's own parameters."""
         if images_uint8.ndim == 3:
             images_uint8 = images_uint8[None]
         if tuple(images_uint8.shape[1:]) != self.image_shape:
             raise BackendError(f"image shape {images_uint8.shape[1:]} does not match the model input "
                                f"{self.image_shape}; resize the input (see hi-agent run --help)")
-        return self.input_spec.quantize(images_uint8)
+        if self._raw_pixels:
+            return self.input_spec.quantize(images_uint8)
+        return self.input_format.apply(images_uint8, self.input_spec)
 
     def predict_tensor(self, x: np.ndarray) -> LocalPrediction:
         raw = self.backend.run_one(x, self.output_spec)
@@ -627,7 +652,8 @@ class ChainRunner:
     :func:`hi_runtime.early_exit.run_chain`; every segment's input and outputs are checked by name once."""
 
     def __init__(self, chain, backend: str = "auto", *, num_threads: int | None = None,
-                 reference: bool = False, announce: Callable[[str], None] | None = None) -> None:
+                 reference: bool = False, announce: Callable[[str], None] | None = None,
+                 input_format=None) -> None:
         from hi_runtime.early_exit import EarlyExitError, SegmentChain
 
         self.chain = chain if isinstance(chain, SegmentChain) else SegmentChain.load(chain)
@@ -648,10 +674,30 @@ class ChainRunner:
         self._resolved = [(None if f is None else b.output(f).name, b.output(s).name)
                           for b, (f, s) in zip(self.backends, self._names)]
         self.segment_time = 0.0
+        self.input_format, self._image_shape = _input_format(self.backends[0], input_format)
+        self._raw_pixels = self.input_format.is_identity
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.input_spec.shape[1:])
+        return self._image_shape
+
+    # what the agent's ee-hi strategy needs of an early-exit runner (also SingleModelEarlyExit's)
+    @property
+    def num_exits(self) -> int:
+        return self.chain.num_exits
+
+    @property
+    def decider(self):
+        """The final exit's decider (None: the final exit accepts every sample)."""
+        return self.chain.policy.decider
+
+    @property
+    def final_scores_quant(self):
+        return self.chain.segments[-1].scores_quant
+
+    @property
+    def model_name(self) -> str:
+        return str(self.chain.meta.get("model") or self.path.name)
 
     def override_policy(self, *, exit_thresholds: Sequence[float | None] | None = None,
                         decider_threshold: float | None = None) -> None:
@@ -684,7 +730,10 @@ class ChainRunner:
                 "decider_threshold": decider.threshold if decider is not None else None}
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
-        return self.input_spec.quantize(image[None] if image.ndim == 3 else image)
+        images = image[None] if image.ndim == 3 else image
+        if self._raw_pixels:
+            return self.input_spec.quantize(images)
+        return self.input_format.apply(images, self.input_spec)
 
     def run_segment(self, k: int, x: np.ndarray):
         t = time.perf_counter()
@@ -699,3 +748,104 @@ class ChainRunner:
         from hi_runtime.early_exit import run_chain
 
         return run_chain(self.chain, self.run_segment, x)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A single-file early-exit model (control flow inside the model)
+# ---------------------------------------------------------------------------------------------------
+
+class SingleModelEarlyExit:
+    """A single-file early-exit model whose IF operators pick the exit (``hi_runtime.early_exit_graph``),
+    run whole by a TFLite interpreter: one invoke returns the scores of the exit taken and its index.
+    The exit thresholds are the model's own (inside its IF tests); at the final exit the optional
+    ``decider`` accepts the answer or offloads it (EE-HI).
+
+    It answers the ee-hi strategy like :class:`ChainRunner` (``preprocess``, ``run`` -> ChainResult,
+    ``num_exits``, ``decider``...), so the agent runs either. The firmware cannot run IF: split the model
+    into a segment chain with ``hi-train split-ee``."""
+
+    def __init__(self, model: str | Path, backend: str = "auto", *, num_threads: int | None = None,
+                 reference: bool = False, announce: Callable[[str], None] | None = None,
+                 input_format=None, decider=None) -> None:
+        from hi_runtime.early_exit import NEVER, ExitPolicy, Quant
+        from hi_runtime.early_exit_graph import analyze
+        from hi_runtime.tflite_schema import read_model, tensor_name
+
+        self.path = Path(model)
+        if not self.path.is_file():
+            raise BackendError(f"model file {self.path} does not exist")
+        if backend in ONNX_BACKENDS:
+            raise BackendError(f"{self.path.name} is a TFLite model; use --backend auto/litert/tflite-runtime/tf")
+        data = self.path.read_bytes()
+        self.graph = analyze(data, name=self.path.name)
+        self.backend = open_backend(self.path, backend, num_threads=num_threads, reference=reference,
+                                    announce=announce)
+        self.backends = [self.backend]
+        main = read_model(data).subgraphs[0]
+        names = [tensor_name(main.tensors[int(t)]) for t in main.outputs]  # the graph's output order
+        if self.backend.kind == "tflm":
+            by_pos = {k: self.backend.outputs[k] for k in range(len(self.backend.outputs))}
+            self.scores_spec, self.index_spec = by_pos[self.graph.scores_output], by_pos[self.graph.index_output]
+        else:
+            self.scores_spec = self.backend.output(names[self.graph.scores_output])
+            self.index_spec = self.backend.output(names[self.graph.index_output])
+        self.input_spec = self.backend.input
+        self.input_format, self._image_shape = _input_format(self.backend, input_format)
+        self._raw_pixels = self.input_format.is_identity
+        self.thresholds = self.graph.thresholds
+        self.policy = ExitPolicy([NEVER] * len(self.graph.levels), decider)
+        self.final_scores_quant = Quant(*self.scores_spec.quant) if self.scores_spec.quantized else None
+        self.segment_time = 0.0
+
+    num_exits = property(lambda self: self.graph.num_exits)
+    decider = property(lambda self: self.policy.decider)
+    image_shape = property(lambda self: self._image_shape)
+    model_name = property(lambda self: self.path.name)
+
+    def header_fields(self) -> dict:
+        ts = self.thresholds
+        decider = self.policy.decider
+        return {"ee_thresholds": ts, "ee_threshold": ts[0] if ts else None, "ee_model": "single file (IF)",
+                "decider_threshold": decider.threshold if decider is not None else None}
+
+    def override_policy(self, *, exit_thresholds: Sequence[float | None] | None = None,
+                        decider_threshold: float | None = None) -> None:
+        from hi_runtime.early_exit import EarlyExitError, ExitPolicy
+
+        if exit_thresholds is not None:
+            raise EarlyExitError(f"the exit thresholds of {self.path.name} are inside its IF tests and cannot be "
+                                 "set per run; split it into a segment chain (hi-train split-ee --exit-threshold "
+                                 "T) to choose them, or drop --exit-thresholds")
+        if decider_threshold is not None:
+            if self.policy.decider is None:
+                raise EarlyExitError(f"--threshold needs a final-exit decider for {self.path.name}: give --decider")
+            self.policy = ExitPolicy(self.policy.thresholds, self.policy.decider.with_threshold(decider_threshold))
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        images = image[None] if image.ndim == 3 else image
+        if self._raw_pixels:
+            return self.input_spec.quantize(images)
+        return self.input_format.apply(images, self.input_spec)
+
+    def run(self, x: np.ndarray):
+        """One sample: the model's exit, class, confidence, and (final exit) the decider's offload."""
+        from hi_runtime.early_exit import ChainResult, EarlyExitError, Quant
+
+        t = time.perf_counter()
+        out = self.backend.run(x)
+        self.segment_time += time.perf_counter() - t
+        s = np.asarray(out[self.scores_spec.name]).reshape(1, -1)
+        idx = self.index_spec.dequantize(np.asarray(out[self.index_spec.name]).reshape(-1))
+        k = round(float(idx[0]))
+        last = self.graph.num_exits - 1
+        if not 0 <= k <= last:
+            raise EarlyExitError(f"{self.path.name} returned exit index {k}; it has exits 0..{last}")
+        probs = self.scores_spec.dequantize(s)
+        offload = False
+        if k == last and self.policy.decider is not None:
+            if self.scores_spec.quantized:
+                accept = self.policy.final_accept_int8(s, Quant(*self.scores_spec.quant))[0]
+            else:
+                accept = self.policy.final_accept(probs.astype(np.float64))[0]
+            offload = not bool(accept)
+        return ChainResult(k, int(s.argmax()), offload, s[0], k + 1, float(probs.max()))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from functools import lru_cache
 
+import numpy as np
+
 _SCHEMA_MODULES = (
     "ai_edge_litert.schema_py_generated",
     "tflite_micro.tensorflow.lite.micro.python.schema_py_generated",
@@ -77,3 +79,44 @@ def with_outputs(data: bytes, tensor_indices) -> bytes:
     model = read_model(data)
     model.subgraphs[0].outputs = [int(t) for t in tensor_indices]
     return write_model(model)
+
+
+# TensorType ids -> numpy dtypes, for the types whose constants a reader may need to decode
+_NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16,
+                9: np.int8, 10: np.float64, 12: np.uint64, 15: np.uint32, 16: np.uint16}
+
+
+def numpy_dtype(tensor):
+    """The numpy dtype of a tensor (``TensorT``), or None for types numpy cannot hold (strings, int4...)."""
+    return _NUMPY_TYPES.get(int(tensor.type))
+
+
+def tensor_name(tensor) -> str:
+    n = tensor.name
+    return n.decode() if isinstance(n, (bytes, bytearray)) else str(n)
+
+
+def constant(model, tensor, *, dequantize: bool = False):
+    """The value of a constant tensor (one with data in its buffer) as a numpy array of its shape, or None
+    when the tensor is computed (or an input). ``dequantize`` applies its quantization (per tensor or per
+    channel along ``quantizedDimension``): real = (q - zero_point) * scale, as float32."""
+    buffers = model.buffers
+    if tensor.buffer <= 0 or tensor.buffer >= len(buffers):
+        return None
+    data = buffers[tensor.buffer].data
+    dtype = numpy_dtype(tensor)
+    if data is None or len(data) == 0 or dtype is None:
+        return None
+    shape = [int(d) for d in tensor.shape] if tensor.shape is not None else []
+    value = np.frombuffer(bytes(np.asarray(data, dtype=np.uint8)), dtype=dtype).reshape(shape)
+    q = tensor.quantization
+    if not dequantize or q is None or q.scale is None or len(q.scale) == 0:
+        return value
+    scale = np.asarray(q.scale, dtype=np.float32)
+    zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0] * len(scale), dtype=np.float32)
+    if len(scale) > 1:
+        axis = int(q.quantizedDimension or 0)
+        bshape = [1] * value.ndim
+        bshape[axis] = len(scale)
+        scale, zero = scale.reshape(bshape), zero.reshape(bshape)
+    return ((value.astype(np.float32) - zero) * scale).astype(np.float32)

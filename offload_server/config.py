@@ -85,6 +85,17 @@ class ModelConfig:
                 "relative paths in a YAML config are relative to the config file)"
             )
 
+    def input_spec(self):
+        """The normalization part of these settings as the project's one input spec (the type the agent
+        uses for its local models): pixel_scale, mean, std, input_layout, input_dtype."""
+        from hi_runtime.input_spec import InputSpec, InputSpecError
+
+        try:
+            return InputSpec(pixel_scale=self.pixel_scale, mean=self.mean, std=self.std,
+                             layout=self.input_layout, dtype=self.input_dtype)
+        except InputSpecError as exc:
+            raise ConfigError(f"model {self.id!r}: {exc}") from None
+
     @property
     def resolved_backend(self) -> str:
         if self.backend != "auto":

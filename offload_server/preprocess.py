@@ -3,7 +3,9 @@
 ``to_pixels`` runs per request on the event loop (cheap: dequantize, transpose, maybe resize one image) and
 validates everything a client can get wrong, so bad requests fail alone with BAD_TENSOR instead of failing
 a whole batch. ``to_model_input`` runs once per batch in the executor thread (normalize, cast or quantize,
-lay out), keeping the event loop free.
+lay out), keeping the event loop free. The normalization is the project's one input spec
+(:mod:`hi_runtime.input_spec`, the same type the agent applies to its local models), built from the model's
+settings by ``ModelConfig.input_spec()``.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hi_runtime import input_spec
+from hi_runtime.backends import TensorSpec
 from hi_runtime.protocol import DType, Infer, Layout
 from offload_server.backends import InputSpec
 from offload_server.config import ConfigError, ModelConfig
@@ -26,31 +30,26 @@ class Preprocessor:
     height: int
     width: int
     channels: int
-    model_layout: str
     resize: str
     spec: InputSpec
-    pixel_scale: float
-    mean: np.ndarray | None
-    std: np.ndarray | None
+    normalization: input_spec.InputSpec  # pixel_scale, mean, std, layout: the core's input spec
+    tensor: TensorSpec  # the model's input tensor (dtype, quantization) for the core's quantize()
 
     @classmethod
     def build(cls, config: ModelConfig, spec: InputSpec) -> Preprocessor:
-        shape = spec.shape
-        if len(shape) != 3:
-            raise ConfigError(f"model {config.id!r}: expected an image input [N,H,W,C] or [N,C,H,W], "
-                              f"got per-sample shape {shape}")
-        if config.input_layout == "NCHW":
-            c, h, w = shape
-        else:
-            h, w, c = shape
+        normalization = config.input_spec()
+        try:
+            h, w, c = normalization.image_shape(spec.shape)
+        except input_spec.InputSpecError as exc:
+            raise ConfigError(f"model {config.id!r}: {exc}") from None
         if config.input_size is not None:
             h, w = config.input_size
         if min(h, w, c) < 1:
-            raise ConfigError(f"model {config.id!r} has a dynamic input size {shape}: set input_size: [H, W] "
+            raise ConfigError(f"model {config.id!r} has a dynamic input size {spec.shape}: set input_size: [H, W] "
                               "and check input_layout")
-        as_array = (lambda v: None if v is None else np.asarray(v, dtype=np.float32))
-        return cls(config.id, h, w, c, config.input_layout, config.resize, spec, float(config.pixel_scale),
-                   as_array(config.mean), as_array(config.std))
+        scale, zero_point = spec.quant if spec.quant is not None else (None, None)
+        tensor = TensorSpec("input", 0, (1, *spec.shape), np.dtype(spec.dtype), scale, zero_point)
+        return cls(config.id, h, w, c, config.resize, spec, normalization, tensor)
 
     # ---- per request --------------------------------------------------------------------------------
 
@@ -95,26 +94,9 @@ class Preprocessor:
     # ---- per batch ----------------------------------------------------------------------------------
 
     def to_model_input(self, pixels: np.ndarray) -> np.ndarray:
-        """[N, H, W, C] float pixels -> the model's input tensor (dtype, quantization, layout)."""
-        x = pixels
-        if self.pixel_scale != 1.0:
-            x = x * np.float32(self.pixel_scale)
-        if self.mean is not None:
-            x = x - self.mean
-        if self.std is not None:
-            x = x / self.std
-        dtype = self.spec.dtype
-        if dtype == np.float32:
-            x = x.astype(np.float32, copy=False)
-        else:
-            if self.spec.quant is not None:
-                scale, zero_point = self.spec.quant
-                x = x / np.float32(scale) + np.float32(zero_point)
-            info = np.iinfo(dtype)
-            x = np.clip(np.rint(x), info.min, info.max).astype(dtype)
-        if self.model_layout == "NCHW":
-            x = x.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(x)
+        """[N, H, W, C] float pixels -> the model's input tensor (dtype, quantization, layout): the core's
+        input spec (hi_runtime.input_spec) with the model's own quantization."""
+        return np.ascontiguousarray(self.normalization.apply(pixels, self.tensor))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

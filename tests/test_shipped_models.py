@@ -42,7 +42,6 @@ def test_tflite_micro_and_litert_reference_kernels_agree(test_split):
     differs by one step on about one image in seven (training.models.dense_head_as_conv)."""
     from hi_runtime.backends import TFLiteBackend, TflmBackend
 
-    from hi_runtime.backends import TFLiteBackend
 
     model_bytes = RESNET8.read_bytes()
     # the issue asks for 20 images; 200 make the check sharp (the FULLY_CONNECTED form differed in the

@@ -138,7 +138,6 @@ def test_dense_classifier_exports_as_1x1_conv_bit_exact_in_tflm_and_litert_refer
     works for desktop evaluation)."""
     from hi_runtime.backends import TFLiteBackend, TflmBackend
 
-    from hi_runtime.backends import TFLiteBackend
     from training.export import export_int8_tflite
     from training.models import build_model, dense_head_as_conv
 

@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "training.early_exit_cli",
     "training.thresholds_cli",
     "training.member_cli",
+    "training.split_ee_cli",
 )
 
 DEVICE_EXPORTS = "int8,float"

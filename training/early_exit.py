@@ -499,7 +499,13 @@ def _output_tensor_map(full: bytes, names_in_order: list[str], check_model, chec
         if cand not in by_name:
             raise EarlyExitExportError(f"converted model has no output {cand}; outputs are {sorted(by_name)}")
         mapping[key] = by_name[cand]
-    # numerical check against Keras
+    verify_output_map(full, mapping, check_model, check_images)
+    return mapping
+
+
+def verify_output_map(full: bytes, mapping: dict[str, int], check_model, check_images: np.ndarray) -> None:
+    """Check numerically, on one image, that each output key's tensor in the converted file computes what
+    the source model's output of that key computes (so a reordering cannot go unnoticed)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=full)
@@ -521,7 +527,6 @@ def _output_tensor_map(full: bytes, names_in_order: list[str], check_model, chec
         if float(np.abs(got - want).max()) > tol:
             raise EarlyExitExportError(f"output {key} of the converted model does not match Keras "
                                        f"(max diff {np.abs(got - want).max():.3g}); outputs may be misordered")
-    return mapping
 
 
 def _strip_requantize(model, sg, t: int) -> int:
@@ -543,9 +548,6 @@ def export_early_exit(model, representative_images: np.ndarray, out_prefix: str 
 
     from training.export import export_int8_tflite
 
-    out_prefix = Path(out_prefix)
-    out_dir, stem = out_prefix.parent, out_prefix.name
-    out_dir.mkdir(parents=True, exist_ok=True)
     emodel = export_model(model)
     taps = exit_taps(model)
     n = len(taps) + 1
@@ -556,6 +558,20 @@ def export_early_exit(model, representative_images: np.ndarray, out_prefix: str 
     check = check_images if check_images is not None else representative_images[:1]
     keys = [scores_name(k, n) for k in range(n)] + [features_name(k) for k in range(n - 1)]
     omap = _output_tensor_map(full, keys, fold_input_scaling(emodel), check)
+    return cut_chain(full, omap, n, out_prefix, class_names=class_names, policy=policy, decider_file=decider_file,
+                     meta={"exit_taps": list(taps), "model": model.name}, allowed_ops=allowed_ops)
+
+
+def cut_chain(full: bytes, omap: dict[str, int], n: int, out_prefix: str | Path, *,
+              class_names: Sequence[str] = (), policy: ExitPolicy | None = None, decider_file: str | None = None,
+              meta: dict[str, Any] | None = None, allowed_ops: frozenset[str] | None = FIRMWARE_OPS) -> ChainExport:
+    """Cut the chain out of ONE converted INT8 model whose outputs are every exit's scores and every cut's
+    trunk features (``omap``: output key -> tensor index, keys as :func:`scores_name`/:func:`features_name`),
+    and write ``<prefix>_int8.tflite`` (every exit's scores), ``<prefix>_seg{k}_int8.tflite`` and
+    ``<prefix>.json``. Shared by :func:`export_early_exit` and ``training.split_ee``."""
+    out_prefix = Path(out_prefix)
+    out_dir, stem = out_prefix.parent, out_prefix.name
+    out_dir.mkdir(parents=True, exist_ok=True)
     fm = read_model(full)
     sg = fm.subgraphs[0]
     image_t = int(sg.inputs[0])
@@ -601,7 +617,7 @@ def export_early_exit(model, representative_images: np.ndarray, out_prefix: str 
                                        "outputs": [scores_name(k, n) for k in range(n)],
                                        "note": "desktop evaluation: every exit's scores from one invocation; "
                                                "bit-identical to the chain (cut from the same converted model)"},
-                         meta={"exit_taps": list(taps), "model": model.name})
+                         meta=dict(meta or {}))
     problems = chain.check_feature_quantization()
     if problems:
         raise EarlyExitExportError("feature quantization differs between segments: " + "; ".join(problems))

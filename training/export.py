@@ -69,15 +69,26 @@ def export_int8_tflite(model, representative_images: np.ndarray, path: str | Pat
     (uint8 NHWC training images, never test images). With ``conv_classifier`` a dense classifier on a
     1x1 feature map is exported as a 1x1 CONV_2D (``training.models.dense_head_as_conv``), which TFLite
     Micro and LiteRT's reference kernels compute bit for bit alike."""
-    import tensorflow as tf
-
     from training.models import dense_head_as_conv, fold_input_scaling
 
     if fold_scaling:
         model = fold_input_scaling(model)
     if conv_classifier:
         model = dense_head_as_conv(model)
-    rep = np.asarray(representative_images)[:num_calibration].astype(np.float32)
+    data = convert_full_int8(_converter(model), np.asarray(representative_images)[:num_calibration],
+                             per_tensor_dense=per_tensor_dense)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def convert_full_int8(conv, representative: np.ndarray, *, per_tensor_dense: bool = True) -> bytes:
+    """Run a TFLiteConverter (from a Keras model or a concrete function) as a full-integer INT8 export with
+    int8 input and output, calibrated one sample at a time on ``representative`` (real-valued inputs)."""
+    import tensorflow as tf
+
+    rep = np.asarray(representative).astype(np.float32)
     if len(rep) == 0:
         raise ExportError("representative_images is empty; pass a few hundred training images")
 
@@ -85,7 +96,6 @@ def export_int8_tflite(model, representative_images: np.ndarray, path: str | Pat
         for i in range(len(rep)):
             yield [rep[i:i + 1]]
 
-    conv = _converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = gen
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -97,11 +107,7 @@ def export_int8_tflite(model, representative_images: np.ndarray, path: str | Pat
         # reference kernels and TFLite Micro round FULLY_CONNECTED differently on some samples, per-tensor
         # or per-channel alike; the firmware follows TFLite Micro.
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-    data = conv.convert()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+    return bytes(conv.convert())
 
 
 def export_float_tflite(model, path: str | Path) -> Path:

@@ -20,9 +20,13 @@ from hi_runtime.agent.options import (
     add_arrival_args,
     add_backend_args,
     add_input_args,
+    add_input_format_args,
     add_server_args,
     build_offloader,
+    is_single_file_early_exit,
+    load_chain_arg,
     parse_arrival,
+    resolve_input_format,
 )
 from hi_runtime.artifacts import default_path
 from hi_runtime.cli_support import Parser, UsageError, add_verbosity, register_subcommands, run
@@ -72,14 +76,16 @@ def register_run(sub) -> None:
                    help="measured candidates for --qos: YAML/JSON 'strategy: {accuracy, latency_ms}', or the "
                         "--summary-json files of earlier runs")
     add_input_args(p)
-    p.add_argument("--model", default=default_path("resnet8_int8.tflite"),
-                   help="local model (.tflite or .onnx); default: the shipped resnet8_int8.tflite")
+    p.add_argument("--model", default=None,
+                   help="local model (.tflite or .onnx); default: the shipped resnet8_int8.tflite. With ee-hi: a "
+                        "single-file early-exit model (IF operators pick the exit) instead of --ee-chain")
     p.add_argument("--decider", default=default_path("decider_resnet8.json"),
                    help="decider JSON (hi-train decider); default: the shipped decider_resnet8.json")
     p.add_argument("--threshold", type=float, default=None,
                    help="override the decider's threshold (ee-hi: the chain's final-exit decider)")
-    p.add_argument("--ee-chain", default=default_path("ee_resnet8.json"),
-                   help="early-exit chain JSON for ee-hi; default: the shipped ee_resnet8.json")
+    p.add_argument("--ee-chain", default=None,
+                   help="early-exit chain JSON for ee-hi (hi-train early-exit or split-ee); default: the shipped "
+                        "ee_resnet8.json unless --model is a single-file early-exit model")
     p.add_argument("--exit-thresholds", type=parse_exit_thresholds, default=None, metavar="T[,T...]",
                    help="ee-hi: override the chain's exit thresholds, one per non-final exit ('never' = no "
                         "exit there), e.g. 0.9; one run per value gives the EE-HI sweep of hi-bench compare")
@@ -88,6 +94,7 @@ def register_run(sub) -> None:
     p.add_argument("--summary-json", help="also write the summary as JSON here")
     p.add_argument("--device", help="device name for the log header (default: host name and machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_input_format_args(p)
     add_arrival_args(p)
     add_backend_args(p)
     add_server_args(p)
@@ -101,7 +108,6 @@ def cmd_run(args) -> int:
         NEEDS_SERVER,
         Agent,
         AgentConfig,
-        ChainRunner,
         StrategyError,
         choose_strategy,
         load_candidates,
@@ -116,12 +122,17 @@ def cmd_run(args) -> int:
     arrival = parse_arrival(args.arrival)
     try:
         budget = args.latency_budget_ms or DEFAULT_BUDGET_MS
+        model = args.model or default_path("resnet8_int8.tflite")
+        single_ee = args.model is not None and is_single_file_early_exit(args.model)
+        ee_chain = load_chain_arg(args.ee_chain) if args.ee_chain else None
+        if ee_chain is None and args.model is None and default_path("ee_resnet8.json"):
+            ee_chain = default_path("ee_resnet8.json")
         available = ["remote"] if args.server else []
-        if args.model:
+        if model:
             available.append("local")
             if args.decider and args.server:
                 available.append("hi")
-        if args.ee_chain and args.server:
+        if (ee_chain or single_ee) and args.server:
             available.append("ee-hi")
         if args.strategy:
             strategy = args.strategy
@@ -138,15 +149,15 @@ def cmd_run(args) -> int:
             raise UsageError(f"strategy {strategy} offloads: give --server HOST:PORT (repeat for failover)")
         bk = {"num_threads": args.threads, "reference": args.reference_kernels, "announce": say}
         classifier = chain = decider = None
-        if strategy in ("local", "hi", "remote") and args.model:
-            classifier = Classifier(open_backend(args.model, args.backend, **bk))
+        if strategy in ("local", "hi", "remote") and model:
+            fmt = resolve_input_format(args, model, say=say)
+            backend = open_backend(model, args.backend, **bk)
+            classifier = Classifier(backend, single_model_scores(model) if single_ee else None, input_format=fmt)
         elif strategy in ("local", "hi"):
             raise UsageError(f"strategy {strategy} needs a local model: --model PATH (the shipped "
                              "resnet8_int8.tflite is found automatically when the package is installed)")
         if strategy == "ee-hi":
-            if not args.ee_chain:
-                raise UsageError("strategy ee-hi needs --ee-chain (made by `hi-train early-exit`)")
-            chain = ChainRunner(args.ee_chain, args.backend, **bk)
+            chain = open_early_exit(args, ee_chain, single_ee, bk, say)
             chain.override_policy(exit_thresholds=args.exit_thresholds, decider_threshold=args.threshold)
         threshold = args.threshold
         if strategy in ("hi", "local") and args.decider:
@@ -168,9 +179,9 @@ def cmd_run(args) -> int:
         raise UsageError(str(exc)) from None
 
     if strategy == "ee-hi":  # the chain's model name (as hi-bench profile --ee-chain keys it), else its file
-        model_name = str(chain.chain.meta.get("model") or Path(args.ee_chain).name)
+        model_name = chain.model_name
     else:
-        model_name = Path(args.model).name if args.model else None
+        model_name = Path(model).name if model else None
     header = default_header(
         model=model_name, strategy=strategy, server=",".join(args.server) or None, device=args.device,
         input=source.name,
@@ -207,6 +218,49 @@ def cmd_run(args) -> int:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps({**summary.as_dict(), "header": header}, indent=2) + "\n")
     return 0
+
+
+def single_model_scores(model: str) -> str:
+    """The scores output of a single-file early-exit model (its other output is the exit index)."""
+    from hi_runtime.early_exit_graph import output_names
+
+    return output_names(Path(model).read_bytes(), name=Path(model).name)[0]
+
+
+def open_early_exit(args, ee_chain, single_ee: bool, bk: dict, say):
+    """ee-hi's early-exit runner: a single-file early-exit ``--model`` (IF operators) or the ``--ee-chain``
+    segment chain, never one silently instead of the other."""
+    from hi_runtime.backends import ChainRunner, SingleModelEarlyExit
+
+    if args.model is not None and args.ee_chain:
+        raise UsageError("strategy ee-hi runs either a chain (--ee-chain) or a single-file early-exit model "
+                         "(--model), not both: drop one")
+    if args.model is not None and not single_ee:
+        raise UsageError(f"strategy ee-hi: --model {args.model} has no early exits (no IF operator); give a "
+                         "single-file early-exit .tflite, or a segment chain with --ee-chain CHAIN.json")
+    if single_ee:
+        from hi_runtime.decider import Decider
+        from hi_runtime.early_exit_graph import describe
+
+        decider = None
+        if args.decider and args.decider != default_path("decider_resnet8.json"):
+            decider = Decider.load(args.decider)
+        else:
+            say("no --decider for the single-file early-exit model: its final exit accepts every sample "
+                "(nothing is offloaded); fit one with `hi-train decider`")
+        fmt = resolve_input_format(args, args.model, say=say)
+        runner = SingleModelEarlyExit(args.model, args.backend, input_format=fmt, decider=decider, **bk)
+        say(f"single-file early-exit model {Path(args.model).name}: {describe(runner.graph)}")
+        return runner
+    if ee_chain is None:
+        raise UsageError("strategy ee-hi needs --ee-chain (made by `hi-train early-exit` or `hi-train split-ee`) "
+                         "or a single-file early-exit --model")
+    if isinstance(ee_chain, str):
+        ee_chain = load_chain_arg(ee_chain)
+    first = ee_chain.segments[0].file
+    fmt = resolve_input_format(args, ee_chain.path if "input" in ee_chain.meta else first,
+                               embedded=ee_chain.meta.get("input"), say=say)
+    return ChainRunner(ee_chain, args.backend, input_format=fmt, **bk)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -119,3 +119,62 @@ def add_input_args(p: argparse.ArgumentParser) -> None:
                         "the default) or stored (class by class)")
 
 
+
+
+# ---------------------------------------------------------------------------------------------------
+# How the local model wants its input, and which early-exit model runs
+# ---------------------------------------------------------------------------------------------------
+
+def add_input_format_args(p: argparse.ArgumentParser) -> None:
+    """How the local model wants its input (hi_runtime.input_spec): flags over the model's sidecar/card."""
+    from hi_runtime.input_spec import add_cli_args
+
+    add_cli_args(p)
+
+
+def resolve_input_format(args, model_file: str | Path | None, embedded: dict | None = None, say=None):
+    """The local model's input spec (``--input-spec``, the model's own, flags on top); ``say`` announces a
+    spec other than raw NHWC pixels, and where it came from."""
+    from hi_runtime.input_spec import from_cli
+
+    fmt, source = from_cli(args, model_file, embedded)
+    if say is not None and not fmt.is_identity:
+        say(f"local model input: {fmt.describe()} (from {source})")
+    return fmt
+
+
+def load_chain_arg(path: str):
+    """``--ee-chain``: a chain JSON (``hi-ee-chain/1``), anything else is a one-line usage error."""
+    from hi_runtime.early_exit import EarlyExitError, SegmentChain
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--ee-chain {path} does not exist; give the chain JSON written by `hi-train early-exit` "
+                         "or `hi-train split-ee`")
+    with p.open("rb") as f:
+        head = f.read(8)
+    if p.suffix.lower() in (".tflite", ".onnx") or head[4:8] == b"TFL3":
+        raise UsageError(f"--ee-chain takes a chain JSON, and {p.name} is a model file: run a single-file "
+                         f"early-exit model with --model {path}, or split it into a chain with "
+                         f"`hi-train split-ee {path} --out PREFIX`")
+    try:
+        return SegmentChain.load(p)
+    except UnicodeDecodeError:
+        raise UsageError(f"--ee-chain {path} is not a chain JSON (it is not text); give the .json written by "
+                         "`hi-train early-exit` or `hi-train split-ee`") from None
+    except (EarlyExitError, AttributeError, TypeError) as exc:
+        raise UsageError(f"--ee-chain {path} is not a usable chain JSON ({exc}); give the .json written by "
+                         "`hi-train early-exit` or `hi-train split-ee`") from None
+
+
+def is_single_file_early_exit(path: str | Path) -> bool:
+    """Whether a .tflite file has control flow (the IF operators of a single-file early-exit model)."""
+    p = Path(path)
+    if p.suffix.lower() != ".tflite" or not p.is_file():
+        return False
+    from hi_runtime.early_exit_graph import has_control_flow
+
+    try:
+        return has_control_flow(p.read_bytes())
+    except (ValueError, ImportError):
+        return False  # unreadable: open_backend says why

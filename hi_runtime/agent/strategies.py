@@ -196,7 +196,7 @@ class Agent:
             else:
                 spec = classifier.output_spec
                 self._accept_row = lambda row: bool(decider.accept(spec.dequantize(np.asarray([row])))[0])
-        self._score_decider = chain.chain.policy.decider if s == "ee-hi" and chain is not None else decider
+        self._score_decider = chain.decider if s == "ee-hi" and chain is not None else decider
         self._score_quant = None  # quantization of the EE chain's final scores (set when first seen)
         self._budget_s = config.latency_budget_ms / 1e3
         self._strategy = s
@@ -206,6 +206,7 @@ class Agent:
         self._outstanding = 0
         self.records: list[SampleRecord] = []
         self.last_error: str | None = None
+        self.sanity = LocalSanity(_num_classes(classifier, chain) if s != "remote" else None)
 
     # ---- per-sample stages (the device's thread) ------------------------------------------------------
 
@@ -246,9 +247,9 @@ class Agent:
         rec.offloaded = bool(res.offload)
         # decision time: the policy's own work (chain wall time minus the segment invokes)
         rec.t_decide_ms = ((t2 - t1) - chain.segment_time) * 1e3
-        if self._score_decider is not None and res.exit_index == chain.chain.num_exits - 1:
+        if self._score_decider is not None and res.exit_index == chain.num_exits - 1:
             pending.score_input = np.asarray(res.scores).reshape(1, -1)
-            self._score_quant = chain.chain.segments[-1].scores_quant
+            self._score_quant = chain.final_scores_quant
 
     def _start(self, sample: Sample, arrived: float) -> _Pending | None:
         """Answer one sample locally, or hand it to the offloader. Returns the entry when its answer is
@@ -342,9 +343,12 @@ class Agent:
             self.records.extend(recs)
             if writer is not None:
                 writer.write_many(recs)
-            if on_record is not None:
-                for rec in recs:
+            sanity = self.sanity
+            for rec in recs:
+                sanity.count(rec)
+                if on_record is not None:
                     on_record(rec)
+            sanity.check()
             if bar is not None:
                 for rec in recs:
                     counts["offloaded"] += rec.offloaded
@@ -418,6 +422,82 @@ class Agent:
         off, self._owned_offloader = self._owned_offloader, None
         if off is not None:
             off.close()
+
+
+class LocalSanity:
+    """Warns ONCE per run, off the per-sample path (records are counted as they are delivered), when the
+    local answers cannot be right: on labeled input, accuracy near chance after a few hundred samples, or
+    confidences above 1 (the output is logits, not probabilities). A model fed input it was not trained on
+    runs without any error, so the warning names the usual causes and their fixes.
+
+    "Near chance" (p = 1/classes): accuracy at most twice chance (for 10 classes 20%; for few classes at
+    most a quarter of the way from chance to 100%), or not above chance by three binomial standard
+    deviations. A wrongly normalized model typically answers one or a few classes: 10-15% on 10 classes."""
+
+    MIN_LABELED = 300
+
+    def __init__(self, num_classes: int | None) -> None:
+        self.num_classes = num_classes
+        self.labeled = 0
+        self.correct = 0
+        self.max_confidence = 0.0
+        self.warnings: list[str] = []
+        self._chance_warned = self._logits_warned = False
+
+    def count(self, rec: SampleRecord) -> None:
+        if rec.local_class is None:
+            return
+        if rec.label is not None:
+            self.labeled += 1
+            self.correct += rec.local_class == rec.label
+        if rec.local_confidence is not None and rec.local_confidence > self.max_confidence:
+            self.max_confidence = rec.local_confidence
+
+    @property
+    def looks_like_logits(self) -> bool:
+        return self.max_confidence > 1.0 + 1e-6
+
+    def at_chance(self) -> bool:
+        n, c = self.labeled, self.num_classes
+        if not c or c < 2 or n < self.MIN_LABELED:
+            return False
+        p = 1.0 / c
+        limit = max(min(2.0 * p, p + (1.0 - p) / 4.0), p + 3.0 * (p * (1.0 - p) / n) ** 0.5)
+        return self.correct <= limit * n
+
+    def check(self) -> None:
+        if not self._logits_warned and self.looks_like_logits:
+            self._logits_warned = True
+            self._warn(f"the local model's confidence reached {self.max_confidence:.3g} > 1: its output is logits (or "
+                       "another score), not probabilities. Classes are still its argmax, but exit thresholds and "
+                       "deciders compare probabilities: export the model with a softmax at the end")
+        if not self._chance_warned and self.at_chance():
+            self._chance_warned = True
+            n, c = self.labeled, self.num_classes
+            logits = " (3) the output looks like logits (confidence > 1), not probabilities;" if self.looks_like_logits else ""
+            self._warn(f"LOCAL ACCURACY IS NEAR CHANCE: {self.correct} of {n} labeled samples right "
+                       f"({self.correct / n:.1%}; chance is {1 / c:.1%} for {c} classes). Likely causes: (1) input "
+                       "normalization: the model was trained on other input than raw 0..255 pixels: give "
+                       "--input-scale/--input-mean/--input-std/--input-layout (or a <model>.input.json sidecar); "
+                       f"(2) class order: the input's labels follow another class order than the model's;{logits} "
+                       "see docs/agent.md, 'Running other people's models'")
+
+    def _warn(self, msg: str) -> None:
+        self.warnings.append(msg)
+        log.warning(msg)
+
+
+def _num_classes(classifier: Classifier | None, chain) -> int | None:
+    """Classes of the local model's answers (the scores' last dimension), None if unknown."""
+    spec = classifier.output_spec if classifier is not None else getattr(chain, "scores_spec", None)
+    if spec is None and chain is not None:
+        backends = getattr(chain, "backends", None)
+        segments = getattr(getattr(chain, "chain", None), "segments", None)
+        if backends and segments:
+            spec = backends[-1].output(segments[-1].scores)
+    if spec is None or not spec.shape:
+        return None
+    return int(spec.shape[-1])
 
 
 def _int8_form(decider, output_spec):

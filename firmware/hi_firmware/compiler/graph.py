@@ -235,10 +235,13 @@ def _read(buf: bytes, model_name: str) -> Graph:
             for i in range(sub.OperatorsLength()):
                 names.add(_opcode_name(model, sub.Operators(i).OpcodeIndex()))
         bad = sorted(n for n in names if n not in SUPPORTED_OPS)
+        split = (f". If it is an early-exit model whose IF operators pick the exit, split it into INT8 segments "
+                 f"with `hi-train split-ee {model_name} --out PREFIX --data DATASET` and compile each "
+                 "PREFIX_seg<k>_int8.tflite") if "IF" in names else ""
         raise CompileError(
             f"model {model_name} has {n_subgraphs} subgraphs (control flow) and uses unsupported operator(s) "
             f"{', '.join(bad) or 'none'}; only single-subgraph models built from {', '.join(SUPPORTED_OPS)} "
-            "can be compiled"
+            f"can be compiled{split}"
         )
     sg = model.Subgraphs(0)
 

@@ -259,5 +259,5 @@ def test_edge_tpu_model_is_a_one_line_error_naming_the_cpu_file(foreign: Path, t
                "--decider", "", "--no-progress"])
     err_text = capsys.readouterr().err
     assert rc == 2
-    lines = [ln for ln in err_text.splitlines() if ln.startswith("hi-agent: error:")]
+    lines = [ln for ln in err_text.splitlines() if ln.startswith("hi-agent run: error:")]
     assert len(lines) == 1 and "CPU-compiled .tflite" in lines[0] and "Traceback" not in err_text

@@ -156,7 +156,7 @@ def test_ee_chain_and_model_errors_are_one_line(foreign: Path, tiny_kit: Path, c
     for extra, needles in cases:
         rc = main(["run", "--strategy", "ee-hi", *extra, *common])
         err = capsys.readouterr().err
-        lines = [ln for ln in err.splitlines() if ln.startswith("hi-agent: error:")]
+        lines = [ln for ln in err.splitlines() if ln.startswith("hi-agent run: error:")]
         assert rc == 2 and len(lines) == 1 and "Traceback" not in err, (extra, err)
         assert all(n in lines[0] for n in needles), (extra, lines[0])
 
@@ -212,13 +212,11 @@ def test_split_segments_compile_and_match_tflite_micro_byte_for_byte(foreign: Pa
                                                                      tmp_path: Path, capsys) -> None:
     from hi_firmware.cli import main as firmware
     from hi_firmware.compiler.hostbuild import build_host_model
-    from hi_firmware.compiler.testing import TflmRunner
-
-    from hi_runtime.backends import ChainRunner
+    from hi_runtime.backends import ChainRunner, TflmBackend
     from hi_runtime.early_exit import SegmentChain
 
     # the IF model itself: the compiler's error names the converter
-    assert firmware(["compile", str(foreign / "ee_if.tflite"), "--out", str(tmp_path / "if")]) == 1
+    assert firmware(["compile", str(foreign / "ee_if.tflite"), "--out", str(tmp_path / "if")]) == 2
     assert "hi-train split-ee" in capsys.readouterr().err
     chain = SegmentChain.load(split.with_suffix(".json"))
     for k, seg in enumerate(chain.segments):
@@ -228,15 +226,15 @@ def test_split_segments_compile_and_match_tflite_micro_byte_for_byte(foreign: Pa
     images, _ = samples(foreign)
     seg_bytes = [s.file.read_bytes() for s in chain.segments]
     hosts = [build_host_model(b, f"ee_seg{k + 1}", tmp_path / "host")[0] for k, b in enumerate(seg_bytes)]
-    tflm = [TflmRunner(b) for b in seg_bytes]
+    tflm = [TflmBackend(b) for b in seg_bytes]
     rng = np.random.default_rng(3)
     inputs = [runner.preprocess(img) for img in images[:25]] + [
         rng.integers(-128, 128, (1, 32, 32, 3), dtype=np.int8) for _ in range(10)]
     for i, x in enumerate(inputs):
-        ours, theirs = hosts[0].run(x), tflm[0].run(x)
+        ours, theirs = hosts[0].run(x), tflm[0].run_many(x)
         assert all(np.array_equal(a, b) for a, b in zip(ours, theirs)), f"segment 1, input {i}"
         feats = next(a for a in theirs if a.ndim == 4)
-        ours2, theirs2 = hosts[1].run(feats), tflm[1].run(feats)
+        ours2, theirs2 = hosts[1].run(feats), tflm[1].run_many(feats)
         assert all(np.array_equal(a, b) for a, b in zip(ours2, theirs2)), f"segment 2, input {i}"
 
 

@@ -1,9 +1,9 @@
 """Read a TFLite flatbuffer into a small, explicit graph IR.
 
 WHY an IR of our own: the emitter and the memory planner need tensors with shapes, quantization and constant
-data as numpy arrays, and operators with their options as plain Python values. The `tflite` package gives
-the generated flatbuffer accessors; this module is the only place that touches them, so the rest of the
-compiler never deals with flatbuffer tables.
+data as numpy arrays, and operators with their options as plain Python values. The project's one flatbuffer
+reader (``hi_runtime.tflite_schema``: the TFLite schema's object API) gives the model; this module is the
+only place in the compiler that touches it, so the rest never deals with flatbuffer tables.
 """
 from __future__ import annotations
 
@@ -123,76 +123,64 @@ def _dtype_of(name: str) -> Any:
 
 
 def _opcode_name(model: Any, opcode_index: int) -> str:
-    import tflite
+    from hi_runtime.tflite_schema import opcode_name
 
-    code = model.OperatorCodes(opcode_index)
-    builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
-    if builtin == 32:  # CUSTOM
-        custom = code.CustomCode()
-        return f"CUSTOM:{custom.decode() if custom else '?'}"
-    return tflite.opcode2name(builtin)
+    code = model.operatorCodes[opcode_index]
+    name = opcode_name(model, _OpIndex(opcode_index))
+    builtin = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
+    return f"CUSTOM:{name}" if builtin == 32 else name  # 32: CUSTOM (its name is the custom code)
+
+
+@dataclass(frozen=True)
+class _OpIndex:
+    opcodeIndex: int  # noqa: N815 - the schema's field name
 
 
 def _options(op: Any, opcode: str) -> dict[str, Any]:
     """Decode the builtin options the supported kernels need, as plain values."""
-    import tflite
-
-    table = op.BuiltinOptions()
-    if table is None:
+    o = op.builtinOptions
+    if o is None:
         return {}
-
-    def init(cls: Any) -> Any:
-        obj = cls()
-        obj.Init(table.Bytes, table.Pos)
-        return obj
-
     if opcode == "CONV_2D":
-        o = init(tflite.Conv2DOptions)
         return {
-            "padding": _PADDING[o.Padding()],
-            "stride_h": o.StrideH(),
-            "stride_w": o.StrideW(),
-            "dilation_h": o.DilationHFactor(),
-            "dilation_w": o.DilationWFactor(),
-            "activation": _ACTIVATIONS[o.FusedActivationFunction()],
+            "padding": _PADDING[o.padding],
+            "stride_h": o.strideH,
+            "stride_w": o.strideW,
+            "dilation_h": o.dilationHFactor,
+            "dilation_w": o.dilationWFactor,
+            "activation": _ACTIVATIONS[o.fusedActivationFunction],
         }
     if opcode == "DEPTHWISE_CONV_2D":
-        o = init(tflite.DepthwiseConv2DOptions)
         return {
-            "padding": _PADDING[o.Padding()],
-            "stride_h": o.StrideH(),
-            "stride_w": o.StrideW(),
-            "dilation_h": o.DilationHFactor(),
-            "dilation_w": o.DilationWFactor(),
-            "depth_multiplier": o.DepthMultiplier(),
-            "activation": _ACTIVATIONS[o.FusedActivationFunction()],
+            "padding": _PADDING[o.padding],
+            "stride_h": o.strideH,
+            "stride_w": o.strideW,
+            "dilation_h": o.dilationHFactor,
+            "dilation_w": o.dilationWFactor,
+            "depth_multiplier": o.depthMultiplier,
+            "activation": _ACTIVATIONS[o.fusedActivationFunction],
         }
     if opcode in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-        o = init(tflite.Pool2DOptions)
         return {
-            "padding": _PADDING[o.Padding()],
-            "stride_h": o.StrideH(),
-            "stride_w": o.StrideW(),
-            "filter_h": o.FilterHeight(),
-            "filter_w": o.FilterWidth(),
-            "activation": _ACTIVATIONS[o.FusedActivationFunction()],
+            "padding": _PADDING[o.padding],
+            "stride_h": o.strideH,
+            "stride_w": o.strideW,
+            "filter_h": o.filterHeight,
+            "filter_w": o.filterWidth,
+            "activation": _ACTIVATIONS[o.fusedActivationFunction],
         }
     if opcode == "FULLY_CONNECTED":
-        o = init(tflite.FullyConnectedOptions)
         return {
-            "activation": _ACTIVATIONS[o.FusedActivationFunction()],
-            "keep_num_dims": bool(o.KeepNumDims()),
-            "weights_format": int(o.WeightsFormat()),
+            "activation": _ACTIVATIONS[o.fusedActivationFunction],
+            "keep_num_dims": bool(o.keepNumDims),
+            "weights_format": int(o.weightsFormat),
         }
     if opcode == "ADD":
-        o = init(tflite.AddOptions)
-        return {"activation": _ACTIVATIONS[o.FusedActivationFunction()]}
+        return {"activation": _ACTIVATIONS[o.fusedActivationFunction]}
     if opcode == "SOFTMAX":
-        o = init(tflite.SoftmaxOptions)
-        return {"beta": float(o.Beta())}
+        return {"beta": float(o.beta)}
     if opcode == "MEAN":
-        o = init(tflite.ReducerOptions)
-        return {"keep_dims": bool(o.KeepDims())}
+        return {"keep_dims": bool(o.keepDims)}
     return {}
 
 
@@ -219,67 +207,61 @@ def read_tflite_bytes(buf: bytes, model_name: str = "<bytes>") -> Graph:
 
 
 def _read(buf: bytes, model_name: str) -> Graph:
-    import tflite
+    from hi_runtime.tflite_schema import read_model
 
     try:
-        model = tflite.Model.GetRootAsModel(buf, 0)
-        n_subgraphs = model.SubgraphsLength()
+        model = read_model(buf)
+        subgraphs = model.subgraphs or []
     except Exception as exc:  # flatbuffers raises assorted errors on garbage
         raise CompileError(f"{model_name} is not a valid TFLite flatbuffer: {exc}") from exc
-    if n_subgraphs == 0:
+    if not subgraphs:
         raise CompileError(f"{model_name} is not a valid TFLite flatbuffer (no subgraphs)")
-    if n_subgraphs != 1:
-        names: set[str] = set()
-        for k in range(n_subgraphs):
-            sub = model.Subgraphs(k)
-            for i in range(sub.OperatorsLength()):
-                names.add(_opcode_name(model, sub.Operators(i).OpcodeIndex()))
+    if len(subgraphs) != 1:
+        names = {_opcode_name(model, op.opcodeIndex) for sub in subgraphs for op in (sub.operators or [])}
         bad = sorted(n for n in names if n not in SUPPORTED_OPS)
         split = (f". If it is an early-exit model whose IF operators pick the exit, split it into INT8 segments "
                  f"with `hi-train split-ee {model_name} --out PREFIX --data DATASET` and compile each "
                  "PREFIX_seg<k>_int8.tflite") if "IF" in names else ""
         raise CompileError(
-            f"model {model_name} has {n_subgraphs} subgraphs (control flow) and uses unsupported operator(s) "
+            f"model {model_name} has {len(subgraphs)} subgraphs (control flow) and uses unsupported operator(s) "
             f"{', '.join(bad) or 'none'}; only single-subgraph models built from {', '.join(SUPPORTED_OPS)} "
             f"can be compiled{split}"
         )
-    sg = model.Subgraphs(0)
+    sg = subgraphs[0]
 
     tensors: list[Tensor] = []
-    for i in range(sg.TensorsLength()):
-        t = sg.Tensors(i)
-        if t.Type() not in _TENSOR_TYPES:
-            raise CompileError(f"{model_name}: tensor {i} has unsupported TFLite type id {t.Type()}")
-        type_name, np_dtype = _TENSOR_TYPES[t.Type()]
-        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-        q = t.Quantization()
-        if q is not None and q.ScaleLength():
-            scales = np.asarray(q.ScaleAsNumpy(), dtype=np.float32)
-            zps = np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64)
-            qdim = int(q.QuantizedDimension())
+    for i, t in enumerate(sg.tensors or []):
+        if t.type not in _TENSOR_TYPES:
+            raise CompileError(f"{model_name}: tensor {i} has unsupported TFLite type id {t.type}")
+        type_name, np_dtype = _TENSOR_TYPES[t.type]
+        shape = tuple(int(d) for d in t.shape) if t.shape is not None and len(t.shape) else ()
+        q = t.quantization
+        if q is not None and q.scale is not None and len(q.scale):
+            scales = np.asarray(q.scale, dtype=np.float32)
+            zps = np.asarray(q.zeroPoint if q.zeroPoint is not None else [], dtype=np.int64)
+            qdim = int(q.quantizedDimension)
         else:
             scales = np.zeros(0, np.float32)
             zps = np.zeros(0, np.int64)
             qdim = 0
         data = None
-        buffer = model.Buffers(t.Buffer())
+        buffer = model.buffers[t.buffer] if model.buffers and t.buffer < len(model.buffers) else None
         if buffer is not None:
             raw: bytes | None = None
-            if buffer.DataLength():
-                raw = buffer.DataAsNumpy().tobytes()
-            elif buffer.Offset() > 1:  # large models store data after the flatbuffer
-                raw = buf[buffer.Offset(): buffer.Offset() + buffer.Size()]
+            if buffer.data is not None and len(buffer.data):
+                raw = np.asarray(buffer.data, dtype=np.uint8).tobytes()
+            elif (buffer.offset or 0) > 1:  # large models store data after the flatbuffer
+                raw = buf[buffer.offset: buffer.offset + buffer.size]
             if raw is not None:
                 data = np.frombuffer(raw, dtype=np_dtype).reshape(shape if shape else ()).copy()
-        name = t.Name().decode() if t.Name() else f"tensor_{i}"
+        name = t.name.decode() if isinstance(t.name, (bytes, bytearray)) else (t.name or f"tensor_{i}")
         tensors.append(Tensor(i, name, shape, type_name, scales, zps, qdim, data))
 
     operators: list[Operator] = []
-    for i in range(sg.OperatorsLength()):
-        op = sg.Operators(i)
-        opcode = _opcode_name(model, op.OpcodeIndex())
-        inputs = [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else []
-        outputs = [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else []
+    for i, op in enumerate(sg.operators or []):
+        opcode = _opcode_name(model, op.opcodeIndex)
+        inputs = [int(x) for x in op.inputs] if op.inputs is not None else []
+        outputs = [int(x) for x in op.outputs] if op.outputs is not None else []
         options = _options(op, opcode) if opcode in SUPPORTED_OPS else {}
         operators.append(Operator(i, opcode, inputs, outputs, options))
 
@@ -287,8 +269,8 @@ def _read(buf: bytes, model_name: str) -> Graph:
         model_name=model_name,
         tensors=tensors,
         operators=operators,
-        inputs=[int(x) for x in sg.InputsAsNumpy()],
-        outputs=[int(x) for x in sg.OutputsAsNumpy()],
+        inputs=[int(x) for x in sg.inputs],
+        outputs=[int(x) for x in sg.outputs],
     )
     prune_shape_computations(graph)
     check_supported(graph)

@@ -84,6 +84,22 @@ def test_pipeline(workspace, monkeypatch, capsys):
     r = dec.accept(lo.probs)
     assert 1 - r.mean() == pytest.approx(card["test"]["offload_ratio"])
     assert np.array_equal(r, dec.accept_int8(lo.raw, lo.scale, lo.zero_point))
+    # bound to the model it was fitted for (issue 18): hash, output kind and quantization
+    from hi_runtime.decider import DeciderModelMismatch, OutputSpec, file_sha256
+
+    spec = OutputSpec("int8_scores", lo.scale, lo.zero_point)
+    assert dec.model.sha256 == file_sha256(root / "local_int8.tflite") and dec.model.file == "local_int8.tflite"
+    assert dec.check_model(root / "local_int8.tflite", spec) == []
+    with pytest.raises(DeciderModelMismatch):
+        dec.check_model(root / "server.tflite", spec)
+    # published weights bound to the same model take its output quantization
+    assert hi_train(root, monkeypatch, "decider", "--coefficients", "2,-1", "--intercept", "-100", "--int8-scores",
+                    "--model", "local_int8.tflite", "--out", "out/pub") == 0
+    pub = Decider.load(root / "out/pub.json")
+    assert pub.model == dec.model and pub.int8.matches(lo.scale, lo.zero_point)
+    top = -np.sort(-lo.raw.astype(np.int64), axis=1)
+    assert np.array_equal(pub.accept_int8(lo.raw, lo.scale, lo.zero_point), 2 * top[:, 0] - top[:, 1] - 100 >= 0)
+    capsys.readouterr()
 
     # 2. an early-exit tiny CNN, trained from scratch briefly, exported as a chain
     assert hi_train(root, monkeypatch, "early-exit", "--arch", "tiny_cnn", *DATA, "--epochs-branch", "0",

@@ -26,7 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from hi_runtime.decider import PAPER_FEATURES, Decider, DeciderError, compute_features
+from hi_runtime.decider import (
+    INT32_MAX,
+    LINEAR_FEATURES,
+    PAPER_FEATURES,
+    Decider,
+    DeciderError,
+    Int8Form,
+    ModelBinding,
+    compute_features,
+    int8_rank_range,
+)
 
 JSON_SUFFIX = ".json"
 
@@ -76,6 +86,75 @@ def sklearn_reference(probs: np.ndarray, labels: np.ndarray, features: Sequence[
     y = (np.asarray(probs).argmax(1) == np.asarray(labels)).astype(int)
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=1000)).fit(
         compute_features(probs, features), y)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Published weights (no fitting)
+# ----------------------------------------------------------------------------------------------------
+
+def published_decider(coefficients: Sequence[float], intercept: float, features: Sequence[str] = PAPER_FEATURES,
+                      *, int8_scores: bool = False, scale: float = 1 / 256, zero_point: int = -128,
+                      threshold: float | None = None, binding: ModelBinding | None = None) -> Decider:
+    """A decider from published weights instead of a fit.
+
+    * on probabilities (default): ``accept <=> sum_f coefficients[f] * f(p) + intercept >= logit(threshold)``
+      (threshold 0.5: ``>= 0``), with ``f`` the named features of the descending softmax probabilities;
+    * ``int8_scores``: the weights apply to the raw int8 scores ``q`` (features of the descending raw
+      values, e.g. ``p1`` is ``q(0)``): ``accept <=> sum_f coefficients[f] * f(q) + intercept >= 0``.
+      Since ``q(r) = p(r) / scale + zero_point``, the float form gets coefficients ``c_f / scale`` and
+      intercept ``intercept + zero_point * sum_f c_f * sum_r w_fr``. With integer weights the integer form
+      IS the published formula (shift 0, exact); otherwise it is compiled like a fitted decider.
+
+    The int8 form is compiled for ``scale``/``zero_point`` (default: TFLite's softmax output, 1/256, -128).
+    """
+    features = tuple(features)
+    coef = np.asarray(coefficients, dtype=np.float64).reshape(-1)
+    if len(coef) != len(features):
+        raise DeciderTrainingError(f"{len(coef)} coefficient(s) for {len(features)} feature(s) {list(features)}; "
+                                   "give one per feature")
+    if not np.all(np.isfinite(coef)) or not np.isfinite(intercept):
+        raise DeciderTrainingError("coefficients and intercept must be finite numbers")
+    source = {"coefficients": coef.tolist(), "intercept": float(intercept), "features": list(features),
+              "on": "raw int8 scores" if int8_scores else "softmax probabilities"}
+    if not int8_scores:
+        dec = Decider(features=features, coefficients=coef, intercept=float(intercept),
+                      threshold=0.5 if threshold is None else threshold, kind="logistic", model=binding,
+                      meta={"published": {**source, "formula": "accept iff sum_f c_f * f(p) + intercept >= "
+                                                                 "logit(threshold)"}})
+        return dec.with_int8(scale, zero_point) if dec.supports_int8 else dec
+    if threshold not in (None, 0.5):
+        raise DeciderTrainingError("published int8-score weights decide at 0 (accept iff the sum >= 0); "
+                                   "fold any threshold into the intercept")
+    bad = [f for f in features if f not in LINEAR_FEATURES]
+    if bad:
+        raise DeciderTrainingError(f"feature(s) {bad} are not linear in the raw scores; int8-score weights "
+                                   f"take {', '.join(LINEAR_FEATURES)}")
+    scale, zero_point = float(scale), int(zero_point)
+    weight_sums = np.array([sum(LINEAR_FEATURES[f].values()) for f in features])
+    dec = Decider(features=features, coefficients=coef / scale,
+                  intercept=float(intercept) + zero_point * float(np.dot(coef, weight_sums)), threshold=0.5,
+                  kind="logistic", model=binding,
+                  meta={"published": {**source, "formula": "accept iff sum_f c_f * f(q) + intercept >= 0 on the "
+                                                           "descending raw int8 scores q",
+                                      "scale": scale, "zero_point": zero_point}})
+    ints = np.append(coef, intercept)
+    if not np.all(ints == np.round(ints)):
+        return dec.with_int8(scale, zero_point)
+    # integer weights: the integer form is the formula itself
+    k = max(max(LINEAR_FEATURES[f]) for f in features) + 1
+    a = [0] * k
+    for f, c in zip(features, coef):
+        for r, m in LINEAR_FEATURES[f].items():
+            a[r] += round(float(c)) * int(m)
+    b = round(float(intercept)) + zero_point * sum(a)  # sum a_r q(r) + c = sum a_r (q(r) - zp) + (c + zp sum a_r)
+    lo, hi = int8_rank_range(zero_point)
+    if sum(abs(x) for x in a) * max(abs(lo), abs(hi)) + abs(b) > INT32_MAX:
+        raise DeciderTrainingError("the published integer weights can overflow an int32 accumulator")
+    form = Int8Form(scale, zero_point, tuple(a), b, 0, exact=True)
+    from dataclasses import replace
+
+    form = replace(form, grid_disagreements=dec._grid_disagreements(form))
+    return replace(dec, int8=form)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -297,9 +376,8 @@ def _cached_arrays(key: str, compute, use_cache: bool) -> dict[str, np.ndarray]:
     return arrays
 
 
-def local_outputs(model_path: str | Path, images: np.ndarray, output: str | None = None, *,
-                  reference: bool = False, use_cache: bool = True) -> LocalOutputs:
-    """Raw outputs of an INT8 TFLite model, output chosen by tensor name (default: the only output)."""
+def _int8_output(model_path: str | Path, output: str | None, reference: bool = False):
+    """(TFLiteModel, output name, scale, zero point) of an INT8 model's chosen output."""
     from training.export import TFLiteModel
 
     model_path = Path(model_path)
@@ -318,6 +396,19 @@ def local_outputs(model_path: str | Path, images: np.ndarray, output: str | None
         raise DeciderTrainingError(f"output {output!r} of {model_path} is {np.dtype(det['dtype']).name}, "
                                    "not int8; the decider is fitted on a full-integer model's scores")
     scale, zp = det["quantization"]
+    return tm, output, float(scale), int(zp)
+
+
+def local_output_quant(model_path: str | Path, output: str | None = None) -> tuple[str, float, int]:
+    """(output name, scale, zero point) of an INT8 model's output, without running it."""
+    _, name, scale, zp = _int8_output(model_path, output)
+    return name, scale, zp
+
+
+def local_outputs(model_path: str | Path, images: np.ndarray, output: str | None = None, *,
+                  reference: bool = False, use_cache: bool = True) -> LocalOutputs:
+    """Raw outputs of an INT8 TFLite model, output chosen by tensor name (default: the only output)."""
+    tm, output, scale, zp = _int8_output(model_path, output, reference)
 
     def compute():
         raws = []

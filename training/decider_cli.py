@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-FEATURE_PRESETS = {"paper": "p1,p2", "margin": "p1,margin", "rich": "p1,p2,margin,entropy"}
+FEATURE_PRESETS = {"paper": "p1,p2", "top2": "p1,p2", "margin": "p1,margin", "rich": "p1,p2,margin,entropy"}
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
+def add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist", "folder", "imagenet"],
                    help="dataset kind (default cifar10)")
-    p.add_argument("--data", required=True, help="dataset path, e.g. ../shared/datasets/cifar10-jpeg")
+    p.add_argument("--data", required=required, help="dataset path, e.g. ../shared/datasets/cifar10-jpeg")
     p.add_argument("--val-size", type=int, default=None, help="validation images carved from train (default 5000)")
     p.add_argument("--image-size", type=int, default=None, help="resize+center-crop size (folder/imagenet)")
     p.add_argument("--seed", type=int, default=0, help="validation split seed (default 0, as hi-train model)")
@@ -50,13 +50,16 @@ def register_cli(sub) -> None:
         description="Fit the decider on the validation split (target: the local model's answer is correct), "
                     "choose its operating point (p = 0.5 by default, or a goal), report F1/precision/recall, "
                     "offload and false-negative ratios and HI accuracy (Eq. 1 = Eq. 2) on the test split, and "
-                    "write <out>.json, <out>.h (exact int8 form) and <out>.card.json.")
-    p.add_argument("--model", required=True, help="the local INT8 model, e.g. models/cifar10/resnet8_int8.tflite")
+                    "write <out>.json, <out>.h (exact int8 form) and <out>.card.json. With --coefficients, write "
+                    "published weights instead (no data, no fitting).")
+    p.add_argument("--model", default=None,
+                   help="the local INT8 model, e.g. models/cifar10/resnet8_int8.tflite (required to fit; with "
+                        "--coefficients optional: binds the decider to it and reads its output quantization)")
     p.add_argument("--output", default=None,
                    help="output tensor name when the model has several (e.g. final_scores of an EE model)")
     p.add_argument("--server", default=None,
                    help="the server model (.onnx or .tflite) for HI accuracy; without it HI accuracy is not reported")
-    add_data_args(p)
+    add_data_args(p, required=False)
     p.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/decider_resnet8")
     p.add_argument("--kind", default="logistic", choices=["logistic", "max_softmax"],
                    help="logistic regression (default) or the plain max-softmax threshold")
@@ -77,6 +80,16 @@ def register_cli(sub) -> None:
     p.add_argument("--no-compare", action="store_true", help="skip the comparison with other deciders")
     p.add_argument("--vectors", default=None,
                    help="also write C test vectors (raw int8 scores -> decision) to this JSON file")
+    pub = p.add_argument_group("published weights (no fitting): accept iff sum_f A_f * f + C >= 0")
+    pub.add_argument("--coefficients", default=None, metavar="A,B,...",
+                     help="one weight per --features entry (e.g. --features top2: the two highest softmax values)")
+    pub.add_argument("--intercept", type=float, default=None, metavar="C", help="the intercept (default 0)")
+    pub.add_argument("--int8-scores", action="store_true",
+                     help="the weights apply to the raw int8 scores (sorted descending), not to probabilities")
+    pub.add_argument("--scale", type=float, default=None,
+                     help="output scale of the int8 scores (default: --model's, else 1/256, TFLite's softmax)")
+    pub.add_argument("--zero-point", type=int, default=None,
+                     help="output zero point of the int8 scores (default: --model's, else -128)")
     p.set_defaults(func=cmd_decider)
 
 
@@ -84,8 +97,90 @@ def _fmt_pct(v) -> str:
     return "-" if v is None else f"{100 * v:.2f}%"
 
 
+def _parse_numbers(text: str, what: str) -> list[float]:
+    from training.decider import DeciderTrainingError
+
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise DeciderTrainingError(f"{what} must be a comma list of numbers, e.g. 4.2,-1.5; got {text!r}") from None
+
+
+def model_binding(model_path: str | Path, output_name: str, scale: float, zero_point: int):
+    """What a decider fitted on (or written for) this INT8 model's scores records about it."""
+    from hi_runtime.decider import ModelBinding, OutputSpec, file_sha256
+
+    return ModelBinding(OutputSpec("int8_scores", scale, zero_point, output_name), file=Path(model_path).name,
+                        sha256=file_sha256(model_path))
+
+
+def cmd_published(args) -> int:
+    """`hi-train decider --coefficients ...`: write published weights as a decider JSON and C header."""
+    from hi_runtime.decider import DeciderError
+    from training.decider import DeciderTrainingError, export_decider, local_output_quant, published_decider
+
+    try:
+        unused = [f for f, v in (("--data", args.data), ("--server", args.server), ("--max-offload", args.max_offload),
+                                 ("--min-hi-accuracy", args.min_hi_accuracy), ("--vectors", args.vectors))
+                  if v is not None]
+        if unused or args.kind != "logistic":
+            raise DeciderTrainingError(f"--coefficients writes published weights without fitting; drop "
+                                       f"{', '.join(unused) or '--kind'}")
+        features = parse_features(args.features)
+        coef = _parse_numbers(args.coefficients, "--coefficients")
+        scale, zp, binding = args.scale, args.zero_point, None
+        if args.model:
+            name, mscale, mzp = local_output_quant(args.model, args.output)
+            if (scale is not None and scale != mscale) or (zp is not None and zp != mzp):
+                raise DeciderTrainingError(f"--scale/--zero-point ({scale}, {zp}) differ from {args.model}'s output "
+                                           f"quantization ({mscale}, {mzp}); drop them or the model")
+            scale, zp = mscale, mzp
+            binding = model_binding(args.model, name, scale, zp)
+        assumed = scale is None or zp is None
+        scale = 1 / 256 if scale is None else scale
+        zp = -128 if zp is None else zp
+        if binding is None:
+            from hi_runtime.decider import ModelBinding, OutputSpec
+
+            binding = ModelBinding(OutputSpec("int8_scores", scale, zp) if args.int8_scores else
+                                   OutputSpec("probabilities"))
+        dec = published_decider(coef, 0.0 if args.intercept is None else args.intercept, features,
+                                int8_scores=args.int8_scores, scale=scale, zero_point=zp, threshold=args.threshold,
+                                binding=binding)
+        if assumed:
+            print(f"note: int8 form for output scale {scale} and zero point {zp} (TFLite's softmax output; "
+                  "--scale/--zero-point or --model set others)", file=sys.stderr)
+        dec.meta["published"]["command"] = "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
+        out = Path(args.out)
+        dec, files = export_decider(dec, out, scale=None, zero_point=None, header=not args.no_header,
+                                    source="published weights")
+    except (DeciderTrainingError, DeciderError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    form = dec.int8
+    if form is not None:
+        print(f"int8 form: A={list(form.coef)} B={form.bias} shift={form.shift} exact={form.exact}; grid "
+              f"disagreements with the float form: {form.grid_disagreements}")
+    print(f"wrote {', '.join(str(f) for f in files)}")
+    return 0
+
+
 def cmd_decider(args) -> int:
     import os
+
+    if args.coefficients is not None:
+        return cmd_published(args)
+    stray = [f for f, v in (("--intercept", args.intercept), ("--scale", args.scale),
+                            ("--zero-point", args.zero_point), ("--int8-scores", args.int8_scores or None))
+             if v is not None]
+    if stray:
+        print(f"error: {', '.join(stray)} belong(s) to published weights; give --coefficients too (or drop "
+              "them to fit)", file=sys.stderr)
+        return 2
+    if args.model is None or args.data is None:
+        print(f"error: fitting a decider needs {'--model' if args.model is None else '--data'} (or give "
+              "--coefficients to write published weights)", file=sys.stderr)
+        return 2
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from hi_runtime.decider import DeciderError
@@ -132,8 +227,7 @@ def cmd_decider(args) -> int:
         rep_test = evaluate(dec.accept(lt.probs), lt.predicted, test.labels, srv_t)
         dec.meta["operating_point"] = {"goal": op_goal, "threshold": dec.threshold,
                                        "chosen_on": "validation split"}
-        dec.meta["source_model"] = {"file": Path(args.model).name, "output": lv.output_name,
-                                    "output_scale": lv.scale, "output_zero_point": lv.zero_point}
+        dec.model = model_binding(args.model, lv.output_name, lv.scale, lv.zero_point)
         dec.meta["metrics"] = {"val": rep_val.as_dict(), "test": rep_test.as_dict()}
         out = Path(args.out)
         command = "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))

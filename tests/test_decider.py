@@ -451,3 +451,125 @@ def test_published_weights_cli_writes_json_and_header(tmp_path, capsys):
         assert main(["decider", "--out", str(tmp_path / "x"), *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and "\n" not in err, err
+
+
+# ----------------------------------------------------------------------------------------------------
+# Targets, cost-sensitive operating points, and the comparison at equal offload ratio (issue 21)
+# ----------------------------------------------------------------------------------------------------
+
+def _two_kinds_of_errors(n_each: int = 200, seed: int = 0):
+    """Right samples (confident, no runner-up), and two kinds of wrong ones with the same top probability:
+    A (a flat tail: the server gets them right) and B (a close runner-up, which makes them look the least
+    sure: the server is wrong on them too). "Local answer wrong" cannot tell A from B better than the
+    runner-up does, and ranks B first; "offloading helps" learns that B does not pay."""
+    rng = np.random.default_rng(seed)
+    rows, labels, server_ok = [], [], []
+    for kind, n in (("right", 3 * n_each), ("A", n_each), ("B", n_each)):
+        for _ in range(n):
+            p = np.full(10, 0.0)
+            if kind == "right":
+                p[0], p[1] = rng.uniform(0.6, 1.0), 0.0
+            elif kind == "A":
+                p[0], p[1] = rng.uniform(0.40, 0.45), rng.uniform(0.05, 0.07)
+            else:
+                p[0], p[1] = rng.uniform(0.40, 0.45), rng.uniform(0.35, 0.40)
+            rest = (1 - p[:2].sum()) / 8
+            p[2:] = rest
+            rows.append(p)
+            labels.append(0 if kind == "right" else 1)
+            server_ok.append(kind != "B")
+    return np.array(rows), np.array(labels), np.array(server_ok)
+
+
+def test_target_helps_offloads_where_the_server_gains():
+    probs, labels, server_ok = _two_kinds_of_errors()
+    local_ok = probs.argmax(1) == labels
+    correct = fit_decider(probs, labels, ("p1", "p2"))
+    helps = fit_decider(probs, labels, ("p1", "p2"), target="helps", server_correct=server_ok)
+    assert "offloading does not help" in helps.meta["fit"]["target"]
+    from training.decider import hi_at_offloads
+
+    k = int((~local_ok & server_ok).sum())  # budget: exactly the samples where offloading helps
+    hi_c = hi_at_offloads(correct.decision_value(probs), local_ok, server_ok, k)
+    hi_h = hi_at_offloads(helps.decision_value(probs), local_ok, server_ok, k)
+    assert hi_h == pytest.approx(1 - (~local_ok & ~server_ok).mean())  # it finds exactly those
+    assert hi_c == pytest.approx(local_ok.mean())  # it spends the budget on B, where the server is wrong
+    assert hi_h > hi_c + 0.15
+    with pytest.raises(DeciderTrainingError, match="needs the server"):
+        fit_decider(probs, labels, ("p1", "p2"), target="helps")
+
+
+def test_cost_sensitive_operating_point(fitted):
+    probs, labels, dec = fitted
+    server_ok = np.random.default_rng(1).random(len(labels)) < 0.9
+    curve = operating_curve(dec, probs, labels, server_ok)
+    for penalty in (0.0, 0.05, 0.2, 1.0):
+        op = choose_operating_point(dec, probs, labels, server_ok, offload_penalty=penalty)
+        value = curve["hi_accuracy"] - penalty * curve["offload_ratio"]
+        assert op.hi_accuracy - penalty * op.offload_ratio == pytest.approx(value.max())
+    # a heavier penalty never offloads more
+    ratios = [choose_operating_point(dec, probs, labels, server_ok, offload_penalty=p).offload_ratio
+              for p in (0.0, 0.1, 0.3, 2.0)]
+    assert ratios == sorted(ratios, reverse=True) and ratios[-1] == 0.0
+    with pytest.raises(DeciderTrainingError, match="exactly one goal"):
+        choose_operating_point(dec, probs, labels, server_ok, max_offload=0.2, offload_penalty=0.1)
+
+
+def test_comparison_row_matches_the_shipped_procedure(fitted):
+    """compare_row chooses the threshold exactly as `hi-train decider --max-offload` does and reports the
+    same test numbers; the curve, the equal-ratio number and the oracles are consistent."""
+    from training.decider import (
+        DeciderVariant,
+        compare_row,
+        hi_at_offloads,
+        hi_curve,
+        oracle_scores,
+        score_variant,
+    )
+
+    probs, labels, _ = fitted
+    rng = np.random.default_rng(2)
+    server_ok = rng.random(len(labels)) < 0.9
+    pv, pt, yv, yt, sv, st = probs[:2000], probs[2000:], labels[:2000], labels[2000:], server_ok[:2000], server_ok[2000:]
+    v = DeciderVariant()
+    s = score_variant(v, pv, pt, yv, sv)
+    ratios = np.round(np.arange(0, 0.5001, 0.01), 4)
+    row = compare_row(v, s, pv.argmax(1) == yv, pt.argmax(1) == yt, sv, st, 0.25, ratios)
+    dec = fit_decider(pv, yv, ("p1", "p2"))
+    op = choose_operating_point(dec, pv, yv, sv, max_offload=0.25)
+    d = dec.with_threshold(op.threshold)
+    rep = evaluate(d.accept(pt), pt.argmax(1), yt, np.where(st, yt, (yt + 1) % 10))
+    assert row["val_offload_ratio"] == pytest.approx(op.offload_ratio) and row["val_hi_accuracy"] == pytest.approx(op.hi_accuracy)
+    assert row["test_hi_accuracy"] == pytest.approx(rep.hi_accuracy) and row["test_offload_ratio"] == pytest.approx(rep.offload_ratio)
+    assert row["mcu_form"] and 0.0 < row["val_cv_hi_accuracy_at_ratio"] <= 1.0
+    lt = pt.argmax(1) == yt
+    curve = dict(zip(row["curve"]["offload_ratio"], row["curve"]["hi_accuracy"]))
+    assert curve[0.25] == pytest.approx(row["test_hi_accuracy_at_ratio"], abs=1e-6)
+    assert curve[0.0] == pytest.approx(lt.mean())
+    assert hi_curve(s.test, lt, st, np.array([0.25]))[0] == pytest.approx(hi_at_offloads(s.test, lt, st, 250))
+    ceiling = hi_at_offloads(oracle_scores(lt, st, knows_server=True), lt, st, 250)
+    wrong = hi_at_offloads(oracle_scores(lt, st, knows_server=False), lt, st, 250)
+    assert ceiling >= wrong >= row["test_hi_accuracy_at_ratio"] - 1e-12
+    assert ceiling == pytest.approx(lt.mean() + min(0.25, (~lt & st).mean()))  # every offload gains while it can
+
+
+def test_comparison_variants_fit_and_refuse_what_they_cannot_do():
+    from training.decider import DeciderVariant, score_variant
+
+    probs, labels = synthetic_local(1500, seed=4)
+    server_ok = np.random.default_rng(0).random(1500) < 0.9
+    pv, pt, yv = probs[:1000], probs[1000:], labels[:1000]
+    aux_v, aux_t = np.roll(pv, 1, axis=0), np.roll(pt, 1, axis=0)
+    for v in (DeciderVariant("gbt", ("sorted", "class")), DeciderVariant("mlp", ("sorted",), target="helps"),
+              DeciderVariant("logistic", ("p1", "p2"), temperature="fit"),
+              DeciderVariant("logistic", ("p1", "aux_p1", "aux_own", "agree"), aux="rolled"),
+              DeciderVariant("max_softmax", ("p1",))):
+        s = score_variant(v, pv, pt, yv, server_ok[:1000], aux_v, aux_t)
+        assert s.val.shape == (1000,) and s.test.shape == (500,) and np.all(np.isfinite(s.val_cv))
+        assert v.mcu_form == (v.kind == "max_softmax")
+    s = score_variant(DeciderVariant(temperature="fit"), pv, pt, yv, server_ok[:1000])
+    assert 0.05 < s.temperature < 20
+    with pytest.raises(DeciderTrainingError, match="second view"):
+        DeciderVariant(features=("agree",)).check()
+    with pytest.raises(DeciderTrainingError, match="unknown feature"):
+        DeciderVariant(features=("p9",)).check()

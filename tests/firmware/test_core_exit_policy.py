@@ -115,7 +115,36 @@ def test_shipped_ee_vectors(core, repo_root):
     path = repo_root / "tests" / "vectors" / "ee_vectors.json"
     if not path.exists():
         pytest.skip("tests/vectors/ee_vectors.json not written yet (hi-train thresholds --vectors)")
-    data = json.loads(path.read_text())
+    _check_vectors(core, json.loads(path.read_text()))
+
+
+def test_three_way_vectors_writer_and_c_agree(core, tmp_path):
+    """write_ee_vectors on a three-way policy (offload rules at both early exits) adds cases on and one step
+    below every offload bound; the C pipeline decides all of them as recorded."""
+    import json
+
+    from training.thresholds import write_ee_vectors
+
+    rng = np.random.default_rng(4)
+    q = Quant(1 / 256, -128)
+    specs = [SegmentSpec(file=Path(f"s{k}.tflite"), input="in", scores="scores", features="f" if k < 2 else None,
+                         input_quant=q, scores_quant=q, features_quant=q if k < 2 else None) for k in range(3)]
+    dec = Decider(features=("p1", "p2"), coefficients=np.array([6.0, -4.0]), intercept=-2.5, threshold=0.6)
+    chain = SegmentChain(specs, ExitPolicy([0.9, 0.8], dec.with_int8(1 / 256, -128), [0.4, 0.3]))
+    raws = [rng.integers(-128, 100, (60, 10)) for _ in range(3)]
+    for r in raws:
+        r[rng.random(60) < 0.5, 2] = rng.integers(0, 127)
+    data = json.loads(write_ee_vectors(chain, raws, tmp_path / "v.json").read_text())
+    assert data["offload_bounds_int8"] == chain.policy.offload_bounds_int8([q, q]) == [103, 77]
+    tops = {(k, max(c["scores"][k])) for c in data["cases"] for k in range(2)}
+    for k, b in enumerate(data["offload_bounds_int8"]):  # on and one step below each offload bound
+        assert (k, b - 128) in tops and (k, b - 129) in tops
+    outcomes = {(c["exit"], c["offload"]) for c in data["cases"]}
+    assert {(0, True), (1, True), (0, False), (2, False)} <= outcomes
+    _check_vectors(core, data)
+
+
+def _check_vectors(core, data: dict) -> None:
     dec = Decider.from_dict(data["final_decider"]) if data.get("final_decider") else None
     cdec = core.decider(dec.int8.coef, dec.int8.bias, dec.int8.zero_point) if dec is not None else None
     quants = [(q["scale"], q["zero_point"]) for q in data["scores_quant"]]

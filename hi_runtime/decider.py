@@ -44,9 +44,20 @@ all 256 int8 values, so both forms agree on every input. For the others :func:`I
 points of the full int8 grid of sorted top-K values the two forms disagree on (``grid_disagreements``;
 0 on every decider shipped here). The C header emitted by :meth:`Decider.to_c_header` carries the same
 integers and a reference C function.
+
+Binding to a model: a decider is only meaningful for the model it was fitted on. The JSON's ``model`` block
+(:class:`ModelBinding`) records that model's file name and SHA-256 and what its output is
+(:class:`OutputSpec`: ``probabilities``, ``logits`` or ``int8_scores`` with the output quantization).
+:meth:`Decider.check_model` compares a model about to be used with it and raises
+:class:`DeciderModelMismatch` (one line naming the fix) unless forced.
+
+Format: ``hi-decider/1``. Fields added later (``model``) are optional, and a reader that does not know a
+feature or kind refuses the file (``check_features``, ``KINDS``) rather than misreading it, so the version
+changes only when an old reader would silently compute something else.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -86,6 +97,99 @@ class DeciderError(ValueError):
 
 class Int8UnsupportedError(DeciderError):
     """The decider uses a feature with no exact integer form (e.g. entropy)."""
+
+
+class DeciderModelMismatch(DeciderError):
+    """The decider was fitted for another model (file hash, output kind or output quantization)."""
+
+
+#: What a local model's output is, as the decider sees it: float softmax probabilities, float (or
+#: quantized) logits before the softmax, or a full-integer model's quantized softmax scores.
+OUTPUT_KINDS = ("probabilities", "logits", "int8_scores")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """A local model's output: its kind, its quantization (``int8_scores``: required; quantized logits:
+    optional) and, for information, the output tensor's name."""
+
+    kind: str
+    scale: float | None = None
+    zero_point: int | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in OUTPUT_KINDS:
+            raise DeciderError(f"unknown output kind {self.kind!r}; choose {', '.join(OUTPUT_KINDS)}")
+        if (self.scale is None) != (self.zero_point is None):
+            raise DeciderError("an output quantization needs both scale and zero_point")
+        if self.kind == "int8_scores" and self.scale is None:
+            raise DeciderError("output kind int8_scores needs the output quantization (scale, zero_point)")
+        if self.scale is not None:
+            object.__setattr__(self, "scale", float(self.scale))
+            object.__setattr__(self, "zero_point", int(self.zero_point))
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None
+
+    def describe(self) -> str:
+        q = f", scale {self.scale:.6g}, zero point {self.zero_point}" if self.quantized else ""
+        return f"{self.kind}{q}"
+
+    def same_as(self, other: OutputSpec) -> bool:
+        """Same kind and quantization (scales equal to float32 precision); the name is not compared."""
+        if self.kind != other.kind or self.quantized != other.quantized:
+            return False
+        return not self.quantized or (math.isclose(self.scale, other.scale, rel_tol=1e-6, abs_tol=0.0)
+                                      and self.zero_point == other.zero_point)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name,
+                "quant": {"scale": self.scale, "zero_point": self.zero_point} if self.quantized else None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OutputSpec:
+        q = d.get("quant") or {}
+        return cls(kind=str(d["kind"]), scale=q.get("scale"), zero_point=q.get("zero_point"), name=d.get("name"))
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (read in chunks: model files can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelBinding:
+    """The model a decider was fitted for (``sha256`` None: published weights bound to no file)."""
+
+    output: OutputSpec
+    file: str | None = None
+    sha256: str | None = None
+
+    def describe(self) -> str:
+        what = self.file or "an unnamed model"
+        if self.sha256:
+            what += f" (sha256 {self.sha256[:12]}...)"
+        return f"{what} [{self.output.describe()}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256, "output": self.output.to_dict(),
+                "meaning": "the model this decider was fitted for; Decider.check_model refuses others unless forced"}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelBinding:
+        try:
+            return cls(output=OutputSpec.from_dict(d["output"]), file=d.get("file"), sha256=d.get("sha256"))
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, DeciderError):
+                raise
+            raise DeciderError(f"invalid model block in decider JSON ({exc}); expected file, sha256, "
+                               "output{kind, quant}") from exc
 
 
 def check_features(names: Sequence[str]) -> tuple[str, ...]:
@@ -226,6 +330,7 @@ class Decider:
     mean: np.ndarray | None = None
     scale: np.ndarray | None = None
     int8: Int8Form | None = None
+    model: ModelBinding | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     _compiled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -389,6 +494,38 @@ class Decider:
             form = self._compiled[key] = self.compile_int8(scale, zero_point, check_grid=False)
         return form.accept(q)
 
+    # --- binding to a model ----------------------------------------------------------------------
+
+    def model_mismatches(self, path: str | Path | None, output: OutputSpec) -> list[str]:
+        """Why this decider does not fit the model at ``path`` with output ``output`` (empty: it fits).
+        ``path`` None skips the file-hash comparison."""
+        b = self.model
+        if b is None:
+            return ["it records no model it was fitted for"]
+        problems = []
+        if b.sha256 and path is not None:
+            digest = file_sha256(path)
+            if digest != b.sha256:
+                problems.append(f"it was fitted for {b.file or 'another file'} (sha256 {b.sha256[:12]}...), "
+                                f"not {Path(path).name} (sha256 {digest[:12]}...)")
+        if not b.output.same_as(output):
+            problems.append(f"it works on {b.output.describe()} but the model outputs {output.describe()}")
+        return problems
+
+    def check_model(self, path: str | Path | None, output: OutputSpec, *, force: bool = False,
+                    name: str = "the decider") -> list[str]:
+        """Refuse a model this decider was not fitted for: raises :class:`DeciderModelMismatch` with the fix
+        in one line, unless ``force`` (then the problems are returned, for a warning). ``name``: how to call
+        the decider in the message (e.g. its file)."""
+        problems = self.model_mismatches(path, output)
+        if problems and not force:
+            model = Path(path).name if path is not None else "this model"
+            raise DeciderModelMismatch(
+                f"{name} does not fit {model}: {'; '.join(problems)}. Fit one for it with `hi-train decider "
+                f"--model {path if path is not None else 'MODEL'} --data ...` (or bind published weights with "
+                "`hi-train decider --coefficients ... --model ...`), or force it (hi-agent --force-decider)")
+        return problems
+
     # --- serialization --------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -407,6 +544,7 @@ class Decider:
                         "score = p1; accept iff p1 >= threshold",
             "input": "probabilities p = (q - zero_point) * scale of the local model's softmax, float64",
             "int8": self.int8.to_dict() if self.int8 is not None else None,
+            "model": self.model.to_dict() if self.model is not None else None,
         }
         d.update({k: v for k, v in self.meta.items() if k not in d})
         return d
@@ -430,11 +568,12 @@ class Decider:
         try:
             std = d.get("standardize") or {}
             known = {"format", "kind", "features", "feature_definitions", "standardize", "coefficients",
-                     "intercept", "threshold", "decision", "input", "int8"}
+                     "intercept", "threshold", "decision", "input", "int8", "model", "source_model"}
             dec = cls(features=tuple(d["features"]), coefficients=np.asarray(d["coefficients"], dtype=np.float64),
                       intercept=float(d.get("intercept", 0.0)), threshold=float(d["threshold"]),
                       kind=str(d.get("kind", "logistic")), mean=std.get("mean"), scale=std.get("scale"),
                       int8=Int8Form.from_dict(d["int8"]) if d.get("int8") else None,
+                      model=_binding_from_dict(d),
                       meta={k: v for k, v in d.items() if k not in known})
         except KeyError as exc:
             raise DeciderError(f"decider JSON lacks the field {exc}; expected features, coefficients, "
@@ -507,3 +646,14 @@ static inline int {lp}_accept(const int8_t *scores, int n)
 
 #endif /* {guard} */
 """
+
+
+def _binding_from_dict(d: Mapping[str, Any]) -> ModelBinding | None:
+    """The ``model`` block, or the file/output a decider written before binding recorded (no hash)."""
+    if d.get("model"):
+        return ModelBinding.from_dict(d["model"])
+    old = d.get("source_model")
+    if isinstance(old, Mapping) and old.get("output_scale") is not None:
+        return ModelBinding(OutputSpec("int8_scores", old["output_scale"], old.get("output_zero_point"),
+                                       old.get("output")), file=old.get("file"))
+    return None

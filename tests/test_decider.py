@@ -298,3 +298,278 @@ def test_shipped_header_matches_shipped_vectors(repo_root, tmp_path):
     rows = np.array([c["q"] for c in data["cases"]])
     got = _compile_and_run(local, rows, tmp_path, "HI_DECIDER_RESNET8")
     assert np.array_equal(got, np.array([c["accept"] for c in data["cases"]]))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Binding to a model (issue 18)
+# ----------------------------------------------------------------------------------------------------
+
+def _bound(tmp_path, content: bytes = b"model A"):
+    from hi_runtime.decider import ModelBinding, OutputSpec, file_sha256
+
+    model = tmp_path / "a.tflite"
+    model.write_bytes(content)
+    spec = OutputSpec("int8_scores", 1 / 256, -128, "Identity")
+    dec = Decider(features=("p1", "p2"), coefficients=[2.0, -1.0], intercept=0.1,
+                  model=ModelBinding(spec, file="a.tflite", sha256=file_sha256(model)))
+    return dec, model, spec
+
+
+def test_check_model_accepts_its_model_and_refuses_others(tmp_path):
+    from hi_runtime.decider import DeciderModelMismatch, OutputSpec
+
+    dec, model, spec = _bound(tmp_path)
+    assert dec.check_model(model, spec) == []
+    assert dec.check_model(model, OutputSpec("int8_scores", float(np.float32(1 / 256)), -128)) == []
+    other = tmp_path / "b.tflite"
+    other.write_bytes(b"model B")
+    with pytest.raises(DeciderModelMismatch) as exc:
+        dec.check_model(other, spec, name="decider_a.json")
+    msg = str(exc.value)
+    assert "\n" not in msg and "decider_a.json" in msg and "a.tflite" in msg and "b.tflite" in msg
+    assert "hi-train decider --model" in msg and "--force-decider" in msg
+    for wrong, words in ((OutputSpec("logits"), "logits"), (OutputSpec("probabilities"), "probabilities"),
+                         (OutputSpec("int8_scores", 1 / 255, -128), "scale 0.00392157"),
+                         (OutputSpec("int8_scores", 1 / 256, 0), "zero point 0")):
+        with pytest.raises(DeciderModelMismatch, match=words):
+            dec.check_model(model, wrong)
+    problems = dec.check_model(other, OutputSpec("logits"), force=True)
+    assert len(problems) == 2  # forced: returned for a warning instead of raised
+    unbound = Decider(features=("p1",), coefficients=[1.0])
+    with pytest.raises(DeciderModelMismatch, match="records no model"):
+        unbound.check_model(model, spec)
+
+
+def test_binding_round_trips_and_reads_the_older_source_model_block(tmp_path):
+    from hi_runtime.decider import OutputSpec
+
+    dec, model, spec = _bound(tmp_path)
+    loaded = Decider.from_dict(json.loads(dec.to_json()))
+    assert loaded.model == dec.model and loaded.with_threshold(0.7).model == dec.model
+    assert "source_model" not in json.loads(dec.to_json())
+    old = {k: v for k, v in dec.to_dict().items() if k != "model"}
+    old["source_model"] = {"file": "a.tflite", "output": "Identity", "output_scale": 1 / 256, "output_zero_point": -128}
+    legacy = Decider.from_dict(old)
+    assert legacy.model.sha256 is None and legacy.model.output.same_as(spec)
+    assert legacy.check_model(model, spec) == []  # no hash recorded: only the output is compared
+    with pytest.raises(DeciderError, match="int8_scores needs"):
+        OutputSpec("int8_scores")
+    with pytest.raises(DeciderError, match="unknown output kind"):
+        OutputSpec("softmax")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Published weights (issue 18)
+# ----------------------------------------------------------------------------------------------------
+
+def _formula_probs(coef, intercept, probs):
+    top = -np.sort(-probs, axis=1)
+    return coef[0] * top[:, 0] + coef[1] * top[:, 1] + intercept >= 0
+
+
+def _formula_int8(coef, intercept, q):
+    top = -np.sort(-q.astype(np.int64), axis=1)
+    return coef[0] * top[:, 0] + coef[1] * top[:, 1] + intercept >= 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=st.floats(-20, 20), b=st.floats(-20, 20), c=st.floats(-10, 10))
+def test_published_weights_on_probabilities_decide_by_the_formula(a, b, c):
+    from hypothesis import assume
+
+    from training.decider import published_decider
+
+    assume(abs(a) + abs(b) > 1e-3)  # all-zero weights are refused (they decide nothing)
+    probs, _ = synthetic_local(400, seed=1)
+    dec = published_decider([a, b], c, ("p1", "p2"))
+    assert np.array_equal(dec.accept(probs), _formula_probs([a, b], c, probs))
+    # its int8 form decides like the formula on the dequantized int8 grid points the export counted
+    q = quantize_probs(probs)
+    deq = (q.astype(np.float64) + 128) / 256
+    agree = dec.accept_int8(q, 1 / 256, -128) == _formula_probs([a, b], c, deq)
+    assert agree.all() or dec.int8.grid_disagreements > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=st.integers(-300, 300), b=st.integers(-300, 300), c=st.integers(-50000, 50000),
+       quant=st.sampled_from([(1 / 256, -128), (1 / 255, -128), (0.01, -20)]))
+def test_published_integer_weights_on_raw_scores_are_the_formula(a, b, c, quant):
+    from hypothesis import assume
+
+    from training.decider import published_decider
+
+    assume(a != 0 or b != 0)
+    dec = published_decider([a, b], c, ("p1", "p2"), int8_scores=True, scale=quant[0], zero_point=quant[1])
+    assert dec.int8.exact and dec.int8.shift == 0
+    vals = np.arange(-128, 128)
+    i, j = np.triu_indices(256)
+    q = np.zeros((len(i), 10), dtype=np.int64) - 128
+    q[:, 3], q[:, 7] = vals[j], vals[i]  # every descending pair, at arbitrary positions
+    assert np.array_equal(dec.accept_int8(q, *quant), _formula_int8([a, b], c, q))
+    if quant[0] == 1 / 256:  # power-of-two scale: the float form is exact too
+        assert np.array_equal(dec.accept((q - quant[1]) * quant[0]), _formula_int8([a, b], c, q))
+
+
+def test_published_float_weights_on_raw_scores(tmp_path):
+    from training.decider import published_decider
+
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        a, b, c = rng.normal(0, 3), rng.normal(0, 3), rng.normal(0, 100)
+        dec = published_decider([a, b], c, ("p1", "p2"), int8_scores=True)
+        q = rng.integers(-128, 128, (3000, 10))
+        assert np.array_equal(dec.accept_int8(q, 1 / 256, -128), _formula_int8([a, b], c, q))
+        assert dec.int8.grid_disagreements == 0
+
+
+def test_published_weights_cli_writes_json_and_header(tmp_path, capsys):
+    from training.cli import main
+
+    out = tmp_path / "pub"
+    assert main(["decider", "--coefficients", "3,-2", "--intercept", "-250", "--features", "top2",
+                 "--int8-scores", "--out", str(out)]) == 0
+    dec = Decider.load(out.with_suffix(".json"))
+    assert dec.meta["published"]["coefficients"] == [3.0, -2.0] and "hi-train decider" in dec.meta["published"]["command"]
+    assert dec.model.output.kind == "int8_scores" and dec.model.sha256 is None
+    rows = np.random.default_rng(0).integers(-128, 128, (400, 10))
+    rows[:100, 0] = 127
+    got = _compile_and_run(out.with_suffix(".h"), rows, tmp_path, "HI_PUB")
+    assert np.array_equal(got, _formula_int8([3, -2], -250, rows)) and 0 < got.sum() < len(got)
+    # the float form: on probabilities, with the default TFLite output quantization for the header
+    assert main(["decider", "--coefficients", "8,-4", "--intercept", "-3", "--features", "top2",
+                 "--out", str(tmp_path / "pubf")]) == 0
+    decf = Decider.load(tmp_path / "pubf.json")
+    probs, _ = synthetic_local(500, seed=2)
+    assert np.array_equal(decf.accept(probs), _formula_probs([8, -4], -3, probs))
+    assert decf.model.output.kind == "probabilities"
+    capsys.readouterr()
+    for argv, words in ((["--coefficients", "1,2,3", "--features", "top2"], "3 coefficient(s) for 2"),
+                        (["--coefficients", "1,x"], "comma list of numbers"),
+                        (["--coefficients", "1,2", "--max-offload", "0.3"], "drop --max-offload"),
+                        (["--intercept", "1", "--model", "m.tflite", "--data", "d"], "belong(s) to published"),
+                        ([], "fitting a decider needs --model")):
+        assert main(["decider", "--out", str(tmp_path / "x"), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and "\n" not in err, err
+
+
+# ----------------------------------------------------------------------------------------------------
+# Targets, cost-sensitive operating points, and the comparison at equal offload ratio (issue 21)
+# ----------------------------------------------------------------------------------------------------
+
+def _two_kinds_of_errors(n_each: int = 200, seed: int = 0):
+    """Right samples (confident, no runner-up), and two kinds of wrong ones with the same top probability:
+    A (a flat tail: the server gets them right) and B (a close runner-up, which makes them look the least
+    sure: the server is wrong on them too). "Local answer wrong" cannot tell A from B better than the
+    runner-up does, and ranks B first; "offloading helps" learns that B does not pay."""
+    rng = np.random.default_rng(seed)
+    rows, labels, server_ok = [], [], []
+    for kind, n in (("right", 3 * n_each), ("A", n_each), ("B", n_each)):
+        for _ in range(n):
+            p = np.full(10, 0.0)
+            if kind == "right":
+                p[0], p[1] = rng.uniform(0.6, 1.0), 0.0
+            elif kind == "A":
+                p[0], p[1] = rng.uniform(0.40, 0.45), rng.uniform(0.05, 0.07)
+            else:
+                p[0], p[1] = rng.uniform(0.40, 0.45), rng.uniform(0.35, 0.40)
+            rest = (1 - p[:2].sum()) / 8
+            p[2:] = rest
+            rows.append(p)
+            labels.append(0 if kind == "right" else 1)
+            server_ok.append(kind != "B")
+    return np.array(rows), np.array(labels), np.array(server_ok)
+
+
+def test_target_helps_offloads_where_the_server_gains():
+    probs, labels, server_ok = _two_kinds_of_errors()
+    local_ok = probs.argmax(1) == labels
+    correct = fit_decider(probs, labels, ("p1", "p2"))
+    helps = fit_decider(probs, labels, ("p1", "p2"), target="helps", server_correct=server_ok)
+    assert "offloading does not help" in helps.meta["fit"]["target"]
+    from training.decider import hi_at_offloads
+
+    k = int((~local_ok & server_ok).sum())  # budget: exactly the samples where offloading helps
+    hi_c = hi_at_offloads(correct.decision_value(probs), local_ok, server_ok, k)
+    hi_h = hi_at_offloads(helps.decision_value(probs), local_ok, server_ok, k)
+    assert hi_h == pytest.approx(1 - (~local_ok & ~server_ok).mean())  # it finds exactly those
+    assert hi_c == pytest.approx(local_ok.mean())  # it spends the budget on B, where the server is wrong
+    assert hi_h > hi_c + 0.15
+    with pytest.raises(DeciderTrainingError, match="needs the server"):
+        fit_decider(probs, labels, ("p1", "p2"), target="helps")
+
+
+def test_cost_sensitive_operating_point(fitted):
+    probs, labels, dec = fitted
+    server_ok = np.random.default_rng(1).random(len(labels)) < 0.9
+    curve = operating_curve(dec, probs, labels, server_ok)
+    for penalty in (0.0, 0.05, 0.2, 1.0):
+        op = choose_operating_point(dec, probs, labels, server_ok, offload_penalty=penalty)
+        value = curve["hi_accuracy"] - penalty * curve["offload_ratio"]
+        assert op.hi_accuracy - penalty * op.offload_ratio == pytest.approx(value.max())
+    # a heavier penalty never offloads more
+    ratios = [choose_operating_point(dec, probs, labels, server_ok, offload_penalty=p).offload_ratio
+              for p in (0.0, 0.1, 0.3, 2.0)]
+    assert ratios == sorted(ratios, reverse=True) and ratios[-1] == 0.0
+    with pytest.raises(DeciderTrainingError, match="exactly one goal"):
+        choose_operating_point(dec, probs, labels, server_ok, max_offload=0.2, offload_penalty=0.1)
+
+
+def test_comparison_row_matches_the_shipped_procedure(fitted):
+    """compare_row chooses the threshold exactly as `hi-train decider --max-offload` does and reports the
+    same test numbers; the curve, the equal-ratio number and the oracles are consistent."""
+    from training.decider import (
+        DeciderVariant,
+        compare_row,
+        hi_at_offloads,
+        hi_curve,
+        oracle_scores,
+        score_variant,
+    )
+
+    probs, labels, _ = fitted
+    rng = np.random.default_rng(2)
+    server_ok = rng.random(len(labels)) < 0.9
+    pv, pt, yv, yt, sv, st = probs[:2000], probs[2000:], labels[:2000], labels[2000:], server_ok[:2000], server_ok[2000:]
+    v = DeciderVariant()
+    s = score_variant(v, pv, pt, yv, sv)
+    ratios = np.round(np.arange(0, 0.5001, 0.01), 4)
+    row = compare_row(v, s, pv.argmax(1) == yv, pt.argmax(1) == yt, sv, st, 0.25, ratios)
+    dec = fit_decider(pv, yv, ("p1", "p2"))
+    op = choose_operating_point(dec, pv, yv, sv, max_offload=0.25)
+    d = dec.with_threshold(op.threshold)
+    rep = evaluate(d.accept(pt), pt.argmax(1), yt, np.where(st, yt, (yt + 1) % 10))
+    assert row["val_offload_ratio"] == pytest.approx(op.offload_ratio) and row["val_hi_accuracy"] == pytest.approx(op.hi_accuracy)
+    assert row["test_hi_accuracy"] == pytest.approx(rep.hi_accuracy) and row["test_offload_ratio"] == pytest.approx(rep.offload_ratio)
+    assert row["mcu_form"] and 0.0 < row["val_cv_hi_accuracy_at_ratio"] <= 1.0
+    lt = pt.argmax(1) == yt
+    curve = dict(zip(row["curve"]["offload_ratio"], row["curve"]["hi_accuracy"]))
+    assert curve[0.25] == pytest.approx(row["test_hi_accuracy_at_ratio"], abs=1e-6)
+    assert curve[0.0] == pytest.approx(lt.mean())
+    assert hi_curve(s.test, lt, st, np.array([0.25]))[0] == pytest.approx(hi_at_offloads(s.test, lt, st, 250))
+    ceiling = hi_at_offloads(oracle_scores(lt, st, knows_server=True), lt, st, 250)
+    wrong = hi_at_offloads(oracle_scores(lt, st, knows_server=False), lt, st, 250)
+    assert ceiling >= wrong >= row["test_hi_accuracy_at_ratio"] - 1e-12
+    assert ceiling == pytest.approx(lt.mean() + min(0.25, (~lt & st).mean()))  # every offload gains while it can
+
+
+def test_comparison_variants_fit_and_refuse_what_they_cannot_do():
+    from training.decider import DeciderVariant, score_variant
+
+    probs, labels = synthetic_local(1500, seed=4)
+    server_ok = np.random.default_rng(0).random(1500) < 0.9
+    pv, pt, yv = probs[:1000], probs[1000:], labels[:1000]
+    aux_v, aux_t = np.roll(pv, 1, axis=0), np.roll(pt, 1, axis=0)
+    for v in (DeciderVariant("gbt", ("sorted", "class")), DeciderVariant("mlp", ("sorted",), target="helps"),
+              DeciderVariant("logistic", ("p1", "p2"), temperature="fit"),
+              DeciderVariant("logistic", ("p1", "aux_p1", "aux_own", "agree"), aux="rolled"),
+              DeciderVariant("max_softmax", ("p1",))):
+        s = score_variant(v, pv, pt, yv, server_ok[:1000], aux_v, aux_t)
+        assert s.val.shape == (1000,) and s.test.shape == (500,) and np.all(np.isfinite(s.val_cv))
+        assert v.mcu_form == (v.kind == "max_softmax")
+    s = score_variant(DeciderVariant(temperature="fit"), pv, pt, yv, server_ok[:1000])
+    assert 0.05 < s.temperature < 20
+    with pytest.raises(DeciderTrainingError, match="second view"):
+        DeciderVariant(features=("agree",)).check()
+    with pytest.raises(DeciderTrainingError, match="unknown feature"):
+        DeciderVariant(features=("p9",)).check()

@@ -110,6 +110,91 @@ def test_chain_json_round_trip_and_errors(tmp_path):
         SegmentChain.load(tmp_path / "c.json")
 
 
+@settings(max_examples=80, deadline=None)
+@given(o=st.one_of(st.floats(0.0, 1.1), st.none()), scale=st.floats(0.001, 0.02), zp=st.integers(-128, 10))
+def test_offload_bound_int8_is_exact(o, scale, zp):
+    from hi_runtime.early_exit import offload_bound_int8
+
+    bound = offload_bound_int8(o, scale, zp)
+    q = np.arange(-128, 128)
+    if o is None:
+        assert bound is None
+        return
+    assert np.array_equal(q - zp < bound, (q - zp) * scale < o)
+
+
+def _three_way_scores(rng, n=400, c=10, exits=3):
+    scores = [rng.integers(-128, 60, (n, c)).astype(np.int8) for _ in range(exits)]
+    for s in scores:  # some confident rows, some in between
+        s[rng.random(n) < 0.35, rng.integers(0, c)] = 120
+        s[rng.random(n) < 0.3, rng.integers(0, c)] = 40
+    return scores
+
+
+def test_three_way_run_chain_matches_vectorized_policy(tmp_path):
+    """With offload rules at the early exits, run_chain and ExitPolicy.decide agree (int8 and float): a
+    sample is offloaded at an early exit when it neither exits nor passes that exit's offload threshold,
+    and no later segment runs."""
+    rng = np.random.default_rng(1)
+    scores = _three_way_scores(rng)
+    dec = Decider(features=("p1", "p2"), coefficients=[6.0, -4.0], intercept=-1.0, threshold=0.7)
+    chain = _fake_chain(tmp_path, [0.8, 0.6], dec)
+    chain.policy = ExitPolicy([0.8, 0.6], dec, [0.5, None])
+    q = chain.scores_quants()
+    vec = chain.policy.decide(scores, q)
+    vec_f = chain.policy.decide([qq.dequantize(s) for qq, s in zip(q, scores)])
+    conf0 = q[0].dequantize(scores[0]).max(axis=1)
+    early = (vec.exit_index == 0) & vec.offload
+    assert early.any() and np.all(conf0[early] < 0.5) and np.all(conf0[vec.exit_index > 0] >= 0.5)
+    assert not ((vec.exit_index == 1) & vec.offload).any()  # no rule at exit 2
+    assert ((vec.exit_index == 2) & vec.offload).any()  # the final decider still offloads
+    for i in range(len(scores[0])):
+        calls = []
+
+        def run_segment(k, x, i=i, calls=calls):
+            calls.append(k)
+            return (np.full((1, 4), k, dtype=np.int8) if k < 2 else None), scores[k][i:i + 1]
+
+        r = run_chain(chain, run_segment, np.zeros((1, 4), dtype=np.int8))
+        assert (r.exit_index, r.predicted_class, r.offload) == (vec.exit_index[i], vec.predicted[i], vec.offload[i])
+        assert calls == list(range(r.exit_index + 1)) and r.segments_run == r.exit_index + 1
+    assert np.array_equal(vec.exit_index, vec_f.exit_index) and np.array_equal(vec.offload, vec_f.offload)
+    # the two-way policy is the special case "never offload early"
+    two = ExitPolicy([0.8, 0.6], dec).decide(scores, q)
+    same = ExitPolicy([0.8, 0.6], dec, [None, None]).decide(scores, q)
+    assert np.array_equal(two.exit_index, same.exit_index) and np.array_equal(two.offload, same.offload)
+    # the exit rule comes first: a threshold above the exit's makes every non-exiting sample offload there
+    allout = ExitPolicy([0.8, 0.6], dec, [0.9, None]).decide(scores, q)
+    assert np.all(allout.offload[allout.exit_index == 0] == (conf0[allout.exit_index == 0] < 0.8))
+    assert not (allout.exit_index > 0).any()
+
+
+def test_chain_json_versions_the_three_way_policy(tmp_path):
+    from hi_runtime.early_exit import FORMAT, FORMAT_THREE_WAY, offload_bound_int8
+
+    chain = _fake_chain(tmp_path, [0.85])
+    chain.save()
+    d = json.loads((tmp_path / "c.json").read_text())
+    assert d["format"] == FORMAT == "hi-ee-chain/1"
+    assert "offload_thresholds" not in d["policy"] and "offload_bounds_int8" not in d["policy"]
+    chain.policy = ExitPolicy([0.85], None, [0.4])
+    chain.save()
+    d = json.loads((tmp_path / "c.json").read_text())
+    assert d["format"] == FORMAT_THREE_WAY == "hi-ee-chain/2"
+    assert d["policy"]["offload_thresholds"] == [0.4]
+    assert d["policy"]["offload_bounds_int8"] == [offload_bound_int8(0.4, 1 / 256, -128)] == [103]
+    loaded = SegmentChain.load(tmp_path / "c.json")
+    assert loaded.policy.offload_thresholds == [0.4] and loaded.policy.three_way
+    with pytest.raises(EarlyExitError, match="offload rules need 'hi-ee-chain/2'"):
+        SegmentChain.from_dict(dict(d, format=FORMAT), tmp_path / "c.json")
+    with pytest.raises(EarlyExitError, match="hi-ee-chain/1 and hi-ee-chain/2"):
+        SegmentChain.from_dict(dict(d, format="hi-ee-chain/9"), tmp_path / "c.json")
+    with pytest.raises(EarlyExitError, match="one per early exit"):
+        ExitPolicy([0.85], None, [0.4, 0.2])
+    with pytest.raises(EarlyExitError, match="number or null"):
+        ExitPolicy([0.85], None, [float("nan")])
+
+
 def test_requantize():
     a, b = Quant(0.1, -10), Quant(0.2, 0)
     q = np.array([-10, -9, -8, 0, 127], dtype=np.int8)
@@ -124,8 +209,10 @@ def test_shipped_ee_vectors_match_runtime():
     data = json.loads(VECTORS.read_text())
     quants = [Quant(q["scale"], q["zero_point"]) for q in data["scores_quant"]]
     dec = Decider.from_dict(data["final_decider"]) if data.get("final_decider") else None
-    pol = ExitPolicy([NEVER if t is None else t for t in data["exit_thresholds"]], dec)
+    pol = ExitPolicy([NEVER if t is None else t for t in data["exit_thresholds"]], dec, data.get("offload_thresholds"))
     assert pol.exit_bounds_int8(quants[:-1]) == data["exit_bounds_int8"]
+    if "offload_bounds_int8" in data:
+        assert pol.offload_bounds_int8(quants[:-1]) == data["offload_bounds_int8"]
     for case in data["cases"]:
         scores = [np.array([s], dtype=np.int8) for s in case["scores"]]
         out = pol.decide(scores, quants)

@@ -139,3 +139,149 @@ def test_full_two_exit_grid_is_fast():
     g = evaluate_grid(data, CostModel([1.0, 2.0, 3.0]), "ee-hi")
     assert g.accuracy.shape == (102, 102, 101)
     assert time.time() - t < 20
+
+
+# ----------------------------------------------------------------------------------------------------
+# The three-way policy (exit / offload now / continue at every early exit)
+# ----------------------------------------------------------------------------------------------------
+
+def naive3(data: SearchData, cost: CostModel, exits, offs, dthr):
+    """Sample by sample, written independently of the grid and of SearchData.evaluate_point."""
+    n = data.n
+    acc = c = off = 0.0
+    for i in range(n):
+        for k, (t, o) in enumerate(zip(exits, offs)):
+            if data.confidence[k, i] >= t:
+                acc += data.correct[k, i]
+                c += cost.exit_ms[k]
+                break
+            if o is not None and data.confidence[k, i] < o:
+                acc += data.server_correct[i]
+                c += cost.exit_ms[k] + cost.offload_ms
+                off += 1
+                break
+        else:
+            c += cost.exit_ms[-1] + cost.decider_ms
+            if data.decider_z[i] >= logit(dthr):
+                acc += data.correct[-1, i]
+            else:
+                acc += data.server_correct[i]
+                c += cost.offload_ms
+                off += 1
+    return acc / n, c / n, off / n
+
+
+def _random_data(exits: int, n: int, seed: int) -> SearchData:
+    rng = np.random.default_rng(seed)
+    conf = np.round(rng.random((exits, n)), 2)  # on grid points too: the >= / < edges are exercised
+    return SearchData(confidence=conf, correct=rng.random((exits, n)) < 0.7, decider_z=rng.normal(size=n),
+                      server_correct=rng.random(n) < 0.9)
+
+
+@pytest.mark.parametrize("exits,step,offload_step", [(2, 0.25, 0.25), (3, 0.25, 0.5), (2, 0.1, 0.2)])
+def test_three_way_grid_equals_naive_brute_force(exits, step, offload_step):
+    data = _random_data(exits, 90, exits)
+    cost = CostModel([1.0, 2.5, 14.0][-exits:], offload_ms=9.0, decider_ms=0.2)
+    g = evaluate_grid(data, cost, "ee-hi-3way", step=step, offload_step=offload_step)
+    assert g.three_way and g.accuracy.shape == g.shape
+    checked = 0
+    for flat in range(g.size):
+        p = g.point(flat)
+        a, c, o = naive3(data, cost, p.exits, p.offloads, p.decider_threshold)
+        assert g.accuracy.flat[flat] == pytest.approx(a, abs=1e-12)
+        assert g.cost_ms.flat[flat] == pytest.approx(c, abs=1e-12)
+        assert g.offload.flat[flat] == pytest.approx(o, abs=1e-12)
+        assert sum(f.flat[flat] for f in g.exit_fractions) == pytest.approx(1.0)
+        if flat % 7 == 0:  # the per-sample reference the rows use agrees as well
+            m = g.metrics_at(flat)
+            assert (m["accuracy"], m["cost_ms"], m["offload_ratio"]) == pytest.approx((a, c, o), abs=1e-12)
+            assert m["exit_fractions"] == pytest.approx([f.flat[flat] for f in g.exit_fractions], abs=1e-12)
+        checked += 1
+    assert checked == g.size and any(o is not None for o in g.point(g.size - 1).offloads)
+
+
+def test_two_way_is_the_three_way_policy_with_never_offload():
+    data = _random_data(3, 200, 7)
+    cost = CostModel([1.0, 2.0, 3.0], offload_ms=10.0)
+    two = evaluate_grid(data, cost, "ee-hi", step=0.1)
+    three = evaluate_grid(data, cost, "ee-hi-3way", step=0.1, offload_step=0.2)
+    assert three.offload_index[0] == -1  # offload index 0 is "never"
+    np.testing.assert_allclose(three.accuracy[0, :, 0, :, :], two.accuracy, atol=1e-12)
+    np.testing.assert_allclose(three.cost_ms[0, :, 0, :, :], two.cost_ms, atol=1e-12)
+    for target in (0.6, 0.7, 0.8, 0.85):  # a larger space is never worse
+        b2, b3 = two.best(target), three.best(target)
+        if b2 is not None:
+            assert b3 is not None and three.cost_ms.flat[b3] <= two.cost_ms.flat[b2] + 1e-12
+
+
+def test_chunked_search_finds_what_the_dense_one_finds(monkeypatch):
+    """Large grids are evaluated in chunks and reduced to the cheapest point per accuracy level; on a grid
+    small enough to hold, that gives the same choices and the same Pareto front as the full arrays."""
+    import training.thresholds as th
+
+    data = _random_data(3, 300, 11)
+    cost = CostModel([1.1, 10.2, 14.36], offload_ms=9.68, decider_ms=0.1)
+    dense = evaluate_grid(data, cost, "ee-hi-3way", step=0.05, offload_step=0.1, dense=True)
+    monkeypatch.setattr(th, "CHUNK_CELLS", 5_000)  # many chunks
+    calls = []
+    chunked = evaluate_grid(data, cost, "ee-hi-3way", step=0.05, offload_step=0.1, dense=False,
+                            progress=lambda done, total: calls.append((done, total)))
+    assert chunked.accuracy is None and len(calls) > 5 and calls[-1][0] == calls[-1][1]
+    for target in np.linspace(0.5, 0.95, 19):
+        bd, bc = dense.best(target), chunked.best(target)
+        assert (bd is None) == (bc is None)
+        if bd is not None:
+            assert bc == bd
+            assert chunked.metrics_at(bc)["cost_ms"] == pytest.approx(dense.cost_ms.flat[bd], abs=1e-12)
+    np.testing.assert_array_equal(chunked.pareto(), dense.pareto())
+    c, a = chunked.front()
+    np.testing.assert_allclose(c, dense.cost_ms.ravel()[dense.pareto()], atol=1e-12)
+    np.testing.assert_allclose(a, dense.accuracy.ravel()[dense.pareto()], atol=1e-12)
+    # the brute force over the dense arrays agrees with the front: nothing off it is better
+    acc, cst = dense.accuracy.ravel(), dense.cost_ms.ravel()
+    for ci, ai in zip(cst[::53], acc[::53]):
+        assert np.any((c <= ci + 1e-12) & (a >= ai - 1e-12))
+
+
+def test_three_way_offloads_early_when_the_rest_of_the_network_costs_more():
+    """ResNet-56-like costs (exit 1 after 1 ms, the full network 14 ms, an offload 10 ms). Easy samples
+    (exit-1 confidence 0.95, right), medium (0.6 at exit 1 and wrong there, right at the final exit with a
+    high decider score, the server wrong), hard (0.2 at exit 1, wrong everywhere locally, the server right).
+    At 100% accuracy the two-way policy must run the hard ones to the end before offloading (14 + 10 ms);
+    the three-way one offloads them at exit 1 (1 + 10 ms) and runs only the medium ones to the end."""
+    n_e, n_m, n_h = 60, 20, 20
+    conf1 = np.r_[np.full(n_e, 0.95), np.full(n_m, 0.6), np.full(n_h, 0.2)]
+    conf2 = np.r_[np.full(n_e, 0.99), np.full(n_m, 0.9), np.full(n_h, 0.3)]
+    c1 = np.r_[np.ones(n_e), np.zeros(n_m + n_h)].astype(bool)
+    c2 = np.r_[np.ones(n_e + n_m), np.zeros(n_h)].astype(bool)
+    z = np.r_[np.full(n_e + n_m, 3.0), np.full(n_h, -3.0)]
+    srv = np.r_[np.ones(n_e), np.zeros(n_m), np.ones(n_h)].astype(bool)
+    data = SearchData(np.stack([conf1, conf2]), np.stack([c1, c2]), z, srv)
+    cost = CostModel([1.0, 14.0], offload_ms=10.0)
+    two = evaluate_grid(data, cost, "ee-hi")
+    three = evaluate_grid(data, cost, "ee-hi-3way")
+    b2, b3 = two.best(1.0), three.best(1.0)
+    assert two.cost_ms.flat[b2] == pytest.approx((n_e * 1 + n_m * 14 + n_h * 24) / 100)
+    assert three.cost_ms.flat[b3] == pytest.approx((n_e * 1 + n_m * 14 + n_h * 11) / 100)
+    p = three.point(b3)
+    assert 0.6 < p.exits[0] <= 0.95 and p.offloads[0] is not None and 0.2 < p.offloads[0] <= 0.6
+    row = three.row(b3)
+    assert row["exit1_offload_fraction"] == pytest.approx(0.2) and row["offload_ratio"] == pytest.approx(0.2)
+    # the runtime policy with the chosen thresholds reproduces it on int8 scores of the same confidences
+    q = Quant(1 / 256, -128)
+    raws = []
+    for conf, corr in ((conf1, c1), (conf2, c2)):
+        pr = np.repeat(((1 - conf) / 9)[:, None], 10, axis=1)
+        pr[np.arange(100), np.where(corr, 0, 1)] = conf
+        raws.append(np.clip(np.round(pr * 256) - 128, -128, 127).astype(np.int8))
+    ev = apply_point(raws, [q, q], np.zeros(100, dtype=int), np.where(srv, 0, 1), cost, p.exits,
+                     Decider.max_softmax(0.5), p.offloads)
+    assert ev.accuracy == pytest.approx(1.0) and ev.cost_ms == pytest.approx(three.cost_ms.flat[b3])
+    assert ev.offload_fractions == pytest.approx([0.2, 0.0]) and ev.exit_fractions == pytest.approx([0.8, 0.2])
+
+
+def test_offload_step_must_sit_on_the_exit_grid():
+    with pytest.raises(ValueError, match="multiple of the exit step"):
+        evaluate_grid(_random_data(2, 20, 0), CostModel([1.0, 2.0]), "ee-hi-3way", step=0.01, offload_step=0.033)
+    with pytest.raises(ValueError, match="needs an early exit"):
+        evaluate_grid(_random_data(1, 20, 0), CostModel([1.0]), "ee-hi-3way")

@@ -84,6 +84,22 @@ def test_pipeline(workspace, monkeypatch, capsys):
     r = dec.accept(lo.probs)
     assert 1 - r.mean() == pytest.approx(card["test"]["offload_ratio"])
     assert np.array_equal(r, dec.accept_int8(lo.raw, lo.scale, lo.zero_point))
+    # bound to the model it was fitted for (issue 18): hash, output kind and quantization
+    from hi_runtime.decider import DeciderModelMismatch, OutputSpec, file_sha256
+
+    spec = OutputSpec("int8_scores", lo.scale, lo.zero_point)
+    assert dec.model.sha256 == file_sha256(root / "local_int8.tflite") and dec.model.file == "local_int8.tflite"
+    assert dec.check_model(root / "local_int8.tflite", spec) == []
+    with pytest.raises(DeciderModelMismatch):
+        dec.check_model(root / "server.tflite", spec)
+    # published weights bound to the same model take its output quantization
+    assert hi_train(root, monkeypatch, "decider", "--coefficients", "2,-1", "--intercept", "-100", "--int8-scores",
+                    "--model", "local_int8.tflite", "--out", "out/pub") == 0
+    pub = Decider.load(root / "out/pub.json")
+    assert pub.model == dec.model and pub.int8.matches(lo.scale, lo.zero_point)
+    top = -np.sort(-lo.raw.astype(np.int64), axis=1)
+    assert np.array_equal(pub.accept_int8(lo.raw, lo.scale, lo.zero_point), 2 * top[:, 0] - top[:, 1] - 100 >= 0)
+    capsys.readouterr()
 
     # 2. an early-exit tiny CNN, trained from scratch briefly, exported as a chain
     assert hi_train(root, monkeypatch, "early-exit", "--arch", "tiny_cnn", *DATA, "--epochs-branch", "0",
@@ -126,6 +142,27 @@ def test_pipeline(workspace, monkeypatch, capsys):
     o = chain.policy.decide(raws, chain.scores_quants())
     assert float(o.offload.mean()) == pytest.approx(row["test"]["offload_ratio"])
     assert [float(np.mean(o.exit_index == k)) for k in range(2)] == pytest.approx(row["test"]["exit_fractions"])
+    assert summary["rows"][0]["policy"] == "ee" and {r["policy"] for r in summary["rows"]} >= {"ee-hi-3way", "hi"}
+
+    # 4. the three-way policy's point written into the chain (hi-ee-chain/2 when it offloads early)
+    assert hi_train(root, monkeypatch, "thresholds", "--chain", "out/ee_tiny.json", "--server", "server.tflite",
+                    "--baseline-model", "local_int8.tflite", "--baseline-decider", "out/decider_local.json", *DATA,
+                    "--qos", "hi", "--offload-step", "0.1", "--out", "out/ee_tiny_thresholds3",
+                    "--write-policy", "hi", "--write-from", "ee-hi-3way", "--vectors", "out/ee_vec3.json") == 0
+    capsys.readouterr()
+    summary = json.loads((root / "out/ee_tiny_thresholds3.json").read_text())
+    r3 = next(r for r in summary["rows"] if r["qos"] == "hi" and r["policy"] == "ee-hi-3way")
+    r2 = next(r for r in summary["rows"] if r["qos"] == "hi" and r["policy"] == "ee-hi")
+    assert r3["val"]["cost_ms"] <= r2["val"]["cost_ms"] + 1e-9  # the larger space is never worse on validation
+    chain = SegmentChain.load(root / "out/ee_tiny.json")
+    assert chain.policy.offload_thresholds == r3["offload_thresholds"]
+    d = json.loads((root / "out/ee_tiny.json").read_text())
+    assert d["format"] == ("hi-ee-chain/2" if chain.policy.three_way else "hi-ee-chain/1")
+    o = chain.policy.decide(raws, chain.scores_quants())
+    assert float(o.offload.mean()) == pytest.approx(r3["test"]["offload_ratio"])
+    vec = json.loads((root / "out/ee_vec3.json").read_text())
+    assert ("offload_bounds_int8" in vec) == chain.policy.three_way
+    assert summary["ee_hi_vs_hi"] and {c["policy"] for c in summary["ee_hi_vs_hi"]} == {"ee-hi", "ee-hi-3way"}
 
 
 def test_cli_errors_name_the_fix(workspace, monkeypatch, capsys):

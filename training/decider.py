@@ -26,7 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from hi_runtime.decider import PAPER_FEATURES, Decider, DeciderError, compute_features
+from hi_runtime.decider import (
+    INT32_MAX,
+    LINEAR_FEATURES,
+    PAPER_FEATURES,
+    Decider,
+    DeciderError,
+    Int8Form,
+    ModelBinding,
+    compute_features,
+    int8_rank_range,
+)
 
 JSON_SUFFIX = ".json"
 
@@ -41,8 +51,13 @@ class DeciderTrainingError(Exception):
 
 def fit_decider(probs: np.ndarray, labels: np.ndarray, features: Sequence[str] = PAPER_FEATURES, *,
                 kind: str = "logistic", C: float = 1.0, threshold: float = 0.5,
-                max_iter: int = 1000) -> Decider:
-    """Fit a decider on validation probabilities [N, C] and labels [N]."""
+                max_iter: int = 1000, target: str = "correct",
+                server_correct: np.ndarray | None = None) -> Decider:
+    """Fit a decider on validation probabilities [N, C] and labels [N].
+
+    ``target``: ``correct`` (the paper's: 1 = the local answer is right) or ``helps`` (1 = offloading would
+    not help, i.e. 0 only where the local answer is wrong AND the server's right; needs
+    ``server_correct``): the same model and integer form, trained to offload where offloading pays."""
     if kind == "max_softmax":
         return Decider.max_softmax(threshold)
     if kind != "logistic":
@@ -52,6 +67,14 @@ def fit_decider(probs: np.ndarray, labels: np.ndarray, features: Sequence[str] =
 
     probs = np.asarray(probs, dtype=np.float64)
     y = (probs.argmax(axis=1) == np.asarray(labels)).astype(np.int64)
+    meaning = "1 = local answer correct (accept), 0 = wrong (offload)"
+    if target == "helps":
+        if server_correct is None:
+            raise DeciderTrainingError("target 'helps' needs the server's predictions (--server)")
+        y = (~((y == 0) & np.asarray(server_correct, dtype=bool))).astype(np.int64)
+        meaning = "1 = offloading does not help (accept), 0 = local wrong and server right (offload)"
+    elif target != "correct":
+        raise DeciderTrainingError(f"unknown target {target!r}; choose correct or helps")
     if y.min() == y.max():
         raise DeciderTrainingError(
             f"the local model is {'always' if y[0] else 'never'} right on these {len(y)} samples, so there is "
@@ -64,7 +87,7 @@ def fit_decider(probs: np.ndarray, labels: np.ndarray, features: Sequence[str] =
                    threshold=threshold, kind="logistic", mean=scaler.mean_, scale=scale,
                    meta={"fit": {"estimator": "sklearn.linear_model.LogisticRegression", "C": C,
                                  "samples": len(y), "positives": int(y.sum()),
-                                 "target": "1 = local answer correct (accept), 0 = wrong (offload)"}})
+                                 "target": meaning}})
 
 
 def sklearn_reference(probs: np.ndarray, labels: np.ndarray, features: Sequence[str], C: float = 1.0):
@@ -76,6 +99,75 @@ def sklearn_reference(probs: np.ndarray, labels: np.ndarray, features: Sequence[
     y = (np.asarray(probs).argmax(1) == np.asarray(labels)).astype(int)
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=1000)).fit(
         compute_features(probs, features), y)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Published weights (no fitting)
+# ----------------------------------------------------------------------------------------------------
+
+def published_decider(coefficients: Sequence[float], intercept: float, features: Sequence[str] = PAPER_FEATURES,
+                      *, int8_scores: bool = False, scale: float = 1 / 256, zero_point: int = -128,
+                      threshold: float | None = None, binding: ModelBinding | None = None) -> Decider:
+    """A decider from published weights instead of a fit.
+
+    * on probabilities (default): ``accept <=> sum_f coefficients[f] * f(p) + intercept >= logit(threshold)``
+      (threshold 0.5: ``>= 0``), with ``f`` the named features of the descending softmax probabilities;
+    * ``int8_scores``: the weights apply to the raw int8 scores ``q`` (features of the descending raw
+      values, e.g. ``p1`` is ``q(0)``): ``accept <=> sum_f coefficients[f] * f(q) + intercept >= 0``.
+      Since ``q(r) = p(r) / scale + zero_point``, the float form gets coefficients ``c_f / scale`` and
+      intercept ``intercept + zero_point * sum_f c_f * sum_r w_fr``. With integer weights the integer form
+      IS the published formula (shift 0, exact); otherwise it is compiled like a fitted decider.
+
+    The int8 form is compiled for ``scale``/``zero_point`` (default: TFLite's softmax output, 1/256, -128).
+    """
+    features = tuple(features)
+    coef = np.asarray(coefficients, dtype=np.float64).reshape(-1)
+    if len(coef) != len(features):
+        raise DeciderTrainingError(f"{len(coef)} coefficient(s) for {len(features)} feature(s) {list(features)}; "
+                                   "give one per feature")
+    if not np.all(np.isfinite(coef)) or not np.isfinite(intercept):
+        raise DeciderTrainingError("coefficients and intercept must be finite numbers")
+    source = {"coefficients": coef.tolist(), "intercept": float(intercept), "features": list(features),
+              "on": "raw int8 scores" if int8_scores else "softmax probabilities"}
+    if not int8_scores:
+        dec = Decider(features=features, coefficients=coef, intercept=float(intercept),
+                      threshold=0.5 if threshold is None else threshold, kind="logistic", model=binding,
+                      meta={"published": {**source, "formula": "accept iff sum_f c_f * f(p) + intercept >= "
+                                                                 "logit(threshold)"}})
+        return dec.with_int8(scale, zero_point) if dec.supports_int8 else dec
+    if threshold not in (None, 0.5):
+        raise DeciderTrainingError("published int8-score weights decide at 0 (accept iff the sum >= 0); "
+                                   "fold any threshold into the intercept")
+    bad = [f for f in features if f not in LINEAR_FEATURES]
+    if bad:
+        raise DeciderTrainingError(f"feature(s) {bad} are not linear in the raw scores; int8-score weights "
+                                   f"take {', '.join(LINEAR_FEATURES)}")
+    scale, zero_point = float(scale), int(zero_point)
+    weight_sums = np.array([sum(LINEAR_FEATURES[f].values()) for f in features])
+    dec = Decider(features=features, coefficients=coef / scale,
+                  intercept=float(intercept) + zero_point * float(np.dot(coef, weight_sums)), threshold=0.5,
+                  kind="logistic", model=binding,
+                  meta={"published": {**source, "formula": "accept iff sum_f c_f * f(q) + intercept >= 0 on the "
+                                                           "descending raw int8 scores q",
+                                      "scale": scale, "zero_point": zero_point}})
+    ints = np.append(coef, intercept)
+    if not np.all(ints == np.round(ints)):
+        return dec.with_int8(scale, zero_point)
+    # integer weights: the integer form is the formula itself
+    k = max(max(LINEAR_FEATURES[f]) for f in features) + 1
+    a = [0] * k
+    for f, c in zip(features, coef):
+        for r, m in LINEAR_FEATURES[f].items():
+            a[r] += round(float(c)) * int(m)
+    b = round(float(intercept)) + zero_point * sum(a)  # sum a_r q(r) + c = sum a_r (q(r) - zp) + (c + zp sum a_r)
+    lo, hi = int8_rank_range(zero_point)
+    if sum(abs(x) for x in a) * max(abs(lo), abs(hi)) + abs(b) > INT32_MAX:
+        raise DeciderTrainingError("the published integer weights can overflow an int32 accumulator")
+    form = Int8Form(scale, zero_point, tuple(a), b, 0, exact=True)
+    from dataclasses import replace
+
+    form = replace(form, grid_disagreements=dec._grid_disagreements(form))
+    return replace(dec, int8=form)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -100,66 +192,81 @@ class OperatingPoint:
     goal: str
 
 
-def operating_curve(decider: Decider, probs: np.ndarray, labels: np.ndarray,
-                    server_correct: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every distinct operating point: offloading the k lowest-scored samples, k = 0..N at value ties'
-    boundaries. Returns thresholds (score space), offload ratio, and HI accuracy (if server known)."""
-    z = decider.decision_value(probs)
+def score_curve(z: np.ndarray, local_ok: np.ndarray, server_ok: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every distinct operating point of acceptance scores ``z`` (higher = keep): offloading the k
+    lowest-scored samples, k = 0..N at the boundaries of ties. Returns the threshold in score space
+    (accept iff z >= it), the number and ratio offloaded, and the HI accuracy when the server's correctness
+    is known. Exact: one sort and cumulative sums, no grid."""
+    z = np.asarray(z, dtype=np.float64)
     order = np.argsort(z, kind="stable")
     zs = z[order]
     n = len(z)
-    local_ok = (np.asarray(probs).argmax(1) == labels)[order]
-    ks = np.concatenate([[0], np.flatnonzero(np.diff(zs) > 0) + 1, [n]])
-    ks = np.unique(ks)
+    ks = np.unique(np.concatenate([[0], np.flatnonzero(np.diff(zs) > 0) + 1, [n]]))
     zt = np.empty(len(ks))
     for i, k in enumerate(ks):  # a threshold between z[k-1] and z[k]: offloads exactly the first k
-        if k == 0:
-            zt[i] = -math.inf
-        elif k == n:
-            zt[i] = math.inf
-        else:
-            zt[i] = 0.5 * (zs[k - 1] + zs[k])
-    thr = np.array([_z_to_threshold(decider, v) for v in zt])
-    out = {"threshold": thr, "offloaded": ks, "offload_ratio": ks / n}
-    if server_correct is not None:
-        srv = np.asarray(server_correct)[order]
+        zt[i] = -math.inf if k == 0 else (math.inf if k == n else 0.5 * (zs[k - 1] + zs[k]))
+    out = {"z_threshold": zt, "offloaded": ks, "offload_ratio": ks / n}
+    if server_ok is not None:
+        loc = np.asarray(local_ok)[order]
+        srv = np.asarray(server_ok)[order]
         srv_cum = np.concatenate([[0], np.cumsum(srv)])
-        loc_cum = np.concatenate([[0], np.cumsum(local_ok)])
+        loc_cum = np.concatenate([[0], np.cumsum(loc)])
         out["hi_accuracy"] = (srv_cum[ks] + (loc_cum[-1] - loc_cum[ks])) / n
     return out
 
 
-def choose_operating_point(decider: Decider, probs: np.ndarray, labels: np.ndarray,
-                           server_correct: np.ndarray | None = None, *, max_offload: float | None = None,
-                           min_hi_accuracy: float | None = None) -> OperatingPoint:
-    """The threshold that meets the goal on the given (validation) data.
+def operating_curve(decider: Decider, probs: np.ndarray, labels: np.ndarray,
+                    server_correct: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``score_curve`` of a decider's decision values, with thresholds in the decider's own terms."""
+    local_ok = np.asarray(probs).argmax(1) == labels
+    out = score_curve(decider.decision_value(probs), local_ok, server_correct)
+    out["threshold"] = np.array([_z_to_threshold(decider, v) for v in out.pop("z_threshold")])
+    return out
 
-    * ``max_offload``: among thresholds offloading at most that fraction, the one with the highest HI
-      accuracy (with server predictions) or else the most offloads (the paper's intent: use the budget);
-    * ``min_hi_accuracy``: the fewest offloads that reach that HI accuracy (needs server predictions).
-    """
-    if (max_offload is None) == (min_hi_accuracy is None):
-        raise DeciderTrainingError("give exactly one goal: max_offload or min_hi_accuracy")
-    curve = operating_curve(decider, probs, labels, server_correct)
+
+def pick_point(curve: dict[str, np.ndarray], *, max_offload: float | None = None,
+               min_hi_accuracy: float | None = None, offload_penalty: float | None = None) -> tuple[int, str]:
+    """Index into a curve for one goal (see :func:`choose_operating_point`) and the goal's description."""
+    if sum(g is not None for g in (max_offload, min_hi_accuracy, offload_penalty)) != 1:
+        raise DeciderTrainingError("give exactly one goal: max_offload, min_hi_accuracy or offload_penalty")
+    has_hi = "hi_accuracy" in curve
     if max_offload is not None:
         if not 0.0 <= max_offload <= 1.0:
             raise DeciderTrainingError(f"max offload ratio must be in [0, 1], got {max_offload}")
         ok = np.flatnonzero(curve["offload_ratio"] <= max_offload + 1e-12)
-        if "hi_accuracy" in curve:
-            best = ok[np.argmax(curve["hi_accuracy"][ok])]  # first maximum = fewest offloads
-        else:
-            best = ok[-1]
-        goal = f"max offload ratio {max_offload}"
-    else:
-        if "hi_accuracy" not in curve:
-            raise DeciderTrainingError("a minimum HI accuracy needs the server model's predictions (--server)")
+        best = ok[np.argmax(curve["hi_accuracy"][ok])] if has_hi else ok[-1]  # first maximum = fewest offloads
+        return int(best), f"max offload ratio {max_offload}"
+    if not has_hi:
+        raise DeciderTrainingError("this goal needs the server model's predictions (--server)")
+    if min_hi_accuracy is not None:
         ok = np.flatnonzero(curve["hi_accuracy"] >= min_hi_accuracy - 1e-12)
         if len(ok) == 0:
             raise DeciderTrainingError(
                 f"no threshold reaches HI accuracy {min_hi_accuracy} on the validation split (best "
                 f"{curve['hi_accuracy'].max():.4f}); lower the target")
-        best = ok[0]
-        goal = f"min HI accuracy {min_hi_accuracy}"
+        return int(ok[0]), f"min HI accuracy {min_hi_accuracy}"
+    if offload_penalty < 0:
+        raise DeciderTrainingError(f"the offload penalty must be >= 0, got {offload_penalty}")
+    value = curve["hi_accuracy"] - offload_penalty * curve["offload_ratio"]
+    return int(np.argmax(value)), f"max HI accuracy - {offload_penalty} x offload ratio"
+
+
+def choose_operating_point(decider: Decider, probs: np.ndarray, labels: np.ndarray,
+                           server_correct: np.ndarray | None = None, *, max_offload: float | None = None,
+                           min_hi_accuracy: float | None = None,
+                           offload_penalty: float | None = None) -> OperatingPoint:
+    """The threshold that meets the goal on the given (validation) data.
+
+    * ``max_offload``: among thresholds offloading at most that fraction, the one with the highest HI
+      accuracy (with server predictions) or else the most offloads (the paper's intent: use the budget);
+    * ``min_hi_accuracy``: the fewest offloads that reach that HI accuracy (needs server predictions);
+    * ``offload_penalty`` (cost-sensitive): the highest HI accuracy - penalty x offload ratio, i.e. offload
+      a sample only while the accuracy it buys is worth its cost: with a latency budget, penalty = the
+      accuracy one is willing to give up per unit of offload ratio (e.g. 0.1: 10 points for offloading all).
+    """
+    curve = operating_curve(decider, probs, labels, server_correct)
+    best, goal = pick_point(curve, max_offload=max_offload, min_hi_accuracy=min_hi_accuracy,
+                            offload_penalty=offload_penalty)
     return OperatingPoint(float(curve["threshold"][best]), float(curve["offload_ratio"][best]),
                           float(curve["hi_accuracy"][best]) if "hi_accuracy" in curve else None, goal)
 
@@ -297,9 +404,8 @@ def _cached_arrays(key: str, compute, use_cache: bool) -> dict[str, np.ndarray]:
     return arrays
 
 
-def local_outputs(model_path: str | Path, images: np.ndarray, output: str | None = None, *,
-                  reference: bool = False, use_cache: bool = True) -> LocalOutputs:
-    """Raw outputs of an INT8 TFLite model, output chosen by tensor name (default: the only output)."""
+def _int8_output(model_path: str | Path, output: str | None, reference: bool = False):
+    """(backend, output name, scale, zero point) of an INT8 model's chosen output."""
     from hi_runtime.backends import TFLiteBackend
 
     model_path = Path(model_path)
@@ -318,6 +424,19 @@ def local_outputs(model_path: str | Path, images: np.ndarray, output: str | None
         raise DeciderTrainingError(f"output {output!r} of {model_path} is {det.dtype.name}, "
                                    "not int8; the decider is fitted on a full-integer model's scores")
     scale, zp = det.quant
+    return tm, output, float(scale), int(zp)
+
+
+def local_output_quant(model_path: str | Path, output: str | None = None) -> tuple[str, float, int]:
+    """(output name, scale, zero point) of an INT8 model's output, without running it."""
+    _, name, scale, zp = _int8_output(model_path, output)
+    return name, scale, zp
+
+
+def local_outputs(model_path: str | Path, images: np.ndarray, output: str | None = None, *,
+                  reference: bool = False, use_cache: bool = True) -> LocalOutputs:
+    """Raw outputs of an INT8 TFLite model, output chosen by tensor name (default: the only output)."""
+    tm, output, scale, zp = _int8_output(model_path, output, reference)
 
     def compute():
         return {"raw": tm.predict_raw(images, [output])[output]}
@@ -432,3 +551,242 @@ def json_one_case_per_line(data: dict[str, Any]) -> str:
     text = json.dumps(head, indent=1)[:-2]  # drop the closing "\n}"
     cases = ",\n".join("  " + json.dumps(c) for c in data.get("cases", []))
     return text + ',\n "cases": [\n' + cases + "\n ]\n}\n"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Comparing deciders at equal offload ratio (docs/decider.md, the comparison table)
+# ----------------------------------------------------------------------------------------------------
+
+#: Feature names only the comparison knows (no runtime/MCU form): whole vectors, class identity, logs,
+#: and features of a second view of the sample (``aux``: another exit of an EE model, or the model on the
+#: mirrored image).
+COMPARE_FEATURES = {
+    "sorted": "all softmax probabilities, sorted descending",
+    "probs": "all softmax probabilities in class order",
+    "class": "one-hot of the predicted class",
+    "logsorted": "log of the sorted probabilities (clipped at half a quantization step)",
+    "aux_p1": "the second view's highest probability",
+    "aux_own": "the second view's probability of the first view's predicted class",
+    "agree": "1 if both views predict the same class",
+}
+TARGETS = {"correct": "1 = the local answer is right (the paper's target)",
+           "helps": "1 = offloading does not help (0 = local wrong and server right): offload where it pays"}
+COMPARE_KINDS = ("logistic", "max_softmax", "gbt", "mlp")
+
+
+@dataclass
+class DeciderVariant:
+    """One decider to compare: what it is fitted on, for what target, and how."""
+
+    kind: str = "logistic"
+    features: tuple[str, ...] = PAPER_FEATURES
+    target: str = "correct"
+    temperature: str | None = None  # None, "fit" or a number: temperature scaling before the features
+    C: float = 1.0
+    aux: str | None = None  # description of the second view, when aux features are used
+
+    @property
+    def name(self) -> str:
+        s = f"{self.kind} [{','.join(self.features)}]" if self.kind != "max_softmax" else "max-softmax threshold"
+        if self.target != "correct":
+            s += f" target={self.target}"
+        if self.temperature:
+            s += f" T={self.temperature}"
+        if self.aux:
+            s += f" aux={self.aux}"
+        return s
+
+    @property
+    def mcu_form(self) -> bool:
+        """Whether an exact integer C form exists (logistic on linear features of one view, no scaling)."""
+        return (self.kind == "max_softmax" or (self.kind == "logistic" and all(f in LINEAR_FEATURES
+                                                                                for f in self.features))) \
+            and not self.temperature and not self.aux
+
+    def check(self) -> None:
+        if self.kind not in COMPARE_KINDS:
+            raise DeciderTrainingError(f"unknown decider kind {self.kind!r}; choose {', '.join(COMPARE_KINDS)}")
+        if self.target not in TARGETS:
+            raise DeciderTrainingError(f"unknown target {self.target!r}; choose {', '.join(TARGETS)}")
+        from hi_runtime.decider import FEATURE_DEFINITIONS
+
+        bad = [f for f in self.features if f not in FEATURE_DEFINITIONS and f not in COMPARE_FEATURES]
+        if bad:
+            raise DeciderTrainingError(f"unknown feature(s) {bad}; choose from "
+                                       f"{', '.join([*FEATURE_DEFINITIONS, *COMPARE_FEATURES])}")
+        if any(f.startswith("aux_") or f == "agree" for f in self.features) and not self.aux:
+            raise DeciderTrainingError("features aux_p1, aux_own and agree need a second view: --aux-output NAME "
+                                       "(another exit) or --aux-flip (the mirrored image)")
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray, floor: float) -> float:
+    """The temperature T minimizing the negative log-likelihood of softmax(log p / T) (Guo et al. 2017);
+    ``floor`` clips zero probabilities (int8 scores) before the log."""
+    from scipy.optimize import minimize_scalar
+
+    logp = np.log(np.clip(probs, floor, 1.0))
+    idx = np.arange(len(labels))
+
+    def nll(t: float) -> float:
+        z = logp / t
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z[idx, labels] - np.log(np.exp(z).sum(axis=1))).mean())
+
+    return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)
+
+
+def temper(probs: np.ndarray, t: float, floor: float) -> np.ndarray:
+    z = np.log(np.clip(probs, floor, 1.0)) / t
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def compare_features(probs: np.ndarray, names: Sequence[str], aux: np.ndarray | None = None,
+                     floor: float = 1 / 512) -> np.ndarray:
+    """Feature matrix for the comparison: runtime features (``compute_features``) and ``COMPARE_FEATURES``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    cols = []
+    pred = probs.argmax(axis=1)
+    for n in names:
+        if n == "sorted":
+            cols.append(-np.sort(-probs, axis=1))
+        elif n == "probs":
+            cols.append(probs)
+        elif n == "class":
+            cols.append(np.eye(probs.shape[1])[pred])
+        elif n == "logsorted":
+            cols.append(np.log(np.clip(-np.sort(-probs, axis=1), floor, 1.0)))
+        elif n == "aux_p1":
+            cols.append(aux.max(axis=1, keepdims=True))
+        elif n == "aux_own":
+            cols.append(aux[np.arange(len(pred)), pred][:, None])
+        elif n == "agree":
+            cols.append((aux.argmax(axis=1) == pred).astype(np.float64)[:, None])
+        else:
+            cols.append(compute_features(probs, (n,)))
+    return np.concatenate(cols, axis=1)
+
+
+def _estimator(v: DeciderVariant):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if v.kind == "logistic":
+        return make_pipeline(StandardScaler(), LogisticRegression(C=v.C, max_iter=5000))
+    if v.kind == "gbt":
+        return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
+                                              l2_regularization=1.0, random_state=0)
+    return make_pipeline(StandardScaler(), MLPClassifier((32,), alpha=1e-2, max_iter=2000, early_stopping=True,
+                                                         random_state=0))
+
+
+def variant_target(v: DeciderVariant, local_ok: np.ndarray, server_ok: np.ndarray) -> np.ndarray:
+    """1 = keep the local answer. ``helps``: 0 only where offloading gains (local wrong, server right)."""
+    return local_ok if v.target == "correct" else ~(~local_ok & server_ok)
+
+
+@dataclass
+class VariantScores:
+    """Acceptance scores (higher = keep the local answer) of one variant on val (in-sample and out of
+    fold) and on test."""
+
+    val: np.ndarray
+    val_cv: np.ndarray
+    test: np.ndarray
+    temperature: float | None = None
+
+
+def score_variant(v: DeciderVariant, pv: np.ndarray, pt: np.ndarray, yv: np.ndarray, sv_ok: np.ndarray,
+                  aux_v: np.ndarray | None = None, aux_t: np.ndarray | None = None, *, floor: float = 1 / 512,
+                  folds: int = 5) -> VariantScores:
+    """Fit on the validation split (and ``folds``-fold out-of-fold on it, for choosing among variants on
+    validation only); score the test split."""
+    from sklearn.model_selection import StratifiedKFold
+
+    v.check()
+    t = None
+    if v.temperature:
+        t = fit_temperature(pv, yv, floor) if v.temperature == "fit" else float(v.temperature)
+        pv, pt = temper(pv, t, floor), temper(pt, t, floor)
+        if aux_v is not None:
+            aux_v, aux_t = temper(aux_v, t, floor), temper(aux_t, t, floor)
+    if v.kind == "max_softmax":
+        return VariantScores(pv.max(axis=1), pv.max(axis=1), pt.max(axis=1), t)
+    y = variant_target(v, pv.argmax(axis=1) == yv, sv_ok).astype(int)
+    if y.min() == y.max():
+        raise DeciderTrainingError("the target is constant on the validation split; nothing to learn")
+    xv, xt = compare_features(pv, v.features, aux_v, floor), compare_features(pt, v.features, aux_t, floor)
+
+    def score(model, x):
+        return model.decision_function(x) if hasattr(model, "decision_function") else model.predict_proba(x)[:, 1]
+
+    from threadpoolctl import threadpool_limits
+
+    _estimator(v)  # imports the estimator's libraries, so that the thread limit below reaches them
+    cv = np.zeros(len(y))
+    # one thread: these fits are small, and OpenMP threads on a shared machine cost far more than they give
+    with threadpool_limits(limits=1):
+        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(xv, y):
+            cv[te] = score(_estimator(v).fit(xv[tr], y[tr]), xv[te])
+        model = _estimator(v).fit(xv, y)
+    return VariantScores(score(model, xv), cv, score(model, xt), t)
+
+
+def hi_at_offloads(score: np.ndarray, local_ok: np.ndarray, server_ok: np.ndarray, k: int) -> float:
+    """HI accuracy when the ``k`` lowest-scored samples are offloaded (ties broken by index)."""
+    off = np.zeros(len(score), dtype=bool)
+    off[np.argsort(score, kind="stable")[:k]] = True
+    return float(np.where(off, server_ok, local_ok).mean())
+
+
+def hi_curve(score: np.ndarray, local_ok: np.ndarray, server_ok: np.ndarray,
+             ratios: np.ndarray) -> np.ndarray:
+    """HI accuracy at each offload ratio (offloading the lowest-scored samples)."""
+    order = np.argsort(score, kind="stable")
+    gain = np.concatenate([[0], np.cumsum((server_ok.astype(int) - local_ok.astype(int))[order])])
+    ks = np.round(ratios * len(score)).astype(int)
+    return (local_ok.sum() + gain[ks]) / len(score)
+
+
+def oracle_scores(local_ok: np.ndarray, server_ok: np.ndarray, *, knows_server: bool,
+                  seed: int = 0) -> np.ndarray:
+    """Acceptance scores of oracles. ``knows_server`` False: knows which local answers are wrong and
+    offloads those first (then arbitrary ones); True: also knows the server's answer, so offloads first
+    where that helps, and never where it hurts while anything else is left: the ceiling at any ratio."""
+    rng = np.random.default_rng(seed)
+    if knows_server:
+        tier = np.select([~local_ok & server_ok, ~local_ok & ~server_ok, local_ok & server_ok], [0, 1, 2], 3)
+    else:
+        tier = np.where(local_ok, 1, 0)
+    return tier + 0.5 * rng.random(len(local_ok))
+
+
+def compare_row(v: DeciderVariant, s: VariantScores, local_v: np.ndarray, local_t: np.ndarray,
+                server_v: np.ndarray, server_t: np.ndarray, max_offload: float,
+                ratios: np.ndarray) -> dict[str, Any]:
+    """One row of the comparison: the threshold is chosen on validation like the shipped decider's
+    (the highest validation HI accuracy offloading at most ``max_offload``), then applied to test; also the
+    test HI accuracy at exactly ``max_offload`` offloaded (equal offload ratio for every decider), the
+    out-of-fold validation HI accuracy (what the choice among variants uses) and the curve for the plot."""
+    n_v = len(local_v)
+    curve = score_curve(s.val, local_v, server_v)
+    best, _ = pick_point(curve, max_offload=max_offload)  # the shipped decider's procedure
+    accept_t = s.test >= curve["z_threshold"][best]
+    # evaluate() takes predictions and labels; correctness is all it needs: "class 0" = right
+    rep = evaluate(accept_t, np.where(local_t, 0, 1), np.zeros(len(local_t), dtype=int),
+                   np.where(server_t, 0, 1))
+    kt = round(max_offload * len(local_t))
+    kv = round(max_offload * n_v)
+    return {"name": v.name, "kind": v.kind, "features": list(v.features), "target": v.target,
+            "temperature": s.temperature, "aux": v.aux, "mcu_form": v.mcu_form,
+            "val_offload_ratio": float(curve["offload_ratio"][best]),
+            "val_hi_accuracy": float(curve["hi_accuracy"][best]),
+            "val_cv_hi_accuracy_at_ratio": hi_at_offloads(s.val_cv, local_v, server_v, kv),
+            "test_offload_ratio": rep.offload_ratio, "test_hi_accuracy": rep.hi_accuracy, "test_f1": rep.f1,
+            "test_hi_accuracy_at_ratio": hi_at_offloads(s.test, local_t, server_t, kt),
+            "ratio": max_offload,
+            "curve": {"offload_ratio": [round(float(r), 4) for r in ratios],
+                      "hi_accuracy": [round(float(a), 6) for a in hi_curve(s.test, local_t, server_t, ratios)]}}

@@ -46,10 +46,19 @@ def register_cli(sub) -> None:
                    help=f"cost of one offload (default {PI4_OFFLOAD_MS} ms: paper, Raspberry Pi 4 over WiFi)")
     p.add_argument("--decider-ms", type=float, default=0.0, help="device time of the decider (default 0)")
     p.add_argument("--step", type=float, default=0.01, help="threshold grid step (default 0.01)")
+    p.add_argument("--policies", default="ee,ee-hi,ee-hi-3way",
+                   help="comma list of EE policies to search: ee (exits only), ee-hi (exits, then the final "
+                        "decider offloads), ee-hi-3way (at every early exit: exit, offload now or continue); "
+                        "default all three (hi, the baseline, is added with --baseline-model)")
+    p.add_argument("--offload-step", type=float, default=0.05,
+                   help="grid step of the ee-hi-3way offload thresholds, a multiple of --step (default 0.05; "
+                        "0.1 makes a two-early-exit search about 3x faster)")
+    p.add_argument("--write-from", default="ee-hi", choices=["ee-hi", "ee-hi-3way"],
+                   help="which policy's point --write-policy writes (default ee-hi)")
     p.add_argument("--out", required=True, help="output prefix for <out>.csv, <out>.png, <out>.json")
     p.add_argument("--write-policy", default=None, metavar="QOS",
-                   help="write the EE-HI thresholds chosen for this QoS entry (e.g. 'hi' or 0.88) into the chain "
-                        "JSON and the final decider's threshold into its JSON/header")
+                   help="write the thresholds chosen for this QoS entry (e.g. 'hi' or 0.88) by the --write-from "
+                        "policy into the chain JSON and the final decider's threshold into its JSON/header")
     p.add_argument("--vectors", default=None,
                    help="with --write-policy: also write C test vectors of the written policy (raw int8 scores of "
                         "every exit -> exit, class, offload) to this JSON file")
@@ -70,6 +79,7 @@ def cmd_thresholds(args) -> int:
     from training.decider_cli import load_val_test
     from training.early_exit import tflite_ops_and_macs
     from training.thresholds import (
+        POLICIES,
         CostModel,
         SearchData,
         apply_point,
@@ -92,6 +102,12 @@ def cmd_thresholds(args) -> int:
         decider = Decider.load(dec_path)
         if (args.baseline_model is None) != (args.baseline_decider is None):
             raise EarlyExitError("give both --baseline-model and --baseline-decider (or neither)")
+        policies = _qos_list(args.policies)
+        bad = [x for x in policies if x not in POLICIES or x == "hi"]
+        if bad or not policies:
+            raise EarlyExitError(f"--policies: unknown {bad or 'empty list'}; choose from ee, ee-hi, ee-hi-3way")
+        if args.write_policy is not None and args.write_from not in policies:
+            raise EarlyExitError(f"--write-from {args.write_from} is not among --policies {args.policies}")
         qos_entries = _qos_list(args.qos)
         if any(not _is_number(q) for q in qos_entries) and not args.baseline_model:
             raise EarlyExitError("QoS 'hi' and 'local[+points]' need --baseline-model and --baseline-decider")
@@ -118,8 +134,9 @@ def cmd_thresholds(args) -> int:
             cost = CostModel.from_macs(seg_macs, args.full_ms, ref, args.offload_ms)
             cost.decider_ms = args.decider_ms
         data_v = SearchData.from_probs([o.probs for o in lv], val.labels, decider, srv_v)
-        grids = {"ee": evaluate_grid(data_v, cost, "ee", step=args.step),
-                 "ee-hi": evaluate_grid(data_v, cost, "ee-hi", step=args.step)}
+        if len(chain.segments) < 2:
+            policies = [x for x in policies if x != "ee-hi-3way"]
+        grids = {pol: _search(data_v, cost, pol, args) for pol in policies}
         base = None
         if args.baseline_model:
             bdec = Decider.load(args.baseline_decider)
@@ -146,21 +163,24 @@ def cmd_thresholds(args) -> int:
                     row["note"] = "no combination reaches the target on the validation split"
                     rows.append(row)
                     continue
-                exits, dthr = g.thresholds_at(idx)
+                pt = g.point(idx)
+                exits, dthr = pt.exits, pt.decider_threshold
                 row.update({"val": g.row(idx)})
                 if pol == "hi":
                     d = base["decider"].with_threshold(dthr)
                     ev = apply_point([base["test"].raw], [_q(base["test"])], test.labels, srv_t, base["cost"], [], d)
                 else:
-                    d = decider.with_threshold(dthr) if pol == "ee-hi" else None
-                    ev = apply_point([o.raw for o in lt], quants, test.labels, srv_t, cost, exits, d)
+                    d = decider.with_threshold(dthr) if pol != "ee" else None
+                    ev = apply_point([o.raw for o in lt], quants, test.labels, srv_t, cost, exits, d, pt.offloads)
                     exp_macs = float(np.dot(ev.exit_fractions, np.cumsum(seg_macs)))
                     row["test_expected_macs"] = exp_macs
                 row["exit_thresholds"] = [None if t == NEVER else t for t in exits]
+                if g.three_way:
+                    row["offload_thresholds"] = pt.offloads
                 row["decider_threshold"] = dthr
                 row["test"] = ev.as_dict()
                 rows.append(row)
-                policy_points[(entry, pol)] = (exits, dthr)
+                policy_points[(entry, pol)] = pt
                 chosen_for_plot.append((pol, {"cost_ms": row["val"]["cost_ms"], "accuracy": row["val"]["accuracy"]}))
         if base is not None:
             t = base["own_test"]
@@ -184,8 +204,9 @@ def cmd_thresholds(args) -> int:
         "cost_model": {"exit_ms": cost.exit_ms, "offload_ms": cost.offload_ms, "decider_ms": cost.decider_ms,
                        "segment_macs": seg_macs, "ref_macs": ref, "source": cost.source,
                        "baseline_ms": base["cost"].exit_ms[0] if base else None},
-        "grid": {"step": args.step, "exit_thresholds": "0..1 and never", "searched_on": "validation split",
-                 "reported_on": "test split (runtime ExitPolicy, exact int8 form)"},
+        "grid": {"step": args.step, "exit_thresholds": "0..1 and never", "offload_step": args.offload_step,
+                 "offload_thresholds": "ee-hi-3way: never, offload_step..1 (offload iff confidence < o)",
+                 "searched_on": "validation split", "reported_on": "test split (runtime ExitPolicy, exact int8 form)"},
         "rows": rows,
         "ee_hi_vs_hi": comparisons,
         "command": "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", [])),
@@ -197,21 +218,42 @@ def cmd_thresholds(args) -> int:
     print(f"wrote {csv_path}, {png_path}, {out.with_suffix('.json')}")
 
     if args.write_policy is not None:
-        key = (args.write_policy, "ee-hi")
+        key = (args.write_policy, args.write_from)
         if key not in policy_points:
-            print(f"error: no EE-HI point for QoS {args.write_policy!r}; choose one of {_qos_list(args.qos)}",
-                  file=sys.stderr)
+            print(f"error: no {args.write_from} point for QoS {args.write_policy!r}; choose one of "
+                  f"{_qos_list(args.qos)}", file=sys.stderr)
             return 2
-        exits, dthr = policy_points[key]
-        _write_policy(chain, dec_path, decider, exits, dthr, summary, args)
+        _write_policy(chain, dec_path, decider, policy_points[key], summary, args)
         if args.vectors:
-            from training.early_exit import write_ee_vectors
+            from training.thresholds import write_ee_vectors
 
             p = write_ee_vectors(chain, [o.raw[:100] for o in lt], args.vectors,
                                  note=f"policy of {chain.path.name} (QoS {args.write_policy}); the first 100 cases are "
                                       "real test-split outputs")
             print(f"wrote {p}")
     return 0
+
+
+def _search(data, cost, policy: str, args):
+    """One policy's grid, with a progress bar when it is evaluated in chunks."""
+    from tqdm import tqdm
+
+    from training.thresholds import evaluate_grid
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if total > 1 and bar is None:
+            bar = tqdm(total=total, desc=f"{policy} grid", leave=False)
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        return evaluate_grid(data, cost, policy, step=args.step, offload_step=args.offload_step, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _is_number(text: str) -> bool:
@@ -240,16 +282,17 @@ def _q(lo):
 
 
 def _savings(rows: list[dict], first_exit_ms: float, hi_local_ms: float | None) -> list[dict]:
-    """EE-HI vs HI on the test split at each QoS entry. ``saving_bound_same_offloads``: the most EE-HI
-    could save if every sample left at the first exit with no loss of accuracy (so with HI's offloads):
-    (HI's local time - first exit's time) / HI's cost per sample."""
+    """EE-HI (and EE-HI 3-way) vs HI on the test split at each QoS entry. ``saving_bound_same_offloads``:
+    the most EE-HI could save with HI's offloads and no loss of accuracy, i.e. if every sample were answered
+    or offloaded at the first exit: (HI's local time - first exit's time) / HI's cost per sample."""
     out = []
     by = {(r["qos"], r["policy"]): r for r in rows if "test" in r}
     for (qos, pol), r in by.items():
-        if pol != "ee-hi" or (qos, "hi") not in by:
+        if pol not in ("ee-hi", "ee-hi-3way") or (qos, "hi") not in by:
             continue
         h = by[(qos, "hi")]
-        out.append({"qos": qos, "hi_cost_ms": h["test"]["cost_ms"], "ee_hi_cost_ms": r["test"]["cost_ms"],
+        out.append({"qos": qos, "policy": pol, "hi_cost_ms": h["test"]["cost_ms"],
+                    "ee_hi_cost_ms": r["test"]["cost_ms"],
                     "latency_saving": 1 - r["test"]["cost_ms"] / h["test"]["cost_ms"],
                     "hi_accuracy": h["test"]["accuracy"], "ee_hi_accuracy": r["test"]["accuracy"],
                     "accuracy_delta": r["test"]["accuracy"] - h["test"]["accuracy"],
@@ -259,31 +302,36 @@ def _savings(rows: list[dict], first_exit_ms: float, hi_local_ms: float | None) 
 
 
 def _print_table(rows: list[dict], comparisons: list[dict]) -> None:
-    print(f"{'QoS':>14s} {'policy':>28s} {'exit thr':>12s} {'dec thr':>8s} {'val acc':>8s} {'test acc':>8s} "
-          f"{'offload':>8s} {'ms/sample':>9s}")
+    print(f"{'QoS':>14s} {'policy':>28s} {'exit thr':>12s} {'offl thr':>12s} {'dec thr':>8s} {'val acc':>8s} "
+          f"{'test acc':>8s} {'offload':>8s} {'ms/sample':>9s}")
     for r in rows:
         if "test" not in r:
             print(f"{r['qos']!s:>14s} {r['policy']:>28s}  {r.get('note', '')}")
             continue
         thr = ",".join("never" if t is None else f"{t:.2f}" for t in r.get("exit_thresholds", []) or []) or "-"
+        oth = ",".join("never" if t is None else f"{t:.2f}" for t in r.get("offload_thresholds", []) or []) or "-"
         dt = r.get("decider_threshold")
         va = r.get("val", {}).get("accuracy")
-        print(f"{r['qos']!s:>14s} {r['policy']:>28s} {thr:>12s} {('-' if dt is None else f'{dt:.2f}'):>8s} "
+        print(f"{r['qos']!s:>14s} {r['policy']:>28s} {thr:>12s} {oth:>12s} {('-' if dt is None else f'{dt:.2f}'):>8s} "
               f"{('-' if va is None else f'{100 * va:.2f}'):>8s} {100 * r['test']['accuracy']:8.2f} "
               f"{100 * r['test']['offload_ratio']:7.2f}% {r['test']['cost_ms']:9.3f}")
     for c in comparisons:
-        print(f"QoS {c['qos']}: EE-HI {c['ee_hi_cost_ms']:.3f} ms vs HI {c['hi_cost_ms']:.3f} ms per sample: "
+        print(f"QoS {c['qos']}: {c['policy'].upper()} {c['ee_hi_cost_ms']:.3f} ms vs HI {c['hi_cost_ms']:.3f} ms per sample: "
               f"{abs(100 * c['latency_saving']):.1f}% {'lower' if c['latency_saving'] >= 0 else 'HIGHER'} latency, accuracy {100 * c['ee_hi_accuracy']:.2f}% vs "
               f"{100 * c['hi_accuracy']:.2f}%" + ("" if c["saving_bound_same_offloads"] is None else
                                                   f" (bound at HI's offloads: {100 * c['saving_bound_same_offloads']:.1f}%)"))
 
 
-def _write_policy(chain, dec_path: Path, decider, exits, dthr, summary: dict, args) -> None:
+def _write_policy(chain, dec_path: Path, decider, point, summary: dict, args) -> None:
+    from hi_runtime.early_exit import ExitPolicy
     from training.cards import write_card
+
+    exits, dthr = point.exits, point.decider_threshold
 
     new_dec = decider.with_threshold(dthr)
     previous = dict(decider.meta.get("operating_point") or {})
-    new_dec.meta["operating_point"] = {"goal": f"EE-HI threshold search, QoS {args.write_policy}",
+    goal = "EE-HI" if args.write_from == "ee-hi" else f"EE-HI ({args.write_from})"
+    new_dec.meta["operating_point"] = {"goal": f"{goal} threshold search, QoS {args.write_policy}",
                                        "threshold": dthr, "chosen_on": "validation split",
                                        "by": "hi-train thresholds", "summary": str(Path(args.out).with_suffix(".json")),
                                        "fitted_at": previous}
@@ -297,20 +345,23 @@ def _write_policy(chain, dec_path: Path, decider, exits, dthr, summary: dict, ar
         guard = "HI_" + "".join(c if c.isalnum() else "_" for c in dec_path.stem).upper()
         h.write_text(new_dec.to_c_header(prefix=guard, source=f"{chain.single_model['file']} "
                                                               f"[{chain.segments[-1].scores}]"))
-    chain.policy.thresholds = list(exits)
-    chain.policy.decider = new_dec
+    chain.policy = ExitPolicy(list(exits), new_dec, list(point.offloads))
     try:
         chain.decider_file = str(dec_path.resolve().relative_to(chain.path.parent.resolve()))
     except ValueError:
         chain.decider_file = str(dec_path.resolve())
     chain.meta["thresholds_search"] = {"qos": args.write_policy, "summary": str(Path(args.out).with_suffix(".json"))}
+    if args.write_from != "ee-hi":
+        chain.meta["thresholds_search"]["policy"] = args.write_from
     chain.save()
-    row = next(r for r in summary["rows"] if r["qos"] == args.write_policy and r["policy"] == "ee-hi")
+    row = next(r for r in summary["rows"] if r["qos"] == args.write_policy and r["policy"] == args.write_from)
     dcard = dec_path.with_name(dec_path.stem + ".card.json")
     if dcard.exists():
         card = json.loads(dcard.read_text())
         card["threshold_search"] = {
             "threshold": dthr, "qos": args.write_policy, "exit_thresholds": row["exit_thresholds"],
+            **({"policy": args.write_from, "offload_thresholds": row["offload_thresholds"]}
+               if args.write_from != "ee-hi" else {}),
             "ee_hi_test": row["test"], "summary": str(Path(args.out).with_suffix(".json")),
             "note": f"the decider's 'test' metrics are at the fitted threshold {decider.threshold}; as the final "
                     f"exit's decider of {chain.path.name} it runs at {dthr}"}
@@ -319,9 +370,13 @@ def _write_policy(chain, dec_path: Path, decider, exits, dthr, summary: dict, ar
     if card_path.exists():
         card = json.loads(card_path.read_text())
         card["thresholds"] = {"qos": args.write_policy, "exit_thresholds": row["exit_thresholds"],
+                              **({"policy": args.write_from, "offload_thresholds": row["offload_thresholds"]}
+                                 if args.write_from != "ee-hi" else {}),
                               "decider_threshold": dthr, "test": row["test"],
                               "test_expected_macs": row.get("test_expected_macs"),
-                              "ee_hi_vs_hi": [c for c in summary["ee_hi_vs_hi"] if c["qos"] == args.write_policy],
+                              "ee_hi_vs_hi": [c for c in summary["ee_hi_vs_hi"] if c["qos"] == args.write_policy
+                                              and c["policy"] == args.write_from],
                               "cost_model": summary["cost_model"], "command": summary["command"]}
         write_card(card_path, card)
-    print(f"wrote thresholds {exits} and decider threshold {dthr} into {chain.path} and {dec_path}")
+    offl = f", offload thresholds {point.offloads}" if any(o is not None for o in point.offloads) else ""
+    print(f"wrote thresholds {exits}{offl} and decider threshold {dthr} into {chain.path} and {dec_path}")

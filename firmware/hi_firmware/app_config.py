@@ -35,6 +35,7 @@ class SegmentInfo:
     arena_bytes: int
     flash_bytes: int
     scratch_bytes: int = 0
+    offload_bound: int | None = None  # three-way policy: offload here iff max(q) - zp < bound (None: never)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class AppInfo:
             "segments": [{"name": s.name, "model": str(s.model_path), "num_outputs": s.num_outputs,
                           "scores_output": s.scores_output, "features_output": s.features_output,
                           "features_bytes": s.features_bytes, "scores_quant": list(s.scores_quant),
-                          "exit_bound": s.exit_bound, "arena_bytes": s.arena_bytes, "flash_bytes": s.flash_bytes,
+                          "exit_bound": s.exit_bound, "offload_bound": s.offload_bound, "arena_bytes": s.arena_bytes, "flash_bytes": s.flash_bytes,
                           "scratch_bytes": s.scratch_bytes}
                          for s in self.segments],
             "input_shape": list(self.input_shape),
@@ -142,6 +143,7 @@ def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None
         try:
             ch = SegmentChain.load(chain)
             bounds = ch.policy.exit_bounds_int8(ch.scores_quants())
+            offload_bounds = ch.policy.offload_bounds_int8(ch.scores_quants())
         except EarlyExitError as exc:
             raise UsageError(f"chain {chain}: {exc}") from exc
         decider_obj = ch.policy.decider
@@ -178,7 +180,7 @@ def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None
             segments.append(SegmentInfo(name, spec.file, len(out_names), scores_i, feat_i, feat_bytes, fq, fq,
                                         _tensor_quant(st), bounds[k] if not last else 0,
                                         res.generated.arena_size, res.generated.flash_bytes,
-                                        res.generated.scratch_size))
+                                        res.generated.scratch_size, offload_bounds[k] if not last else None))
         version_default = chain.stem
     assert first_in is not None
     if first_in.dtype != "int8" or len(first_in.shape) != 4 or first_in.shape[0] != 1:
@@ -276,7 +278,8 @@ def _render_config(info: AppInfo, engine: str = "compiled") -> str:
             f"     {_float_c(s.features_quant[0])}, {s.features_quant[1]},",
             f"     {_float_c(s.next_input_quant[0])}, {s.next_input_quant[1]},",
             f"     {_float_c(s.scores_quant[0])}, {s.scores_quant[1]},",
-            f"     {s.exit_bound}}},",
+            (f"     {s.exit_bound}, {int(s.offload_bound is not None)}, "
+             f"{0 if s.offload_bound is None else s.offload_bound}}},"),
         ]
     lines += ["};", ""]
     dec = "&g_decider" if info.decider else "NULL"

@@ -78,7 +78,8 @@ def _print_app(info: AppInfo) -> None:
           f"(scale {info.input_quant[0]}, zero point {info.input_quant[1]}), {info.num_classes} classes")
     for s in info.segments:
         print(f"  {s.name}: arena {s.arena_bytes} B, scratch {s.scratch_bytes} B, constants {s.flash_bytes} B"
-              + (f", exit bound {s.exit_bound}" if s.features_output >= 0 else ""))
+              + (f", exit bound {s.exit_bound}" if s.features_output >= 0 else "")
+              + (f", offload bound {s.offload_bound}" if s.offload_bound is not None else ""))
     print(f"  decider: {info.decider['source'] if info.decider else 'none (every local answer is kept)'}")
 
 

@@ -23,6 +23,15 @@ int hi_exit_taken(const int8_t *scores, uint16_t n, int32_t zero_point, int32_t 
   return m >= 0;
 }
 
+int hi_offload_taken(const int8_t *scores, uint16_t n, int32_t zero_point, int32_t bound, int32_t *margin) {
+  int best = hi_argmax_s8(scores, n);
+  int64_t m;
+  if (best < 0) return 0;
+  m = (int64_t)scores[best] - zero_point - bound;
+  if (margin) *margin = (int32_t)m; /* as in hi_exit_taken */
+  return m < 0;
+}
+
 void hi_requantize_s8(const int8_t *src, int8_t *dst, uint32_t n, double s_src, int32_t zp_src, double s_dst,
                       int32_t zp_dst) {
   uint32_t i;
@@ -113,6 +122,13 @@ int hi_pipeline_run(const hi_pipeline_t *p, const int8_t *input, int mode, hi_ou
       int here = hi_exit_taken(p->scores, p->num_classes, s->scores_zero_point, s->exit_bound, &margin);
       if (here && mode == HI_RUN_POLICY) {
         out->exit_index = (int8_t)k;
+        out->decision_value = margin;
+        return 0;
+      }
+      if (!here && s->offload_enabled && mode == HI_RUN_POLICY &&
+          hi_offload_taken(p->scores, p->num_classes, s->scores_zero_point, s->offload_bound, &margin)) {
+        out->exit_index = (int8_t)k;
+        out->offload = 1;
         out->decision_value = margin;
         return 0;
       }

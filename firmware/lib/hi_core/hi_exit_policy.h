@@ -8,9 +8,13 @@
  * After non-final exit k the sample stops iff
  *     max(q_k) - zero_point_k >= M_k        (M_k = exit_bound, computed at export so it equals the float
  *                                             rule "max softmax >= threshold" on every int8 value)
- * and at the final exit the local answer is kept iff the decider accepts (no decider: always kept);
- * otherwise the sample is offloaded. The class is the first index of the maximum score. No control flow
- * lives inside any model; the chain stops after the exit the policy takes.
+ * and otherwise, when the exit has an offload rule (the three-way policy), the sample is offloaded right
+ * away iff
+ *     max(q_k) - zero_point_k < O_k         (O_k = offload_bound, exact like M_k: "max softmax < o_k")
+ * skipping the remaining segments; otherwise it continues. At the final exit the local answer is kept
+ * iff the decider accepts (no decider: always kept); otherwise the sample is offloaded. The class is the
+ * first index of the maximum score (for an offloaded sample: the fallback answer). No control flow lives
+ * inside any model; the chain stops after the exit the policy takes.
  *
  * Segments are called through the generated models' uniform entry point
  * `int hi_model_NAME_invoke_generic(const void *const *inputs, void *const *outputs)` so that the policy
@@ -46,6 +50,10 @@ typedef struct {
   double scores_scale;     /* quantization of the class scores (for reporting; the policy is integer) */
   int32_t scores_zero_point;
   int32_t exit_bound;      /* M_k for a non-final exit (ignored for the last segment) */
+  /* three-way policy (zero-initialized: off, i.e. the two-way policy): offload at this non-final exit iff
+   * it does not exit and max(q) - zero_point < offload_bound */
+  uint8_t offload_enabled;
+  int32_t offload_bound;   /* O_k */
 } hi_segment_t;
 
 typedef struct {
@@ -65,8 +73,10 @@ typedef struct {
   int8_t exit_index;      /* exit taken (0-based); num_segments-1 is the final exit */
   uint8_t segments_run;
   int16_t class_id;       /* local class: first argmax of the scores of the exit taken */
-  uint8_t offload;        /* 1 when the final decider rejected the local answer */
-  int32_t decision_value; /* non-final exit: max(q)-zp-M_k (>= 0); final: decider value (0 without one) */
+  uint8_t offload;        /* 1 when the final decider rejected the local answer, or an early exit's offload
+                             rule fired (exit_index < num_segments-1) */
+  int32_t decision_value; /* non-final exit: max(q)-zp-M_k (>= 0); offload at a non-final exit:
+                             max(q)-zp-O_k (< 0); final: decider value (0 without one) */
 } hi_outcome_t;
 
 enum { HI_RUN_POLICY = 0, HI_RUN_ALL_SEGMENTS = 1 };
@@ -85,6 +95,8 @@ void hi_pipeline_quantize_input(const hi_pipeline_t *p, const uint8_t *pixels, i
 /* Building blocks, exported for tests. */
 int hi_argmax_s8(const int8_t *x, uint16_t n);
 int hi_exit_taken(const int8_t *scores, uint16_t n, int32_t zero_point, int32_t bound, int32_t *margin);
+/* 1 iff max(scores) - zero_point < bound (the offload rule); *margin = max - zero_point - bound. */
+int hi_offload_taken(const int8_t *scores, uint16_t n, int32_t zero_point, int32_t bound, int32_t *margin);
 /* real = (q - zp_src) * s_src / s_dst (double); q' = round_half_away(real) + zp_dst, saturated to int8.
  * In place is allowed (dst == src). */
 void hi_requantize_s8(const int8_t *src, int8_t *dst, uint32_t n, double s_src, int32_t zp_src, double s_dst,

@@ -85,6 +85,31 @@ int main(void) {
   CHECK(hi_pipeline_run(&p, input, HI_RUN_POLICY, &o) == 0);
   CHECK(o.offload == 1 && o.decision_value == 31 + 128 - 170 && o.class_id == 1);
 
+  /* three-way: offload at exit 0 iff max(q) + 128 < offload_bound (max 71 -> 199), without running segment 1 */
+  segs[0].offload_enabled = 1;
+  segs[0].offload_bound = 200; /* 199 < 200: offload now */
+  calls[1] = 0;
+  CHECK(hi_pipeline_run(&p, input, HI_RUN_POLICY, &o) == 0);
+  CHECK(o.exit_index == 0 && o.offload == 1 && o.segments_run == 1 && o.class_id == 1 && o.decision_value == -1);
+  CHECK(calls[1] == 0);
+  segs[0].offload_bound = 199; /* 199 < 199 is false: continue */
+  CHECK(hi_pipeline_run(&p, input, HI_RUN_POLICY, &o) == 0);
+  CHECK(o.exit_index == 1 && o.segments_run == 2 && calls[1] == 1);
+  segs[0].offload_bound = 255; /* a confident sample still exits: the exit rule comes first */
+  seg0_scores[1] = 72;
+  CHECK(hi_pipeline_run(&p, input, HI_RUN_POLICY, &o) == 0);
+  CHECK(o.exit_index == 0 && o.offload == 0 && o.decision_value == 0);
+  seg0_scores[1] = 71;
+  CHECK(hi_pipeline_run(&p, input, HI_RUN_ALL_SEGMENTS, &o) == 0); /* benchmarks run everything */
+  CHECK(o.exit_index == 1 && o.segments_run == 2);
+  segs[0].offload_enabled = 0;
+  {
+    const int8_t t[4] = {3, 9, 9, -1};
+    int32_t m = 0;
+    CHECK(hi_offload_taken(t, 4, -128, 138, &m) == 1 && m == -1);
+    CHECK(hi_offload_taken(t, 4, -128, 137, &m) == 0 && m == 0);
+  }
+
   /* requantization between segments when the quantizations differ: 0.5 -> 0.25 doubles, zp 0 -> 1 */
   segs[1 - 1].next_input_scale = 0.25;
   segs[0].next_input_zero_point = 1;

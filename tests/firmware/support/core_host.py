@@ -181,7 +181,8 @@ class Segment(ctypes.Structure):
                 ("features", ctypes.POINTER(ctypes.c_int8)), ("features_scale", ctypes.c_double),
                 ("features_zero_point", ctypes.c_int32), ("next_input_scale", ctypes.c_double),
                 ("next_input_zero_point", ctypes.c_int32), ("scores_scale", ctypes.c_double),
-                ("scores_zero_point", ctypes.c_int32), ("exit_bound", ctypes.c_int32)]
+                ("scores_zero_point", ctypes.c_int32), ("exit_bound", ctypes.c_int32),
+                ("offload_enabled", ctypes.c_uint8), ("offload_bound", ctypes.c_int32)]
 
 
 class Pipeline(ctypes.Structure):
@@ -307,7 +308,7 @@ class PyPipeline:
                  scores_quants: Sequence[tuple[float, int]],
                  feature_quants: Sequence[tuple[tuple[float, int], tuple[float, int]]] = (),
                  decider: Decider | None = None, input_quant: tuple[float, int] = (1.0, -128),
-                 scores_first: bool = True) -> None:
+                 scores_first: bool = True, offload_bounds: Sequence[int | None] = ()) -> None:
         n = len(segment_fns)
         self.core = core
         self.calls: list[int] = []
@@ -352,6 +353,9 @@ class PyPipeline:
                 s.features_scale, s.features_zero_point = fq
                 s.next_input_scale, s.next_input_zero_point = nq
                 s.exit_bound = bounds[k]
+                ob = offload_bounds[k] if offload_bounds else None
+                s.offload_enabled = int(ob is not None)
+                s.offload_bound = 0 if ob is None else ob
             s.scores_scale, s.scores_zero_point = scores_quants[k]
         self._segs = segs
         self._decider = decider

@@ -227,7 +227,7 @@ class CoreLib:
         for idx, struct in _SIZES.items():
             if L.hi_core_sizeof(idx) != ctypes.sizeof(struct):
                 raise RuntimeError(f"ctypes mirror {struct.__name__} is {ctypes.sizeof(struct)} bytes but C says "
-                                   f"{L.hi_core_sizeof(idx)}; update hi_firmware/core_host.py")
+                                   f"{L.hi_core_sizeof(idx)}; update tests/firmware/support/core_host.py")
         self.serial_size = L.hi_core_sizeof(6)
         self.frame_size = L.hi_core_sizeof(7)
         L.hi_decider_value.restype = ctypes.c_int32

@@ -703,7 +703,9 @@ class ChainRunner:
                         decider_threshold: float | None = None) -> None:
         """Replace the chain JSON's exit thresholds (None = never exit) and/or its final decider's
         threshold for this run, e.g. one run per point of an EE-HI sweep."""
-        from hi_runtime.early_exit import NEVER, EarlyExitError, ExitPolicy
+        from dataclasses import replace
+
+        from hi_runtime.early_exit import NEVER, EarlyExitError
 
         policy = self.chain.policy
         thresholds = policy.thresholds
@@ -717,7 +719,7 @@ class ChainRunner:
             if decider is None:
                 raise EarlyExitError(f"chain {self.path} has no final decider whose threshold could be set")
             decider = decider.with_threshold(decider_threshold)
-        self.chain.policy = ExitPolicy(thresholds, decider)
+        self.chain.policy = replace(policy, thresholds=thresholds, decider=decider)  # keeps the offload rules
 
     def header_fields(self) -> dict:
         """What a run log's header records of the policy (``ee_threshold`` is the first exit's; the
@@ -810,7 +812,7 @@ class SingleModelEarlyExit:
 
     def override_policy(self, *, exit_thresholds: Sequence[float | None] | None = None,
                         decider_threshold: float | None = None) -> None:
-        from hi_runtime.early_exit import EarlyExitError, ExitPolicy
+        from hi_runtime.early_exit import EarlyExitError
 
         if exit_thresholds is not None:
             raise EarlyExitError(f"the exit thresholds of {self.path.name} are inside its IF tests and cannot be "
@@ -819,7 +821,9 @@ class SingleModelEarlyExit:
         if decider_threshold is not None:
             if self.policy.decider is None:
                 raise EarlyExitError(f"--threshold needs a final-exit decider for {self.path.name}: give --decider")
-            self.policy = ExitPolicy(self.policy.thresholds, self.policy.decider.with_threshold(decider_threshold))
+            from dataclasses import replace
+
+            self.policy = replace(self.policy, decider=self.policy.decider.with_threshold(decider_threshold))
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         images = image[None] if image.ndim == 3 else image

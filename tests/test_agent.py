@@ -617,3 +617,18 @@ def test_shipped_ee_chain_through_the_agent_matches_the_exporters_runner(repo_ro
         res = run_chain(ref_chain, runner, q.quantize(img[None]))
         assert (r.exit_index, r.local_class, r.offloaded) == (res.exit_index, res.predicted_class, res.offload)
         assert r.final_class == r.local_class and r.degraded == r.offloaded
+
+
+def test_cli_refuses_a_decider_fitted_for_another_model_unless_forced(tiny_kit, repo_root, tmp_path, capsys):
+    """The shipped ResNet-8 decider records the file it was fitted for: on another model it is a one-line
+    error with the fix; --force-decider turns it into a warning."""
+    from hi_runtime.agent.cli import main
+
+    shipped = repo_root / "models" / "cifar10" / "decider_resnet8.json"
+    base = ["run", "--strategy", "local", "--model", str(tiny_kit / "local_int8.tflite"), "--decider", str(shipped),
+            "--input", str(tiny_kit / "samples.npz"), "--limit", "5", "--no-progress"]
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "does not fit local_int8.tflite" in err and "--force-decider" in err and "hi-train decider" in err
+    assert main(base + ["--force-decider"]) == 0
+    assert "warning: --force-decider" in capsys.readouterr().err

@@ -79,8 +79,12 @@ def register_run(sub) -> None:
     p.add_argument("--model", default=None,
                    help="local model (.tflite or .onnx); default: the shipped resnet8_int8.tflite. With ee-hi: a "
                         "single-file early-exit model (IF operators pick the exit) instead of --ee-chain")
-    p.add_argument("--decider", default=default_path("decider_resnet8.json"),
-                   help="decider JSON (hi-train decider); default: the shipped decider_resnet8.json")
+    p.add_argument("--decider", default=None,
+                   help="decider JSON (hi-train decider); default: the shipped decider_resnet8.json with the shipped "
+                        "model (another model needs its own: a decider only fits the model it was fitted for)")
+    p.add_argument("--force-decider", action="store_true",
+                   help="use --decider although it was fitted for another model or output (a warning instead of "
+                        "an error)")
     p.add_argument("--threshold", type=float, default=None,
                    help="override the decider's threshold (ee-hi: the chain's final-exit decider)")
     p.add_argument("--ee-chain", default=None,
@@ -123,6 +127,8 @@ def cmd_run(args) -> int:
     try:
         budget = args.latency_budget_ms or DEFAULT_BUDGET_MS
         model = args.model or default_path("resnet8_int8.tflite")
+        if args.decider is None and model is not None and model == default_path("resnet8_int8.tflite"):
+            args.decider = default_path("decider_resnet8.json")  # the shipped pair; another model has no default
         single_ee = args.model is not None and is_single_file_early_exit(args.model)
         ee_chain = load_chain_arg(args.ee_chain) if args.ee_chain else None
         if ee_chain is None and args.model is None and default_path("ee_resnet8.json"):
@@ -164,10 +170,26 @@ def cmd_run(args) -> int:
             from hi_runtime.decider import Decider
 
             decider = Decider.load(args.decider)
+            if classifier is not None:  # a decider only fits the model it was fitted for
+                from hi_runtime.decider import OutputSpec
+
+                spec = classifier.output_spec
+                out = (OutputSpec("int8_scores", spec.scale, spec.zero_point, spec.name) if spec.quantized
+                       else OutputSpec("probabilities", name=spec.name))
+                if decider.model is None:  # an older or hand-written decider: nothing to check against
+                    say(f"warning: {Path(args.decider).name} records no model it was fitted for; refit it with "
+                        "`hi-train decider` so a mismatch can be caught")
+                else:
+                    problems = decider.check_model(model, out, force=args.force_decider,
+                                                   name=Path(args.decider).name)
+                    if problems:
+                        say(f"warning: --force-decider: {'; '.join(problems)}")
             if threshold is not None:
                 decider = decider.with_threshold(threshold)
         elif strategy == "hi":
-            raise UsageError("strategy hi needs --decider (the JSON written by `hi-train decider`)")
+            raise UsageError(f"strategy hi needs a decider fitted for {Path(model).name}: --decider FILE (made by "
+                             f"`hi-train decider --model {model} --data ...`, or from published weights with "
+                             "`hi-train decider --coefficients ...`)")
         size = (classifier.image_shape[:2] if classifier else chain.image_shape[:2] if chain else (32, 32))
         source = open_input(args.input, size=tuple(size), limit=args.limit, offset=args.offset,
                             order=args.order)
@@ -243,7 +265,7 @@ def open_early_exit(args, ee_chain, single_ee: bool, bk: dict, say):
         from hi_runtime.early_exit_graph import describe
 
         decider = None
-        if args.decider and args.decider != default_path("decider_resnet8.json"):
+        if args.decider:
             decider = Decider.load(args.decider)
         else:
             say("no --decider for the single-file early-exit model: its final exit accepts every sample "

@@ -75,11 +75,11 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, tool: st
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    if before is not None:
-        before(args)
     name = getattr(args, subcommand, None)
     label = f"{tool} {name}" if isinstance(name, str) and name else tool
     try:
+        if before is not None:
+            before(args)
         return int(args.func(args) or 0)
     except (UsageError, *user_errors) as exc:
         print(f"{label}: error: {_one_line(exc)}", file=sys.stderr)

@@ -81,7 +81,7 @@ def test_dataset_prefix_is_a_fair_sample_and_ids_are_stored_indices(cifar10_jpeg
 def test_missing_dataset_and_unknown_spec_are_clear(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         open_input(f"cifar10:{tmp_path / 'nope'}")
-    with pytest.raises(InputError, match="use one of"):
+    with pytest.raises(InputError, match="give one of"):
         open_input("ftp://x")
 
 

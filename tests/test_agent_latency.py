@@ -114,9 +114,10 @@ def test_answers_are_stamped_when_they_arrive_not_when_the_loop_looks(tiny_kit, 
     for r in off:
         # the 50 ms answer, not the loop's next look at the next arrival 500 ms later
         assert d * 1e3 <= r.t_total_ms < 400, r.t_total_ms
-        # arrival -> answer is exactly the parts: queue wait, the device's stages, then the offload
+        # arrival -> answer is the parts: queue wait, the device's stages, then the offload; what is left
+        # is the hand-over to the offloader (microseconds idle, a thread wake-up or two on a loaded machine)
         parts = r.t_queue_ms + r.on_device_ms + r.t_offload_ms
-        assert parts <= r.t_total_ms + 0.01 and r.t_total_ms - parts < 5.0, (r.t_total_ms, parts)
+        assert parts <= r.t_total_ms + 0.01 and r.t_total_ms - parts < 25.0, (r.t_total_ms, parts)
 
 
 def test_k_greater_than_one_overlaps_requests_at_the_server(tiny_kit, data):

@@ -195,6 +195,7 @@ def test_emulated_cortex_m4_is_byte_exact_with_tflite_micro(qemu_elf):
 
 def test_instructions_per_inference(qemu_elf):
     from hi_firmware import boards
+    from hi_firmware.qemu import QEMU_INSTRUCTIONS_PER_US
 
     from hi_runtime.agent.serial_bridge import SerialDevice
 
@@ -205,8 +206,8 @@ def test_instructions_per_inference(qemu_elf):
             board.sync()
             board.load(_images(1)[0][0])
             laps, _ = board.infer(runs, 1, timeout=300)
-            counts.append((laps[1] - laps[0]) * boards.QEMU_INSTRUCTIONS_PER_US / runs)
-    assert abs(counts[0] - counts[1]) <= 2 * boards.QEMU_INSTRUCTIONS_PER_US / runs
+            counts.append((laps[1] - laps[0]) * QEMU_INSTRUCTIONS_PER_US / runs)
+    assert abs(counts[0] - counts[1]) <= 2 * QEMU_INSTRUCTIONS_PER_US / runs
     assert 7840 < counts[0] < 200_000  # at least one instruction per MAC, far below ResNet-8's 26.6 M
     print(f"lr_mnist_int8: {counts[0]:.0f} instructions per inference on QEMU mps2-an386 (Cortex-M4F, -icount 0)")
 

@@ -10,6 +10,8 @@ extern "C" {
 
 /* Bytes of RAM the model needs besides the caller's input/output buffers (one static arena). */
 #define HI_MODEL_LR_MNIST_INT8_ARENA_SIZE 12
+/* Bytes of static scratch the convolutions share (widened input rows; not part of the arena). */
+#define HI_MODEL_LR_MNIST_INT8_SCRATCH_SIZE 0
 #define HI_MODEL_LR_MNIST_INT8_NUM_INPUTS 1
 #define HI_MODEL_LR_MNIST_INT8_NUM_OUTPUTS 1
 

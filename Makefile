@@ -5,11 +5,12 @@ BIN := $(VENV)/bin
 EXTRAS ?= all
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: setup demo test test-fast firmware-deps clean help
+.PHONY: setup demo test test-fast test-roles firmware-deps clean help
 
 help:
 	@echo "make demo   - set up (.venv) and run the offline HI demo on the shipped models"
-	@echo "make test   - set up (.venv, ARM toolchain when root) and run the whole test suite"
+	@echo "make test   - set up (.venv, ARM toolchain when root), run the whole test suite, then the install check"
+	@echo "make test-roles - only the install check: the built wheel per role, outside the checkout"
 	@echo "make setup  - only create .venv and install the project with extras '$(EXTRAS)'"
 
 $(STAMP): pyproject.toml
@@ -37,6 +38,11 @@ firmware-deps:
 
 test: setup firmware-deps
 	$(BIN)/python -m pytest
+	$(MAKE) test-roles
+
+# The built wheel per role in fresh virtual environments outside the checkout, each role's main command.
+test-roles:
+	PY=$(PY) bash .ci/roles.sh
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

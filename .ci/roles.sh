@@ -22,8 +22,9 @@ venv() {  # venv NAME EXTRAS [extra pip args...]
   local name="$1" extras="$2"; shift 2
   echo "roles: $name: pip install hi-runtime[$extras]"
   "$PY" -m venv "$WORK/$name"
-  "$WORK/$name/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$WORK/$name/bin/python" -m pip install -q "$WHEEL[$extras]" "$@"
+  "$WORK/$name/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1
+  "$WORK/$name/bin/python" -m pip install -q "$WHEEL[$extras]" "$@" 2>&1 | grep -v "^WARNING: Location" || true
+  "$WORK/$name/bin/python" -c "import hi_runtime" || fail "$name: hi-runtime[$extras] did not install"
 }
 
 fail() { echo "roles: FAILED: $*" >&2; exit 1; }
@@ -69,10 +70,14 @@ if "$PY" -c 'import sys; sys.exit(0 if sys.version_info < (3, 12) else 1)'; then
 fi
 
 # --- firmware ------------------------------------------------------------------------------------------
-if [ -x "$WORK/demo/bin/python" ] && command -v gcc >/dev/null; then
+if command -v gcc >/dev/null; then
   venv firmware "firmware"
   RESNET8="$("$WORK/firmware/bin/python" -c 'from hi_runtime.artifacts import shipped; print(shipped("resnet8_int8.tflite"))')"
   "$WORK/firmware/bin/hi-firmware" compile "$RESNET8" --out "$WORK/fw/resnet8" || fail "hi-firmware compile"
+  "$WORK/firmware/bin/hi-firmware" build --board host --model "$RESNET8" > "$WORK/fw-build.log" 2>&1 \
+    || { tail -n 20 "$WORK/fw-build.log"; fail "hi-firmware build --board host"; }
+  case "$(cat "$WORK/fw-build.log")" in *"$ROOT"*) fail "the firmware build used the checkout's sources";; esac
+  tail -n 2 "$WORK/fw-build.log"
 fi
 
 # --- measure -------------------------------------------------------------------------------------------

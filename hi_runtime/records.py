@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import math
+import operator
 import platform
 import queue
 import socket
@@ -49,7 +50,7 @@ TIMING_FIELDS = tuple(name for name in SAMPLE_FIELDS if name.startswith("t_") an
 LOG_FORMATS = ("jsonl", "csv")
 
 
-@dataclass
+@dataclass(slots=True)
 class SampleRecord:
     """One answered sample: the logged schema (field order = column order), for every writer (agent,
     serial bridge, BLE gateway) and every reader (hi-bench reads logs into the same class).
@@ -147,21 +148,30 @@ def default_header(*, model: str, strategy: str, server: str | None, device: str
     }
 
 
-_FORMAT = {type(None): lambda v: "null", bool: lambda v: "true" if v else "false", int: int.__repr__,
-           float: lambda v: repr(v) if math.isfinite(v) else "null", str: json.dumps}
 _LINE = '{"type": "sample", ' + ", ".join(f'"{name}": %s' for name in SAMPLE_FIELDS) + "}\n"
+_FIELD_GETTER = operator.attrgetter(*SAMPLE_FIELDS)
+
+
+def _json_value(v, _repr=float.__repr__, _int=int.__repr__, _finite=math.isfinite) -> str:
+    """One value as json.dumps writes it (one function for every type: this runs per field per sample)."""
+    if v is None:
+        return "null"
+    t = type(v)
+    if t is float:
+        return _repr(v) if _finite(v) else "null"
+    if t is bool:
+        return "true" if v else "false"
+    if t is int:
+        return _int(v)
+    if t is str:
+        return json.dumps(v)
+    return json.dumps(v, default=_json_default)
 
 
 def json_line(record: SampleRecord) -> str:
     """One JSONL sample line; the same text as ``json.dumps`` of the row, built from a template because
     this runs once per sample (numpy scalars fall back to json.dumps)."""
-    values = record.__dict__
-    out = []
-    for name in SAMPLE_FIELDS:
-        v = values[name]
-        fmt = _FORMAT.get(type(v))
-        out.append(fmt(v) if fmt is not None else json.dumps(v, default=_json_default))
-    return _LINE % tuple(out)
+    return _LINE % tuple(map(_json_value, _FIELD_GETTER(record)))
 
 
 class RecordWriter:

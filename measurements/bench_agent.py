@@ -5,8 +5,8 @@ What is compared (same interpreter object, same images, rounds interleaved so ma
 * ``bare``: ``set_tensor`` (input already quantized) + ``invoke`` + ``get_tensor`` per image: the floor a
   hand-written loop pays for the model itself;
 * ``agent``: ``hi_runtime.agent.strategies.Agent.run`` with strategy ``local`` and the decider loaded, writing
-  the per-sample JSONL log as hi-agent does (on its writer thread, off the device's hot path; ``--sync-log``
-  writes on the sample's own thread instead): preprocessing (quantization), the same invoke, the exact int8
+  the per-sample JSONL log as hi-agent does (on the sample's own thread; ``--background-log`` uses the
+  writer thread of ``RecordWriter(background=True)`` instead, which measured slower on this 2-core machine): preprocessing (quantization), the same invoke, the exact int8
   decider decision in integer arithmetic plus its float score, timing, the record and its log line. This is
   everything HI does on the device for a sample it keeps; an offloaded sample adds the network round trip,
   which is not agent overhead.
@@ -88,7 +88,8 @@ def build_standin_resnet8(out_dir: Path) -> Path:
 
 def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None = DEFAULT_SAMPLES,
           n: int = 100, rounds: int = 20, backend: str = "auto", threads: int | None = None,
-          model_note: str = "", log_dir: Path | None = None, background_log: bool = True) -> BenchResult:
+          model_note: str = "", log_dir: Path | None = None, background_log: bool = False,
+          log: bool = True) -> BenchResult:
     from hi_runtime.backends import Classifier, open_backend
     from hi_runtime.decider import Decider
     from hi_runtime.agent.inputs import ArraySource
@@ -123,6 +124,9 @@ def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None =
     def agent_round(k: int) -> tuple[float, float, list]:
         agent = Agent(AgentConfig(strategy="local", progress=False), classifier=clf, decider=decider)
         t, c = time.perf_counter(), time.process_time()
+        if not log:
+            agent.run(source)
+            return (time.perf_counter() - t) / n * 1e3, (time.process_time() - c) / n * 1e3, agent.records
         with RecordWriter(tmp / f"agent_round{k}.jsonl",
                           default_header(model=model_path.name, strategy="local", server=None, bench=True),
                           background=background_log) as w:
@@ -185,8 +189,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rounds", type=int, default=20, help="interleaved bare/agent rounds (default 20)")
     ap.add_argument("--backend", default="auto", help="local backend (default auto)")
     ap.add_argument("--threads", type=int, default=None, help="interpreter threads (default: runtime's)")
-    ap.add_argument("--sync-log", action="store_true",
-                    help="write the log on the sample's own thread instead of hi-agent's writer thread")
+    ap.add_argument("--no-log", action="store_true", help="no per-sample log (what the log line costs)")
+    ap.add_argument("--background-log", action="store_true",
+                    help="write the log on RecordWriter's writer thread instead of the sample's own thread")
     ap.add_argument("--json", type=Path, help="also write the result as JSON here")
 
 
@@ -207,7 +212,8 @@ def run(args) -> int:
               "or use --standin resnet8", file=sys.stderr)
         return 2
     res = bench(Path(model), decider, samples=args.samples, n=args.num_samples, rounds=args.rounds,
-                backend=args.backend, threads=args.threads, model_note=note, background_log=not args.sync_log)
+                backend=args.backend, threads=args.threads, model_note=note, background_log=args.background_log,
+                log=not args.no_log)
     print(format_result(res))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

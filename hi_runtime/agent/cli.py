@@ -213,7 +213,7 @@ def cmd_run(args) -> int:
            {"decider_threshold": decider.threshold if decider is not None else None}),
         arrival=str(arrival), latency_budget_ms=budget, max_inflight=args.max_inflight,
         connections=args.connections, admission=not args.no_admission, server_model_id=args.model_id or None)
-    writer = RecordWriter(args.log, header, args.log_format, background=True) if args.log else None
+    writer = RecordWriter(args.log, header, args.log_format) if args.log else None
     try:
         summary = agent.run(source, writer)
     except KeyboardInterrupt:

@@ -390,6 +390,27 @@ def test_cli_trains_checkpoints_resumes_exports_and_writes_card(tmp_path, monkey
     assert card["export_command"].startswith("hi-train export --keras ")
 
 
+def test_cli_same_command_again_starts_over_but_an_unfinished_run_is_kept(tmp_path, monkeypatch):
+    """Running a finished command a second time (the README's quick lines) trains again; a checkpoint
+    without the finished mark (a run that stopped) is never deleted without --resume."""
+    from training.cli import main
+
+    monkeypatch.setenv("HI_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    _write_color_folder(data, 40, "train", 0)
+    _write_color_folder(data, 10, "test", 1)
+    out, ckpt = tmp_path / "m" / "tiny", tmp_path / "ckpt"
+    cmd = ["model", "--arch", "tiny_cnn", "--data", str(data), "--val-size", "50", "--batch-size", "32",
+           "--out", str(out), "--ckpt-dir", str(ckpt), "--export", "float", "--epochs", "1"]
+    assert main(cmd) == 0 and (ckpt / "complete.json").exists()
+    first = (ckpt / "runs.jsonl").read_text()
+    assert main(cmd) == 0  # the same command again: a new run, one epoch, one recorded start
+    assert [json.loads(l)["epoch"] for l in (ckpt / "history.jsonl").read_text().splitlines()] == [1]
+    assert (ckpt / "runs.jsonl").read_text() != first and len((ckpt / "runs.jsonl").read_text().splitlines()) == 1
+    (ckpt / "complete.json").unlink()  # as if the run had stopped before exporting
+    assert main(cmd) == 2 and (ckpt / "backup").exists()
+
+
 def test_cli_export_bakes_flip_tta_into_the_onnx_only(trained_tiny, tmp_path, monkeypatch):
     from training.cli import main
     from hi_runtime.backends import OnnxBackend

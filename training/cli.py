@@ -104,7 +104,8 @@ def _load_splits(args):
 
 def cmd_model(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from training.train import TrainConfig, TrainingError, threads_hint, train_model
+    from training.train import (TrainConfig, TrainingError, claim_checkpoint, mark_checkpoint_complete,
+                                threads_hint, train_model)
 
     threads_hint()
     out = Path(args.out)
@@ -123,9 +124,9 @@ def cmd_model(args) -> int:
             raise UsageError(f"teacher {args.teacher} does not exist; give an exported .onnx or .tflite model")
         check_input_shape(f"teacher {args.teacher}", _file_input_shape(args.teacher), train, args.dataset)
     command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
-    if (Path(ckpt) / "backup").exists() and not args.resume:
-        print(f"error: a checkpoint of an earlier run exists in {ckpt}; pass --resume to continue it, or "
-              f"delete {ckpt} to start over", file=sys.stderr)
+    refused = claim_checkpoint(ckpt, args.resume, command)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
         return 2
     runs = record_command(Path(ckpt), command, args.resume)
     t0 = time.time()
@@ -147,6 +148,7 @@ def cmd_model(args) -> int:
     if history.exists():
         training["history"] = [json.loads(l) for l in history.read_text().splitlines() if l.strip()]
     card = export_and_card(model, out, args.export, train, val, test, args, training=training)
+    mark_checkpoint_complete(ckpt, out, command)
     print(json.dumps({a["file"]: a.get("test_accuracy") for a in card["artifacts"]}, indent=2))
     return 0
 

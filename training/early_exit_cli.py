@@ -64,7 +64,7 @@ def _train_joint(args, train, val, out: Path):
 
     from training.cli import RESUME_NOTE, record_command
     from training.early_exit import EEJointConfig, train_early_exit_joint
-    from training.train import TrainConfig, TrainingError, threads_hint
+    from training.train import TrainConfig, TrainingError, claim_checkpoint, threads_hint
 
     if args.init:
         print("error: --epochs trains from scratch and --init starts from a trained trunk; give one of them",
@@ -72,9 +72,10 @@ def _train_joint(args, train, val, out: Path):
         return 2
     threads_hint()
     ckpt = args.ckpt_dir or str(out.parent / f".{out.name}.ckpt")
-    if (Path(ckpt) / "backup").exists() and not args.resume:
-        print(f"error: a checkpoint of an earlier run exists in {ckpt}; pass --resume to continue it, or "
-              f"delete {ckpt} to start over", file=sys.stderr)
+    command = "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
+    refused = claim_checkpoint(ckpt, args.resume, command)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
         return 2
     tc = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
@@ -84,7 +85,6 @@ def _train_joint(args, train, val, out: Path):
     weights = [float(w) for w in args.loss_weights.split(",")] if args.loss_weights else []
     cfg = EEJointConfig(train=tc, exits=args.exits.split(",") if args.exits else [], loss_weights=weights,
                         branch_width=args.branch_width, self_distill=args.self_distill)
-    command = "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
     runs = record_command(Path(ckpt), command, args.resume)
     t0 = time.time()
     try:
@@ -240,5 +240,10 @@ def cmd_early_exit(args) -> int:
         "thresholds": None,
     }
     card_path = write_card(out.with_name(out.name + ".card.json"), card)
+    if args.epochs:
+        from training.train import mark_checkpoint_complete
+
+        mark_checkpoint_complete(args.ckpt_dir or str(out.parent / f".{out.name}.ckpt"), out,
+                                 "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", [])))
     print(f"wrote {exp.chain.path}, {card_path}; set thresholds with `hi-train thresholds --chain {exp.chain.path}`")
     return 0 if same == k_check else 3

@@ -334,6 +334,43 @@ def remove_checkpoints(ckpt_dir: str | Path) -> None:
     shutil.rmtree(ckpt_dir, ignore_errors=True)
 
 
+COMPLETE_MARK = "complete.json"
+
+
+def claim_checkpoint(ckpt_dir: str | Path, resume: bool, command: str) -> str | None:
+    """Decide what a (re)start may do with ``ckpt_dir``; returns an error line, or None to go on.
+
+    An earlier run's checkpoint may be hours of work or the base of a longer run (``--resume`` with more
+    epochs), so a start without ``--resume`` refuses to touch it, with one exception: the same command
+    again after that run finished (marked by :func:`mark_checkpoint_complete` once its model and card
+    were written). Then the checkpoint holds nothing the exported files do not, and running a command a
+    second time means doing it again."""
+    ck = Path(ckpt_dir)
+    if resume or not (ck / "backup").exists():
+        return None
+    mark = ck / COMPLETE_MARK
+    if mark.exists():
+        try:
+            done = json.loads(mark.read_text())
+        except (OSError, ValueError):
+            done = {}
+        if done.get("command") == command:
+            print(f"note: starting over; {ck} held a finished run of this same command (its model and card "
+                  f"are in {done.get('out')})", file=sys.stderr)
+            remove_checkpoints(ck)
+            return None
+    return (f"a checkpoint of an earlier run exists in {ck}; pass --resume to continue it, or delete {ck} "
+            f"to start over")
+
+
+def mark_checkpoint_complete(ckpt_dir: str | Path, out: str | Path, command: str) -> None:
+    """Record that the run in ``ckpt_dir`` finished and exported to ``out`` (see claim_checkpoint)."""
+    ck = Path(ckpt_dir)
+    if ck.is_dir():
+        (ck / COMPLETE_MARK).write_text(json.dumps({"command": command, "out": str(out), "time": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+
+
 def steps_to_epochs(steps: int, n: int, batch: int) -> float:
     return steps / max(1, math.floor(n / batch))
 

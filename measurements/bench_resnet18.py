@@ -12,7 +12,7 @@ tree, see docs/reproduction.md):
    only as good as that: the point is the pipeline), INT8 export calibrated on the generated training
    images, and its model card;
 3. ``hi-firmware compile`` of the INT8 file: the static arena (RAM) and constants (flash) of the generated
-   C, against the Coral Dev Board Micro's memory (measurements/profiles/coral_micro.yaml);
+   C, against the Coral Dev Board Micro's memory (hi_runtime/profiles/coral_micro.yaml);
 4. host latency: ``invoke()`` of the INT8 and float TFLite files with LiteRT on this machine.
 
 Accuracy on generated images means nothing and is not reported as an accuracy.
@@ -53,7 +53,7 @@ def make_image_folder(root: Path, classes: int, per_class: int, size: int, split
 def memory_report(arena: int, constants: int, io_bytes: int, profile_id: str = "coral_micro") -> dict:
     """The compiled model's memory against a device profile's RAM and flash (``hardware.ram_bytes``,
     ``hardware.flash_bytes``)."""
-    from measurements.profiles import load_profile
+    from hi_runtime.device_profiles import load_profile
 
     hw = load_profile(profile_id).hardware
     ram, flash = hw.get("ram_bytes"), hw.get("flash_bytes")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from measurements.profiles import (
+from hi_runtime.device_profiles import (
     MISSING,
     SCHEMA,
     Cited,

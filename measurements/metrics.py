@@ -40,8 +40,8 @@ class EnergyModel:
 
     @classmethod
     def from_profile(cls, profile, link: str | None = None) -> EnergyModel:
-        """Build from a :class:`measurements.profiles.DeviceProfile`; raises when the profile lacks power."""
-        from measurements.profiles import ProfileError
+        """Build from a :class:`hi_runtime.device_profiles.DeviceProfile`; raises when the profile lacks power."""
+        from hi_runtime.device_profiles import ProfileError
 
         compute = profile.power.compute_w
         if not compute.known:

@@ -1,7 +1,7 @@
 """The paper's Tables 5 and 6 rebuilt from its own printed numbers.
 
 Behera et al. print the inputs (Tables 3, 4 and 7, the server accuracies, decider F1) in the device
-profiles (``measurements/profiles/``) and the results to compare with in ``paper_tables.json`` (a
+profiles (``hi_runtime/profiles/``) and the results to compare with in ``paper_tables.json`` (a
 copy of ../shared/paper/tables.json, the transcription of the printed tables).
 
 **Table 5** is the planner (``measurements.planner.plan``) run per dataset, device and requirement,
@@ -47,7 +47,7 @@ from measurements.planner import (
     RunStats,
     plan,
 )
-from measurements.profiles import DeviceProfile, load_profile
+from hi_runtime.device_profiles import DeviceProfile, load_profile
 from hi_runtime.qos import HALF_OFFLOAD, QoS
 
 TABLES_PATH = Path(__file__).resolve().parent / "paper_tables.json"

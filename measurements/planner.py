@@ -13,7 +13,7 @@ else passes and it meets the accuracy target itself.
 
 Inputs come from two places, and every candidate records which:
 
-* the device profile (``measurements.profiles``): latency/energy/accuracy of each model, exit, decider
+* the device profile (``hi_runtime.device_profiles``): latency/energy/accuracy of each model, exit, decider
   and link (per dataset where the paper's Table 3 differs per dataset);
 * run statistics (``RunStats``), measured by our own runs (``hi-bench metrics`` on hi-agent logs):
   model accuracy, the decider's operating point (HI accuracy, offload fraction) and EE-HI points.
@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from hi_runtime.equations import energy_mj, expected_energy_mj, expected_latency_ms
-from measurements.profiles import Cited, DeviceProfile, ModelCosts, ProfileError
+from hi_runtime.device_profiles import Cited, DeviceProfile, ModelCosts, ProfileError
 from hi_runtime.qos import HALF_OFFLOAD, Limit, QoS, QoSError, parse_qos, parse_targets  # noqa: F401 (re-exported)
 
 STRATEGY_ON_DEVICE = "on-device"

@@ -11,7 +11,7 @@ import yaml
 
 from measurements import cli
 from measurements.logs import SampleRecord, write_jsonl
-from measurements.profiles import load_profile
+from hi_runtime.device_profiles import load_profile
 
 
 def sample(i, offloaded, local, label, server=None, strategy="hi", t_off=9.0):

@@ -23,7 +23,7 @@ from measurements.planner import (
     plan,
 )
 from hi_runtime.qos import QoSError
-from measurements.profiles import ProfileError, load_profile, profile_from_dict
+from hi_runtime.device_profiles import ProfileError, load_profile, profile_from_dict
 
 
 def c(value, cite="constructed test value"):

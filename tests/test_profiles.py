@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from measurements.profiles import (
+from hi_runtime.device_profiles import (
     PROFILES_DIR,
     DeviceProfile,
     ProfileError,

@@ -9,7 +9,7 @@ from measurements.logs import SampleRecord, write_jsonl
 from measurements.metrics import EnergyModel, compute_metrics
 from measurements.planner import EEPoint, RunStats
 from measurements.plots import TradeoffPoint, plot_tradeoffs, tradeoff_figure
-from measurements.profiles import profile_from_dict
+from hi_runtime.device_profiles import profile_from_dict
 from measurements.report import build_report
 
 

@@ -14,8 +14,9 @@ reaches the QoS target wins. Policies:
 * ``hi``: a plain model (one exit) with its decider: the baseline.
 
 Cost per sample (ms) = device time up to the exit taken (from each segment's MACs scaled to a measured
-full-model time, or measured per-segment times) + the offload cost if offloaded. The paper's Raspberry Pi 4
-constants are the defaults: full ResNet-8 1.63 ms, 9.68 ms per offload.
+full-model time, or measured per-segment times) + the offload cost if offloaded. The defaults are read from a
+device profile (``hi_runtime/profiles/``, every value cited; :func:`reference_costs`): the paper's Raspberry
+Pi 4, whose ResNet-8 takes 1.63 ms and whose offload over WiFi 9.68 ms (Tables 3 and 4).
 
 Why it is fast: a sample's outcome depends on each threshold only through "is my confidence above it", so
 every sample falls in one cell of a histogram over (grid position of its confidence at each exit, decider
@@ -31,6 +32,7 @@ which is all the QoS choice and the Pareto front need.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +44,9 @@ import numpy as np
 from hi_runtime.decider import Decider, logit
 from hi_runtime.early_exit import NEVER, ExitPolicy, PolicyOutcome
 
-PI4_FULL_RESNET8_MS = 1.63  # paper, Raspberry Pi 4, ResNet-8 (project issue anchor)
-PI4_OFFLOAD_MS = 9.68  # paper, Raspberry Pi 4, one offload over WiFi (project issue anchor)
+#: The device profile and reference model the cost model defaults to (the paper's Pi 4 and ResNet-8).
+DEFAULT_DEVICE = "rpi4"
+DEFAULT_REF_MODEL = "resnet8"
 THREE_WAY = "ee-hi-3way"
 POLICIES = ("ee", "ee-hi", THREE_WAY, "hi")
 #: Grids with at most this many combinations keep their full metric arrays (else: chunks + per-accuracy best).
@@ -69,20 +72,50 @@ def offload_grid_indices(step: float, offload_step: float) -> np.ndarray:
     return np.concatenate([[-1], np.arange(r, round(1.0 / step) + 1, r)]).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class ReferenceCosts:
+    """A device's time for one reference model and for one offload, with where both numbers came from."""
+
+    device: str
+    model: str
+    full_ms: float
+    offload_ms: float
+    cite: str
+
+
+@functools.cache
+def reference_costs(device: str = DEFAULT_DEVICE, model: str = DEFAULT_REF_MODEL,
+                    link: str | None = None) -> ReferenceCosts:
+    """The full-model and offload times of ``model`` on ``device`` from its profile (a name in
+    ``hi_runtime/profiles/`` or a YAML path): the one place device constants live. Raises
+    :class:`hi_runtime.device_profiles.ProfileError` when the profile lacks either number."""
+    from hi_runtime.device_profiles import ProfileError, load_profile
+
+    profile = load_profile(device)
+    costs, offload = profile.model(model).latency_ms, profile.link(link).latency_ms
+    if costs.value is None or offload.value is None:
+        raise ProfileError(f"profile {profile.id!r} lacks the latency of {model!r} or of one offload over "
+                           f"{link or profile.default_link}; give --full-ms and --offload-ms")
+    return ReferenceCosts(profile.id, model, costs.value, offload.value, f"{costs.cite}; {offload.cite}")
+
+
 @dataclass
 class CostModel:
-    """Cumulative device time (ms) to reach and evaluate each exit, and the cost of one offload."""
+    """Cumulative device time (ms) to reach and evaluate each exit, and the cost of one offload
+    (default: the reference device's, :func:`reference_costs`)."""
 
     exit_ms: list[float]
-    offload_ms: float = PI4_OFFLOAD_MS
+    offload_ms: float = field(default_factory=lambda: reference_costs().offload_ms)
     decider_ms: float = 0.0
     source: str = ""
 
     @classmethod
-    def from_macs(cls, segment_macs: Sequence[int], full_ms: float = PI4_FULL_RESNET8_MS,
-                  ref_macs: int | None = None, offload_ms: float = PI4_OFFLOAD_MS, source: str = "") -> CostModel:
+    def from_macs(cls, segment_macs: Sequence[int], full_ms: float | None = None,
+                  ref_macs: int | None = None, offload_ms: float | None = None, source: str = "") -> CostModel:
         """Segment k costs ``full_ms * macs_k / ref_macs`` (``ref_macs``: the model ``full_ms`` was measured
-        on; default the chain's own total)."""
+        on; default the chain's own total). Unset times are the reference device's."""
+        full_ms = reference_costs().full_ms if full_ms is None else full_ms
+        offload_ms = reference_costs().offload_ms if offload_ms is None else offload_ms
         ref = ref_macs or int(sum(segment_macs))
         cum = np.cumsum([full_ms * m / ref for m in segment_macs])
         return cls([float(v) for v in cum], offload_ms, 0.0,

@@ -14,7 +14,7 @@ import numpy as np
 
 def register_cli(sub) -> None:
     from training.decider_cli import add_data_args
-    from training.thresholds import PI4_FULL_RESNET8_MS, PI4_OFFLOAD_MS
+    from training.thresholds import DEFAULT_DEVICE, DEFAULT_REF_MODEL
 
     p = sub.add_parser(
         "thresholds", help="brute-force exit/decider thresholds for a QoS target (EE, EE-HI vs HI)",
@@ -22,8 +22,8 @@ def register_cli(sub) -> None:
                     "two exits) and, for EE-HI, every decider threshold on the validation split; for each QoS "
                     "accuracy target pick the cheapest combination per policy and report it on the test split. "
                     "Costs: device time of each segment (MACs scaled to --full-ms for --ref-macs MACs, or "
-                    "--exit-ms) plus --offload-ms per offloaded sample; defaults are the paper's Raspberry Pi 4 "
-                    "constants.")
+                    "--exit-ms) plus --offload-ms per offloaded sample; unset, both come from the --device profile "
+                    "(default: the paper's Raspberry Pi 4).")
     p.add_argument("--chain", required=True, help="the early-exit chain JSON, e.g. models/cifar10/ee_resnet8.json")
     p.add_argument("--decider", default=None, help="decider for the final exit (default: the chain's)")
     p.add_argument("--server", required=True, help="the server model (.onnx or .tflite)")
@@ -35,15 +35,22 @@ def register_cli(sub) -> None:
                    help="comma list of minimum system accuracies: numbers (0..1), 'hi' = the validation accuracy of "
                         "the baseline HI at its decider's own threshold, 'local' / 'local+P' = the baseline model "
                         "alone on validation (+P percentage points) (default: hi)")
-    p.add_argument("--full-ms", type=float, default=PI4_FULL_RESNET8_MS,
-                   help=f"measured device time of the reference model (default {PI4_FULL_RESNET8_MS} ms: paper, "
-                        "ResNet-8 on a Raspberry Pi 4)")
+    p.add_argument("--device", default=DEFAULT_DEVICE, metavar="PROFILE",
+                   help=f"device profile (name in hi_runtime/profiles/ or a YAML path) the default --full-ms and "
+                        f"--offload-ms are read from (default {DEFAULT_DEVICE}: the paper's Raspberry Pi 4)")
+    p.add_argument("--ref-model", default=DEFAULT_REF_MODEL,
+                   help=f"model of the --device profile whose latency is the default --full-ms (default "
+                        f"{DEFAULT_REF_MODEL}; resnet56 for a ResNet-56 chain)")
+    p.add_argument("--full-ms", type=float, default=None,
+                   help="measured device time of the reference model (default: the --ref-model latency in the "
+                        "--device profile, 1.63 ms for ResNet-8 on the paper's Pi 4)")
     p.add_argument("--ref-macs", type=int, default=None,
                    help="MACs of the model --full-ms was measured on (default: the baseline model's, else the chain's)")
     p.add_argument("--exit-ms", default=None,
                    help="measured cumulative device ms to each exit, comma list (overrides MAC scaling)")
-    p.add_argument("--offload-ms", type=float, default=PI4_OFFLOAD_MS,
-                   help=f"cost of one offload (default {PI4_OFFLOAD_MS} ms: paper, Raspberry Pi 4 over WiFi)")
+    p.add_argument("--offload-ms", type=float, default=None,
+                   help="cost of one offload (default: the --device profile's default link, 9.68 ms for the "
+                        "paper's Pi 4 over WiFi)")
     p.add_argument("--decider-ms", type=float, default=0.0, help="device time of the decider (default 0)")
     p.add_argument("--step", type=float, default=0.01, help="threshold grid step (default 0.01)")
     p.add_argument("--policies", default="ee,ee-hi,ee-hi-3way",
@@ -85,6 +92,7 @@ def cmd_thresholds(args) -> int:
         apply_point,
         evaluate_grid,
         plot_pareto,
+        reference_costs,
         write_pareto_csv,
     )
 
@@ -108,6 +116,10 @@ def cmd_thresholds(args) -> int:
             raise EarlyExitError(f"--policies: unknown {bad or 'empty list'}; choose from ee, ee-hi, ee-hi-3way")
         if args.write_policy is not None and args.write_from not in policies:
             raise EarlyExitError(f"--write-from {args.write_from} is not among --policies {args.policies}")
+        if args.full_ms is None or args.offload_ms is None:  # device constants live in the profiles
+            ref = reference_costs(args.device, args.ref_model)
+            args.full_ms = ref.full_ms if args.full_ms is None else args.full_ms
+            args.offload_ms = ref.offload_ms if args.offload_ms is None else args.offload_ms
         qos_entries = _qos_list(args.qos)
         if any(not _is_number(q) for q in qos_entries) and not args.baseline_model:
             raise EarlyExitError("QoS 'hi' and 'local[+points]' need --baseline-model and --baseline-decider")

@@ -5,7 +5,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from measurements.profiles import PROFILES_DIR, list_profiles, load_profile
+from hi_runtime.device_profiles import PROFILES_DIR, list_profiles, load_profile
 
 
 def add_profile_args(parser: argparse.ArgumentParser, multiple: bool = False, required: bool = False) -> None:

@@ -27,7 +27,7 @@ def register_cli(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from measurements.commands.common import load_runs
     from measurements.metrics import EnergyModel, format_metrics
-    from measurements.profiles import load_profile
+    from hi_runtime.device_profiles import load_profile
 
     if args.energy_j is not None and len(args.logs) != 1:
         raise ValueError("--energy-j is the energy of one run; give exactly one log with it")

@@ -32,7 +32,7 @@ def register_cli(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from measurements.commands.common import run_stats
     from measurements.planner import format_plan, parse_qos, plan
-    from measurements.profiles import list_profiles, load_profile
+    from hi_runtime.device_profiles import list_profiles, load_profile
 
     if args.list:
         for profile in list_profiles(args.profiles_dir):

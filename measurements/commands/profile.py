@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from measurements.commands.common import load_runs
     from measurements.machine_profile import build_measured_profile, time_tflite_invoke
     from measurements.power.rapl import RaplReader, rapl_available
-    from measurements.profiles import save_profile
+    from hi_runtime.device_profiles import save_profile
 
     counter = None
     source = ""

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from measurements.commands.common import load_profiles, load_runs, parse_targets
     from measurements.metrics import EnergyModel
     from measurements.planner import QoS, RunStats, parse_qos
-    from measurements.profiles import load_profile
+    from hi_runtime.device_profiles import load_profile
     from measurements.report import build_report
 
     targets = parse_targets(args.targets)

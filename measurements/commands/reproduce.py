@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     from hi_runtime.agent.cli import parse_exit_thresholds
     from hi_runtime.early_exit import SegmentChain
     from measurements.commands.common import load_runs
-    from training.thresholds import PI4_FULL_RESNET8_MS, PI4_OFFLOAD_MS, CostModel
+    from training.thresholds import CostModel, reference_costs
 
     files = _model_files(args.models)
     thresholds = parse_exit_thresholds(args.ee_thresholds)
@@ -225,9 +225,13 @@ def run(args: argparse.Namespace) -> int:
     chain = SegmentChain.load(files["chain"])
     card = args.models / "resnet8.json"
     ref_macs = json.loads(card.read_text()).get("macs") if card.exists() else None
-    cost = CostModel.from_macs([int(s.macs) for s in chain.segments], PI4_FULL_RESNET8_MS,
-                               ref_macs, PI4_OFFLOAD_MS)
-    common = ["--input", f"cifar10:{args.data}:test", "--latency-budget-ms", f"{args.latency_budget_ms:g}"]
+    pi4 = reference_costs("rpi4", "resnet8")  # the paper's Pi 4 (Tables 3/4), read from its profile
+    cost = CostModel.from_macs([int(s.macs) for s in chain.segments], pi4.full_ms, ref_macs, pi4.offload_ms)
+    # closed loop on purpose: each sample is sent when the previous one is answered, so the logged phase
+    # times are service times (no queueing behind an arrival process), which is what Eq. 3 and the
+    # paper's tables describe; arrival-driven runs are `hi-agent run --arrival rate:FPS` (docs/agent.md)
+    common = ["--input", f"cifar10:{args.data}:test", "--latency-budget-ms", f"{args.latency_budget_ms:g}",
+              "--arrival", "closed"]
     common += ["--limit", str(args.limit)] if args.limit else []
     if args.no_progress:
         common.append("--no-progress")
@@ -262,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
             "--run-log", str(paths["local"]), str(paths["remote"]), str(paths["hi"]),
             *(["--no-progress"] if args.no_progress else [])])
     all_logs = [str(p) for name, p in paths.items() if name != ee_only]  # one sweep point per threshold
-    from measurements.profiles import PROFILES_DIR
+    from hi_runtime.device_profiles import PROFILES_DIR
 
     dirs = ["--profiles-dir", str(out), "--profiles-dir", str(PROFILES_DIR)]
     _bench(["compare", *dirs, "--device", "this_machine", "--device", "rpi4", "--targets", args.targets,
@@ -279,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
             offloaded=m.offload_fraction, exit1_share=share, host_ms=m.latency_ms,
             host_measured_ms=m.latency_ms_measured, degraded=round(m.degraded_fraction * m.n),
             pi4_ms=pi4_cost_ms(m.strategy, m.offload_fraction, m.exit_fractions, cost.exit_ms,
-                               PI4_FULL_RESNET8_MS, PI4_OFFLOAD_MS)))
+                               pi4.full_ms, pi4.offload_ms)))
     local = next(r for r in rows if r.strategy == "local")
     hi = next(r for r in rows if r.strategy == "hi")
     # only one HI run (the shipped decider), so EE-HI is compared with it at HI's accuracy, never below it
@@ -288,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
 
     meta = {"data": args.data, "samples": local.samples, "server": args.server or f"loopback hi-server, "
             f"{files['server'].name}", "host": f"{platform.machine()} {platform.system()}",
-            "latency_budget_ms": args.latency_budget_ms, "pi4_full_ms": PI4_FULL_RESNET8_MS, "pi4_offload_ms": PI4_OFFLOAD_MS,
+            "latency_budget_ms": args.latency_budget_ms, "pi4_full_ms": pi4.full_ms, "pi4_offload_ms": pi4.offload_ms,
             "pi4_exit_ms": [round(v, 3) for v in cost.exit_ms]}
     (out / "summary.json").write_text(json.dumps(
         {"meta": meta, "runs": [asdict(r) for r in rows], "ee_hi_vs_hi": comparisons}, indent=2) + "\n")

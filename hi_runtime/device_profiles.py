@@ -1,6 +1,6 @@
 """Device profiles: the measured constants of a device, each value with the place it came from.
 
-A profile is one YAML file in ``measurements/profiles/``. Paper profiles hold the numbers published by
+A profile is one YAML file in ``hi_runtime/profiles/``. Paper profiles hold the numbers published by
 Behera et al. (every value cites its table or section, or is ``null`` with a note saying it was not
 found); measured profiles are written by ``hi-bench profile`` on a real machine in the same format.
 

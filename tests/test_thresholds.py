@@ -285,3 +285,24 @@ def test_offload_step_must_sit_on_the_exit_grid():
         evaluate_grid(_random_data(2, 20, 0), CostModel([1.0, 2.0]), "ee-hi-3way", step=0.01, offload_step=0.033)
     with pytest.raises(ValueError, match="needs an early exit"):
         evaluate_grid(_random_data(1, 20, 0), CostModel([1.0]), "ee-hi-3way")
+
+
+def test_cost_model_defaults_come_from_the_device_profile(tmp_path):
+    """Device constants live only in the profiles: the search's defaults are rpi4.yaml's cited numbers,
+    and another profile (a path) changes them."""
+    from hi_runtime.device_profiles import load_profile
+    from training.thresholds import reference_costs
+
+    rpi4 = load_profile("rpi4")
+    ref = reference_costs()
+    assert (ref.full_ms, ref.offload_ms) == (rpi4.model("resnet8").latency_ms.value, rpi4.link().latency_ms.value)
+    assert "Table 4" in ref.cite and "Table 3" in ref.cite
+    assert CostModel([1.0]).offload_ms == ref.offload_ms
+    assert CostModel.from_macs([50, 50]).exit_ms == pytest.approx([ref.full_ms / 2, ref.full_ms])
+    board = tmp_path / "board.yaml"
+    board.write_text("schema: hi-bench-profile/1\nid: board\nkind: measured\nsource: bench\n"
+                     "links: {wifi: {latency_ms: 20.0}}\nmodels: {resnet56: {latency_ms: 40.0}}\n")
+    other = reference_costs(str(board), "resnet56")
+    assert (other.full_ms, other.offload_ms) == (40.0, 20.0)
+    with pytest.raises(ValueError, match="resnet8"):
+        reference_costs(str(board))

@@ -397,6 +397,15 @@ def summarize(records: Sequence[SampleRecord], strategy: str | None = None) -> S
     )
 
 
+def write_summary_json(path: str | Path, summary: Summary, header: dict) -> Path:
+    """``--summary-json``: the run's summary with the log header that says how it was made, one file that
+    scripts (CI, the role checks) read instead of parsing the printed table."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**summary.as_dict(), "header": header}, indent=2) + "\n")
+    return out
+
+
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}%"
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.cached_build import cached_build
 from test_agent_kit import color_images
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -161,19 +161,7 @@ def build_foreign(out: Path) -> Path:
 @pytest.fixture(scope="session")
 def foreign(request) -> Path:
     """Directory with the foreign models (built once, cached across runs)."""
-    base = Path(request.config.cache.mkdir("hi_foreign_models"))
-    if (base / "VERSION").exists() and (base / "VERSION").read_text() == FOREIGN_VERSION:
-        return base
-    pytest.importorskip("tensorflow", reason="building the foreign test models needs TensorFlow")
-    shutil.rmtree(base, ignore_errors=True)
-    tmp = base.with_name(base.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    build_foreign(tmp)
-    try:
-        tmp.rename(base)
-    except OSError:  # another session built it meanwhile
-        shutil.rmtree(tmp, ignore_errors=True)
-    return base
+    return cached_build(request, "hi_foreign_models", FOREIGN_VERSION, build_foreign)
 
 
 def samples(foreign_dir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -14,11 +14,11 @@ directory (``.pytest_cache/d/hi_agent_models``), so only the first run pays Tens
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.cached_build import cached_build
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -155,19 +155,7 @@ def build_kit(out: Path) -> Path:
 @pytest.fixture(scope="session", name="tiny_kit")
 def tiny_kit_fixture(request) -> Path:
     """Directory with the tiny models (built once, cached across runs)."""
-    base = Path(request.config.cache.mkdir("hi_agent_models"))
-    if (base / "VERSION").exists() and (base / "VERSION").read_text() == KIT_VERSION:
-        return base
-    pytest.importorskip("tensorflow", reason="building the tiny test models needs TensorFlow")
-    shutil.rmtree(base, ignore_errors=True)
-    tmp = base.with_name(base.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    build_kit(tmp)
-    try:
-        tmp.rename(base)
-    except OSError:  # another session built it meanwhile
-        shutil.rmtree(tmp, ignore_errors=True)
-    return base
+    return cached_build(request, "hi_agent_models", KIT_VERSION, build_kit)
 
 
 tiny_kit = tiny_kit_fixture  # the fixture under its own name too (tests/test_server_backends.py imports it)

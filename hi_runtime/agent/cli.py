@@ -235,10 +235,9 @@ def cmd_run(args) -> int:
     if args.log:
         say(f"per-sample log: {args.log}")
     if args.summary_json:
-        import json
+        from hi_runtime.records import write_summary_json
 
-        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary_json).write_text(json.dumps({**summary.as_dict(), "header": header}, indent=2) + "\n")
+        write_summary_json(args.summary_json, summary, header)
     return 0
 
 

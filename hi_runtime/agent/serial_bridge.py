@@ -21,7 +21,6 @@ import struct
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -523,8 +522,7 @@ def cmd_serial(args: argparse.Namespace) -> int:
     if args.log:
         say(f"per-sample log: {args.log}")
     if args.summary_json:
-        import json
+        from hi_runtime.records import write_summary_json
 
-        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary_json).write_text(json.dumps({**summary.as_dict(), "header": header}, indent=2) + "\n")
+        write_summary_json(args.summary_json, summary, header)
     return 0

@@ -59,6 +59,11 @@ class BenchResult:
     agent_cpu_ms_mean: float
     overhead_cpu_pct: float
     machine: str
+    # the control: the bare loop plus a fixed allocating Python workload (a record-sized dict and its JSON
+    # line) between invokes, timing only the invokes: how much slower the model itself runs when Python
+    # works between calls (caches), a cost no bookkeeping change in the agent can remove
+    control_work_us: float = 0.0
+    control_invoke_slowdown_pct: float = 0.0
 
 
 def _images(samples: Path | None, n: int, shape: tuple) -> tuple[np.ndarray, str]:
@@ -121,6 +126,23 @@ def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None =
             interp.get_tensor(out_idx)
         return (time.perf_counter() - t) / n * 1e3, (time.process_time() - c) / n * 1e3
 
+    def control_round() -> tuple[float, float]:
+        """(invoke-only ms per sample, work ms per sample) with the control workload between invokes."""
+        invoke_s = work_s = 0.0
+        perf = time.perf_counter
+        for i in range(n):
+            t = perf()
+            interp.set_tensor(in_idx, q_all[i:i + 1])
+            interp.invoke()
+            interp.get_tensor(out_idx)
+            t1 = perf()
+            json.dumps({"i": i, "strategy": "local", "predicted": i % 10, "confidence": 0.5 + i * 1e-3,
+                        "offloaded": False, "t_local_ms": (t1 - t) * 1e3, "t_total_ms": (t1 - t) * 1e3,
+                        "note": "x" * (i % 7)})
+            work_s += perf() - t1
+            invoke_s += t1 - t
+        return invoke_s / n * 1e3, work_s / n * 1e3
+
     def agent_round(k: int) -> tuple[float, float, list]:
         agent = Agent(AgentConfig(strategy="local", progress=False), classifier=clf, decider=decider)
         t, c = time.perf_counter(), time.process_time()
@@ -136,7 +158,7 @@ def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None =
 
     bare_round()  # warm-up: first invokes allocate and JIT-pack weights
     agent_round(-1)
-    bare, agent, bare_cpu, agent_cpu, records = [], [], [], [], []
+    bare, agent, bare_cpu, agent_cpu, records, control, control_work = [], [], [], [], [], [], []
     for k in range(rounds):
         ms, cpu = bare_round()
         bare.append(ms)
@@ -145,6 +167,9 @@ def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None =
         agent.append(ms)
         agent_cpu.append(cpu)
         records.extend(recs)
+        ms, work = control_round()
+        control.append(ms)
+        control_work.append(work)
     stages = {name: float(np.mean([getattr(r, name) for r in records]))
               for name in ("t_preprocess_ms", "t_local_ms", "t_decide_ms", "t_total_ms")}
     bare_mean, agent_mean = float(np.mean(bare)), float(np.mean(agent))
@@ -159,7 +184,9 @@ def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None =
         bare_cpu_ms_mean=float(np.mean(bare_cpu)), agent_cpu_ms_mean=float(np.mean(agent_cpu)),
         overhead_cpu_pct=100.0 * (float(np.sum(agent_cpu)) - float(np.sum(bare_cpu))) / float(np.sum(bare_cpu)),
         machine=f"{platform.node()} {platform.machine()} {platform.processor() or ''} Python "
-                f"{platform.python_version()}".strip())
+                f"{platform.python_version()}".strip(),
+        control_work_us=1e3 * float(np.median(control_work)),
+        control_invoke_slowdown_pct=100.0 * float(np.median(np.array(control) / np.array(bare) - 1.0)))
 
 
 def format_result(r: BenchResult) -> str:
@@ -175,6 +202,9 @@ def format_result(r: BenchResult) -> str:
         (f"cpu time   bare {r.bare_cpu_ms_mean * 1e3:.1f} us/sample, agent {r.agent_cpu_ms_mean * 1e3:.1f} us/sample: "
          f"overhead {r.overhead_cpu_pct:.1f}% (process CPU time, all threads; less sensitive to other load)"),
         "agent stages (mean ms): " + ", ".join(f"{k[2:-3]} {v:.4f}" for k, v in r.stage_ms.items()),
+        (f"control    the bare loop with {r.control_work_us:.1f} us of allocating Python work (a record-sized "
+         f"dict to JSON) between invokes: the invokes alone ran {r.control_invoke_slowdown_pct:+.1f}% vs bare "
+         "(median of paired rounds)"),
     ]
     return "\n".join(lines)
 

@@ -33,6 +33,8 @@ MISTAKES = [
     ("hi-train decider --model /nope.tflite --data ../shared/datasets/cifar10-jpeg --out runs/cli-mistakes/y",
      "does not exist"),
     ("hi-train member --onnx /nope.onnx --member a --data x --out runs/cli-mistakes/y", "does not exist"),
+    ("hi-train thresholds --chain models/cifar10/ee_resnet8.json --server models/cifar10/server_cpu.onnx "
+     "--data ../shared/datasets/cifar10-jpeg --qos 1.5 --out runs/cli-mistakes/t", "did you mean 1.5%"),
     ("hi-bench plan --device nope --qos accuracy=0.9", "no profile"),
     ("hi-bench plan --device rpi4 --qos accuracy=1.5", "did you mean"),
 ]

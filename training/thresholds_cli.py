@@ -32,7 +32,8 @@ def register_cli(sub) -> None:
     p.add_argument("--baseline-decider", default=None, help="its decider, e.g. models/cifar10/decider_resnet8.json")
     add_data_args(p)
     p.add_argument("--qos", default="hi",
-                   help="comma list of minimum system accuracies: numbers (0..1), 'hi' = the validation accuracy of "
+                   help="comma list of minimum system accuracies: fractions or percentages (0.9 or 90%%, the accuracy "
+                        "grammar of hi-bench --targets), 'hi' = the validation accuracy of "
                         "the baseline HI at its decider's own threshold, 'local' / 'local+P' = the baseline model "
                         "alone on validation (+P percentage points) (default: hi)")
     p.add_argument("--device", default=DEFAULT_DEVICE, metavar="PROFILE",
@@ -269,10 +270,15 @@ def _search(data, cost, policy: str, args):
 
 
 def _is_number(text: str) -> bool:
+    """An accuracy in the shared grammar (hi_runtime.qos.parse_accuracy: 0.9 or 90%)? A bare number
+    outside [0, 1] is an error there, not "not a number", so it raises with that grammar's hint."""
+    from hi_runtime.qos import parse_accuracy
+
     try:
-        float(text)
+        float(text.removesuffix("%"))
     except ValueError:
         return False
+    parse_accuracy(text, "QoS accuracy")
     return True
 
 
@@ -280,7 +286,9 @@ def _qos_target(entry: str, base) -> float:
     """A QoS entry as a minimum accuracy: a number, 'hi' (the baseline HI at its decider's threshold, on
     validation) or 'local[+P]' (the baseline model alone on validation, plus P percentage points)."""
     if _is_number(entry):
-        return float(entry)
+        from hi_runtime.qos import parse_accuracy
+
+        return parse_accuracy(entry, "QoS accuracy")
     if entry == "hi":
         return base["own_val"].hi_accuracy
     extra = float(entry.split("+", 1)[1]) / 100 if "+" in entry else 0.0

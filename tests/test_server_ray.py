@@ -166,6 +166,9 @@ def test_a_killed_replica_loses_no_request_and_comes_back(ray_server, images, re
         else:
             assert outcome in RETRYABLE, outcome
             local += 1
+    # only requests caught by the kill may end up local: a device has at most 2 in flight, so more than
+    # 2 x DEVICES local answers means the tier kept failing after the kill instead of using the survivor
+    assert local <= 2 * DEVICES, f"{local} of {len(answers)} answered locally"
     after = _replica_counts(ray_server)
     served = {k: after[k] - before.get(k, 0) for k in after}
     survivor = (original - {victim_id}).pop()

@@ -537,6 +537,7 @@ def test_local_inference_proceeds_while_an_offload_is_in_flight(tiny_kit, data):
         return out
 
     clf.classify_one = slow_classify
+    clf.direct_io = lambda: None  # the agent takes the general path, through the slow stand-in
     decider = Decider.load(tiny_kit / "decider.json").with_threshold(0.999999)  # offload (almost) everything
     off = Offloader(OffloadConfig(endpoints=[Endpoint("127.0.0.1", 1)], latency_budget_ms=5000, max_inflight=3),
                     client_factory=SlowLink)

@@ -102,6 +102,33 @@ def test_batches_of_any_size_match_single_invokes(tiny_kit):
     np.testing.assert_array_equal(batch, singles)
 
 
+@pytest.mark.parametrize("normalized", [False, True])
+def test_direct_io_gives_the_general_paths_rows(tiny_kit, normalized):
+    """The agent's zero-copy path (input written into the interpreter's buffer, output read from it) answers
+    exactly what preprocess + classify_one answer, also with an input spec, and survives batch calls."""
+    from hi_runtime.input_spec import InputSpec
+
+    fmt = InputSpec(pixel_scale=1 / 255, mean=(0.5, 0.4, 0.3), std=(0.25, 0.2, 0.3)) if normalized else None
+    clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"), input_format=fmt)
+    # the tiny model takes pixels - 128 (scale 1, zero point -128), like the shipped ResNet-8: the bit-flip path
+    assert clf.input_spec.quant == (1.0, -128)
+    io = clf.direct_io()
+    assert io is not None
+    put, infer = io
+    x, _ = color_images(9, seed=3)
+    for i in range(len(x)):
+        put(x[i])
+        row = infer()
+        assert row == clf.classify_one(clf.preprocess(x[i]))[1]
+        clf.predict(x[:4])  # a batch on another interpreter in between changes nothing for the direct path
+    with pytest.raises(BackendError, match="does not match the model input"):
+        put(np.zeros((28, 28, 3), np.uint8))
+
+
+def test_direct_io_is_none_for_onnx(tiny_kit):
+    assert Classifier(open_backend(tiny_kit / "server.onnx")).direct_io() is None
+
+
 def test_classifier_rejects_wrong_image_size(tiny_kit):
     clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"))
     with pytest.raises(BackendError, match="does not match the model input"):

@@ -196,6 +196,9 @@ class Agent:
             else:
                 spec = classifier.output_spec
                 self._accept_row = lambda row: bool(decider.accept(spec.dequantize(np.asarray([row])))[0])
+        self._direct = classifier.direct_io() if classifier is not None and s in ("local", "hi") else None
+        out_quant = classifier.output_spec.quant if classifier is not None else None
+        self._out_scale, self._out_zp = (out_quant if out_quant is not None else (None, 0))
         self._score_decider = chain.decider if s == "ee-hi" and chain is not None else decider
         self._score_quant = None  # quantization of the EE chain's final scores (set when first seen)
         self._budget_s = config.latency_budget_ms / 1e3
@@ -212,13 +215,26 @@ class Agent:
 
     def _local(self, image: np.ndarray, pending: _Pending) -> None:
         """Preprocess + local model + decision; fills the local fields and timings of the record."""
-        clf = self.classifier
         rec = pending.record
-        t = time.perf_counter()
-        x = clf.preprocess(image)
-        t1 = time.perf_counter()
-        raw, row, cls, conf = clf.classify_one(x)
-        t2 = time.perf_counter()
+        perf = time.perf_counter
+        direct = self._direct
+        if direct is not None:  # straight into and out of the interpreter's buffers (Classifier.direct_io)
+            t = perf()
+            direct[0](image)
+            t1 = perf()
+            row = direct[1]()
+            t2 = perf()
+            top = max(row)
+            cls = row.index(top)  # first maximum, like argmax
+            conf = (top - self._out_zp) * self._out_scale if self._out_scale is not None else float(top)
+            raw = row
+        else:
+            clf = self.classifier
+            t = perf()
+            x = clf.preprocess(image)
+            t1 = perf()
+            raw, row, cls, conf = clf.classify_one(x)
+            t2 = perf()
         rec.local_class = rec.final_class = cls
         rec.local_confidence = conf
         rec.t_preprocess_ms = (t1 - t) * 1e3
@@ -227,7 +243,7 @@ class Agent:
             accept = self._accept_row(row)
             if rec.strategy == "hi":
                 rec.offloaded = not accept
-            rec.t_decide_ms = (time.perf_counter() - t2) * 1e3
+            rec.t_decide_ms = (perf() - t2) * 1e3
             pending.score_input = raw  # raw output scores; dequantized in batches for the logged score
 
     def _early_exit(self, image: np.ndarray, pending: _Pending) -> None:
@@ -336,7 +352,10 @@ class Agent:
             last_flush[0] = time.perf_counter()
             need = [p for p in done if p.score_input is not None]
             if need and self._score_decider is not None:
-                scores = self._score_decider.score(self._score_probs(np.concatenate([p.score_input for p in need])))
+                raw = [p.score_input for p in need]  # [1, C] arrays, or rows as lists (direct I/O)
+                raw = np.concatenate(raw) if isinstance(raw[0], np.ndarray) else np.asarray(
+                    raw, dtype=self.classifier.output_spec.dtype)
+                scores = self._score_decider.score(self._score_probs(raw))
                 for p, score in zip(need, scores):
                     p.record.decider_score = float(score)
             recs = [p.record for p in done]

@@ -141,7 +141,8 @@ def test_ee_hi_runs_the_single_file_model_and_logs_its_exit_indices(foreign: Pat
     assert [r.exit_index for r in recs] == list(want_exit)
 
 
-def test_ee_chain_and_model_errors_are_one_line(foreign: Path, tiny_kit: Path, capsys) -> None:  # noqa: F811
+def test_ee_chain_and_model_errors_are_one_line(foreign: Path, tiny_kit: Path, repo_root: Path,  # noqa: F811
+                                               capsys) -> None:
     from hi_runtime.agent.cli import main
 
     common = ["--input", f"npz:{foreign / 'samples.npz'}", "--server", "127.0.0.1:1", "--no-progress"]
@@ -152,6 +153,12 @@ def test_ee_chain_and_model_errors_are_one_line(foreign: Path, tiny_kit: Path, c
         (["--model", str(foreign / "normalized_int8.tflite")], ["has no early exits", "--ee-chain"]),
         (["--model", str(foreign / "ee_if.tflite"), "--ee-chain", str(tiny_kit / "ee.json")], ["not both"]),
         (["--model", str(foreign / "ee_if.tflite"), "--exit-thresholds", "0.5"], ["inside its IF tests"]),
+        # a decider is bound to its model on ee-hi too, and a chain never silently ignores --decider
+        (["--model", str(foreign / "ee_if.tflite"), "--decider",
+          str(repo_root / "models" / "cifar10" / "decider_resnet8.json")],
+         ["does not fit ee_if.tflite", "--force-decider", "hi-train decider"]),
+        (["--ee-chain", str(tiny_kit / "ee.json"), "--decider", str(tiny_kit / "decider.json")],
+         ["uses the decider inside the chain JSON", "drop --decider"]),
     ]
     for extra, needles in cases:
         rc = main(["run", "--strategy", "ee-hi", *extra, *common])

@@ -127,6 +127,7 @@ def cmd_run(args) -> int:
     try:
         budget = args.latency_budget_ms or DEFAULT_BUDGET_MS
         model = args.model or default_path("resnet8_int8.tflite")
+        args.user_decider = args.decider  # given on the command line (not the shipped default below)
         if args.decider is None and model is not None and model == default_path("resnet8_int8.tflite"):
             args.decider = default_path("decider_resnet8.json")  # the shipped pair; another model has no default
         single_ee = args.model is not None and is_single_file_early_exit(args.model)
@@ -171,19 +172,7 @@ def cmd_run(args) -> int:
 
             decider = Decider.load(args.decider)
             if classifier is not None:  # a decider only fits the model it was fitted for
-                from hi_runtime.decider import OutputSpec
-
-                spec = classifier.output_spec
-                out = (OutputSpec("int8_scores", spec.scale, spec.zero_point, spec.name) if spec.quantized
-                       else OutputSpec("probabilities", name=spec.name))
-                if decider.model is None:  # an older or hand-written decider: nothing to check against
-                    say(f"warning: {Path(args.decider).name} records no model it was fitted for; refit it with "
-                        "`hi-train decider` so a mismatch can be caught")
-                else:
-                    problems = decider.check_model(model, out, force=args.force_decider,
-                                                   name=Path(args.decider).name)
-                    if problems:
-                        say(f"warning: --force-decider: {'; '.join(problems)}")
+                check_decider_binding(decider, args, model, classifier.output_spec, say)
             if threshold is not None:
                 decider = decider.with_threshold(threshold)
         elif strategy == "hi":
@@ -241,6 +230,22 @@ def cmd_run(args) -> int:
     return 0
 
 
+def check_decider_binding(decider, args, model, spec, say) -> None:
+    """A decider only fits the model (and output) it was fitted for: a mismatch is a usage error naming the
+    fix, or a warning with --force-decider; a decider that records no model gets a warning."""
+    from hi_runtime.decider import OutputSpec
+
+    out = (OutputSpec("int8_scores", spec.scale, spec.zero_point, spec.name) if spec.quantized
+           else OutputSpec("probabilities", name=spec.name))
+    if decider.model is None:  # an older or hand-written decider: nothing to check against
+        say(f"warning: {Path(args.decider).name} records no model it was fitted for; refit it with "
+            "`hi-train decider` so a mismatch can be caught")
+        return
+    problems = decider.check_model(model, out, force=args.force_decider, name=Path(args.decider).name)
+    if problems:
+        say(f"warning: --force-decider: {'; '.join(problems)}")
+
+
 def single_model_scores(model: str) -> str:
     """The scores output of a single-file early-exit model (its other output is the exit index)."""
     from hi_runtime.early_exit_graph import output_names
@@ -271,8 +276,14 @@ def open_early_exit(args, ee_chain, single_ee: bool, bk: dict, say):
                 "(nothing is offloaded); fit one with `hi-train decider`")
         fmt = resolve_input_format(args, args.model, say=say)
         runner = SingleModelEarlyExit(args.model, args.backend, input_format=fmt, decider=decider, **bk)
+        if decider is not None:  # bound to the model's scores output, as for local and hi
+            check_decider_binding(decider, args, args.model, runner.scores_spec, say)
         say(f"single-file early-exit model {Path(args.model).name}: {describe(runner.graph)}")
         return runner
+    if getattr(args, "user_decider", None):
+        raise UsageError("strategy ee-hi with a segment chain uses the decider inside the chain JSON (its final "
+                         "exit's, fitted for that exit): drop --decider (--threshold moves that decider's "
+                         "threshold), or give a single-file early-exit --model for --decider to apply to")
     if ee_chain is None:
         raise UsageError("strategy ee-hi needs --ee-chain (made by `hi-train early-exit` or `hi-train split-ee`) "
                          "or a single-file early-exit --model")

@@ -219,6 +219,12 @@ def test_instructions_per_inference(app):
     assert abs(counts[0] - counts[1]) <= 2 * QEMU_INSTRUCTIONS_PER_US / runs, counts
     print(f"[{app['name']}] instructions per inference on QEMU mps2-an386 (Cortex-M4F, -icount shift=0): "
           f"{counts[0] / 1e6:.3f} M; flash {app['size']['flash']} B, RAM {app['size']['ram']} B")
+    if app["name"] == "resnet8":
+        # Issue 22's budgets for the shipped ResNet-8 with its decider (docs/firmware.md "Measured here"):
+        # at most 20 M instructions per inference, arena at most 32 KiB, flash at most 130 KB.
+        assert counts[0] <= 20e6, counts
+        assert app["info"].segments[0].arena_bytes <= 32 * 1024
+        assert app["size"]["flash"] <= 130_000, app["size"]
 
 
 def test_bench_firmware_script(tmp_path, tmp_path_factory, capsys):

@@ -25,7 +25,7 @@ def lint(root: Path) -> subprocess.CompletedProcess:
 def test_the_layer_contracts_hold(repo_root: Path):
     out = lint(repo_root)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
-    assert "3 kept, 0 broken" in out.stdout
+    assert "4 kept, 0 broken" in out.stdout
 
 
 def _copy_sources(repo_root: Path, dst: Path) -> None:
@@ -43,3 +43,16 @@ def test_a_planted_function_level_import_breaks_the_contracts(repo_root: Path, t
     assert out.returncode != 0
     assert "the core imports no application and no measurement BROKEN" in " ".join(out.stdout.split())
     assert "hi_runtime.equations -> training.train" in out.stdout
+
+
+def test_a_planted_cli_cycle_breaks_the_contracts(repo_root: Path, tmp_path: Path):
+    """The serial bridge (or the BLE gateway) importing the agent's CLI back, even inside a function, is the
+    cli <-> bridge cycle the agent-cli-on-top contract forbids."""
+    _copy_sources(repo_root, tmp_path)
+    bridge = tmp_path / "hi_runtime" / "agent" / "serial_bridge.py"
+    bridge.write_text(bridge.read_text() + "\n\ndef _planted():\n    from hi_runtime.agent.cli import main  # noqa: F401\n")
+    out = lint(tmp_path)
+    assert out.returncode != 0
+    text = " ".join(out.stdout.split())
+    assert "no cli <-> gateway / bridge cycles) BROKEN" in text, out.stdout[-3000:]
+    assert "hi_runtime.agent.serial_bridge -> hi_runtime.agent.cli" in out.stdout

@@ -37,6 +37,10 @@ MISTAKES = [
      "--data ../shared/datasets/cifar10-jpeg --qos 1.5 --out runs/cli-mistakes/t", "did you mean 1.5%"),
     ("hi-bench plan --device nope --qos accuracy=0.9", "no profile"),
     ("hi-bench plan --device rpi4 --qos accuracy=1.5", "did you mean"),
+    ("hi-firmware compile /nope.tflite --out runs/cli-mistakes/fw", "does not exist"),
+    ("hi-firmware --firmware-dir /nope compile models/cifar10/resnet8_int8.tflite --out runs/cli-mistakes/fw",
+     "sources.mk"),
+    ("hi-firmware build --board nope", "invalid choice"),
 ]
 
 

@@ -106,6 +106,11 @@ def test_hi_train_usage_mistakes_are_one_line_exit_2(tmp_path, capsys):
          "unknown export kind"),
         (["export", "--keras", str(REPO / "models" / "cifar10" / "resnet8.keras"), "--dataset", "mnist",
           "--data", str(data), "--val-size", "10", "--out", str(tmp_path / "x")], "takes 32x32x3 images but the mnist"),
+        (["decider", "--model", str(REPO / "models" / "cifar10" / "resnet8_int8.tflite"), "--dataset", "mnist",
+          "--data", str(data), "--val-size", "10", "--out", str(tmp_path / "d")],
+         "takes 32x32x3 images but the data is 28x28x1"),
+        (["member", "--onnx", str(tmp_path / "none.onnx"), "--member", "a", "--data", str(data),
+          "--out", str(tmp_path / "m")], "--onnx"),
     ]
     for argv, message in cases:
         try:

@@ -178,3 +178,16 @@ def test_cli_errors_name_the_fix(workspace, monkeypatch, capsys):
     assert hi_train(root, monkeypatch, "thresholds", "--chain", "out/none.json", "--server", "server.tflite", *DATA,
                     "--out", "out/t") == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_qos_entries_read_the_shared_grammar():
+    """hi-train thresholds --qos reads an accuracy as hi-agent and hi-bench do (0.9, 90%, accuracy=0.9)."""
+    from hi_runtime.qos import QoSError
+    from training.thresholds_cli import _accuracy
+
+    assert _accuracy("0.9") == _accuracy("90%") == _accuracy("accuracy=0.9") == _accuracy("acc=90%") == 0.9
+    assert _accuracy("hi") is None and _accuracy("local+2") is None
+    for bad, says in (("1.5", "did you mean 1.5%"), ("accuracy=0.9;latency=5", "minimum accuracies"),
+                      ("latency=5", "minimum accuracies"), ("speed=3", "unknown QoS key")):
+        with pytest.raises(QoSError, match=says):
+            _accuracy(bad)

@@ -126,15 +126,13 @@ def cmd_model(args) -> int:
     command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
     refused = claim_checkpoint(ckpt, args.resume, command)
     if refused:
-        print(f"error: {refused}", file=sys.stderr)
-        return 2
+        raise UsageError(refused)
     runs = record_command(Path(ckpt), command, args.resume)
     t0 = time.time()
     try:
         model = train_model(cfg, train, val, resume=args.resume)
     except TrainingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     seconds = time.time() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     keras_path = out.with_suffix(".keras")
@@ -176,14 +174,12 @@ def cmd_export(args) -> int:
     out = Path(args.out)
     ckpts = list(args.ckpt_dir or [])
     if ckpts and len(ckpts) != len(args.keras):
-        print(f"error: --ckpt-dir got {len(ckpts)} directories for {len(args.keras)} --keras models; give one "
-              "checkpoint directory per model, in the same order, or none", file=sys.stderr)
-        return 2
+        raise UsageError(f"--ckpt-dir got {len(ckpts)} directories for {len(args.keras)} --keras models; give one "
+                         "checkpoint directory per model, in the same order, or none")
     for path in args.keras:
         if not Path(path).is_file():
-            print(f"error: no saved Keras model at {path}; train one with `hi-train model ... --out PREFIX` "
-                  "(it writes PREFIX.keras)", file=sys.stderr)
-            return 2
+            raise UsageError(f"no saved Keras model at {path}; train one with `hi-train model ... --out PREFIX` "
+                             "(it writes PREFIX.keras)")
     members = [keras.models.load_model(p, compile=False) for p in args.keras]  # export needs no optimizer
     train, val, test = _load_splits(args)
     for path, member in zip(args.keras, members):

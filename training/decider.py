@@ -427,6 +427,19 @@ def _int8_output(model_path: str | Path, output: str | None, reference: bool = F
     return tm, output, float(scale), int(zp)
 
 
+def check_images_fit(backend, images: np.ndarray, what: str) -> None:
+    """A model built for other images (a 32x32x3 CIFAR-10 model on 28x28x1 MNIST) is a
+    DeciderTrainingError naming both shapes, not the runtime's traceback. Dynamic dimensions match any size."""
+    want = tuple(int(d) for d in (getattr(backend, "sample_shape", None) or backend.input.shape[1:]))
+    have = tuple(int(d) for d in images.shape[1:])
+    if len(want) != len(have) or any(w > 0 and w != h for w, h in zip(want, have)):
+        def fmt(shape):
+            return "x".join("?" if d <= 0 else str(d) for d in shape)
+
+        raise DeciderTrainingError(f"{what} takes {fmt(want)} images but the data is {fmt(have)}; use a model "
+                                   "made for these images, or the --dataset it was trained on")
+
+
 def local_output_quant(model_path: str | Path, output: str | None = None) -> tuple[str, float, int]:
     """(output name, scale, zero point) of an INT8 model's output, without running it."""
     _, name, scale, zp = _int8_output(model_path, output)
@@ -439,6 +452,7 @@ def local_outputs(model_path: str | Path, images: np.ndarray, output: str | None
     tm, output, scale, zp = _int8_output(model_path, output, reference)
 
     def compute():
+        check_images_fit(tm, images, f"local model {model_path}")
         return {"raw": tm.predict_raw(images, [output])[output]}
 
     arr = _cached_arrays(_digest(model_path, images, f"local|{output}|{reference}"), compute, use_cache)
@@ -458,11 +472,14 @@ def server_probabilities(model_path: str | Path, images: np.ndarray, *, use_cach
     def compute():
         if model_path.suffix == ".onnx":
             m = open_backend(model_path, providers=["CPUExecutionProvider"])
+            check_images_fit(m, images, f"server model {model_path}")
             outs = [m.predict(images[i:i + 500], batch=500) for i in
                     tqdm(range(0, len(images), 500), desc=f"server {model_path.name}", leave=False)]
             return {"probs": np.concatenate(outs).astype(np.float32)}
         if model_path.suffix == ".tflite":
-            return {"probs": open_backend(model_path).predict(images).astype(np.float32)}
+            m = open_backend(model_path)
+            check_images_fit(m, images, f"server model {model_path}")
+            return {"probs": m.predict(images).astype(np.float32)}
         raise DeciderTrainingError(f"server model {model_path} must be .onnx or .tflite")
 
     return _cached_arrays(_digest(model_path, images, "server"), compute, use_cache)["probs"]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hi_runtime.cli_support import UsageError
+
 FEATURE_PRESETS = {"paper": "p1,p2", "top2": "p1,p2", "margin": "p1,margin", "rich": "p1,p2,margin,entropy"}
 
 
@@ -176,8 +178,7 @@ def cmd_published(args) -> int:
         dec, files = export_decider(dec, out, scale=None, zero_point=None, header=not args.no_header,
                                     source="published weights")
     except (DeciderTrainingError, DeciderError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     form = dec.int8
     if form is not None:
         print(f"int8 form: A={list(form.coef)} B={form.bias} shift={form.shift} exact={form.exact}; grid "
@@ -192,30 +193,25 @@ def cmd_decider(args) -> int:
     if args.compare is not None:
         return cmd_compare(args)
     if args.out is None:
-        print("error: --out is required (or give --compare FILE.json to compare without writing a decider)",
-              file=sys.stderr)
-        return 2
+        raise UsageError("--out is required (or give --compare FILE.json to compare without writing a decider)")
     compare_only = [f for f, v in (("--temperature", args.temperature), ("--aux-output", args.aux_output),
                                    ("--aux-flip", args.aux_flip or None)) if v is not None]
     if args.kind in ("gbt", "mlp"):
         compare_only.append(f"--kind {args.kind}")
     if compare_only:
-        print(f"error: {', '.join(compare_only)} ha(s) no exact integer form and cannot be exported; use it "
-              "with --compare FILE.json", file=sys.stderr)
-        return 2
+        raise UsageError(f"{', '.join(compare_only)} ha(s) no exact integer form and cannot be exported; use it "
+                         "with --compare FILE.json")
     if args.coefficients is not None:
         return cmd_published(args)
     stray = [f for f, v in (("--intercept", args.intercept), ("--scale", args.scale),
                             ("--zero-point", args.zero_point), ("--int8-scores", args.int8_scores or None))
              if v is not None]
     if stray:
-        print(f"error: {', '.join(stray)} belong(s) to published weights; give --coefficients too (or drop "
-              "them to fit)", file=sys.stderr)
-        return 2
+        raise UsageError(f"{', '.join(stray)} belong(s) to published weights; give --coefficients too (or drop "
+                         "them to fit)")
     if args.model is None or args.data is None:
-        print(f"error: fitting a decider needs {'--model' if args.model is None else '--data'} (or give "
-              "--coefficients to write published weights)", file=sys.stderr)
-        return 2
+        raise UsageError(f"fitting a decider needs {'--model' if args.model is None else '--data'} (or give "
+                         "--coefficients to write published weights)")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from hi_runtime.decider import DeciderError
@@ -287,8 +283,7 @@ def cmd_decider(args) -> int:
                                            "real test-split outputs")
             print(f"wrote {p}")
     except (DeciderTrainingError, DeciderError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
 
     print(f"validation: {rep_val.summary()}")
     print(f"test:       {rep_test.summary()}")
@@ -381,21 +376,18 @@ def cmd_compare(args) -> int:
         loc_v, loc_t = lv.predicted == val.labels, lt.predicted == test.labels
         scores = score_variant(v, lv.probs, lt.probs, val.labels, sv, av, at, floor=0.5 * lv.scale)
     except (DeciderTrainingError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     ratios = np.round(np.arange(0, 0.5001, 0.005), 4)
     row = compare_row(v, scores, loc_v, loc_t, sv, st, args.max_offload, ratios)
     row["command"] = "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
     path = Path(args.compare)
     data = json.loads(path.read_text()) if path.exists() else {}
     if data and data.get("format") != COMPARE_FORMAT:
-        print(f"error: {path} is not a decider comparison ({COMPARE_FORMAT}); choose another file", file=sys.stderr)
-        return 2
+        raise UsageError(f"{path} is not a decider comparison ({COMPARE_FORMAT}); choose another file")
     setup = {"local_model": Path(args.model).name, "output": lv.output_name, "server": Path(args.server).name,
              "data": str(args.data), "val_images": len(val), "test_images": len(test), "ratio": args.max_offload}
     if data and data.get("setup") != setup:
-        print(f"error: {path} compares another setup ({data.get('setup')}); use another file", file=sys.stderr)
-        return 2
+        raise UsageError(f"{path} compares another setup ({data.get('setup')}); use another file")
     kt = round(args.max_offload * len(test))
     oracles = {}
     for name, knows in (("oracle: knows which local answers are wrong", False),

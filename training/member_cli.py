@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 
+from hi_runtime.cli_support import UsageError
 
 
 class MemberError(ValueError):
@@ -105,15 +105,12 @@ def cmd_member(args) -> int:
 
     src, out = Path(args.onnx), Path(args.out)
     if not src.is_file():
-        print(f"error: --onnx {src} does not exist; export an ensemble with `hi-train export --keras A B ...`",
-              file=sys.stderr)
-        return 2
+        raise UsageError(f"--onnx {src} does not exist; export an ensemble with `hi-train export --keras A B ...`")
     dst = out.with_suffix(".onnx")
     try:
         cut = extract_member(src, args.member, dst)
     except MemberError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     kw = {"seed": args.split_seed}
     val = load_dataset(args.dataset, args.data, "val", **kw)
     test = load_dataset(args.dataset, args.data, "test", **kw)

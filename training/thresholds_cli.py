@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from hi_runtime.cli_support import UsageError
 
 
 def register_cli(sub) -> None:
@@ -32,8 +33,9 @@ def register_cli(sub) -> None:
     p.add_argument("--baseline-decider", default=None, help="its decider, e.g. models/cifar10/decider_resnet8.json")
     add_data_args(p)
     p.add_argument("--qos", default="hi",
-                   help="comma list of minimum system accuracies: fractions or percentages (0.9 or 90%%, the accuracy "
-                        "grammar of hi-bench --targets), 'hi' = the validation accuracy of "
+                   help="comma list of minimum system accuracies in the shared QoS grammar (0.9, 90%% or "
+                        "accuracy=0.9, as hi-agent/hi-bench --qos and hi-bench --targets read them), 'hi' = the "
+                        "validation accuracy of "
                         "the baseline HI at its decider's own threshold, 'local' / 'local+P' = the baseline model "
                         "alone on validation (+P percentage points) (default: hi)")
     p.add_argument("--device", default=DEFAULT_DEVICE, metavar="PROFILE",
@@ -126,7 +128,10 @@ def cmd_thresholds(args) -> int:
             raise EarlyExitError("QoS 'hi' and 'local[+points]' need --baseline-model and --baseline-decider")
         for q in qos_entries:
             if not (_is_number(q) or q == "hi" or q == "local" or q.startswith("local+")):
-                raise EarlyExitError(f"QoS entry {q!r} is not a number, 'hi', 'local' or 'local+POINTS'")
+                raise EarlyExitError(f"QoS entry {q!r} is not an accuracy (0.9, 90%, accuracy=0.9), 'hi', 'local' "
+                                     "or 'local+POINTS'")
+            if q.startswith("local+") and not _is_float(q.split("+", 1)[1]):
+                raise EarlyExitError(f"QoS entry {q!r}: local+POINTS takes percentage points, e.g. local+2")
         val, test = load_val_test(args)
         print(f"data: val {len(val)}, test {len(test)}", flush=True)
         names = [s.scores for s in chain.segments]
@@ -202,8 +207,7 @@ def cmd_thresholds(args) -> int:
                                   "cost_ms": base["cost"].exit_ms[0] + t.offload_ratio * args.offload_ms,
                                   "exit_fractions": [1.0], "n": t.n}})
     except (EarlyExitError, DeciderError, DeciderTrainingError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
 
     out = Path(args.out)
     csv_path = write_pareto_csv(list(grids.values()), out.with_suffix(".csv"))
@@ -233,9 +237,8 @@ def cmd_thresholds(args) -> int:
     if args.write_policy is not None:
         key = (args.write_policy, args.write_from)
         if key not in policy_points:
-            print(f"error: no {args.write_from} point for QoS {args.write_policy!r}; choose one of "
-                  f"{_qos_list(args.qos)}", file=sys.stderr)
-            return 2
+            raise UsageError(f"no {args.write_from} point for QoS {args.write_policy!r}; choose one of "
+                             f"{_qos_list(args.qos)}")
         _write_policy(chain, dec_path, decider, policy_points[key], summary, args)
         if args.vectors:
             from training.thresholds import write_ee_vectors
@@ -269,26 +272,45 @@ def _search(data, cost, policy: str, args):
             bar.close()
 
 
-def _is_number(text: str) -> bool:
-    """An accuracy in the shared grammar (hi_runtime.qos.parse_accuracy: 0.9 or 90%)? A bare number
-    outside [0, 1] is an error there, not "not a number", so it raises with that grammar's hint."""
-    from hi_runtime.qos import parse_accuracy
+def _accuracy(text: str) -> float | None:
+    """A QoS entry as a minimum accuracy in the shared grammar (hi_runtime.qos): ``0.9``, ``90%`` or
+    ``accuracy=0.9`` as hi-agent and hi-bench take it; None for a word (``hi``, ``local[+P]``). A bare
+    number outside [0, 1], or a latency/energy requirement (the search minimizes the cost, it does not bound
+    it), raises QoSError with the grammar's hint."""
+    from hi_runtime.qos import QoSError, parse_accuracy, parse_qos
 
+    if "=" in text:
+        q = parse_qos(text)
+        if q.min_accuracy is None or q.max_latency is not None or q.max_energy is not None:
+            raise QoSError(f"QoS entry {text!r}: hi-train thresholds takes minimum accuracies (accuracy=0.9, 0.9, "
+                           "90%, hi, local or local+POINTS); the search minimizes the cost")
+        return q.min_accuracy
     try:
         float(text.removesuffix("%"))
     except ValueError:
+        return None
+    return parse_accuracy(text, "QoS accuracy")
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
         return False
-    parse_accuracy(text, "QoS accuracy")
     return True
 
 
-def _qos_target(entry: str, base) -> float:
-    """A QoS entry as a minimum accuracy: a number, 'hi' (the baseline HI at its decider's threshold, on
-    validation) or 'local[+P]' (the baseline model alone on validation, plus P percentage points)."""
-    if _is_number(entry):
-        from hi_runtime.qos import parse_accuracy
+def _is_number(text: str) -> bool:
+    return _accuracy(text) is not None
 
-        return parse_accuracy(entry, "QoS accuracy")
+
+def _qos_target(entry: str, base) -> float:
+    """A QoS entry as a minimum accuracy: an accuracy (:func:`_accuracy`), 'hi' (the baseline HI at its
+    decider's threshold, on validation) or 'local[+P]' (the baseline model alone on validation, plus P
+    percentage points)."""
+    accuracy = _accuracy(entry)
+    if accuracy is not None:
+        return accuracy
     if entry == "hi":
         return base["own_val"].hi_accuracy
     extra = float(entry.split("+", 1)[1]) / 100 if "+" in entry else 0.0

@@ -25,7 +25,6 @@ SUBCOMMAND_MODULES: tuple = (
     "measurements.commands.reproduce",
     "measurements.commands.fleet",
     "measurements.commands.paper",
-    # Written by other helpers; skipped until they exist.
     "measurements.bench_server",
     "measurements.bench_agent",
     "measurements.bench_firmware",
@@ -33,7 +32,8 @@ SUBCOMMAND_MODULES: tuple = (
 
 
 def load_subcommand_modules(names: Sequence[str] = SUBCOMMAND_MODULES) -> list:
-    """Import the registry's modules; missing ones are skipped, broken ones raise."""
+    """Import the registry's modules; one that cannot be imported (missing or broken) raises, never
+    silently drops its subcommand (hi_runtime.cli_support.load_subcommand_modules)."""
     return _load(names, "hi-bench")
 
 

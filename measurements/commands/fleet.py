@@ -32,8 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = REPO / "models" / "cifar10" / "server.onnx"
+DEFAULT_MODEL = "server.onnx"  # the shipped edge model (hi_runtime.artifacts finds it wherever installed)
 
 
 # ---- configuration ----------------------------------------------------------------------------------------
@@ -423,6 +422,10 @@ def _model_for(args: argparse.Namespace) -> Path:
 
         folder = Path(tempfile.mkdtemp(prefix="hi-fleet-"))
         return build_standin_onnx(folder / f"standin_{args.standin}.onnx", kind=args.standin, width=args.standin_width)
+    if args.model is None:
+        from hi_runtime.artifacts import shipped
+
+        args.model = shipped(DEFAULT_MODEL)
     if not Path(args.model).is_file():
         raise ValueError(f"--model {args.model} does not exist (give a model file, or --standin cnn)")
     return Path(args.model)
@@ -532,7 +535,8 @@ def register_cli(subparsers) -> None:
     local.add_argument("--rounds", type=int, default=1, help="times each replica count is measured, alternating")
     local.add_argument("--baseline", action="store_true",
                        help="with --local ray: also measure the in-process backend in every round")
-    local.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model to serve (default {DEFAULT_MODEL})")
+    local.add_argument("--model", type=Path, default=None,
+                       help=f"model to serve (default: the shipped {DEFAULT_MODEL}, wherever installed)")
     local.add_argument("--standin", choices=["linear", "cnn"], help="serve a stand-in ONNX model instead of --model")
     local.add_argument("--standin-width", type=int, default=32, help="channels of the stand-in CNN (default 32)")
     local.add_argument("--max-batch-size", type=int, default=32)

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 DEFAULT_EE_THRESHOLDS = "0.5,0.6,0.7,0.8,0.9,0.95,0.97,never"
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models" / "cifar10"
 
 
 def register_cli(subparsers) -> None:
@@ -40,9 +39,9 @@ def register_cli(subparsers) -> None:
         epilog="example:\n  hi-bench reproduce --data ../shared/datasets/cifar10-jpeg --out runs/reproduce",
     )
     p.add_argument("--data", required=True, help="CIFAR-10 dataset (e.g. ../shared/datasets/cifar10-jpeg)")
-    p.add_argument("--models", type=Path, default=REPO_MODELS,
+    p.add_argument("--models", type=Path, default=None,
                    help="folder with resnet8_int8.tflite, decider_resnet8.json, ee_resnet8.json, server.onnx "
-                        "(default: the shipped models)")
+                        "(default: the shipped models, wherever installed; $HI_MODELS_DIR overrides)")
     p.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="output folder")
     p.add_argument("--limit", type=int, default=None, help="answer only this many test samples (default: all)")
     p.add_argument("--ee-thresholds", default=DEFAULT_EE_THRESHOLDS,
@@ -213,10 +212,12 @@ def _model_files(models: Path) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> int:
     from hi_runtime.agent.cli import parse_exit_thresholds
+    from hi_runtime.artifacts import models_dir
     from hi_runtime.early_exit import SegmentChain
     from measurements.commands.common import load_runs
     from training.thresholds import CostModel, reference_costs
 
+    args.models = models_dir("cifar10", args.models)
     files = _model_files(args.models)
     thresholds = parse_exit_thresholds(args.ee_thresholds)
     out: Path = args.out

@@ -41,6 +41,7 @@ def cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["power", "--meter", "rapl"], "give --seconds"),
         (["paper", "--bogus"], "unrecognized arguments"),
         (["reproduce", "--data", str(tmp), "--models", str(tmp), "--out", str(tmp / "o")], "missing model files"),
+        (["reproduce", "--data", str(tmp), "--server", "localhost", "--out", str(tmp / "o")], "--server"),
         (["frobnicate"], "invalid choice"),
     ]
 

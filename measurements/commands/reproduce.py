@@ -217,6 +217,13 @@ def run(args: argparse.Namespace) -> int:
     from measurements.commands.common import load_runs
     from training.thresholds import CostModel, reference_costs
 
+    if args.server:  # checked before anything runs, not after the local run
+        from hi_runtime.agent.offloader import Endpoint
+
+        try:
+            Endpoint.parse(args.server)
+        except ValueError as exc:
+            raise ValueError(f"--server: {exc}") from None
     args.models = models_dir("cifar10", args.models)
     files = _model_files(args.models)
     thresholds = parse_exit_thresholds(args.ee_thresholds)

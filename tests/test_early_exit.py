@@ -465,3 +465,33 @@ def test_joint_training_from_scratch_exits_learn_and_resume(tmp_path):
     tc5 = TrainConfig(**{**tc.to_dict(), "epochs": 4})
     train_early_exit_joint(EEJointConfig(train=tc5), train, val, resume=True, verbose=0)
     assert len((ck / "history.jsonl").read_text().splitlines()) == 4  # one more epoch, not four
+
+
+@pytest.mark.slow
+def test_output_map_check_runs_the_core_runner_and_catches_a_swap(repo_root):
+    """verify_output_map (run at export) compares the converted file, run through hi_runtime.backends, with
+    the Keras model on one image: the shipped chain's single model and its Keras source agree under the
+    right map, and exchanging the exit and the final scores is refused."""
+    pytest.importorskip("keras")
+    import keras
+
+    from hi_runtime.agent.inputs import load_npz
+    from hi_runtime.backends import TFLiteBackend
+    from training.early_exit import EarlyExitExportError, export_model, verify_output_map
+    from training.models import fold_input_scaling
+
+    shipped = repo_root / "models" / "cifar10"
+    full = (shipped / "ee_resnet8_int8.tflite").read_bytes()
+    backend = TFLiteBackend(full)
+    mapping = {o.name: o.index for o in backend.outputs}
+    assert set(mapping) == {"exit1_scores", "final_scores"}
+    images = load_npz(shipped / "demo_samples.npz").images[:50]
+    raw = backend.predict_raw(images)
+    exit1, final = (backend.output(n).dequantize(raw[n]) for n in ("exit1_scores", "final_scores"))
+    i = int(np.argmax(np.abs(exit1 - final).max(axis=1)))  # an image on which the two exits disagree
+    assert np.abs(exit1[i] - final[i]).max() > 0.3
+    check = fold_input_scaling(export_model(keras.models.load_model(shipped / "ee_resnet8.keras", compile=False)))
+    verify_output_map(full, mapping, check, images[i:i + 1])
+    swapped = {"exit1_scores": mapping["final_scores"], "final_scores": mapping["exit1_scores"]}
+    with pytest.raises(EarlyExitExportError, match="misordered"):
+        verify_output_map(full, swapped, check, images[i:i + 1])

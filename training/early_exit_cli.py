@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from hi_runtime.cli_support import UsageError
+from training.models import ARCHITECTURES
 
 
 def register_cli(sub) -> None:
@@ -17,7 +19,9 @@ def register_cli(sub) -> None:
                     "starting the trunk from a trained plain model: branches first with the trunk frozen, then "
                     "everything jointly), export one INT8 model and cut it into segments, and write "
                     "<out>.json (the chain), <out>.keras and <out>.card.json.")
-    p.add_argument("--arch", default="resnet8", help="resnet8 (default), resnet56, resnet20, tiny_cnn")
+    p.add_argument("--arch", default="resnet8", choices=sorted(ARCHITECTURES),
+                   help="base architecture (default resnet8; resnet56, resnet20 and tiny_cnn have exit presets too, "
+                        "any other needs --exits)")
     p.add_argument("--exits", default=None, help="comma list of layer names to branch after (default: preset)")
     p.add_argument("--init", default=None, help="trained plain model to copy the trunk from, e.g. "
                                                  "models/cifar10/resnet8.keras")
@@ -58,31 +62,64 @@ def register_cli(sub) -> None:
     p.set_defaults(func=cmd_early_exit)
 
 
+def _loss_weights(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--loss-weights {text!r} is not a comma list of numbers, e.g. 0.5,1") from None
+
+
+def check_args(args) -> None:
+    """The mistakes the flags alone show, found before TensorFlow starts and the dataset loads."""
+    from training.early_exit import EXIT_PRESETS
+
+    if args.keras:
+        if not Path(args.keras).is_file():
+            raise UsageError(f"--keras {args.keras} does not exist; give an early-exit model saved by hi-train "
+                             "early-exit (<out>.keras), or leave --keras out to train one")
+        return
+    if args.resume and not args.epochs:
+        raise UsageError("--resume continues a --epochs run from its checkpoint; the --init + branch/joint "
+                         "schedule keeps none: add the --epochs of the stopped run, or drop --resume")
+    if args.init and args.epochs:
+        raise UsageError("--epochs trains from scratch and --init starts from a trained trunk; give one of them")
+    if args.init and not Path(args.init).is_file():
+        raise UsageError(f"--init {args.init} does not exist; give a trained plain .keras model of --arch "
+                         f"{args.arch} (e.g. models/cifar10/resnet8.keras), or leave --init out")
+    if args.epochs and args.teacher and not Path(args.teacher).is_file():
+        raise UsageError(f"--teacher {args.teacher} does not exist; give an exported .onnx or .tflite model")
+    taps = [t for t in args.exits.split(",") if t.strip()] if args.exits else list(EXIT_PRESETS.get(args.arch, ()))
+    if not taps:
+        raise UsageError(f"--arch {args.arch} has no exit preset; name the layers to branch after with --exits "
+                         f"LAYER[,LAYER] (presets: {', '.join(sorted(EXIT_PRESETS))})")
+    weights = _loss_weights(args.loss_weights)
+    if weights and len(weights) != len(taps) + 1:
+        raise UsageError(f"--loss-weights gives {len(weights)} weight(s) but {args.arch} with exits "
+                         f"{','.join(taps)} has {len(taps) + 1} exits: one weight per exit, the final exit last")
+
+
 def _train_joint(args, train, val, out: Path):
-    """--epochs: joint training from scratch; returns (model, training record, history) or an exit code."""
+    """--epochs: joint training from scratch; returns (model, training record, history)."""
     import json
 
     from training.cli import RESUME_NOTE, record_command
     from training.early_exit import EEJointConfig, train_early_exit_joint
     from training.train import TrainConfig, TrainingError, claim_checkpoint, threads_hint
 
-    if args.init:
-        print("error: --epochs trains from scratch and --init starts from a trained trunk; give one of them",
-              file=sys.stderr)
-        return 2
     threads_hint()
     ckpt = args.ckpt_dir or str(out.parent / f".{out.name}.ckpt")
     command = "hi-train " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []))
     refused = claim_checkpoint(ckpt, args.resume, command)
     if refused:
-        print(f"error: {refused}", file=sys.stderr)
-        return 2
+        raise UsageError(refused)
     tc = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                      label_smoothing=args.label_smoothing, augment=not args.no_augment, seed=args.seed,
                      ckpt_dir=ckpt, teacher=args.teacher or "",
                      distill_weight=args.distill_weight if args.teacher else 0.0, temperature=args.temperature)
-    weights = [float(w) for w in args.loss_weights.split(",")] if args.loss_weights else []
+    weights = _loss_weights(args.loss_weights)
     cfg = EEJointConfig(train=tc, exits=args.exits.split(",") if args.exits else [], loss_weights=weights,
                         branch_width=args.branch_width, self_distill=args.self_distill)
     runs = record_command(Path(ckpt), command, args.resume)
@@ -90,8 +127,7 @@ def _train_joint(args, train, val, out: Path):
     try:
         model = train_early_exit_joint(cfg, train, val, resume=args.resume)
     except (TrainingError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     model.save(out.with_suffix(".keras"))
     hist_file = Path(ckpt) / "history.jsonl"
     history = [json.loads(l) for l in hist_file.read_text().splitlines() if l.strip()] if hist_file.exists() else []
@@ -108,6 +144,7 @@ def _train_joint(args, train, val, out: Path):
 def cmd_early_exit(args) -> int:
     import os
 
+    check_args(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -143,12 +180,9 @@ def cmd_early_exit(args) -> int:
         model = keras.models.load_model(args.keras, compile=False)
         training = {"note": f"exported from {args.keras} without training"}
     elif args.epochs:
-        result = _train_joint(args, train, val, out)
-        if isinstance(result, int):
-            return result
-        model, training, history = result
+        model, training, history = _train_joint(args, train, val, out)
     else:
-        weights = [float(w) for w in args.loss_weights.split(",")] if args.loss_weights else []
+        weights = _loss_weights(args.loss_weights)
         cfg = EETrainConfig(arch=args.arch, exits=args.exits.split(",") if args.exits else [],
                             loss_weights=weights, branch_width=args.branch_width, init=args.init or "",
                             epochs_branch=args.epochs_branch, epochs_joint=args.epochs_joint,
@@ -157,8 +191,7 @@ def cmd_early_exit(args) -> int:
         try:
             model, history = train_early_exit(cfg, train, val)
         except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            raise UsageError(str(exc)) from None
         model.save(out.with_suffix(".keras"))
         save_history(out.parent / f"{out.name}.history.jsonl", history)
         training = {"config": cfg.to_dict(), "seconds": round(time.time() - t0),
@@ -170,8 +203,7 @@ def cmd_early_exit(args) -> int:
         exp = export_early_exit(model, representative_subset(train.images, 500, args.seed), out,
                                 class_names=test.class_names, check_images=val.images[:1])
     except EarlyExitExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"export: {exc}") from None
     chain = SegmentChain.load(exp.chain.path)
     n = chain.num_exits
     names = [s.scores for s in chain.segments]

@@ -51,6 +51,16 @@ def shipped(name: str, dataset: str = DEFAULT_DATASET, explicit: str | os.PathLi
     return models_dir(dataset, explicit) / name
 
 
+def require(name: str, dataset: str = DEFAULT_DATASET, *, flag: str = "--model", also: str = "") -> Path:
+    """The shipped artifact a command falls back to when ``flag`` is not given; a missing one is one line
+    naming the flag and $HI_MODELS_DIR (``also``: a further way out, e.g. a stand-in)."""
+    path = shipped(name, dataset)
+    if not path.is_file():
+        raise ArtifactError(f"no {flag} given and the shipped {name} is not at {path}; pass {flag} FILE, or set "
+                            f"{MODELS_ENV} to a folder holding {dataset}/{name}" + (f", {also}" if also else ""))
+    return path
+
+
 def default_path(name: str, dataset: str = DEFAULT_DATASET) -> str | None:
     """The shipped artifact as a CLI default: its path when it exists, else None."""
     try:

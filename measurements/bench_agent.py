@@ -36,8 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SAMPLES = REPO / "models" / "cifar10" / "demo_samples.npz"
+# the shipped model, decider and sample (hi_runtime.artifacts finds them wherever installed)
+DEFAULT_MODEL, DEFAULT_DECIDER, DEFAULT_SAMPLES = "resnet8_int8.tflite", "decider_resnet8.json", "demo_samples.npz"
+
+
+def _shipped_samples() -> Path | None:
+    from hi_runtime.artifacts import default_path
+
+    found = default_path(DEFAULT_SAMPLES)
+    return Path(found) if found else None
 
 
 @dataclass
@@ -92,7 +99,7 @@ def build_standin_resnet8(out_dir: Path) -> Path:
     return export_int8_tflite(model, rep, out_dir / "resnet8_standin_int8.tflite")
 
 
-def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None = DEFAULT_SAMPLES,
+def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None = None,
           n: int = 100, rounds: int = 20, backend: str = "auto", threads: int | None = None,
           model_note: str = "", log_dir: Path | None = None, background_log: bool = False,
           log: bool = True) -> BenchResult:
@@ -104,7 +111,7 @@ def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None =
 
     b = open_backend(model_path, backend, num_threads=threads)
     clf = Classifier(b)
-    images, src_note = _images(samples, n, clf.image_shape)
+    images, src_note = _images(samples if samples is not None else _shipped_samples(), n, clf.image_shape)
     n = len(images)
     if decider_path is not None:
         decider = Decider.load(decider_path)
@@ -219,7 +226,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--decider", type=Path, help="decider JSON (default: the shipped decider_resnet8.json)")
     ap.add_argument("--standin", choices=["resnet8"],
                     help="no model file: build an untrained ResNet-8 (same cost per invoke; needs TensorFlow)")
-    ap.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES, help="npz of images (default: demo sample)")
+    ap.add_argument("--samples", type=Path, default=None,
+                    help=f"npz of images (default: the shipped {DEFAULT_SAMPLES}, else random images)")
     ap.add_argument("-n", "--num-samples", type=int, default=100, help="samples per round (default 100)")
     ap.add_argument("--rounds", type=int, default=20, help="interleaved bare/agent rounds (default 20)")
     ap.add_argument("--backend", default="auto", help="local backend (default auto)")
@@ -231,7 +239,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    shipped = REPO / "models" / "cifar10"
+    from hi_runtime.artifacts import ArtifactError, default_path, require
+
     model, decider, note = args.model, args.decider, ""
     tmp = None
     if model is None and args.standin:
@@ -239,9 +248,14 @@ def run(args) -> int:
         print("building an untrained ResNet-8 stand-in (TensorFlow) ...", file=sys.stderr)
         model, note = build_standin_resnet8(tmp), "untrained ResNet-8 stand-in: same graph and invoke cost"
     if model is None:
-        model = shipped / "resnet8_int8.tflite"
-        if decider is None and (shipped / "decider_resnet8.json").exists():
-            decider = shipped / "decider_resnet8.json"
+        try:
+            model = require(DEFAULT_MODEL, also="or use --standin resnet8")
+        except ArtifactError as exc:
+            print(f"bench_agent: error: {exc}", file=sys.stderr)
+            return 2
+        shipped_decider = default_path(DEFAULT_DECIDER)
+        if decider is None and shipped_decider:
+            decider = Path(shipped_decider)
     if not Path(model).exists():
         print(f"bench_agent: {model} does not exist; train it (hi-train model --arch resnet8 ...), pass --model, "
               "or use --standin resnet8", file=sys.stderr)

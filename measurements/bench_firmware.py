@@ -35,12 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path("../shared/datasets/cifar10-jpeg")  # relative to the working directory (a checkout's root)
 ANCHORS_M = {"TFLite Micro + CMSIS-NN": 29.9, "TFLite Micro reference kernels": 824.0, "goal": 20.0, "stretch goal": 12.0}
 
 
 def _images(n: int, data: Path | None):
-    root = data or REPO.parent / "shared" / "datasets" / "cifar10-jpeg"
+    root = data or DEFAULT_DATA
     if not (root / "test.tar.gz").exists():
         raise SystemExit(f"bench_firmware: CIFAR-10 JPEG test archive not found under {root}; pass --data DIR or "
                          "--samples 0")
@@ -168,7 +168,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer table (one build less per model)")
     ap.add_argument("--runs", type=int, default=5, help="timed inferences (default 5)")
     ap.add_argument("--samples", type=int, default=0, help="also run `hi run` on this many CIFAR-10 test images")
-    ap.add_argument("--data", type=Path, help="CIFAR-10 JPEG dir (default ../shared/datasets/cifar10-jpeg)")
+    ap.add_argument("--data", type=Path,
+                    help=f"CIFAR-10 JPEG dir (default {DEFAULT_DATA}, relative to the working directory)")
     ap.add_argument("--build-dir", type=Path, help="where to build (default: a temporary directory)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
 

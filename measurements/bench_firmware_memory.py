@@ -1,7 +1,8 @@
 """Flash and RAM per compiled model, next to what TFLite Micro needs for the same model.
 
 Run:  python -m measurements.bench_firmware_memory [MODEL.tflite ...] [--mlperf-resnet8] [--json out.json]
-With no model arguments it measures every shipped models/**/*_int8*.tflite.
+With no model arguments it measures every shipped */*_int8*.tflite (hi_runtime.artifacts: $HI_MODELS_DIR, else
+the installed models).
 
 What is measured, and how (WHY each number is what a firmware author provisions):
   * arena      - the static RAM arena of the generated code (hi_model_NAME_arena), from the memory planner.
@@ -28,7 +29,6 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-std=c99",
              "-ffp-contract=off", "-ffunction-sections", "-fdata-sections", "-c"]
 
@@ -106,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m measurements.bench_firmware_memory",
         description="Flash/RAM of models compiled by hi-firmware, next to TFLite Micro's arena for the same model.",
     )
-    parser.add_argument("models", nargs="*", help=".tflite files (default: models/**/*_int8*.tflite)")
+    parser.add_argument("models", nargs="*",
+                        help=".tflite files (default: every shipped */*_int8*.tflite, found by hi_runtime.artifacts "
+                             "wherever installed; $HI_MODELS_DIR overrides)")
     parser.add_argument("--mlperf-resnet8", action="store_true",
                         help="also build MLPerf Tiny's ResNet-8 architecture (random weights) and measure it")
     parser.add_argument("--json", help="write the rows as JSON to this file")
@@ -115,7 +117,21 @@ def main(argv: list[str] | None = None) -> int:
     from hi_firmware.compiler import CompileError
     from hi_firmware.compiler.emitter import c_identifier
 
-    paths = [Path(m) for m in args.models] or sorted((REPO / "models").glob("**/*_int8*.tflite"))
+    if args.models:
+        paths = [Path(m) for m in args.models]
+    else:
+        from hi_runtime.artifacts import MODELS_ENV, ArtifactError, models_root
+
+        try:
+            root = models_root()
+        except ArtifactError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        paths = sorted(root.glob("**/*_int8*.tflite"))
+        if not paths and not args.mlperf_resnet8:
+            print(f"error: no shipped */*_int8*.tflite under {root}; pass .tflite files, set {MODELS_ENV} to a "
+                  "folder of shipped models, or use --mlperf-resnet8", file=sys.stderr)
+            return 2
     rows: list[MemoryRow] = []
     for p in paths:
         if not p.exists():
@@ -130,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
         rows.append(measure(mlperf_tiny_resnet8_int8(seed=0), "mlperf_tiny_resnet8 (random weights)", "mlperf_resnet8"))
     if not rows:
-        print("no models to measure: pass .tflite files or --mlperf-resnet8 (no models/**/*_int8*.tflite shipped yet)",
+        print("no model could be measured (see the skipped ones above); pass other .tflite files or --mlperf-resnet8",
               file=sys.stderr)
         return 1
     print(render(rows))

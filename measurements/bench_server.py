@@ -18,12 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO / "models" / "cifar10" / "server.onnx"
+DEFAULT_MODEL = "server.onnx"  # the shipped server model (hi_runtime.artifacts finds it wherever installed)
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model to serve (default {DEFAULT_MODEL})")
+    ap.add_argument("--model", type=Path, default=None,
+                    help=f"model to serve (default: the shipped {DEFAULT_MODEL}, wherever installed; $HI_MODELS_DIR "
+                         "overrides)")
     ap.add_argument("--standin", choices=["linear", "cnn"],
                     help="serve a stand-in ONNX model built in a temp dir instead of --model")
     ap.add_argument("--standin-width", type=int, default=32, help="channels of the stand-in CNN (default 32)")
@@ -161,6 +162,10 @@ def run(args: argparse.Namespace) -> int:
                                             width=args.standin_width)
             model_name = f"stand-in {args.standin} (width {args.standin_width})"
         else:
+            if args.model is None:
+                from hi_runtime.artifacts import require
+
+                args.model = require(DEFAULT_MODEL, also="or use --standin cnn for a stand-in")
             model_path = args.model
             if not model_path.is_file():
                 raise ValueError(f"model {model_path} does not exist: train/export it (hi-train), pass --model, "

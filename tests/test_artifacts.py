@@ -38,3 +38,52 @@ def test_hi_bench_defaults_follow_the_resolver(tmp_path: Path, monkeypatch: pyte
     assert main(["reproduce", "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "missing model files" in err and str(tmp_path / "cifar10") in err, err
+
+
+def test_no_module_locates_files_beside_its_source(repo_root: Path):
+    """A path walked up from a module's own file (``Path(__file__).parents[1] / "models"``) exists in a checkout
+    only; in an installed wheel the shipped models are found through hi_runtime.artifacts."""
+    offenders = []
+    for rel in ("hi_runtime", "offload_server", "training", "measurements", "firmware/hi_firmware"):
+        for path in (repo_root / rel).rglob("*.py"):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if "parents[" in line and "__file__" in line:
+                    offenders.append(f"{path.relative_to(repo_root)}:{number}: {line.strip()}")
+    assert offenders == [], "use hi_runtime.artifacts (shipped/require/default_path) instead:\n" + "\n".join(offenders)
+
+
+def _one_error_line(err: str, *words: str) -> None:
+    lines = [ln for ln in err.splitlines() if "error" in ln.lower()]
+    assert len(lines) == 1, err
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+def test_bench_defaults_follow_the_resolver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+    """hi-bench server / agent and the firmware memory bench take the shipped models from the resolver: an
+    empty $HI_MODELS_DIR is one line naming --model (or the model arguments) and $HI_MODELS_DIR, exit 2."""
+    from measurements import bench_agent, bench_firmware_memory
+    from measurements.cli import main
+
+    monkeypatch.setenv(artifacts.MODELS_ENV, str(tmp_path))
+    assert main(["server", "--requests", "1", "--clients", "1"]) == 2
+    _one_error_line(capsys.readouterr().err, "--model", artifacts.MODELS_ENV, "server.onnx", "--standin")
+    assert main(["agent", "--rounds", "1"]) == 2
+    _one_error_line(capsys.readouterr().err, "--model", artifacts.MODELS_ENV, "resnet8_int8.tflite", "--standin")
+    assert bench_firmware_memory.main([]) == 2
+    _one_error_line(capsys.readouterr().err, artifacts.MODELS_ENV, str(tmp_path))
+
+    # the demo sample comes from the same place
+    assert bench_agent._shipped_samples() is None
+    (tmp_path / "cifar10").mkdir()
+    (tmp_path / "cifar10" / "demo_samples.npz").write_bytes(b"")
+    assert bench_agent._shipped_samples() == tmp_path / "cifar10" / "demo_samples.npz"
+
+
+def test_bench_firmware_data_default_is_not_beside_its_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from measurements.bench_firmware import _images
+
+    monkeypatch.chdir(tmp_path)  # ../shared/datasets is looked up from the working directory
+    with pytest.raises(SystemExit, match="pass --data DIR"):
+        _images(2, None)

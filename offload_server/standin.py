@@ -10,6 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+# the extras that install onnx (pyproject.toml): hi-bench's (measure), the Ray fleet's (cluster), training's
+ONNX_EXTRAS = ("measure", "cluster", "train")
+
+
+class StandinError(RuntimeError):
+    """The stand-in cannot be built here: the onnx package is missing (one line naming the extra)."""
+
 
 def build_standin_onnx(
     path: str | Path,
@@ -28,8 +35,14 @@ def build_standin_onnx(
     kind "cnn": two 3x3 convolutions (``width`` and 2x``width`` channels, the second with stride 2), global
     average pooling, dense, softmax: per-image cost dominated by convolutions, like a small ResNet.
     """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as exc:
+        raise StandinError(f"the stand-in model is built with the onnx package, which is not installed "
+                           f"({exc.name or exc}): pip install 'hi-runtime[{ONNX_EXTRAS[0]}]' (or "
+                           f"[{ONNX_EXTRAS[1]}] for the Ray fleet), or pass --model FILE.onnx instead of --standin"
+                           ) from None
 
     rng = np.random.default_rng(seed)
     elem = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8}[input_dtype]

@@ -26,3 +26,28 @@ def test_every_package_folder_is_listed(repo_root: Path):
               not d.name.startswith((".", "__"))}
     assert found - listed == set(), "add these packages to [tool.setuptools] packages in pyproject.toml"
     assert listed - found == set(), "these listed packages have no folder"
+
+
+def test_the_extras_that_run_hi_bench_standins_install_onnx(repo_root: Path):
+    """hi-bench fleet/server --standin build an ONNX model with the onnx package: every extra the stand-in's
+    error names (hi-bench's, the Ray fleet's, training's) must install it."""
+    from offload_server.standin import ONNX_EXTRAS
+
+    extras = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in ONNX_EXTRAS:
+        names = {req.split(">")[0].split("=")[0].split(";")[0].split("[")[0].strip() for req in extras[extra]}
+        assert "onnx" in names, f"the {extra} extra does not install onnx"
+
+
+def test_a_standin_without_onnx_is_one_line_naming_the_extra(monkeypatch, tmp_path: Path, capsys):
+    import sys
+
+    from measurements.cli import main
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if onnx were not installed
+    rc = main(["fleet", "--local", "inprocess", "--standin", "cnn", "--duration", "0.1", "--plot",
+               str(tmp_path / "fleet.png")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if "error" in ln]
+    assert len(lines) == 1 and "hi-runtime[measure]" in lines[0] and "onnx" in lines[0], err

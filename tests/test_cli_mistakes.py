@@ -23,6 +23,10 @@ MISTAKES = [
     ("hi-agent run --qos accuracy=1.5 --qos-candidates nope.yaml --input demo", "did you mean 1.5%"),
     ("hi-agent run --qos accuracy=0.9 --input demo", "--qos-candidates"),
     ("hi-agent run --strategy remote --server 127.0.0.1:8555 --key-file /nope.key --input demo", "--key-file"),
+    # hi-agent serial checks its arguments before it opens the port: a bad --server is named as such
+    ("hi-agent serial --port /dev/does-not-exist-hi --input npz:x.npz --server localhost", "--server"),
+    ("hi-agent serial --port /dev/does-not-exist-hi --input npz:x.npz --decider /nope.json", "--decider"),
+    ("hi-agent serial --port /dev/does-not-exist-hi --input npz:x.npz --timeout 0.5", "/dev/does-not-exist-hi"),
     ("hi-agent demo --models-dir /nope", "--models-dir"),
     ("hi-agent demo --rate -1", "--rate"),
     ("hi-agent", None),  # no subcommand: the help, exit 2

@@ -460,32 +460,37 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def cmd_serial(args: argparse.Namespace) -> int:
-    from hi_runtime.agent.options import build_offloader
-    from hi_runtime.cli_support import EXIT_USAGE
     from hi_runtime.agent.inputs import InputError, open_input
+    from hi_runtime.agent.options import build_offloader
+    from hi_runtime.cli_support import UsageError
     from hi_runtime.records import RecordWriter, default_header, summarize, summary_text
 
     def say(msg: str) -> None:
         print(f"hi-agent serial: {msg}", file=sys.stderr)
 
+    # the arguments first (--server, --key-file, --decider), so a mistake names its flag before the port opens
+    decider = None
+    if args.decider:
+        from hi_runtime.decider import Decider
+
+        try:
+            decider = Decider.load(args.decider)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--decider: {exc}") from None
+    budget = args.latency_budget_ms or 100.0
+    offloader = build_offloader(args, budget)  # connects lazily, on the first offload
     try:
         device = SerialDevice.open(args.port, baudrate=args.baud, timeout=args.timeout)
     except DeviceError as exc:
-        say(str(exc))
-        return EXIT_USAGE
+        if offloader is not None:
+            offloader.close()
+        raise UsageError(f"--port: {exc}") from None
     writer = None
     try:
         name = device.sync()
         cfg = device.config()
         say(f"device '{name}': model {cfg.model}, input {'x'.join(map(str, cfg.input_shape))}, {cfg.segments} "
             f"segment(s), decider {'on' if cfg.has_decider else 'off'}")
-        decider = None
-        if args.decider:
-            from hi_runtime.decider import Decider
-
-            decider = Decider.load(args.decider)
-        budget = args.latency_budget_ms or 100.0
-        offloader = build_offloader(args, budget)
         if offloader is not None and not args.model_id and cfg.model_id:
             offloader.config.model_id = cfg.model_id
         if offloader is None:
@@ -505,13 +510,13 @@ def cmd_serial(args: argparse.Namespace) -> int:
             records = []
             say("interrupted")
         finally:
-            if offloader is not None:
-                offloader.close()
             source.close()
     except (DeviceError, InputError, ValueError) as exc:
         say(str(exc))
         return 1
     finally:
+        if offloader is not None:
+            offloader.close()
         if writer is not None:
             writer.close()
         device.close()

@@ -30,16 +30,35 @@ Layout (all sections optional except ``id``)::
         exits: [{latency_ms: <cited>, energy_mj: <cited>, accuracy: <cited>}, ...]
     servers:  {vit_h14: {dataset: cifar10, latency_ms: <cited>, accuracy: <cited>}}
     claims:   {<name>: <cited>}           # relative results quoted by the paper (e.g. savings)
+    notes: ["..."]                          # free text
+    hardware: {clock_mhz: 1500, cpu_cite: "..."}   # free-form; its numbers are cited by its *_cite keys
+
+The layout is checked by type with pydantic models (``_ProfileIn`` below), then turned into the frozen
+dataclasses the callers use. Unknown keys are refused (except inside ``hardware``); numbers must be
+numbers (not strings or booleans, not NaN): durations more than 0, energies and powers at least 0,
+accuracies, F1 scores and shares between 0 and 1. A mistake is one :class:`ProfileError` line naming
+the file, the key path and what is expected, e.g.
+``rpi4.yaml: models.resnet8.latency_ms: Input should be greater than 0, got -1.63``.
 """
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 SCHEMA = "hi-bench-profile/1"
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
@@ -74,26 +93,6 @@ class Cited:
 
 MISSING = Cited(None, "not given")
 
-
-def _cited(raw: Any, default_cite: str, where: str) -> Cited:
-    if raw is None:
-        return Cited(None, "not given")
-    if isinstance(raw, bool):
-        raise ProfileError(f"{where}: expected a number, got a boolean")
-    if isinstance(raw, (int, float)):
-        return Cited(float(raw), default_cite)
-    if isinstance(raw, dict):
-        unknown = set(raw) - {"value", "cite", "unit", "note"}
-        if unknown:
-            raise ProfileError(f"{where}: unknown keys {sorted(unknown)}; use value, cite, unit, note")
-        value = raw.get("value")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ProfileError(f"{where}: value must be a number or null, got {value!r}")
-        cite = str(raw.get("cite") or default_cite)
-        if value is not None and not cite:
-            raise ProfileError(f"{where}: a value needs a cite (where the number comes from)")
-        return Cited(None if value is None else float(value), cite, raw.get("unit"), raw.get("note"))
-    raise ProfileError(f"{where}: expected a number, null or a {{value, cite}} mapping, got {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -222,7 +221,291 @@ class DeviceProfile:
         return out
 
 
-# --- parsing -------------------------------------------------------------------------------------
+# --- the file format: pydantic models of the YAML (see the module docstring) ---------------------
+
+
+def _number_as_text(value: Any) -> Any:
+    """YAML reads ``id: 2024`` or a numeric mapping key as a number; text fields take its str()."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _empty_mapping_if_null(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _empty_list_if_null(value: Any) -> Any:
+    return () if value is None else value
+
+
+def _notes(value: Any) -> Any:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else value
+
+
+_Text = Annotated[str, BeforeValidator(_number_as_text)]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Schema(BaseModel):
+    """A mapping of the profile: known keys only; a null section is an empty one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def _known(cls) -> list[str]:
+        return [f.alias or name for name, f in cls.model_fields.items()]
+
+    @classmethod
+    def _prepare(cls, raw: Any) -> Any:
+        return {} if raw is None else raw
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_only(cls, raw: Any) -> Any:
+        raw = cls._prepare(raw)
+        known = cls._known()
+        if not isinstance(raw, dict):
+            raise PydanticCustomError("not_a_mapping", "expected a mapping of {known}, got {given}",
+                                      {"known": ", ".join(known), "given": _short(raw)})
+        unknown = [str(k) for k in raw if k not in known]
+        if unknown:
+            raise PydanticCustomError("unknown_keys", "unknown keys {keys}; use {known}",
+                                      {"keys": sorted(unknown), "known": ", ".join(known)})
+        return raw
+
+
+_NUMBER = {"strict": True, "allow_inf_nan": False}  # no strings, no booleans, no NaN or infinity
+
+
+class _Cited(_Schema):
+    """A cited value: a bare number (cited by the profile's ``source``) or ``{value, cite, unit, note}``."""
+
+    value: float | None = Field(None, **_NUMBER)
+    cite: _Text | None = None
+    unit: str | None = None
+    note: str | None = None
+
+    @classmethod
+    def _prepare(cls, raw: Any) -> Any:
+        if isinstance(raw, bool):
+            raise PydanticCustomError("cited_boolean", "expected a number, got a boolean")
+        if isinstance(raw, (int, float)):
+            return {"value": raw}
+        if not isinstance(raw, dict):
+            raise PydanticCustomError("cited_type", "expected a number, null or a {value, cite} mapping, got {given}",
+                                      {"given": _short(raw)})
+        return raw
+
+    @model_validator(mode="after")
+    def _has_a_cite(self, info: ValidationInfo) -> _Cited:
+        source = (info.context or {}).get("source", "")
+        if self.value is not None and not (self.cite or source):
+            raise PydanticCustomError("cite_missing", "a value needs a cite (where the number comes from)")
+        return self
+
+    def to_cited(self, source: str) -> Cited:
+        return Cited(self.value, self.cite or source, self.unit, self.note)
+
+
+class _Positive(_Cited):
+    """A duration: more than zero."""
+
+    value: float | None = Field(None, gt=0, **_NUMBER)
+
+
+class _NonNegative(_Cited):
+    """An energy or a power: zero or more."""
+
+    value: float | None = Field(None, ge=0, **_NUMBER)
+
+
+class _Fraction(_Cited):
+    """An accuracy, F1 score or share: between 0 and 1 (93.5% is 0.935)."""
+
+    value: float | None = Field(None, ge=0, le=1, **_NUMBER)
+
+
+def _cited(value: _Cited | None, source: str) -> Cited:
+    return Cited(None, "not given") if value is None else value.to_cited(source)
+
+
+class _DatasetLinkIn(_Schema):
+    latency_ms: _Positive | None = None
+    energy_mj: _NonNegative | None = None
+    note: str | None = None  # accepted, not kept
+
+    def to_costs(self, source: str, datasets: dict | None = None) -> LinkCosts:
+        return LinkCosts(latency_ms=_cited(self.latency_ms, source), energy_mj=_cited(self.energy_mj, source),
+                         datasets=datasets or {})
+
+
+class _LinkIn(_DatasetLinkIn):
+    datasets: Annotated[dict[_Text, _DatasetLinkIn], BeforeValidator(_empty_mapping_if_null)] = {}
+
+    def to_costs(self, source: str, datasets: dict | None = None) -> LinkCosts:
+        return super().to_costs(source, {ds: c.to_costs(source) for ds, c in self.datasets.items()})
+
+
+class _DeciderIn(_Schema):
+    f1: _Fraction | None = None
+    offload_fraction: _Fraction | None = None
+    hi_accuracy: _Fraction | None = None
+    latency_ms: _NonNegative | None = None  # a measured mean may round to 0 for a one-neuron decider
+    energy_mj: _NonNegative | None = None
+
+
+class _ExitIn(_Schema):
+    latency_ms: _Positive | None = None
+    energy_mj: _NonNegative | None = None
+    accuracy: _Fraction | None = None
+
+
+class _ModelIn(_Schema):
+    dataset: _Text | None = None
+    latency_ms: _Positive | None = None
+    energy_mj: _NonNegative | None = None
+    accuracy: _Fraction | None = None
+    decider: _DeciderIn = _DeciderIn()
+    exits: Annotated[tuple[_ExitIn, ...], BeforeValidator(_empty_list_if_null)] = ()
+
+
+class _ServerIn(_Schema):
+    dataset: _Text | None = None
+    latency_ms: _Positive | None = None
+    accuracy: _Fraction | None = None
+
+
+class _PowerIn(_Schema):
+    compute_w: _NonNegative | None = None
+    offload_w: _NonNegative | None = None
+    idle_w: _NonNegative | None = None
+
+
+_Links = Annotated[dict[_Text, _LinkIn], BeforeValidator(_empty_mapping_if_null)]
+_Models = Annotated[dict[_Text, _ModelIn], BeforeValidator(_empty_mapping_if_null)]
+_Servers = Annotated[dict[_Text, _ServerIn], BeforeValidator(_empty_mapping_if_null)]
+_Claims = Annotated[dict[_Text, _Cited | None], BeforeValidator(_empty_mapping_if_null)]
+
+
+class _ProfileIn(_Schema):
+    """The whole file (the layout in the module docstring)."""
+
+    schema_: Literal[SCHEMA] = Field(SCHEMA, alias="schema")  # type: ignore[valid-type]
+    id: _Text = Field(min_length=1)
+    name: _Text | None = None
+    kind: Literal[KINDS] = "paper"  # type: ignore[valid-type]
+    source: _Text | None = None
+    inherit: _Text | None = None  # read by load_profile
+    notes: Annotated[tuple[_Text, ...], BeforeValidator(_notes)] = ()
+    hardware: Annotated[dict[Any, Any], BeforeValidator(_empty_mapping_if_null)] = {}  # free-form
+    power: _PowerIn = _PowerIn()
+    links: _Links = {}
+    default_link: _Text | None = None
+    models: _Models = {}
+    servers: _Servers = {}
+    claims: _Claims = {}
+
+    def to_profile(self, path: Path | None) -> DeviceProfile:
+        source = self.source or ""
+
+        def cited(value: _Cited | None) -> Cited:
+            return _cited(value, source)
+
+        models = {
+            name: ModelCosts(
+                name=name, dataset=m.dataset, latency_ms=cited(m.latency_ms), energy_mj=cited(m.energy_mj),
+                accuracy=cited(m.accuracy),
+                decider=DeciderStats(**{k: cited(getattr(m.decider, k)) for k in _DeciderIn.model_fields}),
+                exits=tuple(ExitCosts(**{k: cited(getattr(ex, k)) for k in _ExitIn.model_fields}) for ex in m.exits),
+            )
+            for name, m in self.models.items()
+        }
+        return DeviceProfile(
+            id=self.id,
+            name=self.name or self.id,
+            kind=self.kind,
+            source=source,
+            notes=self.notes,
+            power=PowerDraw(**{k: cited(getattr(self.power, k)) for k in _PowerIn.model_fields}),
+            links={name: link.to_costs(source) for name, link in self.links.items()},
+            default_link=self.default_link or "wifi",
+            models=models,
+            servers={name: ServerModel(name=name, dataset=s.dataset, latency_ms=cited(s.latency_ms),
+                                       accuracy=cited(s.accuracy)) for name, s in self.servers.items()},
+            claims={name: cited(c) for name, c in self.claims.items()},
+            hardware=dict(self.hardware),
+            path=path,
+        )
+
+
+_HINTS = {("id",): " (a short name such as rpi4)"}
+_OWN_MESSAGES = ("not_a_mapping", "unknown_keys", "cited_boolean", "cited_type", "cite_missing")
+
+
+def _node(raw: Any, loc: Sequence) -> tuple[bool, Any]:
+    """The value at ``loc`` in the raw mapping (keys compared as text): ``(found, value)``."""
+    for part in loc:
+        if isinstance(raw, dict):
+            match = [k for k in raw if str(k) == str(part)]
+            if not match:
+                return False, None
+            raw = raw[match[0]]
+        elif isinstance(raw, (list, tuple)) and isinstance(part, int) and 0 <= part < len(raw):
+            raw = raw[part]
+        else:
+            return False, None
+    return True, raw
+
+
+def _loc_text(loc: Sequence) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _problem(exc: ValidationError, raw: dict) -> tuple[tuple, tuple, str]:
+    """The first problem of a ValidationError: its key path in the file, the path of the offending key
+    (the unknown key itself for unknown keys) and one line saying what is expected."""
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    loc, kind = tuple(err.get("loc", ())), err.get("type", "")
+    if loc and loc[-1] == "value" and not isinstance(_node(raw, loc[:-1])[1], dict):
+        loc = loc[:-1]  # a bare number, validated as {value: ...}: the key the file has
+    culprit = loc + (err["ctx"]["keys"][0],) if kind == "unknown_keys" else loc
+    if kind == "missing":
+        message = "required" + _HINTS.get(loc, "")
+    elif kind in _OWN_MESSAGES:
+        message = err["msg"]
+    else:
+        message = f"{err['msg']}, got {_short(err.get('input'))}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem(s))"
+    return loc, culprit, message
+
+
+def _validate(raw: Any, path: Path | None, origin: Callable[[tuple], Path | None] | None = None) -> DeviceProfile:
+    where = str(path or "profile")
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{where}: top level must be a mapping")
+    source = raw.get("source")
+    source = str(source) if isinstance(source, (str, int, float)) and source else ""
+    try:
+        parsed = _ProfileIn.model_validate(raw, context={"source": source})
+    except ValidationError as exc:
+        loc, culprit, message = _problem(exc, raw)
+        if origin is not None:
+            where = str(origin(culprit) or where)
+        key = _loc_text(loc)
+        raise ProfileError(f"{where}: {key}: {message}" if key else f"{where}: {message}") from None
+    return parsed.to_profile(path)
 
 
 def _is_cited_mapping(value: Any) -> bool:
@@ -245,116 +528,17 @@ def _merge(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
-def _section(raw: dict, key: str, where: str) -> dict:
-    value = raw.get(key) or {}
-    if not isinstance(value, dict):
-        raise ProfileError(f"{where}: '{key}' must be a mapping")
-    return value
-
-
 def profile_from_dict(raw: dict, path: Path | None = None) -> DeviceProfile:
-    where = str(path or "profile")
-    if not isinstance(raw, dict):
-        raise ProfileError(f"{where}: top level must be a mapping")
-    schema = raw.get("schema", SCHEMA)
-    if schema != SCHEMA:
-        raise ProfileError(f"{where}: schema {schema!r} is not {SCHEMA!r}")
-    if not raw.get("id"):
-        raise ProfileError(f"{where}: 'id' is required (a short name such as rpi4)")
-    kind = raw.get("kind", "paper")
-    if kind not in KINDS:
-        raise ProfileError(f"{where}: kind {kind!r} must be one of {KINDS}")
-    source = str(raw.get("source") or "")
-
-    def cited(value: Any, at: str) -> Cited:
-        return _cited(value, source, f"{where}: {at}")
-
-    power_raw = _section(raw, "power", where)
-    power = PowerDraw(**{k: cited(power_raw.get(k), f"power.{k}") for k in ("compute_w", "offload_w", "idle_w")})
-    unknown_power = set(power_raw) - {"compute_w", "offload_w", "idle_w"}
-    if unknown_power:
-        raise ProfileError(f"{where}: unknown power keys {sorted(unknown_power)}")
-
-    def link_costs(link: Any, at: str, nested: bool) -> LinkCosts:
-        link = link or {}
-        if not isinstance(link, dict):
-            raise ProfileError(f"{where}: {at} must be a mapping of latency_ms, energy_mj")
-        unknown = set(link) - {"latency_ms", "energy_mj", "note"} - ({"datasets"} if nested else set())
-        if unknown:
-            raise ProfileError(f"{where}: unknown keys {sorted(unknown)} in {at}; use latency_ms, energy_mj"
-                               + (", datasets" if nested else ""))
-        per_dataset = {}
-        if nested:
-            for ds, costs in (link.get("datasets") or {}).items():
-                per_dataset[str(ds)] = link_costs(costs, f"{at}.datasets.{ds}", False)
-        return LinkCosts(latency_ms=cited(link.get("latency_ms"), f"{at}.latency_ms"),
-                         energy_mj=cited(link.get("energy_mj"), f"{at}.energy_mj"), datasets=per_dataset)
-
-    links = {str(name): link_costs(link, f"links.{name}", True)
-             for name, link in _section(raw, "links", where).items()}
-
-    models = {}
-    for name, model in _section(raw, "models", where).items():
-        model = model or {}
-        at = f"models.{name}"
-        dec = model.get("decider") or {}
-        exits = tuple(
-            ExitCosts(
-                latency_ms=cited((ex or {}).get("latency_ms"), f"{at}.exits[{i}].latency_ms"),
-                energy_mj=cited((ex or {}).get("energy_mj"), f"{at}.exits[{i}].energy_mj"),
-                accuracy=cited((ex or {}).get("accuracy"), f"{at}.exits[{i}].accuracy"),
-            )
-            for i, ex in enumerate(model.get("exits") or [])
-        )
-        models[str(name)] = ModelCosts(
-            name=str(name),
-            dataset=model.get("dataset"),
-            latency_ms=cited(model.get("latency_ms"), f"{at}.latency_ms"),
-            energy_mj=cited(model.get("energy_mj"), f"{at}.energy_mj"),
-            accuracy=cited(model.get("accuracy"), f"{at}.accuracy"),
-            decider=DeciderStats(
-                **{k: cited(dec.get(k), f"{at}.decider.{k}")
-                   for k in ("f1", "offload_fraction", "hi_accuracy", "latency_ms", "energy_mj")}
-            ),
-            exits=exits,
-        )
-
-    servers = {}
-    for name, server in _section(raw, "servers", where).items():
-        server = server or {}
-        servers[str(name)] = ServerModel(
-            name=str(name),
-            dataset=server.get("dataset"),
-            latency_ms=cited(server.get("latency_ms"), f"servers.{name}.latency_ms"),
-            accuracy=cited(server.get("accuracy"), f"servers.{name}.accuracy"),
-        )
-
-    claims = {str(k): cited(v, f"claims.{k}") for k, v in _section(raw, "claims", where).items()}
-    notes = raw.get("notes") or ()
-    if isinstance(notes, str):
-        notes = (notes,)
-    return DeviceProfile(
-        id=str(raw["id"]),
-        name=str(raw.get("name") or raw["id"]),
-        kind=kind,
-        source=source,
-        notes=tuple(str(n) for n in notes),
-        power=power,
-        links=links,
-        default_link=str(raw.get("default_link") or "wifi"),
-        models=models,
-        servers=servers,
-        claims=claims,
-        hardware=dict(raw.get("hardware") or {}),
-        path=path,
-    )
+    """A profile from its YAML mapping; a mistake is a ProfileError naming the file (``path``), the key
+    path and what is expected."""
+    return _validate(raw, path)
 
 
 def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML ({exc})") from exc
+        raise ProfileError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: top level must be a mapping")
     return data
@@ -365,22 +549,30 @@ def load_profile(name_or_path: str | Path, search_dirs: Iterable[Path] | None = 
 
     ``inherit`` is resolved relative to the profile's own folder: the inherited file supplies values
     the device leaves out or sets to null (model accuracy, decider F1, server models), for the models
-    the device lists."""
+    the device lists. A mistake in an inherited value is reported with the inherited file's name."""
     path = _resolve(name_or_path, search_dirs)
     raw = _read_yaml(path)
     parent = raw.get("inherit")
-    if parent:
-        parent_path = (path.parent / str(parent)).resolve()
-        if not parent_path.exists():
-            raise ProfileError(f"{path}: inherited file {parent} not found next to it")
-        base = _read_yaml(parent_path)
-        base = {k: v for k, v in base.items() if k in ("models", "servers", "claims", "links", "power")}
-        # Shared model constants complete the models the device lists; they never add a model the
-        # device did not run (a microcontroller profile must not gain ResNet-56).
-        device_models = raw.get("models") or {}
-        base["models"] = {k: v for k, v in (base.get("models") or {}).items() if k in device_models}
-        raw = _merge(base, raw)
-    return profile_from_dict(raw, path)
+    if not parent:
+        return _validate(raw, path)
+    parent_path = (path.parent / str(parent)).resolve()
+    if not parent_path.exists():
+        raise ProfileError(f"{path}: inherited file {parent} not found next to it")
+    base = _read_yaml(parent_path)
+    base = {k: v for k, v in base.items() if k in ("models", "servers", "claims", "links", "power")}
+    # Shared model constants complete the models the device lists; they never add a model the
+    # device did not run (a microcontroller profile must not gain ResNet-56).
+    device_models = raw.get("models") or {}
+    if isinstance(base.get("models"), dict) and isinstance(device_models, dict):
+        base["models"] = {k: v for k, v in base["models"].items() if k in device_models}
+
+    def origin(loc: tuple) -> Path:
+        """The file a problem's key comes from: the device's unless only the inherited file gives it."""
+        found, value = _node(raw, loc)
+        given = found and value is not None and not (_is_cited_mapping(value) and value.get("value") is None)
+        return path if given or not _node(base, loc)[0] else parent_path
+
+    return _validate(_merge(base, raw), path, origin)
 
 
 def _resolve(name_or_path: str | Path, search_dirs: Iterable[Path] | None) -> Path:

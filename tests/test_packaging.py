@@ -51,3 +51,12 @@ def test_a_standin_without_onnx_is_one_line_naming_the_extra(monkeypatch, tmp_pa
     assert rc == 1 and "Traceback" not in err, err
     lines = [ln for ln in err.splitlines() if "error" in ln]
     assert len(lines) == 1 and "hi-runtime[measure]" in lines[0] and "onnx" in lines[0], err
+
+
+def test_the_core_stays_light(repo_root: Path):
+    """The core's own dependencies: numpy, PyYAML and pydantic (the device profiles' schema); everything
+    else is a role extra."""
+    deps = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {d.split(";")[0].split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip().lower() for d in deps}
+    assert names == {"numpy", "pyyaml", "pydantic"}
+    assert "pydantic>=2" in deps

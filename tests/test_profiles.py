@@ -1,6 +1,7 @@
 """Device profiles: the shipped paper profiles, citations, inheritance, round trip."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from hi_runtime.device_profiles import (
     list_profiles,
     load_profile,
     profile_from_dict,
+    profile_to_dict,
     save_profile,
 )
 
@@ -260,14 +262,16 @@ def test_bare_numbers_take_the_profile_source():
 
 
 @pytest.mark.parametrize("raw,message", [
-    ({"kind": "paper"}, "'id' is required"),
-    ({"id": "x", "kind": "guess"}, "kind"),
-    ({"id": "x", "schema": "other/2"}, "schema"),
-    ({"id": "x", "models": {"m": {"latency_ms": {"value": "fast", "cite": "t"}}}}, "must be a number"),
-    ({"id": "x", "models": {"m": {"latency_ms": {"value": 1.0, "cite": "t", "typo": 1}}}}, "unknown keys"),
-    ({"id": "x", "models": {"m": {"latency_ms": {"value": 1.0}}}}, "needs a cite"),
-    ({"id": "x", "power": {"watts": 3}}, "unknown power keys"),
-    ({"id": "x", "models": {"m": {"latency_ms": True}}}, "boolean"),
+    ({"kind": "paper"}, "id: required"),
+    ({"id": "x", "kind": "guess"}, "kind: Input should be 'paper', 'measured' or 'models', got 'guess'"),
+    ({"id": "x", "schema": "other/2"}, "schema: Input should be 'hi-bench-profile/1'"),
+    ({"id": "x", "models": {"m": {"latency_ms": {"value": "fast", "cite": "t"}}}},
+     "models.m.latency_ms.value: Input should be a valid number, got 'fast'"),
+    ({"id": "x", "models": {"m": {"latency_ms": {"value": 1.0, "cite": "t", "typo": 1}}}},
+     r"models.m.latency_ms: unknown keys \['typo'\]; use value, cite, unit, note"),
+    ({"id": "x", "models": {"m": {"latency_ms": {"value": 1.0}}}}, "models.m.latency_ms: a value needs a cite"),
+    ({"id": "x", "power": {"watts": 3}}, r"power: unknown keys \['watts'\]"),
+    ({"id": "x", "models": {"m": {"latency_ms": True}}}, "models.m.latency_ms: expected a number, got a boolean"),
 ])
 def test_malformed_profiles_are_rejected_with_the_reason(raw, message):
     with pytest.raises(ProfileError, match=message):
@@ -315,3 +319,179 @@ def test_per_dataset_link_costs_round_trip_and_validate(tmp_path: Path):
     with pytest.raises(ProfileError, match="unknown keys"):
         profile_from_dict({"id": "d", "links": {"wifi": {"latncy_ms": 3}}})
     assert PROFILES_DIR.exists()
+
+
+# --- the schema (pydantic): one line per mistake, naming the file, the key path and what is expected ----------
+
+
+def _problem_in(tmp_path: Path, raw: dict, name: str = "x.yaml") -> str:
+    """The ProfileError of loading ``raw`` from a file: exactly one line, starting with the file's name."""
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ProfileError) as err:
+        load_profile(path)
+    text = str(err.value)
+    assert "\n" not in text and text.startswith(f"{path}: "), text
+    return text[len(f"{path}: "):]
+
+
+def _rpi4(**changes) -> dict:
+    raw = yaml.safe_load((PROFILES_DIR / "rpi4.yaml").read_text())
+    raw.pop("inherit")
+    raw.update(changes)
+    return raw
+
+
+def test_a_string_latency_names_the_key(tmp_path: Path):
+    raw = _rpi4()
+    raw["models"]["resnet8"]["latency_ms"] = "1.63 ms"
+    assert _problem_in(tmp_path, raw) == ("models.resnet8.latency_ms: expected a number, null or a {value, cite} "
+                                          "mapping, got '1.63 ms'")
+    raw["models"]["resnet8"]["latency_ms"] = {"value": "1.63", "cite": "Table 4"}
+    assert _problem_in(tmp_path, raw) == "models.resnet8.latency_ms.value: Input should be a valid number, got '1.63'"
+
+
+def test_a_negative_latency_names_the_key(tmp_path: Path):
+    raw = _rpi4()
+    raw["models"]["resnet8"]["latency_ms"] = -1.63  # a bare number: the key as written
+    assert _problem_in(tmp_path, raw) == "models.resnet8.latency_ms: Input should be greater than 0, got -1.63"
+    raw["models"]["resnet8"]["latency_ms"] = {"value": -1.63, "cite": "Table 4"}
+    assert _problem_in(tmp_path, raw) == "models.resnet8.latency_ms.value: Input should be greater than 0, got -1.63"
+
+
+@pytest.mark.parametrize("where,value,message", [
+    (("links", "wifi", "latency_ms"), 0, "Input should be greater than 0, got 0"),
+    (("links", "wifi", "datasets", "imagenet", "energy_mj"), -1, "Input should be greater than or equal to 0"),
+    (("models", "resnet8", "accuracy"), 87.8, "Input should be less than or equal to 1, got 87.8"),  # a percentage
+    (("models", "resnet8", "decider", "offload_fraction"), -0.1, "Input should be greater than or equal to 0"),
+    (("models", "resnet8", "exits"), [{"latency_ms": float("nan")}], "Input should be a finite number, got nan"),
+    (("models", "resnet8", "energy_mj"), True, "expected a number, got a boolean"),
+    (("models", "resnet8", "decider"), [0.86], "expected a mapping of f1, offload_fraction, hi_accuracy"),
+])
+def test_out_of_range_values_name_the_key(tmp_path: Path, where, value, message):
+    raw = _rpi4()
+    node = raw
+    for key in where[:-1]:
+        node = node.setdefault(key, {})
+    node[where[-1]] = value
+    problem = _problem_in(tmp_path, raw)
+    key = ".".join(where) + ("[0].latency_ms" if where[-1] == "exits" else "")
+    assert problem.startswith(f"{key}: {message}"), problem
+
+
+def test_an_unknown_top_level_key_is_refused(tmp_path: Path):
+    """The reader used to ignore unknown keys outside power, links and cited values; no shipped profile or
+    test relied on that, and a misspelt section (``model:``) silently lost every number in it."""
+    assert _problem_in(tmp_path, _rpi4(model={})) == (
+        "unknown keys ['model']; use schema, id, name, kind, source, inherit, notes, hardware, power, links, "
+        "default_link, models, servers, claims")
+
+
+@pytest.mark.parametrize("where,key", [
+    (("models", "resnet8"), "latency"),
+    (("models", "resnet8", "decider"), "F1"),
+    (("servers",), None),
+    (("models", "resnet8", "exits"), "acc"),
+])
+def test_unknown_keys_inside_sections_are_refused(tmp_path: Path, where, key):
+    raw = _rpi4()
+    if where == ("servers",):
+        raw["servers"] = {"vit": {"datset": "cifar10"}}
+        where, key = ("servers", "vit"), "datset"
+    elif where[-1] == "exits":
+        raw["models"]["resnet8"]["exits"] = [{key: 0.5}]
+        where = ("models", "resnet8", "exits[0]")
+    else:
+        node = raw
+        for k in where:
+            node = node.setdefault(k, {})
+        node[key] = 1.0
+    assert _problem_in(tmp_path, raw).startswith(f"{'.'.join(where)}: unknown keys [{key!r}]; use ")
+
+
+def test_a_missing_id_names_the_key(tmp_path: Path):
+    raw = _rpi4()
+    del raw["id"]
+    assert _problem_in(tmp_path, raw) == "id: required (a short name such as rpi4)"
+    assert _problem_in(tmp_path, _rpi4(id="")).startswith("id: String should have at least 1 character")
+
+
+def test_several_problems_report_the_first_and_count_the_rest(tmp_path: Path):
+    raw = _rpi4()
+    raw["models"]["resnet8"]["latency_ms"] = -1
+    raw["models"]["resnet56"]["accuracy"] = 93.53
+    assert _problem_in(tmp_path, raw) == ("models.resnet56.accuracy: Input should be less than or equal to 1, "
+                                          "got 93.53 (and 1 more problem(s))")  # the file's order (sorted here)
+
+
+def test_a_problem_in_the_inherited_file_names_that_file(tmp_path: Path):
+    shared = yaml.safe_load((PROFILES_DIR / "_paper_models.yaml").read_text())
+    shared["models"]["resnet8"]["decider"]["f1"] = {"value": 86, "cite": "Sec. 4"}  # a percentage
+    (tmp_path / "_paper_models.yaml").write_text(yaml.safe_dump(shared))
+    (tmp_path / "rpi4.yaml").write_text((PROFILES_DIR / "rpi4.yaml").read_text())
+    with pytest.raises(ProfileError) as err:
+        load_profile("rpi4", search_dirs=[tmp_path])
+    assert str(err.value) == (f"{tmp_path / '_paper_models.yaml'}: models.resnet8.decider.f1.value: "
+                              "Input should be less than or equal to 1, got 86")
+    # the device's own mistake names the device's file
+    raw = yaml.safe_load((PROFILES_DIR / "rpi4.yaml").read_text())
+    raw["models"]["resnet8"]["accuracy"] = "high"
+    (tmp_path / "rpi4.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ProfileError, match=rf"^{tmp_path / 'rpi4.yaml'}: models.resnet8.accuracy: expected a number"):
+        load_profile("rpi4", search_dirs=[tmp_path])
+
+
+def test_the_cli_reports_a_bad_profile_in_one_line(tmp_path: Path, capsys):
+    from measurements import cli
+
+    raw = _rpi4()
+    raw["links"]["wifi"]["latency_ms"] = {"value": -9.68, "cite": "Table 3"}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    assert cli.main(["plan", "--device", str(tmp_path / "bad.yaml"), "--qos", "accuracy=0.9"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"hi-bench plan: error: {tmp_path / 'bad.yaml'}: links.wifi.latency_ms.value: "
+                           "Input should be greater than 0, got -9.68")
+
+
+# --- the shipped profiles load to the same values as before the pydantic schema ------------------------------
+
+SNAPSHOT = Path(__file__).resolve().parent / "data" / "shipped_profiles.json"
+
+
+def _sources(path: Path) -> dict[str, str]:
+    """The files a profile is read from (itself and its ``inherit``) with their SHA-256."""
+    files = [path.name]
+    inherit = yaml.safe_load(path.read_text()).get("inherit")
+    if inherit:
+        files.append(str(inherit))
+    return {f: hashlib.sha256((path.parent / f).read_bytes()).hexdigest() for f in files}
+
+
+def write_snapshot() -> None:
+    """Record how every shipped profile loads (run ``python tests/test_profiles.py`` after an intended change)."""
+    data = {path.name: {"sha256": _sources(path), "profile": profile_to_dict(load_profile(path))}
+            for path in sorted(PROFILES_DIR.glob("*.yaml")) if not path.name.startswith("_")}
+    SNAPSHOT.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def test_every_shipped_profile_is_in_the_snapshot():
+    shipped = {p.name for p in PROFILES_DIR.glob("*.yaml") if not p.name.startswith("_")}
+    assert shipped == set(json.loads(SNAPSHOT.read_text())), "run python tests/test_profiles.py"
+
+
+@pytest.mark.parametrize("name", sorted(json.loads(SNAPSHOT.read_text())))
+def test_shipped_profiles_load_as_recorded(name):
+    """Every value, citation, unit and note of each shipped profile is what the hand-written reader
+    loaded before the schema moved to pydantic (tests/data/shipped_profiles.json was written by that
+    reader); a profile edited since then is compared once its snapshot is rewritten."""
+    recorded = json.loads(SNAPSHOT.read_text())[name]
+    path = PROFILES_DIR / name
+    if _sources(path) != recorded["sha256"]:
+        pytest.skip(f"{name} (or the file it inherits) changed since the snapshot: run python tests/test_profiles.py")
+    loaded = json.loads(json.dumps(profile_to_dict(load_profile(path)), ensure_ascii=False))
+    assert loaded == recorded["profile"]
+
+
+if __name__ == "__main__":
+    write_snapshot()
+    print(f"wrote {SNAPSHOT}")

@@ -633,3 +633,67 @@ def test_cli_refuses_a_decider_fitted_for_another_model_unless_forced(tiny_kit, 
     assert "does not fit local_int8.tflite" in err and "--force-decider" in err and "hi-train decider" in err
     assert main(base + ["--force-decider"]) == 0
     assert "warning: --force-decider" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("strategy", ["local", "hi"])
+def test_direct_loop_gives_the_general_loops_records(tiny_kit, data, tmp_path, strategy):
+    """The closed loop on direct I/O (kept samples as tuples, records made when delivered) and the general
+    loop answer the same samples identically: every logged field but the timings, in the same order, with
+    the same decider scores; offloaded samples (hi) go to the server on both."""
+    import asyncio
+
+    from hi_runtime.offload_client import InferResult
+
+    x, y = data
+    n = 60
+
+    class InstantLink:
+        connected = False
+        free_slots = 4
+
+        def __init__(self, *a, **kw):
+            pass
+
+        async def connect(self):
+            self.connected = True
+
+        async def infer(self, tensor, model_id, **kw):
+            await asyncio.sleep(0)
+            return InferResult(request_id=1, class_id=int(tensor.reshape(-1)[0]) % 10, top_k=[],
+                               server_timings={"total_us": 100}, round_trip_s=0.001)
+
+        async def close(self):
+            self.connected = False
+
+    def run(direct: bool):
+        clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"))
+        decider = Decider.load(tiny_kit / "decider.json").with_threshold(0.7)
+        off = None
+        if strategy == "hi":
+            off = Offloader(OffloadConfig(endpoints=[Endpoint("127.0.0.1", 1)], latency_budget_ms=5000),
+                            client_factory=InstantLink)
+        agent = Agent(AgentConfig(strategy=strategy, latency_budget_ms=5000, progress=False),
+                      classifier=clf, decider=decider, offloader=off)
+        assert agent._direct is not None
+        agent.direct_loop = direct
+        log = tmp_path / f"{strategy}_{direct}.jsonl"
+        try:
+            with RecordWriter(log, default_header(model="m", strategy=strategy, server=None)) as w:
+                agent.run(ArraySource(x[:n], y[:n]), w)
+        finally:
+            agent.close()
+        rows = [json.loads(line) for line in log.read_text().splitlines()[1:]]
+        return agent.records, rows
+
+    direct_recs, direct_rows = run(True)
+    general_recs, general_rows = run(False)
+    assert len(direct_rows) == len(general_rows) == n
+    timing = {f for f in SAMPLE_FIELDS if f.startswith("t_")}
+    for a, b in zip(direct_rows, general_rows):
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+        assert (a["t_total_ms"] is None) == (b["t_total_ms"] is None) and a["t_local_ms"] > 0
+    assert [r.sample_id for r in direct_recs] == list(range(n))
+    if strategy == "hi":
+        offloaded = [r for r in direct_recs if r.offloaded]
+        assert 0 < len(offloaded) < n and all(r.server_class is not None for r in offloaded)
+    assert all(r.decider_score is not None for r in direct_recs)

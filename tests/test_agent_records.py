@@ -1,8 +1,9 @@
-"""Per-sample log writer and summary: the fast JSON line equals json.dumps, the background writer keeps
+"""Per-sample log writer and summary: the fast JSON line parses back to the row (floats to 9 digits), the background writer keeps
 order and reports failures, and the summary numbers are the ones recomputed from the records."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hi_runtime.records import (
+    FLOAT_DIGITS,
     SAMPLE_FIELDS,
     RecordWriter,
     SampleRecord,
@@ -32,13 +34,41 @@ records = st.builds(
     t_offload_ms=st.floats(0, 1e6), t_total_ms=st.floats(0, 1e6))
 
 
-@settings(max_examples=200, deadline=None)
+def _same(got, want) -> bool:
+    """Equal; a float to FLOAT_DIGITS significant digits (what the log keeps; a whole number may be written
+    without its '.0', as JSON has one number type and the log readers take floats)."""
+    if type(want) is float:
+        return type(got) in (int, float) and math.isclose(got, want, rel_tol=10.0 ** (1 - FLOAT_DIGITS),
+                                                          abs_tol=1e-300)
+    return got == want and type(got) is type(want)
+
+
+@settings(max_examples=300, deadline=None)
 @given(records)
-def test_json_line_is_exactly_the_row_as_json(rec):
+def test_json_line_is_the_row_as_json(rec):
     line = json_line(rec)
     assert line.endswith("\n") and "\n" not in line[:-1]
-    assert json.loads(line) == {"type": "sample", **rec.as_row()}
-    assert list(json.loads(line)) == ["type", *SAMPLE_FIELDS]
+    got = json.loads(line)
+    assert list(got) == ["type", *SAMPLE_FIELDS] and got["type"] == "sample"
+    for name, want in rec.as_row().items():
+        assert _same(got[name], want), (name, got[name], want)
+
+
+@given(st.integers(-128, 127), st.integers(0, 1000))
+def test_int8_probabilities_and_timings_round_trip_exactly_enough(q, t_us):
+    """Dequantized int8 softmax outputs (multiples of 1/256) come back bit for bit; a timing in ms keeps
+    its microseconds."""
+    conf = (q + 128) / 256
+    rec = SampleRecord(1, "hi", 3, conf, None, None, False, None, 3, False, 3, t_local_ms=t_us / 1e3)
+    row = json.loads(json_line(rec))
+    assert row["local_confidence"] == conf and abs(row["t_local_ms"] - t_us / 1e3) < 1e-9
+    assert json_line(rec) == json_line(rec)  # the cached template gives the same line again
+
+
+def test_non_finite_floats_are_null():
+    rec = SampleRecord(2, "hi", 3, float("nan"), None, float("inf"), False, None, 3, False, None)
+    row = json.loads(json_line(rec))
+    assert row["local_confidence"] is None and row["decider_score"] is None and row["local_class"] == 3
 
 
 def test_numpy_scalars_are_written_as_plain_json():

@@ -197,6 +197,7 @@ class Agent:
                 spec = classifier.output_spec
                 self._accept_row = lambda row: bool(decider.accept(spec.dequantize(np.asarray([row])))[0])
         self._direct = classifier.direct_io() if classifier is not None and s in ("local", "hi") else None
+        self.direct_loop = True  # closed runs of local/hi on direct I/O take _run_direct (False: the general loop)
         out_quant = classifier.output_spec.quant if classifier is not None else None
         self._out_scale, self._out_zp = (out_quant if out_quant is not None else (None, 0))
         self._score_decider = chain.decider if s == "ee-hi" and chain is not None else decider
@@ -282,6 +283,12 @@ class Agent:
         if not rec.offloaded:
             rec.t_total_ms = (clock() - arrived) * 1e3
             return pending
+        return self._offload(sample, pending)
+
+    def _offload(self, sample: Sample, pending: _Pending) -> _Pending | None:
+        """Admission control, then the offloader; the entry if its answer is final now (shed), else None."""
+        clock = self.clock
+        rec, arrived = pending.record, pending.arrived
         deadline = arrived + self._budget_s
         if self.config.admission and (rec.local_class is not None or self.classifier is not None):
             wait = self.offloader.expected_wait_s()
@@ -325,6 +332,54 @@ class Agent:
         self._local(pending.image, pending)
         rec.offloaded = keep
 
+    # ---- the closed loop on direct I/O (local, hi) -----------------------------------------------------
+
+    def _run_direct(self, source: Iterable[Sample], deliver: Callable, collect: Callable) -> None:
+        """The closed loop for ``local`` and ``hi`` on a model with direct I/O: per sample only the work
+        that decides its answer (input in, invoke, output row out, the integer decision) and a tuple; the
+        kept sample's record is built when its batch is delivered (:meth:`_kept_record`). An offloaded
+        sample takes the general path from the decision on (record, admission control, the offloader),
+        and the next sample starts after its answer. Same records as the general loop (tested)."""
+        put, infer = self._direct  # type: ignore[misc]
+        perf, clock = time.perf_counter, self.clock
+        accept_row = self._accept_row
+        hi = self._strategy == "hi"
+        for sample in source:
+            arrived = clock()
+            t0 = perf()
+            put(sample.image)
+            t1 = perf()
+            row = infer()
+            t2 = perf()
+            if accept_row is None:
+                deliver((sample, row, arrived, t0, t1, t2, None, clock()))
+                continue
+            keep = accept_row(row)
+            t3 = perf()
+            if keep or not hi:
+                deliver((sample, row, arrived, t0, t1, t2, t3, clock()))
+                continue
+            rec = self._kept_record((sample, row, arrived, t0, t1, t2, t3, None))
+            rec.offloaded = True
+            pending = _Pending(rec, arrived, sample.image)
+            pending.score_input = row
+            p = self._offload(sample, pending)
+            if p is not None:
+                deliver(p)
+            if self._outstanding:
+                collect(everything=True)  # closed: the next sample arrives after this answer
+
+    def _kept_record(self, entry: tuple) -> SampleRecord:
+        """The record of a sample answered on the direct path (see :meth:`_local` for the fields)."""
+        sample, row, arrived, t0, t1, t2, t3, answered = entry
+        top = max(row)
+        cls = row.index(top)  # first maximum, like argmax
+        conf = (top - self._out_zp) * self._out_scale if self._out_scale is not None else float(top)
+        return SampleRecord(sample.sample_id, self._strategy, cls, conf, None, None, False, None, cls, False,
+                            sample.label, (t1 - t0) * 1e3, (t2 - t1) * 1e3,
+                            None if t3 is None else (t3 - t2) * 1e3, None,
+                            None if answered is None else (answered - arrived) * 1e3, False, 0.0, None)
+
     # ---- loop -----------------------------------------------------------------------------------------
 
     def _score_probs(self, raw: np.ndarray) -> np.ndarray:
@@ -348,17 +403,30 @@ class Agent:
         counts = {"offloaded": 0, "degraded": 0, "shed": 0}
         last_flush = [time.perf_counter()]
 
+        kept_record = self._kept_record
+        scored = self._accept_row is not None  # a direct-path sample's row is scored when a decider is loaded
+
         def flush() -> None:
             last_flush[0] = time.perf_counter()
-            need = [p for p in done if p.score_input is not None]
+            recs, need, raw = [], [], []
+            for p in done:
+                if type(p) is tuple:  # answered on the direct path: its record is made here
+                    rec = kept_record(p)
+                    if scored:
+                        need.append(rec)
+                        raw.append(p[1])
+                else:
+                    rec = p.record
+                    if p.score_input is not None:
+                        need.append(rec)
+                        raw.append(p.score_input)
+                recs.append(rec)
             if need and self._score_decider is not None:
-                raw = [p.score_input for p in need]  # [1, C] arrays, or rows as lists (direct I/O)
-                raw = np.concatenate(raw) if isinstance(raw[0], np.ndarray) else np.asarray(
+                # [1, C] arrays, or rows as lists (direct I/O)
+                arr = np.concatenate(raw) if isinstance(raw[0], np.ndarray) else np.asarray(
                     raw, dtype=self.classifier.output_spec.dtype)
-                scores = self._score_decider.score(self._score_probs(raw))
-                for p, score in zip(need, scores):
-                    p.record.decider_score = float(score)
-            recs = [p.record for p in done]
+                for rec, score in zip(need, self._score_decider.score(self._score_probs(arr)).tolist()):
+                    rec.decider_score = score
             self.records.extend(recs)
             if writer is not None:
                 writer.write_many(recs)
@@ -414,8 +482,11 @@ class Agent:
         clock = self.clock
         paced = None if live or arrival.kind == "closed" else arrival.due
         pipelined = arrival.pipelined
+        direct = self._direct is not None and self.direct_loop and paced is None and not pipelined
         try:
-            for i, sample in enumerate(source):
+            if direct:
+                self._run_direct(source, deliver, collect)
+            for i, sample in enumerate(() if direct else source):
                 if paced is None:
                     arrived = clock()
                 else:

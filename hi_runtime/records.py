@@ -20,9 +20,13 @@ import itertools
 import json
 import math
 import operator
+import os
+import pickle
 import platform
 import queue
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -49,6 +53,7 @@ SAMPLE_FIELDS: tuple[str, ...] = (
 )
 TIMING_FIELDS = tuple(name for name in SAMPLE_FIELDS if name.startswith("t_") and name.endswith("_ms"))
 LOG_FORMATS = ("jsonl", "csv")
+LOG_WRITERS = ("inline", "thread", "process")  # where log lines are formatted: RecordWriter(background=...)
 
 
 @dataclass(slots=True)
@@ -233,8 +238,12 @@ def json_line(record: SampleRecord, _is=operator.is_, _compress=itertools.compre
 class RecordWriter:
     """Writes the header then one record per sample. Use as a context manager.
 
-    By default a record is serialized and written on the caller's thread (a template-built JSON line,
-    ~5 us). ``background=True`` moves that off the device's hot path to a writer thread: the caller hands
+    By default a record is serialized and written on the caller's thread (a template-built JSON line, a
+    few us). ``background="process"`` moves the formatting to a writer process
+    (:mod:`hi_runtime.log_process`): the caller pickles each batch's raw values (about a tenth of the cost
+    of formatting them) into a pipe, and the process formats and appends them on another core; if the
+    caller dies, the process still writes every row it was handed. ``background=True`` (or "thread")
+    moves it to a writer thread instead: the caller hands
     over whole batches (:meth:`write_many`, one queue operation per batch) and the writer formats them one
     record at a time, yielding the interpreter lock after each, so the device's thread never waits more
     than one record's formatting for it; the formatting overlaps the next inferences (the interpreter
@@ -246,7 +255,11 @@ class RecordWriter:
     _STOP = object()
 
     def __init__(self, path: str | Path, header: dict, fmt: str | None = None, *, flush_every: int = 64,
-                 background: bool = False):
+                 background: bool | str = False):
+        mode = {True: "thread", False: "inline", None: "inline"}.get(background, background)  # type: ignore[call-overload]
+        if mode not in LOG_WRITERS:
+            raise ValueError(f"log writer {background!r} unknown; use one of {LOG_WRITERS}")
+        self.mode = mode
         self.path = Path(path)
         self.fmt = fmt or ("csv" if self.path.suffix.lower() == ".csv" else "jsonl")
         if self.fmt not in LOG_FORMATS:
@@ -269,7 +282,14 @@ class RecordWriter:
             self._csv.writeheader()
         self._queue: queue.SimpleQueue | None = None
         self._thread: threading.Thread | None = None
-        if background:
+        self._proc: subprocess.Popen | None = None
+        if mode == "process":
+            self._out.close()  # the header is written; the writer process appends the rows
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "hi_runtime.log_process", str(self.path), self.fmt, str(self._flush_every)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        elif mode == "thread":
             self._queue = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._drain, name="hi-records", daemon=True)
             self._thread.start()
@@ -280,7 +300,15 @@ class RecordWriter:
     def write_many(self, records: Sequence[SampleRecord]) -> None:
         if self._error is not None:
             raise OSError(f"writing the log {self.path} failed: {self._error}") from self._error
-        if self._queue is not None:
+        if self._proc is not None:
+            data = pickle.dumps(list(map(_FIELD_GETTER, records)), protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                self._proc.stdin.write(len(data).to_bytes(4, "little") + data)  # type: ignore[union-attr]
+                self._proc.stdin.flush()  # type: ignore[union-attr]
+            except (BrokenPipeError, OSError) as exc:
+                self._error = OSError(self._process_failure() or str(exc))
+                raise OSError(f"writing the log {self.path} failed: {self._error}") from exc
+        elif self._queue is not None:
             self._queue.put(list(records))
         elif self._csv is None:  # JSONL on the caller's thread: the batch's lines in one write
             before = self._count
@@ -316,7 +344,28 @@ class RecordWriter:
                         self._error = exc
                 yield_lock(0)  # let the device's thread take the interpreter lock between records
 
+    def _process_failure(self) -> str | None:
+        """The writer process's one error line, once it has exited with a failure."""
+        proc = self._proc
+        if proc is None or proc.poll() in (None, 0):
+            return None
+        text = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""  # type: ignore[union-attr]
+        return f"the log writer process failed: {text.splitlines()[-1] if text else f'exit {proc.returncode}'}"
+
     def close(self) -> None:
+        if self._proc is not None:
+            proc, self._proc = self._proc, None
+            try:
+                proc.stdin.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+            proc.wait()
+            if proc.returncode != 0 and self._error is None:
+                self._proc = proc
+                self._error = OSError(self._process_failure() or f"exit {proc.returncode}")
+                self._proc = None
+            if proc.stderr is not None:
+                proc.stderr.close()
         if self._thread is not None:
             assert self._queue is not None
             self._queue.put(self._STOP)

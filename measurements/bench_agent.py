@@ -6,13 +6,15 @@ What is compared (same interpreter object, same images, rounds interleaved so ma
   read from its buffer (``Interpreter.tensor`` views: cheaper than ``set_tensor``/``get_tensor``), per image:
   the floor a hand-written loop pays for the model itself;
 * ``agent``: ``hi_runtime.agent.strategies.Agent.run`` with strategy ``local`` and the decider loaded, writing
-  the per-sample JSONL log as hi-agent does (on the sample's own thread; ``--background-log`` uses the
-  writer thread of ``RecordWriter(background=True)`` instead, which measured slower on this 2-core machine): preprocessing (quantization), the same invoke, the exact int8
+  the per-sample JSONL log as hi-agent does (``--log-writer process``: the raw values of each batch go to a
+  writer process that formats them on another core; ``inline`` formats them on the sample's own thread,
+  ``thread`` on a writer thread): preprocessing (quantization), the same invoke, the exact int8
   decider decision in integer arithmetic plus its float score, timing, the record and its log line. This is
   everything HI does on the device for a sample it keeps; an offloaded sample adds the network round trip,
   which is not agent overhead.
 
-Process CPU time per sample (all threads, so the background log writer counts) is reported beside wall
+Process CPU time per sample (all threads, so a log writer thread counts; a writer process's CPU is reported
+on its own line) is reported beside wall
 time: on a machine shared with other jobs it varies far less. Rounds are short and interleaved (bare, agent, bare, agent, ...). The headline overhead is the median over
 rounds of (agent - bare) / bare within each round, which resists load spikes on a shared machine; the
 overhead of the overall means is reported beside it.
@@ -70,6 +72,8 @@ class BenchResult:
     # the control: the bare loop plus a fixed allocating Python workload (a record-sized dict and its JSON
     # line) between invokes, timing only the invokes: how much slower the model itself runs when Python
     # works between calls (caches), a cost no bookkeeping change in the agent can remove
+    log_writer: str = "process"  # where the log was formatted (inline, thread, process) or "none"
+    writer_process_cpu_us: float = 0.0  # the log writer process's CPU per sample, on another core
     control_work_us: float = 0.0
     control_invoke_slowdown_pct: float = 0.0
 
@@ -99,9 +103,16 @@ def build_standin_resnet8(out_dir: Path) -> Path:
     return export_int8_tflite(model, rep, out_dir / "resnet8_standin_int8.tflite")
 
 
+def _children_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None = None,
           n: int = 100, rounds: int = 20, backend: str = "auto", threads: int | None = None,
-          model_note: str = "", log_dir: Path | None = None, background_log: bool = False,
+          model_note: str = "", log_dir: Path | None = None, log_writer: str = "process",
           log: bool = True) -> BenchResult:
     from hi_runtime.backends import Classifier, open_backend
     from hi_runtime.decider import Decider
@@ -155,17 +166,23 @@ def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None =
             invoke_s += t1 - t
         return invoke_s / n * 1e3, work_s / n * 1e3
 
+    header = default_header(model=model_path.name, strategy="local", server=None, bench=True)
+    children_before = _children_cpu_s()
+    # the writer process is started once, as in a run (its ~0.2 s start is once per run, not per sample)
+    shared = RecordWriter(tmp / "agent_rounds.jsonl", header, background="process") \
+        if log and log_writer == "process" else None
+
     def agent_round(k: int) -> tuple[float, float, list]:
         agent = Agent(AgentConfig(strategy="local", progress=False), classifier=clf, decider=decider)
         t, c = time.perf_counter(), time.process_time()
         if not log:
             agent.run(source)
-            return (time.perf_counter() - t) / n * 1e3, (time.process_time() - c) / n * 1e3, agent.records
-        with RecordWriter(tmp / f"agent_round{k}.jsonl",
-                          default_header(model=model_path.name, strategy="local", server=None, bench=True),
-                          background=background_log) as w:
-            agent.run(source, w)
-        # the writer is closed (its thread drained) inside the timed region: logging is fully counted
+        elif shared is not None:  # the device's thread hands raw values over; the process formats them
+            agent.run(source, shared)
+        else:
+            with RecordWriter(tmp / f"agent_round{k}.jsonl", header, background=log_writer) as w:
+                agent.run(source, w)
+            # an inline or thread writer is closed (drained) inside the timed region: logging fully counted
         return (time.perf_counter() - t) / n * 1e3, (time.process_time() - c) / n * 1e3, agent.records
 
     bare_round()  # warm-up: first invokes allocate and JIT-pack weights
@@ -182,6 +199,10 @@ def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None =
         ms, work = control_round()
         control.append(ms)
         control_work.append(work)
+    writer_cpu_us = 0.0
+    if shared is not None:
+        shared.close()  # waits for the writer process: its CPU time is then in RUSAGE_CHILDREN
+        writer_cpu_us = (_children_cpu_s() - children_before) / ((rounds + 1) * n) * 1e6
     stages = {name: float(np.mean([getattr(r, name) for r in records]))
               for name in ("t_preprocess_ms", "t_local_ms", "t_decide_ms", "t_total_ms")}
     bare_mean, agent_mean = float(np.mean(bare)), float(np.mean(agent))
@@ -197,6 +218,7 @@ def bench(model_path: Path, decider_path: Path | None, *, samples: Path | None =
         overhead_cpu_pct=100.0 * (float(np.sum(agent_cpu)) - float(np.sum(bare_cpu))) / float(np.sum(bare_cpu)),
         machine=f"{platform.node()} {platform.machine()} {platform.processor() or ''} Python "
                 f"{platform.python_version()}".strip(),
+        log_writer=log_writer if log else "none", writer_process_cpu_us=writer_cpu_us,
         control_work_us=1e3 * float(np.median(control_work)),
         control_invoke_slowdown_pct=100.0 * float(np.median(np.array(control) / np.array(bare) - 1.0)))
 
@@ -213,6 +235,9 @@ def format_result(r: BenchResult) -> str:
         f"ratio      {r.overhead_ratio:.3f} (agent / bare, median of paired rounds; goal on ResNet-8: <= 1.10)",
         (f"cpu time   bare {r.bare_cpu_ms_mean * 1e3:.1f} us/sample, agent {r.agent_cpu_ms_mean * 1e3:.1f} us/sample: "
          f"overhead {r.overhead_cpu_pct:.1f}% (process CPU time, all threads; less sensitive to other load)"),
+        (f"log        {r.log_writer}" + (f": the writer process used {r.writer_process_cpu_us:.1f} us of CPU per "
+                                         "sample on another core (not in the ratio, which is the device's thread)"
+                                         if r.log_writer == "process" else "")),
         "agent stages (mean ms): " + ", ".join(f"{k[2:-3]} {v:.4f}" for k, v in r.stage_ms.items()),
         (f"control    the bare loop with {r.control_work_us:.1f} us of allocating Python work (a record-sized "
          f"dict to JSON) between invokes: the invokes alone ran {r.control_invoke_slowdown_pct:+.1f}% vs bare "
@@ -233,8 +258,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--backend", default="auto", help="local backend (default auto)")
     ap.add_argument("--threads", type=int, default=None, help="interpreter threads (default: runtime's)")
     ap.add_argument("--no-log", action="store_true", help="no per-sample log (what the log line costs)")
-    ap.add_argument("--background-log", action="store_true",
-                    help="write the log on RecordWriter's writer thread instead of the sample's own thread")
+    ap.add_argument("--log-writer", choices=("inline", "thread", "process"), default="process",
+                    help="where the log lines are formatted, as hi-agent run --log-writer (default process: a "
+                         "writer process on another core; inline: the device's thread; thread: a writer thread)")
     ap.add_argument("--json", type=Path, help="also write the result as JSON here")
 
 
@@ -261,7 +287,7 @@ def run(args) -> int:
               "or use --standin resnet8", file=sys.stderr)
         return 2
     res = bench(Path(model), decider, samples=args.samples, n=args.num_samples, rounds=args.rounds,
-                backend=args.backend, threads=args.threads, model_note=note, background_log=args.background_log,
+                backend=args.backend, threads=args.threads, model_note=note, log_writer=args.log_writer,
                 log=not args.no_log)
     print(format_result(res))
     if args.json:

@@ -78,16 +78,50 @@ def test_numpy_scalars_are_written_as_plain_json():
     assert row["sample_id"] == 3 and row["offloaded"] is True and row["local_confidence"] == 0.5
 
 
-@pytest.mark.parametrize("background", [True, False])
+@pytest.mark.parametrize("background", [True, False, "process"])
 def test_writer_keeps_order_and_header(tmp_path, background):
     path = tmp_path / "log.jsonl"
     recs = [SampleRecord(i, "local", i % 10, 0.5, None, None, False, None, i % 10, False, i % 10) for i in range(500)]
     with RecordWriter(path, default_header(model="m", strategy="local", server=None), background=background) as w:
-        for r in recs:
+        for r in recs[:100]:
             w.write(r)
+        w.write_many(recs[100:])
     lines = path.read_text().splitlines()
     assert json.loads(lines[0])["type"] == "header" and len(lines) == 501
     assert [json.loads(x)["sample_id"] for x in lines[1:]] == list(range(500))
+    assert lines[1:] == [json_line(r).rstrip("\n") for r in recs]  # the same lines on every writer
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_process_writer_writes_what_the_inline_writer_writes(tmp_path, fmt):
+    """The writer process formats the same bytes as the caller's thread would, in both formats, including
+    string ids, nulls and flags."""
+    recs = [SampleRecord(f"img_{i}.jpg" if i % 3 == 0 else i, "hi", i % 10, (i % 256) / 256, None,
+                         None if i % 5 == 0 else i / 7, i % 4 == 0, 3 if i % 4 == 0 else None, i % 10, i % 8 == 0,
+                         None if i % 6 == 0 else i % 10, t_local_ms=i / 3, t_total_ms=float(i), shed=i % 9 == 0)
+            for i in range(300)]
+    header = default_header(model="m", strategy="hi", server="127.0.0.1:1")
+    texts = {}
+    for mode in ("inline", "process"):
+        path = tmp_path / f"{mode}.{fmt}"
+        with RecordWriter(path, header, fmt, background=mode) as w:
+            for k in range(0, 300, 64):
+                w.write_many(recs[k:k + 64])
+        texts[mode] = path.read_text()
+    assert texts["inline"] == texts["process"] and texts["inline"].count("\n") >= 300
+
+
+def test_process_writer_failure_is_one_line_from_close(tmp_path):
+    w = RecordWriter(tmp_path / "log.jsonl", default_header(model="m", strategy="local", server=None),
+                     background="process")
+    w.write(SampleRecord(0, "local", 1, 1j, None, None, False, None, 1, False, None))  # no JSON for a complex
+    with pytest.raises(OSError, match="log writer process failed: TypeError"):
+        w.close()
+
+
+def test_unknown_writer_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="log writer 'disk' unknown"):
+        RecordWriter(tmp_path / "x.jsonl", {}, background="disk")
 
 
 def test_background_write_failure_is_reported(tmp_path):

@@ -30,7 +30,7 @@ from hi_runtime.agent.options import (
 )
 from hi_runtime.artifacts import default_path
 from hi_runtime.cli_support import Parser, UsageError, add_verbosity, register_subcommands, run
-from hi_runtime.records import LOG_FORMATS, STRATEGIES
+from hi_runtime.records import LOG_FORMATS, LOG_WRITERS, STRATEGIES
 
 #: Subcommands registered by their own modules (each exposes register_cli(subparsers)).
 SUBCOMMAND_MODULES = ("hi_runtime.agent.serial_bridge",)
@@ -95,6 +95,9 @@ def register_run(sub) -> None:
                         "exit there), e.g. 0.9; one run per value gives the EE-HI sweep of hi-bench compare")
     p.add_argument("--log", help="per-sample log (.jsonl or .csv)")
     p.add_argument("--log-format", choices=LOG_FORMATS, help="force the log format (default: by extension)")
+    p.add_argument("--log-writer", choices=LOG_WRITERS, default="process",
+                   help="where log lines are formatted: process (default: a writer process on another core, "
+                        "off the device's thread), inline (on the device's thread) or thread")
     p.add_argument("--summary-json", help="also write the summary as JSON here")
     p.add_argument("--device", help="device name for the log header (default: host name and machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -202,7 +205,7 @@ def cmd_run(args) -> int:
            {"decider_threshold": decider.threshold if decider is not None else None}),
         arrival=str(arrival), latency_budget_ms=budget, max_inflight=args.max_inflight,
         connections=args.connections, admission=not args.no_admission, server_model_id=args.model_id or None)
-    writer = RecordWriter(args.log, header, args.log_format) if args.log else None
+    writer = RecordWriter(args.log, header, args.log_format, background=args.log_writer) if args.log else None
     try:
         summary = agent.run(source, writer)
     except KeyboardInterrupt:

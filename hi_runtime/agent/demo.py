@@ -165,7 +165,7 @@ def run_demo(models_dir: Path, out_dir: Path, *, samples: Path | None = None, li
                                     **(chain.header_fields() if strategy == "ee-hi" else {}),
                                     arrival=str(arrival), latency_budget_ms=run_budget, max_inflight=max_inflight)
             try:
-                with RecordWriter(log_path, header) as writer:
+                with RecordWriter(log_path, header, background="process") as writer:
                     summary = agent.run(source, writer)
             finally:
                 agent.close()

@@ -113,10 +113,10 @@ class SampleRecord:
         """Time spent on the device before any offload: preprocessing + local model + decider. ``None``
         only if all three are missing; a missing part counts as zero otherwise (a ``remote`` run has no
         local model, a ``local`` run no decider)."""
-        parts = [self.t_preprocess_ms, self.t_local_ms, self.t_decide_ms]
-        if all(p is None for p in parts):
+        a, b, c = self.t_preprocess_ms, self.t_local_ms, self.t_decide_ms
+        if a is None and b is None and c is None:
             return None
-        return float(sum(p for p in parts if p is not None))
+        return float((a or 0.0) + (b or 0.0) + (c or 0.0))  # read once per record by every summary
 
     @property
     def total_ms(self) -> float | None:
@@ -447,39 +447,74 @@ def _mean(values: Sequence[float]) -> float | None:
 def summarize(records: Sequence[SampleRecord], strategy: str | None = None) -> Summary:
     n = len(records)
     strategy = strategy or (records[0].strategy if records else None) or "?"
-    lab = [r for r in records if r.label is not None]
-    accuracy = accuracy_eq2 = local_acc = server_acc = None
-    confusion = None
-    if lab:
-        local_right = sum(1 for r in lab if not r.answered_by_server and r.local_class is not None
-                          and int(r.local_class) == int(r.label))
-        server_right = sum(1 for r in lab if r.answered_by_server and int(r.server_class) == int(r.label))
-        accuracy = hi_accuracy(local_right, server_right, len(lab))
-        with_local = [r for r in lab if r.local_class is not None]
-        if with_local and len(with_local) == len(lab):
-            local_acc = sum(1 for r in with_local if int(r.local_class) == int(r.label)) / len(with_local)
-        served = [r for r in lab if r.answered_by_server]
-        if served:
-            server_acc = sum(1 for r in served if int(r.server_class) == int(r.label)) / len(served)
-        confusion = confusion_counts(lab)
-        if (confusion is not None and confusion.n == len(lab)
-                and all(not r.offloaded or r.answered_by_server for r in lab)):
-            accuracy_eq2 = hi_accuracy_from_confusion(confusion, server_acc if server_acc is not None else 0.0)
-    offloaded = [r for r in records if r.offloaded]
-    ratio = len(offloaded) / n if n else 0.0
-    totals = np.array([t for t in (r.total_ms for r in records) if t is not None], dtype=np.float64)
-    on_device = [t for t in (r.on_device_ms for r in records) if t is not None]
-    offload_times = [r.t_offload_ms for r in offloaded if r.t_offload_ms is not None]
-    local_ms = _mean(on_device) if n and len(on_device) == n else None
-    offload_ms = _mean(offload_times) if offloaded and len(offload_times) == len(offloaded) else None
-    eq3 = None
-    if local_ms is not None and (offload_ms is not None or not offloaded):
-        eq3 = expected_latency_ms(local_ms, offload_ms or 0.0, ratio)
-    queue = [r.t_queue_ms for r in records if r.t_queue_ms is not None]
+    # one pass over the records (the summary of a long run is computed on the device, once per run)
+    labelled = 0
+    local_right = server_right = with_local = with_local_right = served = served_right = 0
+    n_offloaded = degraded = shed = tp = fp = fn = tn = 0
+    eq2_shape = True  # every offloaded labelled sample was answered by the server (Eq. 2 applies)
+    totals_l: list[float] = []
+    on_device: list[float] = []
+    offload_times: list[float] = []
+    queue: list[float] = []
     exits: dict = {}
     for r in records:
+        by_server = r.offloaded and not r.degraded and r.server_class is not None
+        if r.label is not None:
+            labelled += 1
+            label = int(r.label)
+            if r.local_class is not None:
+                with_local += 1
+                local_ok = int(r.local_class) == label
+                with_local_right += local_ok
+                if not by_server:
+                    local_right += local_ok
+                if r.offloaded:  # the decider's confusion (confusion_counts, in the same pass)
+                    fn += local_ok
+                    tn += not local_ok
+                else:
+                    tp += local_ok
+                    fp += not local_ok
+            if by_server:
+                served += 1
+                server_ok = int(r.server_class) == label
+                served_right += server_ok
+                server_right += server_ok
+            elif r.offloaded:
+                eq2_shape = False
+        if r.offloaded:
+            n_offloaded += 1
+            if r.t_offload_ms is not None:
+                offload_times.append(r.t_offload_ms)
+        degraded += bool(r.degraded)
+        shed += bool(r.shed)
+        total = r.total_ms
+        if total is not None:
+            totals_l.append(total)
+        dev = r.on_device_ms
+        if dev is not None:
+            on_device.append(dev)
+        if r.t_queue_ms is not None:
+            queue.append(r.t_queue_ms)
         if r.exit_index is not None:
             exits[int(r.exit_index)] = exits.get(int(r.exit_index), 0) + 1
+    accuracy = accuracy_eq2 = local_acc = server_acc = None
+    confusion = None
+    if labelled:
+        accuracy = hi_accuracy(local_right, server_right, labelled)
+        if with_local and with_local == labelled:
+            local_acc = with_local_right / with_local
+        if served:
+            server_acc = served_right / served
+        confusion = DeciderConfusion(tp, fp, fn, tn) if tp + fp + fn + tn else None
+        if confusion is not None and confusion.n == labelled and eq2_shape:
+            accuracy_eq2 = hi_accuracy_from_confusion(confusion, server_acc if server_acc is not None else 0.0)
+    ratio = n_offloaded / n if n else 0.0
+    totals = np.array(totals_l, dtype=np.float64)
+    local_ms = _mean(on_device) if n and len(on_device) == n else None
+    offload_ms = _mean(offload_times) if n_offloaded and len(offload_times) == n_offloaded else None
+    eq3 = None
+    if local_ms is not None and (offload_ms is not None or not n_offloaded):
+        eq3 = expected_latency_ms(local_ms, offload_ms or 0.0, ratio)
 
     def pct(q: float) -> float | None:
         return float(np.percentile(totals, q)) if totals.size else None
@@ -487,16 +522,16 @@ def summarize(records: Sequence[SampleRecord], strategy: str | None = None) -> S
     return Summary(
         strategy=strategy,
         samples=n,
-        labelled=len(lab),
+        labelled=labelled,
         accuracy=accuracy,
         offload_ratio=ratio,
-        degraded=int(sum(r.degraded for r in records)),
+        degraded=int(degraded),
         latency_mean_ms=float(totals.mean()) if totals.size else None,
         latency_p50_ms=pct(50),
         latency_p99_ms=pct(99),
         local_accuracy=local_acc,
         exits=dict(sorted(exits.items())),
-        shed=int(sum(r.shed for r in records)),
+        shed=int(shed),
         latency_p95_ms=pct(95),
         accuracy_eq2=accuracy_eq2,
         server_accuracy_offloaded=server_acc,

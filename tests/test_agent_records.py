@@ -158,3 +158,46 @@ def test_unlabelled_runs_have_no_accuracy():
     s = summarize(recs)
     assert s.accuracy is None and s.labelled == 0
     assert "-" in summary_markdown([s])
+
+
+def _reference_summary(recs):
+    """The summary's counts by their definitions, one pass each (what summarize computes in one pass)."""
+    lab = [r for r in recs if r.label is not None]
+    by_server = [r.offloaded and not r.degraded and r.server_class is not None for r in recs]
+    served = [r for r, s in zip(recs, by_server) if s and r.label is not None]
+    local_right = sum(1 for r, s in zip(recs, by_server) if r.label is not None and not s
+                      and r.local_class is not None and r.local_class == r.label)
+    server_right = sum(1 for r in served if r.server_class == r.label)
+    totals = [r.total_ms for r in recs if r.total_ms is not None]
+    return {
+        "samples": len(recs), "labelled": len(lab),
+        "accuracy": (local_right + server_right) / len(lab) if lab else None,
+        "offload_ratio": sum(r.offloaded for r in recs) / len(recs) if recs else 0.0,
+        "degraded": sum(r.degraded for r in recs), "shed": sum(r.shed for r in recs),
+        "latency_mean_ms": float(np.mean(totals)) if totals else None,
+        "server_accuracy_offloaded": server_right / len(served) if served else None,
+        "local_accuracy": (sum(r.local_class == r.label for r in lab) / len(lab)
+                           if lab and all(r.local_class is not None for r in lab) else None),
+    }
+
+
+summary_records = st.lists(st.builds(
+    SampleRecord, sample_id=st.integers(0, 10**6), strategy=st.just("hi"),
+    local_class=st.none() | st.integers(0, 3), local_confidence=st.none() | st.floats(0, 1),
+    exit_index=st.none() | st.integers(0, 2), decider_score=st.none(), offloaded=st.booleans(),
+    server_class=st.none() | st.integers(0, 3), final_class=st.none() | st.integers(0, 3), degraded=st.booleans(),
+    label=st.none() | st.integers(0, 3), t_preprocess_ms=st.none() | st.floats(0, 10),
+    t_local_ms=st.none() | st.floats(0, 10), t_decide_ms=st.none() | st.floats(0, 10),
+    t_offload_ms=st.none() | st.floats(0, 10), t_total_ms=st.none() | st.floats(0, 100), shed=st.booleans(),
+    t_queue_ms=st.none() | st.floats(0, 10)), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(summary_records)
+def test_one_pass_summary_matches_the_definitions(recs):
+    got = summarize(recs, "hi").as_dict()
+    for key, want in _reference_summary(recs).items():
+        if isinstance(want, float):
+            assert got[key] == pytest.approx(want, rel=1e-12, abs=1e-12), key
+        else:
+            assert got[key] == want, key

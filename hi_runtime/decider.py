@@ -60,7 +60,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -293,6 +293,21 @@ class Int8Form:
         for a, q in zip(self.coef, top):
             acc += a * (q - zp)
         return acc >= 0
+
+    def row_decider(self) -> Callable[[Sequence[int]], bool]:
+        """:meth:`accept_row` as the cheapest callable for this form: for the top-2 form (the shipped
+        decider's), one sort and three products with the zero point folded into the bias (the same
+        integers: ``B + A1 (q1 - zp) + A2 (q2 - zp) = A1 q1 + A2 q2 + (B - (A1 + A2) zp)``)."""
+        if self.top_k != 2:
+            return self.accept_row
+        a1, a2 = (int(a) for a in self.coef)
+        c = int(self.bias) - (a1 + a2) * int(self.zero_point)
+
+        def accept_top2(row: Sequence[int], _sorted=sorted) -> bool:
+            s = _sorted(row)
+            return a1 * s[-1] + a2 * s[-2] + c >= 0
+
+        return accept_top2
 
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "zero_point": self.zero_point, "top_k": self.top_k,

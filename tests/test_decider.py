@@ -105,6 +105,21 @@ def test_int8_form_property(w1, w2, b, t, scale, zp):
     assert sum(abs(a) for a in form.coef) * max(abs(-128 - zp), abs(127 - zp)) + abs(form.bias) <= 2**31 - 1
 
 
+@settings(max_examples=20, deadline=None)
+@given(w1=st.floats(0.1, 30), w2=st.floats(-30, 30), b=st.floats(-20, 20), t=st.floats(0.02, 0.98),
+       zp=st.integers(-128, 0), rows=st.lists(st.lists(st.integers(-128, 127), min_size=10, max_size=10),
+                                              min_size=1, max_size=30))
+def test_row_decider_is_accept_row(w1, w2, b, t, zp, rows):
+    """The agent's per-sample callable (zero point folded into the bias for the top-2 form) decides every
+    row exactly as accept_row and the array form do; other forms fall back to accept_row."""
+    for dec in (Decider(features=("p1", "p2"), coefficients=[w1, w2], intercept=b, threshold=t),
+                Decider(features=("p1", "p2", "p3"), coefficients=[w1, w2, -w1], intercept=b, threshold=t)):
+        form = dec.compile_int8(1 / 256, zp)
+        fast = form.row_decider()
+        assert [fast(r) for r in rows] == [form.accept_row(r) for r in rows] == form.accept(np.array(rows)).tolist()
+        assert (fast == form.accept_row) == (form.top_k != 2)
+
+
 @settings(max_examples=60, deadline=None)
 @given(t=st.floats(0.0, 1.2), scale=st.floats(0.001, 0.01), zp=st.integers(-128, 0))
 def test_max_softmax_int8_is_exact(t, scale, zp):

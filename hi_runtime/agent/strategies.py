@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from hi_runtime.agent.arrivals import Arrival
-from hi_runtime.agent.inputs import InputSource, Sample
+from hi_runtime.agent.inputs import ArraySource, InputSource, Sample
 from hi_runtime.agent.offloader import DEFAULT_BUDGET_MS, OffloadOutcome
 from hi_runtime.backends import ChainRunner, Classifier
 from hi_runtime.qos import QoS
@@ -192,7 +192,7 @@ class Agent:
         if decider is not None and classifier is not None:
             form = _int8_form(decider, classifier.output_spec)
             if form is not None:
-                self._accept_row = form.accept_row
+                self._accept_row = form.row_decider()
             else:
                 spec = classifier.output_spec
                 self._accept_row = lambda row: bool(decider.accept(spec.dequantize(np.asarray([row])))[0])
@@ -334,7 +334,8 @@ class Agent:
 
     # ---- the closed loop on direct I/O (local, hi) -----------------------------------------------------
 
-    def _run_direct(self, source: Iterable[Sample], deliver: Callable, collect: Callable) -> None:
+    def _run_direct(self, source: Iterable[Sample], deliver: Callable, collect: Callable, done: list,
+                    flush: Callable, last_flush: list) -> None:
         """The closed loop for ``local`` and ``hi`` on a model with direct I/O: per sample only the work
         that decides its answer (input in, invoke, output row out, the integer decision) and a tuple; the
         kept sample's record is built when its batch is delivered (:meth:`_kept_record`). An offloaded
@@ -344,26 +345,30 @@ class Agent:
         perf, clock = time.perf_counter, self.clock
         accept_row = self._accept_row
         hi = self._strategy == "hi"
-        for sample in source:
+        keep_entry, batch, every_s = done.append, self.SCORE_BATCH, self.FLUSH_S
+        for sid, image, label in _id_image_label(source):
             arrived = clock()
             t0 = perf()
-            put(sample.image)
+            put(image)
             t1 = perf()
             row = infer()
             t2 = perf()
             if accept_row is None:
-                deliver((sample, row, arrived, t0, t1, t2, None, clock()))
+                t3, keep = None, True
+            else:
+                keep = accept_row(row)
+                t3 = perf()
+            if keep or not hi:  # kept: delivered as a tuple (deliver(), inlined)
+                answered = clock()
+                keep_entry((sid, label, row, arrived, t0, t1, t2, t3, answered))
+                if len(done) >= batch or answered - last_flush[1] > every_s:
+                    flush()
                 continue
-            keep = accept_row(row)
-            t3 = perf()
-            if keep or not hi:
-                deliver((sample, row, arrived, t0, t1, t2, t3, clock()))
-                continue
-            rec = self._kept_record((sample, row, arrived, t0, t1, t2, t3, None))
+            rec = self._kept_record((sid, label, row, arrived, t0, t1, t2, t3, None))
             rec.offloaded = True
-            pending = _Pending(rec, arrived, sample.image)
+            pending = _Pending(rec, arrived, image)
             pending.score_input = row
-            p = self._offload(sample, pending)
+            p = self._offload(Sample(sid, image, label), pending)
             if p is not None:
                 deliver(p)
             if self._outstanding:
@@ -371,12 +376,12 @@ class Agent:
 
     def _kept_record(self, entry: tuple) -> SampleRecord:
         """The record of a sample answered on the direct path (see :meth:`_local` for the fields)."""
-        sample, row, arrived, t0, t1, t2, t3, answered = entry
+        sid, label, row, arrived, t0, t1, t2, t3, answered = entry
         top = max(row)
         cls = row.index(top)  # first maximum, like argmax
         conf = (top - self._out_zp) * self._out_scale if self._out_scale is not None else float(top)
-        return SampleRecord(sample.sample_id, self._strategy, cls, conf, None, None, False, None, cls, False,
-                            sample.label, (t1 - t0) * 1e3, (t2 - t1) * 1e3,
+        return SampleRecord(sid, self._strategy, cls, conf, None, None, False, None, cls, False,
+                            label, (t1 - t0) * 1e3, (t2 - t1) * 1e3,
                             None if t3 is None else (t3 - t2) * 1e3, None,
                             None if answered is None else (answered - arrived) * 1e3, False, 0.0, None)
 
@@ -401,20 +406,20 @@ class Agent:
         bar = _progress(total, f"{self.config.strategy} ({arrival})") if self.config.progress else None
         done: list[_Pending] = []
         counts = {"offloaded": 0, "degraded": 0, "shed": 0}
-        last_flush = [time.perf_counter()]
+        last_flush = [time.perf_counter(), self.clock()]  # the last flush, on both clocks
 
         kept_record = self._kept_record
         scored = self._accept_row is not None  # a direct-path sample's row is scored when a decider is loaded
 
         def flush() -> None:
-            last_flush[0] = time.perf_counter()
+            last_flush[0], last_flush[1] = time.perf_counter(), self.clock()
             recs, need, raw = [], [], []
             for p in done:
                 if type(p) is tuple:  # answered on the direct path: its record is made here
                     rec = kept_record(p)
                     if scored:
                         need.append(rec)
-                        raw.append(p[1])
+                        raw.append(p[2])
                 else:
                     rec = p.record
                     if p.score_input is not None:
@@ -431,9 +436,9 @@ class Agent:
             if writer is not None:
                 writer.write_many(recs)
             sanity = self.sanity
-            for rec in recs:
-                sanity.count(rec)
-                if on_record is not None:
+            sanity.count_many(recs)
+            if on_record is not None:
+                for rec in recs:
                     on_record(rec)
             sanity.check()
             if bar is not None:
@@ -485,7 +490,7 @@ class Agent:
         direct = self._direct is not None and self.direct_loop and paced is None and not pipelined
         try:
             if direct:
-                self._run_direct(source, deliver, collect)
+                self._run_direct(source, deliver, collect, done, flush, last_flush)
             for i, sample in enumerate(() if direct else source):
                 if paced is None:
                     arrived = clock()
@@ -533,6 +538,24 @@ class LocalSanity:
         self.max_confidence = 0.0
         self.warnings: list[str] = []
         self._chance_warned = self._logits_warned = False
+
+    def count_many(self, recs: Sequence[SampleRecord]) -> None:
+        """:meth:`count` for a delivered batch, in one loop."""
+        labeled = correct = 0
+        top = self.max_confidence
+        for rec in recs:
+            local = rec.local_class
+            if local is None:
+                continue
+            if rec.label is not None:
+                labeled += 1
+                correct += local == rec.label
+            conf = rec.local_confidence
+            if conf is not None and conf > top:
+                top = conf
+        self.labeled += labeled
+        self.correct += correct
+        self.max_confidence = top
 
     def count(self, rec: SampleRecord) -> None:
         if rec.local_class is None:
@@ -588,6 +611,16 @@ def _num_classes(classifier: Classifier | None, chain) -> int | None:
     if spec is None or not spec.shape:
         return None
     return int(spec.shape[-1])
+
+
+def _id_image_label(source: Iterable[Sample]):
+    """(sample id, image, label) per sample; an in-memory source without making a Sample per image."""
+    if type(source) is ArraySource:
+        n = len(source.images)
+        ids = source.ids if source.ids is not None else range(n)
+        labels = [None] * n if source.labels is None else source.labels.tolist()
+        return zip(ids, source.images, labels)
+    return ((s.sample_id, s.image, s.label) for s in source)
 
 
 def _int8_form(decider, output_spec):

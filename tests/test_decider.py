@@ -588,3 +588,37 @@ def test_comparison_variants_fit_and_refuse_what_they_cannot_do():
         DeciderVariant(features=("agree",)).check()
     with pytest.raises(DeciderTrainingError, match="unknown feature"):
         DeciderVariant(features=("p9",)).check()
+
+
+def test_a_threshold_on_an_int8_boundary_is_settled_inside_its_gap():
+    """A threshold half-way between two validation scores can fall exactly on another grid point's score,
+    where the integer and float forms round differently; settling moves it inside the same gap (every
+    validation decision unchanged) to a point where the two forms agree on the whole int8 grid."""
+    from training.decider import _z_to_threshold, settle_off_int8_boundaries
+
+    rng = np.random.default_rng(0)
+    settled_cases = 0
+    for _ in range(200):
+        w1, w2, b = rng.uniform(0.5, 30), rng.uniform(-30, 30), rng.uniform(-20, 20)
+        dec = Decider(features=("p1", "p2"), coefficients=[w1, w2], intercept=b, threshold=0.5)
+        q1 = int(rng.integers(-60, 100))
+        q2 = int(rng.integers(-128, q1 - 2))
+
+        def grid_probs(pairs):
+            p = np.zeros((len(pairs), 10))
+            for i, (a, c) in enumerate(pairs):
+                p[i, 0], p[i, 1] = (a + 128) / 256, (c + 128) / 256
+            return p
+
+        val = grid_probs([(q1, q2), (q1 + 2, q2)])  # two validation samples; (q1 + 1, q2) lies half-way
+        zt = 0.5 * float(dec.decision_value(val).sum())
+        on_boundary = dec.with_threshold(_z_to_threshold(dec, zt))
+        if not on_boundary.compile_int8(1 / 256, -128).grid_disagreements:
+            continue
+        settled = settle_off_int8_boundaries(on_boundary, val, 1 / 256, -128)
+        assert settled.compile_int8(1 / 256, -128).grid_disagreements == 0
+        assert np.array_equal(settled.accept(val), on_boundary.accept(val))
+        settled_cases += 1
+        if settled_cases >= 3:
+            break
+    assert settled_cases >= 3  # such thresholds exist (they broke a real fit) and each one was settled

@@ -251,6 +251,34 @@ def pick_point(curve: dict[str, np.ndarray], *, max_offload: float | None = None
     return int(np.argmax(value)), f"max HI accuracy - {offload_penalty} x offload ratio"
 
 
+def settle_off_int8_boundaries(decider: Decider, probs: np.ndarray, scale: float, zero_point: int,
+                               fractions: tuple[float, ...] = (0.5, 0.3, 0.7, 0.15, 0.85, 0.05, 0.95, 0.01, 0.99),
+                               ) -> Decider:
+    """The same decider with its threshold moved, inside the gap between the scores of ``probs`` (the
+    validation split) around it, to a point where the exact integer form agrees with the float form on
+    the whole int8 grid; every decision on ``probs`` stays the same.
+
+    Why: a threshold half-way between two validation scores often falls exactly on the score of another
+    grid point (the scores are linear in the int8 ranks), where the float comparison and the integer one
+    round differently: the firmware would then decide one output row differently from Python. Returns
+    the decider unchanged if it has no int8 form, no disagreement, or no point of the gap clears them."""
+    if not decider.supports_int8 or decider.kind != "logistic":
+        return decider
+    if not decider.compile_int8(scale, zero_point).grid_disagreements:
+        return decider
+    z = decider.decision_value(probs)
+    zt = decider.z_threshold
+    below, above = z[z < zt], z[z >= zt]
+    lo = float(below.max()) if below.size else zt - 1.0
+    hi = float(above.min()) if above.size else zt + 1.0
+    keep = decider.accept(probs)
+    for f in fractions:
+        cand = decider.with_threshold(_z_to_threshold(decider, lo + f * (hi - lo)))
+        if np.array_equal(cand.accept(probs), keep) and not cand.compile_int8(scale, zero_point).grid_disagreements:
+            return cand
+    return decider
+
+
 def choose_operating_point(decider: Decider, probs: np.ndarray, labels: np.ndarray,
                            server_correct: np.ndarray | None = None, *, max_offload: float | None = None,
                            min_hi_accuracy: float | None = None,

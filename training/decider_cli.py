@@ -224,6 +224,7 @@ def cmd_decider(args) -> int:
         fit_decider,
         local_outputs,
         server_probabilities,
+        settle_off_int8_boundaries,
         write_decider_vectors,
     )
 
@@ -257,6 +258,8 @@ def cmd_decider(args) -> int:
                                         offload_penalty=args.offload_penalty)
             dec = dec.with_threshold(op.threshold)
             op_goal = op.goal
+        if lv.scale is not None and lv.zero_point is not None:  # the firmware must decide as Python does
+            dec = settle_off_int8_boundaries(dec, lv.probs, lv.scale, lv.zero_point)
         rep_val = evaluate(dec.accept(lv.probs), lv.predicted, val.labels, srv_v)
         rep_test = evaluate(dec.accept(lt.probs), lt.predicted, test.labels, srv_t)
         dec.meta["operating_point"] = {"goal": op_goal, "threshold": dec.threshold,

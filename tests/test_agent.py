@@ -495,6 +495,27 @@ def test_cli_with_tls_and_key_and_with_a_wrong_key(tiny_kit, tmp_path, capsys):
         assert "authentication" in capsys.readouterr().err
 
 
+def _stand_in_link(answer, free_slots: int):
+    """An offload client class for the Offloader's client_factory whose infer awaits ``answer(tensor)``."""
+
+    class StandInLink:
+        connected = False
+
+        def __init__(self, *a, **kw):
+            self.free_slots = free_slots
+
+        async def connect(self):
+            self.connected = True
+
+        async def infer(self, tensor, model_id, **kw):
+            return await answer(tensor)
+
+        async def close(self):
+            self.connected = False
+
+    return StandInLink
+
+
 def test_local_inference_proceeds_while_an_offload_is_in_flight(tiny_kit, data):
     """Pipelining: with a slow link (40 ms per offload) and a slow local model (40 ms), HI over samples
     that arrive faster than either (burst) and all offload overlaps the two, instead of paying both per
@@ -507,24 +528,13 @@ def test_local_inference_proceeds_while_an_offload_is_in_flight(tiny_kit, data):
     n = 10
     events = {"local": [], "offload": []}
 
-    class SlowLink:
-        connected = False
-        free_slots = 3
+    async def slow_answer(tensor):
+        t = time.perf_counter()
+        await asyncio.sleep(0.04)
+        events["offload"].append((t, time.perf_counter()))
+        return InferResult(request_id=1, class_id=7, top_k=[], server_timings={}, round_trip_s=0.04)
 
-        def __init__(self, *a, **kw):
-            pass
-
-        async def connect(self):
-            self.connected = True
-
-        async def infer(self, tensor, model_id, **kw):
-            t = time.perf_counter()
-            await asyncio.sleep(0.04)
-            events["offload"].append((t, time.perf_counter()))
-            return InferResult(request_id=1, class_id=7, top_k=[], server_timings={}, round_trip_s=0.04)
-
-        async def close(self):
-            self.connected = False
+    SlowLink = _stand_in_link(slow_answer, free_slots=3)
 
     clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"))
     fast = clf.classify_one
@@ -647,23 +657,12 @@ def test_direct_loop_gives_the_general_loops_records(tiny_kit, data, tmp_path, s
     x, y = data
     n = 60
 
-    class InstantLink:
-        connected = False
-        free_slots = 4
+    async def instant_answer(tensor):
+        await asyncio.sleep(0)
+        return InferResult(request_id=1, class_id=int(tensor.reshape(-1)[0]) % 10, top_k=[],
+                           server_timings={"total_us": 100}, round_trip_s=0.001)
 
-        def __init__(self, *a, **kw):
-            pass
-
-        async def connect(self):
-            self.connected = True
-
-        async def infer(self, tensor, model_id, **kw):
-            await asyncio.sleep(0)
-            return InferResult(request_id=1, class_id=int(tensor.reshape(-1)[0]) % 10, top_k=[],
-                               server_timings={"total_us": 100}, round_trip_s=0.001)
-
-        async def close(self):
-            self.connected = False
+    InstantLink = _stand_in_link(instant_answer, free_slots=4)
 
     def run(direct: bool):
         clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"))

@@ -648,8 +648,7 @@ class Classifier:
             xor, top_bit, u8 = np.bitwise_xor, _TOP_BIT, np.dtype(np.uint8)
 
             def put(image: np.ndarray) -> None:  # q = pixel - 128: the top bit flipped, written in place
-                if image.shape != shape or image.dtype != u8:
-                    preprocess(image)  # raises the shape error every path gives
+                if image.shape != shape or image.dtype != u8:  # preprocess raises the shape error every path gives
                     tensor_in()[0] = preprocess(image)[0]
                     return
                 xor(image, top_bit, out=tensor_in()[0].view(u8))

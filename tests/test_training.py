@@ -222,8 +222,10 @@ def test_distillation_teaches_the_teachers_function_even_with_useless_labels(tra
     clean, val = color_dataset(6000, 7), color_dataset(300, 1)
     shuffled = Dataset(clean.images, np.random.default_rng(0).permutation(clean.labels), clean.class_names)
     base = dict(arch="tiny_cnn", epochs=1, batch_size=16, lr=0.05, warmup_epochs=0)
-    student = train_model(TrainConfig(**base, teacher=str(teacher), distill_weight=1.0, temperature=1.0),
-                          shuffled, val, verbose=0)
+    # Two epochs: one epoch from this seed sometimes stalls near 0.3 (thread-order float noise decides
+    # whether the first steps escape the uniform start); the second always finishes the job.
+    student = train_model(TrainConfig(**{**base, "epochs": 2}, teacher=str(teacher), distill_weight=1.0,
+                                      temperature=1.0), shuffled, val, verbose=0)
     alone = train_model(TrainConfig(**base), shuffled, val, verbose=0)
     assert evaluate_keras(alone, val) < 0.3
     assert evaluate_keras(student, val) > 0.6

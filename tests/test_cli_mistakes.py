@@ -44,6 +44,8 @@ MISTAKES = [
     ("hi-train early-exit --arch resnet8 --loss-weights 0.5,0.5,1 --data x --out runs/cli-mistakes/ee",
      "--loss-weights gives 3"),
     ("hi-train early-exit --loss-weights 0.5,one --data x --out runs/cli-mistakes/ee", "--loss-weights"),
+    ("hi-train early-exit --branch-convs 2,x --data x --out runs/cli-mistakes/ee", "--branch-convs"),
+    ("hi-train early-exit --arch resnet56 --branch-convs 2 --data x --out runs/cli-mistakes/ee", "one count per branch"),
     ("hi-train early-exit --resume --data x --out runs/cli-mistakes/ee", "--resume"),
     ("hi-train early-exit --init /nope.keras --data x --out runs/cli-mistakes/ee", "--init /nope.keras"),
     ("hi-train early-exit --epochs 3 --init models/cifar10/resnet8.keras --data x --out runs/cli-mistakes/ee",

@@ -337,12 +337,23 @@ def test_exit_inside_a_residual_block_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_three_segment_chain_equals_single_model(tmp_path):
-    """Two early exits (the ResNet-56 layout, here on tiny_cnn): three segments, two cuts, every exit's
-    scores identical to the single model's."""
-    from hi_runtime.backends import ChainRunner
-    from training.early_exit import build_early_exit_model, exit_probabilities, export_early_exit
+    """Two early exits (the ResNet-56 layout, here on tiny_cnn, the first with two leading 3x3 convs as
+    `--branch-convs 2,0` gives it): three segments, two cuts, every exit's scores identical to the single
+    model's; a reloaded model still finds its taps."""
+    import keras
 
-    m = build_early_exit_model("tiny_cnn", exits=["relu0", "add"], branch_width=8)
+    from hi_runtime.backends import ChainRunner
+    from training.early_exit import build_early_exit_model, exit_probabilities, exit_taps, export_early_exit
+
+    m = build_early_exit_model("tiny_cnn", exits=["relu0", "add"], branch_width=8, branch_convs=[2, 0])
+    convs = [l for l in m.layers if l.name.startswith("exit1_c") and l.name[-1].isdigit()]
+    # relu0 is 16x16x8: the first conv halves it to 8x8, the second keeps 8x8; channels double each time
+    assert [(l.name, l.strides, l.filters) for l in convs] == [("exit1_c1", (2, 2), 16), ("exit1_c2", (1, 1), 32)]
+    assert not any(l.name.startswith("exit2_c") for l in m.layers)
+    m.save(tmp_path / "ee3.keras")
+    assert exit_taps(keras.models.load_model(tmp_path / "ee3.keras", compile=False)) == ("relu0", "add")
+    with pytest.raises(ValueError, match="conv counts"):
+        build_early_exit_model("tiny_cnn", exits=["relu0", "add"], branch_convs=[2])
     imgs = colored_images(40, 5).images
     exp = export_early_exit(m, imgs, tmp_path / "ee3", check_images=imgs[:1])
     chain = SegmentChain.load(exp.chain.path)

@@ -14,6 +14,11 @@ A branch is small and uses only operators the firmware compiler supports: a 3x3 
 pooling (MEAN), a dense layer and softmax. BN folds into the convolutions and ReLU fuses into them, so the
 INT8 file holds DEPTHWISE_CONV_2D, CONV_2D, MEAN, FULLY_CONNECTED, SOFTMAX.
 
+An exit placed very early (ResNet-56's block 2 of 27 sees 16 channels of edges and colours) learns little
+through that head alone, so a branch can start with ``convs`` full 3x3 convolutions + BN + ReLU (stride 2
+while the map is larger than 8x8, channels doubling from the tap's): a few cheap layers of its own that
+turn low-level features into class evidence (``--branch-convs``, one count per exit; default 0).
+
 Training uses the joint weighted loss over all exits (BranchyNet), ``sum_k w_k * CE(exit_k)``. To save
 CPU the trunk can start from a trained plain model (``--init``, weights copied by layer name): first the
 branches alone are trained with the trunk frozen, then everything is fine-tuned jointly at a low rate.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,14 +78,21 @@ def features_name(k: int) -> str:
 # Models
 # ----------------------------------------------------------------------------------------------------
 
-def _branch(x, num_classes: int, name: str, width: int, weight_decay: float):
+def _branch(x, num_classes: int, name: str, width: int, weight_decay: float, convs: int = 0):
     import keras
 
     L = keras.layers
     reg = keras.regularizers.L2(weight_decay) if weight_decay > 0 else None
-    stride = 2 if min(int(x.shape[1]), int(x.shape[2])) > 8 else 1
+    y = x
+    for i in range(convs):
+        stride = 2 if min(int(y.shape[1]), int(y.shape[2])) > 8 else 1
+        y = L.Conv2D(2 * int(y.shape[-1]), 3, strides=stride, padding="same", use_bias=False,
+                     kernel_initializer="he_normal", kernel_regularizer=reg, name=f"{name}_c{i + 1}")(y)
+        y = L.BatchNormalization(name=f"{name}_c{i + 1}_bn")(y)
+        y = L.Activation("relu", name=f"{name}_c{i + 1}_relu")(y)
+    stride = 2 if min(int(y.shape[1]), int(y.shape[2])) > 8 else 1
     y = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, depthwise_regularizer=reg,
-                          name=f"{name}_dw")(x)
+                          name=f"{name}_dw")(y)
     y = L.BatchNormalization(name=f"{name}_dw_bn")(y)
     y = L.Activation("relu", name=f"{name}_dw_relu")(y)
     y = L.Conv2D(width, 1, use_bias=False, kernel_initializer="he_normal", kernel_regularizer=reg,
@@ -91,10 +104,12 @@ def _branch(x, num_classes: int, name: str, width: int, weight_decay: float):
 
 
 def build_early_exit_model(arch: str, *, exits: Sequence[str] | None = None, num_classes: int = 10,
-                           input_shape=(32, 32, 3), branch_width: int = 64, weight_decay: float = 1e-4):
+                           input_shape=(32, 32, 3), branch_width: int = 64, weight_decay: float = 1e-4,
+                           branch_convs: Sequence[int] | None = None):
     """The base architecture with exit branches at the named layers. Outputs, in order:
     exit1, ..., final (softmax each). The trunk keeps the base model's layer names, so weights of a
-    trained plain model load by name (:func:`copy_trunk_weights`)."""
+    trained plain model load by name (:func:`copy_trunk_weights`). ``branch_convs`` gives each branch's
+    number of leading 3x3 convolutions (one count per exit; default none)."""
     import keras
 
     from training.models import build_model
@@ -102,6 +117,9 @@ def build_early_exit_model(arch: str, *, exits: Sequence[str] | None = None, num
     taps = tuple(exits) if exits else EXIT_PRESETS.get(arch, ())
     if not taps:
         raise ValueError(f"no exit preset for {arch!r}; pass exits=[layer names] (presets: {sorted(EXIT_PRESETS)})")
+    convs = [int(c) for c in branch_convs] if branch_convs else [0] * len(taps)
+    if len(convs) != len(taps) or min(convs) < 0:
+        raise ValueError(f"{len(taps)} exit branch(es) need {len(taps)} non-negative conv counts, got {list(convs)}")
     base = build_model(arch, num_classes=num_classes, input_shape=input_shape, weight_decay=weight_decay)
     outs = []
     for k, tap in enumerate(taps):
@@ -109,7 +127,7 @@ def build_early_exit_model(arch: str, *, exits: Sequence[str] | None = None, num
             t = base.get_layer(tap).output
         except ValueError as exc:
             raise ValueError(f"{arch} has no layer {tap!r} to branch from") from exc
-        outs.append(_branch(t, num_classes, f"exit{k + 1}", branch_width, weight_decay))
+        outs.append(_branch(t, num_classes, f"exit{k + 1}", branch_width, weight_decay, convs[k]))
     final = keras.layers.Identity(name=FINAL)(base.output)
     model = keras.Model(base.inputs, outs + [final], name=f"ee_{arch}")
     model._hi_exit_taps = taps
@@ -120,15 +138,18 @@ def exit_taps(model) -> tuple[str, ...]:
     taps = getattr(model, "_hi_exit_taps", None)
     if taps:
         return tuple(taps)
-    # a reloaded model: the taps are the layers the exit branches read
-    found = []
+    # a reloaded model: the taps are the trunk layers the exit branches read (a branch's first layer is
+    # its first conv, or its depthwise conv when it has none)
+    found: dict[int, str] = {}
     for layer in model.layers:
-        if layer.name.startswith("exit") and layer.name.endswith("_dw"):
+        m = re.fullmatch(r"exit(\d+)_(c1|dw)", layer.name)
+        if m:
             src = layer.input._keras_history[0]
-            found.append(src.name)
+            if not src.name.startswith("exit"):
+                found[int(m.group(1))] = src.name
     if not found:
         raise ValueError(f"{model.name} has no exit branches")
-    return tuple(found)
+    return tuple(found[k] for k in sorted(found))
 
 
 def export_model(model):
@@ -174,6 +195,7 @@ class EETrainConfig:
     exits: list[str] = field(default_factory=list)
     loss_weights: list[float] = field(default_factory=list)  # one per exit, final last; default all 1
     branch_width: int = 64
+    branch_convs: list[int] = field(default_factory=list)  # leading 3x3 convs per exit branch; default none
     init: str = ""  # a trained plain .keras model to copy the trunk from
     epochs_branch: int = 1  # branches only, trunk frozen
     epochs_joint: int = 2  # everything, joint weighted loss
@@ -205,7 +227,7 @@ def train_early_exit(cfg: EETrainConfig, train: Dataset, val: Dataset, *, verbos
     keras.utils.set_random_seed(cfg.seed)
     model = build_early_exit_model(cfg.arch, exits=cfg.exits or None, num_classes=train.num_classes,
                                    input_shape=train.images.shape[1:], branch_width=cfg.branch_width,
-                                   weight_decay=cfg.weight_decay)
+                                   weight_decay=cfg.weight_decay, branch_convs=cfg.branch_convs or None)
     n_out = len(model.outputs)
     weights = list(cfg.loss_weights) if cfg.loss_weights else [1.0] * n_out
     if len(weights) != n_out:
@@ -259,6 +281,7 @@ class EEJointConfig:
     exits: list[str] = field(default_factory=list)
     loss_weights: list[float] = field(default_factory=list)
     branch_width: int = 64
+    branch_convs: list[int] = field(default_factory=list)
     self_distill: float = 0.0
 
     def to_dict(self) -> dict:
@@ -335,7 +358,7 @@ def train_early_exit_joint(cfg: EEJointConfig, train: Dataset, val: Dataset, *, 
     check_precision(tc, ("float32",))
     model = build_early_exit_model(tc.arch, exits=cfg.exits or None, num_classes=train.num_classes,
                                    input_shape=train.images.shape[1:], branch_width=cfg.branch_width,
-                                   weight_decay=tc.weight_decay)
+                                   weight_decay=tc.weight_decay, branch_convs=cfg.branch_convs or None)
     n_out = len(model.outputs)
     names = exit_names(n_out)
     weights = list(cfg.loss_weights) if cfg.loss_weights else [1.0] * n_out

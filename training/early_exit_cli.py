@@ -37,6 +37,10 @@ def register_cli(sub) -> None:
     p.add_argument("--loss-weights", default=None,
                    help="comma list, one weight per exit with the final exit last (default all 1)")
     p.add_argument("--branch-width", type=int, default=64, help="channels of the branch's 1x1 conv (default 64)")
+    p.add_argument("--branch-convs", default=None,
+                   help="comma list, one per exit branch: 3x3 convolutions (stride 2 while the map is larger than "
+                        "8x8, channels doubling) at the start of the branch, for exits placed early in the trunk; "
+                        "e.g. 2,0 for ResNet-56 (default none)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--no-augment", action="store_true")
@@ -71,6 +75,18 @@ def _loss_weights(text: str | None) -> list[float]:
         raise UsageError(f"--loss-weights {text!r} is not a comma list of numbers, e.g. 0.5,1") from None
 
 
+def _branch_convs(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        convs = [int(c) for c in text.split(",")]
+    except ValueError:
+        convs = [-1]
+    if min(convs) < 0:
+        raise UsageError(f"--branch-convs {text!r} is not a comma list of counts >= 0, e.g. 2,0")
+    return convs
+
+
 def check_args(args) -> None:
     """The mistakes the flags alone show, found before TensorFlow starts and the dataset loads."""
     from training.early_exit import EXIT_PRESETS
@@ -94,6 +110,10 @@ def check_args(args) -> None:
     if not taps:
         raise UsageError(f"--arch {args.arch} has no exit preset; name the layers to branch after with --exits "
                          f"LAYER[,LAYER] (presets: {', '.join(sorted(EXIT_PRESETS))})")
+    convs = _branch_convs(args.branch_convs)
+    if convs and len(convs) != len(taps):
+        raise UsageError(f"--branch-convs gives {len(convs)} count(s) but {args.arch} with exits {','.join(taps)} "
+                         f"has {len(taps)} exit branch(es): one count per branch, the final exit has none")
     weights = _loss_weights(args.loss_weights)
     if weights and len(weights) != len(taps) + 1:
         raise UsageError(f"--loss-weights gives {len(weights)} weight(s) but {args.arch} with exits "
@@ -121,7 +141,8 @@ def _train_joint(args, train, val, out: Path):
                      distill_weight=args.distill_weight if args.teacher else 0.0, temperature=args.temperature)
     weights = _loss_weights(args.loss_weights)
     cfg = EEJointConfig(train=tc, exits=args.exits.split(",") if args.exits else [], loss_weights=weights,
-                        branch_width=args.branch_width, self_distill=args.self_distill)
+                        branch_width=args.branch_width, branch_convs=_branch_convs(args.branch_convs),
+                        self_distill=args.self_distill)
     runs = record_command(Path(ckpt), command, args.resume)
     t0 = time.time()
     try:
@@ -184,7 +205,8 @@ def cmd_early_exit(args) -> int:
     else:
         weights = _loss_weights(args.loss_weights)
         cfg = EETrainConfig(arch=args.arch, exits=args.exits.split(",") if args.exits else [],
-                            loss_weights=weights, branch_width=args.branch_width, init=args.init or "",
+                            loss_weights=weights, branch_width=args.branch_width,
+                            branch_convs=_branch_convs(args.branch_convs), init=args.init or "",
                             epochs_branch=args.epochs_branch, epochs_joint=args.epochs_joint,
                             lr_branch=args.lr_branch, lr_joint=args.lr_joint, batch_size=args.batch_size,
                             weight_decay=args.weight_decay, augment=not args.no_augment, seed=args.seed)

@@ -217,8 +217,13 @@ def _multi_target(ds: Dataset, n_out: int, batch: int, *, training: bool, augmen
     return d.map(lambda x, y: (x, tuple([y] * n_out)))
 
 
+def _say(*parts) -> None:
+    """Progress lines, flushed: a run under nohup or a pipe shows each epoch as it ends."""
+    print(*parts, flush=True)
+
+
 def train_early_exit(cfg: EETrainConfig, train: Dataset, val: Dataset, *, verbose: int | None = None,
-                     log=print):
+                     log=_say):
     """Train an early-exit model per ``cfg``; returns (model, history list)."""
     import sys
 
@@ -256,11 +261,13 @@ def train_early_exit(cfg: EETrainConfig, train: Dataset, val: Dataset, *, verbos
                       loss=[keras.losses.SparseCategoricalCrossentropy()] * n_out, loss_weights=weights,
                       metrics=[[keras.metrics.SparseCategoricalAccuracy(name="acc")] for _ in range(n_out)])
         log(f"phase {phase}: {epochs} epoch(s) at lr {lr} ({'trunk frozen' if freeze else 'all layers'})")
-        h = model.fit(tr, validation_data=va, epochs=epochs, verbose=verbose)
-        for e in range(epochs):
-            rec = {"phase": phase, "epoch": e + 1, **{k: float(v[e]) for k, v in h.history.items()}}
+        def epoch_done(e, logs, phase=phase):  # logged as each epoch ends: the progress of a long run
+            rec = {"phase": phase, "epoch": e + 1, **{k: float(v) for k, v in (logs or {}).items()}}
             history.append(rec)
             log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+
+        model.fit(tr, validation_data=va, epochs=epochs, verbose=verbose,
+                  callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=epoch_done)])
     for layer in model.layers:
         layer.trainable = True
     return model, history
@@ -346,7 +353,7 @@ def _exit_accuracy(k: int, num_classes: int, name: str):
 
 
 def train_early_exit_joint(cfg: EEJointConfig, train: Dataset, val: Dataset, *, resume: bool = False,
-                           verbose: int | None = None, log=print):
+                           verbose: int | None = None, log=_say):
     """Train an early-exit model from scratch per ``cfg`` (see :class:`EEJointConfig`); returns the model
     (exits and final head as separate softmax outputs, as :func:`build_early_exit_model` makes it)."""
     import keras

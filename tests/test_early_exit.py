@@ -410,8 +410,8 @@ def _np_softened_kl(t, s, temp):
     return (pt * (np.log(pt) - np.log(ps))).sum(axis=1)
 
 
-@pytest.mark.parametrize("with_teacher", [False, True])
-def test_early_exit_loss_matches_its_formula(with_teacher):
+@pytest.mark.parametrize("with_teacher,teach_exits", [(False, False), (True, False), (True, True)])
+def test_early_exit_loss_matches_its_formula(with_teacher, teach_exits):
     from training.early_exit import early_exit_loss_fn
 
     rng = np.random.default_rng(3)
@@ -422,12 +422,12 @@ def test_early_exit_loss_matches_its_formula(with_teacher):
     teacher = rng.dirichlet(np.ones(c), size=n).astype(np.float32)
     y_true = np.concatenate([labels[:, None], teacher], 1) if with_teacher else labels[:, None].astype(np.float32)
     loss = early_exit_loss_fn(e, c, w, self_distill=a, distill_weight=b if with_teacher else 0.0,
-                              temperature=temp)
+                              temperature=temp, teach_exits=teach_exits)
     got = np.asarray(loss(y_true.astype(np.float32), probs.reshape(n, e * c)))
     ce = -np.log(np.clip(probs[np.arange(n), :, labels], 1e-7, 1.0))  # [n, exit]
     want = np.zeros(n)
     for k in range(e):
-        if k == e - 1:
+        if k == e - 1 or teach_exits:  # teach_exits: the teacher, not the final exit, teaches every exit
             term = (1 - b) * ce[:, k] + b * temp ** 2 * _np_softened_kl(teacher, probs[:, k], temp) \
                 if with_teacher else ce[:, k]
         else:
@@ -452,6 +452,41 @@ def test_self_distillation_stops_the_gradient_at_the_final_exit():
         value = loss(tf.constant([[0.0]]), p)
     grad = tape.gradient(value, logits).numpy()
     assert np.abs(grad[0, :c]).sum() > 0 and np.allclose(grad[0, c:], 0.0)
+
+
+@pytest.mark.slow
+def test_frozen_trunk_branch_learns_from_a_teacher_even_with_useless_labels(tmp_path, monkeypatch):
+    """--init with --teacher: the branch trained on the frozen trunk learns the teacher's function from
+    shuffled labels (high accuracy on the true labels), the same phase without the teacher stays near
+    chance, and the frozen final exit stays the init model."""
+    import dataclasses
+
+    from hi_runtime.datasets import Dataset
+    from test_training import color_dataset
+    from training.early_exit import EETrainConfig, train_early_exit
+    from training.export import export_onnx
+    from training.train import TrainConfig, train_model
+
+    monkeypatch.setenv("HI_CACHE_DIR", str(tmp_path / "cache"))
+    clean, val = color_dataset(6000, 0), color_dataset(300, 1)
+    plain = train_model(TrainConfig(arch="tiny_cnn", epochs=1, batch_size=16, lr=0.05, warmup_epochs=0), clean,
+                        val, verbose=0)
+    plain.save(tmp_path / "plain.keras")
+    teacher = export_onnx(plain, tmp_path / "teacher.onnx")
+    shuffled = Dataset(clean.images[:3000], np.random.default_rng(0).permutation(clean.labels[:3000]),
+                       clean.class_names)
+    cfg = EETrainConfig(arch="tiny_cnn", init=str(tmp_path / "plain.keras"), epochs_branch=2, epochs_joint=0,
+                        lr_branch=0.05, batch_size=16, augment=False, teacher=str(teacher), distill_weight=1.0,
+                        temperature=1.0)
+    taught, history = train_early_exit(cfg, shuffled, val, verbose=0, log=lambda *_: None)
+    alone, _ = train_early_exit(dataclasses.replace(cfg, teacher=""), shuffled, val, verbose=0, log=lambda *_: None)
+    x = val.images.astype(np.float32)
+    exit1_taught, final_taught = taught.predict(x, verbose=0)
+    exit1_alone = alone.predict(x, verbose=0)[0]
+    assert [h["phase"] for h in history] == ["branches", "branches"]
+    assert (exit1_alone.argmax(1) == val.labels).mean() < 0.3
+    assert (exit1_taught.argmax(1) == val.labels).mean() > 0.6
+    np.testing.assert_allclose(final_taught, plain.predict(x, verbose=0), atol=1e-5)
 
 
 @pytest.mark.slow

@@ -205,6 +205,12 @@ class EETrainConfig:
     weight_decay: float = 1e-4
     augment: bool = True
     seed: int = 0
+    # distillation from a teacher (the edge server's model): in both phases every trained exit learns
+    # (1 - distill_weight) CE + distill_weight T^2 KL(teacher_T || exit_T), so a frozen-trunk branch is
+    # taught by the 91% server rather than by the labels alone; "" = labels only
+    teacher: str = ""
+    distill_weight: float = 0.5
+    temperature: float = 4.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -248,8 +254,26 @@ def train_early_exit(cfg: EETrainConfig, train: Dataset, val: Dataset, *, verbos
     branches = set(branch_layer_names(model))
     steps = max(1, len(train) // cfg.batch_size)
     history: list[dict] = []
-    tr = _multi_target(train, n_out, cfg.batch_size, training=True, augment=cfg.augment, seed=cfg.seed)
-    va = _multi_target(val, n_out, 256, training=False, augment=False, seed=0)
+    if cfg.teacher:
+        from training.train import TrainConfig, make_dataset, teacher_targets
+
+        tt, vt = teacher_targets(TrainConfig(arch=cfg.arch, teacher=cfg.teacher, distill_weight=cfg.distill_weight,
+                                             temperature=cfg.temperature), train, val)
+        # the exits side by side against packed [label, teacher probabilities] targets (one loss)
+        fitted = keras.Model(model.inputs, keras.layers.Concatenate(name="exits_side_by_side")(model.outputs),
+                             name=f"{model.name}_taught")
+        loss: Any = early_exit_loss_fn(n_out, train.num_classes, weights, distill_weight=cfg.distill_weight,
+                                       temperature=cfg.temperature, teach_exits=True)
+        metrics: Any = [_exit_accuracy(k, train.num_classes, nm) for k, nm in enumerate(exit_names(n_out))]
+        loss_weights = None
+        tr = make_dataset(train, cfg.batch_size, training=True, augment=cfg.augment, seed=cfg.seed, targets=tt)
+        va = make_dataset(val, 256, training=False, augment=False, seed=0, targets=vt)
+    else:
+        fitted, loss_weights = model, weights
+        loss = [keras.losses.SparseCategoricalCrossentropy()] * n_out
+        metrics = [[keras.metrics.SparseCategoricalAccuracy(name="acc")] for _ in range(n_out)]
+        tr = _multi_target(train, n_out, cfg.batch_size, training=True, augment=cfg.augment, seed=cfg.seed)
+        va = _multi_target(val, n_out, 256, training=False, augment=False, seed=0)
     for phase, epochs, lr, freeze in (("branches", cfg.epochs_branch, cfg.lr_branch, True),
                                       ("joint", cfg.epochs_joint, cfg.lr_joint, False)):
         if epochs <= 0:
@@ -257,16 +281,15 @@ def train_early_exit(cfg: EETrainConfig, train: Dataset, val: Dataset, *, verbos
         for layer in model.layers:
             layer.trainable = (layer.name in branches) if freeze else True
         sched = keras.optimizers.schedules.CosineDecay(lr, decay_steps=epochs * steps, alpha=0.0)
-        model.compile(optimizer=keras.optimizers.SGD(sched, momentum=0.9, nesterov=True),
-                      loss=[keras.losses.SparseCategoricalCrossentropy()] * n_out, loss_weights=weights,
-                      metrics=[[keras.metrics.SparseCategoricalAccuracy(name="acc")] for _ in range(n_out)])
+        fitted.compile(optimizer=keras.optimizers.SGD(sched, momentum=0.9, nesterov=True), loss=loss,
+                       loss_weights=loss_weights, metrics=metrics)
         log(f"phase {phase}: {epochs} epoch(s) at lr {lr} ({'trunk frozen' if freeze else 'all layers'})")
         def epoch_done(e, logs, phase=phase):  # logged as each epoch ends: the progress of a long run
             rec = {"phase": phase, "epoch": e + 1, **{k: float(v) for k, v in (logs or {}).items()}}
             history.append(rec)
             log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
 
-        model.fit(tr, validation_data=va, epochs=epochs, verbose=verbose,
+        fitted.fit(tr, validation_data=va, epochs=epochs, verbose=verbose,
                   callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=epoch_done)])
     for layer in model.layers:
         layer.trainable = True
@@ -298,7 +321,8 @@ class EEJointConfig:
 
 
 def early_exit_loss_fn(num_exits: int, num_classes: int, weights: Sequence[float], *, self_distill: float = 0.0,
-                       distill_weight: float = 0.0, temperature: float = 4.0, label_smoothing: float = 0.0):
+                       distill_weight: float = 0.0, temperature: float = 4.0, label_smoothing: float = 0.0,
+                       teach_exits: bool = False):
     """The joint loss over the exits' probabilities laid side by side (``y_pred`` [B, E*C], final last) and
     packed targets (``y_true`` [B, 1] labels, or [B, 1 + C] labels and a teacher's probabilities):
 
@@ -307,7 +331,9 @@ def early_exit_loss_fn(num_exits: int, num_classes: int, weights: Sequence[float
         L_k     = (1 - a) CE(y, p_k) + a T^2 KL(sg(p_E)_T || p_k,T)     a = self_distill, k < E
 
     where q_T = softmax(log q / T) and sg stops the gradient. With a = b = 0 it is BranchyNet's weighted
-    sum of cross-entropies."""
+    sum of cross-entropies. ``teach_exits`` lets the teacher teach every exit the way it teaches the final
+    one (L_k = (1 - b) CE(y, p_k) + b T^2 KL(t_T || p_k,T)), for branches trained on a frozen trunk whose
+    final exit cannot learn anything new."""
     import keras
     import tensorflow as tf
 
@@ -329,7 +355,7 @@ def early_exit_loss_fn(num_exits: int, num_classes: int, weights: Sequence[float
         total = 0.0
         for k, p in enumerate(probs):
             ce = keras.losses.categorical_crossentropy(label, p, label_smoothing=label_smoothing)
-            if k == E - 1:
+            if k == E - 1 or (teach_exits and b > 0.0):
                 if b > 0.0:
                     ce = (1.0 - b) * ce + b * T * T * softened_kl(y_true[:, 1:], p, T)
             elif a > 0.0:

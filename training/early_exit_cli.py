@@ -44,6 +44,12 @@ def register_cli(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--teacher", default=None,
+                   help="teacher model (.onnx/.tflite, e.g. models/cifar10/server.onnx): with --epochs it teaches the "
+                        "final exit (earlier exits learn from that one with --self-distill); with --init it teaches "
+                        "every exit being trained, so branches on a frozen trunk learn from the server model")
+    p.add_argument("--distill-weight", type=float, default=0.5, help="weight of the teacher term (default 0.5)")
+    p.add_argument("--temperature", type=float, default=4.0, help="softening temperature T (default 4)")
     j = p.add_argument_group(
         "joint training from scratch (long schedules; the plain trainer's loop: warm-up + cosine, a checkpoint "
         "every epoch, --resume)")
@@ -55,10 +61,6 @@ def register_cli(sub) -> None:
     j.add_argument("--self-distill", type=float, default=0.0,
                    help="weight a in [0, 1] of the self-distillation term: each earlier exit also learns the "
                         "final exit's softened output (Zhang et al., 'Be Your Own Teacher'); default 0")
-    j.add_argument("--teacher", default=None,
-                   help="teacher model (.onnx/.tflite, e.g. models/cifar10/server.onnx) that teaches the final exit")
-    j.add_argument("--distill-weight", type=float, default=0.5, help="weight of the teacher term (default 0.5)")
-    j.add_argument("--temperature", type=float, default=4.0, help="softening temperature T (default 4)")
     j.add_argument("--ckpt-dir", default=None, help="checkpoint directory (default <out dir>/.<name>.ckpt)")
     j.add_argument("--resume", action="store_true", help="continue the run checkpointed in --ckpt-dir")
     p.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/ee_resnet8")
@@ -104,7 +106,7 @@ def check_args(args) -> None:
     if args.init and not Path(args.init).is_file():
         raise UsageError(f"--init {args.init} does not exist; give a trained plain .keras model of --arch "
                          f"{args.arch} (e.g. models/cifar10/resnet8.keras), or leave --init out")
-    if args.epochs and args.teacher and not Path(args.teacher).is_file():
+    if args.teacher and not Path(args.teacher).is_file():
         raise UsageError(f"--teacher {args.teacher} does not exist; give an exported .onnx or .tflite model")
     taps = [t for t in args.exits.split(",") if t.strip()] if args.exits else list(EXIT_PRESETS.get(args.arch, ()))
     if not taps:
@@ -184,6 +186,7 @@ def cmd_early_exit(args) -> int:
     from hi_runtime.backends import ChainRunner, TFLiteBackend, tflm_arena_bytes
     from training.export import accuracy, representative_subset
     from training.models import count_params_and_macs
+    from training.train import TrainingError
 
     t0 = time.time()
     out = Path(args.out)
@@ -209,10 +212,12 @@ def cmd_early_exit(args) -> int:
                             branch_convs=_branch_convs(args.branch_convs), init=args.init or "",
                             epochs_branch=args.epochs_branch, epochs_joint=args.epochs_joint,
                             lr_branch=args.lr_branch, lr_joint=args.lr_joint, batch_size=args.batch_size,
-                            weight_decay=args.weight_decay, augment=not args.no_augment, seed=args.seed)
+                            weight_decay=args.weight_decay, augment=not args.no_augment, seed=args.seed,
+                            teacher=args.teacher or "", distill_weight=args.distill_weight,
+                            temperature=args.temperature)
         try:
             model, history = train_early_exit(cfg, train, val)
-        except ValueError as exc:
+        except (ValueError, TrainingError) as exc:
             raise UsageError(str(exc)) from None
         model.save(out.with_suffix(".keras"))
         save_history(out.parent / f"{out.name}.history.jsonl", history)
@@ -221,6 +226,9 @@ def cmd_early_exit(args) -> int:
                                   f"{args.epochs_branch} epoch(s) with the trunk frozen, then {args.epochs_joint} "
                                   "epoch(s) of joint fine-tuning with the weighted loss over all exits; not trained "
                                   "from scratch, to save CPU") if args.init else "trained from scratch"}
+        if args.teacher:
+            training["init_note"] += (f"; every trained exit taught by {args.teacher} (weight {args.distill_weight}, "
+                                      f"T={args.temperature})")
     try:
         exp = export_early_exit(model, representative_subset(train.images, 500, args.seed), out,
                                 class_names=test.class_names, check_images=val.images[:1])

@@ -369,10 +369,12 @@ def test_three_segment_chain_equals_single_model(tmp_path):
             np.testing.assert_array_equal(scores[0], raw[k][i])
 
 
-def test_shipped_ee_resnet8_chain(repo_root):
-    """models/cifar10/ee_resnet8.json: segments load, use only firmware operators, and reproduce the
-    single-model form (exits, classes, offloads) on random images."""
-    path = repo_root / "models" / "cifar10" / "ee_resnet8.json"
+@pytest.mark.parametrize("name,n_images", [("ee_resnet8", 12), ("ee_resnet56", 6)])
+def test_shipped_ee_chain(repo_root, name, n_images):
+    """models/cifar10/ee_resnet{8,56}.json: segments load, use only firmware operators, and reproduce the
+    single-model form (exits, classes, offloads) on random images; the ResNet-56 chain carries the
+    three-way point (offload straight from exit 1) that docs/decider.md reports."""
+    path = repo_root / "models" / "cifar10" / f"{name}.json"
     if not path.exists():
         pytest.skip("shipped early-exit chain not generated yet (hi-train early-exit)")
     pytest.importorskip("ai_edge_litert")
@@ -385,7 +387,9 @@ def test_shipped_ee_resnet8_chain(repo_root):
     for s in chain.segments:
         ops, macs = tflite_ops_and_macs(s.file.read_bytes())
         assert set(ops) <= FIRMWARE_OPS and macs == s.macs
-    imgs = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    if name == "ee_resnet56":
+        assert chain.policy.offload_thresholds[0] is not None
+    imgs = np.random.default_rng(0).integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
     single = chain.path.parent / chain.single_model["file"]
     raw, _ = exit_probabilities(single, imgs, [s.scores for s in chain.segments], reference=True)
     vec = chain.policy.decide(raw, chain.scores_quants())

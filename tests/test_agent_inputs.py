@@ -43,8 +43,18 @@ def test_image_folder_labels_resizes_and_orders(tmp_path):
     assert all(s.image.shape == (32, 32, 3) and s.image.dtype == np.uint8 for s in got)
     assert tuple(got[0].image[16, 16]) == (200, 0, 0) and tuple(got[1].image[0, 0]) == (128, 128, 128)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="no images"):
+    with pytest.raises(InputError, match="no images") as err:
         open_input(f"images:{tmp_path / 'empty'}")
+    assert "--input" not in str(err.value)
+    # a dataset directory given as a folder of images: the error names the dataset form to use
+    (tmp_path / "cifar").mkdir()
+    (tmp_path / "cifar" / "test.tar.gz").write_bytes(b"")
+    with pytest.raises(InputError, match=f"use --input cifar10:{tmp_path / 'cifar'}"):
+        open_input(str(tmp_path / "cifar"))
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(b"")
+    with pytest.raises(InputError, match=f"use --input mnist:{tmp_path / 'mnist'}"):
+        open_input(str(tmp_path / "mnist"))
     with pytest.raises(InputError, match="does not exist"):
         open_input(f"images:{tmp_path / 'nowhere'}")
 

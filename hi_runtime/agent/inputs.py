@@ -140,7 +140,12 @@ class ImageFolderSource(InputSource):
             raise InputError(f"image folder {self.root} does not exist or is not a directory")
         self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.SUFFIXES)
         if not self.files:
-            raise InputError(f"no images ({', '.join(self.SUFFIXES)}) under {self.root}")
+            hint = ""
+            if any(self.root.glob("*.tar.gz")) or any(self.root.glob("*-ubyte*")):
+                # a dataset directory as the training loaders read it (archives, IDX files)
+                kind = "mnist" if any(self.root.glob("*-ubyte*")) else "cifar10"
+                hint = f"; for a dataset directory use --input {kind}:{self.root}"
+            raise InputError(f"no images ({', '.join(self.SUFFIXES)}) under {self.root}{hint}")
         self.size = size
         self.class_names = list(class_names) if class_names else None
         self.name = f"images:{self.root}"

@@ -202,11 +202,13 @@ def test_requantize():
     assert requantize(q, a, b).tolist() == [0, 1, 1, 5, 69]
 
 
-def test_shipped_ee_vectors_match_runtime():
-    """tests/vectors/ee_vectors.json (for the C firmware) agrees with this runtime."""
-    if not VECTORS.exists():
-        pytest.skip(f"{VECTORS} not generated yet")
-    data = json.loads(VECTORS.read_text())
+@pytest.mark.parametrize("name", ["ee_vectors.json", "ee56_vectors.json"])
+def test_shipped_ee_vectors_match_runtime(name):
+    """tests/vectors/ee_vectors.json and ee56_vectors.json (for the C firmware) agree with this runtime."""
+    path = VECTORS.with_name(name)
+    if not path.exists():
+        pytest.skip(f"{path} not generated yet")
+    data = json.loads(path.read_text())
     quants = [Quant(q["scale"], q["zero_point"]) for q in data["scores_quant"]]
     dec = Decider.from_dict(data["final_decider"]) if data.get("final_decider") else None
     pol = ExitPolicy([NEVER if t is None else t for t in data["exit_thresholds"]], dec, data.get("offload_thresholds"))

@@ -163,6 +163,12 @@ def test_pipeline(workspace, monkeypatch, capsys):
     vec = json.loads((root / "out/ee_vec3.json").read_text())
     assert ("offload_bounds_int8" in vec) == chain.policy.three_way
     assert summary["ee_hi_vs_hi"] and {c["policy"] for c in summary["ee_hi_vs_hi"]} == {"ee-hi", "ee-hi-3way"}
+    # the second search replaced the first one's point: the provenance is still the decider's own fit
+    op = json.loads((root / "out/decider_ee_tiny.json").read_text())["operating_point"]
+    assert op["goal"].endswith("QoS hi") and op["fitted_at"].get("by") != "hi-train thresholds"
+    assert "fitted_at" not in op["fitted_at"]
+    fit = op["fitted_at"]["threshold"]
+    assert str(fit) in json.loads((root / "out/decider_ee_tiny.card.json").read_text())["threshold_search"]["note"]
 
 
 def test_cli_errors_name_the_fix(workspace, monkeypatch, capsys):

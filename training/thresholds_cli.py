@@ -372,13 +372,17 @@ def _write_policy(chain, dec_path: Path, decider, point, summary: dict, args) ->
 
     new_dec = decider.with_threshold(dthr)
     previous = dict(decider.meta.get("operating_point") or {})
+    if previous.get("by") == "hi-train thresholds":
+        # a re-run of the search: keep the decider's own fit as the provenance, not the last search's point
+        previous = dict(previous.get("fitted_at") or {})
+    fitted = previous.get("threshold", decider.threshold)
     goal = "EE-HI" if args.write_from == "ee-hi" else f"EE-HI ({args.write_from})"
     new_dec.meta["operating_point"] = {"goal": f"{goal} threshold search, QoS {args.write_policy}",
                                        "threshold": dthr, "chosen_on": "validation split",
                                        "by": "hi-train thresholds", "summary": str(Path(args.out).with_suffix(".json")),
                                        "fitted_at": previous}
     if "metrics" in new_dec.meta:
-        new_dec.meta["metrics_note"] = (f"'metrics' were measured at the fitted threshold {decider.threshold}, before "
+        new_dec.meta["metrics_note"] = (f"'metrics' were measured at the fitted threshold {fitted}, before "
                                         "the threshold search; the EE-HI system metrics at this threshold are in "
                                         "the summary")
     new_dec.save(dec_path)
@@ -405,7 +409,7 @@ def _write_policy(chain, dec_path: Path, decider, point, summary: dict, args) ->
             **({"policy": args.write_from, "offload_thresholds": row["offload_thresholds"]}
                if args.write_from != "ee-hi" else {}),
             "ee_hi_test": row["test"], "summary": str(Path(args.out).with_suffix(".json")),
-            "note": f"the decider's 'test' metrics are at the fitted threshold {decider.threshold}; as the final "
+            "note": f"the decider's 'test' metrics are at the fitted threshold {fitted}; as the final "
                     f"exit's decider of {chain.path.name} it runs at {dthr}"}
         write_card(dcard, card)
     card_path = chain.path.with_name(chain.path.stem + ".card.json")

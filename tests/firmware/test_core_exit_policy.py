@@ -106,15 +106,17 @@ def test_requantize_matches_python(core, seed, s_src, s_dst, zp_src, zp_dst):
     np.testing.assert_array_equal(core.requantize(q, (s_src, zp_src), (s_dst, zp_dst)), want)
 
 
-def test_shipped_ee_vectors(core, repo_root):
-    """tests/vectors/ee_vectors.json (the shipped chain's policy on real and on-the-bound exit scores): the C
-    pipeline, fed each case's recorded scores as its segments' outputs, takes the recorded exit, class and
-    offload decision and runs exactly the segments up to that exit."""
+@pytest.mark.parametrize("name", ["ee_vectors.json", "ee56_vectors.json"])
+def test_shipped_ee_vectors(core, repo_root, name):
+    """tests/vectors/ee_vectors.json and ee56_vectors.json (the shipped ResNet-8 chain's two-way policy and
+    the ResNet-56 chain's three-way one, on real and on-the-bound exit scores): the C pipeline, fed each
+    case's recorded scores as its segments' outputs, takes the recorded exit, class and offload decision
+    and runs exactly the segments up to that exit."""
     import json
 
-    path = repo_root / "tests" / "vectors" / "ee_vectors.json"
+    path = repo_root / "tests" / "vectors" / name
     if not path.exists():
-        pytest.skip("tests/vectors/ee_vectors.json not written yet (hi-train thresholds --vectors)")
+        pytest.skip(f"tests/vectors/{name} not written yet (hi-train thresholds --vectors)")
     _check_vectors(core, json.loads(path.read_text()))
 
 

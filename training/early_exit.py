@@ -284,6 +284,7 @@ def train_early_exit(cfg: EETrainConfig, train: Dataset, val: Dataset, *, verbos
         fitted.compile(optimizer=keras.optimizers.SGD(sched, momentum=0.9, nesterov=True), loss=loss,
                        loss_weights=loss_weights, metrics=metrics)
         log(f"phase {phase}: {epochs} epoch(s) at lr {lr} ({'trunk frozen' if freeze else 'all layers'})")
+
         def epoch_done(e, logs, phase=phase):  # logged as each epoch ends: the progress of a long run
             rec = {"phase": phase, "epoch": e + 1, **{k: float(v) for k, v in (logs or {}).items()}}
             history.append(rec)

@@ -40,7 +40,7 @@ def register_cli(sub) -> None:
     p.add_argument("--branch-convs", default=None,
                    help="comma list, one per exit branch: 3x3 convolutions (stride 2 while the map is larger than "
                         "8x8, channels doubling) at the start of the branch, for exits placed early in the trunk; "
-                        "e.g. 2,0 for ResNet-56 (default none)")
+                        "e.g. 3,0 for ResNet-56 as shipped (default none)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--no-augment", action="store_true")

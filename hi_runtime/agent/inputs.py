@@ -141,10 +141,9 @@ class ImageFolderSource(InputSource):
         self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.SUFFIXES)
         if not self.files:
             hint = ""
-            if any(self.root.glob("*.tar.gz")) or any(self.root.glob("*-ubyte*")):
-                # a dataset directory as the training loaders read it (archives, IDX files)
-                kind = "mnist" if any(self.root.glob("*-ubyte*")) else "cifar10"
-                hint = f"; for a dataset directory use --input {kind}:{self.root}"
+            idx = any(self.root.glob("*-ubyte*"))  # a dataset directory as the loaders read it: IDX files
+            if idx or any(self.root.glob("*.tar.gz")):  # ... or archives
+                hint = f"; for a dataset directory use --input {'mnist' if idx else 'cifar10'}:{self.root}"
             raise InputError(f"no images ({', '.join(self.SUFFIXES)}) under {self.root}{hint}")
         self.size = size
         self.class_names = list(class_names) if class_names else None

@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES: tuple = (
     "measurements.commands.reproduce",
     "measurements.commands.fleet",
     "measurements.commands.paper",
+    "measurements.commands.frontier",
     "measurements.bench_server",
     "measurements.bench_agent",
     "measurements.bench_firmware",

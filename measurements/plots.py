@@ -259,3 +259,47 @@ def plot_table5_grid(cells: Sequence, out_path: Path) -> Path | None:
                               "Table 5 from the paper's printed numbers: best strategy per QoS requirement",
                               "accuracy >= 90% (CIFAR-10) / 80% (ImageNet-1K); latency, energy <= half of "
                               "offloading one image. Cells: the planner under assumption A1.")
+
+
+def plot_frontier(series: Sequence, out_path: Path, title: str, footnote: str = "") -> Path | None:
+    """Test accuracy against expected latency, one line per ``measurements.frontier.Series``: EE
+    variants solid, HI baselines dashed gray, points in cost order; the log latency axis keeps a
+    ResNet-8 chain (a few ms) and a ResNet-56 chain (tens of ms) readable side by side."""
+    drawn = [s for s in series if s.points]
+    if not drawn:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8.2, 5.4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    hi_styles = [("--", "^"), (":", "v"), ("-.", "s")]
+    ee_i = hi_i = 0
+    for s in drawn:
+        pts = sorted(s.points, key=lambda p: p.cost_ms)
+        xs, ys = [p.cost_ms for p in pts], [100 * p.accuracy for p in pts]
+        if s.kind == "hi":
+            line, marker = hi_styles[hi_i % len(hi_styles)]
+            hi_i += 1
+            ax.plot(xs, ys, linestyle=line, marker=marker, color="dimgray", markersize=5, label=s.label, zorder=2)
+            top = max(pts, key=lambda p: (p.accuracy, -p.cost_ms))  # HI's operating point, for reference
+            ax.annotate(f"{s.label}: {top.cost_ms:.2f} ms", (top.cost_ms, 100 * top.accuracy), xytext=(4, 4),
+                        textcoords="offset points", fontsize=6.5, color="dimgray")
+        else:
+            color = colors[ee_i % len(colors)]
+            ee_i += 1
+            ax.plot(xs, ys, linestyle="-", marker="D", color=color, markersize=4, label=s.label, zorder=3)
+    costs = [p.cost_ms for s in drawn for p in s.points if p.cost_ms > 0]
+    if costs and max(costs) / min(costs) > 4:
+        ax.set_xscale("log")
+    ax.set_xlabel("expected latency per sample (ms, the search's cost model)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    if footnote:
+        fig.text(0.01, 0.01, footnote, fontsize=6.5, color="dimgray")
+    fig.tight_layout(rect=(0, 0.03 if footnote else 0, 1, 1))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path

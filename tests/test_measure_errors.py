@@ -18,6 +18,8 @@ def _hi_log_without_model(folder: Path) -> Path:
 def cases(tmp: Path) -> list[tuple[list[str], str]]:
     (tmp / "notes.txt").write_text("not a run log\n")
     nolog = str(_hi_log_without_model(tmp))
+    cfg = tmp / "config.json"
+    cfg.write_text('{"format": "hi-ee-chain/2"}')
     return [
         (["plan", "--device", "rpi4", "--qos", "accuracy=1.5"], "did you mean 1.5%"),
         (["plan", "--device", "rpi4", "--qos", "accuracy=90"], "write 0.9 or 90%"),
@@ -42,6 +44,10 @@ def cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["paper", "--bogus"], "unrecognized arguments"),
         (["reproduce", "--data", str(tmp), "--models", str(tmp), "--out", str(tmp / "o")], "missing model files"),
         (["reproduce", "--data", str(tmp), "--server", "localhost", "--out", str(tmp / "o")], "--server"),
+        (["frontier", str(tmp / "none.json")], "does not exist"),
+        (["frontier", str(tmp / "notes.txt")], "is not JSON"),
+        (["frontier", str(cfg)], "is not a hi-train thresholds result"),
+        (["frontier", f"={cfg}"], "write LABEL=PATH"),
         (["frobnicate"], "invalid choice"),
     ]
 

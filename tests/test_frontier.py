@@ -18,7 +18,7 @@ def _row(qos, policy, acc, ms, off=0.0):
 
 
 def _search(tmp: Path, name: str, ee_rows: list[dict], *, baseline="models/r8.tflite", hi=None) -> Path:
-    hi = hi or [_row("0.80", "hi", 0.83, 1.63), _row("local", "hi", 0.83, 1.63), _row("hi", "hi", 0.90, 4.5, 0.3)]
+    hi = hi if hi is not None else [_row("0.80", "hi", 0.83, 1.63), _row("local", "hi", 0.83, 1.63), _row("hi", "hi", 0.90, 4.5, 0.3)]
     data = {"format": "hi-thresholds/1", "chain": f"models/{name}.json", "server": "models/server.onnx",
             "baseline": {"model": baseline, "decider": "models/d.json"},
             "cost_model": {"offload_ms": 9.68, "source": "MAC-scaled: test"},
@@ -64,6 +64,15 @@ def test_the_command_prints_the_table_and_writes_figure_and_json(tmp_path, capsy
     assert data["best_at_equal_accuracy"]["mine"] == {"qos": "hi", "saving": pytest.approx(0.2)}
     assert sorted(s["label"] for s in data["series"] if s["kind"] == "hi") == ["HI r56", "HI r8"]
     assert (tmp_path / "fig" / "frontier.png").stat().st_size > 10_000
+
+
+def test_a_search_without_a_baseline_is_drawn_and_said_so(tmp_path, capsys):
+    a = _search(tmp_path, "a", [_row("local", "ee-hi", 0.84, 1.30)])
+    lone = _search(tmp_path, "lone", [_row("local", "ee-hi", 0.84, 1.30)], baseline=None, hi=[])
+    assert cli.main(["frontier", str(a), str(lone), "--out", str(tmp_path / "f")]) == 0
+    assert "lone: drawn without a comparison (searched without --baseline-model" in capsys.readouterr().out
+    assert cli.main(["frontier", str(lone)]) == 2
+    assert "no QoS row has both EE-HI and HI" in capsys.readouterr().err
 
 
 def test_a_policy_the_file_lacks_and_twice_the_same_label_are_user_errors(tmp_path, capsys):

@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(comps))
     print()
     print(format_best(comps))
+    for s in series:
+        if s.kind == "ee-hi" and s.baseline is None:
+            print(f"{s.label}: drawn without a comparison (searched without --baseline-model, so it has no HI rows)")
     notes = sorted({d.get("note", "") for _, _, d in searches} - {""})
     costs = sorted({(d.get("cost_model") or {}).get("source", "") for _, _, d in searches} - {""})
     for line in notes + costs:

@@ -5,7 +5,8 @@ and one figure.
 the cheapest configuration of every policy chosen on the validation split and measured on the test
 split, with the plain model's HI at the same target. Comparing variants (exit placement, branch size,
 training schedule, distillation) means reading those files side by side; this module does that without
-re-running anything, so the comparison is exactly what each search measured.
+re-running anything, so the comparison is exactly what each search measured (files read by
+``training.thresholds.load_search``, beside the code that writes them).
 
 Why "best saving at equal or better accuracy" is the headline: below the local model's accuracy HI
 cannot get cheaper than its full local inference and overshoots the target, so an EE-HI saving there is
@@ -14,13 +15,11 @@ no worse than HI's, which this module reports per variant from the test columns.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT = "hi-thresholds/1"
 EE_POLICIES = ("ee-hi-3way", "ee-hi", "ee")  # preferred first: the three-way search contains EE-HI's
 
 
@@ -67,23 +66,6 @@ class Comparison:
     @property
     def at_equal_accuracy(self) -> bool:
         return self.ee.accuracy >= self.hi.accuracy
-
-
-def load_search(path: str | Path) -> dict[str, Any]:
-    """A ``hi-train thresholds`` result, or a ValueError naming what is wrong with the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: give a <out>.json written by hi-train thresholds")
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not JSON ({e}); give a <out>.json written by hi-train thresholds") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a hi-train thresholds result (format {FORMAT}); give the <out>.json "
-                         "that hi-train thresholds --out <out> wrote")
-    if not isinstance(data.get("rows"), list):
-        raise ValueError(f"{path} has no 'rows': re-run hi-train thresholds to write it again")
-    return data
 
 
 def _point(row: dict[str, Any]) -> FrontierPoint | None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from measurements import cli
-from measurements.frontier import best_at_equal_accuracy, build_series, comparisons, load_search
+from measurements.frontier import best_at_equal_accuracy, build_series, comparisons
+from training.thresholds import load_search
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "training.decider_cli",
     "training.early_exit_cli",
     "training.thresholds_cli",
+    "training.placement_cli",
     "training.member_cli",
     "training.split_ee_cli",
 )

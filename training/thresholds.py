@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,26 @@ POLICIES = ("ee", "ee-hi", THREE_WAY, "hi")
 DENSE_MAX_CELLS = 3_000_000
 #: Floats per chunk of a large grid (memory per temporary array: 8 bytes each).
 CHUNK_CELLS = 6_000_000
+
+
+THRESHOLDS_FORMAT = "hi-thresholds/1"  # what hi-train thresholds writes as <out>.json
+
+
+def load_search(path: str | Path) -> dict[str, Any]:
+    """A ``hi-train thresholds`` result, or a ValueError naming what is wrong with the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: give a <out>.json written by hi-train thresholds")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not JSON ({e}); give a <out>.json written by hi-train thresholds") from None
+    if not isinstance(data, dict) or data.get("format") != THRESHOLDS_FORMAT:
+        raise ValueError(f"{path} is not a hi-train thresholds result (format {THRESHOLDS_FORMAT}); give the <out>.json "
+                         "that hi-train thresholds --out <out> wrote")
+    if not isinstance(data.get("rows"), list):
+        raise ValueError(f"{path} has no 'rows': re-run hi-train thresholds to write it again")
+    return data
 
 
 def threshold_grid(step: float = 0.01, never: bool = True) -> np.ndarray:

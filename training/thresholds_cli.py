@@ -90,6 +90,7 @@ def cmd_thresholds(args) -> int:
     from training.early_exit import tflite_ops_and_macs
     from training.thresholds import (
         POLICIES,
+        THRESHOLDS_FORMAT,
         CostModel,
         SearchData,
         apply_point,
@@ -215,7 +216,7 @@ def cmd_thresholds(args) -> int:
                            title=f"{chain.path.stem}: Pareto fronts on the validation split\n{cost.source}")
     comparisons = _savings(rows, cost.exit_ms[0], base["cost"].exit_ms[0] if base else None)
     summary = {
-        "format": "hi-thresholds/1",
+        "format": THRESHOLDS_FORMAT,
         "chain": str(args.chain), "decider": str(dec_path), "server": str(args.server),
         "baseline": {"model": args.baseline_model, "decider": args.baseline_decider} if base else None,
         "cost_model": {"exit_ms": cost.exit_ms, "offload_ms": cost.offload_ms, "decider_ms": cost.decider_ms,

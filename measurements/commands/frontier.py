@@ -36,7 +36,8 @@ def _parse_variant(text: str) -> tuple[str | None, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from measurements.frontier import as_json, build_series, comparisons, format_best, format_table, load_search
+    from measurements.frontier import as_json, build_series, comparisons, format_best, format_table
+    from training.thresholds import load_search
 
     searches = []
     for text in args.variants:

@@ -42,7 +42,7 @@ MISTAKES = [
     ("hi-train placement --arch resnet8 --target 20", "write 0.2 for 20%"),
     ("hi-train placement --arch resnet8 --hi README.md", "is not JSON"),
     ("hi-train placement --arch resnet8 --hi models/cifar10/ee_resnet8.json", "is not a hi-train thresholds result"),
-    ("hi-train placement --arch resnet8 --hi models/cifar10/ee_resnet8_thresholds.json --full-ms 2", "drop --full-ms"),
+    ("hi-train placement --arch resnet8 --hi models/cifar10/ee_resnet8_thresholds.json --full-ms 2", "--full-ms conflicts with --hi"),
     ("hi-train early-exit --arch nope --data x --out runs/cli-mistakes/ee", "invalid choice"),
     ("hi-train early-exit --arch lr --data x --out runs/cli-mistakes/ee", "--exits"),
     ("hi-train early-exit --arch resnet8 --loss-weights 0.5,0.5,1 --data x --out runs/cli-mistakes/ee",

@@ -44,13 +44,14 @@ def _full_ms(args, search: dict | None) -> tuple[float, str]:
     from training.thresholds import reference_costs
 
     if search is not None:
-        if args.full_ms is not None:
-            raise UsageError("--full-ms and --hi disagree on purpose only by mistake: the HI rows were costed with "
-                             "the search's own model time; drop --full-ms (or re-run hi-train thresholds with it)")
         cost = search.get("cost_model") or {}
-        ms = cost.get("baseline_ms") or (cost.get("exit_ms") or [None])[-1]
+        ms = cost.get("baseline_ms")
         if not ms:
-            raise UsageError(f"{args.hi} has no cost model with the baseline's time; re-run hi-train thresholds")
+            raise UsageError(f"{args.hi} has no baseline time in its cost model: give a search run with "
+                             "--baseline-model (hi-train thresholds)")
+        if args.full_ms is not None:
+            raise UsageError(f"--full-ms conflicts with --hi: its HI rows were costed with {ms} ms for the plain "
+                             "model; drop --full-ms (or re-run hi-train thresholds with --full-ms)")
         return float(ms), f"{args.hi}: {cost.get('source', '')}"
     if args.full_ms is not None:
         return args.full_ms, f"--full-ms {args.full_ms}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from measurements import cli
-from measurements.frontier import best_at_equal_accuracy, build_series, comparisons
+from measurements.frontier import best_across_targets, best_at_equal_accuracy, build_series, comparisons, matched
 from training.thresholds import load_search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +49,26 @@ def test_savings_are_against_the_same_qos_row_and_the_headline_needs_equal_accur
     best = best_at_equal_accuracy(comps)
     assert best["A"].qos == "local" and best["A"].saving == pytest.approx(1 - 1.30 / 1.63)
     assert best["B"] is None  # never as accurate as HI
+    across = best_across_targets(series)
+    # B's only point at least as accurate as an HI point (89% at QoS hi against HI's 83% at local) is
+    # dearer: the best pair is a negative saving, reported as such
+    assert across["B"].ee.qos == "hi" and across["B"].saving == pytest.approx(1 - 4.4 / 1.63)
+    assert across["A"].ee.qos == "local" and across["A"].saving == pytest.approx(best["A"].saving)
+
+
+def test_across_targets_pairs_an_ee_point_with_a_less_accurate_hi_point_of_another_target(tmp_path):
+    """Validation can favour the plain model (HI's test accuracy above its target): EE-HI at the next
+    target up is then compared with the HI point it actually matches on test."""
+    hi = [_row("t1", "hi", 0.850, 2.40, 0.08), _row("t2", "hi", 0.860, 2.80, 0.12)]
+    a = _search(tmp_path, "a", [_row("t1", "ee-hi", 0.845, 1.90), _row("t2", "ee-hi", 0.855, 2.10)], hi=hi)
+    series = build_series([("A", a, load_search(a))])
+    assert best_at_equal_accuracy(comparisons(series))["A"] is None  # below HI at both targets
+    across = best_across_targets(series)["A"]
+    assert (across.ee.qos, across.hi.qos) == ("t2", "t1")
+    assert across.saving == pytest.approx(1 - 2.10 / 2.40)
+    rows = {c.hi.qos: c for c in matched(series)}
+    assert rows["t1"].ee.qos == "t2" and rows["t1"].saving == pytest.approx(across.saving)
+    assert "t2" not in rows  # no EE-HI point reaches HI's 86.0%
 
 
 def test_the_command_prints_the_table_and_writes_figure_and_json(tmp_path, capsys):
@@ -56,11 +76,13 @@ def test_the_command_prints_the_table_and_writes_figure_and_json(tmp_path, capsy
     c = _search(tmp_path, "c", [_row("local", "ee-hi", 0.85, 10.0)], baseline="models/r56.tflite",
                 hi=[_row("local", "hi", 0.85, 14.36)])
     out = tmp_path / "fig" / "frontier"
-    assert cli.main(["frontier", f"mine={a}", str(c), "--out", str(out)]) == 0
+    assert cli.main(["frontier", f"mine={a}", str(c), "--out", str(out), "--matched"]) == 0
     text = capsys.readouterr().out
     assert "| mine | hi | 90.00% / 30.0% / 4.50 | ee-hi | 90.00% / 25.0% / 3.60 | 20.0% | +0.00 |" in text
-    assert "c: best saving at equal or better accuracy 30.4% at QoS local" in text  # default label: the chain
+    # default label: the chain's name
+    assert "c: best saving at equal or better test accuracy, same QoS target: 30.4% (10.00 vs 14.36 ms" in text
     assert "note: toy numbers" in text
+    assert "| mine | hi: 90.00% / 4.50 | hi: 90.00% / 3.60 | 20.0% |" in text  # --matched
     data = json.loads((tmp_path / "fig" / "frontier.json").read_text())
     assert data["best_at_equal_accuracy"]["mine"] == {"qos": "hi", "saving": pytest.approx(0.2)}
     assert sorted(s["label"] for s in data["series"] if s["kind"] == "hi") == ["HI r56", "HI r8"]

@@ -21,6 +21,9 @@ def register_cli(subparsers) -> None:
                    help="EE policy to compare (default: three-way where searched, else EE-HI)")
     p.add_argument("--out", type=Path, default=None, metavar="PREFIX",
                    help="also write PREFIX.json (the table) and PREFIX.png (the figure)")
+    p.add_argument("--matched", action="store_true",
+                   help="also print, for every HI point, the cheapest EE-HI point of each variant that is at least "
+                        "as accurate on test, and the saving")
     p.add_argument("--title", default="EE-HI vs HI: test accuracy against expected latency",
                    help="the figure's title")
     p.set_defaults(func=run)
@@ -36,7 +39,8 @@ def _parse_variant(text: str) -> tuple[str | None, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from measurements.frontier import as_json, build_series, comparisons, format_best, format_table
+    from measurements.frontier import (as_json, build_series, comparisons, format_best, format_matched,
+                                       format_table, matched)
     from training.thresholds import load_search
 
     searches = []
@@ -55,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
                          "--baseline-model (hi-train thresholds)")
     print(format_table(comps))
     print()
-    print(format_best(comps))
+    print(format_best(comps, series))
+    if args.matched:
+        print()
+        print(format_matched(matched(series)))
     for s in series:
         if s.kind == "ee-hi" and s.baseline is None:
             print(f"{s.label}: drawn without a comparison (searched without --baseline-model, so it has no HI rows)")

@@ -88,7 +88,8 @@ def _baseline_label(data: dict[str, Any], path: Path) -> str:
 
 def build_series(searches: Sequence[tuple[str, Path, dict[str, Any]]], policy: str | None = None) -> list[Series]:
     """EE series (one per labelled search) and HI baselines (one per distinct baseline model, decider,
-    server and offload cost; files that share a baseline add their QoS rows to one line).
+    server and offload cost; files that share a baseline add their QoS rows to one line, unless a QoS row
+    they both have differs, which makes a line of its own).
 
     ``policy``: the EE policy to draw (default: the first of ``EE_POLICIES`` each row has)."""
     wanted = (policy,) if policy else EE_POLICIES
@@ -102,7 +103,10 @@ def build_series(searches: Sequence[tuple[str, Path, dict[str, Any]]], policy: s
                 by_qos.setdefault(p.qos, {})[p.policy] = p
         key = _baseline_key(data)
         base = baselines.get(key)
-        if base is None and any("hi" in pols for pols in by_qos.values()):
+        own_hi = {q: pols["hi"] for q, pols in by_qos.items() if "hi" in pols}
+        if base is not None and any(base.at(q) not in (None, h) for q, h in own_hi.items()):
+            key, base = key + (str(path),), None  # same files named, other numbers (e.g. a refitted decider)
+        if base is None and own_hi:
             name = _baseline_label(data, path)
             if any(b.label == name for b in baselines.values()):
                 name += f" ({path.stem})"  # same model, another decider or server

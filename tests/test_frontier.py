@@ -71,6 +71,16 @@ def test_across_targets_pairs_an_ee_point_with_a_less_accurate_hi_point_of_anoth
     assert "t2" not in rows  # no EE-HI point reaches HI's 86.0%
 
 
+def test_a_baseline_with_other_numbers_under_the_same_names_is_its_own_line(tmp_path):
+    a = _search(tmp_path, "a", [_row("hi", "ee-hi", 0.90, 3.6, 0.25)])
+    b = _search(tmp_path, "b", [_row("hi", "ee-hi", 0.90, 3.6, 0.25)], hi=[_row("hi", "hi", 0.91, 4.9, 0.33)])
+    series = build_series([("A", a, load_search(a)), ("B", b, load_search(b))])
+    hi = [s for s in series if s.kind == "hi"]
+    assert [s.label for s in hi] == ["HI r8", "HI r8 (b_thresholds)"]
+    by = {c.variant: c for c in comparisons(series)}
+    assert by["A"].hi.accuracy == 0.90 and by["B"].hi.accuracy == 0.91  # each against its own HI
+
+
 def test_the_command_prints_the_table_and_writes_figure_and_json(tmp_path, capsys):
     a = _search(tmp_path, "a", [_row("local", "ee-hi", 0.82, 1.30), _row("hi", "ee-hi", 0.90, 3.6, 0.25)])
     c = _search(tmp_path, "c", [_row("local", "ee-hi", 0.85, 10.0)], baseline="models/r56.tflite",

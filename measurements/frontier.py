@@ -125,14 +125,19 @@ def build_series(searches: Sequence[tuple[str, Path, dict[str, Any]]], policy: s
     return out + list(baselines.values())
 
 
-def comparisons(series: Sequence[Series]) -> list[Comparison]:
-    """Every (EE variant, QoS) that its HI baseline also has, in the variants' row order."""
+def _with_baselines(series: Sequence[Series]):
+    """Each EE series that has an HI baseline, with that baseline's series."""
     hi = {s.label: s for s in series if s.kind == "hi"}
-    out = []
     for s in series:
         base = hi.get(s.baseline) if s.kind == "ee-hi" and s.baseline else None
-        if base is None:
-            continue
+        if base is not None:
+            yield s, base
+
+
+def comparisons(series: Sequence[Series]) -> list[Comparison]:
+    """Every (EE variant, QoS) that its HI baseline also has, in the variants' row order."""
+    out = []
+    for s, base in _with_baselines(series):
         for p in s.points:
             h = base.at(p.qos)
             if h is not None and h.cost_ms > 0:
@@ -161,19 +166,10 @@ def best_across_targets(series: Sequence[Series]) -> dict[str, Comparison | None
     is there an EE-HI configuration at least as accurate as an HI configuration, and how much cheaper is it?
     The pairing is only as fine as the QoS grid of the searches, which is why dense grids are worth running.
     """
-    hi = {s.label: s for s in series if s.kind == "hi"}
-    best: dict[str, Comparison | None] = {}
-    for s in series:
-        base = hi.get(s.baseline) if s.kind == "ee-hi" and s.baseline else None
-        if base is None:
-            continue
-        best[s.label] = None
-        for e in s.points:
-            for h in base.points:
-                if h.cost_ms > 0 and e.accuracy >= h.accuracy:
-                    c = Comparison(s.label, f"{e.qos} vs HI at {h.qos}", e, h)
-                    if best[s.label] is None or c.saving >= best[s.label].saving:  # ties: the later target
-                        best[s.label] = c
+    best: dict[str, Comparison | None] = {s.label: None for s, _ in _with_baselines(series)}
+    for c in matched(series):  # for each HI point the cheapest EE-HI point at least as accurate
+        if best[c.variant] is None or c.saving >= best[c.variant].saving:  # ties: the later target
+            best[c.variant] = c
     return best
 
 
@@ -182,12 +178,8 @@ def matched(series: Sequence[Series]) -> list[Comparison]:
     accuracy is at least HI's there (none when no EE-HI point is that accurate): EE-HI's saving at equal
     or better accuracy, HI operating point by HI operating point. Its maximum is
     :func:`best_across_targets`."""
-    hi = {s.label: s for s in series if s.kind == "hi"}
     out = []
-    for s in series:
-        base = hi.get(s.baseline) if s.kind == "ee-hi" and s.baseline else None
-        if base is None:
-            continue
+    for s, base in _with_baselines(series):
         distinct = {(p.accuracy, p.cost_ms, p.offload_ratio): p for p in base.points}  # one per configuration
         for h in sorted(distinct.values(), key=lambda p: (p.accuracy, p.cost_ms)):
             ok = [e for e in s.points if e.accuracy >= h.accuracy]

@@ -33,10 +33,10 @@ def test_the_bound_is_the_threshold_search_s_bound_and_the_budget_inverts_it():
     points = {p.qos: p for p in hi_points(search)}
     assert recorded and set(recorded) <= set(points)
     for qos, bound in recorded.items():
-        assert saving_bound(exit_ms, full_ms, points[qos]) == pytest.approx(bound)
+        assert saving_bound(exit_ms, full_ms, points[qos].cost_ms) == pytest.approx(bound)
     hi = HIPoint("hi", 0.9, 4.0, 0.25)
     budget = exit_budget_ms(1.6, hi, 0.2)
-    assert budget == pytest.approx(0.8) and saving_bound(budget, 1.6, hi) == pytest.approx(0.2)
+    assert budget == pytest.approx(0.8) and saving_bound(budget, 1.6, hi.cost_ms) == pytest.approx(0.2)
     assert exit_budget_ms(1.0, HIPoint("x", 0.9, 10.0, 0.9), 0.2) < 0  # offloads alone exceed the target
 
 

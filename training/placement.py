@@ -92,9 +92,10 @@ def hi_points(search: dict[str, Any]) -> list[HIPoint]:
     return out
 
 
-def saving_bound(exit_ms: float, full_ms: float, hi: HIPoint) -> float:
-    """The most EE-HI can save against ``hi`` with HI's offloads, for an exit costing ``exit_ms``."""
-    return (full_ms - exit_ms) / hi.cost_ms
+def saving_bound(exit_ms: float, full_ms: float, hi_cost_ms: float) -> float:
+    """The most EE-HI can save against an HI configuration costing ``hi_cost_ms`` per sample with HI's
+    offloads, for an exit costing ``exit_ms`` (the search's ``saving_bound_same_offloads`` too)."""
+    return (full_ms - exit_ms) / hi_cost_ms
 
 
 def exit_budget_ms(full_ms: float, hi: HIPoint, target: float) -> float:

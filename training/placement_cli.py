@@ -121,7 +121,7 @@ def cmd_placement(args) -> int:
     rows = []
     for c in costs:
         ems = c.exit_ms(full_ms)
-        bounds = {p.qos: saving_bound(ems, full_ms, p) for p in points}
+        bounds = {p.qos: saving_bound(ems, full_ms, p.cost_ms) for p in points}
         line = (f"{c.tap:>10s} {c.exit_macs / 1e6:9.2f} M {100 * c.share:5.1f}% {ems:8.3f} "
                 f"{full_ms * c.branch_macs / c.plain_macs:9.3f}")
         line += "".join(f" {100 * b:13.1f}%" for b in bounds.values())

@@ -328,6 +328,8 @@ def _savings(rows: list[dict], first_exit_ms: float, hi_local_ms: float | None) 
     """EE-HI (and EE-HI 3-way) vs HI on the test split at each QoS entry. ``saving_bound_same_offloads``:
     the most EE-HI could save with HI's offloads and no loss of accuracy, i.e. if every sample were answered
     or offloaded at the first exit: (HI's local time - first exit's time) / HI's cost per sample."""
+    from training.placement import saving_bound
+
     out = []
     by = {(r["qos"], r["policy"]): r for r in rows if "test" in r}
     for (qos, pol), r in by.items():
@@ -340,7 +342,7 @@ def _savings(rows: list[dict], first_exit_ms: float, hi_local_ms: float | None) 
                     "hi_accuracy": h["test"]["accuracy"], "ee_hi_accuracy": r["test"]["accuracy"],
                     "accuracy_delta": r["test"]["accuracy"] - h["test"]["accuracy"],
                     "saving_bound_same_offloads": (None if hi_local_ms is None else
-                                                   (hi_local_ms - first_exit_ms) / h["test"]["cost_ms"])})
+                                                   saving_bound(first_exit_ms, hi_local_ms, h["test"]["cost_ms"]))})
     return out
 
 

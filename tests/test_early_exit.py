@@ -523,7 +523,8 @@ def test_joint_training_from_scratch_exits_learn_and_resume(tmp_path):
 def test_output_map_check_runs_the_core_runner_and_catches_a_swap(repo_root):
     """verify_output_map (run at export) compares the converted file, run through hi_runtime.backends, with
     the Keras model on one image: the shipped chain's single model and its Keras source agree under the
-    right map, and exchanging the exit and the final scores is refused."""
+    right map (on the image where the exits disagree most, where INT8 drifts furthest from float), exchanging
+    the exit and the final scores is refused, and so is an output far from every reference."""
     pytest.importorskip("keras")
     import keras
 
@@ -547,3 +548,9 @@ def test_output_map_check_runs_the_core_runner_and_catches_a_swap(repo_root):
     swapped = {"exit1_scores": mapping["final_scores"], "final_scores": mapping["exit1_scores"]}
     with pytest.raises(EarlyExitExportError, match="misordered"):
         verify_output_map(full, swapped, check, images[i:i + 1])
+
+    def shifted(x, training=False):  # every reference moved by half a probability: no output matches any
+        return {k: np.asarray(v) + 0.5 for k, v in check(x, training=training).items()}
+
+    with pytest.raises(EarlyExitExportError, match="far from its own"):
+        verify_output_map(full, mapping, shifted, images[i:i + 1])

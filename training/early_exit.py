@@ -562,7 +562,12 @@ def _output_tensor_map(full: bytes, names_in_order: list[str], check_model, chec
 
 def verify_output_map(full: bytes, mapping: dict[str, int], check_model, check_images: np.ndarray) -> None:
     """Check numerically, on one image, that each output key's tensor in the converted file computes what
-    the source model's output of that key computes (so a reordering cannot go unnoticed)."""
+    the source model's output of that key computes (so a reordering cannot go unnoticed).
+
+    An INT8 model may legitimately drift from its float source on an ambiguous image (a softmax near a
+    tie moves by several quantization steps), so an output beyond the tight tolerance is refused as
+    misordered only when another output's reference is closer to it, and as broken only when it is far
+    from its own reference."""
     from hi_runtime.backends import TFLiteBackend
 
     # the core's runner (default kernels: the check has a tolerance, it looks for misordered outputs)
@@ -570,17 +575,23 @@ def verify_output_map(full: bytes, mapping: dict[str, int], check_model, check_i
     raw = backend.run(backend.input.quantize(check_images[:1].astype(np.float32)))
     by_index = {spec.index: spec for spec in backend.outputs}
     ref = check_model(check_images[:1].astype(np.float32), training=False)
+    refs = {k: np.asarray(ref[k], dtype=np.float64) for k in mapping}
     for key, t in mapping.items():
         spec = by_index[t]
         os_ = spec.scale or 0.0
         got = spec.dequantize(raw[spec.name]).astype(np.float64)
-        want = np.asarray(ref[key], dtype=np.float64)
+        want = refs[key]
         if got.shape != want.shape:
             raise EarlyExitExportError(f"output {key}: converted shape {got.shape} != Keras {want.shape}")
-        tol = 3 * os_ + 0.05 * float(np.abs(want).max())
-        if float(np.abs(got - want).max()) > tol:
+        own = float(np.abs(got - want).max())
+        if own <= 3 * os_ + 0.05 * float(np.abs(want).max()):
+            continue
+        closer = sorted(k for k, r in refs.items() if k != key and r.shape == got.shape
+                        and float(np.abs(got - r).max()) < own)
+        if closer or own > 3 * os_ + 0.25 * float(np.abs(want).max()):
+            why = f"it is closer to Keras' {closer[0]}" if closer else "far from its own Keras output"
             raise EarlyExitExportError(f"output {key} of the converted model does not match Keras "
-                                       f"(max diff {np.abs(got - want).max():.3g}); outputs may be misordered")
+                                       f"(max diff {own:.3g}; {why}); outputs may be misordered")
 
 
 def _strip_requantize(model, sg, t: int) -> int:

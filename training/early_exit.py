@@ -567,7 +567,9 @@ def verify_output_map(full: bytes, mapping: dict[str, int], check_model, check_i
     An INT8 model may legitimately drift from its float source on an ambiguous image (a softmax near a
     tie moves by several quantization steps), so an output beyond the tight tolerance is refused as
     misordered only when another output's reference is closer to it, and as broken only when it is far
-    from its own reference."""
+    from its own reference: more than a quarter of the output's quantized range (of the reference's
+    largest magnitude for a float output). The range, not the image's top score, sets "far": on an image
+    whose softmax is flat a drift of 0.1 is ordinary INT8 behaviour, yet it is half the top score."""
     from hi_runtime.backends import TFLiteBackend
 
     # the core's runner (default kernels: the check has a tolerance, it looks for misordered outputs)
@@ -588,7 +590,8 @@ def verify_output_map(full: bytes, mapping: dict[str, int], check_model, check_i
             continue
         closer = sorted(k for k, r in refs.items() if k != key and r.shape == got.shape
                         and float(np.abs(got - r).max()) < own)
-        if closer or own > 3 * os_ + 0.25 * float(np.abs(want).max()):
+        span = 255 * os_ if os_ else float(np.abs(want).max())
+        if closer or own > 3 * os_ + 0.25 * span:
             why = f"it is closer to Keras' {closer[0]}" if closer else "far from its own Keras output"
             raise EarlyExitExportError(f"output {key} of the converted model does not match Keras "
                                        f"(max diff {own:.3g}; {why}); outputs may be misordered")

@@ -590,7 +590,11 @@ def verify_output_map(full: bytes, mapping: dict[str, int], check_model, check_i
             continue
         closer = sorted(k for k, r in refs.items() if k != key and r.shape == got.shape
                         and float(np.abs(got - r).max()) < own)
-        span = 255 * os_ if os_ else float(np.abs(want).max())
+        if spec.quantized:
+            info = np.iinfo(spec.dtype)
+            span = (int(info.max) - int(info.min)) * os_
+        else:
+            span = float(np.abs(want).max())
         if closer or own > 3 * os_ + 0.25 * span:
             why = f"it is closer to Keras' {closer[0]}" if closer else "far from its own Keras output"
             raise EarlyExitExportError(f"output {key} of the converted model does not match Keras "

@@ -470,6 +470,33 @@ def test_run_seed_leaves_the_validation_split_alone(tmp_path, monkeypatch):
     np.testing.assert_array_equal(val_of("--seed", "1"), base)
     assert not np.array_equal(val_of("--split-seed", "1"), base)
 
+    # the early-exit trainer and the tools fitted on the validation split read it with the same flag;
+    # an early-exit run's --seed is its own, as for hi-train model
+    from training.decider_cli import load_val_test
+
+    def ee_val_of(cmd: str, *extra: str):
+        args = build_parser().parse_args([cmd, "--data", str(data), "--val-size", "50", *extra])
+        return args, load_val_test(args)[0].images
+
+    args, ee_base = ee_val_of("early-exit", "--out", "x", "--seed", "1")
+    assert args.seed == 1 and args.split_seed == 0
+    np.testing.assert_array_equal(ee_base, base)
+    assert not np.array_equal(ee_val_of("early-exit", "--out", "x", "--split-seed", "1")[1], base)
+    np.testing.assert_array_equal(ee_val_of("decider", "--out", "x", "--split-seed", "1")[1],
+                                  val_of("--split-seed", "1"))
+    np.testing.assert_array_equal(ee_val_of("thresholds", "--chain", "c.json", "--server", "s.onnx", "--out", "x")[1], base)
+
+
+def test_epoch_line_shows_an_eta_from_recent_epochs():
+    from training.train import epoch_line, format_duration
+
+    assert [format_duration(s) for s in (0, 45.4, 750, 3600 * 6 + 59 * 60 + 40)] == ["0s", "45s", "12m30s", "6h59m"]
+    rec = {"epoch": 3, "seconds": 50.04, "acc": 0.5}
+    # the median of the last five epochs, so one slow epoch (a resume, a busy neighbour) does not swing it
+    line = epoch_line(rec, 10, [200.0, 50.0, 50.0, 48.0])
+    assert line == "epoch 3/10 seconds=50.0 eta=5m50s acc=0.5000"
+    assert "eta" not in epoch_line({**rec, "epoch": 10}, 10, [50.0])
+
 
 def test_cli_help_does_not_need_tensorflow(capsys):
     from training.cli import main

@@ -21,7 +21,9 @@ def add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--data", required=required, help="dataset path, e.g. ../shared/datasets/cifar10-jpeg")
     p.add_argument("--val-size", type=int, default=None, help="validation images carved from train (default 5000)")
     p.add_argument("--image-size", type=int, default=None, help="resize+center-crop size (folder/imagenet)")
-    p.add_argument("--seed", type=int, default=0, help="validation split seed (default 0, as hi-train model)")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the validation split (default 0, the split every shipped model, decider and "
+                        "threshold uses; the same flag as hi-train model's)")
     p.add_argument("--limit-val", type=int, default=None, help="use only N validation images, a random fixed subset (smoke runs)")
     p.add_argument("--limit-test", type=int, default=None, help="use only N test images, a random fixed subset (smoke runs)")
 
@@ -29,11 +31,11 @@ def add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
 def load_val_test(args):
     from hi_runtime.datasets import load_dataset
 
-    kw = {"val_size": args.val_size, "seed": args.seed, "image_size": args.image_size}
+    kw = {"val_size": args.val_size, "seed": args.split_seed, "image_size": args.image_size}
     val = load_dataset(args.dataset, args.data, "val", **kw)
     test = load_dataset(args.dataset, args.data, "test", **kw)
     # a random but fixed subset: the archives are ordered by class, so the first N would be 1-2 classes
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.split_seed)
     if args.limit_val:
         val = val.subset(np.sort(rng.permutation(len(val))[: args.limit_val]))
     if args.limit_test:

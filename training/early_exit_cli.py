@@ -30,6 +30,10 @@ def register_cli(sub) -> None:
 
     add_data_args(p)
     p.add_argument("--limit-train", type=int, default=None, help="train on only N images (smoke runs)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the run: initialization, shuffling, augmentation (default 0); the validation "
+                        "split has its own --split-seed, so a run with another --seed never trains on the images "
+                        "the deciders and the threshold search are fitted on")
     p.add_argument("--epochs-branch", type=int, default=1, help="epochs training only the branches (default 1)")
     p.add_argument("--epochs-joint", type=int, default=2, help="epochs of joint fine-tuning (default 2)")
     p.add_argument("--lr-branch", type=float, default=0.05)
@@ -192,10 +196,10 @@ def cmd_early_exit(args) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     val, test = load_val_test(args)
-    train = load_dataset(args.dataset, args.data, "train", val_size=args.val_size, seed=args.seed,
+    train = load_dataset(args.dataset, args.data, "train", val_size=args.val_size, seed=args.split_seed,
                          image_size=args.image_size)
     if args.limit_train:
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(args.split_seed)
         train = train.subset(np.sort(rng.permutation(len(train))[: args.limit_train]))
     print(f"data: train {len(train)}, val {len(val)}, test {len(test)}", flush=True)
     history: list[dict] = []
@@ -291,6 +295,7 @@ def cmd_early_exit(args) -> int:
         "ops": exp.ops,
         "dataset": {"name": args.dataset, "path": str(args.data), "train_images": len(train),
                     "val_images": len(val), "test_images": len(test),
+                    "val_split": f"class-stratified, seed {args.split_seed}, carved from the training split",
                     "note": JPEG_NOTE if args.dataset == "cifar10" else ""},
         "training": {**training, "command": command, "history": history},
         "git_commit": git_commit(),

@@ -103,13 +103,37 @@ def lr_schedule(cfg: TrainConfig, steps_per_epoch: int):
         warmup_target=cfg.lr if warm else None, warmup_steps=warm)
 
 
+def format_duration(seconds: float) -> str:
+    """``3h05m``, ``12m30s`` or ``45s``: an ETA a person reads at a glance in a background run's log."""
+    s = max(0, int(round(seconds)))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def epoch_line(rec: dict, total_epochs: int, recent_seconds: list[float]) -> str:
+    """One epoch's progress line: ``epoch k/N seconds=.. eta=.. metric=..``. The ETA is the median of the
+    last few epochs' durations times the epochs left: a resumed run's first epoch (which also restores the
+    checkpoint) or one slowed by a neighbour on a shared machine does not swing it."""
+    left = total_epochs - int(rec["epoch"])
+    parts = [f"epoch {rec['epoch']}/{total_epochs}", f"seconds={rec['seconds']:.1f}"]
+    if left > 0 and recent_seconds:
+        parts.append(f"eta={format_duration(float(np.median(recent_seconds[-5:])) * left)}")
+    parts += [f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
+              if k not in ("epoch", "seconds")]
+    return " ".join(parts)
+
+
 class _EpochLog:
-    """A compact per-epoch progress line (for logs of background runs) plus a JSONL history."""
+    """A compact per-epoch progress line with an ETA (for logs of background runs) plus a JSONL history."""
 
     def __init__(self, path: Path | None, total_epochs: int):
         import keras
 
         outer = self
+        durations: list[float] = []
 
         class CB(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
@@ -119,9 +143,8 @@ class _EpochLog:
                 logs = dict(logs or {})
                 rec = {"epoch": epoch + 1, "seconds": round(time.time() - outer.t0, 1),
                        **{k: float(v) for k, v in logs.items()}}
-                print(f"epoch {epoch + 1}/{total_epochs} " + " ".join(
-                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
-                    if k != "epoch"), flush=True)
+                durations.append(rec["seconds"])
+                print(epoch_line(rec, total_epochs, durations), flush=True)
                 if path is not None:
                     with open(path, "a") as fh:
                         fh.write(json.dumps(rec) + "\n")

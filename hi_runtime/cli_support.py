@@ -4,6 +4,10 @@
 * a subcommand returns an exit code; a user mistake raises :class:`UsageError` with one line that names
   what was wrong and the fix, which :func:`run` prints as ``<tool>: error: <line>`` with exit code 2 (the
   code argparse itself uses), never a traceback;
+* a path the command cannot use as given (missing, a file where a folder must be, no permission) is the
+  same kind of mistake: one line naming the path, exit 2 (:data:`PATH_MISTAKES`);
+* numeric flags take :func:`at_least` / :func:`fraction` as their argparse ``type``, so a negative count
+  is refused while parsing;
 * subcommands that live in other modules are listed by name and registered with
   :func:`register_subcommands`. Every module of a tool ships in the same distribution, so a module that
   cannot be imported is a broken install or a bug: it fails loudly with its import error instead of
@@ -34,6 +38,38 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, text: str) -> float | int:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+
+
+def at_least(minimum: float, kind: type = int, *, exclusive: bool = False) -> Callable[[str], float | int]:
+    """An argparse ``type`` for a number >= ``minimum`` (> with ``exclusive``), so a negative count or a
+    zero period is refused when the command line is parsed, in one line naming the flag, not later with a
+    traceback or a silently odd run. ``at_least(1)``: a count of one or more; ``at_least(0, float,
+    exclusive=True)``: a positive duration."""
+
+    def parse(text: str) -> float | int:
+        value = _number(kind, text)
+        if value < minimum or (exclusive and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if exclusive else '>='} {minimum:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its "invalid <type> value" message
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type`` for a fraction in [0, 1]; a percentage written as 90 is refused with the fix."""
+    value = _number(float, text)
+    if not 0.0 <= value <= 1.0:
+        hint = f"; for {value:g}% write {value / 100:g}" if 1.0 < value <= 100.0 else ""
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1]{hint}")
+    return value
 
 
 def load_subcommand_modules(names: Sequence[str], tool: str = "this tool") -> list[ModuleType]:
@@ -81,7 +117,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, tool: st
         if before is not None:
             before(args)
         return int(args.func(args) or 0)
-    except (UsageError, *user_errors) as exc:
+    except (UsageError, argparse.ArgumentTypeError, *user_errors) as exc:  # the latter: a flag's value checked late
         print(f"{label}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -89,9 +125,32 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, tool: st
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into head & co.
         return EXIT_OK
+    except PATH_MISTAKES as exc:
+        print(f"{label}: error: {_path_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except failures as exc:
         print(f"{label}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+# A path given on the command line that cannot be used as given: a file where a folder must be (or the
+# reverse), a file that does not exist, one that may not be read or written. Raised wherever the command
+# first touches the path; the line names the path and what to change, exit 2.
+PATH_MISTAKES = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+_PATH_FIX = {
+    FileNotFoundError: "it does not exist (or its folder does not); check the path",
+    FileExistsError: "a file is in the way of a folder this command writes there; give another path",
+    IsADirectoryError: "it is a folder, a file is needed; give a file's path",
+    NotADirectoryError: "a file is in the way of a folder this command needs there; give another path",
+    PermissionError: "permission denied; give a path you may read or write",
+}
+
+
+def _path_line(exc: OSError) -> str:
+    fix = next((v for k, v in _PATH_FIX.items() if isinstance(exc, k)), exc.strerror or type(exc).__name__)
+    if exc.filename is None:
+        return _one_line(exc)
+    return f"{exc.filename}: {fix}"
 
 
 def _one_line(exc: BaseException) -> str:

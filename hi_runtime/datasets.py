@@ -454,6 +454,9 @@ def load_dataset(name: str, path: str | Path, split: str, *, val_size: int | Non
     if split in ("test", "trainval"):
         return base
     vs = val_size if val_size is not None else DEFAULT_VAL_SIZE.get(name, max(1, len(base) // 10))
+    if not 0 < vs < len(base):  # a user's --val-size (or the default on a small dataset): say which and why
+        raise DatasetError(f"a validation split of {vs} images cannot be carved from the {len(base)} training images "
+                           f"under {path}; pass --val-size between 1 and {len(base) - 1}")
     train, val = split_train_val(base, vs, seed)
     return train if split == "train" else val
 

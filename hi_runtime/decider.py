@@ -608,7 +608,7 @@ class Decider:
             data = json.loads(path.read_text())
         except FileNotFoundError as exc:
             raise DeciderError(f"decider file {path} does not exist; make one with `hi-train decider`") from exc
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DeciderError(f"decider file {path} is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 

@@ -375,7 +375,7 @@ class SegmentChain:
             data = json.loads(path.read_text())
         except FileNotFoundError as exc:
             raise EarlyExitError(f"chain file {path} does not exist; make one with `hi-train early-exit`") from exc
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise EarlyExitError(f"chain file {path} is not valid JSON: {exc}") from exc
         return cls.from_dict(data, path)
 

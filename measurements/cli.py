@@ -52,7 +52,8 @@ def build_parser(names: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.Argument
 
 # A user mistake (bad QoS, unknown profile or model, unreadable log, missing file) exits 2 with one line;
 # a failure of the environment (a meter, a server, a subprocess) exits 1.
-USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+# (paths: hi_runtime.cli_support.PATH_MISTAKES, for every tool)
+USER_ERRORS = (ValueError,)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

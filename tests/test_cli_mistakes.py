@@ -77,3 +77,53 @@ def test_a_user_mistake_is_one_line_and_exit_2(repo_root: Path, command: str, ph
         errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
         assert len(errors) == 1, out.stderr  # one line says what was wrong ...
         assert phrase in errors[0], errors[0]  # ... and names it
+
+
+def test_the_shared_cli_pattern_turns_numbers_and_paths_into_one_line(tmp_path, capsys):
+    """hi_runtime.cli_support, which every tool's main() goes through: a count below its minimum, a
+    percentage where a fraction belongs, a value checked late, and a path that cannot be used as given are
+    each one line and exit 2; a bug keeps its traceback."""
+    import argparse
+
+    from hi_runtime.cli_support import Parser, at_least, fraction, run
+
+    def build():
+        p = Parser(prog="tool")
+        sub = p.add_subparsers(dest="command")
+        c = sub.add_parser("go")
+        c.add_argument("--n", type=at_least(1), default=1)
+        c.add_argument("--period", type=at_least(0, float, exclusive=True), default=1.0)
+        c.add_argument("--share", type=fraction, default=0.5)
+        c.add_argument("--read", default=None)
+        c.add_argument("--late", default=None)
+
+        def go(args):
+            if args.late:
+                raise argparse.ArgumentTypeError(f"--late {args.late} is not a valid value")
+            if args.read:
+                Path(args.read).read_text()
+            return 0 if args.n != 7 else 1 // 0  # n = 7: a bug
+
+        c.set_defaults(func=go)
+        return p
+
+    def errors(argv):
+        with pytest.raises(SystemExit) as exc:
+            run(build(), argv, tool="tool")
+        return exc.value.code
+
+    assert run(build(), ["go", "--n", "3", "--share", "0.9"], tool="tool") == 0
+    for bad, phrase in ((["--n", "0"], "0 must be >= 1"), (["--n", "x"], "'x' is not an integer"),
+                        (["--period", "0"], "0 must be > 0"), (["--share", "90"], "for 90% write 0.9")):
+        assert errors(["go", *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and phrase in err[0], err
+    cases = ((["--late", "q"], "--late q is not a valid value"),
+             (["--read", str(tmp_path)], f"{tmp_path}: it is a folder, a file is needed"),
+             (["--read", str(tmp_path / "nope.txt")], "nope.txt: it does not exist"))
+    for argv, phrase in cases:
+        assert run(build(), ["go", *argv], tool="tool") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"tool go: error: {err[0].split('error: ', 1)[1]}"] and phrase in err[0], err
+    with pytest.raises(ZeroDivisionError):
+        run(build(), ["go", "--n", "7"], tool="tool")

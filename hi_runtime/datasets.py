@@ -187,7 +187,10 @@ def _iter_tar_members(archive: Path, split: str) -> Iterator[tuple[str, str, Cal
     try:
         tf = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DatasetError(f"cannot open archive {archive}: {exc}; expected {IMAGE_FOLDER_LAYOUT}") from exc
+        # tarfile lists every compression it tried, one line each: the user needs only the gist
+        why = ("it is not a tar archive (plain, .gz, .bz2 or .xz)" if isinstance(exc, tarfile.ReadError)
+               else " ".join(str(exc).split()))
+        raise DatasetError(f"cannot open archive {archive}: {why}; expected {IMAGE_FOLDER_LAYOUT}") from exc
     with tf:
         try:
             for m in tf:

@@ -105,6 +105,20 @@ def test_missing_path_names_path_and_layout(tmp_path):
     assert "nope" in str(e.value) and "<split>/<class>/<image>" in str(e.value)
 
 
+def test_a_file_that_is_no_archive_is_one_line_naming_it(tmp_path):
+    fake = tmp_path / "photo.jpg"
+    fake.write_bytes(b"\xff\xd8\xff\xe0 not a tar")
+    with pytest.raises(DatasetError) as e:
+        load_dataset("cifar10", fake, "test", progress=False)
+    assert "\n" not in str(e.value) and "photo.jpg: it is not a tar archive" in str(e.value)
+
+
+def test_a_validation_split_larger_than_the_data_names_the_flag(tmp_path):
+    _write_folder(tmp_path, "train", ["a", "b"], 3)
+    with pytest.raises(DatasetError, match="pass --val-size between 1 and 5"):
+        load_dataset("folder", tmp_path, "val", val_size=5000, progress=False)
+
+
 def test_empty_dataset_is_an_error(tmp_path):
     (tmp_path / "test" / "cat").mkdir(parents=True)
     with pytest.raises(DatasetError, match="no images found"):

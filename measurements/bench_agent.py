@@ -38,6 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hi_runtime.backends import BACKEND_CHOICES
+from hi_runtime.cli_support import Parser, UsageError, at_least
+from hi_runtime.cli_support import run as run_cli
+
 # the shipped model, decider and sample (hi_runtime.artifacts finds them wherever installed)
 DEFAULT_MODEL, DEFAULT_DECIDER, DEFAULT_SAMPLES = "resnet8_int8.tflite", "decider_resnet8.json", "demo_samples.npz"
 
@@ -253,10 +257,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="no model file: build an untrained ResNet-8 (same cost per invoke; needs TensorFlow)")
     ap.add_argument("--samples", type=Path, default=None,
                     help=f"npz of images (default: the shipped {DEFAULT_SAMPLES}, else random images)")
-    ap.add_argument("-n", "--num-samples", type=int, default=100, help="samples per round (default 100)")
-    ap.add_argument("--rounds", type=int, default=20, help="interleaved bare/agent rounds (default 20)")
-    ap.add_argument("--backend", default="auto", help="local backend (default auto)")
-    ap.add_argument("--threads", type=int, default=None, help="interpreter threads (default: runtime's)")
+    ap.add_argument("-n", "--num-samples", type=at_least(1), default=100, help="samples per round (default 100)")
+    ap.add_argument("--rounds", type=at_least(1), default=20, help="interleaved bare/agent rounds (default 20)")
+    ap.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help="local backend (default auto)")
+    ap.add_argument("--threads", type=at_least(1), default=None, help="interpreter threads (default: runtime's)")
     ap.add_argument("--no-log", action="store_true", help="no per-sample log (what the log line costs)")
     ap.add_argument("--log-writer", choices=("inline", "thread", "process"), default="process",
                     help="where the log lines are formatted, as hi-agent run --log-writer (default process: a "
@@ -266,7 +270,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from hi_runtime.artifacts import ArtifactError, default_path, require
+    from hi_runtime.backends import BackendError
 
+    if args.samples is not None and not args.samples.is_file():  # not silently replaced by random images
+        what = "is a folder" if args.samples.is_dir() else "does not exist"
+        raise UsageError(f"--samples {args.samples} {what}; give an .npz of images (or leave it out)")
     model, decider, note = args.model, args.decider, ""
     tmp = None
     if model is None and args.standin:
@@ -277,18 +285,19 @@ def run(args) -> int:
         try:
             model = require(DEFAULT_MODEL, also="or use --standin resnet8")
         except ArtifactError as exc:
-            print(f"bench_agent: error: {exc}", file=sys.stderr)
-            return 2
+            raise UsageError(str(exc)) from None
         shipped_decider = default_path(DEFAULT_DECIDER)
         if decider is None and shipped_decider:
             decider = Path(shipped_decider)
     if not Path(model).exists():
-        print(f"bench_agent: {model} does not exist; train it (hi-train model --arch resnet8 ...), pass --model, "
-              "or use --standin resnet8", file=sys.stderr)
-        return 2
-    res = bench(Path(model), decider, samples=args.samples, n=args.num_samples, rounds=args.rounds,
-                backend=args.backend, threads=args.threads, model_note=note, log_writer=args.log_writer,
-                log=not args.no_log)
+        raise UsageError(f"--model {model} does not exist; train it (hi-train model --arch resnet8 ...), pass "
+                         "--model, or use --standin resnet8")
+    try:
+        res = bench(Path(model), decider, samples=args.samples, n=args.num_samples, rounds=args.rounds,
+                    backend=args.backend, threads=args.threads, model_note=note, log_writer=args.log_writer,
+                    log=not args.no_log)
+    except BackendError as exc:  # the model the user gave cannot run here (as hi-agent run treats it)
+        raise UsageError(f"--model: {exc}; give an INT8 .tflite (or .onnx) classifier") from None
     print(format_result(res))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -305,10 +314,11 @@ def register_cli(subparsers) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="bench_agent", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    """``python -m measurements.bench_agent``: the same mistakes, the same one line (as bench_agent)."""
+    ap = Parser(prog="bench_agent", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(ap)
-    return run(ap.parse_args(argv))
+    ap.set_defaults(func=run)
+    return run_cli(ap, argv, tool="bench_agent", user_errors=(ValueError,), failures=(OSError, RuntimeError))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hi_runtime.cli_support import Parser, UsageError, at_least
+from hi_runtime.cli_support import run as run_cli
+
 DEFAULT_DATA = Path("../shared/datasets/cifar10-jpeg")  # relative to the working directory (a checkout's root)
 ANCHORS_M = {"TFLite Micro + CMSIS-NN": 29.9, "TFLite Micro reference kernels": 824.0, "goal": 20.0, "stretch goal": 12.0}
 
@@ -166,8 +169,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                      help="MLPerf Tiny's reference ResNet-8 structure (random weights; needs TensorFlow)")
     ap.add_argument("--decider", type=Path, help="decider JSON (default: the shipped one for the shipped model)")
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer table (one build less per model)")
-    ap.add_argument("--runs", type=int, default=5, help="timed inferences (default 5)")
-    ap.add_argument("--samples", type=int, default=0, help="also run `hi run` on this many CIFAR-10 test images")
+    ap.add_argument("--runs", type=at_least(1), default=5, help="timed inferences (default 5)")
+    ap.add_argument("--samples", type=at_least(0), default=0,
+                    help="also run `hi run` on this many CIFAR-10 test images")
     ap.add_argument("--data", type=Path,
                     help=f"CIFAR-10 JPEG dir (default {DEFAULT_DATA}, relative to the working directory)")
     ap.add_argument("--build-dir", type=Path, help="where to build (default: a temporary directory)")
@@ -175,32 +179,28 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """A usage mistake raises UsageError (hi_firmware's too: the same class), a failed build BuildError (a
+    RuntimeError): the caller's cli_support.run prints one line, exit 2 or 1."""
     from hi_firmware.boards import default_model
-    from hi_firmware.errors import BuildError, UsageError
 
-    if args.runs < 1:
-        print("bench_firmware: --runs must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            model = args.model
-            if args.mlperf_resnet8:
-                from hi_firmware.compiler.testing import mlperf_tiny_resnet8_int8
+    if args.samples:  # checked before the firmware is built and run, which takes minutes
+        root = args.data or DEFAULT_DATA
+        if not (root / "test.tar.gz").exists():
+            raise UsageError(f"--data {root}: no CIFAR-10 JPEG test archive (test.tar.gz) there; pass --data DIR "
+                             "or --samples 0")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if args.mlperf_resnet8:
+            from hi_firmware.compiler.testing import mlperf_tiny_resnet8_int8
 
-                model = Path(tmp) / "mlperf_tiny_resnet8_int8.tflite"
-                model.write_bytes(mlperf_tiny_resnet8_int8(seed=0))
-            elif model is None and args.chain is None:
-                model = default_model()
-            res = measure(model, args.chain, args.decider, args.runs, args.samples, args.data,
-                          Path(args.build_dir or tmp), layers=not args.no_layers)
-            if args.mlperf_resnet8:
-                res["model"] = "MLPerf Tiny ResNet-8 structure (random weights, hi_firmware.compiler.testing)"
-    except UsageError as exc:
-        print(f"bench_firmware: error: {exc}", file=sys.stderr)
-        return 2
-    except BuildError as exc:
-        print(f"bench_firmware: {exc}", file=sys.stderr)
-        return 1
+            model = Path(tmp) / "mlperf_tiny_resnet8_int8.tflite"
+            model.write_bytes(mlperf_tiny_resnet8_int8(seed=0))
+        elif model is None and args.chain is None:
+            model = default_model()
+        res = measure(model, args.chain, args.decider, args.runs, args.samples, args.data,
+                      Path(args.build_dir or tmp), layers=not args.no_layers)
+        if args.mlperf_resnet8:
+            res["model"] = "MLPerf Tiny ResNet-8 structure (random weights, hi_firmware.compiler.testing)"
     print(report(res))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -217,10 +217,11 @@ def register_cli(subparsers) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="bench_firmware", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    """``python -m measurements.bench_firmware``: the same checks, one line as bench_firmware."""
+    ap = Parser(prog="bench_firmware", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(ap)
-    return run(ap.parse_args(argv))
+    ap.set_defaults(func=run)
+    return run_cli(ap, argv, tool="bench_firmware", user_errors=(ValueError,), failures=(OSError, RuntimeError))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,87 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from hi_runtime.cli_support import UsageError
 from hi_runtime.device_profiles import PROFILES_DIR, list_profiles, load_profile
+
+
+def profiles_dir(text: str) -> Path:
+    """An argparse ``type`` for ``--profiles-dir``: a folder holding profile YAML files, checked while
+    parsing, so a wrong folder is named as such instead of surfacing as "no profile 'rpi4'"."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist; give a folder of profile YAML files "
+                                         f"(default {PROFILES_DIR})")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give the folder that holds profile YAML files")
+    if not any(path.glob("*.y*ml")):
+        raise argparse.ArgumentTypeError(f"{text} has no profile YAML files (*.yaml); give a folder of "
+                                         f"profiles (default {PROFILES_DIR})")
+    return path
+
+
+def accuracy_targets(text: str) -> list[float]:
+    """An argparse ``type`` for ``--targets`` (``0.8,0.85,90%``), read by hi_runtime.qos.parse_targets
+    while parsing, so a bad target is refused before any work (hi-bench reproduce runs for long)."""
+    from hi_runtime.qos import QoSError
+    from hi_runtime.qos import parse_targets as parse
+
+    try:
+        return parse(text)
+    except QoSError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def format_targets(targets: Sequence[float]) -> str:
+    """``accuracy_targets`` back to the flag's text (for a subcommand run with an argv)."""
+    return ",".join(repr(float(t)) for t in targets)
+
+
+def output_folder(path: Path, flag: str = "--out") -> Path:
+    """Create the output folder before any work, so a file in the way, a missing parent that cannot be
+    made or a read-only place is one line naming the flag, not an OS error after the run."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file; give a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot create this folder ({exc.strerror or exc}); give a folder "
+                         "you may write") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: permission denied; give a folder you may write")
+    return path
+
+
+def output_file(path: Path, flag: str = "--out", example: str = "out.yaml") -> Path:
+    """Check a file to be written (and make its folder) before any work: a folder given where the file
+    goes, or a place that cannot be written, is one line naming the flag."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file's path, e.g. {path / example}")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"{flag} {path}: {parent} is a file, not a folder; give another path")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot create its folder {parent} ({exc.strerror or exc}); give a "
+                         "path you may write") from None
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{flag} {path}: permission denied; give a path you may write")
+    return path
+
+
+def check_run_logs(paths: Sequence[Path], flag: str = "--runs") -> None:
+    """Every run log given to ``flag`` (empty: a positional argument) exists and is a file; checked before
+    slow work, and the line names the flag the log was given to."""
+    for path in paths:
+        if not Path(path).is_file():
+            what = "is a folder" if Path(path).is_dir() else "does not exist"
+            raise UsageError(f"{flag + ': ' if flag else ''}run log {path} {what}; give hi-agent run logs "
+                             "(written by hi-agent run --log)")
 
 
 def add_profile_args(parser: argparse.ArgumentParser, multiple: bool = False, required: bool = False) -> None:
@@ -15,7 +92,7 @@ def add_profile_args(parser: argparse.ArgumentParser, multiple: bool = False, re
     else:
         parser.add_argument("--device", required=required, metavar="ID",
                             help="device profile id, e.g. rpi4 (see `hi-bench plan --list`)")
-    parser.add_argument("--profiles-dir", action="append", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--profiles-dir", action="append", type=profiles_dir, default=None, metavar="DIR",
                         help=f"folder(s) with profile YAML files (default: {PROFILES_DIR})")
 
 
@@ -44,14 +121,13 @@ def load_profiles(devices: Sequence[str] | None, dirs: Sequence[Path] | None):
     return list_profiles(search)
 
 
-def load_runs(paths: Sequence[Path], energy_model=None, measured_energy_j=None):
+def load_runs(paths: Sequence[Path], energy_model=None, measured_energy_j=None, flag: str = "--runs"):
     from measurements.logs import read_run_log
     from measurements.metrics import compute_metrics
 
+    check_run_logs(paths, flag)
     runs = []
     for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"run log {path} does not exist; give hi-agent run logs (--log) to --runs")
         log = read_run_log(path)
         runs.append((log, compute_metrics(log, energy_model, measured_energy_j)))
     return runs
@@ -66,7 +142,6 @@ def run_stats(paths: Sequence[Path], model: str | None):
     return RunStats.from_runs(runs, model_override=model), runs
 
 
-def parse_targets(text: str) -> list:
-    from hi_runtime.qos import parse_targets as parse
-
-    return parse(text)
+def add_targets_arg(parser: argparse.ArgumentParser, default: str = "0.8,0.85,0.9") -> None:
+    parser.add_argument("--targets", type=accuracy_targets, default=default,
+                        help=f"accuracy targets (fractions or %%; default {default})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from measurements.commands.common import add_profile_args, add_qos_args, add_run_args
+from measurements.commands.common import add_profile_args, add_qos_args, add_run_args, add_targets_arg
 
 
 def register_cli(subparsers) -> None:
@@ -16,12 +16,12 @@ def register_cli(subparsers) -> None:
     add_profile_args(p, multiple=True)
     add_qos_args(p, default="")
     add_run_args(p)
-    p.add_argument("--targets", default="0.8,0.85,0.9", help="accuracy targets (fractions or %%)")
+    add_targets_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from measurements.commands.common import load_profiles, parse_targets, run_stats
+    from measurements.commands.common import load_profiles, run_stats
     from measurements.planner import (
         QoS,
         best_strategy_table,
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         parse_qos,
     )
 
-    targets = parse_targets(args.targets)
+    targets = args.targets  # parsed by common.accuracy_targets
     base = parse_qos(args.qos) if args.qos else QoS()
     profiles = load_profiles(args.device, args.profiles_dir)
     stats, _ = run_stats(args.runs, args.run_model)

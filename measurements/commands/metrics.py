@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from measurements.commands.common import profiles_dir
+
 
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser(
@@ -16,7 +18,7 @@ def register_cli(subparsers) -> None:
     )
     p.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="run logs (.jsonl or .csv)")
     p.add_argument("--profile", metavar="ID", help="device profile whose power models the energy")
-    p.add_argument("--profiles-dir", action="append", type=Path, default=None, metavar="DIR")
+    p.add_argument("--profiles-dir", action="append", type=profiles_dir, default=None, metavar="DIR")
     p.add_argument("--link", default=None, help="link whose per-offload energy the profile gives (default: its default link)")
     p.add_argument("--energy-j", type=float, default=None, metavar="J",
                    help="energy a meter measured over the whole run (only with one log)")
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.profile:
         profile = load_profile(args.profile, args.profiles_dir)
         energy_model = EnergyModel.from_profile(profile, args.link)
-    runs = load_runs(args.logs, energy_model, args.energy_j)
+    runs = load_runs(args.logs, energy_model, args.energy_j, flag="")
     if args.json:
         print(json.dumps([{"log": str(log.path), **m.to_dict()} for log, m in runs], indent=2, default=str))
     else:

@@ -22,8 +22,11 @@ def register_cli(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from measurements.commands.common import output_folder
     from measurements.paper import format_claims, format_table5, format_table6, headline_claims, table5, table6_fits
 
+    if args.out is not None:
+        output_folder(args.out)  # before the tables are computed: a file in the way is named as --out
     cells = table5(extra_devices=not args.no_extra)
     fits = table6_fits()
     print("== Table 5: best strategy per QoS requirement (paper vs planner on the paper's profiles) ==")
@@ -42,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         from measurements.plots import plot_table5_grid
 
-        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "table5.json").write_text(json.dumps(
             [{"dataset": c.dataset, "device": c.device, "requirement": c.requirement, "paper": c.paper,
               "planner": c.results, "flagged": c.flagged,

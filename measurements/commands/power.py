@@ -3,9 +3,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
+
+from hi_runtime.cli_support import UsageError, at_least
+
+
+def meter_spec(text: str) -> str:
+    """An argparse ``type`` for ``--meter``: the spec is parsed while the command line is (a typo is a
+    usage error, exit 2), and kept as text for MeteredBlock."""
+    from measurements.power.base import MeterError
+    from measurements.power.factory import parse_meter_spec
+
+    try:
+        parse_meter_spec(text)
+    except MeterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def register_cli(subparsers) -> None:
@@ -16,10 +32,12 @@ def register_cli(subparsers) -> None:
                     "the measured energy per inference. Example: hi-bench power --meter "
                     "pm1000:GPIB0::8::INSTR --log run.jsonl -- <command that writes run.jsonl>",
     )
-    p.add_argument("--meter", required=True, help="rapl | pm1000:<VISA address> | scpi:<VISA address>[|query]")
+    p.add_argument("--meter", required=True, type=meter_spec, help="rapl | pm1000:<VISA address> | scpi:<VISA address>[|query]")
     p.add_argument("--visa-backend", default="", help="PyVISA backend (@py, file.yaml@sim; default: system VISA)")
-    p.add_argument("--seconds", type=float, default=None, help="measure for this long (when no command is given)")
-    p.add_argument("--interval", type=float, default=0.5, help="meter polling interval in s (default 0.5)")
+    p.add_argument("--seconds", type=at_least(0, float, exclusive=True), default=None,
+                   help="measure for this long (when no command is given)")
+    p.add_argument("--interval", type=at_least(0, float, exclusive=True), default=0.5,
+                   help="meter polling interval in s (default 0.5)")
     p.add_argument("--log", type=Path, default=None, help="run log whose samples share the energy")
     p.add_argument("--json", action="store_true")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command to run while measuring (after --)")
@@ -34,6 +52,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --seconds or a command after -- to measure")
     if command and args.seconds is not None:
         raise ValueError("give either --seconds or a command, not both")
+    # the arguments are checked before the meter is opened: a mistake is named even where no meter is
+    if command and shutil.which(command[0]) is None:
+        raise UsageError(f"command {command[0]!r} not found (not an executable file, nor on PATH); give the "
+                         "command to measure after --")
+    if args.log is not None:
+        if args.log.is_dir():
+            raise UsageError(f"--log {args.log} is a folder; give the run log file (JSONL/CSV) the run writes")
+        if not command and not args.log.is_file():  # with a command, the command may write it
+            raise UsageError(f"--log {args.log} does not exist; give an existing run log, or a command after -- "
+                             "that writes it")
     rc = 0
     with MeteredBlock(args.meter, args.visa_backend, args.interval) as block:
         if command:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hi_runtime.cli_support import at_least
+
 
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser(
@@ -18,12 +20,12 @@ def register_cli(subparsers) -> None:
     p.add_argument("--id", default=None, help="profile id (default: this_machine)")
     p.add_argument("--name", default=None, help="human-readable device name")
     p.add_argument("--out", type=Path, required=True, help="profile YAML to write")
-    p.add_argument("--runs", type=int, default=200, help="timed invokes (default 200)")
-    p.add_argument("--warmup", type=int, default=20, help="untimed invokes first (default 20)")
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    p.add_argument("--runs", type=at_least(1), default=200, help="timed invokes (default 200)")
+    p.add_argument("--warmup", type=at_least(0), default=20, help="untimed invokes first (default 20)")
+    p.add_argument("--threads", type=at_least(1), default=1, help="interpreter threads (default 1)")
     p.add_argument("--rapl", choices=("auto", "on", "off"), default="auto",
                    help="read RAPL energy (auto: when the machine exposes it)")
-    p.add_argument("--power-w", type=float, default=None,
+    p.add_argument("--power-w", type=at_least(0, float, exclusive=True), default=None,
                    help="the machine's power in W, to model energy when nothing is measured (labeled modeled)")
     p.add_argument("--ee-chain", type=Path, default=None,
                    help="also time each segment of this early-exit chain JSON (hi-train early-exit) and write "
@@ -36,11 +38,19 @@ def register_cli(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from measurements.commands.common import load_runs
+    from measurements.commands.common import check_run_logs, load_runs, output_file
     from measurements.machine_profile import build_measured_profile, time_tflite_invoke
     from measurements.power.rapl import RaplReader, rapl_available
     from hi_runtime.device_profiles import save_profile
 
+    # every file named on the command line is checked before the (long) timing, naming its flag
+    output_file(args.out, example="this_machine.yaml")
+    check_run_logs(args.run_log, "--run-log")
+    chain = None
+    if args.ee_chain is not None:
+        from hi_runtime.early_exit import SegmentChain
+
+        chain = SegmentChain.load(args.ee_chain)  # a bad chain raises EarlyExitError (a ValueError) naming it
     counter = None
     source = ""
     if args.rapl == "on" or (args.rapl == "auto" and rapl_available()):
@@ -49,15 +59,12 @@ def run(args: argparse.Namespace) -> int:
     timing = time_tflite_invoke(args.model, args.runs, args.warmup, args.threads, counter,
                                 progress=not args.no_progress)
     ee_model, ee_timings, ee_paths = None, [], []
-    if args.ee_chain is not None:
-        from hi_runtime.early_exit import SegmentChain
-
-        chain = SegmentChain.load(args.ee_chain)  # a bad chain raises EarlyExitError (a ValueError) naming it
+    if chain is not None:
         ee_model = str(chain.meta.get("model") or args.ee_chain.stem)
         ee_paths = [Path(s.file) for s in chain.segments]
         ee_timings = [time_tflite_invoke(path, args.runs, args.warmup, args.threads,
                                          progress=not args.no_progress) for path in ee_paths]
-    runs = load_runs(args.run_log) if args.run_log else []
+    runs = load_runs(args.run_log, flag="--run-log") if args.run_log else []
     profile = build_measured_profile(args.id or "this_machine", args.model_name, timing, dataset=args.dataset,
                                      model_path=args.model, threads=args.threads, power_w=args.power_w,
                                      energy_source=source, runs=runs, link=args.link, name=args.name,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from measurements.commands.common import add_profile_args, add_qos_args, add_run_args
+from measurements.commands.common import add_profile_args, add_qos_args, add_run_args, add_targets_arg
 
 
 def register_cli(subparsers) -> None:
@@ -15,7 +15,7 @@ def register_cli(subparsers) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--format", choices=("md", "html"), default="md")
-    p.add_argument("--targets", default="0.8,0.85,0.9", help="accuracy targets (fractions or %%)")
+    add_targets_arg(p)
     p.add_argument("--run-device", default=None,
                    help="device name for the runs' points (default: the logs' header 'device')")
     p.add_argument("--energy-profile", default=None, metavar="ID",
@@ -27,20 +27,21 @@ def register_cli(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from measurements.commands.common import load_profiles, load_runs, parse_targets
+    from measurements.commands.common import load_profiles, load_runs, output_folder
     from measurements.metrics import EnergyModel
     from measurements.planner import QoS, RunStats, parse_qos
     from hi_runtime.device_profiles import load_profile
     from measurements.report import build_report
 
-    targets = parse_targets(args.targets)
+    targets = args.targets  # parsed by common.accuracy_targets
     profiles = load_profiles(args.device, args.profiles_dir)
     energy_model = None
     if args.energy_profile:
         energy_model = EnergyModel.from_profile(load_profile(args.energy_profile, args.profiles_dir))
     runs = load_runs(args.runs, energy_model) if args.runs else []
     stats = RunStats.from_runs(runs, model_override=args.run_model) if runs else RunStats()
-    path = build_report(args.out, profiles, runs, stats, targets, parse_qos(args.qos) if args.qos else QoS(),
-                        fmt=args.format, run_device=args.run_device)
+    qos = parse_qos(args.qos) if args.qos else QoS()
+    output_folder(args.out)  # made here, after the inputs are read: a file in the way is named as --out
+    path = build_report(args.out, profiles, runs, stats, targets, qos, fmt=args.format, run_device=args.run_device)
     print(f"report written to {path}")
     return 0

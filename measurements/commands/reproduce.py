@@ -27,7 +27,18 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hi_runtime.cli_support import UsageError, at_least, fraction
+from measurements.commands.common import accuracy_targets, format_targets
+
 DEFAULT_EE_THRESHOLDS = "0.5,0.6,0.7,0.8,0.9,0.95,0.97,never"
+
+
+def exit_thresholds(text: str) -> list[float | None]:
+    """An argparse ``type`` for ``--ee-thresholds``, read by hi-agent's own parser while parsing, so a bad
+    threshold is refused before the server starts."""
+    from hi_runtime.agent.cli import parse_exit_thresholds
+
+    return parse_exit_thresholds(text)  # raises argparse.ArgumentTypeError naming the bad value
 
 
 def register_cli(subparsers) -> None:
@@ -43,17 +54,19 @@ def register_cli(subparsers) -> None:
                    help="folder with resnet8_int8.tflite, decider_resnet8.json, ee_resnet8.json, server.onnx "
                         "(default: the shipped models, wherever installed; $HI_MODELS_DIR overrides)")
     p.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="output folder")
-    p.add_argument("--limit", type=int, default=None, help="answer only this many test samples (default: all)")
-    p.add_argument("--ee-thresholds", default=DEFAULT_EE_THRESHOLDS,
+    p.add_argument("--limit", type=at_least(1), default=None,
+                   help="answer only this many test samples (default: all)")
+    p.add_argument("--ee-thresholds", type=exit_thresholds, default=DEFAULT_EE_THRESHOLDS,
                    help=f"exit-1 thresholds of the EE-HI sweep (default {DEFAULT_EE_THRESHOLDS})")
-    p.add_argument("--ee-only-threshold", type=float, default=0.9,
+    p.add_argument("--ee-only-threshold", type=fraction, default=0.9,
                    help="also run the EE model alone (nothing offloaded) at this exit threshold, the point the "
                         "authors' notebook reports (default 0.9)")
     p.add_argument("--server", default=None, metavar="HOST:PORT",
                    help="use this running hi-server instead of starting one on loopback")
-    p.add_argument("--targets", default="0.8,0.82,0.85,0.87", help="accuracy targets for the Table 5/6 forms")
-    p.add_argument("--timing-runs", type=int, default=2000, help="invokes timed per model for the profile")
-    p.add_argument("--latency-budget-ms", type=float, default=2000.0,
+    p.add_argument("--targets", type=accuracy_targets, default="0.8,0.82,0.85,0.87",
+                   help="accuracy targets for the Table 5/6 forms (fractions or %%)")
+    p.add_argument("--timing-runs", type=at_least(1), default=2000, help="invokes timed per model for the profile")
+    p.add_argument("--latency-budget-ms", type=at_least(0, float, exclusive=True), default=2000.0,
                    help="per-sample budget of every agent run (default 2000). Generous on purpose: reproduce "
                         "measures what each strategy answers, and an offload that misses a tight deadline on a "
                         "slow (CPU) server answers locally, which would mix that server's speed into the "
@@ -210,11 +223,21 @@ def _model_files(models: Path) -> dict[str, Path]:
     return files
 
 
+def _check_data(data: str) -> None:
+    """Load the test split once before the server starts, so a wrong --data is one line (exit 2) instead of
+    a failed hi-agent run; the agent runs then read it from the dataset cache."""
+    from hi_runtime.datasets import DatasetError, load_dataset
+
+    try:
+        load_dataset("cifar10", data, "test", progress=False)
+    except DatasetError as exc:
+        raise UsageError(f"--data: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    from hi_runtime.agent.cli import parse_exit_thresholds
     from hi_runtime.artifacts import models_dir
     from hi_runtime.early_exit import SegmentChain
-    from measurements.commands.common import load_runs
+    from measurements.commands.common import load_runs, output_folder
     from training.thresholds import CostModel, reference_costs
 
     if args.server:  # checked before anything runs, not after the local run
@@ -226,10 +249,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--server: {exc}") from None
     args.models = models_dir("cifar10", args.models)
     files = _model_files(args.models)
-    thresholds = parse_exit_thresholds(args.ee_thresholds)
-    out: Path = args.out
-    logs_dir = out / "runs"
-    logs_dir.mkdir(parents=True, exist_ok=True)
+    _check_data(args.data)
+    thresholds = args.ee_thresholds  # parsed by exit_thresholds
+    out: Path = output_folder(args.out)
+    logs_dir = output_folder(out / "runs", "--out")
     chain = SegmentChain.load(files["chain"])
     card = args.models / "resnet8.json"
     ref_macs = json.loads(card.read_text()).get("macs") if card.exists() else None
@@ -277,10 +300,10 @@ def run(args: argparse.Namespace) -> int:
     from hi_runtime.device_profiles import PROFILES_DIR
 
     dirs = ["--profiles-dir", str(out), "--profiles-dir", str(PROFILES_DIR)]
-    _bench(["compare", *dirs, "--device", "this_machine", "--device", "rpi4", "--targets", args.targets,
-            "--runs", *all_logs], capture=out / "compare.txt")
-    _bench(["report", "--out", str(out / "report"), *dirs, "--device", "this_machine", "--targets", args.targets,
-            "--runs", *all_logs], capture=out / "report.txt")
+    _bench(["compare", *dirs, "--device", "this_machine", "--device", "rpi4", "--targets",
+            format_targets(args.targets), "--runs", *all_logs], capture=out / "compare.txt")
+    _bench(["report", "--out", str(out / "report"), *dirs, "--device", "this_machine", "--targets",
+            format_targets(args.targets), "--runs", *all_logs], capture=out / "report.txt")
 
     rows: list[RunRow] = []
     for (name, _), (log, m) in zip(plan, load_runs([paths[name] for name, _ in plan])):

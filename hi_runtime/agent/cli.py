@@ -23,13 +23,14 @@ from hi_runtime.agent.options import (
     add_input_format_args,
     add_server_args,
     build_offloader,
+    check_output_file,
     is_single_file_early_exit,
     load_chain_arg,
     parse_arrival,
     resolve_input_format,
 )
 from hi_runtime.artifacts import default_path
-from hi_runtime.cli_support import Parser, UsageError, add_verbosity, register_subcommands, run
+from hi_runtime.cli_support import Parser, UsageError, add_verbosity, at_least, register_subcommands, run
 from hi_runtime.records import LOG_FORMATS, LOG_WRITERS, STRATEGIES
 
 #: Subcommands registered by their own modules (each exposes register_cli(subparsers)).
@@ -127,6 +128,10 @@ def cmd_run(args) -> int:
         print(f"hi-agent: {msg}", file=sys.stderr)
 
     arrival = parse_arrival(args.arrival)
+    check_output_file("--log", args.log)
+    check_output_file("--summary-json", args.summary_json, "summary.json")
+    if args.model and Path(args.model).is_dir():
+        raise UsageError(f"--model {args.model} is a folder; give a model file (.tflite or .onnx)")
     try:
         budget = args.latency_budget_ms or DEFAULT_BUDGET_MS
         model = args.model or default_path("resnet8_int8.tflite")
@@ -183,8 +188,11 @@ def cmd_run(args) -> int:
                              f"`hi-train decider --model {model} --data ...`, or from published weights with "
                              "`hi-train decider --coefficients ...`)")
         size = (classifier.image_shape[:2] if classifier else chain.image_shape[:2] if chain else (32, 32))
-        source = open_input(args.input, size=tuple(size), limit=args.limit, offset=args.offset,
-                            order=args.order)
+        try:
+            source = open_input(args.input, size=tuple(size), limit=args.limit, offset=args.offset,
+                                order=args.order)
+        except InputError as exc:
+            raise UsageError(f"--input: {exc}") from None
         offloader = build_offloader(args, budget) if strategy in NEEDS_SERVER else None
         agent = Agent(AgentConfig(strategy=strategy, latency_budget_ms=budget, arrival=arrival,
                                   admission=not args.no_admission, progress=not args.no_progress),
@@ -316,11 +324,13 @@ def register_demo(sub) -> None:
                         "GPU ensemble, ~10x the compute per image)")
     p.add_argument("--samples", default=None, help="npz of samples (default: MODELS_DIR/demo_samples.npz)")
     p.add_argument("--out", default="runs/demo", help="report directory (default runs/demo)")
-    p.add_argument("--limit", type=int, default=None, help="use only this many samples")
-    p.add_argument("--latency-budget-ms", type=float, default=None, help="per-sample budget (default 1000)")
-    p.add_argument("--rate", type=float, default=400.0,
+    p.add_argument("--limit", type=at_least(1), default=None, help="use only this many samples")
+    p.add_argument("--latency-budget-ms", type=at_least(0, float, exclusive=True), default=None,
+                   help="per-sample budget (default 1000)")
+    p.add_argument("--rate", type=at_least(0, float), default=400.0,
                    help="samples per second of the rate-mode runs (HI and remote, 100 ms budget; default 400; 0 skips them)")
-    p.add_argument("--max-inflight", type=int, default=4, help="requests in flight per connection (default 4)")
+    p.add_argument("--max-inflight", type=at_least(1), default=4,
+                   help="requests in flight per connection (default 4)")
     p.add_argument("--no-ee", action="store_true", help="skip EE-HI even if its chain exists")
     p.add_argument("--make-samples", metavar="CIFAR10_DIR",
                    help="instead of running: write the demo sample (50 test images per class) from this "
@@ -338,8 +348,9 @@ def register_gateway(sub) -> None:
     p.add_argument("--ble", action="store_true", required=True, help="use Bluetooth Low Energy (the only transport)")
     p.add_argument("--address", action="append", default=[],
                    help="device address to connect to (repeatable); default: scan for the HI service")
-    p.add_argument("--scan-seconds", type=float, default=10.0, help="scan time when no --address is given")
-    p.add_argument("--max-devices", type=int, default=4, help="devices served at once when scanning")
+    p.add_argument("--scan-seconds", type=at_least(0, float, exclusive=True), default=10.0,
+                   help="scan time when no --address is given")
+    p.add_argument("--max-devices", type=at_least(1), default=4, help="devices served at once when scanning")
     p.add_argument("--log", help="per-sample log of what the gateway forwarded (.jsonl or .csv)")
     add_server_args(p)
     p.set_defaults(func=lambda a: importlib.import_module("hi_runtime.agent.ble.bleak_gateway").cmd_gateway(a))

@@ -48,18 +48,18 @@ EE_HOW = "hi-train early-exit ... --out models/cifar10/ee_resnet8 (see docs/deci
 
 
 class DemoError(RuntimeError):
-    pass
+    """The demo could not run on this machine (its edge server did not start): an environment failure."""
 
 
 def missing_artifacts(models_dir: Path, samples: Path, server_model: str = CPU_SERVER) -> list[str]:
-    """One line per missing file, each with the command that makes it (the shipped models come with the
+    """One entry per missing file, each with the command that makes it (the shipped models come with the
     package; a missing one means --models-dir points elsewhere, or a checkout without them)."""
     needed = {**REQUIRED, server_model: REQUIRED.get(server_model, "its hi-train command (docs/training.md)")}
-    lines = [f"{models_dir / name} is missing; produce it with:\n    {how}"
+    lines = [f"{models_dir / name} is missing (make it with: {how})"
              for name, how in needed.items() if not (models_dir / name).exists()]
     if not samples.exists():
-        lines.append(f"{samples} is missing; produce it with:\n    hi-agent demo --make-samples "
-                     "../shared/datasets/cifar10-jpeg")
+        lines.append(f"{samples} is missing (make it with: hi-agent demo --make-samples "
+                     "../shared/datasets/cifar10-jpeg)")
     return lines
 
 
@@ -112,8 +112,8 @@ def run_demo(models_dir: Path, out_dir: Path, *, samples: Path | None = None, li
     if problems and len(problems) == len(REQUIRED) + 1 and not samples.exists():
         raise UsageError(f"--models-dir {models_dir} holds none of the shipped models ({', '.join(REQUIRED)}); "
                          "point it at a directory that has them, or leave it out to use the installed ones")
-    if problems:
-        raise DemoError("hi-agent demo cannot run:\n  " + "\n  ".join(problems))
+    if problems:  # the shipped files are the user's to point at (--models-dir) or to make: one line
+        raise UsageError("; ".join(problems))
     source = load_npz(samples).limit(limit)
     out_dir.mkdir(parents=True, exist_ok=True)
     notes = []
@@ -241,7 +241,9 @@ def write_report(out_dir: Path, summaries: list[Summary], logs: dict, n: int, sa
 
 
 def cmd_demo(args) -> int:
+    from hi_runtime.agent.inputs import InputError
     from hi_runtime.artifacts import ArtifactError, models_dir
+    from hi_runtime.datasets import DatasetError
 
     def echo(msg: str) -> None:
         print(msg, flush=True)
@@ -252,18 +254,46 @@ def cmd_demo(args) -> int:
         raise UsageError(str(exc)) from None
     if getattr(args, "make_samples", None):
         out = Path(args.samples) if args.samples else mdir / DEMO_SAMPLES
-        path = make_demo_samples(args.make_samples, out)
+        if out.is_dir():
+            raise UsageError(f"--samples {out} is a folder; give the .npz file to write, e.g. {out / DEMO_SAMPLES}")
+        try:
+            path = make_demo_samples(args.make_samples, out)
+        except DatasetError as exc:
+            raise UsageError(f"--make-samples: {exc}") from None
         echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
         return 0
-    if args.rate is not None and args.rate < 0:
-        raise UsageError(f"--rate {args.rate:g}: give samples per second (> 0), or 0 to skip the rate-mode run")
+    check_demo_args(args, mdir)
     try:
         run_demo(mdir, Path(args.out), samples=Path(args.samples) if args.samples else None,
                  limit=args.limit, latency_budget_ms=args.latency_budget_ms, include_ee=not args.no_ee,
                  backend=args.backend, num_threads=args.threads, reference=args.reference_kernels,
                  progress=not args.no_progress, server_model=args.server_model, rate_fps=args.rate or None,
                  max_inflight=args.max_inflight, echo=echo)
-    except DemoError as exc:  # a missing artifact: each one named with the command that makes it
-        print(str(exc), file=sys.stderr)
-        return 2
+    except InputError as exc:  # the sample file is not an .npz of images
+        raise UsageError(f"--samples: {exc}" if args.samples else str(exc)) from None
+    except DemoError as exc:  # the edge server did not start: this machine's failure, not the command line's
+        print(f"hi-agent demo: error: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def check_demo_args(args, mdir: Path) -> None:
+    """The files named on the command line, each checked with its flag before anything starts (the list of
+    missing shipped artifacts in :func:`run_demo` is for a --models-dir that lacks them)."""
+    if args.samples:
+        samples = Path(args.samples)
+        if samples.is_dir():
+            raise UsageError(f"--samples {samples} is a folder; give the demo's .npz file (made by `hi-agent demo "
+                             f"--make-samples CIFAR10_DIR --samples FILE.npz`)")
+        if not samples.exists():
+            raise UsageError(f"--samples {samples} does not exist; make it with `hi-agent demo --make-samples "
+                             f"../shared/datasets/cifar10-jpeg --samples {samples}`")
+    server = mdir / args.server_model
+    if args.server_model not in REQUIRED and not server.is_file():
+        present = sorted(p.name for p in mdir.glob("*.onnx")) if mdir.is_dir() else []
+        what = "is a folder" if server.is_dir() else f"is not in {mdir}"
+        raise UsageError(f"--server-model {args.server_model} {what}; give an .onnx model file there"
+                         + (f" ({', '.join(present)})" if present else ""))
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the report")

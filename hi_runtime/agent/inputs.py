@@ -8,6 +8,8 @@ reads a folder never needs OpenCV. A microcontroller's sample stream is the seri
 """
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ INPUT_FORMS = (
 )
 DATASET_NAMES = ("cifar10", "mnist", "folder", "imagenet")
 DATASET_ORDERS = ("shuffled", "stored")
+DATASET_SPLITS = ("train", "val", "test", "trainval")  # what hi_runtime.datasets.load_dataset reads
 DATASET_SHUFFLE_SEED = 0
 DEFAULT_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -87,17 +90,35 @@ class ArraySource(InputSource):
 
 
 def load_npz(path: str | Path) -> ArraySource:
-    """An ``.npz`` with ``images`` (uint8 NHWC) and optional ``labels``, ``class_names`` and ``ids``."""
+    """An ``.npz`` with ``images`` (uint8 NHWC) and optional ``labels``, ``class_names`` and ``ids``.
+
+    A file that is not an archive of plain arrays (text, a JPEG, a single ``.npy``, pickled objects) is one
+    :class:`InputError` saying so; numpy's own message would suggest ``allow_pickle``, which is never the fix."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an .npz file; give an .npz file (or images:{path} for a "
+                         "folder of images)")
     if not path.exists():
         raise InputError(f"npz file {path} does not exist")
-    with np.load(path, allow_pickle=False) as data:
+    not_npz = (f"{path} is not an .npz archive of arrays; give a file written by numpy.savez with an 'images' "
+               "array (uint8 NHWC)")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile):  # not a zip or .npy file (numpy then tries pickle)
+        raise InputError(not_npz) from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise InputError(f"{path} is a single .npy array, not an .npz archive; save it with "
+                         "numpy.savez(FILE, images=...)")
+    with data:
         if "images" not in data:
             raise InputError(f"{path} has no 'images' array (it has {sorted(data.files)})")
-        images = data["images"]
-        labels = data.get("labels")
-        names = [str(c) for c in data["class_names"]] if "class_names" in data else None
-        ids = [int(i) for i in data["ids"]] if "ids" in data else None
+        try:
+            images = data["images"]
+            labels = data.get("labels")
+            names = [str(c) for c in data["class_names"]] if "class_names" in data else None
+            ids = [int(i) for i in data["ids"]] if "ids" in data else None
+        except (ValueError, EOFError, zipfile.BadZipFile, zlib.error):  # pickled objects or a damaged member
+            raise InputError(not_npz) from None
     return ArraySource(images, labels, name=path.name, class_names=names, ids=ids)
 
 
@@ -237,8 +258,11 @@ def open_input(spec: str, *, size: tuple[int, int] = (32, 32), limit: int | None
     if kind in DATASET_NAMES and rest:
         path, split = rest, "test"
         head, _, tail = rest.rpartition(":")
-        if head and tail in ("train", "val", "test", "trainval"):
+        if head and tail in DATASET_SPLITS:
             path, split = head, tail
+        elif head and not Path(rest).exists() and Path(head).exists():  # a mistyped split, not a path with ':'
+            raise InputError(f"unknown split {tail!r} in {spec}; use one of {', '.join(DATASET_SPLITS)} "
+                             f"(e.g. {kind}:{head}:test)")
         return load_dataset_source(kind, path, split, order).limit(limit, offset)
     if kind == "npz" and rest:
         return load_npz(rest).limit(limit, offset)

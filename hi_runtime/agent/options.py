@@ -9,18 +9,23 @@ import argparse
 import os
 from pathlib import Path
 
-from hi_runtime.cli_support import UsageError
+from hi_runtime.cli_support import UsageError, at_least
 
 KEY_ENV = "HI_AGENT_KEY"
 
 
 def read_key(key_file: str | None) -> bytes | None:
-    """The pre-shared key from --key-file or $HI_AGENT_KEY (stripped), as the server reads its own."""
+    """The pre-shared key from --key-file or $HI_AGENT_KEY (stripped), as the server reads its own. An empty
+    file is refused: sent as no key, every offload would fail authentication and be answered degraded."""
     if key_file:
         try:
-            return Path(key_file).read_bytes().strip()
+            key = Path(key_file).read_bytes().strip()
         except OSError as exc:
             raise UsageError(f"cannot read --key-file {key_file}: {exc.strerror or exc}") from None
+        if not key:
+            raise UsageError(f"--key-file {key_file} is empty; put the server's pre-shared key in it (the "
+                             "hi-server --auth-key value)")
+        return key
     env = os.environ.get(KEY_ENV)
     return env.encode("utf-8") if env else None
 
@@ -32,7 +37,7 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
                    help="interpreter for local models (auto: ai-edge-litert, tflite-runtime, tf.lite for .tflite; "
                         "onnxruntime for .onnx)")
-    g.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
+    g.add_argument("--threads", type=at_least(1), default=None, help="interpreter threads (default: the runtime's)")
     g.add_argument("--reference-kernels", action="store_true",
                    help="TFLite reference kernels: bit-exact with TFLite Micro on the boards, slower")
 
@@ -45,16 +50,18 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--key-file", help=f"pre-shared key file (or ${KEY_ENV}); needed when the server requires it")
     g.add_argument("--tls", action="store_true", help="connect with TLS")
     g.add_argument("--tls-ca", help="CA bundle / server certificate to trust with --tls (default: system CAs)")
-    g.add_argument("--latency-budget-ms", type=float, default=None,
+    g.add_argument("--latency-budget-ms", type=at_least(0, float, exclusive=True), default=None,
                    help="per-sample latency budget, from the sample's arrival to its final answer: no offload "
                         "waits longer (default 1000, or the QoS config's); within it, the next server is tried "
                         "once a request outlasts the recent round trips")
-    g.add_argument("--connect-timeout", type=float, default=1.0, help="TCP connect + handshake timeout (s)")
-    g.add_argument("--max-inflight", type=int, default=4, metavar="K",
+    g.add_argument("--connect-timeout", type=at_least(0, float, exclusive=True), default=1.0,
+                   help="TCP connect + handshake timeout (s)")
+    g.add_argument("--max-inflight", type=at_least(1), default=4, metavar="K",
                    help="requests in flight per connection (pipelined; the server's limit caps it; default 4)")
-    g.add_argument("--connections", type=int, default=1, metavar="N",
+    g.add_argument("--connections", type=at_least(1), default=1, metavar="N",
                    help="connections per server (default 1)")
-    g.add_argument("--max-attempts", type=int, default=3, help="offload attempts per sample, across servers")
+    g.add_argument("--max-attempts", type=at_least(1), default=3,
+                   help="offload attempts per sample, across servers")
 
 
 def add_arrival_args(p: argparse.ArgumentParser) -> None:
@@ -79,12 +86,30 @@ def parse_arrival(text: str):
 
 
 def _ssl_context(args):
+    """The client's TLS context; a --tls-ca that is missing or not PEM is named here, not by ssl's bare errno."""
     if not args.tls:
         return None
     import ssl
 
-    ctx = ssl.create_default_context(cafile=args.tls_ca) if args.tls_ca else ssl.create_default_context()
-    return ctx
+    if not args.tls_ca:
+        return ssl.create_default_context()
+    ca = Path(args.tls_ca)
+    if not ca.is_file():
+        what = "is a folder" if ca.is_dir() else "does not exist"
+        raise UsageError(f"--tls-ca {args.tls_ca} {what}; give the server's certificate or its CA bundle (a PEM "
+                         "file), or drop --tls-ca to trust the system CAs")
+    try:
+        return ssl.create_default_context(cafile=str(ca))
+    except ssl.SSLError as exc:
+        raise UsageError(f"--tls-ca {args.tls_ca} holds no PEM certificate ({exc.reason or exc}); give the "
+                         "server's certificate or its CA bundle") from None
+
+
+def check_output_file(flag: str, path: str | None, example: str = "run.jsonl") -> None:
+    """An output file flag (--log, --summary-json) given a folder: named before any work is done, with the
+    fix (the write itself would fail only after the model loaded, and name no flag)."""
+    if path and Path(path).is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file path, e.g. {Path(path) / example}")
 
 
 def build_offloader(args, budget_ms: float):
@@ -112,8 +137,8 @@ def add_input_args(p: argparse.ArgumentParser) -> None:
     from hi_runtime.agent.inputs import DATASET_ORDERS
 
     p.add_argument("--input", required=True, help="where samples come from (forms above)")
-    p.add_argument("--limit", type=int, default=None, help="answer at most this many samples")
-    p.add_argument("--offset", type=int, default=0, help="skip this many samples first")
+    p.add_argument("--limit", type=at_least(1), default=None, help="answer at most this many samples")
+    p.add_argument("--offset", type=at_least(0), default=0, help="skip this many samples first")
     p.add_argument("--order", choices=DATASET_ORDERS, default="shuffled",
                    help="dataset splits: shuffled (fixed seed 0, so --limit takes a fair sample; "
                         "the default) or stored (class by class)")
@@ -157,12 +182,13 @@ def load_chain_arg(path: str):
         raise UsageError(f"--ee-chain takes a chain JSON, and {p.name} is a model file: run a single-file "
                          f"early-exit model with --model {path}, or split it into a chain with "
                          f"`hi-train split-ee {path} --out PREFIX`")
+    not_text = (f"--ee-chain {path} is not a chain JSON (it is not text); give the .json written by "
+                "`hi-train early-exit` or `hi-train split-ee`")
     try:
         return SegmentChain.load(p)
-    except UnicodeDecodeError:
-        raise UsageError(f"--ee-chain {path} is not a chain JSON (it is not text); give the .json written by "
-                         "`hi-train early-exit` or `hi-train split-ee`") from None
     except (EarlyExitError, AttributeError, TypeError) as exc:
+        if isinstance(exc.__cause__, UnicodeDecodeError):  # SegmentChain.load wraps it in its own error
+            raise UsageError(not_text) from None
         raise UsageError(f"--ee-chain {path} is not a usable chain JSON ({exc}); give the .json written by "
                          "`hi-train early-exit` or `hi-train split-ee`") from None
 

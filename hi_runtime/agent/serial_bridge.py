@@ -433,8 +433,9 @@ class SerialBridge:
 
 
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from hi_runtime.agent.options import add_input_args, add_server_args
     from hi_runtime.agent.inputs import INPUT_FORMS
+    from hi_runtime.agent.options import add_input_args, add_server_args
+    from hi_runtime.cli_support import at_least
 
     sp = subparsers.add_parser(
         "serial", help="drive a microcontroller running the HI firmware over its serial port",
@@ -446,9 +447,9 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                "--server 192.168.1.10:8555 --log runs/board.jsonl\n  hi-firmware run-qemu   # then: hi-agent serial "
                "--port socket://127.0.0.1:PORT ...")
     sp.add_argument("--port", required=True, help="pyserial URL: /dev/ttyACM0, socket://127.0.0.1:5555 (QEMU), ...")
-    sp.add_argument("--baud", type=int, default=115200, help="baud rate for real serial ports (default 115200)")
+    sp.add_argument("--baud", type=at_least(1), default=115200, help="baud rate for real serial ports (default 115200)")
     add_input_args(sp)
-    sp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+    sp.add_argument("--timeout", type=at_least(0, float, exclusive=True), default=DEFAULT_TIMEOUT_S,
                     help=f"seconds to wait for any device reply (default {DEFAULT_TIMEOUT_S:g})")
     sp.add_argument("--decider", help="decider JSON, only to log decider_score (the device decides by itself)")
     sp.add_argument("--log", help="per-sample log (.jsonl or .csv), the hi-agent run schema")
@@ -461,13 +462,15 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def cmd_serial(args: argparse.Namespace) -> int:
     from hi_runtime.agent.inputs import InputError, open_input
-    from hi_runtime.agent.options import build_offloader
+    from hi_runtime.agent.options import build_offloader, check_output_file
     from hi_runtime.cli_support import UsageError
     from hi_runtime.records import RecordWriter, default_header, summarize, summary_text
 
     def say(msg: str) -> None:
         print(f"hi-agent serial: {msg}", file=sys.stderr)
 
+    check_output_file("--log", args.log)
+    check_output_file("--summary-json", args.summary_json, "summary.json")
     # the arguments first (--server, --key-file, --decider), so a mistake names its flag before the port opens
     decider = None
     if args.decider:

@@ -75,29 +75,41 @@ def load_candidates(paths: Sequence[str | Path]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for path in map(Path, paths):
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise StrategyError(f"QoS candidates file {path}: {exc.strerror or exc}") from None
+            raise StrategyError(f"--qos-candidates {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise StrategyError(f"--qos-candidates {path} is not a text file; give the YAML/JSON candidates or a "
+                                "hi-agent --summary-json file") from None
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as exc:
-            raise StrategyError(f"QoS candidates file {path} is not valid {path.suffix[1:] or 'YAML'}: {exc}") from None
+        except ValueError as exc:
+            raise StrategyError(f"--qos-candidates {path} is not valid JSON: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise StrategyError(f"--qos-candidates {path} is not valid YAML: {_yaml_problem(exc)}") from None
         if isinstance(data, dict) and "strategy" in data and "latency_mean_ms" in data:  # a run's summary
             data = {data["strategy"]: {"accuracy": data.get("accuracy"), "latency_ms": data["latency_mean_ms"]}}
         if not isinstance(data, dict) or not data:
-            raise StrategyError(f"QoS candidates file {path}: expected 'strategy: {{accuracy, latency_ms}}' entries "
+            raise StrategyError(f"--qos-candidates {path}: expected 'strategy: {{accuracy, latency_ms}}' entries "
                                 "or a hi-agent --summary-json file")
         for name, entry in data.items():
             base = str(name).split("@")[0]
             if base not in STRATEGIES:
-                raise StrategyError(f"QoS candidates file {path}: {name!r} is not one of {', '.join(STRATEGIES)}")
+                raise StrategyError(f"--qos-candidates {path}: {name!r} is not one of {', '.join(STRATEGIES)}")
             try:
                 out[base] = _Candidate.model_validate(entry).model_dump()
             except ValidationError as exc:
                 err = exc.errors()[0]
-                raise StrategyError(f"QoS candidates file {path}: {name}.{'.'.join(map(str, err['loc']))}: "
+                raise StrategyError(f"--qos-candidates {path}: {name}.{'.'.join(map(str, err['loc']))}: "
                                     f"{err['msg']}") from None
     return out
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's error in one line (line, column, problem); its own message spans several with a caret."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def choose_strategy(qos: QoS, candidates: dict[str, dict], available: Sequence[str]) -> str:

@@ -62,10 +62,39 @@ class BleakLink(GattLink):
         await self.client.disconnect()
 
 
+class BluetoothUnavailable(RuntimeError):
+    """This machine has no usable BLE central (no BlueZ D-Bus, no adapter): an environment failure."""
+
+
+def _unavailable(exc: BaseException) -> BluetoothUnavailable:
+    return BluetoothUnavailable(f"no BLE adapter is available: BlueZ over the system D-Bus cannot be used ({exc}); "
+                                "start bluetoothd (systemctl start bluetooth) on a machine with a Bluetooth adapter")
+
+
+async def check_bluetooth() -> None:
+    """Refuse to start without a BLE adapter, in one line: otherwise the scan fails with a D-Bus traceback and
+    a device loop (``--address``) retries a radio that does not exist forever. BlueZ (Linux) only; other
+    bleak backends report a missing radio on first use, which :func:`scan` turns into the same error."""
+    if not sys.platform.startswith("linux"):
+        return
+    from bleak.backends.bluezdbus.manager import get_global_bluez_manager
+    from bleak.exc import BleakError
+
+    try:
+        manager = await get_global_bluez_manager()
+        manager.get_default_adapter()
+    except (OSError, BleakError) as exc:  # OSError: the D-Bus socket is missing or refuses us
+        raise _unavailable(exc) from None
+
+
 async def scan(seconds: float) -> list[str]:
     from bleak import BleakScanner
+    from bleak.exc import BleakError
 
-    found = await BleakScanner.discover(timeout=seconds, service_uuids=[spec.SERVICE_UUID])
+    try:
+        found = await BleakScanner.discover(timeout=seconds, service_uuids=[spec.SERVICE_UUID])
+    except (OSError, BleakError) as exc:
+        raise _unavailable(exc) from None
     return [d.address for d in found]
 
 
@@ -117,20 +146,22 @@ def cmd_gateway(args) -> int:
     try:
         import bleak  # noqa: F401
     except ImportError:
-        print("hi-agent gateway: bleak is not installed: pip install 'hi-runtime[ble]'", file=sys.stderr)
-        return 2
+        print("hi-agent gateway: error: bleak is not installed: pip install 'hi-runtime[ble]'", file=sys.stderr)
+        return 1  # the installation lacks the extra: not a command-line mistake
     from hi_runtime.agent.offloader import DEFAULT_BUDGET_MS
-    from hi_runtime.agent.options import build_offloader
+    from hi_runtime.agent.options import build_offloader, check_output_file
+    from hi_runtime.cli_support import UsageError
 
     if not args.server:
-        print("hi-agent gateway: give the offload server with --server HOST:PORT", file=sys.stderr)
-        return 2
+        raise UsageError("give the offload server with --server HOST:PORT")
+    check_output_file("--log", args.log, "gateway.jsonl")
     budget = args.latency_budget_ms or DEFAULT_BUDGET_MS
     offloader = build_offloader(args, budget)
     writer, on_record = _record_writer(args.log, args)
 
     async def main() -> None:
         stop = asyncio.Event()
+        await check_bluetooth()
         addresses = list(args.address)
         if not addresses:
             print(f"scanning {args.scan_seconds:.0f} s for HI devices ({spec.SERVICE_UUID}) ...", file=sys.stderr)
@@ -145,6 +176,9 @@ def cmd_gateway(args) -> int:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+    except BluetoothUnavailable as exc:
+        print(f"hi-agent gateway: error: {exc}", file=sys.stderr)
+        return 1
     finally:
         offloader.close()
         if writer is not None:

@@ -530,17 +530,17 @@ class Decider:
         return problems
 
     def check_model(self, path: str | Path | None, output: OutputSpec, *, force: bool = False,
-                    name: str = "the decider") -> list[str]:
+                    name: str = "the decider", force_hint: str = "hi-agent --force-decider") -> list[str]:
         """Refuse a model this decider was not fitted for: raises :class:`DeciderModelMismatch` with the fix
         in one line, unless ``force`` (then the problems are returned, for a warning). ``name``: how to call
-        the decider in the message (e.g. its file)."""
+        the decider in the message (e.g. its file); ``force_hint``: the calling tool's way to force it."""
         problems = self.model_mismatches(path, output)
         if problems and not force:
             model = Path(path).name if path is not None else "this model"
             raise DeciderModelMismatch(
                 f"{name} does not fit {model}: {'; '.join(problems)}. Fit one for it with `hi-train decider "
                 f"--model {path if path is not None else 'MODEL'} --data ...` (or bind published weights with "
-                "`hi-train decider --coefficients ... --model ...`), or force it (hi-agent --force-decider)")
+                f"`hi-train decider --coefficients ... --model ...`), or force it ({force_hint})")
         return problems
 
     # --- serialization --------------------------------------------------------------------------
@@ -608,7 +608,10 @@ class Decider:
             data = json.loads(path.read_text())
         except FileNotFoundError as exc:
             raise DeciderError(f"decider file {path} does not exist; make one with `hi-train decider`") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise DeciderError(f"decider file {path} is not text, so not a decider JSON; give the .json that "
+                               "`hi-train decider` writes") from exc
+        except json.JSONDecodeError as exc:
             raise DeciderError(f"decider file {path} is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 

@@ -336,6 +336,12 @@ class SegmentChain:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], path: Path | None = None) -> SegmentChain:
+        where = f" {path}" if path else ""
+        if not isinstance(d, Mapping):
+            raise EarlyExitError(f"chain{where} holds a JSON {type(d).__name__}, not a chain object; give the chain "
+                                 "JSON that `hi-train early-exit` writes")
+        if not isinstance(d.get("policy") or {}, Mapping):
+            raise EarlyExitError(f"chain{where}: policy must be an object (exit_thresholds, final_decider)")
         if d.get("format", FORMAT) not in FORMATS:
             raise EarlyExitError(f"unsupported chain format {d.get('format')!r}; this runtime reads "
                                  f"{' and '.join(FORMATS)}")
@@ -375,7 +381,10 @@ class SegmentChain:
             data = json.loads(path.read_text())
         except FileNotFoundError as exc:
             raise EarlyExitError(f"chain file {path} does not exist; make one with `hi-train early-exit`") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise EarlyExitError(f"chain file {path} is not text, so not a chain JSON; give the .json that "
+                                 "`hi-train early-exit` writes") from exc
+        except json.JSONDecodeError as exc:
             raise EarlyExitError(f"chain file {path} is not valid JSON: {exc}") from exc
         return cls.from_dict(data, path)
 

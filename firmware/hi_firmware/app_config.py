@@ -13,9 +13,13 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .decider_header import write_decider_header
+from .decider_header import header_model_name, write_decider_header
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from hi_runtime.decider import OutputSpec
 
 
 @dataclass
@@ -51,6 +55,7 @@ class AppInfo:
     model_version: str
     model_id: str
     sources: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # for the user (e.g. a decider bound to no model)
 
     def to_dict(self) -> dict:
         return {
@@ -100,13 +105,94 @@ def _tensor_quant(t) -> tuple[float, int]:
 ENGINES = ("compiled", "tflm")
 
 
+def _load_decider(path: Path):
+    """A decider JSON (hi-train decider) as a Decider; an unreadable or malformed file is one line."""
+    from hi_runtime.decider import Decider, DeciderError
+
+    try:
+        return Decider.load(path)
+    except DeciderError as exc:
+        raise UsageError(f"--decider: {exc}") from None
+
+
+def _load_chain(path: Path):
+    """An early-exit chain JSON as a SegmentChain; a file that is not one is one line naming --chain."""
+    from hi_runtime.early_exit import EarlyExitError, SegmentChain
+
+    try:
+        return SegmentChain.load(path)
+    except EarlyExitError as exc:
+        raise UsageError(f"--chain: {exc}") from None
+
+
+def _final_output(model: Path | None, chain_obj) -> tuple[Path | None, OutputSpec]:
+    """The file and output the final decider sees: the model's single output, or the chain's final scores
+    (whose file is the chain's single-file model, when the chain names one that exists; None: no file)."""
+    from hi_runtime.decider import OutputSpec
+
+    if model is not None:
+        from hi_firmware.compiler.graph import CompileError, read_tflite_bytes
+
+        try:
+            g = read_tflite_bytes(model.read_bytes(), model_name=model.name)
+        except CompileError as exc:
+            raise UsageError(f"cannot compile {model}: {exc}") from None
+        if len(g.inputs) != 1 or len(g.outputs) != 1:
+            raise UsageError(f"{model} has {len(g.inputs)} inputs and {len(g.outputs)} outputs; a single model needs "
+                             "one of each (use --chain for early-exit segments)")
+        t = g.tensors[g.outputs[0]]
+        scale, zp = _tensor_quant(t)
+        return model, OutputSpec("int8_scores", scale, zp, t.name)
+    last = chain_obj.segments[-1]
+    single = (chain_obj.single_model or {}).get("file")
+    path = chain_obj.path.parent / single if single and chain_obj.path is not None else None
+    q = last.scores_quant
+    return (path if path is not None and path.is_file() else None,
+            OutputSpec("int8_scores", q.scale, q.zero_point, last.scores))
+
+
+def check_decider_binding(dec, decider_path: Path, model: Path | None, output: OutputSpec,
+                          force: bool) -> list[str]:
+    """A decider only fits the model (and output) it was fitted for, as in hi-agent: a mismatch is a
+    UsageError naming the fix unless ``force``; returns the warnings to show (forced mismatches, or a decider
+    that records no model, which cannot be checked)."""
+    from hi_runtime.decider import DeciderModelMismatch
+
+    if dec.model is None:
+        return [(f"{decider_path.name} records no model it was fitted for; refit it with `hi-train decider` so "
+                 "a mismatch can be caught")]
+    try:
+        problems = dec.check_model(model, output, force=force, name=f"--decider {decider_path}",
+                                   force_hint="--force-decider")
+    except DeciderModelMismatch as exc:
+        raise UsageError(str(exc)) from None
+    return [f"--force-decider: {'; '.join(problems)}"] if problems else []
+
+
+def check_header_binding(header: Path, model: Path | None, force: bool) -> list[str]:
+    """An exported header names the model file it was made for (no hash): a different name is refused as
+    for a decider JSON (the model may have been renamed: --force-decider)."""
+    fitted = header_model_name(header)
+    if fitted is None or model is None or fitted == model.name:
+        return []
+    problem = f"it was exported for {fitted}, not {model.name}"
+    if force:
+        return [f"--force-decider: {problem}"]
+    raise UsageError(f"--decider {header} does not fit {model.name}: {problem}. Export one for it with `hi-train "
+                     f"decider --model {model} --data ...`, drop --decider, or force it with --force-decider")
+
+
 def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None = None,
                  decider: Path | None = None, no_decider: bool = False, model_id: str = "",
-                 model_version: str | None = None, engine: str = "compiled") -> AppInfo:
+                 model_version: str | None = None, engine: str = "compiled",
+                 force_decider: bool = False) -> AppInfo:
     """Compile the model(s) into out_dir/models/NAME and write out_dir/hi_app_config.c.
 
     engine "compiled" (default): the project's generated C + hi_nn kernels. "tflm": the upstream TensorFlow
-    Lite Micro interpreter on the same .tflite bytes (src/common/hi_engine_tflm.cpp; single models only)."""
+    Lite Micro interpreter on the same .tflite bytes (src/common/hi_engine_tflm.cpp; single models only).
+    The inputs (model or chain, decider and its binding to the model) are checked before out_dir is
+    touched, so a mistake leaves nothing half-written; ``force_decider`` uses a decider fitted for another
+    model (a warning in AppInfo.warnings instead of the error)."""
     if (model is None) == (chain is None):
         raise UsageError("give exactly one of --model MODEL.tflite or --chain CHAIN.json")
     if engine not in ENGINES:
@@ -115,6 +201,31 @@ def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None
         raise UsageError("--engine tflm runs single models only; early-exit chains need the compiled engine")
     if len(model_id.encode()) > 32 or any(not 0x21 <= ord(c) <= 0x7E for c in model_id):
         raise UsageError(f"model id {model_id!r} must be at most 32 printable ASCII characters without spaces")
+    ch = None
+    if model is not None:
+        model = Path(model)
+        if not model.exists():
+            raise UsageError(f"model {model} does not exist; train and export it with `hi-train model ... --export int8`")
+    else:
+        from hi_runtime.early_exit import EarlyExitError
+
+        chain = Path(chain)
+        ch = _load_chain(chain)
+        try:
+            bounds = ch.policy.exit_bounds_int8(ch.scores_quants())
+            offload_bounds = ch.policy.offload_bounds_int8(ch.scores_quants())
+        except EarlyExitError as exc:
+            raise UsageError(f"--chain {chain}: {exc}") from exc
+    warnings: list[str] = []
+    user_decider = None
+    if decider is not None and not no_decider:
+        decider = Path(decider)
+        final_model, final_output = _final_output(model, ch)
+        if decider.suffix != ".h":
+            user_decider = _load_decider(decider)
+            warnings += check_decider_binding(user_decider, decider, final_model, final_output, force_decider)
+        else:
+            warnings += check_header_binding(decider, final_model, force_decider)
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir / "models", ignore_errors=True)
@@ -122,9 +233,6 @@ def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None
     segments: list[SegmentInfo] = []
     decider_obj = None
     if model is not None:
-        model = Path(model)
-        if not model.exists():
-            raise UsageError(f"model {model} does not exist; train and export it with `hi-train model ... --export int8`")
         name = _c_ident(model.stem)
         res = _compile(model, name, out_dir)
         g = res.graph
@@ -137,15 +245,7 @@ def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None
                                     res.generated.arena_size, res.generated.flash_bytes, res.generated.scratch_size))
         version_default = model.stem
     else:
-        from hi_runtime.early_exit import EarlyExitError, SegmentChain
-
-        chain = Path(chain)
-        try:
-            ch = SegmentChain.load(chain)
-            bounds = ch.policy.exit_bounds_int8(ch.scores_quants())
-            offload_bounds = ch.policy.offload_bounds_int8(ch.scores_quants())
-        except EarlyExitError as exc:
-            raise UsageError(f"chain {chain}: {exc}") from exc
+        assert ch is not None and chain is not None
         decider_obj = ch.policy.decider
         first_in = None
         for k, spec in enumerate(ch.segments):
@@ -201,14 +301,15 @@ def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None
     if no_decider:
         dec_block = None
     elif decider is not None:
-        dec_block = write_decider_header(Path(decider), segments[-1].scores_quant, out_dir)
+        dec_block = write_decider_header(decider, segments[-1].scores_quant, out_dir, decider_obj=user_decider)
     elif decider_obj is not None:
         dec_block = write_decider_header(None, segments[-1].scores_quant, out_dir, decider_obj=decider_obj)
     else:
         dec_block = None
     if model_version is None:
         model_version = "ic01" if (h, w, c, num_classes) == (32, 32, 3, 10) else version_default
-    info = AppInfo(out_dir, segments, (h, w, c), in_quant, num_classes, dec_block, model_version, model_id)
+    info = AppInfo(out_dir, segments, (h, w, c), in_quant, num_classes, dec_block, model_version, model_id,
+                   warnings=warnings)
     if engine == "tflm":
         shutil.rmtree(out_dir / "models", ignore_errors=True)
         data = Path(model).read_bytes()

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BuildError, UsageError
+from hi_runtime.cli_support import at_least
+
+from .errors import BuildError, UsageError, need_file
 from .paths import firmware_dir
 from .qemu import QEMU_MACHINE, require_arm_toolchain
 from .toolchain import elf_size, require, run_make
@@ -244,10 +246,16 @@ def render(profile: ModelProfile) -> str:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    if args.samples < 1:
-        raise UsageError(f"--samples {args.samples} must be at least 1")
     if args.functions and args.samples != 1:
         raise UsageError("--functions traces the whole run: use it with --samples 1")
+    need_file("MODEL", args.model, "an INT8 .tflite file")
+    if args.json:  # checked before the minutes-long run, not when its result is written
+        target = Path(args.json)
+        if target.is_dir():
+            raise UsageError(f"--json {args.json} is a folder; give a file path, e.g. {target / 'profile.json'}")
+        if not target.parent.is_dir():
+            raise UsageError(f"--json {args.json}: {target.parent} is not a folder; give a path in an existing "
+                             "folder")
     with tempfile.TemporaryDirectory() as tmp:
         prof = profile_model(Path(args.model), samples=args.samples, seed=args.seed, work_dir=Path(tmp),
                              extra_cflags="-DHI_NN_NO_DSP" if args.portable else "")
@@ -272,7 +280,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                               description="Compile MODEL, build it into the model bench image for QEMU mps2-an386 "
                                           "and print the instructions of every kernel step (-icount shift=0).")
     p.add_argument("model", help="INT8 .tflite model")
-    p.add_argument("--samples", type=int, default=1, help="inputs to run (seeded random; the first is profiled)")
+    p.add_argument("--samples", type=at_least(1), default=1, help="inputs to run (seeded random; the first is profiled)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--portable", action="store_true", help="the portable C kernels (-DHI_NN_NO_DSP)")
     p.add_argument("--functions", action="store_true",

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 from .app_config import ENGINES, AppInfo, generate_app
-from .errors import UsageError
+from .errors import UsageError, need_file, need_folder
 from .host import build_host_device
 from .paths import build_dir, firmware_dir, shipped_model
 from .platformio import generate_pio_app, pio_app_dir, pio_command, pio_env
-from .qemu import QEMU_MACHINE, build_qemu, run_qemu
+from .qemu import QEMU_MACHINE, build_qemu, check_image, run_qemu
 from .toolchain import elf_size
 
 BOARDS = ("qemu-m4", "host", "nano33ble", "esp32dev")
@@ -50,10 +50,15 @@ def _add_app_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", type=Path, help=f"INT8 .tflite model (default: the shipped {DEFAULT_MODEL_NAME})")
     src.add_argument("--chain", type=Path, help="early-exit chain JSON (models/cifar10/ee_resnet8.json)")
-    p.add_argument("--decider", type=Path,
-                   help=f"decider JSON or exported header (default: the shipped {DEFAULT_DECIDER_NAME} with the "
-                        "shipped model; the chain's final decider with --chain)")
-    p.add_argument("--no-decider", action="store_true", help="keep every local answer (no offload)")
+    dec = p.add_mutually_exclusive_group()
+    dec.add_argument("--decider", type=Path,
+                     help=f"decider JSON or exported header (default: the shipped {DEFAULT_DECIDER_NAME} with the "
+                          "shipped model; the chain's final decider with --chain); a decider JSON must have been "
+                          "fitted for the model (or the chain's single-file model)")
+    dec.add_argument("--no-decider", action="store_true", help="keep every local answer (no offload)")
+    p.add_argument("--force-decider", action="store_true",
+                   help="use --decider although it was fitted for another model or output (a warning instead of "
+                        "an error, as hi-agent --force-decider)")
     p.add_argument("--model-id", default="", help="server model id sent in offload frames (default: server default)")
     p.add_argument("--model-version", help="name reported by `profile%%` (default ic01 for CIFAR-10 models)")
     p.add_argument("--engine", choices=ENGINES, default="compiled",
@@ -61,8 +66,31 @@ def _add_app_args(p: argparse.ArgumentParser) -> None:
                         "same model bytes (PlatformIO *_tflm envs)")
 
 
+def tcp_port(text: str) -> int:
+    """argparse type of run-qemu --port: a TCP port 1..65535, or 0 for a free one (run_qemu picks it)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number; give 1..65535 (0: a free port)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port; give 1..65535 (0: a free port)")
+    return port
+
+
+def check_app_paths(args: argparse.Namespace) -> None:
+    """The input files of gen-app/build, checked before anything is compiled or written so the line names
+    the flag (a folder given for a file, a missing file)."""
+    if args.model is not None:
+        need_file("--model", args.model, "an INT8 .tflite file")
+    if args.chain is not None:
+        need_file("--chain", args.chain, "an early-exit chain JSON (hi-train early-exit)")
+    if args.decider is not None:
+        need_file("--decider", args.decider, "a decider JSON (hi-train decider) or its exported .h")
+
+
 def app_kwargs(args: argparse.Namespace) -> dict:
     """generate_app's keyword arguments from the shared options (defaults resolved here)."""
+    check_app_paths(args)
     model, chain = args.model, args.chain
     if model is None and chain is None:
         model = default_model()
@@ -70,7 +98,8 @@ def app_kwargs(args: argparse.Namespace) -> dict:
     if decider is None and model is not None and not args.no_decider:
         decider = default_decider_for(model)
     return {"model": model, "chain": chain, "decider": decider, "no_decider": args.no_decider,
-            "model_id": args.model_id, "model_version": args.model_version, "engine": args.engine}
+            "model_id": args.model_id, "model_version": args.model_version, "engine": args.engine,
+            "force_decider": args.force_decider}
 
 
 def _print_app(info: AppInfo) -> None:
@@ -81,9 +110,12 @@ def _print_app(info: AppInfo) -> None:
               + (f", exit bound {s.exit_bound}" if s.features_output >= 0 else "")
               + (f", offload bound {s.offload_bound}" if s.offload_bound is not None else ""))
     print(f"  decider: {info.decider['source'] if info.decider else 'none (every local answer is kept)'}")
+    for warning in info.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def cmd_gen_app(args: argparse.Namespace) -> int:
+    need_folder("--out", args.out)
     info = generate_app(args.out, **app_kwargs(args))
     _print_app(info)
     print(f"wrote {info.out_dir}")
@@ -91,6 +123,8 @@ def cmd_gen_app(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    if args.build_dir is not None:
+        need_folder("--build-dir", args.build_dir)
     if args.board == "qemu-m4":
         if args.engine == "tflm":
             raise UsageError("the QEMU image builds with arm-none-eabi-gcc from this tree only; TFLite Micro's C++ "
@@ -136,7 +170,10 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 
 def cmd_run_qemu(args: argparse.Namespace) -> int:
-    elf = Path(args.elf or build_dir() / "qemu-m4" / "hi_qemu_m4.elf")
+    if args.pty and args.port is not None:
+        raise UsageError("--port is the UART's TCP port and --pty exposes a pty instead: drop one")
+    elf = check_image(Path(args.elf or build_dir() / "qemu-m4" / "hi_qemu_m4.elf"),
+                      "--elf" if args.elf else "the default image")
     with run_qemu(elf, icount=not args.no_icount, pty=args.pty, port=args.port) as handle:
         print(f"QEMU {QEMU_MACHINE} running {elf}")
         print(f"board UART: {handle.url}")
@@ -187,7 +224,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                               description="Start qemu-system-arm -M mps2-an386 with the firmware; the UART is a TCP "
                                           "server on 127.0.0.1 (or a pty) for hi-agent serial / pyserial.")
     p.add_argument("--elf", type=Path, help="image (default ./build/hi-firmware/qemu-m4/hi_qemu_m4.elf)")
-    p.add_argument("--port", type=int, help="TCP port for the UART (default: a free port)")
+    p.add_argument("--port", type=tcp_port, help="TCP port for the UART, 1..65535 (default or 0: a free port)")
     p.add_argument("--pty", action="store_true", help="expose the UART as a pty instead of TCP")
     p.add_argument("--no-icount", action="store_true",
                    help="run as fast as possible (timestamps are then host time, not instruction counts)")

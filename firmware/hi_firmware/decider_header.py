@@ -12,6 +12,22 @@ from pathlib import Path
 from .errors import UsageError
 
 
+def read_header(path: Path) -> str:
+    """An exported decider header's text; a binary file is one line."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise UsageError(f"--decider {path} is not a text file, so not a header from `hi-train decider`; pass the "
+                         "decider JSON or its exported .h") from None
+
+
+def header_model_name(path: Path) -> str | None:
+    """The model file an exported header was made for (its first line: "Source: NAME.tflite [output]"), or
+    None when it names none: a header carries the file name only, no hash."""
+    m = re.search(r"Source: (\S+\.tflite)\b", read_header(path).split("\n", 1)[0])
+    return Path(m.group(1)).name if m else None
+
+
 def write_decider_header(decider_path: Path | None, scores_quant: tuple[float, int], out_dir: Path,
                    decider_obj=None) -> dict | None:
     """Write out_dir/hi_app_decider.h: the decider's exact integer form for the final exit's output
@@ -21,7 +37,7 @@ def write_decider_header(decider_path: Path | None, scores_quant: tuple[float, i
         return None
     scale, zp = scores_quant
     if decider_path is not None and decider_path.suffix == ".h":
-        text = decider_path.read_text()
+        text = read_header(decider_path)
         m = re.search(r"#define\s+(\w+)_TOP_K\s+(\d+)", text)
         z = re.search(r"#define\s+(\w+)_ZERO_POINT\s+\((-?\d+)\)", text)
         if not m or not z:
@@ -40,7 +56,7 @@ def write_decider_header(decider_path: Path | None, scores_quant: tuple[float, i
         dec = dec.with_int8(scale, zp) if dec.int8 is None or not dec.int8.matches(scale, zp) else dec
         header = dec.to_c_header(prefix="HI_APP_DECIDER", source=str(decider_path or "chain final decider"))
     except DeciderError as exc:
-        raise UsageError(f"decider {decider_path}: {exc}") from exc
+        raise UsageError(f"decider {decider_path or 'of the chain'}: {exc}") from exc
     (out_dir / "hi_app_decider.h").write_text(header)
     return {"source": str(decider_path) if decider_path else "chain", "prefix": "HI_APP_DECIDER",
             "top_k": form.top_k, "A": list(form.coef), "B": form.bias, "zero_point": form.zero_point,

@@ -38,6 +38,31 @@ def build_qemu(app_dir: Path, build_dir: Path, opt: str = "-O2", extra_cflags: s
     return build_dir / "hi_qemu_m4.elf"
 
 
+EM_ARM = 40  # ELF e_machine of 32-bit Arm
+BUILD_HINT = "build it with `hi-firmware build --board qemu-m4`"
+
+
+def check_image(elf: Path, what: str = "image") -> Path:
+    """The file QEMU is to boot must be a 32-bit Arm ELF: QEMU takes any file as -kernel and then waits
+    forever for a UART nobody writes to, so anything else is refused here, in one line. ``what`` names the
+    flag (e.g. "--elf")."""
+    elf = Path(elf)
+    if elf.is_dir():
+        raise UsageError(f"{what} {elf} is a folder; give the .elf image ({BUILD_HINT})")
+    if not elf.exists():
+        raise UsageError(f"{what} {elf} does not exist; {BUILD_HINT}")
+    with elf.open("rb") as f:
+        head = f.read(20)
+    if head[:4] != b"\x7fELF":
+        raise UsageError(f"{what} {elf} is not an ELF image; give the hi_qemu_m4.elf that `hi-firmware build "
+                         "--board qemu-m4` writes")
+    machine = int.from_bytes(head[18:20], "big" if head[5:6] == b"\x02" else "little")
+    if head[4:5] != b"\x01" or machine != EM_ARM:
+        raise UsageError(f"{what} {elf} is an ELF for another machine (e_machine {machine}), not 32-bit Arm; "
+                         f"give the Cortex-M4 image ({BUILD_HINT})")
+    return elf
+
+
 def free_tcp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -67,9 +92,7 @@ def run_qemu(elf: Path, *, icount: bool = True, pty: bool = False, port: int | N
              start_timeout: float = 10.0) -> Iterator[QemuHandle]:
     """Start QEMU with the image; yields the serial URL. QEMU waits (TCP) until the first client connects,
     so the boot banner is not lost. The process is terminated on exit."""
-    elf = Path(elf)
-    if not elf.exists():
-        raise UsageError(f"{elf} does not exist; build it with `hi-firmware build --board qemu-m4`")
+    elf = check_image(elf)
     if pty:
         cmd = qemu_command(elf, pty=True, icount=icount)
     else:

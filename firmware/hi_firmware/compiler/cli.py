@@ -5,9 +5,13 @@ import argparse
 import re
 from pathlib import Path
 
-from ..errors import UsageError
+from hi_runtime.cli_support import at_least
+
+from ..errors import UsageError, need_file, need_folder
 from . import CompileError, CompileOptions, compile_model
 from .lowering import CONV_SCRATCH_BUDGET
+
+C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _default_name(out_dir: Path, model: Path) -> str:
@@ -16,13 +20,17 @@ def _default_name(out_dir: Path, model: Path) -> str:
 
 
 def run_compile(args: argparse.Namespace) -> int:
-    model = Path(args.model)
-    out_dir = Path(args.out)
+    model = need_file("MODEL", args.model, "an INT8 .tflite file")
+    out_dir = need_folder("--out", args.out)
     name = args.name or _default_name(out_dir, model)
+    if not C_IDENT.fullmatch(name):  # checked here to name the flag; the emitter refuses it too
+        if args.name:
+            raise UsageError(f"--name {name!r} is not a C identifier; use letters, digits and underscores, "
+                             "not starting with a digit")
+        raise UsageError(f"the model's C name defaults to the --out folder's name, and {name!r} is not a C "
+                         "identifier; give --name NAME (letters, digits, underscores)")
     options = CompileOptions(fuse_residual_add=not args.no_fuse, inplace=not args.no_inplace,
                              scratch_budget=args.scratch_budget)
-    if args.scratch_budget < 0:
-        raise UsageError(f"--scratch-budget {args.scratch_budget} must be >= 0 bytes")
     try:
         result = compile_model(model, out_dir, name=name, options=options)
     except CompileError as exc:  # a model this compiler cannot translate (or a missing file): the input
@@ -54,7 +62,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--name", help="C name of the model (default: the output directory's name)")
     p.add_argument("--no-fuse", action="store_true", help="do not fuse residual ADDs into convolutions")
     p.add_argument("--no-inplace", action="store_true", help="do not let elementwise ops overwrite their inputs")
-    p.add_argument("--scratch-budget", type=int, default=CONV_SCRATCH_BUDGET, metavar="BYTES",
+    p.add_argument("--scratch-budget", type=at_least(0), default=CONV_SCRATCH_BUDGET, metavar="BYTES",
                    help=f"static scratch the fast conv path may use (default {CONV_SCRATCH_BUDGET}; 0: every conv "
                         "reads its weights in place, slower, no scratch)")
     p.set_defaults(func=run_compile)

@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType
 
 EXIT_OK = 0
@@ -70,6 +72,79 @@ def fraction(text: str) -> float:
         hint = f"; for {value:g}% write {value / 100:g}" if 1.0 < value <= 100.0 else ""
         raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1]{hint}")
     return value
+
+
+def positive_fraction(text: str) -> float:
+    """An argparse ``type`` for a fraction in (0, 1]: a weight or a grid step, where 0 would mean nothing
+    (or divide by zero)."""
+    value = at_least(0, float, exclusive=True)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text} must be <= 1 (a fraction in (0, 1])")
+    return value
+
+
+def number_list(check: Callable[[str], float], example: str) -> Callable[[str], list[float]]:
+    """An argparse ``type`` for a comma list whose every entry passes ``check`` (an argparse type such as
+    ``at_least(0, float, exclusive=True)`` or ``fraction``), so ``1,x`` is refused while parsing, naming
+    the flag."""
+
+    def parse(text: str) -> list[float]:
+        parts = [p.strip() for p in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of numbers, e.g. {example}")
+        try:
+            return [check(p) for p in parts]
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (in the comma list {text!r}, e.g. {example})") from None
+
+    parse.__name__ = "list"
+    return parse
+
+
+# Path flags, checked before any work, so the line names the flag (a raw OSError later names only the
+# path) and a mistake leaves no half-made output.
+
+def need_file(flag: str, path: str | os.PathLike, what: str) -> Path:
+    """``path`` of ``flag`` must be an existing file; ``what`` says which file, e.g. "an INT8 .tflite file"."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give {what}")
+    if not p.exists():
+        raise UsageError(f"{flag} {path} does not exist; give {what}")
+    return p
+
+
+def need_folder(flag: str, path: str | os.PathLike, *, create: bool = False) -> Path:
+    """``path`` of ``flag`` is a folder the command writes: neither it nor a parent may be a file. With
+    ``create`` it is made now and must be writable (before a long run, not after)."""
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists():  # the first that exists decides: mkdir(parents=True) goes through it
+            if not q.is_dir():
+                where = "is a file" if q == p else f"is inside {q}, which is a file"
+                raise UsageError(f"{flag} {path} {where}; give a folder (it is made if missing)")
+            break
+    if create:
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{flag} {path}: cannot create this folder ({exc.strerror or exc}); give a folder "
+                             "you may write") from None
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag} {path}: permission denied; give a folder you may write")
+    return p
+
+
+def output_file(flag: str, path: str | os.PathLike, example: str = "out.json") -> Path:
+    """A file the command will write: a folder given in its place, a file in the way of its folder, or a
+    place that cannot be written is one line naming ``flag``; its folder is made now."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file's path, e.g. {p / example}")
+    need_folder(flag, p.parent, create=True)
+    if p.exists() and not os.access(p, os.W_OK):
+        raise UsageError(f"{flag} {path}: permission denied; give a path you may write")
+    return p
 
 
 def load_subcommand_modules(names: Sequence[str], tool: str = "this tool") -> list[ModuleType]:

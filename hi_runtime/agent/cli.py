@@ -23,14 +23,21 @@ from hi_runtime.agent.options import (
     add_input_format_args,
     add_server_args,
     build_offloader,
-    check_output_file,
     is_single_file_early_exit,
     load_chain_arg,
     parse_arrival,
     resolve_input_format,
 )
 from hi_runtime.artifacts import default_path
-from hi_runtime.cli_support import Parser, UsageError, add_verbosity, at_least, register_subcommands, run
+from hi_runtime.cli_support import (
+    Parser,
+    UsageError,
+    add_verbosity,
+    at_least,
+    output_file,
+    register_subcommands,
+    run,
+)
 from hi_runtime.records import LOG_FORMATS, LOG_WRITERS, STRATEGIES
 
 #: Subcommands registered by their own modules (each exposes register_cli(subparsers)).
@@ -120,16 +127,17 @@ def cmd_run(args) -> int:
         choose_strategy,
         load_candidates,
     )
-    from hi_runtime.qos import QoSError, parse_qos
     from hi_runtime.backends import BackendError, Classifier, open_backend
+    from hi_runtime.qos import QoSError, parse_qos
     from hi_runtime.records import RecordWriter, default_header, summary_text
 
     def say(msg: str) -> None:
         print(f"hi-agent: {msg}", file=sys.stderr)
 
     arrival = parse_arrival(args.arrival)
-    check_output_file("--log", args.log)
-    check_output_file("--summary-json", args.summary_json, "summary.json")
+    for flag, path, example in (("--log", args.log, "run.jsonl"), ("--summary-json", args.summary_json, "summary.json")):
+        if path:
+            output_file(flag, path, example)
     if args.model and Path(args.model).is_dir():
         raise UsageError(f"--model {args.model} is a folder; give a model file (.tflite or .onnx)")
     try:

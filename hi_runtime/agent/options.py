@@ -105,13 +105,6 @@ def _ssl_context(args):
                          "server's certificate or its CA bundle") from None
 
 
-def check_output_file(flag: str, path: str | None, example: str = "run.jsonl") -> None:
-    """An output file flag (--log, --summary-json) given a folder: named before any work is done, with the
-    fix (the write itself would fail only after the model loaded, and name no flag)."""
-    if path and Path(path).is_dir():
-        raise UsageError(f"{flag} {path} is a folder; give a file path, e.g. {Path(path) / example}")
-
-
 def build_offloader(args, budget_ms: float):
     """An Offloader from the shared server flags, or None without --server."""
     if not args.server:

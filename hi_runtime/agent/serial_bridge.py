@@ -462,15 +462,16 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def cmd_serial(args: argparse.Namespace) -> int:
     from hi_runtime.agent.inputs import InputError, open_input
-    from hi_runtime.agent.options import build_offloader, check_output_file
-    from hi_runtime.cli_support import UsageError
+    from hi_runtime.agent.options import build_offloader
+    from hi_runtime.cli_support import UsageError, output_file
     from hi_runtime.records import RecordWriter, default_header, summarize, summary_text
 
     def say(msg: str) -> None:
         print(f"hi-agent serial: {msg}", file=sys.stderr)
 
-    check_output_file("--log", args.log)
-    check_output_file("--summary-json", args.summary_json, "summary.json")
+    for flag, path, example in (("--log", args.log, "run.jsonl"), ("--summary-json", args.summary_json, "summary.json")):
+        if path:
+            output_file(flag, path, example)
     # the arguments first (--server, --key-file, --decider), so a mistake names its flag before the port opens
     decider = None
     if args.decider:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,39 +39,6 @@ def accuracy_targets(text: str) -> list[float]:
 def format_targets(targets: Sequence[float]) -> str:
     """``accuracy_targets`` back to the flag's text (for a subcommand run with an argv)."""
     return ",".join(repr(float(t)) for t in targets)
-
-
-def output_folder(path: Path, flag: str = "--out") -> Path:
-    """Create the output folder before any work, so a file in the way, a missing parent that cannot be
-    made or a read-only place is one line naming the flag, not an OS error after the run."""
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {path} is a file; give a folder (it is created if missing)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{flag} {path}: cannot create this folder ({exc.strerror or exc}); give a folder "
-                         "you may write") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: permission denied; give a folder you may write")
-    return path
-
-
-def output_file(path: Path, flag: str = "--out", example: str = "out.yaml") -> Path:
-    """Check a file to be written (and make its folder) before any work: a folder given where the file
-    goes, or a place that cannot be written, is one line naming the flag."""
-    if path.is_dir():
-        raise UsageError(f"{flag} {path} is a folder; give a file's path, e.g. {path / example}")
-    parent = path.parent
-    if parent.exists() and not parent.is_dir():
-        raise UsageError(f"{flag} {path}: {parent} is a file, not a folder; give another path")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{flag} {path}: cannot create its folder {parent} ({exc.strerror or exc}); give a "
-                         "path you may write") from None
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"{flag} {path}: permission denied; give a path you may write")
-    return path
 
 
 def check_run_logs(paths: Sequence[Path], flag: str = "--runs") -> None:

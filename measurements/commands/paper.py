@@ -22,11 +22,11 @@ def register_cli(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from measurements.commands.common import output_folder
+    from hi_runtime.cli_support import need_folder
     from measurements.paper import format_claims, format_table5, format_table6, headline_claims, table5, table6_fits
 
     if args.out is not None:
-        output_folder(args.out)  # before the tables are computed: a file in the way is named as --out
+        need_folder("--out", args.out, create=True)  # before the tables are computed: a file in the way is named as --out
     cells = table5(extra_devices=not args.no_extra)
     fits = table6_fits()
     print("== Table 5: best strategy per QoS requirement (paper vs planner on the paper's profiles) ==")

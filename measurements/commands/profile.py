@@ -38,13 +38,14 @@ def register_cli(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from measurements.commands.common import check_run_logs, load_runs, output_file
+    from hi_runtime.cli_support import output_file
+    from measurements.commands.common import check_run_logs, load_runs
     from measurements.machine_profile import build_measured_profile, time_tflite_invoke
     from measurements.power.rapl import RaplReader, rapl_available
     from hi_runtime.device_profiles import save_profile
 
     # every file named on the command line is checked before the (long) timing, naming its flag
-    output_file(args.out, example="this_machine.yaml")
+    output_file("--out", args.out, "this_machine.yaml")
     check_run_logs(args.run_log, "--run-log")
     chain = None
     if args.ee_chain is not None:

@@ -27,7 +27,8 @@ def register_cli(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from measurements.commands.common import load_profiles, load_runs, output_folder
+    from hi_runtime.cli_support import need_folder
+    from measurements.commands.common import load_profiles, load_runs
     from measurements.metrics import EnergyModel
     from measurements.planner import QoS, RunStats, parse_qos
     from hi_runtime.device_profiles import load_profile
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     runs = load_runs(args.runs, energy_model) if args.runs else []
     stats = RunStats.from_runs(runs, model_override=args.run_model) if runs else RunStats()
     qos = parse_qos(args.qos) if args.qos else QoS()
-    output_folder(args.out)  # made here, after the inputs are read: a file in the way is named as --out
+    need_folder("--out", args.out, create=True)  # made here, after the inputs are read: a file in the way is named as --out
     path = build_report(args.out, profiles, runs, stats, targets, qos, fmt=args.format, run_device=args.run_device)
     print(f"report written to {path}")
     return 0

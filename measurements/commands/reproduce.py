@@ -27,7 +27,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hi_runtime.cli_support import UsageError, at_least, fraction
+from hi_runtime.cli_support import UsageError, at_least, fraction, need_folder
 from measurements.commands.common import accuracy_targets, format_targets
 
 DEFAULT_EE_THRESHOLDS = "0.5,0.6,0.7,0.8,0.9,0.95,0.97,never"
@@ -237,7 +237,7 @@ def _check_data(data: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from hi_runtime.artifacts import models_dir
     from hi_runtime.early_exit import SegmentChain
-    from measurements.commands.common import load_runs, output_folder
+    from measurements.commands.common import load_runs
     from training.thresholds import CostModel, reference_costs
 
     if args.server:  # checked before anything runs, not after the local run
@@ -251,8 +251,8 @@ def run(args: argparse.Namespace) -> int:
     files = _model_files(args.models)
     _check_data(args.data)
     thresholds = args.ee_thresholds  # parsed by exit_thresholds
-    out: Path = output_folder(args.out)
-    logs_dir = output_folder(out / "runs", "--out")
+    out: Path = need_folder("--out", args.out, create=True)
+    logs_dir = need_folder("--out", out / "runs", create=True)
     chain = SegmentChain.load(files["chain"])
     card = args.models / "resnet8.json"
     ref_macs = json.loads(card.read_text()).get("macs") if card.exists() else None

@@ -16,7 +16,13 @@ import sys
 from typing import Callable
 
 from hi_runtime.agent.ble import spec
-from hi_runtime.agent.ble.gateway import DeviceSession, GatewayConfig, GatewayRecord, GattLink, offloader_forward
+from hi_runtime.agent.ble.gateway import (
+    DeviceSession,
+    GatewayConfig,
+    GatewayRecord,
+    GattLink,
+    offloader_forward,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +155,13 @@ def cmd_gateway(args) -> int:
         print("hi-agent gateway: error: bleak is not installed: pip install 'hi-runtime[ble]'", file=sys.stderr)
         return 1  # the installation lacks the extra: not a command-line mistake
     from hi_runtime.agent.offloader import DEFAULT_BUDGET_MS
-    from hi_runtime.agent.options import build_offloader, check_output_file
-    from hi_runtime.cli_support import UsageError
+    from hi_runtime.agent.options import build_offloader
+    from hi_runtime.cli_support import UsageError, output_file
 
     if not args.server:
         raise UsageError("give the offload server with --server HOST:PORT")
-    check_output_file("--log", args.log, "gateway.jsonl")
+    if args.log:
+        output_file("--log", args.log, "gateway.jsonl")
     budget = args.latency_budget_ms or DEFAULT_BUDGET_MS
     offloader = build_offloader(args, budget)
     writer, on_record = _record_writer(args.log, args)

@@ -14,7 +14,22 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hi_runtime.cli_support import Parser, UsageError, register_subcommands, run
+from hi_runtime.cli_support import (
+    Parser,
+    UsageError,
+    at_least,
+    fraction,
+    positive_fraction,
+    register_subcommands,
+    run,
+)
+from training.cli_checks import (
+    TEACHER_FIX,
+    check_keras_file,
+    check_out_prefix,
+    load_keras,
+    user_model,
+)
 from training.models import ARCHITECTURES
 
 # Modules that add subcommands (each exposes register_cli(subparsers)); missing ones are skipped.
@@ -52,11 +67,12 @@ def check_input_shape(what: str, model_shape: Sequence, data, dataset: str) -> N
                          "it was trained on")
 
 
-def _file_input_shape(path: str) -> tuple:
-    """Input shape (without the batch) of a .onnx or .tflite file."""
+def _file_input_shape(path: str, flag: str, fix: str) -> tuple:
+    """Input shape (without the batch) of the .onnx or .tflite file the user named with ``flag``."""
     from hi_runtime.backends import open_backend
 
-    backend = open_backend(path, providers=["CPUExecutionProvider"] if str(path).endswith(".onnx") else None)
+    with user_model(flag, path, fix):
+        backend = open_backend(path, providers=["CPUExecutionProvider"] if str(path).endswith(".onnx") else None)
     if hasattr(backend, "sample_shape"):
         return tuple(d for d in backend.sample_shape if d > 0)
     return tuple(int(d) for d in backend.input.shape[1:])
@@ -73,13 +89,13 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                         ".gz); folder/imagenet: an image-folder tree <split>/<class>/<image>")
     p.add_argument("--data", required=True,
                    help="dataset path, e.g. ../shared/datasets/cifar10-jpeg or ../shared/datasets/mnist")
-    p.add_argument("--val-size", type=int, default=None,
+    p.add_argument("--val-size", type=at_least(1), default=None,
                    help="validation images carved from the training split (default 5000 for CIFAR-10)")
-    p.add_argument("--image-size", type=int, default=None, help="resize+center-crop size (folder/imagenet)")
-    p.add_argument("--limit-train", type=int, default=None,
+    p.add_argument("--image-size", type=at_least(1), default=None, help="resize+center-crop size (folder/imagenet)")
+    p.add_argument("--limit-train", type=at_least(1), default=None,
                    help="use only the first N training images (a random but fixed subset): for smoke runs")
-    p.add_argument("--limit-test", type=int, default=None, help="evaluate on only N test images")
-    p.add_argument("--split-seed", type=int, default=0,
+    p.add_argument("--limit-test", type=at_least(1), default=None, help="evaluate on only N test images")
+    p.add_argument("--split-seed", type=at_least(0), default=0,
                    help="seed of the validation split (default 0, the split every shipped model, decider and "
                         "threshold uses; --seed changes only the training run, so members of an ensemble "
                         "trained with different --seed never see the validation images)")
@@ -105,11 +121,22 @@ def _load_splits(args):
 
 def cmd_model(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from training.train import (TrainConfig, TrainingError, claim_checkpoint, mark_checkpoint_complete,
-                                threads_hint, train_model)
+    from training.train import (
+        TrainConfig,
+        TrainingError,
+        claim_checkpoint,
+        mark_checkpoint_complete,
+        threads_hint,
+        train_model,
+    )
 
     threads_hint()
-    out = Path(args.out)
+    out = check_out_prefix(args.out, args.arch)
+    teacher_shape: tuple = ()
+    if args.teacher:  # a teacher that cannot be loaded is found before the data loads
+        if not Path(args.teacher).is_file():
+            raise UsageError(f"--teacher {args.teacher} does not exist; {TEACHER_FIX}")
+        teacher_shape = _file_input_shape(args.teacher, "--teacher", TEACHER_FIX)
     ckpt = args.ckpt_dir or str(out.parent / f".{out.name}.ckpt")
     # flip and pad-and-crop are the CIFAR-10 recipe; a mirrored digit is another digit, so never on MNIST
     augment = not args.no_augment and args.dataset != "mnist"
@@ -121,9 +148,7 @@ def cmd_model(args) -> int:
     train, val, test = _load_splits(args)
     print(f"data: train {len(train)}, val {len(val)}, test {len(test)} images from {args.data}", flush=True)
     if args.teacher:
-        if not Path(args.teacher).is_file():
-            raise UsageError(f"teacher {args.teacher} does not exist; give an exported .onnx or .tflite model")
-        check_input_shape(f"teacher {args.teacher}", _file_input_shape(args.teacher), train, args.dataset)
+        check_input_shape(f"teacher {args.teacher}", teacher_shape, train, args.dataset)
     command = "hi-train " + " ".join(shlex.quote(a) for a in args.argv)
     refused = claim_checkpoint(ckpt, args.resume, command)
     if refused:
@@ -170,18 +195,15 @@ def cmd_export(args) -> int:
     """Re-export a saved Keras model (or an ensemble of several) and rewrite its card (e.g. after changing
     the exporter, or to add test-time augmentation)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    out = Path(args.out)
+    out = check_out_prefix(args.out, "resnet8")
     ckpts = list(args.ckpt_dir or [])
     if ckpts and len(ckpts) != len(args.keras):
         raise UsageError(f"--ckpt-dir got {len(ckpts)} directories for {len(args.keras)} --keras models; give one "
                          "checkpoint directory per model, in the same order, or none")
-    for path in args.keras:
-        if not Path(path).is_file():
-            raise UsageError(f"no saved Keras model at {path}; train one with `hi-train model ... --out PREFIX` "
-                             "(it writes PREFIX.keras)")
-    members = [keras.models.load_model(p, compile=False) for p in args.keras]  # export needs no optimizer
+    fix = "give the .keras file hi-train model wrote (`hi-train model ... --out PREFIX` writes PREFIX.keras)"
+    for path in args.keras:  # every file checked before the first loads
+        check_keras_file(path, "--keras", fix)
+    members = [load_keras(p, "--keras", fix) for p in args.keras]  # export needs no optimizer
     train, val, test = _load_splits(args)
     for path, member in zip(args.keras, members):
         check_input_shape(f"model {path}", member.inputs[0].shape[1:], train, args.dataset)
@@ -257,9 +279,15 @@ def export_and_card(model, out: Path, exports: Sequence[str], train, val, test, 
     ``float_probs`` are the model's test probabilities when the caller has them already."""
     import numpy as np
 
-    from training.cards import JPEG_NOTE, git_commit, update_models_readme, write_card
     from hi_runtime.backends import TFLiteBackend, open_backend, tflm_arena_bytes
-    from training.export import accuracy, export_float_tflite, export_int8_tflite, export_onnx, representative_subset
+    from training.cards import JPEG_NOTE, git_commit, update_models_readme, write_card
+    from training.export import (
+        accuracy,
+        export_float_tflite,
+        export_int8_tflite,
+        export_onnx,
+        representative_subset,
+    )
     from training.models import TTA_WRAPPERS, count_params_and_macs
 
     stats = count_params_and_macs(model)
@@ -371,7 +399,11 @@ def _models_root(out: Path) -> Path | None:
 def cmd_cards(args) -> int:
     from training.cards import update_models_readme
 
-    print(f"updated {update_models_readme(Path(args.models))}")
+    models = Path(args.models)
+    if not models.is_dir():
+        raise UsageError(f"--models {args.models} {'is not a folder' if models.exists() else 'does not exist'}; "
+                         "give the folder that holds the model cards, e.g. models")
+    print(f"updated {update_models_readme(models)}")
     return 0
 
 
@@ -389,24 +421,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "(softmax regression, the paper's MNIST model for microcontrollers; INT8 export has no MUL: "
                         "the input scaling is folded into its weights) (default resnet8)")
     _add_data_args(m)
-    m.add_argument("--epochs", type=int, default=30)
-    m.add_argument("--batch-size", type=int, default=64)
-    m.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default 0.1)")
-    m.add_argument("--weight-decay", type=float, default=1e-4, help="L2 on kernels (default 1e-4)")
-    m.add_argument("--warmup-epochs", type=float, default=1.0)
-    m.add_argument("--label-smoothing", type=float, default=0.0)
+    m.add_argument("--epochs", type=at_least(1), default=30)
+    m.add_argument("--batch-size", type=at_least(1), default=64)
+    m.add_argument("--lr", type=at_least(0, float, exclusive=True), default=0.1,
+                   help="peak learning rate (default 0.1)")
+    m.add_argument("--weight-decay", type=at_least(0, float), default=1e-4, help="L2 on kernels (default 1e-4)")
+    m.add_argument("--warmup-epochs", type=at_least(0, float), default=1.0)
+    m.add_argument("--label-smoothing", type=fraction, default=0.0)
     m.add_argument("--no-augment", action="store_true",
                    help="disable flip and pad-and-crop (never applied to mnist: a mirrored digit is another digit)")
-    m.add_argument("--seed", type=int, default=0,
+    m.add_argument("--seed", type=at_least(0), default=0,
                    help="seed of the run: initialization, shuffling, augmentation (default 0)")
     m.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
                    help="compute precision; mixed_bfloat16 keeps float32 weights and about halves the step time "
                         "on CPUs with AVX512-BF16 (the saved model is float32; default float32)")
     m.add_argument("--teacher", default=None,
                    help="distil from this model's probabilities (.onnx or .tflite), e.g. models/cifar10/server.onnx")
-    m.add_argument("--distill-weight", type=float, default=0.5,
+    m.add_argument("--distill-weight", type=positive_fraction, default=0.5,
                    help="weight of the distillation term with --teacher, in (0, 1] (default 0.5)")
-    m.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
+    m.add_argument("--temperature", type=at_least(0, float, exclusive=True), default=4.0,
+                   help="distillation temperature (default 4)")
     m.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
     m.add_argument("--export", default=export_kinds(DEVICE_EXPORTS), type=export_kinds,
                    help="comma list of int8, float, onnx (default int8,float). The firmware C of an int8 model: "
@@ -425,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--keras", required=True, nargs="+",
                    help="the saved model, e.g. models/cifar10/resnet8.keras; several = their ensemble")
     _add_data_args(e)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=at_least(0), default=0)
     e.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/resnet8")
     e.add_argument("--export", default=export_kinds(DEVICE_EXPORTS), type=export_kinds,
                    help="comma list of int8, float, onnx")

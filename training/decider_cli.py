@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hi_runtime.cli_support import UsageError
+from hi_runtime.cli_support import UsageError, at_least, fraction
+from training.cli_checks import LOCAL_MODEL_FIX, SERVER_MODEL_FIX, check_out_prefix, user_model
 
 FEATURE_PRESETS = {"paper": "p1,p2", "top2": "p1,p2", "margin": "p1,margin", "rich": "p1,p2,margin,entropy"}
 
@@ -19,13 +20,16 @@ def add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist", "folder", "imagenet"],
                    help="dataset kind (default cifar10)")
     p.add_argument("--data", required=required, help="dataset path, e.g. ../shared/datasets/cifar10-jpeg")
-    p.add_argument("--val-size", type=int, default=None, help="validation images carved from train (default 5000)")
-    p.add_argument("--image-size", type=int, default=None, help="resize+center-crop size (folder/imagenet)")
-    p.add_argument("--split-seed", type=int, default=0,
+    p.add_argument("--val-size", type=at_least(1), default=None,
+                   help="validation images carved from train (default 5000)")
+    p.add_argument("--image-size", type=at_least(1), default=None, help="resize+center-crop size (folder/imagenet)")
+    p.add_argument("--split-seed", type=at_least(0), default=0,
                    help="seed of the validation split (default 0, the split every shipped model, decider and "
                         "threshold uses; the same flag as hi-train model's)")
-    p.add_argument("--limit-val", type=int, default=None, help="use only N validation images, a random fixed subset (smoke runs)")
-    p.add_argument("--limit-test", type=int, default=None, help="use only N test images, a random fixed subset (smoke runs)")
+    p.add_argument("--limit-val", type=at_least(1), default=None,
+                   help="use only N validation images, a random fixed subset (smoke runs)")
+    p.add_argument("--limit-test", type=at_least(1), default=None,
+                   help="use only N test images, a random fixed subset (smoke runs)")
 
 
 def load_val_test(args):
@@ -75,15 +79,16 @@ def register_cli(sub) -> None:
     p.add_argument("--features", default="paper",
                    help="comma list of p1, p2, p3, margin, entropy, or a preset: paper (p1,p2; default), "
                         "margin (p1,margin), rich (p1,p2,margin,entropy; no int8/C form)")
-    p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression (default 1)")
+    p.add_argument("--C", type=at_least(0, float, exclusive=True), default=1.0,
+                   help="inverse L2 strength of the logistic regression (default 1)")
     goal = p.add_mutually_exclusive_group()
-    goal.add_argument("--threshold", type=float, default=None,
+    goal.add_argument("--threshold", type=fraction, default=None,
                       help="accept iff score >= this (default 0.5 for logistic: the paper's p = 0.5)")
-    goal.add_argument("--max-offload", type=float, default=None,
+    goal.add_argument("--max-offload", type=fraction, default=None,
                       help="choose the threshold offloading at most this fraction of the validation split")
-    goal.add_argument("--min-hi-accuracy", type=float, default=None,
+    goal.add_argument("--min-hi-accuracy", type=fraction, default=None,
                       help="choose the fewest offloads reaching this HI accuracy on the validation split")
-    goal.add_argument("--offload-penalty", type=float, default=None, metavar="P",
+    goal.add_argument("--offload-penalty", type=fraction, default=None, metavar="P",
                       help="cost-sensitive: maximize validation HI accuracy - P x offload ratio (P: the accuracy "
                            "offloading everything must at least buy; e.g. 0.1)")
     p.add_argument("--reference-kernels", action="store_true",
@@ -111,7 +116,7 @@ def register_cli(sub) -> None:
     pub.add_argument("--intercept", type=float, default=None, metavar="C", help="the intercept (default 0)")
     pub.add_argument("--int8-scores", action="store_true",
                      help="the weights apply to the raw int8 scores (sorted descending), not to probabilities")
-    pub.add_argument("--scale", type=float, default=None,
+    pub.add_argument("--scale", type=at_least(0, float, exclusive=True), default=None,
                      help="output scale of the int8 scores (default: --model's, else 1/256, TFLite's softmax)")
     pub.add_argument("--zero-point", type=int, default=None,
                      help="output zero point of the int8 scores (default: --model's, else -128)")
@@ -155,7 +160,8 @@ def cmd_published(args) -> int:
         coef = _parse_numbers(args.coefficients, "--coefficients")
         scale, zp, binding = args.scale, args.zero_point, None
         if args.model:
-            name, mscale, mzp = local_output_quant(args.model, args.output)
+            with user_model("--model", args.model, LOCAL_MODEL_FIX):
+                name, mscale, mzp = local_output_quant(args.model, args.output)
             if (scale is not None and scale != mscale) or (zp is not None and zp != mzp):
                 raise DeciderTrainingError(f"--scale/--zero-point ({scale}, {zp}) differ from {args.model}'s output "
                                            f"quantization ({mscale}, {mzp}); drop them or the model")
@@ -196,6 +202,7 @@ def cmd_decider(args) -> int:
         return cmd_compare(args)
     if args.out is None:
         raise UsageError("--out is required (or give --compare FILE.json to compare without writing a decider)")
+    check_out_prefix(args.out, "decider")
     compare_only = [f for f, v in (("--temperature", args.temperature), ("--aux-output", args.aux_output),
                                    ("--aux-flip", args.aux_flip or None)) if v is not None]
     if args.kind in ("gbt", "mlp"):
@@ -235,14 +242,16 @@ def cmd_decider(args) -> int:
         features = parse_features(args.features)
         val, test = load_val_test(args)
         print(f"data: val {len(val)}, test {len(test)} images from {args.data}", flush=True)
-        lv = local_outputs(args.model, val.images, args.output, reference=args.reference_kernels)
-        lt = local_outputs(args.model, test.images, lv.output_name, reference=args.reference_kernels)
+        with user_model("--model", args.model, LOCAL_MODEL_FIX):
+            lv = local_outputs(args.model, val.images, args.output, reference=args.reference_kernels)
+            lt = local_outputs(args.model, test.images, lv.output_name, reference=args.reference_kernels)
         srv_v = srv_t = None
         if args.server:
             print(f"running the server model {args.server} on val and test (cached after the first run) ...",
                   flush=True)
-            srv_v = server_probabilities(args.server, val.images).argmax(1)
-            srv_t = server_probabilities(args.server, test.images).argmax(1)
+            with user_model("--server", args.server, SERVER_MODEL_FIX):
+                srv_v = server_probabilities(args.server, val.images).argmax(1)
+                srv_t = server_probabilities(args.server, test.images).argmax(1)
         else:
             print("note: no --server given; HI accuracy is not reported", file=sys.stderr)
         threshold = args.threshold if args.threshold is not None else 0.5
@@ -367,17 +376,19 @@ def cmd_compare(args) -> int:
         v.check()
         val, test = load_val_test(args)
         print(f"data: val {len(val)}, test {len(test)} images from {args.data}", flush=True)
-        lv = local_outputs(args.model, val.images, args.output)
-        lt = local_outputs(args.model, test.images, lv.output_name)
-        av = at = None
-        if args.aux_output:
-            av = local_outputs(args.model, val.images, args.aux_output).probs
-            at = local_outputs(args.model, test.images, args.aux_output).probs
-        elif args.aux_flip:
-            av = local_outputs(args.model, np.ascontiguousarray(val.images[:, :, ::-1]), lv.output_name).probs
-            at = local_outputs(args.model, np.ascontiguousarray(test.images[:, :, ::-1]), lv.output_name).probs
-        sv = server_probabilities(args.server, val.images).argmax(1) == val.labels
-        st = server_probabilities(args.server, test.images).argmax(1) == test.labels
+        with user_model("--model", args.model, LOCAL_MODEL_FIX):
+            lv = local_outputs(args.model, val.images, args.output)
+            lt = local_outputs(args.model, test.images, lv.output_name)
+            av = at = None
+            if args.aux_output:
+                av = local_outputs(args.model, val.images, args.aux_output).probs
+                at = local_outputs(args.model, test.images, args.aux_output).probs
+            elif args.aux_flip:
+                av = local_outputs(args.model, np.ascontiguousarray(val.images[:, :, ::-1]), lv.output_name).probs
+                at = local_outputs(args.model, np.ascontiguousarray(test.images[:, :, ::-1]), lv.output_name).probs
+        with user_model("--server", args.server, SERVER_MODEL_FIX):
+            sv = server_probabilities(args.server, val.images).argmax(1) == val.labels
+            st = server_probabilities(args.server, test.images).argmax(1) == test.labels
         loc_v, loc_t = lv.predicted == val.labels, lt.predicted == test.labels
         scores = score_variant(v, lv.probs, lt.probs, val.labels, sv, av, at, floor=0.5 * lv.scale)
     except (DeciderTrainingError, ValueError) as exc:

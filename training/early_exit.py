@@ -244,7 +244,9 @@ def train_early_exit(cfg: EETrainConfig, train: Dataset, val: Dataset, *, verbos
     if len(weights) != n_out:
         raise ValueError(f"{n_out} exits need {n_out} loss weights, got {len(weights)}")
     if cfg.init:
-        base = keras.models.load_model(cfg.init, compile=False)
+        from training.cli_checks import load_keras
+
+        base = load_keras(cfg.init, "--init", f"give a trained plain .keras model of {cfg.arch} to copy the trunk from")
         copied = copy_trunk_weights(model, base)
         log(f"trunk initialized from {cfg.init} ({len(copied)} layers)")
     elif cfg.epochs_branch:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hi_runtime.cli_support import UsageError
+from hi_runtime.cli_support import UsageError, at_least, fraction, positive_fraction
+from training.cli_checks import TEACHER_FIX, check_keras_file, check_out_prefix, load_keras
 from training.models import ARCHITECTURES
 
 
@@ -29,40 +30,45 @@ def register_cli(sub) -> None:
     from training.decider_cli import add_data_args
 
     add_data_args(p)
-    p.add_argument("--limit-train", type=int, default=None, help="train on only N images (smoke runs)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--limit-train", type=at_least(1), default=None, help="train on only N images (smoke runs)")
+    p.add_argument("--seed", type=at_least(0), default=0,
                    help="seed of the run: initialization, shuffling, augmentation (default 0); the validation "
                         "split has its own --split-seed, so a run with another --seed never trains on the images "
                         "the deciders and the threshold search are fitted on")
-    p.add_argument("--epochs-branch", type=int, default=1, help="epochs training only the branches (default 1)")
-    p.add_argument("--epochs-joint", type=int, default=2, help="epochs of joint fine-tuning (default 2)")
-    p.add_argument("--lr-branch", type=float, default=0.05)
-    p.add_argument("--lr-joint", type=float, default=0.005)
+    p.add_argument("--epochs-branch", type=at_least(0), default=1,
+                   help="epochs training only the branches (default 1)")
+    p.add_argument("--epochs-joint", type=at_least(0), default=2, help="epochs of joint fine-tuning (default 2)")
+    p.add_argument("--lr-branch", type=at_least(0, float, exclusive=True), default=0.05)
+    p.add_argument("--lr-joint", type=at_least(0, float, exclusive=True), default=0.005)
     p.add_argument("--loss-weights", default=None,
                    help="comma list, one weight per exit with the final exit last (default all 1)")
-    p.add_argument("--branch-width", type=int, default=64, help="channels of the branch's 1x1 conv (default 64)")
+    p.add_argument("--branch-width", type=at_least(1), default=64,
+                   help="channels of the branch's 1x1 conv (default 64)")
     p.add_argument("--branch-convs", default=None,
                    help="comma list, one per exit branch: 3x3 convolutions (stride 2 while the map is larger than "
                         "8x8, channels doubling) at the start of the branch, for exits placed early in the trunk; "
                         "e.g. 3,0 for ResNet-56 as shipped (default none)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=at_least(1), default=64)
+    p.add_argument("--weight-decay", type=at_least(0, float), default=1e-4)
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--teacher", default=None,
                    help="teacher model (.onnx/.tflite, e.g. models/cifar10/server.onnx): with --epochs it teaches the "
                         "final exit (earlier exits learn from that one with --self-distill); with --init it teaches "
                         "every exit being trained, so branches on a frozen trunk learn from the server model")
-    p.add_argument("--distill-weight", type=float, default=0.5, help="weight of the teacher term (default 0.5)")
-    p.add_argument("--temperature", type=float, default=4.0, help="softening temperature T (default 4)")
+    p.add_argument("--distill-weight", type=positive_fraction, default=0.5,
+                   help="weight of the teacher term, in (0, 1] (default 0.5)")
+    p.add_argument("--temperature", type=at_least(0, float, exclusive=True), default=4.0,
+                   help="softening temperature T (default 4)")
     j = p.add_argument_group(
         "joint training from scratch (long schedules; the plain trainer's loop: warm-up + cosine, a checkpoint "
         "every epoch, --resume)")
-    j.add_argument("--epochs", type=int, default=0,
+    j.add_argument("--epochs", type=at_least(0), default=0,
                    help="train every exit jointly from scratch for N epochs (instead of --init + branch/joint phases)")
-    j.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
-    j.add_argument("--warmup-epochs", type=float, default=1.0)
-    j.add_argument("--label-smoothing", type=float, default=0.0)
-    j.add_argument("--self-distill", type=float, default=0.0,
+    j.add_argument("--lr", type=at_least(0, float, exclusive=True), default=0.05,
+                   help="peak learning rate (default 0.05)")
+    j.add_argument("--warmup-epochs", type=at_least(0, float), default=1.0)
+    j.add_argument("--label-smoothing", type=fraction, default=0.0)
+    j.add_argument("--self-distill", type=fraction, default=0.0,
                    help="weight a in [0, 1] of the self-distillation term: each earlier exit also learns the "
                         "final exit's softened output (Zhang et al., 'Be Your Own Teacher'); default 0")
     j.add_argument("--ckpt-dir", default=None, help="checkpoint directory (default <out dir>/.<name>.ckpt)")
@@ -70,6 +76,16 @@ def register_cli(sub) -> None:
     p.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/ee_resnet8")
     p.add_argument("--no-arena", action="store_true", help="skip measuring the TFLite Micro arena of each segment")
     p.set_defaults(func=cmd_early_exit)
+
+
+KERAS_EE_FIX = ("give an early-exit model saved by hi-train early-exit (<out>.keras), or leave --keras out to "
+                "train one")
+
+
+def init_fix(arch: str) -> str:
+    """What --init takes: the trained plain model whose trunk the early-exit model starts from."""
+    return (f"give a trained plain .keras model of --arch {arch} (e.g. models/cifar10/{arch}.keras), or leave "
+            "--init out")
 
 
 def _loss_weights(text: str | None) -> list[float]:
@@ -97,21 +113,19 @@ def check_args(args) -> None:
     """The mistakes the flags alone show, found before TensorFlow starts and the dataset loads."""
     from training.early_exit import EXIT_PRESETS
 
+    check_out_prefix(args.out, f"ee_{args.arch}")
     if args.keras:
-        if not Path(args.keras).is_file():
-            raise UsageError(f"--keras {args.keras} does not exist; give an early-exit model saved by hi-train "
-                             "early-exit (<out>.keras), or leave --keras out to train one")
+        check_keras_file(args.keras, "--keras", KERAS_EE_FIX)
         return
     if args.resume and not args.epochs:
         raise UsageError("--resume continues a --epochs run from its checkpoint; the --init + branch/joint "
                          "schedule keeps none: add the --epochs of the stopped run, or drop --resume")
     if args.init and args.epochs:
         raise UsageError("--epochs trains from scratch and --init starts from a trained trunk; give one of them")
-    if args.init and not Path(args.init).is_file():
-        raise UsageError(f"--init {args.init} does not exist; give a trained plain .keras model of --arch "
-                         f"{args.arch} (e.g. models/cifar10/resnet8.keras), or leave --init out")
+    if args.init:
+        check_keras_file(args.init, "--init", init_fix(args.arch))
     if args.teacher and not Path(args.teacher).is_file():
-        raise UsageError(f"--teacher {args.teacher} does not exist; give an exported .onnx or .tflite model")
+        raise UsageError(f"--teacher {args.teacher} does not exist; {TEACHER_FIX}")
     taps = [t for t in args.exits.split(",") if t.strip()] if args.exits else list(EXIT_PRESETS.get(args.arch, ()))
     if not taps:
         raise UsageError(f"--arch {args.arch} has no exit preset; name the layers to branch after with --exits "
@@ -168,13 +182,25 @@ def _train_joint(args, train, val, out: Path):
     return model, training, history
 
 
+def _load_ee_keras(path: str):
+    """--keras: the saved early-exit model to export; a plain model (no exit branches) is a usage error."""
+    from training.early_exit import exit_taps
+
+    model = load_keras(path, "--keras", KERAS_EE_FIX)
+    try:
+        exit_taps(model)
+    except ValueError:
+        raise UsageError(f"--keras {path} is a plain model ({model.name}) without exit branches; give an early-exit "
+                         f"model saved by hi-train early-exit (<out>.keras), or train one from it with --init {path}"
+                         ) from None
+    return model
+
+
 def cmd_early_exit(args) -> int:
     import os
 
     check_args(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
     from hi_runtime.early_exit import SegmentChain
     from training.cards import JPEG_NOTE, git_commit, write_card
     from hi_runtime.datasets import load_dataset
@@ -194,6 +220,12 @@ def cmd_early_exit(args) -> int:
 
     t0 = time.time()
     out = Path(args.out)
+    keras_model = _load_ee_keras(args.keras) if args.keras else None  # before the data: a wrong file fails fast
+    teacher_shape = None
+    if args.teacher and not args.keras:
+        from training.cli import _file_input_shape
+
+        teacher_shape = _file_input_shape(args.teacher, "--teacher", TEACHER_FIX)
     out.parent.mkdir(parents=True, exist_ok=True)
     val, test = load_val_test(args)
     train = load_dataset(args.dataset, args.data, "train", val_size=args.val_size, seed=args.split_seed,
@@ -202,10 +234,14 @@ def cmd_early_exit(args) -> int:
         rng = np.random.default_rng(args.split_seed)
         train = train.subset(np.sort(rng.permutation(len(train))[: args.limit_train]))
     print(f"data: train {len(train)}, val {len(val)}, test {len(test)}", flush=True)
+    if teacher_shape is not None:
+        from training.cli import check_input_shape
+
+        check_input_shape(f"teacher {args.teacher}", teacher_shape, train, args.dataset)
     history: list[dict] = []
     cfg = None
-    if args.keras:
-        model = keras.models.load_model(args.keras, compile=False)
+    if keras_model is not None:
+        model = keras_model
         training = {"note": f"exported from {args.keras} without training"}
     elif args.epochs:
         model, training, history = _train_joint(args, train, val, out)

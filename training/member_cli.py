@@ -17,7 +17,8 @@ import shlex
 import time
 from pathlib import Path
 
-from hi_runtime.cli_support import UsageError
+from hi_runtime.cli_support import UsageError, at_least
+from training.cli_checks import check_out_prefix
 
 
 class MemberError(ValueError):
@@ -35,7 +36,7 @@ def register_cli(sub) -> None:
                    help="member architecture name as on the ensemble's card (e.g. resnet9_w32) or its 1-based index")
     p.add_argument("--data", required=True, help="dataset path, e.g. ../shared/datasets/cifar10-jpeg")
     p.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist", "folder", "imagenet"])
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the validation split (default 0)")
+    p.add_argument("--split-seed", type=at_least(0), default=0, help="seed of the validation split (default 0)")
     p.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/server_cpu")
     p.set_defaults(func=cmd_member)
 
@@ -44,9 +45,15 @@ def extract_member(src: Path, member: str, dst: Path) -> dict:
     """Write member ``member`` of the ensemble ``src`` to ``dst`` (input ``image`` float32 NHWC pixels,
     output ``probabilities``); returns what was cut (tensor names, TTA dropped or not)."""
     import onnx
+    from google.protobuf.message import DecodeError
     from onnx import utils
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(src)))  # the extractor needs every tensor's type
+    try:
+        model = onnx.load(str(src))
+    except DecodeError as exc:
+        raise MemberError(f"--onnx {src} is not an ONNX model ({exc}); give the ensemble .onnx that `hi-train export "
+                          "--keras A B ... --export onnx` wrote, e.g. models/cifar10/server.onnx") from None
+    model = onnx.shape_inference.infer_shapes(model)  # the extractor needs every tensor's type
     g = model.graph
     softmaxes = [n for n in g.node if n.op_type == "Softmax"]
     # node names are <ensemble>/<member>_<k>/<layer>/Softmax: the member is the graph's name for that network
@@ -103,7 +110,7 @@ def cmd_member(args) -> int:
     from training.cards import JPEG_NOTE, git_commit, write_card
     from training.export import accuracy
 
-    src, out = Path(args.onnx), Path(args.out)
+    src, out = Path(args.onnx), check_out_prefix(args.out, "server_cpu")
     if not src.is_file():
         raise UsageError(f"--onnx {src} does not exist; export an ensemble with `hi-train export --keras A B ...`")
     dst = out.with_suffix(".onnx")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hi_runtime.cli_support import UsageError
+from hi_runtime.cli_support import UsageError, at_least
 
 
 def register_cli(sub) -> None:
@@ -23,9 +23,10 @@ def register_cli(sub) -> None:
     p.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES), help="the trunk architecture")
     p.add_argument("--taps", default=None,
                    help="comma list of layers to branch from (default: every residual block output but the last)")
-    p.add_argument("--branch-convs", type=int, default=0,
+    p.add_argument("--branch-convs", type=at_least(0), default=0,
                    help="3x3 convolutions at the start of the branch, as hi-train early-exit --branch-convs (default 0)")
-    p.add_argument("--branch-width", type=int, default=64, help="channels of the branch's 1x1 conv (default 64)")
+    p.add_argument("--branch-width", type=at_least(1), default=64,
+                   help="channels of the branch's 1x1 conv (default 64)")
     p.add_argument("--hi", default=None, metavar="SEARCH.json",
                    help="a hi-train thresholds result with HI rows (--baseline-model), e.g. "
                         "models/cifar10/ee_resnet8_thresholds.json: its HI costs per QoS and its cost model")
@@ -33,7 +34,7 @@ def register_cli(sub) -> None:
                    help="the saving to test each placement against, a fraction (default 0.2: issue 21's ResNet-8 goal)")
     p.add_argument("--device", default=DEFAULT_DEVICE, metavar="PROFILE",
                    help=f"device profile for the model's time without --hi (default {DEFAULT_DEVICE})")
-    p.add_argument("--full-ms", type=float, default=None,
+    p.add_argument("--full-ms", type=at_least(0, float, exclusive=True), default=None,
                    help="device time of the plain ARCH without --hi (default: its latency in the --device profile)")
     p.add_argument("--out", default=None, help="also write the table as JSON to this file")
     p.set_defaults(func=cmd_placement)
@@ -88,8 +89,9 @@ def cmd_placement(args) -> int:
 
     if not 0 < args.target < 1:
         raise UsageError(f"--target {args.target} is not a fraction in (0, 1); write 0.2 for 20%")
-    if args.branch_convs < 0 or args.branch_width < 1:
-        raise UsageError("--branch-convs must be >= 0 and --branch-width >= 1")
+    if args.out and Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give the JSON file to write, e.g. "
+                         f"{Path(args.out) / f'placement_{args.arch}.json'}")
     search = None
     if args.hi is not None:
         try:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hi_runtime.cli_support import at_least, number_list
+
 
 def register_cli(sub) -> None:
     from hi_runtime.input_spec import add_cli_args
@@ -31,17 +33,28 @@ def register_cli(sub) -> None:
                         "'images' (uint8 NHWC) and optional 'labels'")
     p.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist", "folder", "imagenet"],
                    help="dataset kind of --data (default cifar10)")
-    p.add_argument("--image-size", type=int, default=None, help="resize+center-crop size (folder/imagenet)")
-    p.add_argument("--calibration", type=int, default=300,
+    p.add_argument("--image-size", type=at_least(1), default=None, help="resize+center-crop size (folder/imagenet)")
+    p.add_argument("--calibration", type=at_least(1), default=300,
                    help="training images to calibrate the INT8 quantization on (default 300)")
-    p.add_argument("--check", type=int, default=500,
+    p.add_argument("--check", type=at_least(0), default=500,
                    help="test images to compare the chain with the model on (default 500; 0 skips)")
     p.add_argument("--exit-threshold", default=None, metavar="T[,T...]",
+                   type=number_list(_exit_threshold, "0.8,0.9"),
                    help="exit thresholds (max softmax >= T exits), one per non-final exit; needed when the "
                         "model's exit test is not a comparison with a plain constant, else it overrides it")
     p.add_argument("--decider", default=None, help="final-exit decider JSON to name in the chain (EE-HI)")
     add_cli_args(p, "model")
     p.set_defaults(func=cmd_split_ee)
+
+
+def _exit_threshold(text: str) -> float:
+    """One --exit-threshold entry: a max-softmax value in [0, 1] (0.8, or a fraction such as 4/5)."""
+    from hi_runtime.input_spec import parse_number
+
+    value = parse_number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a max-softmax threshold in [0, 1]")
+    return value
 
 
 def _images(args) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -76,7 +89,7 @@ def _error(msg: str) -> int:
 def cmd_split_ee(args: argparse.Namespace) -> int:
     from hi_runtime.datasets import DatasetError
     from hi_runtime.early_exit import EarlyExitError
-    from hi_runtime.input_spec import InputSpecError, from_cli, parse_numbers
+    from hi_runtime.input_spec import InputSpecError, from_cli
     from training.early_exit import EarlyExitExportError
     from training.split_ee import SplitError, split_early_exit
     from training.tflite_to_tf import TfliteImportError
@@ -84,10 +97,10 @@ def cmd_split_ee(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.is_file():
         return _error(f"model file {model} does not exist")
-    try:
-        thresholds = parse_numbers(args.exit_threshold) if args.exit_threshold else None
-    except argparse.ArgumentTypeError as exc:
-        return _error(f"--exit-threshold: {exc}")
+    if Path(args.out).is_dir():
+        return _error(f"--out {args.out} is a folder; give an output prefix inside it, e.g. "
+                      f"{Path(args.out) / model.stem}")
+    thresholds = args.exit_threshold  # a list of fractions (argparse type)
     try:
         spec, source = from_cli(args, model)
         cal, check, labels = _images(args)

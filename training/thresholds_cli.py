@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hi_runtime.cli_support import UsageError
+from hi_runtime.cli_support import UsageError, at_least, number_list, positive_fraction
+from training.cli_checks import SERVER_MODEL_FIX, check_out_prefix, user_model
+
+BASELINE_FIX = "give the plain INT8 .tflite model, e.g. models/cifar10/resnet8_int8.tflite"
 
 
 def register_cli(sub) -> None:
@@ -44,23 +47,23 @@ def register_cli(sub) -> None:
     p.add_argument("--ref-model", default=DEFAULT_REF_MODEL,
                    help=f"model of the --device profile whose latency is the default --full-ms (default "
                         f"{DEFAULT_REF_MODEL}; resnet56 for a ResNet-56 chain)")
-    p.add_argument("--full-ms", type=float, default=None,
+    p.add_argument("--full-ms", type=at_least(0, float, exclusive=True), default=None,
                    help="measured device time of the reference model (default: the --ref-model latency in the "
                         "--device profile, 1.63 ms for ResNet-8 on the paper's Pi 4)")
-    p.add_argument("--ref-macs", type=int, default=None,
+    p.add_argument("--ref-macs", type=at_least(1), default=None,
                    help="MACs of the model --full-ms was measured on (default: the baseline model's, else the chain's)")
-    p.add_argument("--exit-ms", default=None,
+    p.add_argument("--exit-ms", default=None, type=number_list(at_least(0, float, exclusive=True), "0.5,1.6"),
                    help="measured cumulative device ms to each exit, comma list (overrides MAC scaling)")
-    p.add_argument("--offload-ms", type=float, default=None,
+    p.add_argument("--offload-ms", type=at_least(0, float), default=None,
                    help="cost of one offload (default: the --device profile's default link, 9.68 ms for the "
                         "paper's Pi 4 over WiFi)")
-    p.add_argument("--decider-ms", type=float, default=0.0, help="device time of the decider (default 0)")
-    p.add_argument("--step", type=float, default=0.01, help="threshold grid step (default 0.01)")
+    p.add_argument("--decider-ms", type=at_least(0, float), default=0.0, help="device time of the decider (default 0)")
+    p.add_argument("--step", type=positive_fraction, default=0.01, help="threshold grid step (default 0.01)")
     p.add_argument("--policies", default="ee,ee-hi,ee-hi-3way",
                    help="comma list of EE policies to search: ee (exits only), ee-hi (exits, then the final "
                         "decider offloads), ee-hi-3way (at every early exit: exit, offload now or continue); "
                         "default all three (hi, the baseline, is added with --baseline-model)")
-    p.add_argument("--offload-step", type=float, default=0.05,
+    p.add_argument("--offload-step", type=positive_fraction, default=0.05,
                    help="grid step of the ee-hi-3way offload thresholds, a multiple of --step (default 0.05; "
                         "0.1 makes a two-early-exit search about 3x faster)")
     p.add_argument("--write-from", default="ee-hi", choices=["ee-hi", "ee-hi-3way"],
@@ -75,6 +78,19 @@ def register_cli(sub) -> None:
     p.set_defaults(func=cmd_thresholds)
 
 
+def _baseline_macs(path: str) -> int:
+    """MACs of --baseline-model, read before the data loads: a file that is not a TFLite model fails fast."""
+    from training.early_exit import tflite_ops_and_macs
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--baseline-model {path} {'is a folder' if p.exists() else 'does not exist'}; {BASELINE_FIX}")
+    try:
+        return tflite_ops_and_macs(p.read_bytes())[1]
+    except ValueError as exc:
+        raise UsageError(f"--baseline-model {path} is not a TFLite model ({exc}); {BASELINE_FIX}") from None
+
+
 def _qos_list(text: str) -> list[str]:
     return [q.strip() for q in text.split(",") if q.strip()]
 
@@ -87,7 +103,6 @@ def cmd_thresholds(args) -> int:
     from hi_runtime.early_exit import NEVER, EarlyExitError, SegmentChain
     from training.decider import DeciderTrainingError, evaluate, local_outputs, server_probabilities
     from training.decider_cli import load_val_test
-    from training.early_exit import tflite_ops_and_macs
     from training.thresholds import (
         POLICIES,
         THRESHOLDS_FORMAT,
@@ -95,12 +110,15 @@ def cmd_thresholds(args) -> int:
         SearchData,
         apply_point,
         evaluate_grid,
+        offload_grid_indices,
         plot_pareto,
         reference_costs,
         write_pareto_csv,
     )
 
     t0 = time.time()
+    check_out_prefix(args.out, "thresholds")
+    base_macs = _baseline_macs(args.baseline_model) if args.baseline_model else None
     try:
         chain = SegmentChain.load(args.chain)
         if not chain.single_model:
@@ -120,6 +138,11 @@ def cmd_thresholds(args) -> int:
             raise EarlyExitError(f"--policies: unknown {bad or 'empty list'}; choose from ee, ee-hi, ee-hi-3way")
         if args.write_policy is not None and args.write_from not in policies:
             raise EarlyExitError(f"--write-from {args.write_from} is not among --policies {args.policies}")
+        if "ee-hi-3way" in policies and len(chain.segments) >= 2:
+            offload_grid_indices(args.step, args.offload_step)  # a ValueError unless a multiple of --step
+        if args.exit_ms and len(args.exit_ms) != len(chain.segments):
+            raise EarlyExitError(f"--exit-ms gives {len(args.exit_ms)} time(s) but {args.chain} has "
+                                 f"{len(chain.segments)} exits: one cumulative time per exit, the final exit last")
         if args.full_ms is None or args.offload_ms is None:  # device constants live in the profiles
             ref = reference_costs(args.device, args.ref_model)
             args.full_ms = ref.full_ms if args.full_ms is None else args.full_ms
@@ -136,19 +159,19 @@ def cmd_thresholds(args) -> int:
         val, test = load_val_test(args)
         print(f"data: val {len(val)}, test {len(test)}", flush=True)
         names = [s.scores for s in chain.segments]
-        lv = [local_outputs(single, val.images, nm) for nm in names]
-        lt = [local_outputs(single, test.images, nm) for nm in names]
-        srv_v = server_probabilities(args.server, val.images).argmax(1)
-        srv_t = server_probabilities(args.server, test.images).argmax(1)
+        with user_model(f"--chain {args.chain}: its single model", single,
+                        "export the chain again with hi-train early-exit"):
+            lv = [local_outputs(single, val.images, nm) for nm in names]
+            lt = [local_outputs(single, test.images, nm) for nm in names]
+        with user_model("--server", args.server, SERVER_MODEL_FIX):
+            srv_v = server_probabilities(args.server, val.images).argmax(1)
+            srv_t = server_probabilities(args.server, test.images).argmax(1)
         quants = chain.scores_quants()
         seg_macs = [int(s.macs) for s in chain.segments]
-        base_macs = None
-        if args.baseline_model:
-            _, base_macs = tflite_ops_and_macs(Path(args.baseline_model).read_bytes())
         ref = args.ref_macs or base_macs or sum(seg_macs)
         if args.exit_ms:
-            ms = [float(v) for v in args.exit_ms.split(",")]
-            cost = CostModel(ms, args.offload_ms, args.decider_ms, "measured per-exit times (--exit-ms)")
+            cost = CostModel(list(args.exit_ms), args.offload_ms, args.decider_ms,
+                             "measured per-exit times (--exit-ms)")
         else:
             cost = CostModel.from_macs(seg_macs, args.full_ms, ref, args.offload_ms)
             cost.decider_ms = args.decider_ms
@@ -159,8 +182,9 @@ def cmd_thresholds(args) -> int:
         base = None
         if args.baseline_model:
             bdec = Decider.load(args.baseline_decider)
-            bv = local_outputs(args.baseline_model, val.images)
-            bt = local_outputs(args.baseline_model, test.images)
+            with user_model("--baseline-model", args.baseline_model, BASELINE_FIX):
+                bv = local_outputs(args.baseline_model, val.images)
+                bt = local_outputs(args.baseline_model, test.images)
             bcost = CostModel([args.full_ms * base_macs / ref], args.offload_ms, args.decider_ms,
                               f"{args.full_ms} ms per {ref} MACs")
             grids["hi"] = evaluate_grid(SearchData.from_probs([bv.probs], val.labels, bdec, srv_v), bcost, "hi",

@@ -69,7 +69,7 @@ def fraction(text: str) -> float:
     """An argparse ``type`` for a fraction in [0, 1]; a percentage written as 90 is refused with the fix."""
     value = _number(float, text)
     if not 0.0 <= value <= 1.0:
-        hint = f"; for {value:g}% write {value / 100:g}" if 1.0 < value <= 100.0 else ""
+        hint = f" (if you meant {value:g}%, write {value / 100:g})" if 1.0 < value <= 100.0 else ""
         raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1]{hint}")
     return value
 

@@ -25,9 +25,11 @@ import os
 import pickle
 import struct
 import tarfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -396,6 +398,47 @@ def load_mnist(path: str | Path, split: str = "train") -> Dataset:
         raise DatasetError(f"MNIST files in {root} disagree: images {images.shape}, labels {labels.shape}")
     return Dataset(images[..., None].astype(np.uint8), labels.astype(np.int64), list(MNIST_CLASSES),
                    split, str(root))
+
+
+class NpzArrays(NamedTuple):
+    images: np.ndarray
+    labels: np.ndarray | None
+    class_names: list[str] | None
+    ids: list[int] | None
+
+
+def load_npz_arrays(path: str | Path) -> NpzArrays:
+    """An ``.npz`` with ``images`` (uint8 NHWC) and optional ``labels``, ``class_names`` and ``ids`` (the
+    demo samples, a board's test set, any saved batch).
+
+    A file that is not an archive of plain arrays (text, a JPEG, a single ``.npy``, pickled objects) is one
+    :class:`DatasetError` saying so; numpy's own message would suggest ``allow_pickle``, which is never the
+    fix (and would run code from the file)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder, not an .npz file; give an .npz file")
+    if not path.exists():
+        raise DatasetError(f"npz file {path} does not exist")
+    not_npz = (f"{path} is not an .npz archive of arrays; give a file written by numpy.savez with an 'images' "
+               "array (uint8 NHWC)")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile):  # not a zip or .npy file (numpy then tries pickle)
+        raise DatasetError(not_npz) from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise DatasetError(f"{path} is a single .npy array, not an .npz archive; save it with "
+                           "numpy.savez(FILE, images=...)")
+    with data:
+        if "images" not in data:
+            raise DatasetError(f"{path} has no 'images' array (it has {sorted(data.files)})")
+        try:
+            images = data["images"]
+            labels = data["labels"] if "labels" in data else None
+            names = [str(c) for c in data["class_names"]] if "class_names" in data else None
+            ids = [int(i) for i in data["ids"]] if "ids" in data else None
+        except (ValueError, EOFError, zipfile.BadZipFile, zlib.error):  # pickled objects or a damaged member
+            raise DatasetError(not_npz) from None
+    return NpzArrays(images, labels, names, ids)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def test_the_shared_cli_pattern_turns_numbers_and_paths_into_one_line(tmp_path, 
 
     assert run(build(), ["go", "--n", "3", "--share", "0.9"], tool="tool") == 0
     for bad, phrase in ((["--n", "0"], "0 must be >= 1"), (["--n", "x"], "'x' is not an integer"),
-                        (["--period", "0"], "0 must be > 0"), (["--share", "90"], "for 90% write 0.9")):
+                        (["--period", "0"], "0 must be > 0"), (["--share", "90"], "if you meant 90%, write 0.9")):
         assert errors(["go", *bad]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and phrase in err[0], err

@@ -141,3 +141,13 @@ def test_gateway_log_folder_is_named(tmp_path, capsys):
     pytest.importorskip("bleak")
     assert call(["gateway", "--ble", "--server", "127.0.0.1:9", "--log", str(tmp_path)]) == 2
     assert f"--log {tmp_path} is a folder" in error_line(capsys)
+
+
+def test_threshold_is_a_fraction(capsys):
+    from hi_runtime.agent.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--strategy", "local", "--threshold", "90", "--input", "demo", "--limit", "3"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--threshold" in err[0] and "if you meant 90%, write 0.9" in err[0], err

@@ -25,6 +25,8 @@ def _toys(tmp: Path) -> dict[str, str]:
 # (argv built from the toy paths, phrase the one error line must contain)
 CASES: dict[str, tuple[Callable[[dict], list[str]], str]] = {
     # agent: counts, backend, a model file that cannot be loaded, a missing sample file
+    "metrics-energy": (lambda t: ["metrics", "--energy-j", "-5", t["file"]], "--energy-j: -5 must be >= 0"),
+    "frontier-folder": (lambda t: ["frontier", t["empty"]], "emptydir is a folder"),
     "agent-n-0": (lambda t: ["agent", "-n", "0", "--rounds", "1"], "--num-samples: 0 must be >= 1"),
     "agent-rounds-negative": (lambda t: ["agent", "-n", "5", "--rounds", "-1"], "--rounds: -1 must be >= 1"),
     "agent-threads-0": (lambda t: ["agent", "--threads", "0"], "--threads: 0 must be >= 1"),

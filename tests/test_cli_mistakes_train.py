@@ -36,7 +36,7 @@ def toy(tmp_path_factory) -> Path:
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / f"{i}.png")
     for name in ("pic.keras", "pic.tflite", "pic.onnx", "fake.jpg"):
         (root / name).write_bytes(JPEG)
-    for name in ("text.tflite", "text.onnx", "text.json"):
+    for name in ("text.tflite", "text.onnx", "text.json", "text.npz"):
         (root / name).write_text("just some text\n")
     with zipfile.ZipFile(root / "notkeras.keras", "w") as z:  # a zip, but no Keras archive
         z.writestr("notes.txt", "hello")
@@ -96,7 +96,7 @@ PARSE_MISTAKES = [
     (f"decider --model {LOCAL} --data TOY/data --val-size -5 --out TOY/d/x", "argument --val-size: -5 must be >= 1"),
     (f"decider --model {LOCAL} {DATA} --out TOY/d/x --limit-val -3", "argument --limit-val: -3 must be >= 1"),
     (f"decider --model {LOCAL} {DATA} --out TOY/d/x --limit-test 0", "argument --limit-test"),
-    (f"decider --model {LOCAL} {DATA} --out TOY/d/x --min-hi-accuracy 90", "for 90% write 0.9"),
+    (f"decider --model {LOCAL} {DATA} --out TOY/d/x --min-hi-accuracy 90", "if you meant 90%, write 0.9"),
     (f"decider --model {LOCAL} {DATA} --out TOY/d/x --max-offload 1.5", "argument --max-offload"),
     (f"decider --model {LOCAL} {DATA} --out TOY/d/x --threshold 2", "argument --threshold"),
     (f"decider --model {LOCAL} {DATA} --out TOY/d/x --offload-penalty -0.1", "argument --offload-penalty"),
@@ -143,6 +143,8 @@ FILE_MISTAKES = [
     ("member --onnx TOY/text.onnx --member 1 --data TOY/nope --out TOY/mb/x", "--onnx TOY/text.onnx is not an ONNX"),
     ("member --onnx TOY/fake.jpg --member 1 --data TOY/nope --out TOY/mb/x", "--onnx TOY/fake.jpg is not an ONNX"),
     ("split-ee TOY/text.tflite --data x --out TOY/emptydir", "--out TOY/emptydir is a folder"),
+    ("member --onnx TOY/emptydir --member 1 --data x --out TOY/mb/x", "--onnx TOY/emptydir is a folder"),
+    (f"split-ee {LOCAL} --data TOY/text.npz --out TOY/s/x", "--data: TOY/text.npz is not an .npz archive"),
 ]
 
 

@@ -17,7 +17,7 @@ import shlex
 import time
 from pathlib import Path
 
-from hi_runtime.cli_support import UsageError, at_least
+from hi_runtime.cli_support import UsageError, at_least, need_file
 from training.cli_checks import check_out_prefix
 
 
@@ -111,8 +111,7 @@ def cmd_member(args) -> int:
     from training.export import accuracy
 
     src, out = Path(args.onnx), check_out_prefix(args.out, "server_cpu")
-    if not src.is_file():
-        raise UsageError(f"--onnx {src} does not exist; export an ensemble with `hi-train export --keras A B ...`")
+    need_file("--onnx", src, "the ensemble .onnx that `hi-train export --keras A B ...` writes")
     dst = out.with_suffix(".onnx")
     try:
         cut = extract_member(src, args.member, dst)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hi_runtime.cli_support import at_least, number_list
+from hi_runtime.cli_support import UsageError, at_least, number_list
 
 
 def register_cli(sub) -> None:
@@ -59,15 +59,16 @@ def _exit_threshold(text: str) -> float:
 
 def _images(args) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(calibration images, check images, check labels or None)."""
-    from hi_runtime.datasets import load_dataset
+    from hi_runtime.datasets import DatasetError, load_dataset, load_npz_arrays
 
     rng = np.random.default_rng(0)
     if args.data.endswith(".npz"):
-        with np.load(args.data) as z:
-            if "images" not in z:
-                raise ValueError(f"{args.data} has no 'images' array")
-            images = np.asarray(z["images"])
-            labels = np.asarray(z["labels"]) if "labels" in z else None
+        try:
+            arrays = load_npz_arrays(args.data)
+        except DatasetError as exc:
+            raise UsageError(f"--data: {exc}") from None
+        images = np.asarray(arrays.images)
+        labels = np.asarray(arrays.labels) if arrays.labels is not None else None
         order = rng.permutation(len(images))
         cal = order[: min(args.calibration, len(images))]
         chk = order[len(cal):][: args.check]

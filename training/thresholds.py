@@ -63,7 +63,8 @@ def load_search(path: str | Path) -> dict[str, Any]:
     """A ``hi-train thresholds`` result, or a ValueError naming what is wrong with the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: give a <out>.json written by hi-train thresholds")
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"{path} {what}: give a <out>.json written by hi-train thresholds")
     try:
         data = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -34,6 +34,7 @@ from hi_runtime.cli_support import (
     UsageError,
     add_verbosity,
     at_least,
+    fraction,
     output_file,
     register_subcommands,
     run,
@@ -93,7 +94,7 @@ def register_run(sub) -> None:
     p.add_argument("--force-decider", action="store_true",
                    help="use --decider although it was fitted for another model or output (a warning instead of "
                         "an error)")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--threshold", type=fraction, default=None,
                    help="override the decider's threshold (ee-hi: the chain's final-exit decider)")
     p.add_argument("--ee-chain", default=None,
                    help="early-exit chain JSON for ee-hi (hi-train early-exit or split-ee); default: the shipped "

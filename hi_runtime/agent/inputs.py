@@ -8,8 +8,6 @@ reads a folder never needs OpenCV. A microcontroller's sample stream is the seri
 """
 from __future__ import annotations
 
-import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,36 +88,20 @@ class ArraySource(InputSource):
 
 
 def load_npz(path: str | Path) -> ArraySource:
-    """An ``.npz`` with ``images`` (uint8 NHWC) and optional ``labels``, ``class_names`` and ``ids``.
+    """An ``.npz`` with ``images`` (uint8 NHWC) and optional ``labels``, ``class_names`` and ``ids``
+    (:func:`hi_runtime.datasets.load_npz_arrays`: a file that is not one is one :class:`InputError`)."""
+    from hi_runtime.datasets import DatasetError, load_npz_arrays
 
-    A file that is not an archive of plain arrays (text, a JPEG, a single ``.npy``, pickled objects) is one
-    :class:`InputError` saying so; numpy's own message would suggest ``allow_pickle``, which is never the fix."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a folder, not an .npz file; give an .npz file (or images:{path} for a "
                          "folder of images)")
-    if not path.exists():
-        raise InputError(f"npz file {path} does not exist")
-    not_npz = (f"{path} is not an .npz archive of arrays; give a file written by numpy.savez with an 'images' "
-               "array (uint8 NHWC)")
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile):  # not a zip or .npy file (numpy then tries pickle)
-        raise InputError(not_npz) from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise InputError(f"{path} is a single .npy array, not an .npz archive; save it with "
-                         "numpy.savez(FILE, images=...)")
-    with data:
-        if "images" not in data:
-            raise InputError(f"{path} has no 'images' array (it has {sorted(data.files)})")
-        try:
-            images = data["images"]
-            labels = data.get("labels")
-            names = [str(c) for c in data["class_names"]] if "class_names" in data else None
-            ids = [int(i) for i in data["ids"]] if "ids" in data else None
-        except (ValueError, EOFError, zipfile.BadZipFile, zlib.error):  # pickled objects or a damaged member
-            raise InputError(not_npz) from None
-    return ArraySource(images, labels, name=path.name, class_names=names, ids=ids)
+        arrays = load_npz_arrays(path)
+    except DatasetError as exc:
+        raise InputError(str(exc)) from None
+    return ArraySource(arrays.images, arrays.labels, name=path.name, class_names=arrays.class_names,
+                       ids=arrays.ids)
 
 
 def load_dataset_source(name: str, path: str | Path, split: str = "test", order: str = "shuffled") -> ArraySource:

@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hi_runtime.cli_support import at_least
 from measurements.commands.common import profiles_dir
 
 
@@ -20,7 +21,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--profile", metavar="ID", help="device profile whose power models the energy")
     p.add_argument("--profiles-dir", action="append", type=profiles_dir, default=None, metavar="DIR")
     p.add_argument("--link", default=None, help="link whose per-offload energy the profile gives (default: its default link)")
-    p.add_argument("--energy-j", type=float, default=None, metavar="J",
+    p.add_argument("--energy-j", type=at_least(0, float), default=None, metavar="J",
                    help="energy a meter measured over the whole run (only with one log)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)

@@ -183,8 +183,11 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, tool: st
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(getattr(args, "verbose", 0) or 0, 2),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not getattr(args, "func", None):
+    if not getattr(args, "func", None):  # no subcommand: the help, and the one line saying what is missing
         parser.print_help()
+        names = [n for a in parser._actions if isinstance(a, argparse._SubParsersAction) for n in a.choices]
+        print(f"{tool}: error: no command given; choose one of {', '.join(names)} (see {tool} --help)",
+              file=sys.stderr)
         return EXIT_USAGE
     name = getattr(args, subcommand, None)
     label = f"{tool} {name}" if isinstance(name, str) and name else tool

@@ -29,7 +29,8 @@ MISTAKES = [
     ("hi-agent serial --port /dev/does-not-exist-hi --input npz:x.npz --timeout 0.5", "/dev/does-not-exist-hi"),
     ("hi-agent demo --models-dir /nope", "--models-dir"),
     ("hi-agent demo --rate -1", "--rate"),
-    ("hi-agent", None),  # no subcommand: the help, exit 2
+    ("hi-agent", "no command given; choose one of run"),  # no subcommand: the help, and one line, exit 2
+    ("hi-bench", "no command given; choose one of metrics"),
     ("hi-server --config /nope.yaml", "does not exist"),
     ("hi-server --model cifar10", "ID=PATH"),
     ("hi-server --port abc --model a=b.onnx", "invalid int value"),

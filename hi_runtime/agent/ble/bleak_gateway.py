@@ -73,8 +73,8 @@ class BluetoothUnavailable(RuntimeError):
 
 
 def _unavailable(exc: BaseException) -> BluetoothUnavailable:
-    return BluetoothUnavailable(f"no BLE adapter is available: BlueZ over the system D-Bus cannot be used ({exc}); "
-                                "start bluetoothd (systemctl start bluetooth) on a machine with a Bluetooth adapter")
+    return BluetoothUnavailable(f"no BLE adapter is available through BlueZ ({exc}); start bluetoothd (systemctl "
+                                "start bluetooth) and power the adapter on, on a machine with a Bluetooth adapter")
 
 
 async def check_bluetooth() -> None:
@@ -83,12 +83,17 @@ async def check_bluetooth() -> None:
     bleak backends report a missing radio on first use, which :func:`scan` turns into the same error."""
     if not sys.platform.startswith("linux"):
         return
-    from bleak.backends.bluezdbus.manager import get_global_bluez_manager
     from bleak.exc import BleakError
 
+    try:  # bleak's BlueZ backend internals: another layout (older or newer bleak) skips the early check
+        from bleak.backends.bluezdbus.manager import get_global_bluez_manager
+    except ImportError:
+        return
     try:
         manager = await get_global_bluez_manager()
-        manager.get_default_adapter()
+        default_adapter = getattr(manager, "get_default_adapter", None)
+        if default_adapter is not None:
+            default_adapter()
     except (OSError, BleakError) as exc:  # OSError: the D-Bus socket is missing or refuses us
         raise _unavailable(exc) from None
 

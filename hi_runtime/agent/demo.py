@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hi_runtime.cli_support import UsageError
+from hi_runtime.cli_support import UsageError, need_folder
 from hi_runtime.records import RecordWriter, Summary, default_header, summary_markdown, summary_text
 
 DEMO_SAMPLES = "demo_samples.npz"
@@ -294,6 +294,4 @@ def check_demo_args(args, mdir: Path) -> None:
         what = "is a folder" if server.is_dir() else f"is not in {mdir}"
         raise UsageError(f"--server-model {args.server_model} {what}; give an .onnx model file there"
                          + (f" ({', '.join(present)})" if present else ""))
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder for the report")
+    need_folder("--out", args.out)

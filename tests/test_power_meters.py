@@ -10,7 +10,8 @@ pytest.importorskip("pyvisa")
 pytest.importorskip("pyvisa_sim")
 
 from measurements.power.base import MeterError, PowerSampler, PowerTrace
-from measurements.power.scpi import ScpiPowerMeter, open_meter, parse_number
+from measurements.power.factory import open_meter
+from measurements.power.scpi import ScpiPowerMeter, parse_number
 from measurements.power.voltech import VoltechPM1000
 
 # A PM1000+ as its manual describes it: selection commands without reply, :DSR? with the new-data bit

@@ -15,8 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from measurements.power.base import EnergyWindow, MeterError, PowerSampler
+
+if TYPE_CHECKING:
+    from measurements.power.scpi import ScpiPowerMeter
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,21 @@ def parse_meter_spec(spec: str) -> MeterSpec:
             raise MeterError("only scpi meters take a custom power query (scpi:<address>|<query>)")
         return MeterSpec(kind, address, query or None)
     raise MeterError(f"unknown meter spec {spec!r}; use rapl, pm1000:<VISA address> or scpi:<VISA address>")
+
+
+def open_meter(kind: str, address: str, backend: str = "", **kwargs) -> ScpiPowerMeter:
+    """Open a VISA meter by kind: ``pm1000`` (Voltech PM1000+) or ``scpi`` (generic).
+
+    The one place that maps a kind to its driver; pyvisa is imported only when a meter is opened."""
+    from measurements.power.scpi import ScpiPowerMeter
+    from measurements.power.voltech import VoltechPM1000
+
+    kind = kind.lower()
+    if kind in ("pm1000", "pm1000+", "voltech"):
+        return VoltechPM1000.open(address, backend, **kwargs)
+    if kind in ("scpi", "generic"):
+        return ScpiPowerMeter.open(address, backend, **kwargs)
+    raise MeterError(f"unknown meter kind {kind!r}; use pm1000 or scpi")
 
 
 @dataclass
@@ -73,14 +92,12 @@ class MeteredBlock:
             self._label = "measured (RAPL package " + "+".join(self._meter.zone_names) + ")"
             self._runner = EnergyWindow(self._meter, self.clock).start()
         else:
-            from measurements.power.scpi import ScpiPowerMeter
-            from measurements.power.voltech import VoltechPM1000
-
             if s.kind == "pm1000":
-                self._meter = VoltechPM1000.open(s.address, self.backend, settle_s=self.settle_s)
+                self._meter = open_meter(s.kind, s.address, self.backend, settle_s=self.settle_s)
                 self._label = f"measured (Voltech PM1000+ {s.address})"
             else:
-                self._meter = ScpiPowerMeter.open(s.address, self.backend, **({"power_query": s.query} if s.query else {}))
+                self._meter = open_meter(s.kind, s.address, self.backend,
+                                         **({"power_query": s.query} if s.query else {}))
                 self._label = f"measured (SCPI meter {s.address})"
             self._runner = PowerSampler(self._meter, self.interval_s, self.clock).start()
         return self

@@ -99,15 +99,3 @@ class ScpiPowerMeter:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def open_meter(kind: str, address: str, backend: str = "", **kwargs) -> ScpiPowerMeter:
-    """Open a meter by kind: ``pm1000`` (Voltech PM1000+) or ``scpi`` (generic)."""
-    kind = kind.lower()
-    if kind in ("pm1000", "pm1000+", "voltech"):
-        from measurements.power.voltech import VoltechPM1000
-
-        return VoltechPM1000.open(address, backend, **kwargs)
-    if kind in ("scpi", "generic"):
-        return ScpiPowerMeter.open(address, backend, **kwargs)
-    raise MeterError(f"unknown meter kind {kind!r}; use pm1000 or scpi")

@@ -9,7 +9,7 @@ The spec says what the model was trained on::
     x = (pixel * pixel_scale - mean) / std        per channel, in float32, NHWC
 
 then ``x`` is cast or quantized to the model's input tensor with the tensor's OWN quantization (a
-:class:`hi_runtime.backends.TensorSpec`, read from the model file, never from the spec) and laid out in
+:class:`hi_runtime.tensor_spec.TensorSpec`, read from the model file, never from the spec) and laid out in
 ``layout``. The shipped models were trained on raw pixels: the identity spec, which with their int8 input
 (scale 1, zero point -128) is ``q = pixel ^ 0x80`` (TensorSpec's fast path, untouched here).
 
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hi_runtime.backends import TensorSpec
+    from hi_runtime.tensor_spec import TensorSpec
 
 LAYOUTS = ("NHWC", "NCHW")
 DTYPES = ("auto", "float32", "uint8", "int8")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hi_runtime import input_spec
-from hi_runtime.backends import TensorSpec
+from hi_runtime.tensor_spec import TensorSpec
 from hi_runtime.protocol import DType, Infer, Layout
 from offload_server.backends import InputSpec
 from offload_server.config import ConfigError, ModelConfig

@@ -14,7 +14,8 @@ from test_agent_kit import PALETTE, color_images, tiny_kit_fixture
 
 tiny_kit = tiny_kit_fixture  # the shared session fixture, made visible to pytest in this module
 
-from hi_runtime.backends import BackendError, Classifier, TensorSpec, open_backend
+from hi_runtime.backends import BackendError, Classifier, open_backend
+from hi_runtime.tensor_spec import TensorSpec
 
 
 def test_auto_picks_litert_and_announces_it(tiny_kit):

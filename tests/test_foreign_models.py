@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from foreign_kit import MEAN, STD, foreign, samples  # noqa: F401 - fixture
 
-from hi_runtime.backends import BackendError, Classifier, TensorSpec, open_backend
+from hi_runtime.backends import BackendError, Classifier, open_backend
+from hi_runtime.tensor_spec import TensorSpec
 from hi_runtime.input_spec import IDENTITY, InputSpec, InputSpecError, find_for_model, sidecar_path
 
 pytestmark = pytest.mark.timeout(300)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -26,12 +26,23 @@ from offload_server.logs import event
 from offload_server.preprocess import BadTensor, top_k
 
 if TYPE_CHECKING:
+    from offload_server.config import ServerConfig
     from offload_server.metrics import ServerMetrics
-    from offload_server.server import OffloadServer, ServedModel
+    from offload_server.served_model import ServedModel
 
 log = logging.getLogger("offload_server.connection")
 
 COMPAT_IMAGE_BYTES = 32 * 32 * 3
+
+
+class ConnectionHost(Protocol):
+    """What a connection reads from the server that accepted it (offload_server.server.OffloadServer)."""
+
+    config: ServerConfig
+    key: bytes | None
+    metrics: ServerMetrics
+    models: dict[str, ServedModel]
+    compat_model_id: str
 
 
 class CloseConnection(Exception):
@@ -44,7 +55,7 @@ class CloseConnection(Exception):
 
 
 class _ConnectionBase:
-    def __init__(self, server: OffloadServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    def __init__(self, server: ConnectionHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  port_label: str) -> None:
         self.server = server
         self.reader = reader
@@ -77,7 +88,7 @@ class _ConnectionBase:
 
 
 class HiConnection(_ConnectionBase):
-    def __init__(self, server: OffloadServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: ConnectionHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__(server, reader, writer, "protocol")
         cfg = server.config
         self.max_frame = cfg.max_frame
@@ -317,7 +328,7 @@ class CompatConnection(_ConnectionBase):
     one byte, or two (uint16 little-endian) with compat_reply_bytes: 2 for clients that read a uint16.
     There is no framing to check, so a short read at the end is just a closing client."""
 
-    def __init__(self, server: OffloadServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: ConnectionHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__(server, reader, writer, "compat")
 
     async def run(self) -> None:

@@ -18,29 +18,21 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from offload_server.backends import Backend, load_backend
-from offload_server.batcher import DynamicBatcher, ModelRunner
-from offload_server.config import ConfigError, ModelConfig, ServerConfig
+from offload_server.batcher import DynamicBatcher
+from offload_server.config import ConfigError, ServerConfig
 from offload_server.connection import CompatConnection, HiConnection, _ConnectionBase
 from offload_server.logs import event
 from offload_server.metrics import MetricsHttpServer, ServerMetrics
 from offload_server.preprocess import Preprocessor
+from offload_server.served_model import ServedModel
 
 if TYPE_CHECKING:
     from offload_server.ray_backend import RayCluster
 
 log = logging.getLogger("offload_server.server")
-
-
-@dataclass
-class ServedModel:
-    config: ModelConfig
-    backend: Any  # what the model takes (``.input``) and a ``.description``: a Backend, or the Ray runner
-    preprocessor: Preprocessor
-    runner: ModelRunner  # where its batches run: a DynamicBatcher in this process, or Ray Serve replicas
-    request_timeout_s: float = 30.0  # an INFER not answered by then gets BUSY (ServerConfig.request_timeout_s)
 
 
 class OffloadServer:

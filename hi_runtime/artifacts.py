@@ -12,8 +12,10 @@ Nothing here walks up from ``__file__`` to guess a repository root.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 MODELS_ENV = "HI_MODELS_DIR"
 DEFAULT_DATASET = "cifar10"
@@ -68,3 +70,19 @@ def default_path(name: str, dataset: str = DEFAULT_DATASET) -> str | None:
     except ArtifactError:
         return None
     return str(path) if path.exists() else None
+
+
+def read_json(path: str | os.PathLike, what: str, made_by: str, error: type[Exception]) -> Any:
+    """The JSON held in ``path``, a file one of the tools writes (``what``: "decider", "chain"); a missing
+    file, one that is not text or not JSON is ``error`` with one line naming the file and ``made_by``, the
+    command that writes such a file. One place, so every loader says it the same way."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise error(f"{what} file {path} does not exist; make one with {made_by}") from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} file {path} is not text, so not a {what} JSON; give the .json that {made_by} "
+                    "writes") from exc
+    except json.JSONDecodeError as exc:
+        raise error(f"{what} file {path} is not valid JSON: {exc}") from exc

@@ -67,6 +67,8 @@ from typing import Any
 
 import numpy as np
 
+from hi_runtime.artifacts import read_json
+
 FORMAT = "hi-decider/1"
 KINDS = ("logistic", "max_softmax")
 
@@ -603,17 +605,7 @@ class Decider:
 
     @classmethod
     def load(cls, path: str | Path) -> Decider:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise DeciderError(f"decider file {path} does not exist; make one with `hi-train decider`") from exc
-        except UnicodeDecodeError as exc:
-            raise DeciderError(f"decider file {path} is not text, so not a decider JSON; give the .json that "
-                               "`hi-train decider` writes") from exc
-        except json.JSONDecodeError as exc:
-            raise DeciderError(f"decider file {path} is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, "decider", "`hi-train decider`", DeciderError))
 
     # --- C header -------------------------------------------------------------------------------
 

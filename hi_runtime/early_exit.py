@@ -48,6 +48,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from hi_runtime.artifacts import read_json
 from hi_runtime.decider import Decider, DeciderError, int8_rank_range
 
 FORMAT = "hi-ee-chain/1"
@@ -377,16 +378,7 @@ class SegmentChain:
     @classmethod
     def load(cls, path: str | Path) -> SegmentChain:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise EarlyExitError(f"chain file {path} does not exist; make one with `hi-train early-exit`") from exc
-        except UnicodeDecodeError as exc:
-            raise EarlyExitError(f"chain file {path} is not text, so not a chain JSON; give the .json that "
-                                 "`hi-train early-exit` writes") from exc
-        except json.JSONDecodeError as exc:
-            raise EarlyExitError(f"chain file {path} is not valid JSON: {exc}") from exc
-        return cls.from_dict(data, path)
+        return cls.from_dict(read_json(path, "chain", "`hi-train early-exit`", EarlyExitError), path)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.tls import self_signed_cert
 from test_agent_kit import color_images, server_config, tiny_kit_fixture
 
 tiny_kit = tiny_kit_fixture  # the shared session fixture, made visible to pytest in this module
@@ -446,37 +447,12 @@ def test_cli_registers_the_serial_bridge_when_present(monkeypatch, capsys):
     assert "serial on /dev/ttyACM0" in capsys.readouterr().out
 
 
-def _self_signed_cert(tmp: Path) -> tuple[Path, Path]:
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 def test_cli_with_tls_and_key_and_with_a_wrong_key(tiny_kit, tmp_path, capsys):
     pytest.importorskip("cryptography")
     from hi_runtime.agent.cli import main
     from offload_server.server import run_server_in_thread
 
-    cert, key = _self_signed_cert(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     secret = b"agent-test-key-0123456789abcdef"
     (tmp_path / "good.key").write_bytes(secret + b"\n")
     (tmp_path / "bad.key").write_bytes(b"not-the-right-key-0123456789abcd")

@@ -378,7 +378,7 @@ class SegmentChain:
     @classmethod
     def load(cls, path: str | Path) -> SegmentChain:
         path = Path(path)
-        return cls.from_dict(read_json(path, "chain", "`hi-train early-exit`", EarlyExitError), path)
+        return cls.from_dict(read_json(path, "chain", "`hi-train early-exit` or `hi-train split-ee`", EarlyExitError), path)
 
 
 @dataclass

@@ -6,6 +6,7 @@ can use them without importing ``cli.py`` back.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -175,13 +176,11 @@ def load_chain_arg(path: str):
         raise UsageError(f"--ee-chain takes a chain JSON, and {p.name} is a model file: run a single-file "
                          f"early-exit model with --model {path}, or split it into a chain with "
                          f"`hi-train split-ee {path} --out PREFIX`")
-    not_text = (f"--ee-chain {path} is not a chain JSON (it is not text); give the .json written by "
-                "`hi-train early-exit` or `hi-train split-ee`")
     try:
         return SegmentChain.load(p)
     except (EarlyExitError, AttributeError, TypeError) as exc:
-        if isinstance(exc.__cause__, UnicodeDecodeError):  # SegmentChain.load wraps it in its own error
-            raise UsageError(not_text) from None
+        if isinstance(exc.__cause__, (UnicodeDecodeError, json.JSONDecodeError)):  # read_json's own line
+            raise UsageError(f"--ee-chain: {exc}") from None
         raise UsageError(f"--ee-chain {path} is not a usable chain JSON ({exc}); give the .json written by "
                          "`hi-train early-exit` or `hi-train split-ee`") from None
 

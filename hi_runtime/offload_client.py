@@ -27,6 +27,7 @@ import numpy as np
 from hi_runtime import protocol as p
 
 log = logging.getLogger(__name__)
+_MAX_ABANDONED = 4096  # given-up requests remembered per connection for on_late
 
 
 class OffloadError(Exception):
@@ -520,6 +521,8 @@ class AsyncOffloadClient:
             raise OffloadTimeout(f"no free request slot on {self.host}:{self.port} within the timeout") from None
         request_id = None
         try:
+            if not self.connected:  # the connection died while this request waited for its slot
+                raise self._fatal or OffloadConnectionError(f"the connection to {self.host}:{self.port} closed")
             request_id = next(self._ids) % 0xFFFFFFFF + 1  # 1..2^32-1; 0 means "connection-level"
             try:
                 msg = p.Infer.from_array(tensor, model_id, request_id, layout=layout, quant=quant, top_k=top_k)
@@ -537,9 +540,13 @@ class AsyncOffloadClient:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             try:
                 return await asyncio.wait_for(asyncio.shield(fut), remaining)
-            except asyncio.TimeoutError:
+            except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+                # given up on, by its own timeout or by a caller that moved on (a hedge that lost, the
+                # agent's deadline): its answer, when it comes, still goes to on_late
                 if self._pending.pop(request_id, None) is not None:
-                    self._abandoned[request_id] = sent_at
+                    self._abandon(request_id, sent_at)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 raise OffloadTimeout(f"no answer from {self.host}:{self.port} within the timeout") from None
         finally:
             if request_id is not None:
@@ -585,6 +592,13 @@ class AsyncOffloadClient:
             self._fail_all(OffloadConnectionError(f"connection to {self.host}:{self.port} closed ({exc!r})"))
             if isinstance(exc, asyncio.CancelledError):
                 raise
+
+    def _abandon(self, request_id: int, sent_at: float) -> None:
+        """Remember a given-up request for on_late; bounded, so a server that never answers them does not
+        grow this without end (the oldest is forgotten first)."""
+        if len(self._abandoned) >= _MAX_ABANDONED:
+            self._abandoned.pop(next(iter(self._abandoned)))
+        self._abandoned[request_id] = sent_at
 
     def _fail_all(self, exc: OffloadError) -> None:
         self._fatal = exc

@@ -38,8 +38,9 @@ class World:
     """Fake servers by port. Modes: ok, down (connect refused), busy (BUSY error), bad (BAD_TENSOR),
     auth (wrong key), hang (never answers), slow:<seconds>."""
 
-    def __init__(self, modes: dict[int, str]) -> None:
+    def __init__(self, modes: dict[int, str], max_connections: dict[int, int] | None = None) -> None:
         self.modes = dict(modes)
+        self.max_connections = dict(max_connections or {})  # beyond it a connect gets BUSY (a server's limit)
         self.connects: list[int] = []
         self.requests: list[int] = []
 
@@ -57,6 +58,8 @@ class World:
                     raise OffloadConnectionError(f"cannot connect to {host}:{port}: refused")
                 if mode == "auth":
                     raise OffloadAuthError("server rejected authentication: bad proof (check the key)")
+                if world.connects.count(port) >= world.max_connections.get(port, 1 << 30):
+                    raise OffloadServerError(ErrorCode.BUSY, "too many connections", 0)
                 world.connects.append(port)
                 self.connected = True
 
@@ -123,6 +126,25 @@ def test_breaker_opens_half_opens_and_backs_off():
     assert b.allow()
     b.success()
     assert b.state == "closed" and b.cooldown == 1.0 and b.failures == 0
+
+
+def test_half_open_admits_one_trial_at_a_time():
+    clock = FakeClock()
+    b = CircuitBreaker(failure_threshold=1, cooldown_s=1.0, cooldown_max_s=4.0, clock=clock)
+    b.failure()
+    opened = b.opened_at
+    clock.t += 0.5
+    b.failure()  # an attempt started before it opened reports late: the cool-down is not restarted
+    assert b.state == "open" and b.opened_at == opened and b.cooldown == 1.0
+    clock.t += 0.6
+    assert b.allow() and b.state == "half-open"
+    b.begin()  # the trial
+    assert not b.allow()  # everyone else goes elsewhere (or stays local) meanwhile
+    clock.t += 1.01  # a trial that never came back (cut by its deadline) frees the slot after a cool-down
+    assert b.allow()
+    b.begin()
+    b.success()
+    assert b.state == "closed" and b.allow()
 
 
 def test_success_reuses_one_persistent_connection():
@@ -270,3 +292,56 @@ def test_expected_wait_follows_round_trips_and_the_requests_ahead():
             [f.result(10) for f in futs]
         finally:
             off.close()
+
+
+def test_a_refused_extra_connection_leaves_the_server_in_use():
+    """--connections 2 against a server at its connection limit: the one connection it accepted serves."""
+    world = World({9001: "ok"}, max_connections={9001: 1})
+    off = make(world, connections=2)
+    try:
+        outs = [off.offload(X) for _ in range(4)]
+    finally:
+        off.close()
+    assert all(o.ok for o in outs), [o.error for o in outs]
+    assert off.breaker_states() == {"127.0.0.1:9001": "closed"}
+
+
+def test_requests_waiting_for_a_slot_fail_over_when_the_connection_dies():
+    """The primary (one request at a time) dies with one request on the wire and two waiting for the slot:
+    all three are answered by the secondary, none is lost."""
+    with DelayServer(delay_s=0.02, max_inflight=1, close_on_infer=True) as bad, DelayServer(delay_s=0.005) as good:
+        off = Offloader(OffloadConfig([Endpoint("127.0.0.1", bad.port), Endpoint("127.0.0.1", good.port)],
+                                      latency_budget_ms=3000))
+        try:
+            outs = [f.result(20) for f in [off.submit(X + i) for i in range(3)]]
+        finally:
+            off.close()
+    assert [(o.ok, o.endpoint) for o in outs] == [(True, f"127.0.0.1:{good.port}")] * 3, [o.error for o in outs]
+
+
+def test_a_request_given_up_by_its_caller_still_reports_its_late_answer():
+    """A cancelled infer (a hedge that lost, the agent's deadline) is abandoned like a timed-out one: the
+    answer that comes later reaches on_late, so the round-trip window learns the server's real pace."""
+    from hi_runtime.offload_client import AsyncOffloadClient
+
+    late: list[InferResult] = []
+
+    async def scenario(port: int) -> None:
+        client = AsyncOffloadClient("127.0.0.1", port, on_late=late.append)
+        await client.connect()
+        try:
+            task = asyncio.ensure_future(client.infer(X, "m"))
+            await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            for _ in range(100):
+                if late:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await client.close()
+
+    with DelayServer(delay_s=0.1) as srv:
+        asyncio.run(scenario(srv.port))
+    assert len(late) == 1 and late[0].round_trip_s >= 0.09

@@ -106,7 +106,13 @@ class OffloadConfig:
 
 class CircuitBreaker:
     """closed -> (threshold consecutive failures) -> open -> (cool-down) -> half-open (one trial) ->
-    closed on success / open again with a doubled cool-down on failure."""
+    closed on success / open again with a doubled cool-down on failure.
+
+    Half-open admits ONE attempt (:meth:`begin` claims it): the samples arriving meanwhile go to the other
+    servers, or stay local, instead of all waiting on a server that may still be dead. A trial that ends
+    without a verdict (cut by its sample's deadline, or a hedge that lost and never answered) frees the
+    slot after one cool-down. Failures reported while open (attempts started before it opened) neither
+    restart nor lengthen the cool-down."""
 
     CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
@@ -121,16 +127,28 @@ class CircuitBreaker:
         self.cooldown = cooldown_s
         self.opened_at = 0.0
         self.opens = 0
+        self.trial_at: float | None = None  # when the half-open trial started (None: not claimed)
 
     def allow(self) -> bool:
-        if self.state == self.OPEN and self.clock() - self.opened_at >= self.cooldown:
-            self.state = self.HALF_OPEN
-        return self.state != self.OPEN
+        """Whether an attempt may start now (no side effect but the open -> half-open step)."""
+        now = self.clock()
+        if self.state == self.OPEN and now - self.opened_at >= self.cooldown:
+            self.state, self.trial_at = self.HALF_OPEN, None
+        if self.state == self.HALF_OPEN:
+            return self.trial_at is None or now - self.trial_at >= self.cooldown
+        return self.state == self.CLOSED
+
+    def begin(self) -> None:
+        """An attempt starts on this server; in half-open it is the trial."""
+        if self.state == self.HALF_OPEN:
+            self.trial_at = self.clock()
 
     def success(self) -> None:
-        self.state, self.failures, self.cooldown = self.CLOSED, 0, self.base_cooldown
+        self.state, self.failures, self.cooldown, self.trial_at = self.CLOSED, 0, self.base_cooldown, None
 
     def failure(self) -> None:
+        if self.state == self.OPEN:
+            return
         self.failures += 1
         if self.state == self.HALF_OPEN:
             self.cooldown = min(self.cooldown * 2, self.cooldown_max)
@@ -142,6 +160,7 @@ class CircuitBreaker:
         self.state = self.OPEN
         self.opened_at = self.clock()
         self.opens += 1
+        self.trial_at = None
 
 
 class RttWindow:
@@ -225,6 +244,7 @@ class Offloader:
         self.oldest_start: float | None = None  # the oldest outstanding offload's start (read by any thread)
         self._clients: dict[Endpoint, list] = {ep: [None] * config.connections for ep in config.endpoints}
         self._locks: dict[tuple, asyncio.Lock] = {}
+        self._retry_at: dict[tuple, float] = {}  # (endpoint, slot) -> when a refused extra connection is retried
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -302,25 +322,48 @@ class Offloader:
     # ---- connections ----------------------------------------------------------------------------------
 
     async def _client(self, ep: Endpoint, remaining_s: float):
-        """The connection to ``ep`` with the most free request slots, (re)connecting an empty slot first."""
+        """The connection to ``ep`` with the most free request slots, (re)connecting empty slots first.
+
+        A slot that fails to (re)connect while another connection to ``ep`` is up is skipped, and left
+        alone for one breaker cool-down (a server at its connection limit refuses the extra connection and
+        still answers on the first); only when no connection is up does the connect error stand."""
+        from hi_runtime.offload_client import OffloadConnectionError, OffloadError
+
         slots = self._clients[ep]
+        refused: BaseException | None = None
         for i, c in enumerate(slots):
-            if c is None or not c.connected:
-                lock = self._locks.setdefault((ep, i), asyncio.Lock())
-                async with lock:
-                    c = slots[i]
-                    if c is None or not c.connected:
-                        timeout = max(0.001, min(self.config.connect_timeout, remaining_s))
-                        c = self.client_factory(ep.host, ep.port, key=self.config.key,
-                                                ssl_context=self.config.ssl_context, connect_timeout=timeout,
-                                                client_name=self.config.client_name,
-                                                max_inflight=self.config.max_inflight,
-                                                on_late=lambda res, ep=ep: self._late(ep, res))
-                        await c.connect()
-                        self.stats.connects += 1
-                        slots[i] = c
-                        log.info("connected to offload server %s (connection %d)", ep, i + 1)
-        return max(slots, key=lambda c: c.free_slots)
+            if c is not None and c.connected:
+                continue
+            if self._retry_at.get((ep, i), 0.0) > self.clock() and any(x is not None and x.connected for x in slots):
+                continue
+            lock = self._locks.setdefault((ep, i), asyncio.Lock())
+            async with lock:
+                c = slots[i]
+                if c is not None and c.connected:
+                    continue
+                timeout = max(0.001, min(self.config.connect_timeout, remaining_s))
+                c = self.client_factory(ep.host, ep.port, key=self.config.key,
+                                        ssl_context=self.config.ssl_context, connect_timeout=timeout,
+                                        client_name=self.config.client_name,
+                                        max_inflight=self.config.max_inflight,
+                                        on_late=lambda res, ep=ep: self._late(ep, res))
+                try:
+                    await c.connect()
+                except (OffloadError, OSError) as exc:
+                    if not any(x is not None and x.connected for x in slots):
+                        raise
+                    refused = exc
+                    self._retry_at[(ep, i)] = self.clock() + self.config.cooldown_s
+                    log.info("offload server %s refused connection %d (%s); using the others", ep, i + 1, exc)
+                    continue
+                self.stats.connects += 1
+                slots[i] = c
+                self._retry_at.pop((ep, i), None)
+                log.info("connected to offload server %s (connection %d)", ep, i + 1)
+        live = [c for c in slots if c is not None and c.connected]  # another attempt may have dropped one
+        if not live:
+            raise OffloadConnectionError(f"no connection to {ep} is up" + (f" ({refused})" if refused else ""))
+        return max(live, key=lambda c: c.free_slots)
 
     async def _drop(self, ep: Endpoint, client) -> None:
         slots = self._clients[ep]
@@ -433,6 +476,7 @@ class Offloader:
                         self.stats.failovers += 1
                     attempts += 1
                     self.stats.attempts += 1
+                    self.breakers[ep].begin()
                     active[asyncio.ensure_future(self._attempt(ep, tensor, quant, layout, deadline))] = (ep, now)
                 wait = remaining
                 hedge_ep = None
@@ -445,12 +489,13 @@ class Offloader:
                 done, _ = await asyncio.wait(list(active), timeout=max(0.0, wait),
                                              return_when=asyncio.FIRST_COMPLETED)
                 if not done:
-                    if hedge_ep is not None and self.clock() < deadline:
+                    if hedge_ep is not None and self.clock() < deadline and self.breakers[hedge_ep].allow():
                         attempts += 1
                         self.stats.attempts += 1
                         self.stats.failovers += 1
                         self.stats.hedges += 1
                         tried.add(hedge_ep)
+                        self.breakers[hedge_ep].begin()
                         active[asyncio.ensure_future(self._attempt(hedge_ep, tensor, quant, layout, deadline))] = (
                             hedge_ep, self.clock())
                         continue

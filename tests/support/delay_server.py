@@ -29,6 +29,7 @@ class DelayServer:
     arrivals: list = field(default_factory=list)
     served: int = 0
     peak_concurrency: int = 0
+    close_on_infer: bool = False  # dies mid-request: a connection closes delay_s after its first INFER, unanswered
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -67,6 +68,9 @@ class DelayServer:
             while True:
                 msg = await p.read_frame(reader)
                 if msg is None:
+                    return
+                if isinstance(msg, p.Infer) and self.close_on_infer:
+                    await asyncio.sleep(self.delay_s)
                     return
                 if isinstance(msg, p.Infer):
                     t = asyncio.ensure_future(self._answer(msg, writer, time.monotonic()))

@@ -18,14 +18,15 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import ConfigDict, StrictBool, StrictFloat, StrictInt, ValidationError
 from pydantic.dataclasses import dataclass
 
+from hi_runtime import protocol
 from hi_runtime.protocol import ABSOLUTE_MAX_FRAME, HEADER_SIZE, MAX_MODEL_ID_LEN
 
 KEY_ENV = "HI_SERVER_KEY"
 MIN_KEY_BYTES = 16
 
 # Unknown keys are errors (a typo must not be silently ignored); assignments are type-checked too, so a
-# flag override cannot smuggle in a wrong type.
-_STRICT = ConfigDict(extra="forbid", validate_assignment=True)
+# flag override cannot smuggle in a wrong type; NaN and infinity are no setting (NaN passes every "> 0").
+_STRICT = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ConfigError(ValueError):
@@ -261,6 +262,11 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 65535:
                 raise ConfigError(f"{name} {value} must be 0..65535 (0 = any free port)")
+        try:  # the protocol's own rule for names: every WELCOME carries this one
+            protocol.encode(protocol.Welcome(version=protocol.PROTOCOL_VERSION, server_nonce=protocol.new_nonce(),
+                                             server_name=self.server_name))
+        except protocol.ProtocolError as exc:
+            raise ConfigError(f"{exc} (at most {protocol.MAX_NAME_LEN} characters, e.g. edge-box-1)") from None
         if not HEADER_SIZE < self.max_frame <= ABSOLUTE_MAX_FRAME:
             raise ConfigError(f"max_frame {self.max_frame} must be {HEADER_SIZE + 1}..{ABSOLUTE_MAX_FRAME}")
         if not 1 <= self.max_inflight <= 65535:
@@ -361,7 +367,7 @@ def set_checked(obj: Any, name: str, value: Any) -> None:
 
 
 _EXPECTED = {
-    "int": "a whole number", "float": "a number", "bool": "true or false", "string": "text",
+    "int": "a whole number", "float": "a number", "finite_number": "a finite number", "bool": "true or false", "string": "text",
     "list": "a list", "tuple": "a list", "dict": "a mapping", "dataclass": "a mapping",
 }
 

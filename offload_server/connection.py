@@ -101,11 +101,20 @@ class HiConnection(_ConnectionBase):
     # ---- writing ------------------------------------------------------------------------------------
 
     async def send(self, msg: p.Message) -> None:
+        """Write one frame. A client that takes none of it for idle_timeout_s (its receive window stays
+        full) is gone: the connection is aborted, so it cannot hold its slots and requests forever."""
+        frame = p.encode(msg, version=self.version)
         if isinstance(msg, p.Error):
             self.server.metrics.errors.labels(_code_name(msg.code)).inc()
         async with self._write_lock:
-            self.writer.write(p.encode(msg, version=self.version))
-            await self.writer.drain()
+            if self.writer.is_closing():
+                raise ConnectionResetError("the connection is closed")
+            self.writer.write(frame)
+            try:
+                await asyncio.wait_for(self.writer.drain(), self.server.config.idle_timeout_s)
+            except asyncio.TimeoutError:
+                self.writer.transport.abort()
+                raise ConnectionResetError(f"the client read nothing for {self.server.config.idle_timeout_s} s")
 
     async def _send_quietly(self, msg: p.Message) -> None:
         try:
@@ -273,13 +282,21 @@ class HiConnection(_ConnectionBase):
                                                    msg.request_id)
             else:
                 reply = await self._infer(model, msg, received)
+            try:
+                await self.send(reply)
+            except p.ProtocolError as exc:  # an answer the protocol cannot carry (e.g. a class id > 65535)
+                reply = p.error_message(p.ErrorCode.INTERNAL, f"the answer cannot be sent: {exc}", msg.request_id)
+                await self.send(reply)
             server.metrics.requests.labels(model_id if model else "?",
                                            "ok" if isinstance(reply, p.Result) else "error").inc()
-            await self.send(reply)
             if model is not None:
                 server.metrics.request_seconds.labels(model_id).observe(time.perf_counter() - received)
         except (ConnectionError, OSError):
-            pass  # the client went away; nothing to answer to
+            # the client went away: nothing to answer to, neither here nor for its other queued requests
+            # (cancelled, so the batcher skips them instead of running them for nobody)
+            for task in self._pending:
+                if task is not asyncio.current_task():
+                    task.cancel()
         finally:
             server.metrics.inflight.dec()
 

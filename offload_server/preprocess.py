@@ -43,12 +43,19 @@ class Preprocessor:
         except input_spec.InputSpecError as exc:
             raise ConfigError(f"model {config.id!r}: {exc}") from None
         if config.input_size is not None:
+            if (h > 0 and config.input_size[0] != h) or (w > 0 and config.input_size[1] != w):
+                raise ConfigError(f"model {config.id!r}: input_size {list(config.input_size)} but the model takes "
+                                  f"{h}x{w} images; drop input_size (it is for models with a dynamic size)")
             h, w = config.input_size
         if min(h, w, c) < 1:
             raise ConfigError(f"model {config.id!r} has a dynamic input size {spec.shape}: set input_size: [H, W] "
                               "and check input_layout")
         scale, zero_point = spec.quant if spec.quant is not None else (None, None)
         tensor = TensorSpec("input", 0, (1, *spec.shape), np.dtype(spec.dtype), scale, zero_point)
+        try:  # mean/std per channel, the dtype: the same check the agent makes of its local model
+            normalization.check(tensor, f"model {config.id!r}")
+        except input_spec.InputSpecError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(config.id, h, w, c, config.resize, spec, normalization, tensor)
 
     # ---- per request --------------------------------------------------------------------------------

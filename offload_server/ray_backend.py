@@ -285,6 +285,12 @@ class RayModelRunner:
         """Forward one request; the caller bounds the time (request_timeout_s) by cancelling this."""
         if self._stopping:
             raise ModelStopped(f"model {self.model_id} is shutting down")
+        limit = self.cfg.max_queued_requests
+        if limit != -1 and sum(not w.future.done() for w in self._queue) >= limit:
+            # the front door holds the backlog (Serve sees at most max_inflight_batches calls from it, so
+            # its own queue limit is hardly ever reached): the limit is enforced here
+            raise ModelBusy(f"model {self.model_id}: {limit} requests already wait for a replica "
+                            "(ray.max_queued_requests)")
         future: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(pixels, future, time.perf_counter()))
         self._dispatch()
@@ -327,6 +333,7 @@ class RayModelRunner:
         for i, item in enumerate(batch):
             if not item.future.done():
                 queue_s = max(0.0, now - item.enqueued - answer.infer_s)
+                self.metrics.queue_seconds.labels(self.model_id).observe(queue_s)
                 item.future.set_result(BatchOutcome(np.asarray(answer.probs[i]), answer.batch_size, queue_s,
                                                     answer.infer_s, answer.replica))
 

@@ -72,8 +72,11 @@ class OffloadServer:
                   input_shape=list(served.backend.input.shape), input_dtype=str(served.backend.input.dtype),
                   max_batch_size=mc.max_batch_size, max_queue_delay_us=mc.max_queue_delay_us)
         tls = self._tls_context()
+        # the TLS handshake comes before the protocol's own and before the connection caps count the
+        # connection: it gets the same deadline (asyncio's default would hold a silent socket for 60 s)
         main = await asyncio.start_server(self._on_connect, cfg.host, cfg.port, ssl=tls,
-                                          limit=min(cfg.max_frame, 1 << 20), backlog=1024)
+                                          limit=min(cfg.max_frame, 1 << 20), backlog=1024,
+                                          **({"ssl_handshake_timeout": cfg.handshake_timeout_s} if tls else {}))
         self._servers.append(main)
         self.port = main.sockets[0].getsockname()[1]
         if cfg.compat_port is not None:

@@ -25,6 +25,7 @@ def build_standin_onnx(
     layout: str = "NHWC",
     input_dtype: str = "float32",
     size: int = 32,
+    channels: int = 3,
     num_classes: int = 10,
     width: int = 32,
     seed: int = 0,
@@ -46,7 +47,7 @@ def build_standin_onnx(
 
     rng = np.random.default_rng(seed)
     elem = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8}[input_dtype]
-    in_shape = ["N", size, size, 3] if layout == "NHWC" else ["N", 3, size, size]
+    in_shape = ["N", size, size, channels] if layout == "NHWC" else ["N", channels, size, size]
     nodes, inits = [], []
 
     def const(name: str, value: np.ndarray) -> str:
@@ -61,7 +62,7 @@ def build_standin_onnx(
     x = "scaled"
     if kind == "linear":
         nodes.append(helper.make_node("Flatten", [x], ["flat"], axis=1))
-        w = rng.normal(0, 0.1, (size * size * 3, num_classes)).astype(np.float32)
+        w = rng.normal(0, 0.1, (size * size * channels, num_classes)).astype(np.float32)
         nodes.append(helper.make_node("Gemm", ["flat", const("w", w), const("b", np.zeros(num_classes, np.float32))],
                                       ["logits"]))
     elif kind == "cnn":
@@ -69,7 +70,7 @@ def build_standin_onnx(
             nodes.append(helper.make_node("Transpose", [x], ["nchw"], perm=[0, 3, 1, 2]))
             x = "nchw"
         c1, c2 = width, 2 * width
-        w1 = rng.normal(0, np.sqrt(2 / 27), (c1, 3, 3, 3)).astype(np.float32)
+        w1 = rng.normal(0, np.sqrt(2 / (9 * channels)), (c1, channels, 3, 3)).astype(np.float32)
         w2 = rng.normal(0, np.sqrt(2 / (9 * c1)), (c2, c1, 3, 3)).astype(np.float32)
         nodes += [
             helper.make_node("Conv", [x, const("w1", w1), const("b1", np.zeros(c1, np.float32))], ["c1"],

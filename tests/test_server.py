@@ -539,3 +539,145 @@ def test_request_timeout_answers_busy_and_drops_the_work(model_path, images) -> 
         assert time.monotonic() - start < 1.2
         time.sleep(1.6)  # past the batch deadline: the timed-out request was never run
         assert handle.server.metrics.registry.get_sample_value("hi_server_batch_size_count", {"model": "tiny"}) in (None, 0)
+
+
+# ---- what an outside review found (2026-12-07): limits a client could slip past, settings that broke serving
+
+def test_settings_that_would_break_every_handshake_or_timeout_are_refused(model_path) -> None:
+    model = {"id": "tiny", "path": str(model_path)}
+    with pytest.raises(ConfigError, match="printable ASCII without spaces"):
+        ServerConfig.from_dict({"models": [model], "server_name": "edge box 1"}).validate()
+    with pytest.raises(ConfigError, match="is 40 bytes"):
+        ServerConfig.from_dict({"models": [model], "server_name": "x" * 40}).validate()
+    for name in ("idle_timeout_s", "frame_timeout_s", "handshake_timeout_s", "request_timeout_s"):
+        with pytest.raises(ConfigError, match=f"{name} = nan is invalid: use a finite number"):
+            ServerConfig.from_dict({"models": [model], name: float("nan")})
+
+
+def test_model_settings_that_contradict_the_model_file_are_refused_at_start(model_path, tmp_path) -> None:
+    gray = build_standin_onnx(tmp_path / "gray.onnx", size=28, channels=1)
+    for path, settings, message in (
+            (model_path, {"input_size": [28, 28]}, "takes 32x32 images"),
+            (gray, {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}, "mean has 3 values but model 'tiny' takes 1")):
+        config = ServerConfig(models=[ModelConfig(id="tiny", path=str(path), **settings)], port=0)
+        with pytest.raises(ConfigError, match=message):
+            with run_server_in_thread(config):
+                pass
+
+
+def test_the_queued_requests_of_a_client_that_left_are_not_run(model_path, images, monkeypatch) -> None:
+    import offload_server.batcher as batcher
+
+    runs: list[int] = []
+    real = batcher.infer_batch
+
+    def slow(*args):
+        time.sleep(0.1)
+        runs.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(batcher, "infer_batch", slow)
+    with run_server_in_thread(make_config(model_path, max_batch_size=1)) as handle:
+        s = socket.create_connection(("127.0.0.1", handle.port), timeout=5)
+        p.send_frame(s, p.Hello(client_nonce=p.new_nonce(), client_name="leaver"))
+        assert isinstance(p.recv_frame(s), p.Welcome)
+        for i in range(12):
+            s.sendall(p.encode(p.Infer.from_array(images[i], "tiny", request_id=i + 1)))
+        time.sleep(0.15)
+        s.close()  # gives up with about ten requests still queued
+        time.sleep(1.5)  # all twelve would have run by now
+    assert len(runs) <= 4, runs  # the one running, and the few whose answer failed before the cancel
+
+
+class _StuckWriter:
+    """A transport whose peer reads nothing: every drain waits forever; records the frames and an abort."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.aborted = False
+        self.transport = self
+
+    def get_extra_info(self, _name):
+        return ("127.0.0.1", 1)
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def write(self, data: bytes) -> None:
+        self.frames.append(data)
+
+    async def drain(self) -> None:
+        await asyncio.sleep(3600)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def _connection(writer, **server_kw):
+    from types import SimpleNamespace
+
+    from offload_server.connection import HiConnection
+    from offload_server.metrics import ServerMetrics
+
+    config = SimpleNamespace(max_frame=1 << 20, max_inflight=4, idle_timeout_s=0.1, default_model_id="m",
+                             **server_kw)
+    host = SimpleNamespace(config=config, key=None, metrics=ServerMetrics(), models={}, compat_model_id="m")
+    return HiConnection(host, asyncio.StreamReader(), writer)
+
+
+def test_a_client_that_reads_nothing_is_cut_off_after_the_idle_timeout() -> None:
+    async def scenario():
+        conn = _connection(_StuckWriter())
+        started = time.monotonic()
+        with pytest.raises(ConnectionError, match="read nothing"):
+            await conn.send(p.Pong(token=1, request_id=0))
+        assert conn.writer.aborted and time.monotonic() - started < 2.0
+        with pytest.raises(ConnectionError):  # and nothing more is written to it
+            await conn.send(p.Pong(token=2, request_id=0))
+        assert len(conn.writer.frames) == 1
+
+    asyncio.run(scenario())
+
+
+def test_an_answer_the_protocol_cannot_carry_is_an_internal_error_not_silence() -> None:
+    """A model with more than 65,535 classes: its RESULT cannot be encoded; the request gets INTERNAL."""
+    from types import SimpleNamespace
+
+    from offload_server.batcher import BatchOutcome
+
+    class Runner:
+        async def submit(self, pixels):
+            probs = np.zeros(70_000, np.float32)
+            probs[68_872] = 1.0
+            return BatchOutcome(probs, 1, 0.0, 0.0)
+
+    class Writer(_StuckWriter):
+        async def drain(self) -> None:
+            return None
+
+    async def scenario():
+        conn = _connection(Writer())
+        model = SimpleNamespace(preprocessor=SimpleNamespace(to_pixels=lambda msg: np.zeros((32, 32, 3))),
+                                request_timeout_s=5.0, runner=Runner(), config=SimpleNamespace(id="m"))
+        conn.server.models["m"] = model
+        await conn._answer(p.Infer.from_array(np.zeros((32, 32, 3), np.uint8), "m", request_id=7), time.perf_counter())
+        return conn.writer.frames
+
+    frames = asyncio.run(scenario())
+    reply = p.decode(frames[-1])
+    assert isinstance(reply, p.Error) and reply.code == p.ErrorCode.INTERNAL and reply.request_id == 7
+    assert "68872" in reply.message
+
+
+def test_tls_connections_that_never_finish_the_tls_handshake_are_closed(model_path, tmp_path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    config = make_config(model_path, tls_cert=str(cert), tls_key=str(key), handshake_timeout_s=0.5)
+    with run_server_in_thread(config) as handle:
+        silent = [socket.create_connection(("127.0.0.1", handle.port), timeout=5) for _ in range(3)]
+        time.sleep(1.5)
+        for s in silent:  # the server has closed each: EOF (or a reset) instead of a blocked read
+            try:
+                assert s.recv(1) == b""
+            except ConnectionResetError:
+                pass
+            s.close()

@@ -253,6 +253,57 @@ def test_runner_retries_a_request_whose_replica_died() -> None:
         asyncio.run(runner.submit(np.zeros((32, 32, 3), np.float32)))
 
 
+def test_front_door_records_queue_time_and_enforces_max_queued_requests() -> None:
+    """A fake Serve handle (Ray is not started): every answered request adds to hi_server_queue_seconds, and
+    beyond ray.max_queued_requests waiting requests the front door answers BUSY at once."""
+    from offload_server.batcher import ModelBusy
+    from offload_server.metrics import ServerMetrics
+    from offload_server.ray_backend import RayModelRunner, ReplicaAnswer
+
+    class SlowResponse:
+        def __init__(self, n, delay):
+            self.n, self.delay = n, delay
+
+        def __await__(self):
+            async def go():
+                await asyncio.sleep(self.delay)
+                return ReplicaAnswer(np.full((self.n, 10), 0.1, np.float32), self.n, 0.001, "r1", id(self))
+            return go().__await__()
+
+        def cancel(self):
+            pass
+
+    class Handle:
+        def __init__(self, delay):
+            self.infer = self
+            self.delay = delay
+
+        def remote(self, pixels):
+            return SlowResponse(len(pixels), self.delay)
+
+    info = {"shape": [32, 32, 3], "dtype": "<f4", "quant": None, "description": "fake"}
+    model = ModelConfig("m", "m.onnx", max_batch_size=1)
+    x = np.zeros((32, 32, 3), np.float32)
+
+    async def answered_five(metrics):
+        runner = RayModelRunner(model, RayConfig(), Handle(0.01), info, metrics)
+        for _ in range(5):
+            await runner.submit(x)
+
+    metrics = ServerMetrics()
+    asyncio.run(answered_five(metrics))
+    assert metrics.registry.get_sample_value("hi_server_queue_seconds_count", {"model": "m"}) == 5
+
+    async def burst():
+        runner = RayModelRunner(model, RayConfig(max_queued_requests=2, max_inflight_batches=1), Handle(0.2), info,
+                                ServerMetrics())
+        return await asyncio.gather(*[runner.submit(x) for _ in range(10)], return_exceptions=True)
+
+    results = asyncio.run(burst())
+    busy = [r for r in results if isinstance(r, ModelBusy)]
+    assert len(busy) == 7 and "max_queued_requests" in str(busy[0])  # 1 in the call, 2 waiting, 7 refused
+
+
 def test_fleet_command_prints_1_vs_2_replica_throughput(ray_cluster, tmp_path, capsys) -> None:
     from measurements.cli import main
 

@@ -13,7 +13,8 @@ HI_CORE_SRCS := lib/hi_core/hi_auth.c lib/hi_core/hi_ble_offload.c lib/hi_core/h
   lib/hi_core/hi_offload_client.c lib/hi_core/hi_offload_session.c lib/hi_core/hi_serial.c \
   lib/hi_core/hi_serial_out.c
 HI_CORE_TESTS := lib/hi_core/hi_auth_test.c lib/hi_core/hi_ble_offload_test.c lib/hi_core/hi_decider_test.c \
-  lib/hi_core/hi_exit_policy_test.c lib/hi_core/hi_frame_test.c lib/hi_core/hi_serial_test.c
+  lib/hi_core/hi_exit_policy_test.c lib/hi_core/hi_frame_test.c lib/hi_core/hi_offload_client_test.c \
+  lib/hi_core/hi_serial_test.c
 
 # INT8 kernels the generated models call, and their C tests.
 HI_NN_SRCS := lib/hi_nn/hi_nn_add.c lib/hi_nn/hi_nn_conv.c lib/hi_nn/hi_nn_depthwise_conv.c \

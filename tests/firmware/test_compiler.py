@@ -160,6 +160,16 @@ def test_unsupported_operator_error_names_op_and_model(kind: str, opname: str, t
     assert not (tmp_path / "gen").exists()
 
 
+def test_a_softmax_wider_than_the_int8_kernel_can_sum_is_refused() -> None:
+    """4096 classes could overflow the kernel's Q12 sum of exps (as in TFLite Micro): refused by name."""
+    import tensorflow as tf
+
+    mb = _keras_model_with(lambda x: tf.keras.layers.Softmax()(
+        tf.keras.layers.Dense(4096)(tf.keras.layers.Flatten()(x))))
+    with pytest.raises(CompileError, match="softmax over 4096 classes.*4095"):
+        compile_bytes(mb, "wide", source_label="wide.tflite")
+
+
 def test_unsupported_lstm_model_is_rejected_by_name() -> None:
     """A Keras LSTM converts to a WHILE loop over three subgraphs: the error names the ops and the model."""
     import tensorflow as tf

@@ -330,12 +330,19 @@ def lower_pad(graph: Graph, op: Operator) -> Step:
     return Step("pad", op.index, [x.index], y.index, params, inplace_forbidden=[x.index])
 
 
+MAX_SOFTMAX_DEPTH = 4095  # each exp term is < 2^19 in the Q12 accumulator: 4096 of them can reach 2^31
+
+
 def lower_softmax(graph: Graph, op: Operator) -> Step:
     x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     _expect_types(graph, op, [x, y], ("int8",))
     if abs(y.scale - 1.0 / 256) > 1e-9 or y.zero_point != -128:
         raise _err(graph, op, f"int8 softmax output must have scale 1/256 and zero point -128, got {y.scale}, {y.zero_point}")
     depth = int(x.shape[-1])
+    if depth > MAX_SOFTMAX_DEPTH:
+        raise _err(graph, op, f"a softmax over {depth} classes: the int8 kernel's sum of exps (12 integer bits, as "
+                              f"TFLite Micro's) overflows beyond {MAX_SOFTMAX_DEPTH}; end the model in logits or a "
+                              "float softmax")
     params = {"outer": x.num_elements // depth, "depth": depth}
     params.update(quant.softmax_params(op.options.get("beta", 1.0), x.scale))
     return Step("softmax", op.index, [x.index], y.index, params, inplace_candidates=[x.index])

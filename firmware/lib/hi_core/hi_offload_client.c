@@ -61,6 +61,10 @@ int hi_client_handshake(hi_client_t *c, const uint8_t client_nonce[16], const ui
   if (c == NULL || client_nonce == NULL) return HI_CLIENT_E_ARG;
   deadline = c->t.now_ms(c->t.user) + timeout_ms;
   c->ready = 0;
+  /* a handshake starts a new connection's byte stream: nothing of the last one (a frame cut by a timeout,
+   * or one an early return left decoded) may be read as this one's, or block the reader */
+  hi_frame_reader_next(&c->reader);
+  c->pending_len = 0u;
   memset(&hello, 0, sizeof hello);
   hello.min_version = 1u;
   hello.max_version = HI_FRAME_VERSION;

@@ -101,7 +101,10 @@ int hi_nn_softmax_s8(const hi_nn_softmax_params_t *p, const int8_t *in, int8_t *
         const int32_t rescaled =
             hi_nn_srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
         const int32_t e = hi_nn_exp_on_negative_values_q5(rescaled);
-        const int32_t unsat = hi_nn_rdbpot(hi_nn_srdhm(shifted_scale, e), num_bits_over_unit + 31 - 8);
+        /* a shift by 32 or more (a sum of exps >= 2^28: hundreds of classes near the row's max) is undefined
+         * in C and in gemmlowp; |x| < 2^31, so x / 2^32 and beyond rounds to 0 */
+        const int out_exp = num_bits_over_unit + 31 - 8;
+        const int32_t unsat = out_exp > 31 ? 0 : hi_nn_rdbpot(hi_nn_srdhm(shifted_scale, e), out_exp);
         y[c] = (int8_t)hi_nn_clamp_i32(unsat - 128, -128, 127);
       } else {
         y[c] = -128;

@@ -2,8 +2,9 @@
  * hi_nn_softmax_test.c - hi_nn_softmax_s8 (gemmlowp fixed point, TFLM's int8 Softmax) on golden vectors
  * recorded from the tflite-micro interpreter (a Dense -> Softmax model whose two outputs expose the softmax
  * input and output; parameters as the compiler computes them), the properties every int8 softmax output has
- * (scores sum to ~256 in 1/256 units, order kept, uniform input gives uniform output), and the fixed-point
- * helpers at known points.
+ * (scores sum to ~256 in 1/256 units, order kept, uniform input gives uniform output), rows wide enough to
+ * push the output shift past 31 (up to the compiler's limit, 4095 classes), and the fixed-point helpers at
+ * known points.
  */
 #include "hi_nn_softmax.h"
 #include "hi_nn_test.h"
@@ -47,6 +48,21 @@ int main(void) {
       if (same) CHECK(out[i] == out[0]);
     }
     CHECK(sum >= 256 - 10 && sum <= 256 + 10);
+  }
+  {
+    /* wide, nearly uniform rows: the sum of exps passes 2^28 (>= ~512 classes near the max), where the output
+     * shift would reach 32 (undefined; the sanitizers stop the test): every class is ~1/depth, i.e. -128 */
+    static int8_t wide_in[4095], wide_out[4095];
+    static const int depths[] = {600, 1000, 4095};
+    int d;
+    for (d = 0; d < 3; ++d) {
+      const hi_nn_softmax_params_t pw = {1, depths[d], 1717986944, 23, -248}; /* beta 1, input scale 0.1 */
+      int all_min = 1;
+      for (i = 0; i < depths[d]; ++i) wide_in[i] = (int8_t)(i % 3);
+      CHECK(hi_nn_softmax_s8(&pw, wide_in, wide_out) == HI_NN_OK);
+      for (i = 0; i < depths[d]; ++i) all_min &= wide_out[i] == -128;
+      CHECK(all_min);
+    }
   }
   CHECK(hi_nn_exp_on_negative_values_q5(0) == INT32_MAX);
   CHECK(hi_nn_one_over_one_plus_x(0) >= INT32_MAX - 64);

@@ -47,6 +47,9 @@ int hi_ble_begin(hi_ble_session_t *s, uint16_t sample_id, const uint8_t *data, u
   s->end_pending = 1u;
   s->cursor = 0u;
   s->send_limit = total_len;
+  s->resume_at = 0u;
+  s->resume_limit = 0u;
+  s->high_water = 0u;
   s->chunks_first_pass = 0u;
   s->resends = 0u;
   s->deadline_ms = now_ms + timeout_ms;
@@ -78,14 +81,20 @@ int hi_ble_next(hi_ble_session_t *s, uint8_t *out, size_t cap, int *characterist
     return (int)sizeof s->start_msg;
   }
   cs = hi_ble_chunk_size(s->mtu);
+  if (s->cursor >= s->send_limit && s->resume_limit != 0u) { /* gap resent: finish the interrupted pass */
+    s->cursor = s->resume_at;
+    s->send_limit = s->resume_limit;
+    s->resume_limit = 0u;
+  }
   if (s->cursor < s->send_limit) {
     uint16_t len = (uint16_t)(s->total_len - s->cursor < cs ? s->total_len - s->cursor : cs);
     if (cap < (size_t)HI_BLE_CHUNK_HEADER + len) return HI_BLE_E_ARG;
     hi_put_u16(out, (uint16_t)(s->cursor / cs));
     hi_put_u16(out + 2, s->cursor);
     memcpy(out + HI_BLE_CHUNK_HEADER, s->data + s->cursor, len);
+    if (s->cursor >= s->high_water) ++s->chunks_first_pass;
     s->cursor = (uint16_t)(s->cursor + len);
-    if (s->end_pending && s->resends == 0u) ++s->chunks_first_pass;
+    if (s->cursor > s->high_water) s->high_water = s->cursor;
     *characteristic = HI_BLE_IMAGE;
     return (int)(HI_BLE_CHUNK_HEADER + len);
   }
@@ -115,8 +124,19 @@ int hi_ble_on_write(hi_ble_session_t *s, int characteristic, const uint8_t *data
     uint32_t end = (uint32_t)off + len;
     if ((s->state != ST_SENDING && s->state != ST_WAITING) || sid != s->sample_id) return HI_BLE_E_MESSAGE;
     if (len == 0u || off >= s->total_len) return HI_BLE_E_MESSAGE;
+    if (end > s->total_len) end = s->total_len;
+    if (s->state == ST_SENDING && s->resume_limit == 0u && s->cursor < s->send_limit) {
+      /* a NACK in the middle of a pass (the gateway stalled): resend the gap, then finish the pass from
+       * where it stopped (past what the gap's chunks cover), not leave its rest for another round */
+      const uint32_t gap_end = (end + cs - 1u) / cs * cs;
+      const uint32_t resume = gap_end > s->cursor ? gap_end : s->cursor;
+      if (resume < s->send_limit) {
+        s->resume_at = (uint16_t)resume;
+        s->resume_limit = s->send_limit;
+      }
+    }
     s->cursor = (uint16_t)(off - off % cs); /* whole chunks on the same grid */
-    s->send_limit = (uint16_t)(end > s->total_len ? s->total_len : end);
+    s->send_limit = (uint16_t)end;
     s->end_pending = 1u;
     ++s->resends;
     s->state = ST_SENDING;

@@ -53,6 +53,8 @@ typedef struct {
   uint16_t abort_id;
   uint16_t cursor;     /* next byte offset to send */
   uint16_t send_limit; /* send chunks while cursor < send_limit */
+  uint16_t resume_at, resume_limit; /* the rest of a pass a NACK interrupted, sent after the gap (limit 0: none) */
+  uint16_t high_water; /* bytes [0, high_water) went out at least once: chunks beyond it are the first pass */
   uint16_t chunks_first_pass;
   uint32_t deadline_ms;
   uint16_t resends;

@@ -47,6 +47,29 @@ int main(void) {
   }
   CHECK(hi_ble_poll(&s, 1700, &r) == HI_BLE_DONE && r.status == HI_BLE_STATUS_OK && r.class_id == 3 && r.server_ms == 12);
   CHECK(hi_ble_poll(&s, 1700, &r) == HI_BLE_IDLE);
+  /* a NACK in the middle of the first pass (the gateway stalled after chunk 1 was lost): the device resends
+   * chunk 1, then finishes the pass from chunk 4 on, and sends END once, counting each first-pass chunk once */
+  CHECK(hi_ble_begin(&s, 11, img, 3072, HI_DTYPE_INT8, 0, 32, 32, 3, 1.0f, -128, 2000, 3000) == 0);
+  CHECK(hi_ble_next(&s, out, sizeof out, &ch, 2000) == 18); /* START */
+  for (chunks = 0; chunks < 4; ++chunks) CHECK(hi_ble_next(&s, out, sizeof out, &ch, 2000) == 20);
+  {
+    const uint8_t nack[7] = {HI_BLE_OP_NACK, 11, 0, 16, 0, 16, 0}; /* chunk 1 */
+    int seen[192] = {0}, resent = 0;
+    CHECK(hi_ble_on_write(&s, HI_BLE_CONTROL, nack, 7) == 0);
+    while ((n = hi_ble_next(&s, out, sizeof out, &ch, 2100)) > 0 && ch == HI_BLE_IMAGE) {
+      const int seq = hi_get_u16(out);
+      if (seq == 1) ++resent;
+      CHECK(seq == 1 || seq >= 4);
+      ++seen[seq];
+    }
+    CHECK(resent == 1 && n == 5 && out[0] == HI_BLE_OP_END && hi_get_u16(out + 3) == 192);
+    for (i = 4; i < 192; ++i) CHECK(seen[i] == 1);
+  }
+  {
+    const uint8_t res[6] = {11, 0, 0, 5, 9, 0};
+    CHECK(hi_ble_on_write(&s, HI_BLE_RESULT, res, 6) == 0);
+    CHECK(hi_ble_poll(&s, 2200, &r) == HI_BLE_DONE && r.class_id == 5);
+  }
   /* CONFIG: larger chunks; then a timeout queues ABORT and keeps the local answer */
   {
     const uint8_t cfg[3] = {HI_BLE_OP_CONFIG, 247, 0};

@@ -104,7 +104,11 @@ class OffloadServer:
             batcher = DynamicBatcher(mc.id, backend, pre, self._executor, self.metrics,
                                      max_batch_size=mc.max_batch_size, max_queue_delay_us=mc.max_queue_delay_us,
                                      logits=mc.output == "logits")
-            await self._warm_up(mc.id, backend, pre)
+            classes = await self._warm_up(mc.id, backend, pre)
+            if (cfg.compat_port is not None and mc.id == self.compat_model_id and cfg.compat_reply_bytes == 1
+                    and classes > 256):
+                raise ConfigError(f"compat_model {mc.id!r} has {classes} classes, more than a 1-byte compat reply "
+                                  "can carry: set compat_reply_bytes: 2")
             batcher.start()
             self.models[mc.id] = ServedModel(mc, backend, pre, batcher, cfg.request_timeout_s)
 
@@ -129,14 +133,17 @@ class OffloadServer:
             await asyncio.to_thread(cluster.close)  # a local Ray this process started must not outlive it
             raise
 
-    async def _warm_up(self, model_id: str, backend: Backend, pre: Preprocessor) -> None:
-        """One inference before serving, so the first device does not pay for lazy initialization."""
+    async def _warm_up(self, model_id: str, backend: Backend, pre: Preprocessor) -> int:
+        """One inference before serving, so the first device does not pay for lazy initialization; returns
+        the model's number of classes."""
         import numpy as np
 
         pixels = np.zeros((1, pre.height, pre.width, pre.channels), np.float32)
         start = time.perf_counter()
-        await asyncio.get_running_loop().run_in_executor(self._executor, backend.predict, pre.to_model_input(pixels))
+        probs = await asyncio.get_running_loop().run_in_executor(self._executor, backend.predict,
+                                                                 pre.to_model_input(pixels))
         event(log, "model_warm", model=model_id, seconds=round(time.perf_counter() - start, 4))
+        return int(np.asarray(probs).shape[-1])
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if not self.config.tls_cert:

@@ -565,6 +565,17 @@ def test_model_settings_that_contradict_the_model_file_are_refused_at_start(mode
                 pass
 
 
+def test_a_one_byte_compat_reply_for_more_than_256_classes_is_refused(tmp_path) -> None:
+    wide = build_standin_onnx(tmp_path / "wide.onnx", size=8, num_classes=300)
+    config = ServerConfig(models=[ModelConfig(id="wide", path=str(wide))], port=0, compat_port=0)
+    with pytest.raises(ConfigError, match="300 classes.*compat_reply_bytes: 2"):
+        with run_server_in_thread(config):
+            pass
+    config.compat_reply_bytes = 2
+    with run_server_in_thread(config):
+        pass
+
+
 def test_the_queued_requests_of_a_client_that_left_are_not_run(model_path, images, monkeypatch) -> None:
     import offload_server.batcher as batcher
 

@@ -396,7 +396,9 @@ class Summary:
     neither counts as wrong); ``accuracy_eq2`` is Eq. 2 from the decider's confusion counts, reported only
     when every offloaded labelled sample was answered by the server (Eq. 2 models a working server).
     ``latency_*`` are over the logged end-to-end times; ``latency_eq3_ms`` is Eq. 3 from the mean
-    on-device time and the mean offload time."""
+    on-device time and the mean offload time of the offloads actually sent: a shed sample (the decider
+    offloaded it, admission control kept it local) pays no offload, so ``sent_ratio`` (offloaded and not
+    shed) weighs the offload time, while ``offload_ratio`` stays the decider's share."""
 
     strategy: str
     samples: int
@@ -418,6 +420,7 @@ class Summary:
     offload_ms: float | None = None
     latency_eq3_ms: float | None = None
     queue_ms: float | None = None
+    sent_ratio: float | None = None  # offloaded and not shed: the offloads that paid the link (Eq. 3/4)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -450,7 +453,7 @@ def summarize(records: Sequence[SampleRecord], strategy: str | None = None) -> S
     # one pass over the records (the summary of a long run is computed on the device, once per run)
     labelled = 0
     local_right = server_right = with_local = with_local_right = served = served_right = 0
-    n_offloaded = degraded = shed = tp = fp = fn = tn = 0
+    n_offloaded = n_sent = degraded = shed = tp = fp = fn = tn = 0
     eq2_shape = True  # every offloaded labelled sample was answered by the server (Eq. 2 applies)
     totals_l: list[float] = []
     on_device: list[float] = []
@@ -483,8 +486,10 @@ def summarize(records: Sequence[SampleRecord], strategy: str | None = None) -> S
                 eq2_shape = False
         if r.offloaded:
             n_offloaded += 1
-            if r.t_offload_ms is not None:
-                offload_times.append(r.t_offload_ms)
+            if not r.shed:
+                n_sent += 1
+                if r.t_offload_ms is not None:
+                    offload_times.append(r.t_offload_ms)
         degraded += bool(r.degraded)
         shed += bool(r.shed)
         total = r.total_ms
@@ -509,12 +514,13 @@ def summarize(records: Sequence[SampleRecord], strategy: str | None = None) -> S
         if confusion is not None and confusion.n == labelled and eq2_shape:
             accuracy_eq2 = hi_accuracy_from_confusion(confusion, server_acc if server_acc is not None else 0.0)
     ratio = n_offloaded / n if n else 0.0
+    sent_ratio = n_sent / n if n else 0.0
     totals = np.array(totals_l, dtype=np.float64)
     local_ms = _mean(on_device) if n and len(on_device) == n else None
-    offload_ms = _mean(offload_times) if n_offloaded and len(offload_times) == n_offloaded else None
+    offload_ms = _mean(offload_times) if n_sent and len(offload_times) == n_sent else None
     eq3 = None
-    if local_ms is not None and (offload_ms is not None or not n_offloaded):
-        eq3 = expected_latency_ms(local_ms, offload_ms or 0.0, ratio)
+    if local_ms is not None and (offload_ms is not None or not n_sent):
+        eq3 = expected_latency_ms(local_ms, offload_ms or 0.0, sent_ratio)
 
     def pct(q: float) -> float | None:
         return float(np.percentile(totals, q)) if totals.size else None
@@ -540,6 +546,7 @@ def summarize(records: Sequence[SampleRecord], strategy: str | None = None) -> S
         offload_ms=offload_ms,
         latency_eq3_ms=eq3,
         queue_ms=_mean(queue) if queue else None,
+        sent_ratio=sent_ratio,
     )
 
 

@@ -71,6 +71,24 @@ class RunLog:
         return len(self.records)
 
 
+def model_key(logged: str | None) -> str | None:
+    """The profile's name for the model a log names: hi-agent logs the file (``resnet8_int8.tflite``,
+    ``models/cifar10/server.onnx``) while profiles key models by name (``resnet8``), so drop the folder,
+    the extension and a trailing ``_int8``/``_float`` precision tag."""
+    if not logged:
+        return logged
+    name = logged.replace("\\", "/").rsplit("/", 1)[-1]
+    for ext in (".tflite", ".onnx", ".keras", ".json", ".h5"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+            break
+    for tag in ("_int8", "_float", "_fp32", "_f32"):
+        if name.endswith(tag):
+            name = name[: -len(tag)]
+            break
+    return name
+
+
 # --- field coercion ------------------------------------------------------------------------------
 
 
@@ -183,6 +201,10 @@ def parse_jsonl(text: str, path: Path | None = None) -> RunLog:
             continue
         kind = str(obj.get("type", "sample")).lower()
         if kind == "header":
+            if records:  # hi-agent writes one run per file, its header first: this is a second run
+                raise LogFormatError(f"{path or 'JSONL text'}: a header at line {number} after {len(records)} "
+                                     "samples: the file holds more than one run (concatenated logs?); give each "
+                                     "run its own file")
             header.update({k: v for k, v in obj.items() if k != "type"})
             continue
         if kind != "sample":
@@ -192,7 +214,30 @@ def parse_jsonl(text: str, path: Path | None = None) -> RunLog:
             records.append(record_from_mapping(obj))
         except (TypeError, ValueError) as exc:
             problems.append(f"line {number}: {exc}")
+    _check_one_strategy(header, records, problems)
     return RunLog(path=path, header=header, records=records, problems=problems)
+
+
+def _check_one_strategy(header: dict, records: list[SampleRecord], problems: list[str]) -> None:
+    """A run has one strategy: samples of several (or of another than the header's) are reported, since
+    the metrics would mix them."""
+    found = sorted({str(r.strategy) for r in records if r.strategy})
+    claimed = header.get("strategy")
+    if len(found) > 1 or (claimed and found and found != [str(claimed)]):
+        problems.insert(0, f"samples of strategies {', '.join(found)} under a header saying {claimed or 'none'}: "
+                           "the metrics mix them (one run per file)")
+
+
+def _header_value(text: str) -> object:
+    """A ``# key: value`` CSV header value as the writer meant it: the JSON it writes for None, booleans,
+    lists and mappings (an EE-HI run's ``ee_thresholds: [null]``) decoded; anything else stays text (a
+    device called 123 stays "123"; numbers are read where they are used)."""
+    if text in ("null", "true", "false") or text[:1] in ("[", "{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
 
 
 def parse_csv(text: str, path: Path | None = None) -> RunLog:
@@ -210,7 +255,7 @@ def parse_csv(text: str, path: Path | None = None) -> RunLog:
                     if sep in meta:
                         key, value = meta.split(sep, 1)
                         if key.strip():
-                            header[key.strip()] = value.strip()
+                            header[key.strip()] = _header_value(value.strip())
                         break
             continue
         body.append(line)
@@ -235,6 +280,7 @@ def parse_csv(text: str, path: Path | None = None) -> RunLog:
             records.append(record_from_mapping(row))
         except (TypeError, ValueError) as exc:
             problems.append(f"row {number}: {exc}")
+    _check_one_strategy(header, records, problems)
     return RunLog(path=path, header=header, records=records, problems=problems)
 
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from hi_runtime.equations import DeciderConfusion, energy_mj, expected_energy_mj
 from hi_runtime.records import summarize
-from measurements.logs import RunLog
+from measurements.logs import RunLog, model_key
 
 ENERGY_MEASURED = "measured"
 ENERGY_MODELED = "modeled"
@@ -31,6 +31,10 @@ class EnergyModel:
     offload_w: float | None = None
     offload_mj: float | None = None
     source: str = ""
+    # a profile's per-dataset offload energy (an ImageNet image is 49 CIFAR-10 images on the link) and which
+    # dataset each of its models serves, so a run is charged for its own images
+    offload_mj_by_dataset: dict = field(default_factory=dict)
+    model_datasets: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.compute_w < 0 or (self.offload_w is not None and self.offload_w < 0):
@@ -55,10 +59,23 @@ class EnergyModel:
             offload_mj = profile.link(link).energy_mj.value
         except ProfileError:
             pass
+        by_dataset = {}
+        try:
+            costs = profile.link(link)
+            by_dataset = {ds: c.energy_mj.value for ds, c in costs.datasets.items() if c.energy_mj.value is not None}
+        except ProfileError:
+            pass
         if offload_w is None and offload_mj is None:
             offload_w = compute.value
         return cls(compute_w=compute.value, offload_w=offload_w, offload_mj=offload_mj,
-                   source=f"profile {profile.id} ({compute.cite})")
+                   source=f"profile {profile.id} ({compute.cite})", offload_mj_by_dataset=by_dataset,
+                   model_datasets={name: m.dataset for name, m in profile.models.items() if m.dataset})
+
+    def offload_mj_for(self, log: RunLog) -> float | None:
+        """Energy of one offload of this run's images: its dataset's (the header's ``dataset``, else the
+        one the profile's model of that name serves), else the link's default."""
+        dataset = log.header.get("dataset") or self.model_datasets.get(model_key(log.model))
+        return self.offload_mj_by_dataset.get(dataset, self.offload_mj)
 
 
 @dataclass
@@ -117,12 +134,11 @@ def compute_metrics(
     s = summarize(records, log.strategy)
     labeled = [r for r in records if r.label is not None]
     final_accuracy = (sum(1 for r in labeled if r.final_class == r.label) / len(labeled)) if labeled else None
+    # the local model's accuracy only when every labelled sample has a local answer: a remote run's few
+    # degraded samples are no measure of the model (the planner would take them for its accuracy)
     local_accuracy = s.local_accuracy
-    if local_accuracy is None:  # the core reports it only when every labelled sample has a local answer
-        with_local = [r for r in labeled if r.local_class is not None]
-        if with_local:
-            local_accuracy = sum(1 for r in with_local if r.local_class == r.label) / len(with_local)
-    offloaded = s.offload_ratio > 0
+    sent = s.sent_ratio if s.sent_ratio is not None else s.offload_ratio  # shed samples paid no offload
+    offloaded = sent > 0
 
     energy = None
     source = None
@@ -137,16 +153,20 @@ def compute_metrics(
         local_mj = energy_mj(energy_model.compute_w, s.on_device_ms)
         if not offloaded:
             per_offload = 0.0
-        elif energy_model.offload_mj is not None:
-            per_offload = energy_model.offload_mj
+        elif energy_model.offload_mj_for(log) is not None:
+            per_offload = energy_model.offload_mj_for(log)
         elif s.offload_ms is not None and energy_model.offload_w is not None:
             per_offload = energy_mj(energy_model.offload_w, s.offload_ms)
         else:
             per_offload = None
         if per_offload is not None:
-            energy = expected_energy_mj(local_mj, per_offload, s.offload_ratio)
+            energy = expected_energy_mj(local_mj, per_offload, sent)
             source = ENERGY_MODELED
             note = f"profile power x measured time; {energy_model.source}".strip("; ")
+        else:
+            note = "the profile has no per-offload energy and the log no offload times to model it from"
+    elif energy_model is not None:
+        note = "the log has no on-device time for every sample to model it from"
 
     return RunMetrics(
         n=n,
@@ -197,7 +217,7 @@ def format_metrics(m: RunMetrics) -> str:
         f"p50 {ms(m.latency_ms_p50)}, p95 {ms(m.latency_ms_p95)}",
     ]
     if m.energy_mj is None:
-        lines.append("energy per inference (Eq. 4): n/a (no meter and no profile power)")
+        lines.append(f"energy per inference (Eq. 4): n/a ({m.energy_note or 'no meter and no profile power'})")
     else:
         lines.append(f"energy per inference (Eq. 4): {m.energy_mj:.4f} mJ [{m.energy_source}] {m.energy_note}")
     if m.confusion is not None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from hi_runtime.equations import energy_mj, expected_energy_mj, expected_latency_ms
 from hi_runtime.device_profiles import Cited, DeviceProfile, ModelCosts, ProfileError
 from hi_runtime.qos import HALF_OFFLOAD, Limit, QoS, QoSError, parse_qos, parse_targets  # noqa: F401 (re-exported)
+from measurements.logs import model_key  # noqa: F401 (re-exported: the planner maps logged files to profile names)
 
 STRATEGY_ON_DEVICE = "on-device"
 STRATEGY_REMOTE = "remote"
@@ -82,24 +83,6 @@ def format_threshold(t: float) -> str:
     if math.isnan(t):
         return "not logged"
     return "never" if math.isinf(t) else f"{t:g}"
-
-
-def model_key(logged: str | None) -> str | None:
-    """The profile's name for the model a log names: hi-agent logs the file (``resnet8_int8.tflite``,
-    ``models/cifar10/server.onnx``) while profiles key models by name (``resnet8``), so drop the folder,
-    the extension and a trailing ``_int8``/``_float`` precision tag."""
-    if not logged:
-        return logged
-    name = logged.replace("\\", "/").rsplit("/", 1)[-1]
-    for ext in (".tflite", ".onnx", ".keras", ".json", ".h5"):
-        if name.lower().endswith(ext):
-            name = name[: -len(ext)]
-            break
-    for tag in ("_int8", "_float", "_fp32", "_f32"):
-        if name.endswith(tag):
-            name = name[: -len(tag)]
-            break
-    return name
 
 
 @dataclass
@@ -420,6 +403,11 @@ def _limit_value(limit: Limit, offload_value: float | None) -> tuple[float | Non
     return float(limit), True
 
 
+def _within(value: float | None, limit: Limit) -> bool:
+    """A numeric limit kept (the half-offload rule and no limit pass: the fallback is that reference)."""
+    return not isinstance(limit, (int, float)) or (value is not None and value <= float(limit) + 1e-12)
+
+
 def evaluate(candidates: Sequence[Candidate], profile: DeviceProfile, qos: QoS,
              link: str | None = None, objective: str = "auto") -> None:
     """Set ``verdict`` and ``unchecked`` on each candidate (in place).
@@ -518,7 +506,8 @@ def plan(profile: DeviceProfile, qos: QoS, stats: RunStats | None = None, object
 
     One dataset at a time (a device serves one task): ``dataset``, else the dataset of ``model``, else
     the profile's first. Remote competes like any configuration; under a half-offload rule it cannot
-    pass, and is then recommended only when nothing else passes and it meets the accuracy target."""
+    pass, and is then recommended only when nothing else passes and it meets the accuracy target and every
+    numeric limit."""
     objective = resolve_objective(qos, objective)
     if links:
         for name in links:
@@ -539,7 +528,9 @@ def plan(profile: DeviceProfile, qos: QoS, stats: RunStats | None = None, object
     candidates = candidates_for(profile, stats, links, dataset)
     if model is not None:
         candidates = [c for c in candidates if c.model in (None, model)]
-    evaluate(candidates, profile, qos, objective=objective)
+    # one reference offload for every candidate's half-offload rule: the link asked for (the on-device
+    # candidates have no link of their own), else the profile's default
+    evaluate(candidates, profile, qos, link=links[0] if links else None, objective=objective)
     ranked = sorted((c for c in candidates if c.feasible), key=_key(objective))
     what = qos.describe()
     if ranked:
@@ -553,7 +544,8 @@ def plan(profile: DeviceProfile, qos: QoS, stats: RunStats | None = None, object
     else:
         half = HALF_OFFLOAD in (qos.max_latency, qos.max_energy)
         remote = [c for c in candidates if c.strategy == STRATEGY_REMOTE and c.accuracy is not None
-                  and (qos.min_accuracy is None or c.accuracy >= qos.min_accuracy - 1e-12)]
+                  and (qos.min_accuracy is None or c.accuracy >= qos.min_accuracy - 1e-12)
+                  and _within(c.latency_ms, qos.max_latency) and _within(c.energy_mj, qos.max_energy)]
         if half and remote:
             best = sorted(remote, key=_key("latency"))[0]
             reason = (f"no on-device, HI or EE-HI configuration meets {what}; offload every sample "

@@ -117,7 +117,8 @@ def test_jsonl_round_trip(tmp_path_factory, recs):
     write_jsonl(path, recs, header={"device": "d", "model": "m"})
     log = read_run_log(path)
     assert log.records == recs
-    assert not log.problems
+    mixed = len({r.strategy for r in recs if r.strategy}) > 1  # reported: the metrics would mix them
+    assert len(log.problems) == int(mixed) and all("strategies" in p for p in log.problems)
 
 
 @settings(max_examples=80, deadline=None)
@@ -129,3 +130,22 @@ def test_reader_never_crashes_on_garbage(text):
         parse_csv(text)
     except LogFormatError:
         pass
+
+
+def test_concatenated_runs_are_refused_and_mixed_strategies_reported(tmp_path: Path):
+    a, b = tmp_path / "local.jsonl", tmp_path / "hi.jsonl"
+    fields = {k: v for k, v in ROW.items() if k != "type"}
+    rows = [SampleRecord(**{**fields, "sample_id": i}) for i in range(3)]
+    write_jsonl(a, rows, header={"device": "d", "model": "m", "strategy": ROW["strategy"]})
+    write_jsonl(b, rows, header={"device": "d", "model": "m", "strategy": "local"})
+    both = tmp_path / "both.jsonl"
+    both.write_text(a.read_text() + b.read_text())
+    with pytest.raises(LogFormatError, match="more than one run"):
+        read_run_log(both)
+    assert read_run_log(b).problems and "strategies" in read_run_log(b).problems[0]  # rows say otherwise
+
+
+def test_csv_header_values_the_writer_json_encodes_are_decoded():
+    log = parse_csv("# device: 123\n# ee_threshold: null\n# ee_thresholds: [null, 0.8]\n# ee_flag: true\n"
+                    + ",".join(SAMPLE_FIELDS) + "\n")
+    assert log.header == {"device": "123", "ee_threshold": None, "ee_thresholds": [None, 0.8], "ee_flag": True}

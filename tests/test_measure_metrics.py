@@ -1,6 +1,8 @@
 """Eq. 1-4 on constructed per-sample logs."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -149,3 +151,33 @@ def test_eq3_eq4_are_linear_in_the_offload_fraction(local, offload, rho):
     assert expected_latency_ms(local, offload, rho) == pytest.approx(local + rho * offload)
     assert expected_energy_mj(local, offload, 0.0) == pytest.approx(local)
     assert expected_energy_mj(local, offload, 1.0) == pytest.approx(local + offload)
+
+
+def test_a_remote_runs_few_degraded_samples_are_no_local_accuracy():
+    """The local model answered only the 2 samples the server missed: not the model's accuracy."""
+    records = [rec(i, local=None, label=1, offloaded=True, server=1, strategy="remote") for i in range(8)]
+    records += [rec(8 + i, local=1, label=1, offloaded=True, degraded=True, strategy="remote") for i in range(2)]
+    m = compute_metrics(RunLog(path=None, header={"strategy": "remote"}, records=records))
+    assert m.local_accuracy is None and m.accuracy == pytest.approx(1.0)
+
+
+def test_a_shed_sample_pays_no_offload_in_eq3_and_eq4():
+    """Admission control kept one of the four offloads local (shed): Eq. 3/4 weigh the three sent."""
+    log = constructed_hi_log()
+    shed = log.records[9]
+    log.records[9] = dataclasses.replace(shed, shed=True, t_offload_ms=None, server_class=None,
+                                         final_class=shed.local_class, t_total_ms=2.0)
+    m = compute_metrics(log, EnergyModel(compute_w=2.0, offload_mj=30.0))
+    assert m.offload_fraction == pytest.approx(0.4)  # the decider's share
+    assert m.latency_ms == pytest.approx(expected_latency_ms(2.0, 10.0, 0.3))
+    assert m.energy_mj == pytest.approx(expected_energy_mj(4.0, 30.0, 0.3))
+
+
+def test_modeled_energy_charges_the_runs_own_dataset():
+    records = [rec(i, local=1, label=1, offloaded=i < 5, server=1) for i in range(10)]
+    model = EnergyModel(compute_w=2.0, offload_mj=27.67, offload_mj_by_dataset={"imagenet": 112.01},
+                        model_datasets={"resnet18": "imagenet", "resnet8": "cifar10"})
+    imagenet = compute_metrics(RunLog(None, {"model": "models/resnet18_int8.tflite", "strategy": "hi"}, records), model)
+    cifar = compute_metrics(RunLog(None, {"model": "resnet8_int8.tflite", "strategy": "hi"}, records), model)
+    assert imagenet.energy_mj == pytest.approx(expected_energy_mj(4.0, 112.01, 0.5))
+    assert cifar.energy_mj == pytest.approx(expected_energy_mj(4.0, 27.67, 0.5))

@@ -107,6 +107,15 @@ def test_remote_competes_and_is_the_half_offload_fallback():
     assert p.best is None and "no configuration" in p.reason
 
 
+def test_the_remote_fallback_keeps_every_numeric_limit_and_one_reference_link():
+    # offloading everything costs 27.67 mJ on the Pi 4 over WiFi: no fallback under energy <= 5 mJ
+    p = plan(load_profile("rpi4"), parse_qos("latency=half-offload,energy=5"))
+    assert p.best is None and "no configuration" in p.reason
+    # with --link ble every candidate, on-device ones too, is held against half of a BLE offload
+    p = plan(load_profile("rpi4"), parse_qos("latency=half-offload"), links=["ble"])
+    assert by_label(p.candidates)["on-device resnet56"].verdict == "ok"
+
+
 def test_fixing_latency_or_energy_maximizes_accuracy():
     """The paper's procedure: with a cost fixed, the most accurate configuration that meets it wins."""
     p = plan(device(), QoS(max_latency=HALF_OFFLOAD), ee_stats())  # <= 6 ms

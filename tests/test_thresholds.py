@@ -58,6 +58,32 @@ def test_grid_equals_naive_brute_force(exits, policy):
         assert sum(f[idx] for f in g.exit_fractions) == pytest.approx(1.0)
 
 
+def test_the_deciders_own_threshold_joins_the_grid():
+    """The shipped operating point (a threshold between grid steps) is searched too, and evaluated exactly."""
+    rng = np.random.default_rng(5)
+    n = 200
+    data = SearchData(confidence=rng.random((1, n)), correct=rng.random((1, n)) < 0.7,
+                      decider_z=rng.normal(size=n), server_correct=rng.random(n) < 0.9)
+    cost = CostModel([1.0], offload_ms=10.0, decider_ms=0.2)
+    g = evaluate_grid(data, cost, "hi", step=0.25, decider_extra=[0.6])
+    assert list(g.decider_grid) == [0.0, 0.25, 0.5, 0.6, 0.75, 1.0]
+    j = list(g.decider_grid).index(0.6)
+    a, c, o = naive(data, cost, [], 0.6, "hi")
+    assert (g.accuracy[j], g.cost_ms[j], g.offload[j]) == pytest.approx((a, c, o), abs=1e-12)
+
+
+def test_a_max_softmax_decider_is_searched_by_its_own_rule():
+    """p1 >= t, as the runtime keeps it, not logit(p1-as-z) >= logit(t) as for a logistic decider."""
+    rng = np.random.default_rng(6)
+    probs = rng.dirichlet(np.full(10, 0.3), size=300)
+    labels = rng.integers(0, 10, 300)
+    data = SearchData.from_probs([probs], labels, Decider.max_softmax(0.5), server_pred=labels)
+    cost = CostModel([1.0], offload_ms=10.0)
+    for t in (0.0, 0.3, 0.5, 0.6, 0.9, 1.0):
+        runtime_offload = 1.0 - Decider.max_softmax(t).accept(probs).mean()
+        assert data.evaluate_point(cost, "hi", [], None, t)["offload_ratio"] == pytest.approx(runtime_offload)
+
+
 def test_constructed_case_optimum():
     """Half the samples are easy (confidence 0.95 at exit 1, right), a quarter medium (0.6 at exit 1 and
     wrong there, 0.9 and right at exit 2), a quarter hard (wrong everywhere locally; decider score low,

@@ -147,10 +147,14 @@ def test_pipeline(workspace, monkeypatch, capsys):
     # 4. the three-way policy's point written into the chain (hi-ee-chain/2 when it offloads early)
     assert hi_train(root, monkeypatch, "thresholds", "--chain", "out/ee_tiny.json", "--server", "server.tflite",
                     "--baseline-model", "local_int8.tflite", "--baseline-decider", "out/decider_local.json", *DATA,
-                    "--qos", "hi", "--offload-step", "0.1", "--out", "out/ee_tiny_thresholds3",
+                    "--qos", "hi", "--offload-step", "0.1", "--out", "out/ee_tiny_thresholds3", "--decider-ms", "0.25",
                     "--write-policy", "hi", "--write-from", "ee-hi-3way", "--vectors", "out/ee_vec3.json") == 0
     capsys.readouterr()
     summary = json.loads((root / "out/ee_tiny_thresholds3.json").read_text())
+    # HI at its own threshold is searched as well, and costed like every other row (decider time included)
+    own = next(r for r in summary["rows"] if r["policy"] == "hi (decider's own threshold)")
+    hi_own = [r for r in summary["rows"] if r["policy"] == "hi" and r["decider_threshold"] == own["decider_threshold"]]
+    assert hi_own and hi_own[0]["test"]["cost_ms"] == pytest.approx(own["test"]["cost_ms"])
     r3 = next(r for r in summary["rows"] if r["qos"] == "hi" and r["policy"] == "ee-hi-3way")
     r2 = next(r for r in summary["rows"] if r["qos"] == "hi" and r["policy"] == "ee-hi")
     assert r3["val"]["cost_ms"] <= r2["val"]["cost_ms"] + 1e-9  # the larger space is never worse on validation

@@ -34,7 +34,6 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +77,10 @@ def load_search(path: str | Path) -> dict[str, Any]:
 
 
 def threshold_grid(step: float = 0.01, never: bool = True) -> np.ndarray:
-    """0, step, ..., 1 (rounded to the step's decimals), plus +inf ("never exit") for exits."""
+    """0, step, ..., 1 (float noise rounded off: 0.07, not 0.07000000000000001; a step of 0.25 gives 0.25,
+    not 0.2), plus +inf ("never exit") for exits."""
     n = round(1.0 / step)
-    decimals = max(0, -math.floor(math.log10(step)))
-    g = np.round(np.arange(n + 1) * step, decimals)
+    g = np.round(np.arange(n + 1) * step, 10)
     return np.concatenate([g, [NEVER]]) if never else g
 
 
@@ -150,7 +149,7 @@ class SearchData:
 
     confidence: np.ndarray  # [E, N] max softmax at each exit (dequantized int8)
     correct: np.ndarray  # [E, N] bool: the exit's class is right
-    decider_z: np.ndarray | None = None  # [N] final decider's decision value
+    decider_z: np.ndarray | None = None  # [N] final decider's value on the logit scale: accept iff z >= logit(t)
     server_correct: np.ndarray | None = None  # [N] bool
 
     @property
@@ -167,6 +166,10 @@ class SearchData:
         conf = np.stack([np.asarray(p, dtype=np.float64).max(axis=1) for p in exit_probs])
         corr = np.stack([np.asarray(p).argmax(axis=1) == labels for p in exit_probs])
         z = decider.decision_value(exit_probs[-1]) if decider is not None else None
+        if decider is not None and decider.kind != "logistic":
+            # a max-softmax decider keeps p1 >= t itself (no logit): the same rule on the logit scale the
+            # grid compares on, since logit is increasing (one function, so p1 == t stays equal)
+            z = np.array([logit(float(v)) for v in np.clip(z, 0.0, 1.0)])
         srv = (np.asarray(server_pred) == labels) if server_pred is not None else None
         return cls(conf, corr, z, srv)
 
@@ -456,8 +459,12 @@ def _grid_sums(t: _Tables, g: int, offload_index: list[np.ndarray], j0: np.ndarr
 
 def evaluate_grid(data: SearchData, cost: CostModel, policy: str = "ee-hi", *, step: float = 0.01,
                   offload_step: float = 0.05, dense: bool | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> GridResult:
+                  progress: Callable[[int, int], None] | None = None,
+                  decider_extra: Sequence[float] = ()) -> GridResult:
     """Expected accuracy, cost, offload ratio and exit fractions over every threshold combination.
+
+    ``decider_extra``: decider thresholds searched besides the grid's, e.g. the decider's own (the shipped
+    operating point), so that a target it meets exactly is not met only by the next grid step.
 
     ``dense``: keep the full metric arrays (default: when the grid has at most ``DENSE_MAX_CELLS``
     combinations); otherwise the grid is evaluated in chunks of the first exit's threshold and only the
@@ -483,7 +490,8 @@ def evaluate_grid(data: SearchData, cost: CostModel, policy: str = "ee-hi", *, s
     else:
         if data.decider_z is None or data.server_correct is None:
             raise ValueError(f"policy {policy!r} needs the final decider's values and the server's correctness")
-        decider_grid = threshold_grid(step, never=False)
+        decider_grid = np.unique(np.concatenate([threshold_grid(step, never=False),
+                                                 np.asarray(list(decider_extra), dtype=np.float64)]))
         zt = np.array([logit(float(t)) for t in decider_grid])
         dbins = _bins(data.decider_z, zt)  # accepted iff z >= zt_j iff j < bins
         srv = data.server_correct.astype(np.float64)

@@ -109,7 +109,6 @@ def cmd_thresholds(args) -> int:
         CostModel,
         SearchData,
         apply_point,
-        evaluate_grid,
         offload_grid_indices,
         plot_pareto,
         reference_costs,
@@ -178,7 +177,7 @@ def cmd_thresholds(args) -> int:
         data_v = SearchData.from_probs([o.probs for o in lv], val.labels, decider, srv_v)
         if len(chain.segments) < 2:
             policies = [x for x in policies if x != "ee-hi-3way"]
-        grids = {pol: _search(data_v, cost, pol, args) for pol in policies}
+        grids = {pol: _search(data_v, cost, pol, args, decider.threshold) for pol in policies}
         base = None
         if args.baseline_model:
             bdec = Decider.load(args.baseline_decider)
@@ -187,8 +186,8 @@ def cmd_thresholds(args) -> int:
                 bt = local_outputs(args.baseline_model, test.images)
             bcost = CostModel([args.full_ms * base_macs / ref], args.offload_ms, args.decider_ms,
                               f"{args.full_ms} ms per {ref} MACs")
-            grids["hi"] = evaluate_grid(SearchData.from_probs([bv.probs], val.labels, bdec, srv_v), bcost, "hi",
-                                        step=args.step)
+            grids["hi"] = _search(SearchData.from_probs([bv.probs], val.labels, bdec, srv_v), bcost, "hi", args,
+                                  bdec.threshold)
             own_v = evaluate(bdec.accept(bv.probs), bv.predicted, val.labels, srv_v)
             own_t = evaluate(bdec.accept(bt.probs), bt.predicted, test.labels, srv_t)
             base = {"decider": bdec, "val": bv, "test": bt, "cost": bcost, "own_val": own_v, "own_test": own_t}
@@ -229,7 +228,8 @@ def cmd_thresholds(args) -> int:
             t = base["own_test"]
             rows.append({"qos": "-", "policy": "hi (decider's own threshold)", "decider_threshold": base["decider"].threshold,
                          "test": {"accuracy": t.hi_accuracy, "offload_ratio": t.offload_ratio,
-                                  "cost_ms": base["cost"].exit_ms[0] + t.offload_ratio * args.offload_ms,
+                                  "cost_ms": (base["cost"].exit_ms[0] + base["cost"].decider_ms
+                                              + t.offload_ratio * base["cost"].offload_ms),
                                   "exit_fractions": [1.0], "n": t.n}})
     except (EarlyExitError, DeciderError, DeciderTrainingError, ValueError) as exc:
         raise UsageError(str(exc)) from None
@@ -275,8 +275,9 @@ def cmd_thresholds(args) -> int:
     return 0
 
 
-def _search(data, cost, policy: str, args):
-    """One policy's grid, with a progress bar when it is evaluated in chunks."""
+def _search(data, cost, policy: str, args, own_threshold: float | None = None):
+    """One policy's grid, with a progress bar when it is evaluated in chunks; the decider's own threshold
+    is searched too (every policy's, HI's and EE-HI's alike)."""
     from tqdm import tqdm
 
     from training.thresholds import evaluate_grid
@@ -291,7 +292,8 @@ def _search(data, cost, policy: str, args):
             bar.update(done - bar.n)
 
     try:
-        return evaluate_grid(data, cost, policy, step=args.step, offload_step=args.offload_step, progress=progress)
+        return evaluate_grid(data, cost, policy, step=args.step, offload_step=args.offload_step, progress=progress,
+                             decider_extra=() if own_threshold is None or policy == "ee" else (own_threshold,))
     finally:
         if bar is not None:
             bar.close()

@@ -170,6 +170,26 @@ def test_a_softmax_wider_than_the_int8_kernel_can_sum_is_refused() -> None:
         compile_bytes(mb, "wide", source_label="wide.tflite")
 
 
+def test_a_tensor_listed_twice_among_the_outputs_fills_both_buffers(work_dir: Path) -> None:
+    """Keras Model(x, [a, a]) keeps both outputs; the tensor is planned into one buffer, copied to the other."""
+    import tensorflow as tf
+
+    from hi_firmware.compiler.hostbuild import build_host_model
+    from hi_firmware.compiler.testing import convert_int8
+    from hi_runtime.backends import TflmBackend
+
+    inp = tf.keras.Input((5, 5, 3), batch_size=1)
+    a = tf.keras.layers.Conv2D(4, 3, padding="same")(inp)
+    mb = convert_int8(tf.keras.Model(inp, [a, a]), np.random.default_rng(0).normal(size=(8, 5, 5, 3)).astype(np.float32))
+    g = read_tflite_bytes(mb)
+    assert len(g.outputs) == 2 and g.outputs[0] == g.outputs[1]
+    hm, _ = build_host_model(mb, "dup_outputs", work_dir)
+    x = np.random.default_rng(1).integers(-128, 128, (1, 5, 5, 3), dtype=np.int8)
+    ours, theirs = hm.run(x), TflmBackend(mb).run_many(x)
+    for o, t in zip(ours, theirs):
+        assert np.array_equal(o.reshape(-1), np.asarray(t).reshape(-1))
+
+
 def test_unsupported_lstm_model_is_rejected_by_name() -> None:
     """A Keras LSTM converts to a WHILE loop over three subgraphs: the error names the ops and the model."""
     import tensorflow as tf

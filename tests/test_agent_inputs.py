@@ -29,6 +29,14 @@ def test_npz_with_labels_ids_and_slicing(tmp_path):
         load_npz(tmp_path / "f.npz")
 
 
+def test_npz_with_fewer_ids_than_images_is_refused(tmp_path):
+    """Not 6 samples of 10 without a word, nor an IndexError halfway through a run."""
+    path = tmp_path / "short_ids.npz"
+    np.savez(path, images=np.zeros((10, 8, 8, 3), np.uint8), ids=np.arange(6))
+    with pytest.raises(InputError, match="10 images but 6 ids"):
+        load_npz(path)
+
+
 def test_image_folder_labels_resizes_and_orders(tmp_path):
     root = tmp_path / "imgs"
     for cls, color in (("cat", (200, 0, 0)), ("ship", (0, 0, 200))):

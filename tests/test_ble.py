@@ -311,3 +311,91 @@ def test_gateway_log_uses_the_agent_schema(tmp_path):
     a, b = log.records
     assert a.sample_id == "C1:C1:C1:C1:C1:C1#4" and a.final_class == 7 and not a.degraded and a.offloaded
     assert b.final_class is None and b.degraded and b.t_offload_ms == 100.0
+
+
+def test_an_answer_the_device_gave_up_on_is_logged_undelivered_not_answered(tmp_path):
+    """The device's own budget ends while the server works on sample 1 (ABORT); sample 2 follows. The late
+    answer is not written to the device nor counted as answered; sample 2 gets its own class."""
+    from hi_runtime.agent.ble.bumble_link import BumbleLink, VirtualRadio
+    from hi_runtime.agent.ble.gateway import DeviceSession, GatewayConfig, OffloadAnswer
+    from hi_runtime.agent.ble.sim import VirtualHiDevice
+
+    async def scenario():
+        radio = VirtualRadio(2)
+        device = VirtualHiDevice(radio.devices[1], result_timeout_s=0.5)
+        await radio.power_on()
+        conn, _ = await radio.connect(0, 1)
+        link = await BumbleLink.open(conn, mtu=247)
+
+        async def forward(tensor, quant, layout):
+            first = int(tensor.reshape(-1)[0]) == 1
+            await asyncio.sleep(0.8 if first else 0.05)  # slower than the device waits, for sample 1 only
+            return OffloadAnswer(True, class_id=100 + int(tensor.reshape(-1)[0]), t_ms=800.0 if first else 50.0)
+
+        records = []
+        session = DeviceSession(link, forward, GatewayConfig(), records.append)
+        await session.start()
+        task = asyncio.create_task(session.run())
+        await asyncio.sleep(0.05)
+        one = await device.offload(1, np.full((8, 8, 3), 1, np.int8))
+        two = await device.offload(2, np.full((8, 8, 3), 2, np.int8))
+        await asyncio.sleep(0.3)
+        session.stop()
+        await task
+        return one, two, records, session.stats
+
+    one, two, records, stats = run(scenario())
+    assert one.result is None and two.result.class_id == 102  # the device kept its own answer for sample 1
+    by_id = {r.sample_id: r for r in records}
+    assert not by_id[1].delivered and by_id[2].delivered
+    assert stats.answered_ok == 1 and stats.aborted == 1 and stats.undelivered == 1
+
+
+def test_a_result_that_cannot_be_written_is_not_counted_answered():
+    from hi_runtime.agent.ble.gateway import DeviceSession, GatewayConfig
+
+    class GoneLink:
+        address = "AA:BB"
+        mtu = 23
+
+        async def write(self, uuid, data):
+            raise OSError("Not connected")
+
+    records = []
+    session = DeviceSession(GoneLink(), None, GatewayConfig(), records.append)
+    asyncio.run(session._result(spec.Result(1, spec.STATUS_OK, 7, 5), 0.0, 0, 5.0))
+    assert session.stats.answered_ok == 0 and session.stats.undelivered == 1
+    assert len(records) == 1 and not records[0].delivered
+
+
+def test_serve_device_disconnects_a_session_that_failed_while_connected(monkeypatch):
+    from hi_runtime.agent.ble import bleak_gateway
+    from hi_runtime.agent.ble.gateway import GatewayConfig
+
+    opened, closed = [], []
+    stop = asyncio.Event()
+
+    class FailingLink:
+        mtu = 23
+        address = "AA"
+
+        @classmethod
+        async def open(cls, address, on_disconnect=None):
+            opened.append(address)
+            if len(opened) >= 2:
+                stop.set()
+            return cls()
+
+        async def start_notify(self, uuid, callback):
+            raise OSError("ATT error 0x0e")
+
+        async def disconnect(self):
+            closed.append(True)
+
+    monkeypatch.setattr(bleak_gateway, "BleakLink", FailingLink)
+
+    async def scenario():
+        await asyncio.wait_for(bleak_gateway.serve_device("AA", None, GatewayConfig(), None, stop), 10)
+
+    asyncio.run(scenario())
+    assert len(opened) == 2 and len(closed) == 2  # every round's link is let go before the next opens

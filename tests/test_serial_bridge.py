@@ -187,3 +187,46 @@ def test_cli_help_and_bad_port():
         main(["serial", "--help"])
     assert exc.value.code == 0
     assert main(["serial", "--port", "/dev/does-not-exist-hi", "--input", "npz:x.npz", "--timeout", "0.5"]) == 2
+
+
+# ---- links that misbehave (a scripted port: tests/support/scripted_device.py) ----------------------------
+
+def _images(n: int) -> list:
+    from hi_runtime.agent.inputs import ArraySource
+
+    return ArraySource(np.zeros((n, 32, 32, 3), np.uint8), np.full(n, 9))
+
+
+def test_a_device_that_only_chatters_times_out():
+    from support.scripted_device import ScriptedPort
+
+    import time
+
+    dev = SerialDevice(ScriptedPort("chatty"), timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(DeviceError, match="no answer from the device within 0.3 s"):
+        dev.sync()
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_dropped_link_and_a_garbled_reply_are_device_errors_and_done_samples_are_kept():
+    from support.scripted_device import ScriptedPort
+
+    for mode, message in (("drop:3", "serial link broke"), ("garble:3", "garbled `hi run` reply")):
+        dev = SerialDevice(ScriptedPort(mode), timeout=1.0)
+        dev.sync()
+        bridge = SerialBridge(dev)
+        with pytest.raises(DeviceError, match=message):
+            bridge.run(_images(5), progress=False)
+        assert len(bridge.records) == 2  # what an interrupted run still summarizes
+
+
+def test_a_board_that_offloads_by_itself_logs_its_radio_time_as_the_offload():
+    from support.scripted_device import ScriptedPort
+
+    dev = SerialDevice(ScriptedPort("selfoff", radio_s=0.05), timeout=1.0)
+    dev.sync()
+    recs = SerialBridge(dev).run(_images(2), progress=False)
+    for r in recs:
+        assert r.offloaded and r.final_class == 4 and r.server_class == 4
+        assert r.t_decide_ms == 0.0 and r.t_offload_ms >= 45.0 and r.t_local_ms == 1.0

@@ -65,6 +65,8 @@ class ArraySource(InputSource):
             raise InputError(f"{name}: images must be uint8 NHWC, got {images.dtype} {images.shape}")
         if labels is not None and len(labels) != len(images):
             raise InputError(f"{name}: {len(images)} images but {len(labels)} labels")
+        if ids is not None and len(ids) != len(images):  # samples would be dropped, or the run fail midway
+            raise InputError(f"{name}: {len(images)} images but {len(ids)} ids; give one id per image")
         self.images = images
         self.labels = None if labels is None else np.asarray(labels).astype(np.int64)
         self.ids = list(ids) if ids is not None else None

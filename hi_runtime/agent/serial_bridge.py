@@ -163,27 +163,36 @@ class SerialDevice:
 
     # ---- line protocol ---------------------------------------------------------------------------
 
+    def _io(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """A port call; a link that breaks (unplugged, re-enumerated, the socket gone) is a DeviceError."""
+        try:
+            return fn(*args)
+        except OSError as exc:  # serial.SerialException is an OSError
+            raise DeviceError(f"the serial link broke while {what} ({exc}); check the cable and --port") from None
+
     def _readline(self, deadline: float) -> str:
+        """The next line, by ``deadline``: checked before every read, so a device that keeps printing lines
+        that are not the answer (another sketch, a GPS module, a wrong baud rate) still times out."""
         buf = bytearray()
         while True:
-            chunk = self.port.readline()
+            if time.monotonic() > deadline:
+                said = " | ".join(self.transcript[-4:]) or "nothing"
+                raise DeviceError(f"no answer from the device within {self.timeout} s (last lines: {said}); is the "
+                                  "port right and the HI firmware running?")
+            chunk = self._io("reading", self.port.readline)
             if chunk:
                 buf += chunk
                 if buf.endswith(b"\n"):
                     line = buf.decode("ascii", errors="replace").rstrip("\r\n")
                     self.transcript = (self.transcript + [line])[-8:]
                     return line
-            elif time.monotonic() > deadline:
-                said = " | ".join(self.transcript[-4:]) or "nothing"
-                raise DeviceError(f"no answer from the device within {self.timeout} s (last lines: {said}); is the "
-                                  "port right and the HI firmware running?")
 
     def command(self, cmd: str, timeout: float | None = None) -> list[str]:
         """Send `cmd%` and return the reply lines (without the final m-ready)."""
         if "%" in cmd or len(cmd) > (self._config.max_command if self._config else 256):
             raise DeviceError(f"command {cmd[:40]!r}... is not sendable (contains % or is too long)")
-        self.port.write(cmd.encode("ascii") + b"%")
-        self.port.flush()
+        self._io("writing", self.port.write, cmd.encode("ascii") + b"%")
+        self._io("writing", self.port.flush)
         deadline = time.monotonic() + (timeout or self.timeout)
         lines = []
         while True:
@@ -205,9 +214,9 @@ class SerialDevice:
 
         A lone '%' first ends whatever partial command the device holds (it answers e-[...] + m-ready);
         then `name%` is sent and everything up to its m-name-dut line and the following m-ready is skipped."""
-        self.port.reset_input_buffer()
-        self.port.write(b"%name%")
-        self.port.flush()
+        self._io("opening", self.port.reset_input_buffer)
+        self._io("writing", self.port.write, b"%name%")
+        self._io("writing", self.port.flush)
         deadline = time.monotonic() + self.timeout
         name = None
         while True:
@@ -246,6 +255,12 @@ class SerialDevice:
 
     def run_hi(self, request_id: int) -> HiOutcome:
         lines = self.checked(f"hi run {request_id}")
+        try:
+            return self._hi_outcome(lines, request_id)
+        except (KeyError, ValueError) as exc:  # a field lost or garbled on the line (serial noise)
+            raise DeviceError(f"garbled `hi run` reply ({type(exc).__name__}: {exc}): {lines}"[:300]) from None
+
+    def _hi_outcome(self, lines: list[str], request_id: int) -> HiOutcome:
         local = offload = final = None
         for ln in lines:
             if ln.startswith("m-hi-local-["):
@@ -298,7 +313,10 @@ class SerialDevice:
         return {k: int(v) for k, v in _fields(st[0][len("m-hi-status-["):-1]).items()} if st else {}
 
     def _final(self, lines: list[str]) -> FinalResult:
-        finals = [_parse_final(ln) for ln in lines if ln.startswith("m-hi-final-[")]
+        try:
+            finals = [_parse_final(ln) for ln in lines if ln.startswith("m-hi-final-[")]
+        except (KeyError, ValueError) as exc:
+            raise DeviceError(f"garbled m-hi-final reply ({type(exc).__name__}: {exc}): {lines}"[:300]) from None
         if not finals:
             raise DeviceError(f"device gave no final answer: {lines}")
         return finals[-1]
@@ -340,6 +358,7 @@ class SerialBridge:
         self.stats = BridgeStats()
         self.last_error: str | None = None
         self.strategy = "ee-hi" if self.config.segments > 1 else "hi"
+        self.records: list = []
 
     def process(self, sample_id: Any, image: np.ndarray, label: int | None = None, request_id: int = 1):
         from hi_runtime.records import SampleRecord
@@ -366,11 +385,15 @@ class SerialBridge:
             t_off = (self.clock() - t3) * 1000.0
             if final.source == "server":
                 server_class = final.class_id
-        elif local.offload and final is not None:  # the board offloaded by itself
+        elif local.offload and final is not None:  # the board offloaded by itself (over BLE/WiFi)
             self.stats.offloads += 1
+            # the firmware's `us` covers the model and the policy; the rest of the command is its radio
+            # round trip (and the serial exchange): the offload, not the decision
+            t_off = max(0.0, (t2 - t1) * 1000.0 - local.device_us / 1000.0)
             if final.source == "server":
                 server_class = final.class_id
         assert final is not None
+        self_offloaded = out.offload is None and local.offload
         self.stats.samples += 1
         self.stats.device_us.append(local.device_us)
         degraded = final.source == "degraded"
@@ -382,7 +405,8 @@ class SerialBridge:
             decider_score=score, offloaded=local.offload, server_class=server_class,
             final_class=final.class_id, degraded=degraded, label=None if label is None else int(label),
             t_preprocess_ms=(t1 - t0) * 1000.0, t_local_ms=local.device_us / 1000.0,
-            t_decide_ms=max(0.0, (t2 - t1) * 1000.0 - local.device_us / 1000.0), t_offload_ms=t_off,
+            t_decide_ms=0.0 if self_offloaded else max(0.0, (t2 - t1) * 1000.0 - local.device_us / 1000.0),
+            t_offload_ms=t_off,
             t_total_ms=(self.clock() - t0) * 1000.0)
 
     def _offload(self, req: p.Infer) -> FinalResult:
@@ -405,8 +429,9 @@ class SerialBridge:
         return final
 
     def run(self, source, writer=None, progress: bool = True) -> list:
-        """Process every sample of an input source (hi_runtime.agent.inputs); returns the records."""
-        records = []
+        """Process every sample of an input source (hi_runtime.agent.inputs); returns the records (also in
+        ``self.records`` as they come, so an interrupted run can still be summarized)."""
+        records = self.records = []
         bar = None
         if progress:
             try:
@@ -511,7 +536,7 @@ def cmd_serial(args: argparse.Namespace) -> int:
         try:
             records = bridge.run(source, writer, progress=not args.no_progress)
         except KeyboardInterrupt:
-            records = []
+            records = list(bridge.records)  # the samples done before Ctrl-C are logged: summarize them
             say("interrupted")
         finally:
             source.close()

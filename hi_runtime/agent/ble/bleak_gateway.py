@@ -11,6 +11,7 @@ the session logic it drives is tested over bumble's in-process link (tests/test_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from typing import Callable
@@ -119,6 +120,7 @@ async def serve_device(address: str, forward, config: GatewayConfig, on_record, 
             for s in current:
                 s.stop()
 
+        link = None
         try:
             link = await BleakLink.open(address, on_disconnect=on_disconnect)
             log.info("%s connected (ATT MTU %d)", address, link.mtu)
@@ -129,6 +131,11 @@ async def serve_device(address: str, forward, config: GatewayConfig, on_record, 
             log.info("%s disconnected: %s", address, stats)
         except Exception as exc:  # noqa: BLE001 - radios fail in many ways; retry them all
             log.warning("%s: %s; retrying in %.0f s", address, exc, backoff)
+        finally:
+            if link is not None:  # a session that failed (or was cancelled) while connected: drop the link,
+                # or the next round opens a second one and the device stays connected to the first
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(link.disconnect())
         try:
             await asyncio.wait_for(stop.wait(), backoff)
         except asyncio.TimeoutError:
@@ -145,10 +152,12 @@ def _record_writer(path: str | None, args):
                                                gateway="ble", note="one record per sample a device offloaded"))
 
     def on_record(r: GatewayRecord) -> None:
+        # an answer the device never took: it kept its local answer, which the gateway does not know
         writer.write(SampleRecord(
             sample_id=f"{r.address}#{r.sample_id}", strategy="hi", local_class=None, local_confidence=None,
-            exit_index=None, decider_score=None, offloaded=True, server_class=r.class_id, final_class=r.class_id,
-            degraded=r.status != spec.STATUS_OK, label=None, t_offload_ms=r.t_offload_ms, t_total_ms=r.t_total_ms))
+            exit_index=None, decider_score=None, offloaded=True, server_class=r.class_id,
+            final_class=r.class_id if r.delivered else None, degraded=r.status != spec.STATUS_OK or not r.delivered,
+            label=None, t_offload_ms=r.t_offload_ms, t_total_ms=r.t_total_ms))
 
     return writer, on_record
 

@@ -87,6 +87,7 @@ class SessionStats:
     nacks: int = 0
     aborted: int = 0
     bad_messages: int = 0
+    undelivered: int = 0  # answers the device never took: it had given up (ABORT, a new START) or dropped
 
 
 @dataclass
@@ -100,6 +101,7 @@ class GatewayRecord:
     t_offload_ms: float
     t_total_ms: float
     nacks: int
+    delivered: bool = True  # False: the device had given up or the write failed; it kept its local answer
 
 
 class DeviceSession:
@@ -203,14 +205,41 @@ class DeviceSession:
             res = spec.Result(s.sample_id, spec.STATUS_OK, ans.class_id, round(ans.t_ms))
         else:
             res = spec.Result(s.sample_id, spec.STATUS_DEGRADED, spec.NO_CLASS, round(ans.t_ms))
+        if self._given_up(s.sample_id):  # the device timed out while the server worked: it kept its answer
+            self.stats.aborted += 1
+            self._record(res, t_start, rounds, ans.t_ms, delivered=False)
+            return
         await self._result(res, t_start, rounds, ans.t_ms)
+
+    def _given_up(self, sample_id: int) -> bool:
+        """Whether the events that arrived during the server call (still queued, left in place) include the
+        device's ABORT of this sample or the START of another: then no RESULT is due."""
+        queued = []
+        while not self._events.empty():
+            queued.append(self._events.get_nowait())
+        for event in queued:
+            self._events.put_nowait(event)
+        for kind, data in queued:
+            if kind == "control" and len(data) >= 3:
+                op, sid = data[0], int.from_bytes(data[1:3], "little")
+                if (op == spec.OP_ABORT and sid == sample_id) or op == spec.OP_START:
+                    return True
+        return False
 
     async def _result(self, res: spec.Result, t_start: float, rounds: int, t_offload_ms: float = 0.0) -> None:
         try:
             await self.link.write(spec.RESULT_UUID, res.encode())
         except Exception as exc:  # noqa: BLE001 - a device that disconnected mid-answer just loses it
             log.warning("%s: writing the result of sample %d failed: %s", self.link.address, res.sample_id, exc)
-        if res.status == spec.STATUS_OK:
+            self._record(res, t_start, rounds, t_offload_ms, delivered=False)
+            return
+        self._record(res, t_start, rounds, t_offload_ms)
+
+    def _record(self, res: spec.Result, t_start: float, rounds: int, t_offload_ms: float,
+                delivered: bool = True) -> None:
+        if not delivered:
+            self.stats.undelivered += 1
+        elif res.status == spec.STATUS_OK:
             self.stats.answered_ok += 1
         elif res.status == spec.STATUS_DEGRADED:
             self.stats.degraded += 1
@@ -219,4 +248,4 @@ class DeviceSession:
         if self.on_record is not None:
             self.on_record(GatewayRecord(self.link.address, res.sample_id, res.status,
                                          res.class_id if res.status == spec.STATUS_OK else None, t_offload_ms,
-                                         (time.perf_counter() - t_start) * 1e3, rounds))
+                                         (time.perf_counter() - t_start) * 1e3, rounds, delivered))

@@ -74,9 +74,11 @@ def _load_worker(port: int, clients: int, requests: int, warmup: int, model_id: 
             t0 = time.perf_counter()
             await p.write_frame(writer, msg)
             answer = await p.read_frame(reader)
-            if n >= warmup:
+            if n < warmup:
+                continue
+            if isinstance(answer, p.Result):  # only answers count: a fast refusal is no served request
                 latencies.append(time.perf_counter() - t0)
-            if not isinstance(answer, p.Result):
+            else:
                 errors.append(repr(answer))
         writer.close()
 
@@ -132,6 +134,9 @@ def bench_mode(model_path: Path, mode: str, args: argparse.Namespace) -> dict[st
         raise RuntimeError(f"load generator failed in mode {mode}: {result['failure']}")
     lat = result["latencies"]
     total = len(lat)
+    if not total:
+        raise RuntimeError(f"no request was answered in mode {mode} ({result['n_errors']} errors, first: "
+                           f"{(result['errors'] or ['?'])[0]})")
     return {
         "mode": mode,
         "max_batch_size": model.max_batch_size,

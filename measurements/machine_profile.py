@@ -64,6 +64,7 @@ class InvokeTiming:
     min_ms: float
     energy_j: float | None = None
     samples_ms: list = field(default_factory=list, repr=False)
+    loop_s: float | None = None  # wall time of the timed loop: the interval the energy counter covered
 
 
 def _random_input(spec, rng: np.random.Generator) -> np.ndarray:
@@ -103,12 +104,14 @@ def time_tflite_invoke(model_path: Path, runs: int = 200, warmup: int = 20, thre
         iterator = tqdm(iterator, desc=f"timing {model_path.name}", unit="invoke")
     samples = []
     energy_start = energy_counter.read_energy_j() if energy_counter is not None else None
+    loop_start = clock()
     for i in iterator:
         for spec, x in zip(backend.inputs, inputs[i % len(inputs)]):
             interp.set_tensor(spec.index, x)
         start = clock()
         interp.invoke()
         samples.append((clock() - start) * 1000.0)
+    loop_s = clock() - loop_start
     energy = None
     if energy_counter is not None:
         energy = energy_counter.read_energy_j() - energy_start
@@ -120,7 +123,7 @@ def time_tflite_invoke(model_path: Path, runs: int = 200, warmup: int = 20, thre
         hi = min(lo + 1, len(ordered) - 1)
         return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
-    return InvokeTiming(runs, statistics.fmean(samples), pct(0.5), pct(0.95), ordered[0], energy, samples)
+    return InvokeTiming(runs, statistics.fmean(samples), pct(0.5), pct(0.95), ordered[0], energy, samples, loop_s)
 
 
 def describe_machine() -> dict:
@@ -194,9 +197,10 @@ def build_measured_profile(
                            f"{where}: modeled = {power_w:g} W (user-given) x measured latency", "mJ")
     compute_w = Cited(None, "not measured")
     if timing is not None and timing.energy_j is not None and timing.samples_ms:
-        busy_s = sum(timing.samples_ms) / 1000.0
+        # the counter covered the whole loop (inputs set, the invokes, the progress bar): divide by that time
+        busy_s = timing.loop_s if timing.loop_s else sum(timing.samples_ms) / 1000.0
         compute_w = Cited(_sig(timing.energy_j / busy_s),
-                          f"{where}: measured ({energy_source or 'energy counter'}) energy / invoke time", "W")
+                          f"{where}: measured ({energy_source or 'energy counter'}) energy / timed loop's time", "W")
     elif power_w is not None:
         compute_w = Cited(power_w, "user-given (--power-w), not measured", "W")
 

@@ -479,6 +479,9 @@ class AsyncOffloadClient:
         except (OSError, p.ProtocolError, EOFError) as exc:
             await self.close()
             raise OffloadConnectionError(f"handshake with {self.host}:{self.port} failed: {exc}") from exc
+        except BaseException:  # cancelled mid-handshake (a deadline, a hedge that lost): no half-open client
+            await self.close()
+            raise
         if self.server_max_inflight:
             self.max_inflight = min(self.max_inflight, self.server_max_inflight)
         self._slots = asyncio.Semaphore(self.max_inflight)
@@ -515,11 +518,9 @@ class AsyncOffloadClient:
         deadline = None if timeout is None else loop.time() + timeout
         if not self.connected:
             raise self._fatal or OffloadConnectionError("not connected: call connect() first")
-        try:
-            await asyncio.wait_for(self._slots.acquire(), None if deadline is None else max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
-            raise OffloadTimeout(f"no free request slot on {self.host}:{self.port} within the timeout") from None
+        await self._acquire_slot(None if deadline is None else max(0.0, deadline - loop.time()))
         request_id = None
+        keep_slot = False  # a given-up request keeps its slot until its answer comes: the server still has it
         try:
             if not self.connected:  # the connection died while this request waited for its slot
                 raise self._fatal or OffloadConnectionError(f"the connection to {self.host}:{self.port} closed")
@@ -542,16 +543,37 @@ class AsyncOffloadClient:
                 return await asyncio.wait_for(asyncio.shield(fut), remaining)
             except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
                 # given up on, by its own timeout or by a caller that moved on (a hedge that lost, the
-                # agent's deadline): its answer, when it comes, still goes to on_late
-                if self._pending.pop(request_id, None) is not None:
+                # agent's deadline): its answer, when it comes, still goes to on_late, and until then it
+                # counts against the server's max_inflight
+                if self._pending.pop(request_id, None) is not None and self.connected:
                     self._abandon(request_id, sent_at)
+                    keep_slot = True
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 raise OffloadTimeout(f"no answer from {self.host}:{self.port} within the timeout") from None
         finally:
             if request_id is not None:
                 self._pending.pop(request_id, None)
-            self._slots.release()
+            if not keep_slot:
+                self._slots.release()
+
+    async def _acquire_slot(self, timeout: float | None) -> None:
+        """One of the server's max_inflight slots, within ``timeout``. Not ``wait_for(acquire())``: up to
+        Python 3.11 that can swallow a cancellation that arrives as the slot frees, and the cancelled request
+        would then be sent anyway."""
+        import asyncio
+
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        try:
+            done, _ = await asyncio.wait({acquire}, timeout=timeout)
+        except asyncio.CancelledError:
+            if not acquire.cancel():  # it had the slot already: give it back
+                self._slots.release()
+            raise
+        if not done:
+            if not acquire.cancel():
+                self._slots.release()
+            raise OffloadTimeout(f"no free request slot on {self.host}:{self.port} within the timeout")
 
     async def _read_loop(self) -> None:
         try:
@@ -565,15 +587,17 @@ class AsyncOffloadClient:
                     if entry is not None:
                         if not entry[0].done():
                             entry[0].set_result(_infer_result(msg, entry[1], now))
-                    elif msg.request_id in self._abandoned and self.on_late is not None:
-                        self.on_late(_infer_result(msg, self._abandoned.pop(msg.request_id), now))
-                    else:
-                        self._abandoned.pop(msg.request_id, None)
+                    elif msg.request_id in self._abandoned:
+                        sent_at = self._abandoned.pop(msg.request_id)
+                        self._slots.release()
+                        if self.on_late is not None:
+                            self.on_late(_infer_result(msg, sent_at, now))
                 elif isinstance(msg, p.Error):
                     if msg.request_id == 0:  # the server closes the connection after this
                         raise OffloadServerError(msg.code, msg.message)
                     entry = self._pending.pop(msg.request_id, None)
-                    self._abandoned.pop(msg.request_id, None)
+                    if self._abandoned.pop(msg.request_id, None) is not None:
+                        self._slots.release()
                     if entry is not None and not entry[0].done():
                         entry[0].set_exception(OffloadServerError(msg.code, msg.message, msg.request_id))
                 elif isinstance(msg, p.Ping):
@@ -596,13 +620,16 @@ class AsyncOffloadClient:
     def _abandon(self, request_id: int, sent_at: float) -> None:
         """Remember a given-up request for on_late; bounded, so a server that never answers them does not
         grow this without end (the oldest is forgotten first)."""
-        if len(self._abandoned) >= _MAX_ABANDONED:
+        if len(self._abandoned) >= _MAX_ABANDONED:  # (each holds a slot, so this is only a backstop)
             self._abandoned.pop(next(iter(self._abandoned)))
+            self._slots.release()
         self._abandoned[request_id] = sent_at
 
     def _fail_all(self, exc: OffloadError) -> None:
         self._fatal = exc
         pending, self._pending = self._pending, {}
+        for _ in self._abandoned:  # wake whoever waits for a slot: they find the connection gone
+            self._slots.release()
         self._abandoned.clear()
         for fut, _ in pending.values():
             if not fut.done():

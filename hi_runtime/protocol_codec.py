@@ -334,6 +334,7 @@ _WELCOME = struct.Struct("<BBHI16s")
 #          [scale f32, zero_point i32 if flags&QUANT], model_id[model_id_len], payload
 _INFER = struct.Struct("<BBBB4HB")
 _QUANT = struct.Struct("<fi")
+_F32 = struct.Struct("<f")
 # RESULT:  class_id u16, top_k_count u8, flags u8, batch_size u16, reserved u16,
 #          queue_us u32, infer_us u32, total_us u32, then top_k_count x (class u16, score f32)
 _RESULT = struct.Struct("<HBBHHIII")
@@ -392,8 +393,12 @@ def _encode_body(msg: Message) -> bytes:
             if dtype == DType.FLOAT32:
                 raise BadFieldError("quantization parameters only apply to uint8/int8 tensors")
             scale, zero_point = msg.quant
-            if not (math.isfinite(scale) and scale > 0):
-                raise BadFieldError(f"quant scale {scale!r} must be a finite positive number")
+            try:
+                wire = _F32.unpack(_F32.pack(float(scale)))[0]
+            except OverflowError:  # beyond float32's range
+                wire = math.inf
+            if not (math.isfinite(wire) and wire > 0):  # checked as sent (float32): 1e-46 would arrive as 0
+                raise BadFieldError(f"quant scale {scale!r} must be a finite positive number as a float32")
             if not -(1 << 31) <= int(zero_point) < (1 << 31):
                 raise BadFieldError(f"quant zero_point {zero_point!r} must fit int32")
             flags |= INFER_FLAG_QUANT

@@ -182,3 +182,112 @@ def test_invalid_tensor_is_a_value_error_before_sending() -> None:
             client.submit(np.zeros((32, 32, 3), np.float64), "m")
         with pytest.raises(ValueError, match="model_id"):
             client.submit(IMG, "x" * 40)
+
+
+# ---- the asyncio client under cancellation and a slow server (an outside review, 2026-12-07) ---------------
+
+def _slow_server(listener: socket.socket, max_inflight: int, received: list, answer_after: float | None):
+    """WELCOME with ``max_inflight``; records each INFER's id; answers after ``answer_after`` s (None: never)."""
+    conn, _ = listener.accept()
+    with conn:
+        p.recv_frame(conn)
+        p.send_frame(conn, p.Welcome(version=1, server_nonce=p.new_nonce(), max_inflight=max_inflight))
+        conn.settimeout(5)
+        try:
+            while (req := p.recv_frame(conn)) is not None:
+                received.append(req.request_id)
+                if answer_after is not None:
+                    time.sleep(answer_after)
+                    p.send_frame(conn, p.Result(request_id=req.request_id, class_id=7))
+        except OSError:
+            pass
+
+
+def _async(coro):
+    import asyncio
+
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_given_up_requests_keep_their_slot_so_the_server_never_holds_more_than_it_allows() -> None:
+    from hi_runtime.offload_client import AsyncOffloadClient
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[int] = []
+    threading.Thread(target=_slow_server, args=(listener, 2, received, None), daemon=True).start()
+
+    async def scenario():
+        client = AsyncOffloadClient("127.0.0.1", listener.getsockname()[1], max_inflight=8)
+        await client.connect()
+        for _ in range(10):
+            with pytest.raises(OffloadTimeout):
+                await client.infer(IMG, "m", timeout=0.02)
+        await client.close()
+
+    _async(scenario())
+    listener.close()
+    assert len(received) == 2  # the server said 2: the other 8 attempts found no free slot
+
+
+def test_a_request_cancelled_while_it_waits_for_a_slot_is_never_sent() -> None:
+    import asyncio
+
+    from hi_runtime.offload_client import AsyncOffloadClient
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[int] = []
+    threading.Thread(target=_slow_server, args=(listener, 1, received, 0.2), daemon=True).start()
+
+    async def scenario():
+        client = AsyncOffloadClient("127.0.0.1", listener.getsockname()[1], max_inflight=4)
+        await client.connect()
+        first = asyncio.ensure_future(client.infer(IMG, "m", timeout=5))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(client.infer(IMG, "m", timeout=5))  # waits for the one slot
+        await asyncio.sleep(0.05)
+        await asyncio.wait([first])  # the offloader's pattern: the winner's answer frees the slot ...
+        second.cancel()  # ... and the loser is cancelled in the same loop step
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        await asyncio.sleep(0.3)
+        await client.close()
+
+    _async(scenario())
+    listener.close()
+    assert received == [1]
+
+
+def test_a_connect_cancelled_mid_handshake_leaves_no_half_open_client() -> None:
+    import asyncio
+
+    from hi_runtime.offload_client import AsyncOffloadClient
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list = []
+
+    def late_welcome():
+        conn, _ = listener.accept()
+        with conn:
+            p.recv_frame(conn)
+            conn.settimeout(3)
+            try:
+                seen.append(conn.recv(1))  # b"" once the client closes
+            except OSError as exc:
+                seen.append(exc)
+
+    thread = threading.Thread(target=late_welcome, daemon=True)
+    thread.start()
+
+    async def scenario():
+        client = AsyncOffloadClient("127.0.0.1", listener.getsockname()[1], connect_timeout=2.0)
+        task = asyncio.ensure_future(client.connect())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return client.connected
+
+    assert _async(scenario()) is False
+    thread.join(5)
+    listener.close()
+    assert seen == [b""]  # the socket was closed, not leaked

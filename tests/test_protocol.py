@@ -141,6 +141,9 @@ def test_encode_rejects_bad_fields() -> None:
         p.encode(p.Infer.from_array(np.zeros((2, 2, 3), np.float32), "m", 1, quant=(1.0, 0)))
     with pytest.raises(p.BadFieldError, match="dtype"):
         p.Infer.from_array(np.zeros((2, 2, 3), np.int32), "m", 1)
+    for scale in (1e-46, 3.5e38):  # fine as float64, 0 or beyond range as the float32 the wire carries
+        with pytest.raises(p.BadFieldError, match="float32"):
+            p.encode(p.Infer(1, "m", p.DType.UINT8, p.Layout.NHWC, (1, 2, 2, 3), b"\0" * 12, quant=(scale, 0)))
     with pytest.raises(p.PayloadMismatchError):
         p.encode(p.Infer(1, "m", p.DType.UINT8, p.Layout.NHWC, (1, 2, 2, 3), b"\0" * 11))
     with pytest.raises(p.BadFieldError, match="nonce"):

@@ -280,7 +280,9 @@ class SerialDevice:
                 if not isinstance(msg, p.Infer) or msg.request_id != request_id:
                     raise DeviceError(f"offload frame is not an INFER for request {request_id}: {msg!r}"[:200])
                 offload = msg
-            elif ln.startswith("m-hi-final-["):
+            elif ln.startswith("m-hi-final-[") and local is not None:
+                # a final line before m-hi-local closes an offload left pending by an earlier session
+                # (interrupted, or its answer refused): the firmware answers it degraded; not this sample's
                 final = _parse_final(ln)
         if local is None:
             raise DeviceError(f"`hi run` gave no m-hi-local line: {lines}")

@@ -3,6 +3,7 @@ code 2, no traceback, and before anything is written (in-process: main([...]) wi
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,55 @@ def test_a_decider_bound_to_no_model_is_used_with_a_warning(tmp_path: Path, caps
                       "--out", str(tmp_path / "app")], capsys)
     assert code == 0, err
     assert err.startswith("warning: unbound.json records no model it was fitted for") and err.count("\n") == 1
+
+
+# --- gen-app inputs an outside review found slipping through (2026-12-07) ---------------------------------
+
+@needs_shipped
+def test_a_chain_json_whose_quantization_is_not_its_files_is_refused(tmp_path: Path, capsys) -> None:
+    """The device would compute its exit bounds from the JSON and dequantize with the file's zero point."""
+    chain = json.loads((SHIPPED / "ee_resnet8.json").read_text())
+    for seg in chain["segments"]:
+        seg["file"] = str(SHIPPED / seg["file"])
+    chain["single_model"] = None
+    chain["segments"][0]["scores_quant"]["zero_point"] = 0  # stale: the file says -128
+    (tmp_path / "stale.json").write_text(json.dumps(chain))
+    shutil.copy(SHIPPED / "decider_ee_resnet8.json", tmp_path)
+    code, err = _run(["gen-app", "--chain", str(tmp_path / "stale.json"), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "scores quantization in the JSON" in _one_error(err)
+    assert not (tmp_path / "out").exists()
+
+
+@needs_shipped
+def test_a_chain_whose_model_file_is_absent_still_names_a_mismatched_decider(tmp_path: Path, capsys) -> None:
+    chain = json.loads((SHIPPED / "ee_resnet8.json").read_text())
+    for seg in chain["segments"]:
+        seg["file"] = str(SHIPPED / seg["file"])
+    (tmp_path / "moved.json").write_text(json.dumps(chain))  # its single model is not beside it here
+    shutil.copy(SHIPPED / "decider_ee_resnet8.json", tmp_path)
+    code, err = _run(["gen-app", "--chain", str(tmp_path / "moved.json"), "--decider",
+                      str(SHIPPED / "decider_resnet8.json"), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "does not fit" in _one_error(err)
+
+
+@pytest.mark.parametrize("flag,value", [("--model-id", 'cifar"10'), ("--model-id", "cifar\\x41"),
+                                        ("--model-version", "v1\\n")])
+def test_names_written_into_c_take_no_quotes_or_backslashes(flag: str, value: str, tmp_path: Path, capsys) -> None:
+    code, err = _run(["gen-app", "--model", str(MODEL), flag, value, "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "written into C" in _one_error(err)
+
+
+@needs_shipped
+def test_an_exported_header_named_like_the_core_decider_still_builds(tmp_path: Path) -> None:
+    """`hi-train decider --out DIR/decider` exports prefix HI_DECIDER, whose hi_decider_accept would clash
+    with the core's hi_decider.h: gen-app renames it to the app's prefix."""
+    from hi_firmware.decider_header import write_decider_header
+
+    from hi_runtime.decider import Decider
+
+    header = tmp_path / "decider.h"
+    header.write_text(Decider.load(SHIPPED / "decider_resnet8.json").to_c_header(prefix="HI_DECIDER"))
+    info = write_decider_header(header, (1 / 256, -128), tmp_path)
+    text = (tmp_path / "hi_app_decider.h").read_text()
+    assert info["prefix"] == "HI_APP_DECIDER" and "hi_app_decider_accept" in text
+    assert "HI_DECIDER_" not in text and "hi_decider_accept" not in text

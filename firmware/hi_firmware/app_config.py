@@ -169,6 +169,30 @@ def check_decider_binding(dec, decider_path: Path, model: Path | None, output: O
     return [f"--force-decider: {'; '.join(problems)}"] if problems else []
 
 
+def _check_chain_quant(ch, chain: Path) -> None:
+    """The exit bounds are computed from the chain JSON's scores quantization and the device dequantizes with
+    the segment files': a stale or edited JSON would make the device exit where hi-agent does not."""
+    import math
+
+    from hi_firmware.compiler.graph import read_tflite_bytes
+
+    for k, spec in enumerate(ch.segments):
+        try:
+            g = read_tflite_bytes(Path(spec.file).read_bytes(), model_name=Path(spec.file).name)
+        except OSError as exc:
+            raise UsageError(f"--chain {chain}: segment {k} file {spec.file}: {exc}") from None
+        outputs = {g.tensors[t].name: g.tensors[t] for t in g.outputs}
+        t = outputs.get(spec.scores)
+        if t is None:
+            continue  # named by the compile step's own check, with the outputs listed
+        scale, zp = _tensor_quant(t)
+        q = spec.scores_quant
+        if zp != q.zero_point or not math.isclose(scale, q.scale, rel_tol=1e-6):
+            raise UsageError(f"--chain {chain}: segment {k}'s scores quantization in the JSON ({q.scale:g}, "
+                             f"{q.zero_point}) is not its file's ({scale:g}, {zp}) in {Path(spec.file).name}; "
+                             "re-export the chain (`hi-train early-exit` or `hi-train split-ee`)")
+
+
 def check_header_binding(header: Path, model: Path | None, force: bool) -> list[str]:
     """An exported header names the model file it was made for (no hash): a different name is refused as
     for a decider JSON (the model may have been renamed: --force-decider)."""
@@ -199,8 +223,13 @@ def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None
         raise UsageError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     if engine == "tflm" and chain is not None:
         raise UsageError("--engine tflm runs single models only; early-exit chains need the compiled engine")
-    if len(model_id.encode()) > 32 or any(not 0x21 <= ord(c) <= 0x7E for c in model_id):
-        raise UsageError(f"model id {model_id!r} must be at most 32 printable ASCII characters without spaces")
+    if len(model_id.encode()) > 32 or any(not 0x21 <= ord(c) <= 0x7E or c in '"\\' for c in model_id):
+        raise UsageError(f"model id {model_id!r} must be at most 32 printable ASCII characters without spaces, "
+                         "quotes or backslashes (it is written into C)")
+    if model_version is not None and (not model_version or any(not 0x21 <= ord(c) <= 0x7E or c in '"\\'
+                                                               for c in model_version)):
+        raise UsageError(f"model version {model_version!r} must be printable ASCII without spaces, quotes or "
+                         "backslashes (it is written into C)")
     ch = None
     if model is not None:
         model = Path(model)
@@ -216,6 +245,8 @@ def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None
             offload_bounds = ch.policy.offload_bounds_int8(ch.scores_quants())
         except EarlyExitError as exc:
             raise UsageError(f"--chain {chain}: {exc}") from exc
+    if ch is not None:
+        _check_chain_quant(ch, chain)
     warnings: list[str] = []
     user_decider = None
     if decider is not None and not no_decider:
@@ -226,6 +257,19 @@ def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None
             warnings += check_decider_binding(user_decider, decider, final_model, final_output, force_decider)
         else:
             warnings += check_header_binding(decider, final_model, force_decider)
+        if final_model is None and ch is not None:  # the chain's single model is not beside it: no hash
+            recorded = user_decider.model.file if user_decider is not None and user_decider.model is not None \
+                else header_model_name(decider) if decider.suffix == ".h" else None
+            expected = (ch.single_model or {}).get("file")
+            if recorded and expected and recorded != expected:
+                problem = f"it was fitted for {recorded}, and the chain's model is {expected}"
+                if not force_decider:
+                    raise UsageError(f"--decider {decider} does not fit {chain}: {problem}; fit one with `hi-train "
+                                     "decider --model ... --output final_scores`, or force it with --force-decider")
+                warnings.append(f"--force-decider: {problem}")
+            elif recorded and not expected:
+                warnings.append(f"{chain.name} names no single model file, so --decider {decider.name} (fitted for "
+                                f"{recorded}) cannot be checked against it")
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir / "models", ignore_errors=True)

@@ -6,7 +6,6 @@ Decider.to_c_header for the model's actual output quantization); the C side only
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 from .errors import UsageError
@@ -46,8 +45,13 @@ def write_decider_header(decider_path: Path | None, scores_quant: tuple[float, i
         if int(z.group(2)) != zp:
             raise UsageError(f"decider header {decider_path} was exported for output zero point {z.group(2)} but the "
                              f"model's scores have zero point {zp}; re-export it for this model")
-        shutil.copyfile(decider_path, out_dir / "hi_app_decider.h")
-        return {"source": str(decider_path), "prefix": m.group(1), "top_k": int(m.group(2)), "zero_point": zp}
+        # under the app's own prefix: an export named HI_DECIDER (`--out DIR/decider`) would define
+        # hi_decider_accept, which hi_decider.h already declares, and no board would build
+        prefix = m.group(1)
+        text = re.sub(rf"\b{prefix}_", "HI_APP_DECIDER_", text)
+        text = re.sub(rf"\b{prefix.lower()}_", "hi_app_decider_", text)
+        (out_dir / "hi_app_decider.h").write_text(text)
+        return {"source": str(decider_path), "prefix": "HI_APP_DECIDER", "top_k": int(m.group(2)), "zero_point": zp}
     from hi_runtime.decider import Decider, DeciderError
 
     try:

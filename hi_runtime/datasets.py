@@ -176,6 +176,20 @@ def decode_image(data: bytes, name: str, channels: int = 3, image_size: int | No
 # Image folders (directory or tar archive)
 # ----------------------------------------------------------------------------------------------------
 
+def _image_files(root: Path) -> list[Path]:
+    """Every image file under ``root`` (the cache key of a folder dataset)."""
+    out = []
+    stack = [root]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for e in entries:
+                if e.is_dir():
+                    stack.append(Path(e.path))
+                elif e.name.lower().endswith(IMAGE_SUFFIXES):
+                    out.append(Path(e.path))
+    return out or [root]
+
+
 def _iter_folder_members(root: Path, split: str) -> Iterator[tuple[str, str, Callable[[], bytes]]]:
     """Yield (class_name, member_name, read) for a directory tree."""
     split_dir = root / split if (root / split).is_dir() else root
@@ -193,6 +207,9 @@ def _iter_tar_members(archive: Path, split: str) -> Iterator[tuple[str, str, Cal
         why = ("it is not a tar archive (plain, .gz, .bz2 or .xz)" if isinstance(exc, tarfile.ReadError)
                else " ".join(str(exc).split()))
         raise DatasetError(f"cannot open archive {archive}: {why}; expected {IMAGE_FOLDER_LAYOUT}") from exc
+    # an archive of class folders alone holds one split: the one it is named after (test.tar.gz); read for
+    # any other split it would hand the same images to training and test
+    flat_ok = archive.name.split(".")[0] == split
     with tf:
         try:
             for m in tf:
@@ -202,7 +219,7 @@ def _iter_tar_members(archive: Path, split: str) -> Iterator[tuple[str, str, Cal
                 parts = parts[1:] if parts and parts[0] == "." else parts
                 if len(parts) >= 3 and parts[-3] == split:
                     cls = parts[-2]
-                elif len(parts) == 2:
+                elif len(parts) == 2 and flat_ok:
                     cls = parts[0]
                 else:
                     continue
@@ -251,7 +268,8 @@ def load_image_folder(path: str | Path, split: str = "train", *, image_size: int
     if on_corrupt not in ("error", "skip"):
         raise ValueError("on_corrupt must be 'error' or 'skip'")
     source = find_split_source(Path(path), split)
-    key = _source_key([source] if source.is_file() else [source],
+    # a folder is keyed by every image in it (its own mtime does not change when a class folder's files do)
+    key = _source_key([source] if source.is_file() else _image_files(source),
                       f"folder|{split}|{image_size}|{channels}|{class_names}|{on_corrupt}")
 
     def build() -> Dataset:
@@ -275,7 +293,9 @@ def load_image_folder(path: str | Path, split: str = "train", *, image_size: int
             images.append(img)
             cls_of.append(cls)
         if not images:
-            raise DatasetError(f"no images found for split '{split}' in {source}; expected {IMAGE_FOLDER_LAYOUT}")
+            flat = "; an archive of class folders alone must be named after its split (e.g. test.tar.gz)" \
+                if source.is_file() else ""
+            raise DatasetError(f"no images found for split '{split}' in {source}; expected {IMAGE_FOLDER_LAYOUT}{flat}")
         shapes = {im.shape for im in images}
         if len(shapes) > 1:
             raise DatasetError(f"images in {source} have different sizes {sorted(shapes)[:4]}...; "

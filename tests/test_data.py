@@ -81,6 +81,28 @@ def test_cache_makes_second_load_fast_and_identical(tmp_path):
     assert t2 - t1 < max(0.5, t1 - t0)
 
 
+def test_the_cache_notices_images_added_to_a_class_folder(tmp_path):
+    """A class folder's new image changes neither the split folder's size nor its mtime: the cache must
+    still see it (it is keyed by every image file)."""
+    _write_folder(tmp_path / "d", "train", ["a", "b"], 5)
+    assert len(load_image_folder(tmp_path / "d", "train", progress=False)) == 10
+    Image.fromarray(_images(1, seed=9)[0]).save(tmp_path / "d" / "train" / "b" / "0099.png")
+    assert len(load_image_folder(tmp_path / "d", "train", progress=False)) == 11
+
+
+def test_an_archive_of_class_folders_alone_serves_only_the_split_it_is_named_after(tmp_path):
+    """Read for every split, it would hand the test split the training images."""
+    src = tmp_path / "src"
+    _write_folder(src, "x", ["a", "b"], 3)
+    for name in ("test.tar", "all.tar"):
+        with tarfile.open(tmp_path / name, "w") as tf:
+            for cls in ("a", "b"):
+                tf.add(src / "x" / cls, arcname=cls)
+    assert len(load_image_folder(tmp_path / "test.tar", "test", progress=False)) == 6
+    with pytest.raises(DatasetError, match="named after its split"):
+        load_image_folder(tmp_path / "all.tar", "train", progress=False)
+
+
 def test_imagenet_style_resize_and_center_crop(tmp_path):
     d = tmp_path / "train" / "n01440764"
     d.mkdir(parents=True)

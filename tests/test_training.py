@@ -385,6 +385,8 @@ def test_cli_trains_checkpoints_resumes_exports_and_writes_card(tmp_path, monkey
     runs = card["training"]["runs"]  # the refused start in between is not a run
     assert [r["started_at_epoch"] for r in runs] == [1, 2] and "--resume" not in runs[0]["command"]
     assert [h["epoch"] for h in card["training"]["history"]] == [1, 2]
+    # the training time is the run's, over both sessions, not the last session's alone
+    assert card["training"]["seconds"] == round(sum(h["seconds"] for h in card["training"]["history"]))
     table = (tmp_path / "models" / "README.md").read_text()
     assert "tiny_int8.tflite" in table
     # re-export from the saved .keras (its training loss, a label-smoothing closure, is not needed to load)
@@ -394,6 +396,28 @@ def test_cli_trains_checkpoints_resumes_exports_and_writes_card(tmp_path, monkey
     assert [a["file"] for a in card["artifacts"]] == ["tiny.keras", "tiny_float.tflite"]
     assert card["training"]["config"]["label_smoothing"] == 0.1
     assert card["export_command"].startswith("hi-train export --keras ")
+
+
+def test_a_resumed_run_keeps_its_best_and_survives_a_backup_cut_by_a_kill(tmp_path):
+    """A kill while the epoch's backup is written leaves half a file: the previous epoch's copy takes over.
+    The best weights are those of the best epoch over every session, not the first one after a restart."""
+    from dataclasses import replace
+
+    from training.train import TrainConfig, best_in_history, restored_epoch, train_model
+
+    train, val = color_dataset(256, 0), color_dataset(64, 1)
+    ck = tmp_path / "ck"
+    cfg = TrainConfig(arch="tiny_cnn", epochs=2, batch_size=32, lr=0.05, warmup_epochs=0, ckpt_dir=str(ck))
+    train_model(cfg, train, val, verbose=0)
+    assert restored_epoch(ck / "backup") == 2
+    latest = ck / "backup" / "latest.weights.h5"
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    model = train_model(replace(cfg, epochs=3), train, val, resume=True, verbose=0)
+    history = [json.loads(line) for line in (ck / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["epoch"] == 3
+    best = best_in_history(ck / "history.jsonl", "val_acc")
+    acc = float((model.predict(val.images.astype(np.float32), verbose=0).argmax(1) == val.labels).mean())
+    assert acc == pytest.approx(best, abs=1e-6)
 
 
 def test_cli_same_command_again_starts_over_but_an_unfinished_run_is_kept(tmp_path, monkeypatch):

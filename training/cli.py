@@ -171,6 +171,7 @@ def cmd_model(args) -> int:
     history = Path(ckpt) / "history.jsonl"
     if history.exists():
         training["history"] = [json.loads(l) for l in history.read_text().splitlines() if l.strip()]
+        training["seconds"] = history_seconds(training["history"], seconds)
     card = export_and_card(model, out, args.export, train, val, test, args, training=training)
     mark_checkpoint_complete(ckpt, out, command)
     print(json.dumps({a["file"]: a.get("test_accuracy") for a in card["artifacts"]}, indent=2))
@@ -250,6 +251,13 @@ def _ensemble_of(members: list, paths: Sequence[str], ckpts: Sequence[str], test
     return ensemble(members), training, extra, np.mean(member_probs, axis=0)
 
 
+def history_seconds(history: list[dict], this_session_s: float) -> int:
+    """The run's training time: every epoch's, over all its sessions (a resumed run's last session alone
+    would understate it), or this session's when the history has no times."""
+    times = [h["seconds"] for h in history if isinstance(h.get("seconds"), (int, float))]
+    return round(sum(times)) if times else round(this_session_s)
+
+
 def training_record(ckpt: Path) -> dict:
     """How a checkpointed run was made, from its checkpoint directory: config, every (re)start command and
     the per-epoch history."""
@@ -267,7 +275,7 @@ def training_record(ckpt: Path) -> dict:
             rec["note"] = RESUME_NOTE
     if history.exists():
         rec["history"] = [json.loads(l) for l in history.read_text().splitlines() if l.strip()]
-        rec["seconds"] = round(sum(h.get("seconds", 0) for h in rec["history"]))
+        rec["seconds"] = history_seconds(rec["history"], 0.0)
     return rec
 
 

@@ -144,7 +144,7 @@ def _train_joint(args, train, val, out: Path):
     """--epochs: joint training from scratch; returns (model, training record, history)."""
     import json
 
-    from training.cli import RESUME_NOTE, record_command
+    from training.cli import RESUME_NOTE, history_seconds, record_command
     from training.early_exit import EEJointConfig, train_early_exit_joint
     from training.train import TrainConfig, TrainingError, claim_checkpoint, threads_hint
 
@@ -172,7 +172,7 @@ def _train_joint(args, train, val, out: Path):
     model.save(out.with_suffix(".keras"))
     hist_file = Path(ckpt) / "history.jsonl"
     history = [json.loads(l) for l in hist_file.read_text().splitlines() if l.strip()] if hist_file.exists() else []
-    training = {"config": cfg.to_dict(), "seconds": round(time.time() - t0), "init_note": "trained from scratch, "
+    training = {"config": cfg.to_dict(), "seconds": history_seconds(history, time.time() - t0), "init_note": "trained from scratch, "
                 "all exits jointly" + (f", self-distillation {args.self_distill}" if args.self_distill else "") +
                 (f", taught by {args.teacher} (weight {args.distill_weight}, T={args.temperature})" if args.teacher
                  else "")}

@@ -222,6 +222,7 @@ def fit(model, cfg: TrainConfig, train: Dataset, val: Dataset, *, loss, metrics,
     callbacks = []
     history_path = None
     best_path = None
+    start_epoch = 0
     if cfg.ckpt_dir:
         ck = Path(cfg.ckpt_dir)
         backup = ck / "backup"
@@ -232,22 +233,72 @@ def fit(model, cfg: TrainConfig, train: Dataset, val: Dataset, *, loss, metrics,
             print(f"note: --resume given but no checkpoint in {ck}; starting a new run", file=sys.stderr)
         ck.mkdir(parents=True, exist_ok=True)
         (ck / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch",
+        # double_checkpoint: the previous epoch's backup is kept, so a kill while this one is written
+        # resumes from it instead of failing on a truncated file
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", double_checkpoint=True,
                                                           delete_checkpoint=False))
         best_path = ck / "best.weights.h5"
-        callbacks.append(keras.callbacks.ModelCheckpoint(str(best_path), monitor=monitor, mode="max",
-                                                         save_best_only=True, save_weights_only=True))
         history_path = ck / "history.jsonl"
+        callbacks.append(_best_weights_callback(best_path, monitor, best_in_history(history_path, monitor)
+                                                if resume and best_path.exists() else None))
+        start_epoch = restored_epoch(backup) if resume else 0
     callbacks.append(_EpochLog(history_path, cfg.epochs).callback)
 
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 0
-    model.fit(make_dataset(train, cfg.batch_size, training=True, augment=cfg.augment, seed=cfg.seed,
+    # a resumed run shuffles from a seed of its own: with the run's seed it would replay epoch 1's order
+    data_seed = cfg.seed + start_epoch
+    model.fit(make_dataset(train, cfg.batch_size, training=True, augment=cfg.augment, seed=data_seed,
                            targets=train_targets),
               validation_data=make_dataset(val, 256, training=False, augment=False, seed=0, targets=val_targets),
               epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
     if best_path is not None and best_path.exists():
         model.load_weights(str(best_path))
+
+
+def best_in_history(history_path: Path | None, monitor: str) -> float | None:
+    """The best ``monitor`` value a checkpointed run reached so far (its JSONL history), or None."""
+    if history_path is None or not history_path.exists():
+        return None
+    values = []
+    for line in history_path.read_text().splitlines():
+        if line.strip():
+            value = json.loads(line).get(monitor)
+            if isinstance(value, (int, float)):
+                values.append(float(value))
+    return max(values) if values else None
+
+
+def restored_epoch(backup: Path) -> int:
+    """How many epochs a checkpoint in ``backup`` had finished (0 without one)."""
+    meta = backup / "training_metadata.json"
+    try:
+        return max(0, int(json.loads(meta.read_text()).get("epoch", 0)))  # Keras records epochs done
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+def _best_weights_callback(path: Path, monitor: str, best_so_far: float | None):
+    """Keep the weights with the best ``monitor`` in ``path``, written to a temporary file and renamed (a
+    kill mid-write leaves the previous best intact), starting from the best a resumed run already has (a
+    fresh callback would take the first epoch after a restart as the best, whatever it scored)."""
+    import keras
+
+    class BestWeights(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.best = -math.inf if best_so_far is None else best_so_far
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = (logs or {}).get(monitor)
+            if value is None or not float(value) > self.best:
+                return
+            partial = path.with_name(path.name.replace(".weights.h5", ".partial.weights.h5"))
+            self.model.save_weights(str(partial))
+            os.replace(partial, path)
+            self.best = float(value)
+
+    return BestWeights()
 
 
 def check_precision(cfg: TrainConfig, allowed: tuple[str, ...] | None = None) -> None:

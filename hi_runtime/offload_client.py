@@ -446,7 +446,8 @@ class AsyncOffloadClient:
 
     @property
     def free_slots(self) -> int:
-        return max(0, self.max_inflight - len(self._pending))
+        """Requests this connection can still send: given-up ones hold their slot until answered."""
+        return max(0, self.max_inflight - len(self._pending) - len(self._abandoned))
 
     async def connect(self) -> None:
         import asyncio

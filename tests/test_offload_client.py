@@ -222,6 +222,7 @@ def test_given_up_requests_keep_their_slot_so_the_server_never_holds_more_than_i
         for _ in range(10):
             with pytest.raises(OffloadTimeout):
                 await client.infer(IMG, "m", timeout=0.02)
+        assert client.free_slots == 0  # the offloader then picks another connection or server
         await client.close()
 
     _async(scenario())

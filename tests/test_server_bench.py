@@ -32,3 +32,20 @@ def test_bench_server_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     with pytest.raises(SystemExit):
         bench_server.main(["--help"])
     assert "--clients" in capsys.readouterr().out
+
+
+def test_refused_requests_are_errors_not_served_requests(tmp_path: Path) -> None:
+    """A fast ERROR is no answer: it adds to the errors, never to the latencies (throughput, p50/p99);
+    warm-up requests count in neither."""
+    import multiprocessing as mp
+
+    from offload_server.config import ModelConfig, ServerConfig
+    from offload_server.server import run_server_in_thread
+    from offload_server.standin import build_standin_onnx
+
+    model = build_standin_onnx(tmp_path / "m.onnx")
+    with run_server_in_thread(ServerConfig(models=[ModelConfig(id="bench", path=str(model))], port=0)) as handle:
+        parent, child = mp.Pipe(duplex=False)
+        bench_server._load_worker(handle.port, 2, 3, 1, "no-such-model", child)
+        result = parent.recv()
+    assert result["latencies"] == [] and result["n_errors"] == 2 * 3

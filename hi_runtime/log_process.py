@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+import signal
 import sys
 
 from hi_runtime.records import SampleRecord, json_line
@@ -35,6 +36,9 @@ def _read_exact(stream, n: int) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     path, fmt, flush_every = (argv if argv is not None else sys.argv[1:])[:3]
     every = max(1, int(flush_every))
+    # a terminal's Ctrl-C reaches the whole process group: it is the agent's to handle; this process ends
+    # when its input does, after writing every row the agent sent
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stream = sys.stdin.buffer
     try:
         with open(path, "a", encoding="utf-8", newline="") as out:

@@ -286,9 +286,12 @@ class RecordWriter:
         if mode == "process":
             self._out.close()  # the header is written; the writer process appends the rows
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+            # a session of its own: a terminal's Ctrl-C goes to the agent's process group, and the agent (which
+            # handles it) then closes this process's input, so every row it sent is still written
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "hi_runtime.log_process", str(self.path), self.fmt, str(self._flush_every)],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                start_new_session=True)
         elif mode == "thread":
             self._queue = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._drain, name="hi-records", daemon=True)

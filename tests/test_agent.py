@@ -356,6 +356,27 @@ def test_cli_run_hi_end_to_end(tiny_kit, server, tmp_path, capsys):
     assert s["samples"] == 50 and s["degraded"] == 0 and 0 < s["offload_ratio"] < 1
 
 
+def test_cli_summarizes_the_run_when_its_log_cannot_be_written(tiny_kit, tmp_path, capsys, monkeypatch):
+    """The log writer died (killed, disk full): the answers are still summarized, the failure is one line,
+    exit 1, no traceback."""
+    from hi_runtime.agent.cli import main
+    from hi_runtime.records import RecordWriter
+
+    real_close = RecordWriter.close
+
+    def failing_close(self):
+        real_close(self)
+        raise OSError(f"writing the log {self.path} failed: the log writer process failed: exit -9")
+
+    monkeypatch.setattr(RecordWriter, "close", failing_close)
+    rc = main(["run", "--strategy", "local", "--model", str(tiny_kit / "local_int8.tflite"),
+               "--input", f"npz:{tiny_kit / 'samples.npz'}", "--limit", "20", "--log", str(tmp_path / "r.jsonl"),
+               "--no-progress"])
+    out = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in out.err
+    assert "local" in out.out and "covers all 20 samples answered" in out.err
+
+
 def test_cli_threshold_override_changes_the_offload_ratio(tiny_kit, server, tmp_path):
     from hi_runtime.agent.cli import main
 

@@ -21,6 +21,8 @@ def test_npz_with_labels_ids_and_slicing(tmp_path):
     assert [s.label for s in got] == [2, 0, 1, 2] and np.array_equal(got[0].image, imgs[2])
     assert src.class_names == ["a", "b", "c"]
     assert open_input(str(tmp_path / "s.npz")).total == 10  # bare path
+    np.savez(tmp_path / "plain.npz", images=imgs)  # no ids: a sample's id is its stored index, offset or not
+    assert [s.sample_id for s in open_input(f"npz:{tmp_path / 'plain.npz'}", limit=3, offset=5)] == [5, 6, 7]
     np.savez(tmp_path / "bad.npz", pixels=imgs)
     with pytest.raises(InputError, match="no 'images'"):
         load_npz(tmp_path / "bad.npz")
@@ -109,3 +111,14 @@ def test_camera_without_opencv_says_how_to_install(monkeypatch):
         open_input("camera:0")
     with pytest.raises(InputError, match="integer"):
         open_input("camera:front")
+
+
+def test_the_demo_report_states_the_budgets_the_runs_used(tmp_path):
+    from types import SimpleNamespace
+
+    from hi_runtime.agent.demo import write_report
+
+    clf = SimpleNamespace(backend=SimpleNamespace(describe=lambda: "litert"))
+    report = write_report(tmp_path, [], {}, 0, tmp_path / "s.npz", clf, [], 1.0, budget_ms=5, rate_budget_ms=40)
+    text = report.read_text()
+    assert "budget 5 ms" in text and "40 ms budget" in text and "1000 ms" not in text

@@ -161,3 +161,85 @@ def test_a_server_slowing_from_5_to_80_ms_causes_no_degraded_sample(tiny_kit, da
     late = [r for r in agent.records if r.sample_id >= 25 and r.offloaded]
     assert late and all(r.t_offload_ms >= 80 for r in late)
     assert agent.offloader.breaker_states() == {f"127.0.0.1:{srv.port}": "closed"}
+
+
+# ---- interrupted runs (an outside review, 2026-12-07) ------------------------------------------------------
+
+class _StopAfter:
+    """An input source that raises KeyboardInterrupt (Ctrl-C) after ``n`` samples."""
+
+    def __init__(self, x, y, n):
+        self.x, self.y, self.n = x, y, n
+        self.total, self.name = n, "stop-after"
+
+    def __iter__(self):
+        for i in range(self.n):
+            yield Sample(i, self.x[i], int(self.y[i]))
+        raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+def test_ctrl_c_delivers_the_offloads_still_on_the_wire(tiny_kit, data):
+    """At Ctrl-C the samples whose offload is in flight are answered (each has its deadline), not dropped."""
+    x, y = data
+    with DelayServer(delay_s=0.1) as srv:
+        agent = hi_agent(tiny_kit, srv.port, threshold=0.99, arrival="rate:200", k=16)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                agent.run(_StopAfter(x, y, 30))
+        finally:
+            agent.close()
+    assert sorted(r.sample_id for r in agent.records) == list(range(30))
+    assert any(r.offloaded and not r.degraded for r in agent.records)
+
+
+def test_an_interrupt_while_a_batch_is_written_never_repeats_it(tiny_kit, data):
+    """A Ctrl-C inside the writer during a flush: the final flush does not write that batch again."""
+    x, y = data
+
+    class InterruptedWriter:
+        def __init__(self):
+            self.rows = []
+            self.calls = 0
+
+        def write_many(self, recs):
+            self.calls += 1
+            if self.calls == 1:  # Ctrl-C arrives while the first batch is being written
+                raise KeyboardInterrupt
+            self.rows += [r.sample_id for r in recs]
+
+    clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"))
+    agent = Agent(AgentConfig(strategy="local", progress=False), classifier=clf)
+    agent.SCORE_BATCH = 8  # several batches in the run
+    writer = InterruptedWriter()
+    with pytest.raises(KeyboardInterrupt):
+        agent.run(ArraySource(x[:40], y[:40]), writer)
+    ids = [r.sample_id for r in agent.records]
+    assert len(ids) == len(set(ids)) and len(writer.rows) == len(set(writer.rows))
+
+
+def test_the_log_writer_process_outlives_a_ctrl_c_sent_to_the_whole_process_group(tmp_path):
+    """A terminal's Ctrl-C reaches every process of the group: the writer ignores it and writes every row."""
+    import os
+    import signal
+    import time
+
+    from hi_runtime.records import RecordWriter, SampleRecord, default_header
+
+    path = tmp_path / "run.jsonl"
+    writer = RecordWriter(path, default_header(model="m", strategy="local", server=None), background="process")
+    assert os.getpgid(writer._proc.pid) != os.getpgid(0)  # outside the group a terminal's Ctrl-C reaches
+    for i in range(25):
+        writer.write(SampleRecord(sample_id=i, strategy="local", local_class=1, local_confidence=0.9,
+                                  exit_index=None, decider_score=None, offloaded=False, server_class=None,
+                                  final_class=1, degraded=False, label=None))
+    time.sleep(0.5)  # started up: it ignores a SIGINT sent to it directly too
+    os.kill(writer._proc.pid, signal.SIGINT)
+    for i in range(25, 50):
+        writer.write(SampleRecord(sample_id=i, strategy="local", local_class=1, local_confidence=0.9,
+                                  exit_index=None, decider_score=None, offloaded=False, server_class=None,
+                                  final_class=1, degraded=False, label=None))
+    writer.close()  # raises if the process died
+    assert sum('"type": "sample"' in line for line in path.read_text().splitlines()) == 50

@@ -223,6 +223,7 @@ def cmd_run(args) -> int:
         arrival=str(arrival), latency_budget_ms=budget, max_inflight=args.max_inflight,
         connections=args.connections, admission=not args.no_admission, server_model_id=args.model_id or None)
     writer = RecordWriter(args.log, header, args.log_format, background=args.log_writer) if args.log else None
+    log_failure = None  # the per-sample log could not be written: the run's answers are still summarized
     try:
         summary = agent.run(source, writer)
     except KeyboardInterrupt:
@@ -230,11 +231,20 @@ def cmd_run(args) -> int:
         from hi_runtime.records import summarize
 
         summary = summarize(agent.records, strategy)
+    except OSError as exc:
+        if writer is None or not str(exc).startswith(f"writing the log {writer.path}"):
+            raise
+        from hi_runtime.records import summarize
+
+        log_failure, summary = str(exc), summarize(agent.records, strategy)
     finally:
         agent.close()
         source.close()
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:
+                log_failure = log_failure or str(exc)
     print(summary_text([summary]))
     if summary.degraded:
         say(f"{summary.degraded} samples answered locally (degraded); last offload error: {agent.last_error}")
@@ -247,6 +257,9 @@ def cmd_run(args) -> int:
         from hi_runtime.records import write_summary_json
 
         write_summary_json(args.summary_json, summary, header)
+    if log_failure:
+        say(f"{log_failure}; the summary above covers all {summary.samples} samples answered")
+        return 1
     return 0
 
 

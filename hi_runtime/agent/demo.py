@@ -181,7 +181,7 @@ def run_demo(models_dir: Path, out_dir: Path, *, samples: Path | None = None, li
             logs[name] = log_path
     elapsed = time.perf_counter() - t_start
     report = write_report(out_dir, summaries, logs, source.total or 0, samples, classifier, notes, elapsed,
-                          server_model)
+                          server_model, budget_ms=budget, rate_budget_ms=rate_budget_ms)
     echo(summary_text(summaries, title=f"hi-agent demo: {source.total} CIFAR-10 JPEG test images"))
     for line in promise_lines(summaries):
         echo(line)
@@ -208,7 +208,8 @@ def promise_lines(summaries: list[Summary]) -> list[str]:
 
 
 def write_report(out_dir: Path, summaries: list[Summary], logs: dict, n: int, samples: Path, classifier,
-                 notes: list[str], elapsed: float, server_model: str = CPU_SERVER) -> Path:
+                 notes: list[str], elapsed: float, server_model: str = CPU_SERVER,
+                 budget_ms: float = 1000.0, rate_budget_ms: float = RATE_BUDGET_MS) -> Path:
     lines = [
         "# hi-agent demo report",
         "",
@@ -224,7 +225,8 @@ def write_report(out_dir: Path, summaries: list[Summary], logs: dict, n: int, sa
         summary_markdown(summaries),
         ("Latency is per sample, from its arrival to its final answer (offloads included), stamped when the "
          "answer arrived. Runs without `@` are closed loops (the next sample after the previous answer; budget "
-         "1000 ms); `@rate:N` runs had N samples arriving per second with a camera's 100 ms budget, so their "
+         f"{budget_ms:g} ms); `@rate:N` runs had N samples arriving per second with a camera's {rate_budget_ms:g} ms "
+         "budget, so their "
          "latency includes queueing, and `shed` counts offloads that admission control answered locally at "
          "once because the expected wait already exceeded the budget."),
         "",

@@ -76,9 +76,9 @@ class ArraySource(InputSource):
 
     def limit(self, count: int | None, offset: int = 0) -> ArraySource:
         end = None if count is None else offset + count
+        ids = list(range(len(self.images)))[offset:end] if self.ids is None else self.ids[offset:end]
         return ArraySource(self.images[offset:end], None if self.labels is None else self.labels[offset:end],
-                           name=self.name, class_names=self.class_names,
-                           ids=None if self.ids is None else self.ids[offset:end])
+                           name=self.name, class_names=self.class_names, ids=ids)  # ids stay the stored indices
 
     def __iter__(self) -> Iterator[Sample]:
         n = len(self.images)

@@ -426,7 +426,9 @@ class Agent:
         def flush() -> None:
             last_flush[0], last_flush[1] = time.perf_counter(), self.clock()
             recs, need, raw = [], [], []
-            for p in done:
+            batch = done[:]
+            done.clear()  # taken off before anything can be interrupted: a second flush never repeats it
+            for p in batch:
                 if type(p) is tuple:  # answered on the direct path: its record is made here
                     rec = kept_record(p)
                     if scored:
@@ -458,11 +460,10 @@ class Agent:
                     counts["offloaded"] += rec.offloaded
                     counts["degraded"] += rec.degraded
                     counts["shed"] += rec.shed
-            if bar is not None and done:
-                bar.update(len(done))
+            if bar is not None and batch:
+                bar.update(len(batch))
                 bar.set_postfix(offload=f"{counts['offloaded'] / len(self.records):.0%}",
                                 degraded=counts["degraded"], shed=counts["shed"], refresh=False)
-            done.clear()
 
         def deliver(p: _Pending) -> None:
             done.append(p)
@@ -520,7 +521,11 @@ class Agent:
                         collect(everything=True)  # closed: the next sample arrives after this answer
             collect(everything=True)
         finally:
-            flush()
+            try:  # samples on the wire are delivered, not dropped (Ctrl-C, an error): each has its deadline
+                if self._outstanding:
+                    collect(everything=True)
+            finally:
+                flush()
             if bar is not None:
                 bar.close()
         return summarize(self.records, self.config.strategy)

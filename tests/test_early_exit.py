@@ -520,6 +520,35 @@ def test_joint_training_from_scratch_exits_learn_and_resume(tmp_path):
 
 
 @pytest.mark.slow
+def test_warm_restart_starts_from_the_trained_model_not_from_scratch(tmp_path):
+    """--restart-from: the run starts from the trained early-exit model's weights (with a learning rate too
+    small to move them, the result keeps its accuracy, where a run from scratch stays near chance); a model
+    built differently (another branch width) is refused with the difference named, not half copied."""
+    from test_training import color_dataset
+    from training.early_exit import EEJointConfig, train_early_exit_joint
+    from training.train import TrainConfig
+
+    train, val = color_dataset(3000, 0), color_dataset(300, 1)
+    x = val.images.astype(np.float32)
+
+    def run(name: str, epochs: int, lr: float, **kw):
+        tc = TrainConfig(arch="tiny_cnn", epochs=epochs, batch_size=32, lr=lr, warmup_epochs=0, augment=False,
+                         ckpt_dir=str(tmp_path / name))
+        model = train_early_exit_joint(EEJointConfig(train=tc, **kw), train, val, verbose=0, log=lambda *_: None)
+        return model, [float((p.argmax(1) == val.labels).mean()) for p in model.predict(x, verbose=0)]
+
+    trained, acc = run("first", 3, 0.05)
+    assert min(acc) > 0.4, acc
+    trained.save(tmp_path / "ee.keras")
+    _, restarted = run("restart", 1, 1e-7, restart_from=str(tmp_path / "ee.keras"))
+    _, scratch = run("scratch", 1, 1e-7)
+    assert restarted == pytest.approx(acc, abs=0.02), (restarted, acc)
+    assert max(scratch) < 0.3, scratch
+    with pytest.raises(ValueError, match="same --arch, --exits, --branch-width"):
+        run("other", 1, 1e-7, restart_from=str(tmp_path / "ee.keras"), branch_width=16)
+
+
+@pytest.mark.slow
 def test_output_map_check_runs_the_core_runner_and_catches_a_swap(repo_root):
     """verify_output_map (run at export) compares the converted file, run through hi_runtime.backends, with
     the Keras model on one image: the shipped chain's single model and its Keras source agree under the

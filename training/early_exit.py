@@ -316,11 +316,32 @@ class EEJointConfig:
     branch_width: int = 64
     branch_convs: list[int] = field(default_factory=list)
     self_distill: float = 0.0
+    # a trained early-exit model of the same architecture and exits whose weights start the run instead of a
+    # random initialization: a warm restart (Loshchilov & Hutter, "SGDR", 2017), i.e. one more warm-up +
+    # cosine cycle on a converged model, which extends a finished schedule without repeating it
+    restart_from: str = ""
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["train"] = self.train.to_dict() if self.train is not None else None
         return d
+
+
+def restart_weights(model, source) -> None:
+    """Copy every weight of ``source`` (a trained early-exit Keras model) into ``model``, built with the same
+    architecture, exits and branches; anything else is a ValueError naming the first difference, since a
+    partial copy would silently train a different network than the card says."""
+    mine, theirs = model.weights, source.weights
+    if list(model.output_names) != list(source.output_names) or len(mine) != len(theirs):
+        raise ValueError(f"the restart model has outputs {list(source.output_names)} and {len(theirs)} weights, "
+                         f"the model to train {list(model.output_names)} and {len(mine)}: give an early-exit "
+                         "model trained with the same --arch, --exits, --branch-width and --branch-convs")
+    for a, b in zip(mine, theirs):
+        if tuple(a.shape) != tuple(b.shape):
+            raise ValueError(f"the restart model's weight {b.path} has shape {tuple(b.shape)} where the model to "
+                             f"train has {tuple(a.shape)}: give an early-exit model trained with the same --arch, "
+                             "--exits, --branch-width and --branch-convs")
+    model.set_weights(source.get_weights())
 
 
 def early_exit_loss_fn(num_exits: int, num_classes: int, weights: Sequence[float], *, self_distill: float = 0.0,
@@ -395,6 +416,8 @@ def train_early_exit_joint(cfg: EEJointConfig, train: Dataset, val: Dataset, *, 
     model = build_early_exit_model(tc.arch, exits=cfg.exits or None, num_classes=train.num_classes,
                                    input_shape=train.images.shape[1:], branch_width=cfg.branch_width,
                                    weight_decay=tc.weight_decay, branch_convs=cfg.branch_convs or None)
+    if cfg.restart_from:
+        restart_weights(model, keras.models.load_model(cfg.restart_from, compile=False))
     n_out = len(model.outputs)
     names = exit_names(n_out)
     weights = list(cfg.loss_weights) if cfg.loss_weights else [1.0] * n_out
@@ -408,7 +431,8 @@ def train_early_exit_joint(cfg: EEJointConfig, train: Dataset, val: Dataset, *, 
     side_by_side = keras.Model(model.inputs, keras.layers.Concatenate(name="exits_side_by_side")(model.outputs),
                                name=f"{model.name}_joint")
     metrics = [_exit_accuracy(k, train.num_classes, nm) for k, nm in enumerate(names)]
-    log(f"joint training from scratch: {tc.epochs} epochs, exits {list(exit_taps(model))}, loss weights "
+    start = f"restarted from {cfg.restart_from}" if cfg.restart_from else "from scratch"
+    log(f"joint training {start}: {tc.epochs} epochs, exits {list(exit_taps(model))}, loss weights "
         f"{weights}, self-distillation {cfg.self_distill}, teacher {tc.teacher or 'none'}")
     fit(side_by_side, tc, train, val, loss=loss, metrics=metrics, train_targets=train_targets,
         val_targets=val_targets, monitor=f"val_acc_{FINAL}", resume=resume, verbose=verbose)

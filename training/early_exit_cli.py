@@ -71,6 +71,10 @@ def register_cli(sub) -> None:
     j.add_argument("--self-distill", type=fraction, default=0.0,
                    help="weight a in [0, 1] of the self-distillation term: each earlier exit also learns the "
                         "final exit's softened output (Zhang et al., 'Be Your Own Teacher'); default 0")
+    j.add_argument("--restart-from", default=None, metavar="EE_KERAS",
+                   help="start the --epochs run from this trained early-exit model's weights (same --arch, exits "
+                        "and branches) instead of from scratch: a warm restart, one more warm-up + cosine cycle "
+                        "that extends a finished schedule (e.g. models/cifar10/ee_resnet8.keras)")
     j.add_argument("--ckpt-dir", default=None, help="checkpoint directory (default <out dir>/.<name>.ckpt)")
     j.add_argument("--resume", action="store_true", help="continue the run checkpointed in --ckpt-dir")
     p.add_argument("--out", required=True, help="output prefix, e.g. models/cifar10/ee_resnet8")
@@ -122,6 +126,11 @@ def check_args(args) -> None:
                          "schedule keeps none: add the --epochs of the stopped run, or drop --resume")
     if args.init and args.epochs:
         raise UsageError("--epochs trains from scratch and --init starts from a trained trunk; give one of them")
+    if args.restart_from:
+        if not args.epochs:
+            raise UsageError("--restart-from starts an --epochs run from a trained early-exit model; add --epochs N "
+                             "(the length of the new cycle)")
+        check_keras_file(args.restart_from, "--restart-from", KERAS_EE_FIX)
     if args.init:
         check_keras_file(args.init, "--init", init_fix(args.arch))
     if args.teacher and not Path(args.teacher).is_file():
@@ -141,7 +150,7 @@ def check_args(args) -> None:
 
 
 def _train_joint(args, train, val, out: Path):
-    """--epochs: joint training from scratch; returns (model, training record, history)."""
+    """--epochs: joint training from scratch (or --restart-from a trained model); returns (model, training record, history)."""
     import json
 
     from training.cli import RESUME_NOTE, history_seconds, record_command
@@ -162,20 +171,23 @@ def _train_joint(args, train, val, out: Path):
     weights = _loss_weights(args.loss_weights)
     cfg = EEJointConfig(train=tc, exits=args.exits.split(",") if args.exits else [], loss_weights=weights,
                         branch_width=args.branch_width, branch_convs=_branch_convs(args.branch_convs),
-                        self_distill=args.self_distill)
+                        self_distill=args.self_distill, restart_from=args.restart_from or "")
     runs = record_command(Path(ckpt), command, args.resume)
     t0 = time.time()
     try:
         model = train_early_exit_joint(cfg, train, val, resume=args.resume)
     except (TrainingError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"--restart-from {args.restart_from}: {exc}" if args.restart_from and "restart" in str(exc)
+                         else str(exc)) from None
     model.save(out.with_suffix(".keras"))
     hist_file = Path(ckpt) / "history.jsonl"
     history = [json.loads(l) for l in hist_file.read_text().splitlines() if l.strip()] if hist_file.exists() else []
-    training = {"config": cfg.to_dict(), "seconds": history_seconds(history, time.time() - t0), "init_note": "trained from scratch, "
-                "all exits jointly" + (f", self-distillation {args.self_distill}" if args.self_distill else "") +
-                (f", taught by {args.teacher} (weight {args.distill_weight}, T={args.temperature})" if args.teacher
-                 else "")}
+    start = (f"restarted from {args.restart_from} (warm restart: a new {args.epochs}-epoch warm-up + cosine "
+             "cycle)" if args.restart_from else "trained from scratch")
+    note = (f"{start}, all exits jointly" + (f", self-distillation {args.self_distill}" if args.self_distill else "")
+            + (f", taught by {args.teacher} (weight {args.distill_weight}, T={args.temperature})" if args.teacher
+               else ""))
+    training = {"config": cfg.to_dict(), "seconds": history_seconds(history, time.time() - t0), "init_note": note}
     if len(runs) > 1:
         training["runs"] = runs
         training["note"] = RESUME_NOTE

@@ -46,6 +46,28 @@ class OffloadAuthError(OffloadError):
     """Authentication failed: wrong or missing key, or the server could not prove it holds the key."""
 
 
+class OffloadRequestError(OffloadError, ValueError):
+    """This request cannot be sent at all (a tensor the protocol cannot carry, or a frame larger than the
+    server's ``max_frame`` from its WELCOME); refused before sending, so the connection and every other
+    request on it are unharmed. A ValueError too: it is the caller's tensor that is wrong."""
+
+
+def _infer_frame(tensor: np.ndarray, model_id: str, request_id: int, *, layout: str, quant, top_k: int,
+                 version: int | None, server_max_frame: int, server: str) -> bytes:
+    """The encoded INFER for one tensor, refused (OffloadRequestError) when the server would not take it:
+    a frame over its max_frame makes the server drop the whole connection, failing every request in flight."""
+    try:
+        msg = p.Infer.from_array(tensor, model_id, request_id, layout=layout, quant=quant, top_k=top_k)
+    except p.ProtocolError as exc:
+        raise OffloadRequestError(f"cannot offload this tensor: {exc}") from exc
+    frame = p.encode(msg, version=version)
+    if server_max_frame and len(frame) > server_max_frame:
+        raise OffloadRequestError(f"cannot offload this tensor: its request is {len(frame)} bytes and {server} "
+                                  f"accepts frames of at most {server_max_frame} bytes (its max_frame); shrink the "
+                                  "input or raise the server's max_frame")
+    return frame
+
+
 class OffloadServerError(OffloadError):
     """The server answered a request with an ERROR frame."""
 
@@ -159,6 +181,7 @@ class OffloadClient:
         self.version: int | None = None
         self.server_name = ""
         self.server_max_inflight = 0
+        self.server_max_frame = 0  # from WELCOME: the largest frame the server reads (0 before the handshake)
         self._sock: socket.socket | None = None
         self._decoder = p.FrameDecoder(max_frame)
         self._ids = itertools.count(0)
@@ -211,6 +234,7 @@ class OffloadClient:
         self.version = welcome.version
         self.server_name = welcome.server_name
         self.server_max_inflight = welcome.max_inflight
+        self.server_max_frame = welcome.max_frame
         if auth is None:
             return
         frame, args = auth
@@ -254,11 +278,9 @@ class OffloadClient:
         """Send one INFER without waiting; returns its request id (answers come from :meth:`receive`)."""
         self._require_connected()
         request_id = next(self._ids) % 0xFFFFFFFF + 1  # 1..2^32-1; 0 means "connection-level"
-        try:
-            msg = p.Infer.from_array(tensor, model_id, request_id, layout=layout, quant=quant, top_k=top_k)
-        except p.ProtocolError as exc:
-            raise ValueError(f"cannot offload this tensor: {exc}") from exc
-        self._send(msg)
+        self._send(_infer_frame(tensor, model_id, request_id, layout=layout, quant=quant, top_k=top_k,
+                                version=self.version, server_max_frame=self.server_max_frame,
+                                server=f"{self.host}:{self.port}"))
         self._pending[request_id] = _Pending(sent_at=time.monotonic())
         return request_id
 
@@ -323,11 +345,11 @@ class OffloadClient:
                 raise self._fatal
             raise OffloadConnectionError("not connected: call connect() first")
 
-    def _send(self, msg: p.Message) -> None:
+    def _send(self, msg: p.Message | bytes) -> None:
         assert self._sock is not None
         try:
             self._sock.settimeout(self.connect_timeout if self.version is None else self.send_timeout)
-            self._sock.sendall(p.encode(msg, version=self.version))
+            self._sock.sendall(msg if isinstance(msg, bytes) else p.encode(msg, version=self.version))
         except socket.timeout:
             self._drop()  # part of a frame may have been sent: the stream is unusable
             raise OffloadTimeout(f"sending to {self.host}:{self.port} stalled (server not reading)") from None
@@ -427,6 +449,7 @@ class AsyncOffloadClient:
         self.version: int | None = None
         self.server_name = ""
         self.server_max_inflight = 0
+        self.server_max_frame = 0  # from WELCOME: the largest frame the server reads (0 before the handshake)
         self._reader = None
         self._writer = None
         self._reader_task = None
@@ -502,6 +525,7 @@ class AsyncOffloadClient:
         self.version = welcome.version
         self.server_name = welcome.server_name
         self.server_max_inflight = welcome.max_inflight
+        self.server_max_frame = welcome.max_frame
         if auth is None:
             return
         frame, args = auth
@@ -526,15 +550,14 @@ class AsyncOffloadClient:
             if not self.connected:  # the connection died while this request waited for its slot
                 raise self._fatal or OffloadConnectionError(f"the connection to {self.host}:{self.port} closed")
             request_id = next(self._ids) % 0xFFFFFFFF + 1  # 1..2^32-1; 0 means "connection-level"
-            try:
-                msg = p.Infer.from_array(tensor, model_id, request_id, layout=layout, quant=quant, top_k=top_k)
-            except p.ProtocolError as exc:
-                raise ValueError(f"cannot offload this tensor: {exc}") from exc
+            frame = _infer_frame(tensor, model_id, request_id, layout=layout, quant=quant, top_k=top_k,
+                                 version=self.version, server_max_frame=self.server_max_frame,
+                                 server=f"{self.host}:{self.port}")
             fut = loop.create_future()
             sent_at = time.monotonic()
             self._pending[request_id] = (fut, sent_at)
             try:
-                self._writer.write(p.encode(msg, version=self.version))
+                self._writer.write(frame)
                 if self._writer.transport.get_write_buffer_size() > 1 << 16:
                     await self._writer.drain()  # back-pressure only when the socket buffer fills up
             except (OSError, RuntimeError) as exc:

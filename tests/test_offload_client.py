@@ -30,7 +30,7 @@ IMG = np.zeros((32, 32, 3), np.uint8)
 
 
 @contextmanager
-def fake_server(script: Callable[[socket.socket], None]) -> Iterator[int]:
+def fake_server(script: Callable[[socket.socket], None], max_frame: int = p.DEFAULT_MAX_FRAME) -> Iterator[int]:
     """Accept one connection on an ephemeral loopback port, answer the handshake, then run ``script``."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(10)
@@ -45,7 +45,7 @@ def fake_server(script: Callable[[socket.socket], None]) -> Iterator[int]:
             conn.settimeout(10)
             hello = p.recv_frame(conn)
             assert isinstance(hello, p.Hello)
-            p.send_frame(conn, p.Welcome(version=1, server_nonce=p.new_nonce(), max_inflight=4))
+            p.send_frame(conn, p.Welcome(version=1, server_nonce=p.new_nonce(), max_inflight=4, max_frame=max_frame))
             try:
                 script(conn)
             except OSError:
@@ -184,14 +184,52 @@ def test_invalid_tensor_is_a_value_error_before_sending() -> None:
             client.submit(IMG, "x" * 40)
 
 
+def test_a_frame_over_the_servers_max_frame_is_refused_before_sending_and_the_connection_lives() -> None:
+    """A request larger than the max_frame the server's WELCOME announced would make the server drop the
+    connection (and every request in flight on it); both clients refuse it locally instead, and the
+    connection goes on answering requests that fit."""
+    from hi_runtime.offload_client import AsyncOffloadClient, OffloadRequestError
+
+    small = np.zeros((8, 8, 3), np.uint8)
+
+    def script(conn: socket.socket) -> None:
+        req = p.recv_frame(conn)
+        p.send_frame(conn, p.Result(request_id=req.request_id, class_id=3))
+
+    with fake_server(script, max_frame=1024) as port, OffloadClient("127.0.0.1", port) as client:
+        assert client.server_max_frame == 1024
+        with pytest.raises(OffloadRequestError, match="at most 1024 bytes .its max_frame"):
+            client.submit(IMG, "m")
+        assert client.infer(small, "m", timeout=5).class_id == 3
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[int] = []
+    threading.Thread(target=_slow_server, args=(listener, 4, received, 0.0, 1024), daemon=True).start()
+
+    async def scenario():
+        client = AsyncOffloadClient("127.0.0.1", listener.getsockname()[1], max_inflight=4)
+        await client.connect()
+        with pytest.raises(OffloadRequestError, match="max_frame"):
+            await client.infer(IMG, "m", timeout=5)
+        assert client.free_slots == 4  # the refused request holds no slot
+        assert (await client.infer(small, "m", timeout=5)).class_id == 7
+        await client.close()
+
+    _async(scenario())
+    listener.close()
+    assert received == [2]  # request 1 was never sent
+
+
 # ---- the asyncio client under cancellation and a slow server (an outside review, 2026-12-07) ---------------
 
-def _slow_server(listener: socket.socket, max_inflight: int, received: list, answer_after: float | None):
+def _slow_server(listener: socket.socket, max_inflight: int, received: list, answer_after: float | None,
+                 max_frame: int = p.DEFAULT_MAX_FRAME):
     """WELCOME with ``max_inflight``; records each INFER's id; answers after ``answer_after`` s (None: never)."""
     conn, _ = listener.accept()
     with conn:
         p.recv_frame(conn)
-        p.send_frame(conn, p.Welcome(version=1, server_nonce=p.new_nonce(), max_inflight=max_inflight))
+        p.send_frame(conn, p.Welcome(version=1, server_nonce=p.new_nonce(), max_inflight=max_inflight,
+                                     max_frame=max_frame))
         conn.settimeout(5)
         try:
             while (req := p.recv_frame(conn)) is not None:

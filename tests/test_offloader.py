@@ -17,6 +17,7 @@ from hi_runtime.offload_client import (
     InferResult,
     OffloadAuthError,
     OffloadConnectionError,
+    OffloadRequestError,
     OffloadServerError,
     OffloadTimeout,
 )
@@ -36,7 +37,8 @@ class FakeClock:
 
 class World:
     """Fake servers by port. Modes: ok, down (connect refused), busy (BUSY error), bad (BAD_TENSOR),
-    auth (wrong key), hang (never answers), slow:<seconds>."""
+    auth (wrong key), hang (never answers), slow:<seconds>, toolarge (the client refuses the request: over
+    the server's max_frame)."""
 
     def __init__(self, modes: dict[int, str], max_connections: dict[int, int] | None = None) -> None:
         self.modes = dict(modes)
@@ -73,6 +75,9 @@ class World:
                     raise OffloadServerError(ErrorCode.BUSY, "queue full", 1)
                 if mode == "bad":
                     raise OffloadServerError(ErrorCode.BAD_TENSOR, "wrong shape", 1)
+                if mode == "toolarge":
+                    raise OffloadRequestError("cannot offload this tensor: its request is 3100 bytes and "
+                                              f"{host}:{port} accepts frames of at most 1024 bytes (its max_frame)")
                 if mode == "hang" or (mode.startswith("slow:") and float(mode[5:]) > (timeout or 1e9)):
                     await asyncio.sleep(timeout)
                     raise OffloadTimeout("no answer within the timeout")
@@ -218,6 +223,30 @@ def test_busy_is_retried_elsewhere_but_a_bad_request_is_not():
         out = off.offload(X)
         assert not out.ok and "BAD_TENSOR" in out.error
         assert world.requests == [9001]  # the request's own fault: no other server is bothered
+    finally:
+        off.close()
+
+
+def test_a_request_over_the_servers_max_frame_fails_alone_and_keeps_the_connection_and_breaker():
+    """The client refused to send it (it would have cost the connection): the sample falls back locally
+    with the reason, no retry or failover repeats the refusal, the connection stays, and the breaker
+    counts no failure, even as the half-open trial."""
+    world = World({9001: "toolarge", 9002: "ok"})
+    off = make(world, ports=(9001, 9002), failure_threshold=1)
+    try:
+        for _ in range(3):
+            out = off.offload(X)
+            assert not out.ok and "max_frame" in out.error and out.attempts == 1
+        assert world.requests == [9001] * 3 and world.connects == [9001]
+        assert off.breakers[off.config.endpoints[0]].state == CircuitBreaker.CLOSED
+        b = CircuitBreaker(1, 1.0, 8.0, clock=FakeClock())
+        b.failure()
+        b.clock.t += 1.0
+        assert b.allow()
+        b.begin()
+        assert not b.allow()  # the trial is claimed ...
+        b.release()
+        assert b.allow() and b.state == CircuitBreaker.HALF_OPEN  # ... and freed by a refused request
     finally:
         off.close()
 

@@ -143,6 +143,12 @@ class CircuitBreaker:
         if self.state == self.HALF_OPEN:
             self.trial_at = self.clock()
 
+    def release(self) -> None:
+        """An attempt ended with no verdict on the server (the request was refused before it was sent): a
+        half-open trial it claimed is free again at once."""
+        if self.state == self.HALF_OPEN:
+            self.trial_at = None
+
     def success(self) -> None:
         self.state, self.failures, self.cooldown, self.trial_at = self.CLOSED, 0, self.base_cooldown, None
 
@@ -390,9 +396,9 @@ class Offloader:
             return await client.infer(tensor, self.config.model_id, layout=layout, quant=quant,
                                       top_k=self.config.top_k, timeout=max(0.001, deadline - self.clock()))
         except Exception as exc:
-            from hi_runtime.offload_client import OffloadServerError, OffloadTimeout
+            from hi_runtime.offload_client import OffloadRequestError, OffloadServerError, OffloadTimeout
 
-            if not isinstance(exc, (OffloadTimeout, OffloadServerError)) or (
+            if not isinstance(exc, (OffloadTimeout, OffloadServerError, OffloadRequestError)) or (
                     isinstance(exc, OffloadServerError) and exc.request_id == 0):
                 await self._drop(ep, client)
             raise
@@ -435,6 +441,7 @@ class Offloader:
             OffloadAuthError,
             OffloadConnectionError,
             OffloadError,
+            OffloadRequestError,
             OffloadServerError,
             OffloadTimeout,
         )
@@ -514,6 +521,10 @@ class Offloader:
                                               server_timings=dict(res.server_timings))
                     if isinstance(exc, OffloadTimeout):
                         self._missed_deadline(errors, ep, t0)
+                    elif isinstance(exc, OffloadRequestError):  # this sample cannot be sent: no retry helps
+                        self.breakers[ep].release()
+                        self._note(errors, ep, str(exc))
+                        return OffloadOutcome(ok=False, attempts=attempts, error="; ".join(errors[-3:]))
                     elif isinstance(exc, OffloadAuthError):
                         self.breakers[ep].failure()
                         self._note(errors, ep, f"authentication failed ({exc})")

@@ -249,3 +249,22 @@ def test_a_board_that_offloads_by_itself_logs_its_radio_time_as_the_offload():
     for r in recs:
         assert r.offloaded and r.final_class == 4 and r.server_class == 4
         assert r.t_decide_ms == 0.0 and r.t_offload_ms >= 45.0 and r.t_local_ms == 1.0
+
+
+def test_an_early_exit_sample_is_read_with_its_exits_quantization():
+    """The board reports each early exit's scores quantization (`exit_quant`); a sample that left at exit 1
+    is read with that scale, not the final head's; a board without the field falls back to the final's."""
+    from support.scripted_device import CONFIG, ScriptedPort
+
+    from hi_runtime.agent.serial_bridge import DeviceConfig
+
+    dev = SerialDevice(ScriptedPort("ee"), timeout=1.0)
+    dev.sync()
+    recs = SerialBridge(dev).run(_images(2), progress=False)
+    assert [r.exit_index for r in recs] == [0, 1]
+    assert recs[0].local_confidence == pytest.approx(255 / 512)  # exit 1: scale 2^-9
+    assert recs[1].local_confidence == pytest.approx(255 / 256)  # final head: scale 2^-8
+    old = DeviceConfig.parse(CONFIG.replace("segments=1", "segments=2"))
+    assert old.scores_quant(0) == old.output_quant
+    with pytest.raises(DeviceError, match="garbles a field"):
+        DeviceConfig.parse(CONFIG.replace("bounds=,", "bounds=,exit_quant=3b000000,"))

@@ -53,6 +53,12 @@ class DeviceConfig:
     has_decider: bool
     db_capacity: int
     max_command: int
+    # each early exit's scores quantization; firmware older than this field reported only the final's
+    exit_quants: list[tuple[float, int]] = field(default_factory=list)
+
+    def scores_quant(self, exit_index: int) -> tuple[float, int]:
+        """The quantization of the scores a sample left with (an early exit's, or the final head's)."""
+        return self.exit_quants[exit_index] if exit_index < len(self.exit_quants) else self.output_quant
 
     @property
     def input_bytes(self) -> int:
@@ -73,8 +79,10 @@ class DeviceConfig:
                        output_quant=(_bits_to_float(f["out_scale_bits"]), int(f["out_zp"])),
                        segments=int(f["segments"]),
                        exit_bounds=[int(b) for b in f.get("bounds", "").split(":") if b],
-                       has_decider=f.get("decider") == "1", db_capacity=int(f["db"]), max_command=int(f["cmd"]))
-        except (KeyError, ValueError) as exc:
+                       has_decider=f.get("decider") == "1", db_capacity=int(f["db"]), max_command=int(f["cmd"]),
+                       exit_quants=[(_bits_to_float(q.split("/")[0]), int(q.split("/")[1]))
+                                    for q in f.get("exit_quant", "").split(":") if q])
+        except (KeyError, ValueError, IndexError) as exc:
             raise DeviceError(f"config line {line!r} lacks or garbles a field ({exc})") from exc
 
 
@@ -372,7 +380,7 @@ class SerialBridge:
         out = self.device.run_hi(request_id)
         t2 = self.clock()
         local = out.local
-        scale, zp = cfg.output_quant
+        scale, zp = cfg.scores_quant(local.exit_index)
         probs = (local.scores.astype(np.float64) - zp) * scale
         score = None
         if self.decider is not None and local.exit_index == cfg.segments - 1:

@@ -10,12 +10,15 @@ from collections import deque
 CONFIG = ("m-hi-config-[model=fake,model_id=fake1,classes=10,input=32x32x3,in_scale_bits=3f800000,in_zp=-128,"
           "out_scale_bits=3b800000,out_zp=-128,segments=1,bounds=,decider=1,db=3072,cmd=256]")
 SCORES = "80" * 9 + "7f"
+# an early-exit board whose exit 1 scores have their own scale (2^-9) beside the final head's (2^-8)
+EE_CONFIG = CONFIG.replace("segments=1,bounds=,", "segments=2,bounds=90,exit_quant=3b000000/-128,")
 
 
 class ScriptedPort:
     """``mode``: ``ok``; ``chatty`` (prints lines forever, never m-ready); ``drop:N`` (the link breaks
     during the N-th ``hi run``); ``garble:N`` (that reply names a field wrongly); ``selfoff`` (the board
-    offloads by itself, its radio round trip taking ``radio_s``)."""
+    offloads by itself, its radio round trip taking ``radio_s``); ``ee`` (an early-exit board: odd runs leave
+    at exit 1, even ones at the final head)."""
 
     def __init__(self, mode: str = "ok", radio_s: float = 0.05) -> None:
         self.mode, self.radio_s = mode, radio_s
@@ -39,7 +42,7 @@ class ScriptedPort:
         elif cmd == "name":
             self._say("m-name-dut-[fake]", "m-ready")
         elif cmd == "hi config":
-            self._say(CONFIG, "m-ready")
+            self._say(EE_CONFIG if self.mode == "ee" else CONFIG, "m-ready")
         elif cmd.startswith("db load"):
             self.expect, self.got = int(cmd.split()[2]), 0
             self._say(f"m-[Expecting {self.expect} bytes]", "m-ready")
@@ -51,6 +54,10 @@ class ScriptedPort:
             rid = int(cmd.split()[2])
             if self.mode == f"drop:{self.runs}":
                 self.broken = True
+            elif self.mode == "ee":
+                ex = 0 if self.runs % 2 else 1
+                self._say(f"m-hi-local-[id={rid},exit={ex},segments=2,class=9,offload=0,dv=5,us=1000,scores={SCORES}]",
+                          f"m-hi-final-[id={rid},class=9,source=local]", "m-ready")
             elif self.mode == "selfoff":
                 self._say(f"m-hi-local-[id={rid},exit=0,segments=1,class=9,offload=1,dv=-5,us=1000,scores={SCORES}]")
                 time.sleep(self.radio_s)

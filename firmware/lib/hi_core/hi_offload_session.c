@@ -238,6 +238,15 @@ static void cmd_hi_config(hi_serial_t *s) {
     if (k) hi_serial_put(s, ":");
     hi_serial_put_i32(s, p->segments[k].exit_bound);
   }
+  /* each early exit's own scores quantization (scale bits/zero point), so the host reads an exit's
+   * confidence with the exit's scale, not the final head's */
+  hi_serial_put(s, ",exit_quant=");
+  for (k = 0; k + 1u < p->num_segments; ++k) {
+    if (k) hi_serial_put(s, ":");
+    hi_serial_put_hex_u32(s, hi_serial_float_bits((float)p->segments[k].scores_scale));
+    hi_serial_put(s, "/");
+    hi_serial_put_i32(s, p->segments[k].scores_zero_point);
+  }
   hi_serial_put(s, ",decider=");
   hi_serial_put_u32(s, p->decider != NULL);
   hi_serial_put(s, ",db=");

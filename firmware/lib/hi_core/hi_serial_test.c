@@ -169,6 +169,22 @@ int main(void) {
   CHECK(strstr(out, "e-[hi result: invalid frame") != NULL);
   send(&s, "hi config%");
   CHECK(strstr(out, "m-hi-config-[model=ic01,model_id=m,classes=4,input=1x2x2,in_scale_bits=3f800000,in_zp=-128,") != NULL);
+  CHECK(strstr(out, ",segments=1,bounds=,exit_quant=,decider=1,") != NULL);
+  {
+    /* two segments: the early exit's own scores quantization is reported beside the final head's */
+    hi_segment_t two[2];
+    two[0] = seg;
+    two[0].scores_scale = 1.0 / 128;
+    two[0].scores_zero_point = -100;
+    two[0].exit_bound = 77;
+    two[1] = seg;
+    p.segments = two;
+    p.num_segments = 2;
+    send(&s, "hi config%");
+    CHECK(strstr(out, ",out_scale_bits=3b800000,out_zp=-128,segments=2,bounds=77,exit_quant=3c000000/-100,") != NULL);
+    p.segments = &seg;
+    p.num_segments = 1;
+  }
 
   /* hostile input: an over-long command is discarded whole, control characters are refused */
   memset(big, 'a', sizeof big);

@@ -151,10 +151,11 @@ def compute_metrics(
         note = "meter energy for the whole run divided by the number of samples"
     elif energy_model is not None and s.on_device_ms is not None:
         local_mj = energy_mj(energy_model.compute_w, s.on_device_ms)
+        link_mj = energy_model.offload_mj_for(log) if offloaded else None
         if not offloaded:
             per_offload = 0.0
-        elif energy_model.offload_mj_for(log) is not None:
-            per_offload = energy_model.offload_mj_for(log)
+        elif link_mj is not None:
+            per_offload = link_mj
         elif s.offload_ms is not None and energy_model.offload_w is not None:
             per_offload = energy_mj(energy_model.offload_w, s.offload_ms)
         else:

@@ -336,11 +336,15 @@ class Offloader:
         from hi_runtime.offload_client import OffloadConnectionError, OffloadError
 
         slots = self._clients[ep]
+
+        def any_up() -> bool:
+            return any(x is not None and x.connected for x in slots)
+
         refused: BaseException | None = None
         for i, c in enumerate(slots):
             if c is not None and c.connected:
                 continue
-            if self._retry_at.get((ep, i), 0.0) > self.clock() and any(x is not None and x.connected for x in slots):
+            if self._retry_at.get((ep, i), 0.0) > self.clock() and any_up():
                 continue
             lock = self._locks.setdefault((ep, i), asyncio.Lock())
             async with lock:
@@ -356,7 +360,7 @@ class Offloader:
                 try:
                     await c.connect()
                 except (OffloadError, OSError) as exc:
-                    if not any(x is not None and x.connected for x in slots):
+                    if not any_up():
                         raise
                     refused = exc
                     self._retry_at[(ep, i)] = self.clock() + self.config.cooldown_s

@@ -67,8 +67,13 @@ class Backend:
         return self.inputs[0]
 
     def output(self, name: str | None = None) -> TensorSpec:
-        """The output called ``name`` (exact, or the one whose name contains it); the only/first one if None."""
+        """The output called ``name`` (exact, or the one whose name contains it); the only one if None. A
+        model with several outputs (an early-exit model's exit and final scores) must be told which: taking
+        the first would silently classify with whatever the converter put first."""
         if name is None:
+            if len(self.outputs) > 1:
+                raise BackendError(f"{self.path.name} has {len(self.outputs)} outputs "
+                                   f"{[s.name for s in self.outputs]}; name the scores output to use")
             return self.outputs[0]
         for spec in self.outputs:
             if spec.name == name:
@@ -154,7 +159,8 @@ def _spec_from_tflite(detail: dict) -> TensorSpec:
 
 class TFLiteBackend(Backend):
     """A .tflite model (a file, or its bytes) on one of the TFLite interpreters. ``reference=True`` asks for
-    the reference kernels (BUILTIN_REF), which round exactly like TFLite Micro on the boards (slower).
+    the reference kernels (BUILTIN_REF), which round exactly like TFLite Micro on the boards (slower), except
+    FULLY_CONNECTED, where TFLite Micro's rounding differs by a step (``TflmBackend`` is exact everywhere).
 
     A batch of another size gets its own interpreter, kept for the next batch of that size, so a server
     whose batch sizes vary does not re-allocate tensors on every call."""
@@ -235,6 +241,8 @@ class TFLiteBackend(Backend):
         return {name: np.concatenate([r[name] for r in rows]) for name, _ in self._out_idx}
 
     def run_one(self, x: np.ndarray, output: TensorSpec) -> np.ndarray:
+        if x.shape[0] != 1:  # a batch goes through _run, which falls back to one by one on fixed-batch graphs
+            return self._run(x)[output.name]
         self._invoke(x)
         return self.interp.get_tensor(output.index)
 
@@ -261,9 +269,9 @@ class TFLiteBackend(Backend):
 
 class TflmBackend(Backend):
     """A .tflite model on the TFLite Micro interpreter (``tflite-micro``), the reference the firmware
-    engine must match byte for byte. One sample per invoke (TFLite Micro has no batch resizing); the
-    Python interpreter reports no tensor names, so outputs are named ``output0``, ``output1``... in the
-    model's output order."""
+    engine must match byte for byte. One sample per invoke (TFLite Micro has no batch resizing). Its Python
+    interpreter reports no tensor names, so they are read from the flatbuffer: a chain's segments find their
+    ``features``/``scores`` outputs by name on this backend as on the others."""
 
     kind = "tflm"
 
@@ -279,10 +287,9 @@ class TflmBackend(Backend):
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"TFLite Micro could not load {self.path.name}: {exc}") from exc
         self.detail = f"arena {arena_size} B"
-        self.inputs = [self._spec(self.interp.get_input_details(i), f"input{i}", i)
-                       for i in range(_count_io(data, "Inputs"))]
-        self.outputs = [self._spec(self.interp.get_output_details(i), f"output{i}", i)
-                        for i in range(_count_io(data, "Outputs"))]
+        in_names, out_names = _io_names(data)
+        self.inputs = [self._spec(self.interp.get_input_details(i), n, i) for i, n in enumerate(in_names)]
+        self.outputs = [self._spec(self.interp.get_output_details(i), n, i) for i, n in enumerate(out_names)]
 
     @staticmethod
     def _spec(detail: dict, name: str, index: int) -> TensorSpec:
@@ -306,13 +313,14 @@ class TflmBackend(Backend):
         return {o.name: np.concatenate([r[k] for r in rows]) for k, o in enumerate(self.outputs)}
 
 
-def _count_io(data: bytes, what: str) -> int:
-    """Number of inputs/outputs of subgraph 0, read from the flatbuffer (TFLite Micro's Python API does
-    not say)."""
-    from hi_runtime.tflite_schema import read_model
+def _io_names(data: bytes) -> tuple[list[str], list[str]]:
+    """Names of subgraph 0's inputs and outputs, in order, read from the flatbuffer (TFLite Micro's Python
+    API does not report them)."""
+    from hi_runtime.tflite_schema import read_model, tensor_name
 
     sg = read_model(data).subgraphs[0]
-    return len(sg.inputs if what == "Inputs" else sg.outputs)
+    return ([tensor_name(sg.tensors[int(t)]) for t in sg.inputs],
+            [tensor_name(sg.tensors[int(t)]) for t in sg.outputs])
 
 
 def tflm_arena_bytes(model: str | Path | bytes, images: np.ndarray | None = None, *,
@@ -420,6 +428,12 @@ class OnnxBackend(Backend):
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"onnxruntime could not load {self.path}: {exc}") from exc
         self.providers = self.session.get_providers()
+        if providers:  # compiled in is not running: without the CUDA/TensorRT libraries ORT drops to the CPU
+            dropped = [p for p in providers if p not in self.providers]
+            if dropped:
+                raise BackendError(f"{self.path.name}: onnxruntime could not start execution provider(s) {dropped} "
+                                   f"(the session runs on {self.providers}); install the CUDA/cuDNN or TensorRT "
+                                   "libraries this onnxruntime build needs, or leave the providers unset")
         self.detail = f"{ort.__version__}, {self.providers[0]}"
 
         def spec(i: int, meta) -> TensorSpec:
@@ -651,7 +665,7 @@ class ChainRunner:
         self._names = [(s.features, s.scores) for s in self.chain.segments]
         self.input_spec = self.backends[0].input
         for k, (b, s) in enumerate(zip(self.backends, self.chain.segments)):
-            if b.input.name != s.input and b.kind != "tflm":
+            if b.input.name != s.input:
                 raise EarlyExitError(f"segment {k + 1} ({Path(s.file).name}) input is {b.input.name!r}, the "
                                      f"chain says {s.input!r}")
         for k, b in enumerate(self.backends):  # resolve names once; a typo fails here, not mid-run
@@ -772,12 +786,8 @@ class SingleModelEarlyExit:
         self.backends = [self.backend]
         main = read_model(data).subgraphs[0]
         names = [tensor_name(main.tensors[int(t)]) for t in main.outputs]  # the graph's output order
-        if self.backend.kind == "tflm":
-            by_pos = {k: self.backend.outputs[k] for k in range(len(self.backend.outputs))}
-            self.scores_spec, self.index_spec = by_pos[self.graph.scores_output], by_pos[self.graph.index_output]
-        else:
-            self.scores_spec = self.backend.output(names[self.graph.scores_output])
-            self.index_spec = self.backend.output(names[self.graph.index_output])
+        self.scores_spec = self.backend.output(names[self.graph.scores_output])
+        self.index_spec = self.backend.output(names[self.graph.index_output])
         self.input_spec = self.backend.input
         self.input_format, self._image_shape = _input_format(self.backend, input_format)
         self._raw_pixels = self.input_format.is_identity

@@ -60,7 +60,10 @@ class ServedModelBackend:
         inp = self.model.input
         shape = self.model.sample_shape if self.kind == "onnx" else tuple(inp.shape[1:])
         self.input = InputSpec(shape=tuple(shape), dtype=inp.dtype, quant=inp.quant)
-        self.output = self.model.output()
+        try:
+            self.output = self.model.output(config.output_name)
+        except BackendError as exc:
+            raise ConfigError(f"{where}: {exc}" + ("" if config.output_name else " with output_name")) from None
         self.description = (f"onnxruntime {self.model.detail.split(',')[0]} [{self.model.providers[0]}]"
                             if self.kind == "onnx" else "ai-edge-litert (TFLite)")
         self._resizable = True

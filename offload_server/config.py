@@ -19,6 +19,7 @@ from pydantic import ConfigDict, StrictBool, StrictFloat, StrictInt, ValidationE
 from pydantic.dataclasses import dataclass
 
 from hi_runtime import protocol
+from hi_runtime.artifacts import find_model
 from hi_runtime.protocol import ABSOLUTE_MAX_FRAME, HEADER_SIZE, MAX_MODEL_ID_LEN
 
 KEY_ENV = "HI_SERVER_KEY"
@@ -54,6 +55,7 @@ class ModelConfig:
     mean: list[StrictFloat] | None = None  # per channel, after pixel_scale
     std: list[StrictFloat] | None = None
     output: Literal["probabilities", "logits"] = "probabilities"  # logits: the server applies softmax
+    output_name: str | None = None  # the output tensor to serve; a model with several must name one
     max_batch_size: StrictInt = 32
     max_queue_delay_us: StrictInt = 2000
     num_threads: StrictInt = 0  # backend intra-op threads; 0 = backend default
@@ -216,7 +218,11 @@ class ServerConfig:
                 if required not in raw:
                     raise ConfigError(f"models[{i}] is missing '{required}'")
             if base_dir is not None and not Path(str(raw["path"])).is_absolute():
-                raw["path"] = str((base_dir / str(raw["path"])).resolve())
+                beside = (base_dir / str(raw["path"])).resolve()
+                # a bare file name that is not beside the config may be a shipped model (an installed wheel)
+                raw["path"] = str(beside) if beside.exists() else find_model(str(raw["path"]))
+                if not Path(raw["path"]).is_absolute():
+                    raw["path"] = str(beside)
             models.append(raw)
         config = build(cls, {**data, "models": models})
         for name in ("auth_key_file", "tls_cert", "tls_key"):

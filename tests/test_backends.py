@@ -163,3 +163,88 @@ def test_runtime_modules_import_without_tensorflow_or_training():
             "'bleak', 'bumble', 'PIL') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+# ---- an outside review (2026-12-07): several outputs, providers that did not start, fixed batches, TFLM names --
+
+SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[1] / "models" / "cifar10"
+
+
+def test_a_model_with_several_outputs_is_told_which_not_given_the_first():
+    """The EE ResNet-8 file has exit1_scores and final_scores: a Classifier without a name used to take the
+    first (the early exit's answer, 86% where the final head gives more); now it must be named."""
+    b = open_backend(SHIPPED / "ee_resnet8_int8.tflite")
+    with pytest.raises(BackendError, match=r"has 2 outputs .*exit1_scores.*final_scores.*name the scores output"):
+        Classifier(b)
+    assert Classifier(b, "final_scores").output_spec.name.endswith("final_scores")
+
+
+def test_agent_and_server_ask_for_the_output_of_a_model_with_several(capsys, tmp_path):
+    from hi_runtime.agent.cli import main
+    from offload_server.backends import ServedModelBackend
+    from offload_server.config import ConfigError, ModelConfig
+
+    model = str(SHIPPED / "ee_resnet8_int8.tflite")
+    run = ["run", "--strategy", "local", "--model", model, "--input", "demo", "--limit", "4", "--no-progress"]
+    assert main(run) == 2 and "with --output NAME" in capsys.readouterr().err
+    assert main(run + ["--output", "final_scores", "--summary-json", str(tmp_path / "s.json")]) == 0
+    with pytest.raises(ConfigError, match="name the scores output to use with output_name"):
+        ServedModelBackend(ModelConfig(id="ee", path=model))
+    assert ServedModelBackend(ModelConfig(id="ee", path=model, output_name="final_scores")).output.name.endswith("final_scores")
+
+
+def test_a_requested_provider_that_did_not_start_is_an_error_not_a_silent_cpu_run(tiny_kit, monkeypatch):
+    """onnxruntime-gpu lists CUDA as available (compiled in) but falls back to the CPU when the CUDA
+    libraries are missing; asking for CUDA must then fail, as the docstring promises."""
+    import onnxruntime as ort
+
+    real = ort.InferenceSession
+
+    class CpuOnly(real):
+        def __init__(self, path, sess_options=None, providers=None):
+            super().__init__(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", CpuOnly)
+    from hi_runtime.backends import OnnxBackend
+
+    with pytest.raises(BackendError, match=r"could not start execution provider\(s\) \['CUDAExecutionProvider'\]"):
+        OnnxBackend(tiny_kit / "server.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert OnnxBackend(tiny_kit / "server.onnx").providers == ["CPUExecutionProvider"]  # unset: best effort
+
+
+@pytest.mark.slow
+def test_run_one_on_a_batch_falls_back_like_run_on_a_fixed_batch_graph(tmp_path):
+    """A graph that reshapes to a constant [1, N] cannot be resized to a batch; run() and predict() went
+    one by one, run_one() (Classifier.predict's path) raised."""
+    tf = pytest.importorskip("tensorflow")
+    w = np.random.default_rng(0).normal(size=(192, 10)).astype(np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32)])
+    def f(x):
+        return tf.nn.softmax(tf.matmul(tf.reshape(x, [1, 192]), w))
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    (tmp_path / "fixed.tflite").write_bytes(conv.convert())
+    b = open_backend(tmp_path / "fixed.tflite")
+    x = np.random.default_rng(1).uniform(0, 255, size=(5, 8, 8, 3)).astype(np.float32)
+    one_by_one = np.concatenate([b.run_one(x[i:i + 1], b.output()) for i in range(5)])
+    np.testing.assert_allclose(b.run_one(x, b.output()), one_by_one, rtol=1e-6)
+    assert Classifier(b).predict(x.astype(np.uint8)).probs.shape == (5, 10)
+
+
+def test_a_chain_runs_on_tflite_micro_with_outputs_found_by_name():
+    """TFLite Micro's Python API names no tensors; they are read from the flatbuffer, so the chain finds its
+    segments' features/scores outputs on the reference interpreter too and decides as on LiteRT."""
+    pytest.importorskip("tflite_micro")
+    from hi_runtime.backends import ChainRunner
+    from hi_runtime.early_exit import SegmentChain
+
+    chain = SegmentChain.load(SHIPPED / "ee_resnet8.json")
+    x = np.load(SHIPPED / "demo_samples.npz")["images"][:3]
+    tflm, litert = ChainRunner(chain, "tflm"), ChainRunner(chain, "auto")
+    for img in x:
+        a, b = tflm.run(tflm.preprocess(img)), litert.run(litert.preprocess(img))
+        assert (a.exit_index, a.predicted_class, a.offload) == (b.exit_index, b.predicted_class, b.offload)
+        # not byte-equal: LiteRT's optimized FULLY_CONNECTED rounds differently from TFLite Micro's
+        assert np.abs(a.scores.astype(int) - b.scores.astype(int)).max() <= 16

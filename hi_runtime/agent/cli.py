@@ -88,6 +88,9 @@ def register_run(sub) -> None:
     p.add_argument("--model", default=None,
                    help="local model (.tflite or .onnx); default: the shipped resnet8_int8.tflite. With ee-hi: a "
                         "single-file early-exit model (IF operators pick the exit) instead of --ee-chain")
+    p.add_argument("--output", default=None, metavar="NAME",
+                   help="the scores output of a --model with several outputs (e.g. final_scores of an early-exit "
+                        "model run as a plain one); a model with one output needs none")
     p.add_argument("--decider", default=None,
                    help="decider JSON (hi-train decider); default: the shipped decider_resnet8.json with the shipped "
                         "model (another model needs its own: a decider only fits the model it was fitted for)")
@@ -176,7 +179,11 @@ def cmd_run(args) -> int:
         if strategy in ("local", "hi", "remote") and model:
             fmt = resolve_input_format(args, model, say=say)
             backend = open_backend(model, args.backend, **bk)
-            classifier = Classifier(backend, single_model_scores(model) if single_ee else None, input_format=fmt)
+            output = getattr(args, "output", None) or (single_model_scores(model) if single_ee else None)
+            try:
+                classifier = Classifier(backend, output, input_format=fmt)
+            except BackendError as exc:
+                raise UsageError(f"--model {model}: {exc}" + ("" if getattr(args, "output", None) else " with --output NAME")) from None
         elif strategy in ("local", "hi"):
             raise UsageError(f"strategy {strategy} needs a local model: --model PATH (the shipped "
                              "resnet8_int8.tflite is found automatically when the package is installed)")

@@ -40,7 +40,9 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
                         "onnxruntime for .onnx)")
     g.add_argument("--threads", type=at_least(1), default=None, help="interpreter threads (default: the runtime's)")
     g.add_argument("--reference-kernels", action="store_true",
-                   help="TFLite reference kernels: bit-exact with TFLite Micro on the boards, slower")
+                   help="TFLite reference kernels (slower): bit-exact with TFLite Micro on the boards for models "
+                        "without FULLY_CONNECTED (the shipped resnet8_int8); the early-exit segments and ResNet-56 "
+                        "use it, where TFLite Micro rounds a step differently (use --backend tflm for those)")
 
 
 def add_server_args(p: argparse.ArgumentParser) -> None:

@@ -72,6 +72,21 @@ def default_path(name: str, dataset: str = DEFAULT_DATASET) -> str | None:
     return str(path) if path.exists() else None
 
 
+def find_model(path: str, dataset: str = DEFAULT_DATASET) -> str:
+    """A model file a user named: the path as given when it exists; else, for a bare file name (no folder,
+    e.g. ``server_cpu.onnx``), the shipped artifact of that name when there is one, so an installed wheel
+    serves and compiles its shipped models without the checkout. Anything else comes back unchanged, for
+    the caller's own "does not exist" line."""
+    given = Path(path)
+    if given.exists() or given.name != str(path):
+        return path
+    try:
+        candidate = shipped(given.name, dataset)
+    except ArtifactError:
+        return path
+    return str(candidate) if candidate.is_file() else path
+
+
 def read_json(path: str | os.PathLike, what: str, made_by: str, error: type[Exception]) -> Any:
     """The JSON held in ``path``, a file one of the tools writes (``what``: "decider", "chain"); a missing
     file, one that is not text or not JSON is ``error`` with one line naming the file and ``made_by``, the

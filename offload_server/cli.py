@@ -61,12 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    from hi_runtime.artifacts import find_model
+
     config = ServerConfig.from_yaml(args.config) if args.config else ServerConfig()
     for spec in args.model:
         model_id, sep, path = spec.partition("=")
         if not sep or not model_id or not path:
             raise ConfigError(f"--model {spec!r} must look like ID=PATH, e.g. --model resnet56=models/x.onnx")
-        config.models.append(build(ModelConfig, {"id": model_id, "path": path}))
+        config.models.append(build(ModelConfig, {"id": model_id, "path": find_model(path)}))
     if not config.models:
         raise ConfigError("nothing to serve: give --config FILE or --model ID=PATH")
     overrides = {

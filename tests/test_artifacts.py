@@ -87,3 +87,29 @@ def test_bench_firmware_data_default_is_not_beside_its_source(tmp_path: Path, mo
     monkeypatch.chdir(tmp_path)  # ../shared/datasets is looked up from the working directory
     with pytest.raises(SystemExit, match="pass --data DIR"):
         _images(2, None)
+
+
+def test_a_bare_model_name_outside_the_checkout_is_the_shipped_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys):
+    """With only a role's wheel there is no models/ folder to point at: `hi-server --model c=server_cpu.onnx`,
+    a YAML config naming `server_cpu.onnx`, and `hi-firmware compile resnet8_int8.tflite` find the shipped
+    files by name; a file of that name in the folder still wins, and a path with a folder is never redirected."""
+    from hi_firmware.cli import main as firmware
+    from offload_server.cli import main as server
+    from offload_server.config import ServerConfig
+
+    monkeypatch.delenv(artifacts.MODELS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    shipped = artifacts.shipped("server_cpu.onnx")
+    assert artifacts.find_model("server_cpu.onnx") == str(shipped)
+    assert artifacts.find_model("sub/server_cpu.onnx") == "sub/server_cpu.onnx"
+    assert artifacts.find_model("nope.onnx") == "nope.onnx"
+    assert server(["--model", "c=server_cpu.onnx", "--check"]) == 0
+    (tmp_path / "cfg.yaml").write_text("models:\n  - {id: c, path: server_cpu.onnx}\n")
+    assert ServerConfig.from_yaml(tmp_path / "cfg.yaml").models[0].path == str(shipped)
+    (tmp_path / "server_cpu.onnx").write_bytes(b"mine")
+    assert artifacts.find_model("server_cpu.onnx") == "server_cpu.onnx"
+    assert ServerConfig.from_yaml(tmp_path / "cfg.yaml").models[0].path == str(tmp_path / "server_cpu.onnx")
+    capsys.readouterr()
+    assert firmware(["compile", "resnet8_int8.tflite", "--out", str(tmp_path / "fw")]) == 0
+    assert (tmp_path / "fw").is_dir()

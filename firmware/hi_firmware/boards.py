@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hi_runtime.artifacts import find_model
+
 from .app_config import ENGINES, AppInfo, generate_app
 from .errors import UsageError, need_file, need_folder
 from .host import build_host_device
@@ -81,6 +83,7 @@ def check_app_paths(args: argparse.Namespace) -> None:
     """The input files of gen-app/build, checked before anything is compiled or written so the line names
     the flag (a folder given for a file, a missing file)."""
     if args.model is not None:
+        args.model = find_model(args.model)
         need_file("--model", args.model, "an INT8 .tflite file")
     if args.chain is not None:
         need_file("--chain", args.chain, "an early-exit chain JSON (hi-train early-exit)")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from hi_runtime.cli_support import at_least
 
+from hi_runtime.artifacts import find_model
+
 from ..errors import UsageError, need_file, need_folder
 from . import CompileError, CompileOptions, compile_model
 from .lowering import CONV_SCRATCH_BUDGET
@@ -20,7 +22,7 @@ def _default_name(out_dir: Path, model: Path) -> str:
 
 
 def run_compile(args: argparse.Namespace) -> int:
-    model = need_file("MODEL", args.model, "an INT8 .tflite file")
+    model = need_file("MODEL", find_model(args.model), "an INT8 .tflite file")
     out_dir = need_folder("--out", args.out)
     name = args.name or _default_name(out_dir, model)
     if not C_IDENT.fullmatch(name):  # checked here to name the flag; the emitter refuses it too

@@ -209,6 +209,26 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, tool: st
     except failures as exc:
         print(f"{label}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_PACKAGES.get((exc.name or "").split(".")[0])
+        if extra is None:  # one of ours, or a core dependency: a broken installation, keep the traceback
+            raise
+        print(f"{label}: error: this needs the Python package {extra[0]}, which is not installed: "
+              f"pip install 'hi-runtime[{extra[1]}]'", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# Imported where a command first needs them, so a role's wheel runs without the others' packages; a
+# command of another role's reach then names the extra to install. Module -> (package, extra).
+OPTIONAL_PACKAGES = {
+    "serial": ("pyserial", "serial"), "bleak": ("bleak", "ble"), "cv2": ("opencv-python-headless", "camera"),
+    "matplotlib": ("matplotlib", "measure"), "pyvisa": ("pyvisa", "measure"),
+    "tensorflow": ("tensorflow", "train"), "keras": ("keras", "train"), "sklearn": ("scikit-learn", "train"),
+    "tf2onnx": ("tf2onnx", "train"), "scipy": ("scipy", "train"), "onnx": ("onnx", "train"),
+    "onnxruntime": ("onnxruntime", "server"), "prometheus_client": ("prometheus-client", "server"),
+    "ray": ("ray[serve]", "cluster"), "tflite_micro": ("tflite-micro", "firmware"),
+    "ai_edge_litert": ("ai-edge-litert", "device"),
+}
 
 
 # A path given on the command line that cannot be used as given: a file where a folder must be (or the

@@ -128,3 +128,21 @@ def test_the_shared_cli_pattern_turns_numbers_and_paths_into_one_line(tmp_path, 
         assert err == [f"tool go: error: {err[0].split('error: ', 1)[1]}"] and phrase in err[0], err
     with pytest.raises(ZeroDivisionError):
         run(build(), ["go", "--n", "7"], tool="tool")
+
+
+@pytest.mark.parametrize("module, argv, extra", [
+    ("serial", ["hi_runtime.agent.cli", "serial", "--port", "socket://127.0.0.1:9", "--input", "demo", "--limit", "1"],
+     "serial"),
+    ("matplotlib", ["measurements.cli", "paper", "--out", "{tmp}/paper"], "measure"),
+])
+def test_a_role_without_an_optional_package_is_told_which_extra_to_install(module, argv, extra, tmp_path, capsys,
+                                                                          monkeypatch):
+    """A wheel installed with one role's extra lacks the others' packages: a command that needs one is one
+    line naming the package and the extra (exit 2), not a ModuleNotFoundError traceback."""
+    import importlib
+
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails as if it were not installed
+    main = importlib.import_module(argv[0]).main
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv[1:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"pip install 'hi-runtime[{extra}]'" in err[0] and "Traceback" not in err[0], err

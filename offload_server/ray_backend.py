@@ -150,6 +150,13 @@ def deployment_options(model: ModelConfig, cfg: RayConfig) -> dict[str, Any]:
 def check_options(model: ModelConfig, cfg: RayConfig) -> None:
     """Let Serve itself validate the deployment options (autoscaling_config, ray_actor_options) now, so
     ``hi-server --check`` catches a bad value before any cluster is involved."""
+    if cfg.autoscaling_config is not None:  # Serve ignores keys it does not know: a typo would never scale
+        from ray.serve.config import AutoscalingConfig
+
+        known = set(getattr(AutoscalingConfig, "model_fields", None) or AutoscalingConfig.__fields__)
+        unknown = sorted(set(cfg.autoscaling_config) - known)
+        if unknown:
+            raise ConfigError(f"ray.autoscaling_config has unknown key(s) {unknown}; Serve knows {sorted(known)}")
     try:
         MODEL_DEPLOYMENT.options(**deployment_options(model, cfg))
     except (ValueError, TypeError) as exc:
@@ -173,10 +180,12 @@ class RayCluster:
                     # Ray runs its workers at nice 15 by default; on one box the replicas are the server's
                     # main work and must not lose the CPU to the front door or anything else running there
                     os.environ.setdefault("RAY_worker_niceness", "0")
-                    ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+                    ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                             namespace=cfg.namespace)
                     self.started_ray = True
                 else:
-                    ray.init(address=cfg.address, logging_level=logging.WARNING)
+                    _check_reachable(cfg.address)
+                    ray.init(address=cfg.address, logging_level=logging.WARNING, namespace=cfg.namespace)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = cfg.address or "a new local instance"
                 raise ConfigError(f"cannot start or join Ray ({where}): {_one_line(exc)}; for a cluster run "
@@ -228,21 +237,36 @@ class RayCluster:
             total += int(dep.replica_states.get("RUNNING", 0))
         return total
 
+    def unserved(self, model_ids: list[str], max_age_s: float = 1.0) -> list[str] | None:
+        """The models with no RUNNING replica (health: a front door with nothing behind it is not "ok");
+        None when Serve cannot be asked. Blocking (a controller call), so cached for ``max_age_s``: the
+        health endpoint is polled by load balancers."""
+        now = time.monotonic()
+        cached = getattr(self, "_unserved", None)
+        if cached is not None and now - cached[0] < max_age_s:
+            return cached[1]
+        try:
+            answer: list[str] | None = [m for m in model_ids if self.replica_count(m) == 0]
+        except Exception:  # noqa: BLE001 - the controller or GCS is gone: that is the answer
+            answer = None
+        self._unserved = (now, answer)
+        return answer
+
     def close(self) -> None:
         """Blocking. Delete this front door's applications only if it owns the cluster (or was told to)."""
         if not ray.is_initialized():  # already gone (Serve calls would start a new local Ray)
             return
-        keep = self.cfg.keep_app_on_stop
-        if keep is None:
-            keep = not self.started_ray
-        if not keep:
+        if self.started_ray:
+            # the local cluster is this process's own: shutting it down ends its applications too, in seconds,
+            # where serve.delete waits out Serve's graceful stop of a hung replica (20 s each) or a dead GCS
+            ray.shutdown()
+            return
+        if self.cfg.keep_app_on_stop is False:  # joined a cluster: its applications stay unless told otherwise
             for name in self.apps:
                 try:
                     serve.delete(name)
                 except Exception as exc:  # noqa: BLE001 - best effort while stopping
                     event(log, "ray_delete_failed", logging.WARNING, app=name, error=repr(exc))
-        if self.started_ray:
-            ray.shutdown()
 
 
 @dataclass
@@ -347,6 +371,7 @@ class RayModelRunner:
             while not waiter.done():
                 waiting = [item.future for item in batch if not item.future.done()]
                 if not waiting:
+                    waiter.add_done_callback(_retrieve)  # its RequestCancelledError is expected: not a log line
                     waiter.cancel()
                     response.cancel()
                     return None
@@ -388,6 +413,27 @@ class RayModelRunner:
 
 async def _await(response: Any) -> Any:
     return await response
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    """Consume a cancelled call's outcome (asyncio logs an exception nobody retrieved as a traceback)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """``ray.address: HOST:PORT`` with nothing listening there makes ray.init retry for minutes; a plain TCP
+    connect says so in seconds ("auto" and ray:// fail fast on their own)."""
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot join Ray at {address}: nothing answers there ({exc.strerror or exc}); start the "
+                          "head with `ray start --head` or fix ray.address") from None
 
 
 def _app_status(name: str) -> str | None:

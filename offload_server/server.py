@@ -248,12 +248,23 @@ class OffloadServer:
     # ---- status -------------------------------------------------------------------------------------
 
     def health(self) -> dict[str, object]:
+        """/healthz (called on the HTTP thread). On Ray, "ok" also needs a running replica per model: a
+        front door whose model tier is gone would otherwise keep drawing devices from a load balancer."""
+        status = "ok" if self.state == "serving" else self.state
+        extra: dict[str, object] = {}
+        if status == "ok" and self.ray is not None:
+            unserved = self.ray.unserved(sorted(self.models))
+            if unserved is None:
+                status = "ray unreachable"
+            elif unserved:
+                status, extra = "no replicas", {"models_without_replicas": unserved}
         return {
-            "status": "ok" if self.state == "serving" else self.state,
+            "status": status,
             "backend": self.config.backend,
             "models": sorted(self.models),
             "connections": len(self._connections),
             "uptime_s": round(time.monotonic() - self._started_at, 3) if self._started_at else 0.0,
+            **extra,
         }
 
 

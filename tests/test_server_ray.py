@@ -336,3 +336,54 @@ def test_autoscaling_config_deploys_and_serves(ray_cluster, model_path, images, 
     assert all(isinstance(o, InferResult) and _same_answer(o, reference[i]) for i, o in answers)
     assert 1 <= sum(deployment.replica_states.values()) <= 2
     assert "auto-tiny" not in serve.status().applications  # deleted on stop (keep_app_on_stop: false)
+
+
+# ---- an outside review (2026-12-07): health without replicas, bounded teardown, typos, unreachable heads ----
+
+def test_health_is_not_ok_when_a_models_replicas_are_gone(ray_cluster, model_path) -> None:
+    """A front door whose Serve application vanished answered /healthz 200 "ok" while every request failed:
+    a load balancer kept sending devices to it. Now it says which model has no replica (503)."""
+    with run_server_in_thread(_config(model_path, "ray", app_prefix="gone", keep_app_on_stop=False,
+                                      num_replicas=1)) as handle:
+        assert handle.server.health()["status"] == "ok"
+        serve.delete("gone-tiny")
+        time.sleep(1.1)  # the health answer is cached for a second
+        health = handle.server.health()
+    assert health["status"] == "no replicas" and health["models_without_replicas"] == ["tiny"]
+
+
+def test_cluster_teardown_and_join_without_a_live_cluster(monkeypatch) -> None:
+    """A front door that started its own Ray shuts it down without serve.delete (which waits out a hung
+    replica's graceful stop, or a dead GCS, for minutes); it passes its namespace to ray.init; a HOST:PORT
+    with nothing listening is one line in seconds instead of minutes of retries; a typo inside
+    autoscaling_config is refused (Serve ignores unknown keys, so the deployment would never scale)."""
+    import socket
+
+    from offload_server import ray_backend as rb
+    from offload_server.config import ConfigError
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(rb.ray, "is_initialized", lambda: bool(calls))
+    monkeypatch.setattr(rb.ray, "init", lambda **kw: calls.append(("init", kw)))
+    monkeypatch.setattr(rb.ray, "shutdown", lambda: calls.append(("shutdown",)))
+    monkeypatch.setattr(rb.serve, "start", lambda **kw: None)
+    monkeypatch.setattr(rb.serve, "delete", lambda name, **kw: calls.append(("delete", name)))
+    own = rb.RayCluster(RayConfig(namespace="fleet-a"))
+    own.connect()
+    own.apps = ["hi-tiny"]
+    own.close()
+    assert calls[0][0] == "init" and calls[0][1]["namespace"] == "fleet-a" and calls[1:] == [("shutdown",)]
+
+    with socket.socket() as s:  # a port nobody listens at
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    calls.clear()
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=f"cannot join Ray at 127.0.0.1:{port}: nothing answers there"):
+        rb.RayCluster(RayConfig(address=f"127.0.0.1:{port}")).connect()
+    assert time.monotonic() - started < 10 and calls == []
+
+    model = ModelConfig(id="tiny", path="unused.onnx")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['max_replica'\]"):
+        rb.check_options(model, RayConfig(autoscaling_config={"min_replicas": 1, "max_replica": 8}))
+    rb.check_options(model, RayConfig(autoscaling_config={"min_replicas": 1, "max_replicas": 8}))

@@ -183,7 +183,7 @@ def test_exit_bound_edges(core):
 def test_input_quantization_matches_agent_rounding(core):
     """uint8 pixels -> model input exactly as hi_runtime.backends quantizes (np.round, half to even)."""
     px = np.arange(256, dtype=np.uint8)
-    for scale, zp in ((1.0, -128), (2.0, 0), (0.5, -128), (1 / 0.7, -3)):
+    for scale, zp in ((1.0, -128), (2.0, 0), (0.5, -128), (1 / 0.7, -3), (1e-9, 0), (1e-7, -128)):
         fns = [lambda x: (None, x[:2])]
         pipe = PyPipeline(core, fns, input_shape=(1, 16, 16), input_bytes=256, feature_bytes=[], num_classes=2,
                           bounds=[], scores_quants=[(1 / 256, -128)], input_quant=(scale, zp))

@@ -49,7 +49,9 @@ void hi_requantize_s8(const int8_t *src, int8_t *dst, uint32_t n, double s_src, 
 
 static int8_t quantize_pixel(uint8_t pixel, float scale, int32_t zp) {
   float v = (float)pixel / scale; /* float32 division then round half to even, like numpy's np.round */
-  int32_t i = (int32_t)v;          /* v >= 0: truncation is floor */
+  int32_t i;
+  if (v > 65536.0f) v = 65536.0f; /* a tiny scale: saturates below anyway, and keeps the cast defined */
+  i = (int32_t)v;                  /* v >= 0: truncation is floor */
   float frac = v - (float)i;
   int32_t q;
   if (frac > 0.5f || (frac == 0.5f && (i & 1))) ++i;

@@ -155,6 +155,9 @@ int main(void) {
     p.input_zero_point = 0;
     hi_pipeline_quantize_input(&p, px, q, 4); /* 0, 0.5 -> 0 (even), 64, 127.5 -> 128 -> 127 */
     CHECK(q[0] == 0 && q[1] == 0 && q[2] == 64 && q[3] == 127);
+    p.input_scale = 1e-9f; /* 255 / 1e-9 overflows int32: saturates like numpy instead of undefined behaviour */
+    hi_pipeline_quantize_input(&p, px, q, 4);
+    CHECK(q[0] == 0 && q[1] == 127 && q[2] == 127 && q[3] == 127);
   }
   TEST_END("hi_exit_policy_test");
 }

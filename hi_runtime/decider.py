@@ -277,10 +277,9 @@ class Int8Form:
         q = np.asarray(q)
         if q.ndim != 2:
             raise DeciderError(f"int8 scores must be [N, classes], got shape {q.shape}")
-        if q.shape[1] < self.top_k:
-            raise DeciderError(f"this decider needs the top {self.top_k} scores, rows have {q.shape[1]}")
-        top = sorted_desc(q.astype(np.int64), self.top_k) - int(self.zero_point)
-        return top @ np.asarray(self.coef, dtype=np.int64) + int(self.bias)
+        k = min(self.top_k, q.shape[1])  # rows shorter than top_k: the ranks they have, as the firmware does
+        top = sorted_desc(q.astype(np.int64), k) - int(self.zero_point)
+        return top @ np.asarray(self.coef[:k], dtype=np.int64) + int(self.bias)
 
     def accept(self, q: np.ndarray) -> np.ndarray:
         return self.accumulate(q) >= 0
@@ -305,8 +304,12 @@ class Int8Form:
         a1, a2 = (int(a) for a in self.coef)
         c = int(self.bias) - (a1 + a2) * int(self.zero_point)
 
+        accept_row = self.accept_row
+
         def accept_top2(row: Sequence[int], _sorted=sorted) -> bool:
             s = _sorted(row)
+            if len(s) < 2:  # a one-class row: the rank it has (the general rule, as the firmware does)
+                return accept_row(row)
             return a1 * s[-1] + a2 * s[-2] + c >= 0
 
         return accept_top2

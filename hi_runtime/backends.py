@@ -544,6 +544,10 @@ def _input_format(backend: Backend, input_format):
     shape = backend.input.shape
     if len(shape) != 4:
         raise BackendError(f"{backend.path.name}: expected an image input [N,H,W,C] or [N,C,H,W], got shape {shape}")
+    dynamic = [d for d in getattr(backend, "sample_shape", ()) if d < 0]
+    if dynamic:  # an ONNX input whose height, width or channels are symbolic: no size to fit images to
+        raise BackendError(f"{backend.path.name}: its input size is not fixed ({list(backend.sample_shape)}, -1 = "
+                           "dynamic); export it with a fixed height, width and channels")
     try:
         fmt.check(backend.input, backend.path.name)
         return fmt, fmt.image_shape(shape[1:])

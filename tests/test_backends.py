@@ -248,3 +248,17 @@ def test_a_chain_runs_on_tflite_micro_with_outputs_found_by_name():
         assert (a.exit_index, a.predicted_class, a.offload) == (b.exit_index, b.predicted_class, b.offload)
         # not byte-equal: LiteRT's optimized FULLY_CONNECTED rounds differently from TFLite Micro's
         assert np.abs(a.scores.astype(int) - b.scores.astype(int)).max() <= 16
+
+
+def test_an_onnx_model_with_a_dynamic_image_size_is_refused_clearly(tmp_path):
+    """A symbolic height/width used to become 1x1, and every image was 'the wrong size'."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "h", "w", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 2], keepdims=0)], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, tmp_path / "dyn.onnx")
+    with pytest.raises(BackendError, match=r"input size is not fixed \(\[-1, -1, 3\]"):
+        Classifier(open_backend(tmp_path / "dyn.onnx"))

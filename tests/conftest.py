@@ -31,3 +31,18 @@ def mnist_dir() -> Path:
     if not (path / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"MNIST IDX files not found at {path} (set HI_SHARED_DATASETS)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_cli_logging():
+    """A CLI run in-process (hi-server's main) routes the project's loggers to the sys.stderr of that moment,
+    a test's capture stream, which is closed when the test ends: later tests' log lines would then fail
+    with "--- Logging error ---". Each test gets the loggers back as it found them."""
+    import logging
+
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate)
+             for name in ("offload_server", "hi_runtime") for lg in [logging.getLogger(name)]}
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        lg = logging.getLogger(name)
+        lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate

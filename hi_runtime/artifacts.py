@@ -72,19 +72,23 @@ def default_path(name: str, dataset: str = DEFAULT_DATASET) -> str | None:
     return str(path) if path.exists() else None
 
 
-def find_model(path: str, dataset: str = DEFAULT_DATASET) -> str:
+def find_model(path: str, dataset: str = DEFAULT_DATASET, base: str | os.PathLike | None = None) -> str:
     """A model file a user named: the path as given when it exists; else, for a bare file name (no folder,
     e.g. ``server_cpu.onnx``), the shipped artifact of that name when there is one, so an installed wheel
     serves and compiles its shipped models without the checkout. Anything else comes back unchanged, for
-    the caller's own "does not exist" line."""
+    the caller's own "does not exist" line. ``base`` (a config file's folder) anchors a relative path: it
+    is looked for there first, and comes back absolute."""
     given = Path(path)
-    if given.exists() or given.name != str(path):
-        return path
+    if base is not None and not given.is_absolute():
+        given = (Path(base) / given).resolve()
+    found = str(given) if base is not None else path
+    if given.exists() or Path(path).name != str(path):
+        return found
     try:
         candidate = shipped(given.name, dataset)
     except ArtifactError:
-        return path
-    return str(candidate) if candidate.is_file() else path
+        return found
+    return str(candidate) if candidate.is_file() else found
 
 
 def read_json(path: str | os.PathLike, what: str, made_by: str, error: type[Exception]) -> Any:

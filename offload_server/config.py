@@ -217,12 +217,9 @@ class ServerConfig:
             for required in ("id", "path"):
                 if required not in raw:
                     raise ConfigError(f"models[{i}] is missing '{required}'")
-            if base_dir is not None and not Path(str(raw["path"])).is_absolute():
-                beside = (base_dir / str(raw["path"])).resolve()
-                # a bare file name that is not beside the config may be a shipped model (an installed wheel)
-                raw["path"] = str(beside) if beside.exists() else find_model(str(raw["path"]))
-                if not Path(raw["path"]).is_absolute():
-                    raw["path"] = str(beside)
+            if base_dir is not None:
+                # beside the config first; a bare file name that is not there may be a shipped model (a wheel)
+                raw["path"] = find_model(str(raw["path"]), base=base_dir)
             models.append(raw)
         config = build(cls, {**data, "models": models})
         for name in ("auth_key_file", "tls_cert", "tls_key"):

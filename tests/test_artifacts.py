@@ -104,6 +104,11 @@ def test_a_bare_model_name_outside_the_checkout_is_the_shipped_model(tmp_path: P
     assert artifacts.find_model("server_cpu.onnx") == str(shipped)
     assert artifacts.find_model("sub/server_cpu.onnx") == "sub/server_cpu.onnx"
     assert artifacts.find_model("nope.onnx") == "nope.onnx"
+    conf = tmp_path / "conf"  # anchored at a config's folder: relative paths come back absolute, from there
+    assert artifacts.find_model("server_cpu.onnx", base=conf) == str(shipped)
+    assert artifacts.find_model("sub/m.onnx", base=conf) == str(conf / "sub" / "m.onnx")
+    assert artifacts.find_model("nope.onnx", base=conf) == str(conf / "nope.onnx")
+    assert artifacts.find_model(str(tmp_path / "abs.onnx"), base=conf) == str(tmp_path / "abs.onnx")
     assert server(["--model", "c=server_cpu.onnx", "--check"]) == 0
     (tmp_path / "cfg.yaml").write_text("models:\n  - {id: c, path: server_cpu.onnx}\n")
     assert ServerConfig.from_yaml(tmp_path / "cfg.yaml").models[0].path == str(shipped)

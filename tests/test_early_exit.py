@@ -525,7 +525,7 @@ def test_warm_restart_starts_from_the_trained_model_not_from_scratch(tmp_path):
     small to move them, the result keeps its accuracy, where a run from scratch stays near chance); a model
     built differently (another branch width) is refused with the difference named, not half copied."""
     from test_training import color_dataset
-    from training.early_exit import EEJointConfig, train_early_exit_joint
+    from training.early_exit import EEJointConfig, RestartMismatch, train_early_exit_joint
     from training.train import TrainConfig
 
     train, val = color_dataset(3000, 0), color_dataset(300, 1)
@@ -544,7 +544,7 @@ def test_warm_restart_starts_from_the_trained_model_not_from_scratch(tmp_path):
     _, scratch = run("scratch", 1, 1e-7)
     assert restarted == pytest.approx(acc, abs=0.02), (restarted, acc)
     assert max(scratch) < 0.3, scratch
-    with pytest.raises(ValueError, match="same --arch, --exits, --branch-width"):
+    with pytest.raises(RestartMismatch, match="same --arch, --exits, --branch-width"):
         run("other", 1, 1e-7, restart_from=str(tmp_path / "ee.keras"), branch_width=16)
 
 

@@ -327,18 +327,22 @@ class EEJointConfig:
         return d
 
 
+class RestartMismatch(ValueError):
+    """A --restart-from model that is not built like the model to train (other exits, branches or arch)."""
+
+
 def restart_weights(model, source) -> None:
     """Copy every weight of ``source`` (a trained early-exit Keras model) into ``model``, built with the same
     architecture, exits and branches; anything else is a ValueError naming the first difference, since a
-    partial copy would silently train a different network than the card says."""
+    partial copy would silently train a different network than the card says (:class:`RestartMismatch`)."""
     mine, theirs = model.weights, source.weights
     if list(model.output_names) != list(source.output_names) or len(mine) != len(theirs):
-        raise ValueError(f"the restart model has outputs {list(source.output_names)} and {len(theirs)} weights, "
+        raise RestartMismatch(f"the restart model has outputs {list(source.output_names)} and {len(theirs)} weights, "
                          f"the model to train {list(model.output_names)} and {len(mine)}: give an early-exit "
                          "model trained with the same --arch, --exits, --branch-width and --branch-convs")
     for a, b in zip(mine, theirs):
         if tuple(a.shape) != tuple(b.shape):
-            raise ValueError(f"the restart model's weight {b.path} has shape {tuple(b.shape)} where the model to "
+            raise RestartMismatch(f"the restart model's weight {b.path} has shape {tuple(b.shape)} where the model to "
                              f"train has {tuple(a.shape)}: give an early-exit model trained with the same --arch, "
                              "--exits, --branch-width and --branch-convs")
     model.set_weights(source.get_weights())

@@ -154,7 +154,7 @@ def _train_joint(args, train, val, out: Path):
     import json
 
     from training.cli import RESUME_NOTE, history_seconds, record_command
-    from training.early_exit import EEJointConfig, train_early_exit_joint
+    from training.early_exit import EEJointConfig, RestartMismatch, train_early_exit_joint
     from training.train import TrainConfig, TrainingError, claim_checkpoint, threads_hint
 
     threads_hint()
@@ -176,9 +176,10 @@ def _train_joint(args, train, val, out: Path):
     t0 = time.time()
     try:
         model = train_early_exit_joint(cfg, train, val, resume=args.resume)
+    except RestartMismatch as exc:
+        raise UsageError(f"--restart-from {args.restart_from}: {exc}") from None
     except (TrainingError, ValueError) as exc:
-        raise UsageError(f"--restart-from {args.restart_from}: {exc}" if args.restart_from and "restart" in str(exc)
-                         else str(exc)) from None
+        raise UsageError(str(exc)) from None
     model.save(out.with_suffix(".keras"))
     hist_file = Path(ckpt) / "history.jsonl"
     history = [json.loads(l) for l in hist_file.read_text().splitlines() if l.strip()] if hist_file.exists() else []

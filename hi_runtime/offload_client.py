@@ -133,6 +133,18 @@ def _check_welcome(welcome: p.Message, key: bytes | None, host: str, port: int, 
     return p.Auth(mac=p.client_proof(key, *args)), args
 
 
+def _take_welcome(client: OffloadClient | AsyncOffloadClient, welcome: p.Message,
+                  client_nonce: bytes) -> tuple[p.Auth, tuple] | None:
+    """Check the WELCOME (:func:`_check_welcome`) and keep what the server announced on the client (version,
+    name, in-flight and frame limits); one place for the sync and the async client."""
+    auth = _check_welcome(welcome, client.key, client.host, client.port, client_nonce, client.client_name)
+    client.version = welcome.version
+    client.server_name = welcome.server_name
+    client.server_max_inflight = welcome.max_inflight
+    client.server_max_frame = welcome.max_frame
+    return auth
+
+
 def _check_auth_ok(answer: p.Message, key: bytes, args: tuple) -> None:
     if isinstance(answer, p.Error):
         raise _handshake_error(answer)
@@ -229,12 +241,7 @@ class OffloadClient:
         deadline = time.monotonic() + self.connect_timeout
         client_nonce = p.new_nonce()
         self._send(p.Hello(client_nonce=client_nonce, client_name=self.client_name))
-        welcome = self._next_frame(deadline, "WELCOME")
-        auth = _check_welcome(welcome, self.key, self.host, self.port, client_nonce, self.client_name)
-        self.version = welcome.version
-        self.server_name = welcome.server_name
-        self.server_max_inflight = welcome.max_inflight
-        self.server_max_frame = welcome.max_frame
+        auth = _take_welcome(self, self._next_frame(deadline, "WELCOME"), client_nonce)
         if auth is None:
             return
         frame, args = auth
@@ -520,12 +527,7 @@ class AsyncOffloadClient:
     async def _handshake(self) -> None:
         client_nonce = p.new_nonce()
         await p.write_frame(self._writer, p.Hello(client_nonce=client_nonce, client_name=self.client_name))
-        welcome = await self._frame("WELCOME")
-        auth = _check_welcome(welcome, self.key, self.host, self.port, client_nonce, self.client_name)
-        self.version = welcome.version
-        self.server_name = welcome.server_name
-        self.server_max_inflight = welcome.max_inflight
-        self.server_max_frame = welcome.max_frame
+        auth = _take_welcome(self, await self._frame("WELCOME"), client_nonce)
         if auth is None:
             return
         frame, args = auth

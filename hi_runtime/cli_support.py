@@ -16,18 +16,58 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and failed (e.g. a server that stayed down, a check that did not pass)
 EXIT_USAGE = 2  # the user asked for something that cannot work as given (argparse uses 2 too)
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; a run stopped by SIGTERM or SIGHUP exits 128 + that signal
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (systemd, Docker, a closed terminal) while :func:`stop_signals_interrupt` is on:
+    a KeyboardInterrupt, so a service stopped that way finishes like Ctrl-C (samples in flight answered,
+    the log flushed, the summary printed), and exits 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def interrupted_exit_code(exc: KeyboardInterrupt) -> int:
+    return 128 + exc.signum if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (on the main thread; elsewhere, and
+    where the platform lacks a signal, nothing changes); the previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame) -> None:
+        raise Terminated(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class UsageError(Exception):
@@ -44,9 +84,12 @@ class Parser(argparse.ArgumentParser):
 
 def _number(kind: type, text: str) -> float | int:
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if value != value:  # NaN passes every comparison's "not below the minimum" test: refuse it here
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    return value
 
 
 def at_least(minimum: float, kind: type = int, *, exclusive: bool = False) -> Callable[[str], float | int]:
@@ -147,6 +190,31 @@ def output_file(flag: str, path: str | os.PathLike, example: str = "out.json") -
     return p
 
 
+def distinct_files(outputs: dict[str, str | os.PathLike | None],
+                   inputs: dict[str, str | os.PathLike | None] | None = None) -> None:
+    """Files a command writes (``outputs``: flag -> path) must be neither one of the files it reads
+    (``inputs``) nor each other: writing there would silently destroy the input, or one output the other."""
+    def same(a: Path, b: Path) -> bool:
+        try:
+            return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+        except OSError:
+            return False
+
+    seen: list[tuple[str, Path]] = []
+    for flag, path in outputs.items():
+        if not path:
+            continue
+        out = Path(path)
+        for in_flag, in_path in (inputs or {}).items():
+            if in_path and same(out, Path(in_path)):
+                raise UsageError(f"{flag} {path} is the file {in_flag} reads: writing it would destroy the input; "
+                                 "give another path")
+        for other_flag, other in seen:
+            if same(out, other):
+                raise UsageError(f"{flag} and {other_flag} name the same file {path}; give each its own path")
+        seen.append((flag, out))
+
+
 def load_subcommand_modules(names: Sequence[str], tool: str = "this tool") -> list[ModuleType]:
     """Import the registry's modules; any that fails to import, or has no ``register_cli``, raises."""
     modules = []
@@ -198,9 +266,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, tool: st
     except (UsageError, argparse.ArgumentTypeError, *user_errors) as exc:  # the latter: a flag's value checked late
         print(f"{label}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(f"{label}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupted_exit_code(exc)
     except BrokenPipeError:  # output piped into head & co.
         return EXIT_OK
     except PATH_MISTAKES as exc:

@@ -265,26 +265,20 @@ class RecordWriter:
         if self.fmt not in LOG_FORMATS:
             raise ValueError(f"log format {self.fmt!r} unknown; use one of {LOG_FORMATS}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._out: IO[str] = self.path.open("w", encoding="utf-8", newline="")
         self._flush_every = max(1, flush_every)
         self._count = 0
         self._error: BaseException | None = None
-        header = {"type": "header", **{k: v for k, v in header.items() if k != "type"}}
-        if self.fmt == "jsonl":
-            self._out.write(json.dumps(header, default=str) + "\n")
-            self._csv = None
-        else:
-            for key, value in header.items():
-                if key != "type":
-                    text = value if isinstance(value, str) else json.dumps(value, default=str)
-                    self._out.write(f"# {key}: {text}\n")
-            self._csv = csv.DictWriter(self._out, fieldnames=list(SAMPLE_FIELDS), lineterminator="\n")
-            self._csv.writeheader()
+        try:
+            self._out: IO[str] = self.path.open("w", encoding="utf-8", newline="")
+            self._write_header(header)
+            if mode == "process":
+                self._out.close()  # the header is written; the writer process appends the rows
+        except OSError as exc:  # a full disk, a read-only file system: one line naming the log
+            raise OSError(f"writing the log {self.path} failed: {exc.strerror or exc}") from exc
         self._queue: queue.SimpleQueue | None = None
         self._thread: threading.Thread | None = None
         self._proc: subprocess.Popen | None = None
         if mode == "process":
-            self._out.close()  # the header is written; the writer process appends the rows
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
             # a session of its own: a terminal's Ctrl-C goes to the agent's process group, and the agent (which
             # handles it) then closes this process's input, so every row it sent is still written
@@ -296,6 +290,19 @@ class RecordWriter:
             self._queue = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._drain, name="hi-records", daemon=True)
             self._thread.start()
+
+    def _write_header(self, header: dict) -> None:
+        header = {"type": "header", **{k: v for k, v in header.items() if k != "type"}}
+        if self.fmt == "jsonl":
+            self._out.write(json.dumps(header, default=str) + "\n")
+            self._csv = None
+        else:
+            for key, value in header.items():
+                if key != "type":
+                    text = value if isinstance(value, str) else json.dumps(value, default=str)
+                    self._out.write(f"# {key}: {text}\n")
+            self._csv = csv.DictWriter(self._out, fieldnames=list(SAMPLE_FIELDS), lineterminator="\n")
+            self._csv.writeheader()
 
     def write(self, record: SampleRecord) -> None:
         self.write_many((record,))
@@ -309,19 +316,28 @@ class RecordWriter:
                 self._proc.stdin.write(len(data).to_bytes(4, "little") + data)  # type: ignore[union-attr]
                 self._proc.stdin.flush()  # type: ignore[union-attr]
             except (BrokenPipeError, OSError) as exc:
+                try:  # the pipe broke because the process failed: give it a moment to exit and say why
+                    self._proc.wait(timeout=2.0)
+                except subprocess.TimeoutExpired:
+                    pass
                 self._error = OSError(self._process_failure() or str(exc))
                 raise OSError(f"writing the log {self.path} failed: {self._error}") from exc
         elif self._queue is not None:
             self._queue.put(list(records))
-        elif self._csv is None:  # JSONL on the caller's thread: the batch's lines in one write
-            before = self._count
-            self._out.write("".join(map(json_line, records)))
-            self._count += len(records)
-            if self._count // self._flush_every != before // self._flush_every:
-                self._out.flush()
         else:
-            for record in records:
-                self._write_now(record)
+            try:
+                if self._csv is None:  # JSONL on the caller's thread: the batch's lines in one write
+                    before = self._count
+                    self._out.write("".join(map(json_line, records)))
+                    self._count += len(records)
+                    if self._count // self._flush_every != before // self._flush_every:
+                        self._out.flush()
+                else:
+                    for record in records:
+                        self._write_now(record)
+            except OSError as exc:  # a full disk: one line naming the log, like the other writers
+                self._error = exc
+                raise OSError(f"writing the log {self.path} failed: {exc.strerror or exc}") from exc
 
     def _write_now(self, record: SampleRecord) -> None:
         if self._csv is None:
@@ -375,7 +391,10 @@ class RecordWriter:
             self._thread.join()
             self._thread = None
         if not self._out.closed:
-            self._out.close()
+            try:
+                self._out.close()
+            except OSError as exc:  # the last buffered lines hit a full disk
+                self._error = self._error or exc
         if self._error is not None:
             raise OSError(f"writing the log {self.path} failed: {self._error}") from self._error
 

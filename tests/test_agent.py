@@ -377,6 +377,87 @@ def test_cli_summarizes_the_run_when_its_log_cannot_be_written(tiny_kit, tmp_pat
     assert "local" in out.out and "covers all 20 samples answered" in out.err
 
 
+@pytest.mark.parametrize("writer", ["inline", "thread", "process"])
+def test_a_full_disk_stops_the_log_not_the_answers(tiny_kit, tmp_path, capsys, writer):
+    """/dev/full buffers the header and refuses the rows, like a disk that fills mid-run: every sample is
+    still answered and summarized, the failure is one line naming the log and the disk's error, exit 1
+    (outside review, 2026-12-08: the run used to stop at the first failed write, or print a traceback).
+    The process writer flushes the header before it starts: there the full disk is found before any
+    sample, one usage line, exit 2."""
+    from hi_runtime.agent.cli import main
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this platform")
+    rc = main(["run", "--strategy", "local", "--model", str(tiny_kit / "local_int8.tflite"),
+               "--input", f"npz:{tiny_kit / 'samples.npz'}", "--limit", "150", "--log", "/dev/full",
+               "--log-writer", writer, "--no-progress"])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and "No space left on device" in out.err, out.err
+    if writer == "process":
+        assert rc == 2 and "give a path on a disk with room" in out.err
+    else:
+        assert rc == 1 and "covers all 150 samples answered" in out.err
+
+
+def test_a_folder_with_one_unreadable_image_is_answered_without_it(tiny_kit, tmp_path, capsys):
+    """One file that is not an image no longer ends a run over a folder with a traceback: it is skipped,
+    named once, and every readable image is answered."""
+    from PIL import Image
+
+    from hi_runtime.agent.cli import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "2b.png").write_bytes(b"not a png at all")
+    log = tmp_path / "imgs.jsonl"
+    rc = main(["run", "--strategy", "local", "--model", str(tiny_kit / "local_int8.tflite"),
+               "--input", f"images:{folder}", "--log", str(log), "--no-progress"])
+    out = capsys.readouterr()
+    assert rc == 0 and "Traceback" not in out.err
+    assert "skipped 1 files that are not readable images" in out.err and "2b.png" in out.err
+    assert len(log.read_text().splitlines()) == 1 + 4  # header + every readable image
+
+
+def test_a_rerun_replaces_its_own_log_and_summary(tiny_kit, tmp_path, capsys):
+    """The refusal of outputs that are not ours (a model, a dataset) leaves re-running into the same log
+    and summary alone, in both log formats."""
+    from hi_runtime.agent.cli import main
+
+    for log in (tmp_path / "r.jsonl", tmp_path / "r.csv"):
+        argv = ["run", "--strategy", "local", "--model", str(tiny_kit / "local_int8.tflite"), "--input",
+                f"npz:{tiny_kit / 'samples.npz'}", "--limit", "5", "--log", str(log), "--summary-json",
+                str(tmp_path / "s.json"), "--no-progress"]
+        assert main(argv) == 0
+        assert main(argv) == 0, capsys.readouterr().err
+
+
+def test_sigterm_stops_a_run_like_ctrl_c(repo_root, tmp_path):
+    """systemd and Docker stop a service with SIGTERM: the agent finishes like Ctrl-C (every answered
+    sample logged, the summary printed) and exits 128 + 15, where it used to die with samples unlogged."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "t.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "hi_runtime.agent.cli", "run", "--strategy", "local", "--input",
+                             "demo", "--arrival", "rate:100", "--log", str(log), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo_root)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 2):
+        time.sleep(0.2)  # rows reach the file in batches: the run is under way once one has
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    n = int(err.split("interrupted after ")[1].split()[0])
+    assert 0 < n < 500
+    assert len(log.read_text().splitlines()) == 1 + n and "local" in out
+
+
 def test_cli_threshold_override_changes_the_offload_ratio(tiny_kit, server, tmp_path):
     from hi_runtime.agent.cli import main
 

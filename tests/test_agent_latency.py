@@ -195,6 +195,46 @@ def test_ctrl_c_delivers_the_offloads_still_on_the_wire(tiny_kit, data):
     assert any(r.offloaded and not r.degraded for r in agent.records)
 
 
+def test_ctrl_c_with_an_answer_that_never_comes_is_answered_locally_not_waited_for_forever(tiny_kit, data):
+    """A Ctrl-C that lands between handing a sample to the offloader and hearing back (its callback lost;
+    here: a future that never completes) used to leave the cleanup waiting forever on a count that could
+    not drain (outside review, 2026-12-08). Now the cleanup waits until the last deadline plus a grace,
+    then answers such samples locally, flagged degraded: every sample is delivered once, and soon."""
+    import concurrent.futures
+    import time
+
+    x, y = data
+
+    class LostOffloader:
+        def __init__(self):
+            self.submitted = 0
+
+        def submit(self, tensor, deadline):
+            self.submitted += 1
+            return concurrent.futures.Future()  # nobody will ever complete it
+
+        def expected_wait_s(self):
+            return None
+
+        def close(self):
+            pass
+
+    clf = Classifier(open_backend(tiny_kit / "local_int8.tflite"))
+    off = LostOffloader()
+    agent = Agent(AgentConfig(strategy="hi", latency_budget_ms=100.0, arrival="rate:500", progress=False),
+                  classifier=clf, decider=Decider.load(tiny_kit / "decider.json").with_threshold(1.0),
+                  offloader=off)
+    agent.SETTLE_GRACE_S = 0.2
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        agent.run(_StopAfter(x, y, 12))
+    assert time.monotonic() - t0 < 10
+    assert off.submitted == 12
+    assert sorted(r.sample_id for r in agent.records) == list(range(12))
+    assert all(r.offloaded and r.degraded and r.final_class == r.local_class for r in agent.records)
+    assert "interrupted before the server answered" in agent.last_error
+
+
 def test_an_interrupt_while_a_batch_is_written_never_repeats_it(tiny_kit, data):
     """A Ctrl-C inside the writer during a flush: the final flush does not write that batch again."""
     x, y = data

@@ -26,7 +26,7 @@ MISTAKES = [
     # hi-agent serial checks its arguments before it opens the port: a bad --server is named as such
     ("hi-agent serial --port /dev/does-not-exist-hi --input npz:x.npz --server localhost", "--server"),
     ("hi-agent serial --port /dev/does-not-exist-hi --input npz:x.npz --decider /nope.json", "--decider"),
-    ("hi-agent serial --port /dev/does-not-exist-hi --input npz:x.npz --timeout 0.5", "/dev/does-not-exist-hi"),
+    ("hi-agent serial --port /dev/does-not-exist-hi --input demo --timeout 0.5", "/dev/does-not-exist-hi"),
     ("hi-agent demo --models-dir /nope", "--models-dir"),
     ("hi-agent demo --rate -1", "--rate"),
     ("hi-agent", "no command given; choose one of run"),  # no subcommand: the help, and one line, exit 2

@@ -33,6 +33,10 @@ def toys(tmp_path: Path) -> Path:
     (tmp_path / "empty.key").write_bytes(b"  \n")
     (tmp_path / "bad.yaml").write_text("{{{ not: yaml: [\n")
     (tmp_path / "ca.pem").write_text("not a certificate\n")
+    np.savez(tmp_path / "four.npz", images=np.zeros((4, 32, 32, 3), np.uint8), labels=np.zeros(4, np.int64))
+    np.savez(tmp_path / "gray.npz", images=np.zeros((4, 32, 32, 1), np.uint8))
+    np.savez(tmp_path / "none.npz", images=np.zeros((0, 32, 32, 3), np.uint8))
+    (tmp_path / "model.tflite").write_bytes(b"TFL3 precious weights")
     return tmp_path
 
 
@@ -96,6 +100,19 @@ MISTAKES = [
     ("076", SERIAL + ["--baud", "-9600"], "--baud: -9600 must be >= 1"),
     ("077", SERIAL + ["--timeout", "-1"], "--timeout: -1 must be > 0"),
     ("077b", REMOTE + ["--connections", "0"], "--connections: 0 must be >= 1"),
+    # outputs that would destroy an input, each other, or a file that is not a log (review, 2026-12-08)
+    ("r5a", LOCAL[:4] + ["npz:{t}/four.npz", "--log", "{t}/four.npz"], "--log {t}/four.npz is the file --input reads"),
+    ("r5b", LOCAL + ["--log", "{t}/same.jsonl", "--summary-json", "{t}/same.jsonl"],
+     "--summary-json and --log name the same file"),
+    ("r5c", LOCAL + ["--log", "{t}/model.tflite"], "--log {t}/model.tflite exists and is not a hi-agent log"),
+    ("r5d", LOCAL + ["--summary-json", "{t}/bad.yaml"], "exists and is not a hi-agent summary json"),
+    ("r6", LOCAL[:4] + ["npz:{t}/gray.npz"], "images are 32x32x1 (HxWxC), the model takes 32x32x3"),
+    ("r7", REMOTE + ["--latency-budget-ms", "nan"], "'nan' is not a number"),
+    ("r10a", LOCAL + ["--offset", "100000"], "--offset 100000 is past the end of demo_samples.npz (500 samples)"),
+    ("r10b", LOCAL[:4] + ["npz:{t}/none.npz"], "none.npz holds no samples"),
+    ("r9", SERIAL, "--input: npz file x.npz does not exist"),  # found before the port is opened
+    ("r10c", ["run", "--strategy", "remote", "--server", "host:80:90", "--input", "demo", "--limit", "3"],
+     "has more than one ':'"),
 ]
 
 

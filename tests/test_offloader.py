@@ -105,6 +105,8 @@ def test_endpoint_parse():
     for bad in ("localhost", "host:", ":9000", "h:0", "h:99999", "h:x"):
         with pytest.raises(ValueError, match="HOST:PORT"):
             Endpoint.parse(bad)
+    with pytest.raises(ValueError, match="IPv6 address in brackets"):
+        Endpoint.parse("host:80:90")  # was host "host:80", port 90: every offload then failed
 
 
 def test_breaker_opens_half_opens_and_backs_off():
@@ -279,6 +281,20 @@ def test_a_slow_primary_is_hedged_on_the_secondary_but_not_abandoned():
             assert solo.offload(X).ok
         finally:
             solo.close()
+    finally:
+        off.close()
+
+
+def test_a_server_that_never_answered_is_hedged_too():
+    """A server with no round trip on record (a fresh one, or the breaker's trial of one that hung) is hedged
+    after a quarter of the budget; it used to keep the sample waiting its whole budget, then degrade it,
+    while a healthy replica was there (outside review, 2026-12-08)."""
+    world = World({9001: "hang", 9002: "ok"})
+    off = make(world, ports=(9001, 9002), latency_budget_ms=2000)
+    try:
+        out = off.offload(X)
+        assert out.ok and out.endpoint == "127.0.0.1:9002" and off.stats.hedges == 1
+        assert world.requests[:2] == [9001, 9002]
     finally:
         off.close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,9 @@ from hi_runtime.cli_support import (
     UsageError,
     add_verbosity,
     at_least,
+    distinct_files,
+    interrupted_exit_code,
+    stop_signals_interrupt,
     fraction,
     output_file,
     register_subcommands,
@@ -142,6 +146,9 @@ def cmd_run(args) -> int:
     for flag, path, example in (("--log", args.log, "run.jsonl"), ("--summary-json", args.summary_json, "summary.json")):
         if path:
             output_file(flag, path, example)
+    distinct_files({"--log": args.log, "--summary-json": args.summary_json}, {"--input": input_file(args.input)})
+    replaceable_output("--log", args.log, is_agent_log)
+    replaceable_output("--summary-json", args.summary_json, is_summary_json)
     if args.model and Path(args.model).is_dir():
         raise UsageError(f"--model {args.model} is a folder; give a model file (.tflite or .onnx)")
     try:
@@ -209,6 +216,13 @@ def cmd_run(args) -> int:
                                 order=args.order)
         except InputError as exc:
             raise UsageError(f"--input: {exc}") from None
+        image_shape = getattr(source, "images", None)
+        want = classifier.image_shape if classifier is not None else (chain.image_shape if chain is not None else None)
+        if image_shape is not None and want is not None and tuple(image_shape.shape[1:]) != tuple(want):
+            source.close()
+            raise UsageError(f"--input {args.input}: images are {'x'.join(map(str, image_shape.shape[1:]))} (HxWxC), "
+                             f"the model takes {'x'.join(map(str, want))}; give images of that size (an images:DIR "
+                             "folder is resized to it)")
         offloader = build_offloader(args, budget) if strategy in NEEDS_SERVER else None
         agent = Agent(AgentConfig(strategy=strategy, latency_budget_ms=budget, arrival=arrival,
                                   admission=not args.no_admission, progress=not args.no_progress),
@@ -229,21 +243,21 @@ def cmd_run(args) -> int:
            {"decider_threshold": decider.threshold if decider is not None else None}),
         arrival=str(arrival), latency_budget_ms=budget, max_inflight=args.max_inflight,
         connections=args.connections, admission=not args.no_admission, server_model_id=args.model_id or None)
-    writer = RecordWriter(args.log, header, args.log_format, background=args.log_writer) if args.log else None
-    log_failure = None  # the per-sample log could not be written: the run's answers are still summarized
     try:
-        summary = agent.run(source, writer)
-    except KeyboardInterrupt:
-        say(f"interrupted after {len(agent.records)} samples")
-        from hi_runtime.records import summarize
-
-        summary = summarize(agent.records, strategy)
-    except OSError as exc:
-        if writer is None or not str(exc).startswith(f"writing the log {writer.path}"):
-            raise
-        from hi_runtime.records import summarize
-
-        log_failure, summary = str(exc), summarize(agent.records, strategy)
+        writer = RecordWriter(args.log, header, args.log_format, background=args.log_writer) if args.log else None
+    except OSError as exc:  # nothing answered yet: a log that cannot even take its header is a usage error
+        agent.close()
+        source.close()
+        raise UsageError(f"--log: {exc}; give a path on a disk with room") from None
+    log_failure = None  # the per-sample log could not be written: the run's answers are still summarized
+    stopped = run_failure = None
+    try:
+        with stop_signals_interrupt():  # systemd/Docker stop with SIGTERM: finish like Ctrl-C, lose nothing
+            summary = agent.run(source, writer)
+    except KeyboardInterrupt as exc:
+        stopped = exc
+    except (InputError, BackendError) as exc:  # e.g. an input that breaks midway: keep what was answered
+        run_failure = str(exc)
     finally:
         agent.close()
         source.close()
@@ -251,23 +265,73 @@ def cmd_run(args) -> int:
             try:
                 writer.close()
             except OSError as exc:
-                log_failure = log_failure or str(exc)
+                log_failure = str(exc)
+    log_failure = agent.log_error or log_failure
+    if stopped is not None or run_failure is not None:
+        from hi_runtime.records import summarize
+
+        summary = summarize(agent.records, strategy)
+        say(f"interrupted after {len(agent.records)} samples" if stopped is not None else
+            f"the run stopped after {len(agent.records)} samples: {run_failure}")
     print(summary_text([summary]))
     if summary.degraded:
         say(f"{summary.degraded} samples answered locally (degraded); last offload error: {agent.last_error}")
     if summary.shed:
         say(f"{summary.shed} samples answered locally at once (shed): the expected wait for the server exceeded "
             f"their {budget:g} ms budget")
+    skipped = getattr(source, "skipped", None)
+    if skipped:
+        say(f"skipped {len(skipped)} files that are not readable images (first: {skipped[0]})")
     if args.log:
         say(f"per-sample log: {args.log}")
     if args.summary_json:
         from hi_runtime.records import write_summary_json
 
-        write_summary_json(args.summary_json, summary, header)
+        try:
+            write_summary_json(args.summary_json, summary, header)
+        except OSError as exc:
+            say(f"writing --summary-json {args.summary_json} failed: {exc.strerror or exc}; the summary is above")
+            return 1
     if log_failure:
         say(f"{log_failure}; the summary above covers all {summary.samples} samples answered")
-        return 1
-    return 0
+    if stopped is not None:
+        return interrupted_exit_code(stopped)
+    return 1 if (log_failure or run_failure) else 0
+
+
+def input_file(spec: str | None) -> str | None:
+    """The file an ``--input`` spec reads (npz), for the check that no output overwrites it."""
+    if not spec:
+        return None
+    kind, _, rest = spec.partition(":")
+    if kind == "npz" and rest:
+        return rest
+    return spec if spec.lower().endswith(".npz") else None
+
+
+def is_agent_log(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.read(64)
+    return head.startswith(b'{"type": "header"') or head.startswith(b"# ")
+
+
+def is_summary_json(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "header" in data and "strategy" in data
+
+
+def replaceable_output(flag: str, path: str | None, looks_like_ours) -> None:
+    """An existing file at ``path`` is replaced only when it is what this flag writes (an earlier run's log
+    or summary): a typo that names a model or a dataset must not destroy it."""
+    if not path:
+        return
+    p = Path(path)
+    if p.is_file() and p.stat().st_size and not looks_like_ours(p):
+        raise UsageError(f"{flag} {path} exists and is not a hi-agent {flag.lstrip('-').replace('-', ' ')}: it "
+                         "would be overwritten; give another path (or delete that file first)")
 
 
 def check_decider_binding(decider, args, model, spec, say) -> None:

@@ -9,10 +9,13 @@ reads a folder never needs OpenCV. A microcontroller's sample stream is the seri
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 INPUT_FORMS = (
     "demo                   the shipped sample of 500 CIFAR-10 JPEG test images (needs nothing else)",
@@ -51,6 +54,12 @@ class InputSource:
     def __iter__(self) -> Iterator[Sample]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def fit_to(self, size: tuple[int, int]) -> None:
+        """Resize what is read to ``size`` (H, W) from now on, for a consumer that learns its input size only
+        after the source is opened (a board over serial). Sources of stored arrays keep their size."""
+        if hasattr(self, "size"):
+            self.size = size
+
     def close(self) -> None:
         pass
 
@@ -75,6 +84,7 @@ class ArraySource(InputSource):
         self.total = len(images)
 
     def limit(self, count: int | None, offset: int = 0) -> ArraySource:
+        _check_offset(self.name, len(self.images), offset)
         end = None if count is None else offset + count
         ids = list(range(len(self.images)))[offset:end] if self.ids is None else self.ids[offset:end]
         return ArraySource(self.images[offset:end], None if self.labels is None else self.labels[offset:end],
@@ -87,6 +97,15 @@ class ArraySource(InputSource):
         images = self.images
         for i in range(n):
             yield Sample(ids[i], images[i], labels[i])
+
+
+def _check_offset(name: str, total: int, offset: int) -> None:
+    """An empty input, or an offset past its end, would be a silent run of no samples: say so instead."""
+    if total == 0:
+        raise InputError(f"{name} holds no samples")
+    if offset >= total:
+        raise InputError(f"--offset {offset} is past the end of {name} ({total} samples); give an offset below "
+                         f"{total}")
 
 
 def load_npz(path: str | Path) -> ArraySource:
@@ -154,6 +173,7 @@ class ImageFolderSource(InputSource):
         self.class_names = list(class_names) if class_names else None
         self.name = f"images:{self.root}"
         self.total = len(self.files)
+        self.skipped: list[str] = []  # files that could not be decoded (skipped, named in the run's report)
 
     def _label(self, path: Path) -> int | None:
         if self.class_names and path.parent.name in self.class_names:
@@ -169,8 +189,12 @@ class ImageFolderSource(InputSource):
             try:
                 with Image.open(path) as img:
                     rgb = fit_image(np.asarray(img.convert("RGB")), self.size)
-            except OSError as exc:
-                raise InputError(f"cannot decode image {path}: {exc}") from exc
+            except (OSError, ValueError) as exc:  # one bad file must not end a run over a whole folder
+                if not self.skipped:
+                    log.warning("skipping %s: not a readable image (%s); further ones are counted at the end",
+                                path, exc)
+                self.skipped.append(str(path))
+                continue
             yield Sample(str(path.relative_to(self.root)), rgb, self._label(path))
 
 
@@ -252,6 +276,7 @@ def open_input(spec: str, *, size: tuple[int, int] = (32, 32), limit: int | None
         return load_npz(rest).limit(limit, offset)
     if kind == "images" and rest:
         src = ImageFolderSource(rest, size)
+        _check_offset(src.name, len(src.files), offset)
         src.files = src.files[offset:None if limit is None else offset + limit]
         src.total = len(src.files)
         return src

@@ -14,7 +14,9 @@ latency budget on a server that is down, and must not take a slow but alive serv
   a request has waited longer than a high quantile of that window times a factor plus a margin, the next
   server is tried as well (a hedge; the first answer wins) — but the first request keeps waiting until
   the deadline, because a slow server that still answers within the budget is alive. Answers that come
-  after their caller moved on still feed the window, so it learns a new normal quickly;
+  after their caller moved on still feed the window, so it learns a new normal quickly. A server with an
+  empty window (no answer yet, e.g. the breaker's trial of one that hung) is hedged after a quarter of
+  the budget;
 * **admission control**: :meth:`Offloader.expected_wait_s` tells how long a new offload would take (a
   typical round trip plus the requests ahead times the recent gap between answers); the agent answers
   locally at once, flagged ``shed``, when that exceeds the sample's deadline;
@@ -62,7 +64,11 @@ class Endpoint:
         host, sep, port = text.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"server address {text!r} must be HOST:PORT, e.g. 127.0.0.1:9000")
-        return cls(host.strip("[]"), int(port))
+        bracketed = host.startswith("[") and host.endswith("]")
+        if ":" in host and not bracketed:
+            raise ValueError(f"server address {text!r} has more than one ':'; write HOST:PORT, an IPv6 address "
+                             "in brackets: [::1]:9000")
+        return cls(host[1:-1] if bracketed else host, int(port))
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -230,6 +236,8 @@ class Offloader:
     Thread-safe: :meth:`submit` may be called from any thread; the work runs on this offloader's own event
     loop thread. ``client_factory`` builds one connection (default
     :class:`hi_runtime.offload_client.AsyncOffloadClient`); tests substitute fakes."""
+
+    UNKNOWN_RTT_HEDGE = 0.25  # hedge a server with no round trip on record after this share of the budget
 
     def __init__(self, config: OffloadConfig, client_factory: Callable[..., object] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -407,9 +415,15 @@ class Offloader:
                 await self._drop(ep, client)
             raise
 
-    def _hedge_after(self, ep: Endpoint) -> float | None:
+    def _hedge_after(self, ep: Endpoint) -> float:
+        """When to try the next server while ``ep`` still owes an answer: after its recent round trips'
+        quantile x factor + margin; for a server that has not answered yet (first requests, or the breaker's
+        trial of one that hung), after a quarter of the budget, so a hung server's trial does not cost a
+        sample its whole budget while a replica could answer."""
         q = self.rtt[ep].quantile(self.config.hedge_quantile)
-        return None if q is None else q * self.config.hedge_factor + self.config.hedge_margin_ms / 1e3
+        if q is None:
+            return self.config.latency_budget_ms / 1e3 * self.UNKNOWN_RTT_HEDGE
+        return q * self.config.hedge_factor + self.config.hedge_margin_ms / 1e3
 
     async def offload_async(self, tensor: np.ndarray, *, quant=None, layout: str = "NHWC",
                             deadline: float | None = None, start: float | None = None) -> OffloadOutcome:
@@ -495,7 +509,7 @@ class Offloader:
                 if len(active) == 1 and candidates and attempts < cfg.max_attempts:
                     (ep0, t0), = active.values()
                     after = self._hedge_after(ep0)
-                    if after is not None and t0 + after < deadline:
+                    if t0 + after < deadline:
                         wait, hedge_ep = max(0.0, t0 + after - now), candidates[0]
                 done, _ = await asyncio.wait(list(active), timeout=max(0.0, wait),
                                              return_when=asyncio.FIRST_COMPLETED)

@@ -45,7 +45,7 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
                         "use it, where TFLite Micro rounds a step differently (use --backend tflm for those)")
 
 
-def add_server_args(p: argparse.ArgumentParser) -> None:
+def add_server_args(p: argparse.ArgumentParser, *, default_budget_ms: float = 1000.0) -> None:
     g = p.add_argument_group("offloading")
     g.add_argument("--server", action="append", default=[], metavar="HOST:PORT",
                    help="offload server; repeat for failover (first = primary)")
@@ -55,7 +55,8 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-ca", help="CA bundle / server certificate to trust with --tls (default: system CAs)")
     g.add_argument("--latency-budget-ms", type=at_least(0, float, exclusive=True), default=None,
                    help="per-sample latency budget, from the sample's arrival to its final answer: no offload "
-                        "waits longer (default 1000, or the QoS config's); within it, the next server is tried "
+                        f"waits longer (default {default_budget_ms:g}, or the QoS config's); within it, the next "
+                        "server is tried "
                         "once a request outlasts the recent round trips")
     g.add_argument("--connect-timeout", type=at_least(0, float, exclusive=True), default=1.0,
                    help="TCP connect + handshake timeout (s)")

@@ -491,8 +491,11 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     sp.add_argument("--summary-json", help="also write the summary as JSON here")
     sp.add_argument("--device", help="device name for the log header (default: what the board reports)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_server_args(sp)
+    add_server_args(sp, default_budget_ms=SERIAL_BUDGET_MS)
     sp.set_defaults(func=cmd_serial)
+
+
+SERIAL_BUDGET_MS = 100.0  # a board waits for its offload answer on the serial line: a tighter default budget
 
 
 def cmd_serial(args: argparse.Namespace) -> int:
@@ -516,13 +519,20 @@ def cmd_serial(args: argparse.Namespace) -> int:
             decider = Decider.load(args.decider)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--decider: {exc}") from None
-    budget = args.latency_budget_ms or 100.0
+    budget = args.latency_budget_ms or SERIAL_BUDGET_MS
     offloader = build_offloader(args, budget)  # connects lazily, on the first offload
+    try:  # the input before the port: a mistake there is found before a board is reset and synced
+        source = open_input(args.input, size=(32, 32), limit=args.limit, offset=args.offset, order=args.order)
+    except InputError as exc:
+        if offloader is not None:
+            offloader.close()
+        raise UsageError(f"--input: {exc}") from None
     try:
         device = SerialDevice.open(args.port, baudrate=args.baud, timeout=args.timeout)
     except DeviceError as exc:
         if offloader is not None:
             offloader.close()
+        source.close()
         raise UsageError(f"--port: {exc}") from None
     writer = None
     try:
@@ -534,8 +544,7 @@ def cmd_serial(args: argparse.Namespace) -> int:
             offloader.config.model_id = cfg.model_id
         if offloader is None:
             say("no --server: every offload request is answered 'degraded' (the device keeps its local answer)")
-        source = open_input(args.input, size=cfg.input_shape[:2], limit=args.limit, offset=args.offset,
-                            order=args.order)
+        source.fit_to(tuple(cfg.input_shape[:2]))  # the device's input size, known once it is synced
         bridge = SerialBridge(device, offloader, decider=decider)
         header = default_header(model=cfg.model, strategy=bridge.strategy, server=",".join(args.server) or None,
                                 device=args.device or name, input=source.name, port=args.port,
@@ -548,12 +557,11 @@ def cmd_serial(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             records = list(bridge.records)  # the samples done before Ctrl-C are logged: summarize them
             say("interrupted")
-        finally:
-            source.close()
     except (DeviceError, InputError, ValueError) as exc:
-        say(str(exc))
+        say(f"error: {exc}")
         return 1
     finally:
+        source.close()
         if offloader is not None:
             offloader.close()
         if writer is not None:

@@ -153,7 +153,7 @@ class AgentConfig:
 class _Pending:
     """A sample in the system: its record, arrival time and image (slots: one is made per sample)."""
 
-    __slots__ = ("record", "arrived", "image", "score_input", "needs_local")
+    __slots__ = ("record", "arrived", "image", "score_input", "needs_local", "answered")
 
     def __init__(self, record: SampleRecord, arrived: float, image: np.ndarray) -> None:
         self.record = record
@@ -161,6 +161,7 @@ class _Pending:
         self.image = image
         self.score_input: np.ndarray | None = None  # raw scores whose decider score is still to be logged
         self.needs_local = False  # remote strategy, server failed: answer locally on the device's thread
+        self.answered = False  # the offloader's outcome is stamped on the record (set on its thread)
 
 
 class Agent:
@@ -175,6 +176,7 @@ class Agent:
 
     SCORE_BATCH = 64  # records scored and written together ...
     FLUSH_S = 0.5  # ... or after this long, so a live source (camera) is logged promptly
+    SETTLE_GRACE_S = 2.0  # after Ctrl-C: how long past the last deadline to wait for an outcome in flight
 
     def __init__(self, config: AgentConfig, *, classifier: Classifier | None = None, decider=None,
                  chain: ChainRunner | None = None, offloader=None,
@@ -219,9 +221,12 @@ class Agent:
         self._runs_model = s in ("local", "hi")
         self._runs_chain = s == "ee-hi"
         self._done: queue.SimpleQueue = queue.SimpleQueue()  # answered offloads, from the offloader thread
-        self._outstanding = 0
+        # offloads in flight, by id: an entry leaves when its answer is delivered. A dict, not a counter: a
+        # Ctrl-C landing between the queue and the bookkeeping must not leave a count that never drains
+        self._inflight: dict[int, _Pending] = {}
         self.records: list[SampleRecord] = []
         self.last_error: str | None = None
+        self.log_error: str | None = None  # the per-sample log failed: logging stopped, answering did not
         self.sanity = LocalSanity(_num_classes(classifier, chain) if s != "remote" else None)
 
     # ---- per-sample stages (the device's thread) ------------------------------------------------------
@@ -310,8 +315,8 @@ class Agent:
                     self._fallback_local(pending)
                 rec.t_total_ms = (clock() - arrived) * 1e3
                 return pending
+        self._inflight[id(pending)] = pending  # first: an interrupt after this is settled by run()'s cleanup
         fut = self.offloader.submit(np.ascontiguousarray(sample.image[None]), deadline=deadline)
-        self._outstanding += 1
         fut.add_done_callback(lambda f, p=pending: self._answered(p, f))
         return None
 
@@ -333,6 +338,7 @@ class Agent:
             if rec.local_class is None:
                 pending.needs_local = rec.strategy == "remote" and self.classifier is not None
         rec.t_total_ms = (out.finished_at - pending.arrived) * 1e3
+        pending.answered = True
         self._done.put(pending)
 
     def _fallback_local(self, pending: _Pending) -> None:
@@ -383,7 +389,7 @@ class Agent:
             p = self._offload(Sample(sid, image, label), pending)
             if p is not None:
                 deliver(p)
-            if self._outstanding:
+            if self._inflight:
                 collect(everything=True)  # closed: the next sample arrives after this answer
 
     def _kept_record(self, entry: tuple) -> SampleRecord:
@@ -447,8 +453,12 @@ class Agent:
                 for rec, score in zip(need, self._score_decider.score(self._score_probs(arr)).tolist()):
                     rec.decider_score = score
             self.records.extend(recs)
-            if writer is not None:
-                writer.write_many(recs)
+            if writer is not None and self.log_error is None:
+                try:
+                    writer.write_many(recs)
+                except OSError as exc:  # a full disk, a dead writer: keep answering, stop logging, say it once
+                    self.log_error = str(exc)
+                    log.warning("%s; logging stopped, the run goes on (its summary covers every sample)", exc)
             sanity = self.sanity
             sanity.count_many(recs)
             if on_record is not None:
@@ -470,31 +480,54 @@ class Agent:
             if len(done) >= self.SCORE_BATCH or time.perf_counter() - last_flush[0] > self.FLUSH_S:
                 flush()
 
-        def collect(block_until: float | None = None, everything: bool = False) -> None:
+        def finish(p: _Pending) -> None:
+            if p.needs_local:
+                self._fallback_local(p)
+                p.record.t_total_ms = (self.clock() - p.arrived) * 1e3
+            deliver(p)
+
+        def collect(block_until: float | None = None, everything: bool = False,
+                    give_up_at: float | None = None) -> None:
             """Take answered offloads off the queue; wait until ``block_until`` (a clock time) or, with
-            ``everything``, until none is outstanding."""
-            while self._outstanding:
-                if everything:
+            ``everything``, until none is outstanding (with ``give_up_at``, no later than that)."""
+            while self._inflight:
+                if everything and give_up_at is None:
                     timeout = None
-                elif block_until is None:
-                    timeout = 0.0
                 else:
-                    timeout = block_until - self.clock()
-                    if timeout <= 0:
-                        timeout = 0.0
+                    until = give_up_at if everything else block_until
+                    timeout = 0.0 if until is None else max(0.0, until - self.clock())
+                    if everything and timeout == 0.0:
+                        return
                 try:
                     p = self._done.get(timeout=timeout) if timeout != 0.0 else self._done.get_nowait()
                 except queue.Empty:
                     return
-                self._outstanding -= 1
-                if p.needs_local:
-                    self._fallback_local(p)
-                    p.record.t_total_ms = (self.clock() - p.arrived) * 1e3
-                deliver(p)
+                if self._inflight.pop(id(p), None) is not None:  # else already settled by the cleanup
+                    finish(p)
             if block_until is not None:
                 left = block_until - self.clock()
                 if left > 0:
                     time.sleep(left)
+
+        def settle() -> None:
+            """After Ctrl-C or an error: wait for the offloads in flight (each has its deadline; the
+            offloader answers by then), then answer any whose outcome never arrived (an interrupt that
+            landed between handing a sample to the offloader and hearing back) locally: no sample is lost,
+            and no wait is unbounded."""
+            if not self._inflight:
+                return
+            latest = max(p.arrived for p in self._inflight.values())
+            collect(everything=True, give_up_at=latest + self._budget_s + self.SETTLE_GRACE_S)
+            for key, p in list(self._inflight.items()):
+                del self._inflight[key]
+                if not p.answered:
+                    rec = p.record
+                    rec.degraded = True
+                    self.last_error = "the run was interrupted before the server answered"
+                    if rec.local_class is None:
+                        p.needs_local = rec.strategy == "remote" and self.classifier is not None
+                    rec.t_total_ms = (self.clock() - p.arrived) * 1e3
+                finish(p)
 
         start = self.clock()
         clock = self.clock
@@ -514,7 +547,7 @@ class Agent:
                 p = self._start(sample, arrived)
                 if p is not None:
                     deliver(p)
-                if self._outstanding:
+                if self._inflight:
                     if pipelined:
                         collect()
                     else:
@@ -522,8 +555,7 @@ class Agent:
             collect(everything=True)
         finally:
             try:  # samples on the wire are delivered, not dropped (Ctrl-C, an error): each has its deadline
-                if self._outstanding:
-                    collect(everything=True)
+                settle()
             finally:
                 flush()
             if bar is not None:

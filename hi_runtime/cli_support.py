@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -87,9 +88,14 @@ def _number(kind: type, text: str) -> float | int:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-    if value != value:  # NaN passes every comparison's "not below the minimum" test: refuse it here
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    if kind is float and not math.isfinite(value):  # NaN passes every "not below the minimum" test; inf no bound
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def finite(text: str) -> float:
+    """An argparse ``type`` for any finite number (a coefficient, an intercept): NaN and inf are refused."""
+    return float(_number(float, text))
 
 
 def at_least(minimum: float, kind: type = int, *, exclusive: bool = False) -> Callable[[str], float | int]:

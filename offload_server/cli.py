@@ -12,7 +12,7 @@ import asyncio
 import json
 import signal
 import sys
-from hi_runtime.cli_support import Parser, UsageError, run
+from hi_runtime.cli_support import Parser, UsageError, at_least, run
 from offload_server.config import KEY_ENV, ConfigError, ModelConfig, ServerConfig, build, set_checked
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-inflight", type=int, help="requests in flight per connection")
     ap.add_argument("--max-frame", type=int, help="largest accepted frame in bytes")
     ap.add_argument("--max-connections-per-peer", type=int, help="open connections per client address")
-    ap.add_argument("--idle-timeout", type=float, dest="idle_timeout_s", help="seconds before idle connections close")
+    ap.add_argument("--idle-timeout", type=at_least(0, float, exclusive=True), dest="idle_timeout_s", help="seconds before idle connections close")
     ap.add_argument("--log-format", choices=["json", "kv"], help="structured log format (default json)")
     ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
     ray = ap.add_argument_group("Ray Serve backend (pip install 'hi-runtime[cluster]'; docs/server.md, Scaling out)")
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--ray-address", help="Ray cluster to join: 'auto' (after `ray start`) or ray://HOST:10001; "
                                            "unset = start a local Ray")
     ray.add_argument("--replicas", type=int, help="replicas per model (ray.num_replicas)")
-    ray.add_argument("--gpus-per-replica", type=float, help="GPUs per replica (ray.ray_actor_options.num_gpus)")
+    ray.add_argument("--gpus-per-replica", type=at_least(0, float), help="GPUs per replica (ray.ray_actor_options.num_gpus)")
     ap.add_argument("--check", action="store_true",
                     help="load the config and models in this process, print a summary, exit (no cluster needed)")
     ap.set_defaults(func=serve_or_check)

@@ -107,7 +107,7 @@ MISTAKES = [
     ("r5c", LOCAL + ["--log", "{t}/model.tflite"], "--log {t}/model.tflite exists and is not a hi-agent log"),
     ("r5d", LOCAL + ["--summary-json", "{t}/bad.yaml"], "exists and is not a hi-agent summary json"),
     ("r6", LOCAL[:4] + ["npz:{t}/gray.npz"], "images are 32x32x1 (HxWxC), the model takes 32x32x3"),
-    ("r7", REMOTE + ["--latency-budget-ms", "nan"], "'nan' is not a number"),
+    ("r7", REMOTE + ["--latency-budget-ms", "nan"], "'nan' is not a finite number"),
     ("r10a", LOCAL + ["--offset", "100000"], "--offset 100000 is past the end of demo_samples.npz (500 samples)"),
     ("r10b", LOCAL[:4] + ["npz:{t}/none.npz"], "none.npz holds no samples"),
     ("r9", SERIAL, "--input: npz file x.npz does not exist"),  # found before the port is opened

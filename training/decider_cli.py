@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hi_runtime.cli_support import UsageError, at_least, fraction
+from hi_runtime.cli_support import UsageError, at_least, finite, fraction
 from training.cli_checks import LOCAL_MODEL_FIX, SERVER_MODEL_FIX, check_out_prefix, user_model
 
 FEATURE_PRESETS = {"paper": "p1,p2", "top2": "p1,p2", "margin": "p1,margin", "rich": "p1,p2,margin,entropy"}
@@ -113,7 +113,7 @@ def register_cli(sub) -> None:
     pub = p.add_argument_group("published weights (no fitting): accept iff sum_f A_f * f + C >= 0")
     pub.add_argument("--coefficients", default=None, metavar="A,B,...",
                      help="one weight per --features entry (e.g. --features top2: the two highest softmax values)")
-    pub.add_argument("--intercept", type=float, default=None, metavar="C", help="the intercept (default 0)")
+    pub.add_argument("--intercept", type=finite, default=None, metavar="C", help="the intercept (default 0)")
     pub.add_argument("--int8-scores", action="store_true",
                      help="the weights apply to the raw int8 scores (sorted descending), not to probabilities")
     pub.add_argument("--scale", type=at_least(0, float, exclusive=True), default=None,

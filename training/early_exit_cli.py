@@ -1,6 +1,7 @@
 """`hi-train early-exit`: train a BranchyNet early-exit model and export it as a chain of INT8 segments."""
 from __future__ import annotations
 
+import math
 import shlex
 import time
 from pathlib import Path
@@ -96,9 +97,13 @@ def _loss_weights(text: str | None) -> list[float]:
     if not text:
         return []
     try:
-        return [float(w) for w in text.split(",")]
+        weights = [float(w) for w in text.split(",")]
     except ValueError:
         raise UsageError(f"--loss-weights {text!r} is not a comma list of numbers, e.g. 0.5,1") from None
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
+        raise UsageError(f"--loss-weights {text!r}: every weight must be a finite number >= 0 and one of them "
+                         "positive, e.g. 0.5,1")
+    return weights
 
 
 def _branch_convs(text: str | None) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hi_runtime.cli_support import UsageError, at_least
+from hi_runtime.cli_support import UsageError, at_least, fraction
 
 
 def register_cli(sub) -> None:
@@ -30,7 +30,7 @@ def register_cli(sub) -> None:
     p.add_argument("--hi", default=None, metavar="SEARCH.json",
                    help="a hi-train thresholds result with HI rows (--baseline-model), e.g. "
                         "models/cifar10/ee_resnet8_thresholds.json: its HI costs per QoS and its cost model")
-    p.add_argument("--target", type=float, default=0.2,
+    p.add_argument("--target", type=fraction, default=0.2,
                    help="the saving to test each placement against, a fraction (default 0.2: issue 21's ResNet-8 goal)")
     p.add_argument("--device", default=DEFAULT_DEVICE, metavar="PROFILE",
                    help=f"device profile for the model's time without --hi (default {DEFAULT_DEVICE})")

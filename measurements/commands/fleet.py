@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hi_runtime.cli_support import at_least, fraction, output_file
+
 DEFAULT_MODEL = "server.onnx"  # the shipped edge model (hi_runtime.artifacts finds it wherever installed)
 
 
@@ -515,10 +517,10 @@ def register_cli(subparsers) -> None:
     p.add_argument("--devices", type=int, default=50, help="simulated devices (default 50)")
     p.add_argument("--arrival", default="rate:10", help="frames per device: rate:FPS or poisson:FPS (default rate:10)")
     odds = p.add_mutually_exclusive_group()
-    odds.add_argument("--offload-prob", type=float, help="probability that a frame is offloaded (default 0.3)")
+    odds.add_argument("--offload-prob", type=fraction, help="probability that a frame is offloaded (default 0.3)")
     odds.add_argument("--decider-card", type=Path, help="take it from a decider card's test offload ratio")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of simulated traffic per run (default 10)")
-    p.add_argument("--deadline-ms", type=float, default=100.0,
+    p.add_argument("--duration", type=at_least(0, float, exclusive=True), default=10.0, help="seconds of simulated traffic per run (default 10)")
+    p.add_argument("--deadline-ms", type=at_least(0, float, exclusive=True), default=100.0,
                    help="a device's latency budget per offload (default 100, the agent's default)")
     p.add_argument("--device-inflight", type=int, default=4, help="offloads a device keeps open (default 4)")
     p.add_argument("--model-id", default="cifar10", help="model id to request (default cifar10)")
@@ -544,7 +546,8 @@ def register_cli(subparsers) -> None:
     local.add_argument("--threads", type=int, default=0,
                        help="ONNX Runtime threads per replica (default: this machine's cores / replicas)")
     local.add_argument("--ray-cpus", type=int, default=4, help="logical CPUs of the local Ray (default 4)")
-    p.add_argument("--plot", type=Path, default=Path("fleet.png"), help="figure to write (default fleet.png)")
+    p.add_argument("--plot", type=Path, default=Path("fleet.png"),
+                   help="figure to write (default fleet.png; .png is added to a name without a suffix)")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.set_defaults(func=run)
 
@@ -578,6 +581,9 @@ def fleet_config_from_args(args: argparse.Namespace) -> FleetConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.plot.suffix:
+        args.plot = args.plot.with_suffix(".png")  # what savefig would write: checked and named as such
+    output_file("--plot", args.plot, "fleet.png")  # before the traffic, not after it
     try:
         cfg = fleet_config_from_args(args)
         if args.local and args.metrics_url:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .compiler.c_text import c_string
 from .decider_header import header_model_name, write_decider_header
 from .errors import UsageError
 
@@ -96,7 +97,13 @@ def _compile(model_path: Path, name: str, out_dir: Path):
         raise UsageError(f"cannot compile {model_path}: {exc}") from exc
 
 
-def _tensor_quant(t) -> tuple[float, int]:
+def _tensor_quant(t, what: str = "tensor") -> tuple[float, int]:
+    """The (scale, zero point) of an int8 tensor the board code reads: scores, features, a segment's input.
+    Anything but int8 is refused: the generated app holds them in int8_t buffers, so uint8 scores (which the
+    TFLite converter allows) would be misread (255 as -1) and the device would report the wrong class."""
+    if t.dtype != "int8":
+        raise UsageError(f"{what} '{t.name}' is {t.dtype}; the firmware pipeline reads int8 tensors only (convert "
+                         "with inference_input_type and inference_output_type tf.int8)")
     if t.scales.size == 0:
         raise UsageError(f"tensor '{t.name}' is not quantized; the firmware runs full-integer INT8 models only")
     return float(t.scale), int(t.zero_point)
@@ -141,7 +148,7 @@ def _final_output(model: Path | None, chain_obj) -> tuple[Path | None, OutputSpe
             raise UsageError(f"{model} has {len(g.inputs)} inputs and {len(g.outputs)} outputs; a single model needs "
                              "one of each (use --chain for early-exit segments)")
         t = g.tensors[g.outputs[0]]
-        scale, zp = _tensor_quant(t)
+        scale, zp = _tensor_quant(t, "the scores output")
         return model, OutputSpec("int8_scores", scale, zp, t.name)
     last = chain_obj.segments[-1]
     single = (chain_obj.single_model or {}).get("file")
@@ -185,7 +192,7 @@ def _check_chain_quant(ch, chain: Path) -> None:
         t = outputs.get(spec.scores)
         if t is None:
             continue  # named by the compile step's own check, with the outputs listed
-        scale, zp = _tensor_quant(t)
+        scale, zp = _tensor_quant(t, f"segment {k}'s scores output")
         q = spec.scores_quant
         if zp != q.zero_point or not math.isclose(scale, q.scale, rel_tol=1e-6):
             raise UsageError(f"--chain {chain}: segment {k}'s scores quantization in the JSON ({q.scale:g}, "
@@ -285,7 +292,7 @@ def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None
                              "one of each (use --chain for early-exit segments)")
         first_in = g.tensors[g.inputs[0]]
         scores_t = g.tensors[g.outputs[0]]
-        segments.append(SegmentInfo(name, model, 1, 0, -1, 0, (1.0, 0), (1.0, 0), _tensor_quant(scores_t), 0,
+        segments.append(SegmentInfo(name, model, 1, 0, -1, 0, (1.0, 0), (1.0, 0), _tensor_quant(scores_t, "the scores output"), 0,
                                     res.generated.arena_size, res.generated.flash_bytes, res.generated.scratch_size))
         version_default = model.stem
     else:
@@ -311,18 +318,18 @@ def generate_app(out_dir: Path, *, model: Path | None = None, chain: Path | None
                 feat_i = out_names.index(spec.features)
                 ft = g.tensors[g.outputs[feat_i]]
                 feat_bytes = ft.num_elements
-                fq = _tensor_quant(ft)
+                fq = _tensor_quant(ft, f"segment {k}'s features output")
             if k == 0:
                 first_in = g.tensors[g.inputs[0]]
             else:  # this segment's input quantization is the previous one's "next input"
                 prev = segments[-1]
-                prev.next_input_quant = _tensor_quant(g.tensors[g.inputs[0]])
+                prev.next_input_quant = _tensor_quant(g.tensors[g.inputs[0]], f"segment {k}'s input")
                 if g.tensors[g.inputs[0]].num_elements != prev.features_bytes:
                     raise UsageError(f"segment {k} input has {g.tensors[g.inputs[0]].num_elements} elements but segment "
                                      f"{k - 1} features have {prev.features_bytes}")
             st = g.tensors[g.outputs[scores_i]]
             segments.append(SegmentInfo(name, spec.file, len(out_names), scores_i, feat_i, feat_bytes, fq, fq,
-                                        _tensor_quant(st), bounds[k] if not last else 0,
+                                        _tensor_quant(st, f"segment {k}'s scores output"), bounds[k] if not last else 0,
                                         res.generated.arena_size, res.generated.flash_bytes,
                                         res.generated.scratch_size, offload_bounds[k] if not last else None))
         version_default = chain.stem
@@ -444,8 +451,8 @@ def _render_config(info: AppInfo, engine: str = "compiled") -> str:
         "  app->input = g_input;",
         "  app->db = g_db;",
         "  app->db_capacity = HI_APP_INPUT_BYTES;",
-        f"  app->model_version = \"{info.model_version}\";",
-        f"  app->model_id = \"{info.model_id}\";",
+        f"  app->model_version = {c_string(info.model_version)};",
+        f"  app->model_id = {c_string(info.model_id)};",
         "  return hi_pipeline_check(&g_pipeline);",
         "}",
         "",

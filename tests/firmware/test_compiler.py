@@ -348,3 +348,29 @@ def test_resnet8_on_emulated_cortex_m4_matches_host(resnet8_mlperf: bytes, resne
     print(f"\nResNet-8 on emulated Cortex-M4 ({'portable' if extra else 'DSP'} path): "
           f"{prof.instructions / 1e6:.2f} M instructions")
     assert 1e6 < prof.instructions < (50e6 if extra else 20e6)
+
+
+def test_names_from_the_model_are_escaped_in_the_generated_c(tmp_path):
+    """Tensor and file names reach generated C (the _NAME macros, comments, the app's model version): a
+    backslash, quote, '*/', '??' or non-ASCII name once broke the header (outside review, 2026-12-08).
+    The host compiler must read each literal back to the same bytes, and each comment must stay closed."""
+    import shutil
+    import subprocess
+
+    from hi_firmware.compiler.c_text import c_comment, c_string
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no host C compiler")
+    names = ["serving_default_x/", "ends\\", 'q"uote', "a*/b", "??=trigraph", "caf\u00e9", "tab\there", ""]
+    lines = ["#include <stdio.h>", "#include <string.h>"]
+    lines += [f"/* {c_comment(n)} */" for n in names]
+    lines.append("static const char *names[] = {" + ", ".join(c_string(n) for n in names) + "};")
+    lines.append("int main(void) { for (unsigned i = 0; i < %d; i++) { fwrite(names[i], 1, strlen(names[i]), "
+                 "stdout); putchar(0); } return 0; }" % len(names))
+    src = tmp_path / "names.c"
+    src.write_text("\n".join(lines) + "\n")
+    exe = tmp_path / "names"
+    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-Wno-trigraphs", str(src), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, check=True).stdout
+    assert out.split(b"\0")[:-1] == [n.encode() for n in names]

@@ -173,3 +173,25 @@ def test_secrets_are_gitignored_and_the_template_is_complete():
     for glue in ("src/esp32/main.cpp", "coralmicro/main.cc"):
         used |= set(re.findall(r"\b(HI_(?:WIFI|SERVER)_[A-Z_]+)\b", (FW / glue).read_text()))
     assert used and all(f"#define {m} " in template for m in used), used
+
+
+def test_uint8_scores_are_refused_not_misread(tmp_path):
+    """The TFLite converter allows uint8 outputs; the generated app holds scores in int8_t, so 255 read as -1
+    gave the device the wrong class (outside review, 2026-12-08). Such a model is one usage line now."""
+    import numpy as np
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(5)
+    inp = tf.keras.Input((4, 4, 3), batch_size=1)
+    x = tf.keras.layers.Flatten()(tf.keras.layers.Conv2D(4, 3, padding="same")(inp))
+    model = tf.keras.Model(inp, tf.keras.layers.Softmax()(tf.keras.layers.Dense(10)(x)))
+    rep = np.random.default_rng(0).uniform(0, 255, (16, 4, 4, 3)).astype(np.float32)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rep[k:k + 1]] for k in range(16))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type, conv.inference_output_type = tf.int8, tf.uint8
+    path = tmp_path / "u8out.tflite"
+    path.write_bytes(conv.convert())
+    with pytest.raises(UsageError, match="the scores output .* is uint8; the firmware pipeline reads int8"):
+        generate_app(tmp_path / "app", model=path, no_decider=True)

@@ -274,7 +274,7 @@ class RecordWriter:
             if mode == "process":
                 self._out.close()  # the header is written; the writer process appends the rows
         except OSError as exc:  # a full disk, a read-only file system: one line naming the log
-            raise OSError(f"writing the log {self.path} failed: {exc.strerror or exc}") from exc
+            raise self._failure(exc.strerror or exc) from exc
         self._queue: queue.SimpleQueue | None = None
         self._thread: threading.Thread | None = None
         self._proc: subprocess.Popen | None = None
@@ -290,6 +290,10 @@ class RecordWriter:
             self._queue = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._drain, name="hi-records", daemon=True)
             self._thread.start()
+
+    def _failure(self, detail: object) -> OSError:
+        """The one error every writer mode raises: names the log (the agent and the CLI report it as is)."""
+        return OSError(f"writing the log {self.path} failed: {detail}")
 
     def _write_header(self, header: dict) -> None:
         header = {"type": "header", **{k: v for k, v in header.items() if k != "type"}}
@@ -309,7 +313,7 @@ class RecordWriter:
 
     def write_many(self, records: Sequence[SampleRecord]) -> None:
         if self._error is not None:
-            raise OSError(f"writing the log {self.path} failed: {self._error}") from self._error
+            raise self._failure(self._error) from self._error
         if self._proc is not None:
             data = pickle.dumps(list(map(_FIELD_GETTER, records)), protocol=pickle.HIGHEST_PROTOCOL)
             try:
@@ -321,7 +325,7 @@ class RecordWriter:
                 except subprocess.TimeoutExpired:
                     pass
                 self._error = OSError(self._process_failure() or str(exc))
-                raise OSError(f"writing the log {self.path} failed: {self._error}") from exc
+                raise self._failure(self._error) from exc
         elif self._queue is not None:
             self._queue.put(list(records))
         else:
@@ -337,7 +341,7 @@ class RecordWriter:
                         self._write_now(record)
             except OSError as exc:  # a full disk: one line naming the log, like the other writers
                 self._error = exc
-                raise OSError(f"writing the log {self.path} failed: {exc.strerror or exc}") from exc
+                raise self._failure(exc.strerror or exc) from exc
 
     def _write_now(self, record: SampleRecord) -> None:
         if self._csv is None:
@@ -396,7 +400,7 @@ class RecordWriter:
             except OSError as exc:  # the last buffered lines hit a full disk
                 self._error = self._error or exc
         if self._error is not None:
-            raise OSError(f"writing the log {self.path} failed: {self._error}") from self._error
+            raise self._failure(self._error) from self._error
 
     def __enter__(self) -> RecordWriter:  # noqa: PYI034 - typing.Self needs Python 3.11; we support 3.9
         return self
@@ -570,6 +574,23 @@ def summarize(records: Sequence[SampleRecord], strategy: str | None = None) -> S
         queue_ms=_mean(queue) if queue else None,
         sent_ratio=sent_ratio,
     )
+
+
+def is_run_log(path: str | Path) -> bool:
+    """Whether ``path`` starts like a log :class:`RecordWriter` writes (a JSONL header line, or a CSV's
+    ``# key: value`` lines): only such a file may be replaced by a new run's log."""
+    with Path(path).open("rb") as f:
+        head = f.read(64)
+    return head.startswith(b'{"type": "header"') or head.startswith(b"# ")
+
+
+def is_summary_json(path: str | Path) -> bool:
+    """Whether ``path`` holds a summary :func:`write_summary_json` wrote."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "header" in data and "strategy" in data
 
 
 def write_summary_json(path: str | Path, summary: Summary, header: dict) -> Path:

@@ -12,8 +12,10 @@ import asyncio
 import json
 import signal
 import sys
+
 from hi_runtime.cli_support import Parser, UsageError, at_least, run
 from offload_server.config import KEY_ENV, ConfigError, ModelConfig, ServerConfig, build, set_checked
+
 
 def build_parser() -> argparse.ArgumentParser:
     ap = Parser(

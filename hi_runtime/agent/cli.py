@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,12 +35,12 @@ from hi_runtime.cli_support import (
     add_verbosity,
     at_least,
     distinct_files,
-    interrupted_exit_code,
-    stop_signals_interrupt,
     fraction,
+    interrupted_exit_code,
     output_file,
     register_subcommands,
     run,
+    stop_signals_interrupt,
 )
 from hi_runtime.records import LOG_FORMATS, LOG_WRITERS, STRATEGIES
 
@@ -147,7 +146,9 @@ def cmd_run(args) -> int:
         if path:
             output_file(flag, path, example)
     distinct_files({"--log": args.log, "--summary-json": args.summary_json}, {"--input": input_file(args.input)})
-    replaceable_output("--log", args.log, is_agent_log)
+    from hi_runtime.records import is_run_log, is_summary_json
+
+    replaceable_output("--log", args.log, is_run_log)
     replaceable_output("--summary-json", args.summary_json, is_summary_json)
     if args.model and Path(args.model).is_dir():
         raise UsageError(f"--model {args.model} is a folder; give a model file (.tflite or .onnx)")
@@ -216,11 +217,11 @@ def cmd_run(args) -> int:
                                 order=args.order)
         except InputError as exc:
             raise UsageError(f"--input: {exc}") from None
-        image_shape = getattr(source, "images", None)
+        images = getattr(source, "images", None)  # stored arrays keep their size (folders are resized)
         want = classifier.image_shape if classifier is not None else (chain.image_shape if chain is not None else None)
-        if image_shape is not None and want is not None and tuple(image_shape.shape[1:]) != tuple(want):
+        if images is not None and want is not None and tuple(images.shape[1:]) != tuple(want):
             source.close()
-            raise UsageError(f"--input {args.input}: images are {'x'.join(map(str, image_shape.shape[1:]))} (HxWxC), "
+            raise UsageError(f"--input {args.input}: images are {'x'.join(map(str, images.shape[1:]))} (HxWxC), "
                              f"the model takes {'x'.join(map(str, want))}; give images of that size (an images:DIR "
                              "folder is resized to it)")
         offloader = build_offloader(args, budget) if strategy in NEEDS_SERVER else None
@@ -307,20 +308,6 @@ def input_file(spec: str | None) -> str | None:
     if kind == "npz" and rest:
         return rest
     return spec if spec.lower().endswith(".npz") else None
-
-
-def is_agent_log(path: Path) -> bool:
-    with path.open("rb") as f:
-        head = f.read(64)
-    return head.startswith(b'{"type": "header"') or head.startswith(b"# ")
-
-
-def is_summary_json(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and "header" in data and "strategy" in data
 
 
 def replaceable_output(flag: str, path: str | None, looks_like_ours) -> None:

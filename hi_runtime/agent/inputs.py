@@ -8,8 +8,8 @@ reads a folder never needs OpenCV. A microcontroller's sample stream is the seri
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -322,11 +322,16 @@ class Agent:
 
     def _answered(self, pending: _Pending, fut) -> None:
         """The offloader's thread: the answer (or the give-up) is known now; stamp it and pass it on."""
-        rec = pending.record
         try:
             out = fut.result()
         except Exception as exc:  # noqa: BLE001 - the offloader never raises; a cancelled future still answers
             out = OffloadOutcome(ok=False, error=f"internal error: {exc!r}", finished_at=self.clock())
+        self._stamp(pending, out)
+        self._done.put(pending)
+
+    def _stamp(self, pending: _Pending, out: OffloadOutcome) -> None:
+        """Put an offload's outcome on the sample's record (a failure: degraded, answered locally)."""
+        rec = pending.record
         rec.t_offload_ms = out.t_ms
         total_us = out.server_timings.get("total_us") if out.server_timings else None
         rec.t_server_ms = total_us / 1e3 if total_us is not None else None
@@ -339,7 +344,6 @@ class Agent:
                 pending.needs_local = rec.strategy == "remote" and self.classifier is not None
         rec.t_total_ms = (out.finished_at - pending.arrived) * 1e3
         pending.answered = True
-        self._done.put(pending)
 
     def _fallback_local(self, pending: _Pending) -> None:
         """Remote strategy without an answer from the server: answer locally if a local model is loaded."""
@@ -521,12 +525,8 @@ class Agent:
             for key, p in list(self._inflight.items()):
                 del self._inflight[key]
                 if not p.answered:
-                    rec = p.record
-                    rec.degraded = True
-                    self.last_error = "the run was interrupted before the server answered"
-                    if rec.local_class is None:
-                        p.needs_local = rec.strategy == "remote" and self.classifier is not None
-                    rec.t_total_ms = (self.clock() - p.arrived) * 1e3
+                    self._stamp(p, OffloadOutcome(ok=False, error="the run was interrupted before the server "
+                                                  "answered", finished_at=self.clock()))
                 finish(p)
 
         start = self.clock()
